@@ -1,0 +1,91 @@
+/**
+ * jobwire's command line: `serve` (the default) starts the server.
+ *
+ * @module
+ */
+import {
+  BOOLEAN_FLAGS,
+  ConfigError,
+  optionsHelp,
+  parseArgs,
+  readConfigFile,
+  resolveConfig,
+} from "./src/config.ts";
+import { startServer } from "./src/server.ts";
+import { log } from "./src/log.ts";
+
+const USAGE = `jobwire: live, replayable progress streams for long-running jobs
+
+Usage:
+  deno task start [options]          start the server (same as: main.ts serve [options])
+
+Options (flag > JOBWIRE_* environment > jobwire.json > default):
+${optionsHelp()}
+  --config <file>                Configuration file [default ./jobwire.json when present]
+  --help                         Show this help
+`;
+
+async function serve(args: string[]): Promise<number> {
+  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]));
+  if (parsed.flags.has("help")) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (parsed.positional.length > 0) {
+    throw new ConfigError(
+      `Unexpected argument ${JSON.stringify(parsed.positional[0])} (see --help)`,
+    );
+  }
+  const configFlag = parsed.flags.get("config");
+  const file = readConfigFile(typeof configFlag === "string" ? configFlag : undefined);
+  const config = resolveConfig(
+    { flags: parsed.flags, env: Deno.env.toObject(), ...(file === undefined ? {} : { file }) },
+    new Set(["config", "help"]),
+  );
+  const server = await startServer(config);
+  if (config.noAuth) {
+    log("warn", "running without authentication (--no-auth): every request is allowed");
+  }
+  console.log(`jobwire listening on ${server.url} (data: ${config.dataDir})`);
+  const stop = () => {
+    log("info", "shutting down");
+    server.shutdown();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await server.finished;
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+  return 0;
+}
+
+function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case undefined:
+      return serve([]);
+    case "serve":
+      return serve(rest);
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return Promise.resolve(0);
+    default:
+      if (command.startsWith("-")) return serve(args);
+      console.error(`Unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return Promise.resolve(2);
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`jobwire: ${error.message}`);
+      Deno.exit(2);
+    }
+    throw error;
+  }
+}

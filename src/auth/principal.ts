@@ -1,0 +1,55 @@
+/**
+ * Who is asking, and what they may do with a job (DESIGN §6 scopes).
+ *
+ * @module
+ */
+import type { Job } from "../jobs/job.ts";
+
+/** Scopes a token may carry in its space-separated `scope` claim. */
+export const SCOPES = ["read", "read:all", "write", "write:all", "admin"] as const;
+
+/** One scope. */
+export type Scope = typeof SCOPES[number];
+
+/** The caller of a request or the owner of a stream. */
+export interface Principal {
+  /** The token's `sub`: the owner of jobs this principal creates. `null` when open. */
+  readonly sub: string | null;
+  readonly scopes: ReadonlySet<Scope>;
+  /** Job ids granted by the token's `jobs` claim, readable whoever owns them. */
+  readonly jobs: ReadonlySet<string>;
+  /** When the credential stops being valid (epoch ms), or `null` for never. */
+  readonly expiresAt: number | null;
+}
+
+/** The principal of a server running with `--no-auth`: allowed everything. */
+export const OPEN_PRINCIPAL: Principal = Object.freeze({
+  sub: null,
+  scopes: new Set<Scope>(SCOPES),
+  jobs: new Set<string>(),
+  expiresAt: null,
+});
+
+/** Whether the principal holds `admin`. */
+export function isAdmin(p: Principal): boolean {
+  return p.scopes.has("admin");
+}
+
+/** Whether the principal may see a job and follow its events. */
+export function canRead(p: Principal, job: Pick<Job, "id" | "owner">): boolean {
+  if (isAdmin(p) || p.scopes.has("read:all") || p.scopes.has("write:all")) return true;
+  if (p.jobs.has(job.id)) return true;
+  return p.sub !== null && job.owner === p.sub &&
+    (p.scopes.has("read") || p.scopes.has("write"));
+}
+
+/** Whether the principal may publish to, or delete, a job. */
+export function canWrite(p: Principal, job: Pick<Job, "id" | "owner">): boolean {
+  if (isAdmin(p) || p.scopes.has("write:all")) return true;
+  return p.sub !== null && job.owner === p.sub && p.scopes.has("write");
+}
+
+/** Whether the principal may create jobs. */
+export function canCreate(p: Principal): boolean {
+  return isAdmin(p) || p.scopes.has("write") || p.scopes.has("write:all");
+}

@@ -1,0 +1,351 @@
+/**
+ * Server configuration: flags > `JOBWIRE_*` environment > `jobwire.json` > defaults,
+ * validated with zod into one complete, readonly {@link Config}. A bad value stops
+ * start-up with a message naming the flag, variable or file key it came from.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** Parses a duration: `500ms`, `30s`, `10m`, `1h`, `2d`, or a plain number of seconds. */
+export function parseDuration(input: string | number): number | undefined {
+  if (typeof input === "number") {
+    return Number.isFinite(input) && input >= 0 ? input * 1000 : undefined;
+  }
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(input);
+  if (match === null) return undefined;
+  const value = Number(match[1]);
+  const unit = match[2] ?? "s";
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit]!;
+  return Math.round(value * factor);
+}
+
+const duration = (what: string) =>
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a ${what} such as 30s, 10m, 1h or a number of seconds`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const integer = (min: number, max: number) =>
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const n = typeof value === "number" ? value : Number(value.trim());
+    if (
+      !Number.isInteger(n) || n < min || n > max ||
+      (typeof value === "string" && value.trim() === "")
+    ) {
+      ctx.addIssue({ code: "custom", message: `expected an integer from ${min} to ${max}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const boolean = z.union([z.boolean(), z.string()]).transform((value, ctx) => {
+  if (typeof value === "boolean") return value;
+  const lower = value.trim().toLowerCase();
+  if (["1", "true", "yes", "on", ""].includes(lower)) return true;
+  if (["0", "false", "no", "off"].includes(lower)) return false;
+  ctx.addIssue({ code: "custom", message: "expected true or false" });
+  return z.NEVER;
+});
+
+/** One option: its flag (kebab-case), the schema of its value, its default and meaning. */
+interface OptionSpec {
+  schema: z.ZodType;
+  default: unknown;
+  /** Shown in `--help` and the README table. */
+  help: string;
+  /** A flag that takes no value (`--no-auth`). */
+  flag?: boolean;
+}
+
+/**
+ * Every server option. Flags are `--<name>`, environment variables `JOBWIRE_<NAME>` (upper
+ * case, `-` → `_`), file keys `<name>` with `-` → `_`.
+ */
+export const OPTIONS = {
+  host: { schema: z.string().min(1), default: "127.0.0.1", help: "Interface to listen on" },
+  port: { schema: integer(0, 65535), default: 8080, help: "TCP port (0 picks a free one)" },
+  "data-dir": {
+    schema: z.string().min(1),
+    default: "./data",
+    help: "Directory of the SQLite database (`:memory:` keeps nothing)",
+  },
+  retention: {
+    schema: duration("duration"),
+    default: "1h",
+    help: "How long a finished job and its events are kept after it ends",
+  },
+  "replay-window": {
+    schema: integer(0, 1_000_000),
+    default: 100,
+    help: "Events replayed to a stream that gives no `since`",
+  },
+  heartbeat: {
+    schema: duration("duration"),
+    default: "30s",
+    help: "Interval of heartbeats on every stream (0 disables them)",
+  },
+  "no-auth": {
+    schema: boolean,
+    default: false,
+    flag: true,
+    help: "Allow every request without a token (for local development)",
+  },
+  "stall-after": {
+    schema: duration("duration"),
+    default: "10m",
+    help: "A running job with no event for this long is flagged stalled (0 disables)",
+  },
+  "max-events-per-job": {
+    schema: integer(1, 100_000_000),
+    default: 10_000,
+    help: "Events retained per job; the oldest are dropped first",
+  },
+  "max-event-bytes": {
+    schema: integer(256, 16 * 1024 * 1024),
+    default: 64 * 1024,
+    help: "Largest event (its `data` as JSON), in bytes",
+  },
+  "max-body-bytes": {
+    schema: integer(1024, 256 * 1024 * 1024),
+    default: 1024 * 1024,
+    help: "Largest request body, in bytes",
+  },
+  "max-batch": {
+    schema: integer(1, 100_000),
+    default: 1000,
+    help: "Most events in one publish request",
+  },
+  "send-buffer": {
+    schema: integer(1, 10_000_000),
+    default: 1000,
+    help: "Messages waiting for a slow client before it is disconnected (4008)",
+  },
+  "tombstone-ttl": {
+    schema: duration("duration"),
+    default: "24h",
+    help: "How long a purged job's id answers 410 Gone before it answers 404",
+  },
+  "idempotency-ttl": {
+    schema: duration("duration"),
+    default: "24h",
+    help: "How long an Idempotency-Key is remembered",
+  },
+  "log-level": {
+    schema: z.enum(["debug", "info", "warn", "error"]),
+    default: "info",
+    help: "Lowest level of log lines written to stderr",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** An option name (its flag without `--`). */
+export type OptionName = keyof typeof OPTIONS;
+
+/** The resolved configuration: every field present; durations in milliseconds. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly retentionMs: number;
+  readonly replayWindow: number;
+  readonly heartbeatMs: number;
+  readonly noAuth: boolean;
+  readonly stallAfterMs: number;
+  readonly maxEventsPerJob: number;
+  readonly maxEventBytes: number;
+  readonly maxBodyBytes: number;
+  readonly maxBatch: number;
+  readonly sendBuffer: number;
+  readonly tombstoneTtlMs: number;
+  readonly idempotencyTtlMs: number;
+  readonly logLevel: "debug" | "info" | "warn" | "error";
+}
+
+/** A configuration problem, with the source of the offending value in its message. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Environment variable of an option. */
+export function envName(option: string): string {
+  return `JOBWIRE_${option.toUpperCase().replaceAll("-", "_")}`;
+}
+
+/** The flags and positional arguments of a command line. */
+export interface ParsedArgs {
+  flags: Map<string, string | true>;
+  positional: string[];
+  /** Arguments after a lone `--`, untouched. */
+  rest: string[];
+}
+
+/**
+ * Splits a command line into `--flag value`, `--flag=value`, boolean flags and positionals.
+ *
+ * @param booleans flags that never take a value
+ */
+export function parseArgs(args: readonly string[], booleans: ReadonlySet<string>): ParsedArgs {
+  const flags = new Map<string, string | true>();
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") return { flags, positional, rest: args.slice(i + 1) };
+    if (!arg.startsWith("--") || arg === "-") {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    if (eq !== -1) {
+      flags.set(name, arg.slice(eq + 1));
+    } else if (booleans.has(name)) {
+      flags.set(name, true);
+    } else {
+      const value = args[i + 1];
+      if (value === undefined || (value.startsWith("--") && value.length > 2)) {
+        throw new ConfigError(`Option --${name} needs a value`);
+      }
+      flags.set(name, value);
+      i++;
+    }
+  }
+  return { flags, positional, rest: [] };
+}
+
+function camel(option: string): string {
+  return option.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+const FIELD: Record<OptionName, keyof Config> = {
+  host: "host",
+  port: "port",
+  "data-dir": "dataDir",
+  retention: "retentionMs",
+  "replay-window": "replayWindow",
+  heartbeat: "heartbeatMs",
+  "no-auth": "noAuth",
+  "stall-after": "stallAfterMs",
+  "max-events-per-job": "maxEventsPerJob",
+  "max-event-bytes": "maxEventBytes",
+  "max-body-bytes": "maxBodyBytes",
+  "max-batch": "maxBatch",
+  "send-buffer": "sendBuffer",
+  "tombstone-ttl": "tombstoneTtlMs",
+  "idempotency-ttl": "idempotencyTtlMs",
+  "log-level": "logLevel",
+};
+
+/** Where configuration comes from. */
+export interface ConfigSources {
+  /** Flags already split by {@link parseArgs}. */
+  flags: Map<string, string | true>;
+  env: Record<string, string | undefined>;
+  /** Parsed `jobwire.json`, and the path it came from, when there is one. */
+  file?: { path: string; values: Record<string, unknown> };
+}
+
+/** Option names that are boolean flags. */
+export const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(
+  Object.entries(OPTIONS).filter(([, spec]) => "flag" in spec && spec.flag).map(([name]) => name),
+);
+
+/**
+ * Resolves the configuration.
+ *
+ * @throws {ConfigError} naming the first bad or unknown option and where it came from
+ */
+export function resolveConfig(
+  sources: ConfigSources,
+  extraFlags: ReadonlySet<string> = new Set(),
+): Config {
+  for (const name of sources.flags.keys()) {
+    if (!(name in OPTIONS) && !extraFlags.has(name)) {
+      throw new ConfigError(`Unknown option --${name} (see --help)`);
+    }
+  }
+  const fileValues = sources.file?.values ?? {};
+  for (const key of Object.keys(fileValues)) {
+    const option = key.replaceAll("_", "-");
+    if (!(option in OPTIONS)) {
+      throw new ConfigError(`Unknown key ${JSON.stringify(key)} in ${sources.file?.path}`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(OPTIONS) as [OptionName, OptionSpec][]) {
+    const env = envName(name);
+    const fileKey = name.replaceAll("-", "_");
+    let raw: unknown = spec.default;
+    let source = "the default";
+    if (fileKey in fileValues) {
+      raw = fileValues[fileKey];
+      source = `${fileKey} in ${sources.file?.path}`;
+    }
+    const fromEnv = sources.env[env];
+    if (fromEnv !== undefined && fromEnv !== "") {
+      raw = fromEnv;
+      source = env;
+    }
+    const fromFlag = sources.flags.get(name);
+    if (fromFlag !== undefined) {
+      raw = fromFlag;
+      source = `--${name}`;
+    }
+    const parsed = spec.schema.safeParse(raw);
+    if (!parsed.success) {
+      const reason = parsed.error.issues[0]?.message ?? "invalid value";
+      throw new ConfigError(
+        `Invalid value for ${source}: ${reason}, got ${JSON.stringify(raw)}`,
+      );
+    }
+    out[FIELD[name] ?? camel(name)] = parsed.data;
+  }
+  return Object.freeze(out) as unknown as Config;
+}
+
+/**
+ * Reads `jobwire.json` (or the file named by `--config`): `undefined` when the default
+ * file does not exist.
+ *
+ * @throws {ConfigError} when the file is unreadable or not a JSON object
+ */
+export function readConfigFile(path: string | undefined): ConfigSources["file"] {
+  const file = path ?? "jobwire.json";
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch (error) {
+    if (path === undefined && error instanceof Deno.errors.NotFound) return undefined;
+    throw new ConfigError(`Cannot read config file ${file}: ${(error as Error).message}`);
+  }
+  let values: unknown;
+  try {
+    values = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`Config file ${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof values !== "object" || values === null || Array.isArray(values)) {
+    throw new ConfigError(`Config file ${file} must hold a JSON object`);
+  }
+  return { path: file, values: values as Record<string, unknown> };
+}
+
+/** The options table: flag, environment variable, default, meaning. */
+export function optionsHelp(): string {
+  const lines: string[] = [];
+  for (const [name, spec] of Object.entries(OPTIONS) as [string, OptionSpec][]) {
+    const flag = spec.flag ? `--${name}` : `--${name} <value>`;
+    lines.push(
+      `  ${flag.padEnd(30)} ${spec.help} [${envName(name)}; default ${
+        JSON.stringify(spec.default)
+      }]`,
+    );
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,74 @@
+/**
+ * The catalogue of API errors: each stable code has one HTTP status and a default
+ * message. Anything thrown that is not an {@link ApiError} becomes a generic 500 that is
+ * logged with its context and never echoed to the client.
+ *
+ * @module
+ */
+
+/** Every error code the API answers with, its status and default message. */
+export const ERRORS = {
+  malformed_json: { status: 400, message: "The request body is not valid JSON" },
+  invalid_query: { status: 422, message: "A query parameter is invalid" },
+  validation_error: { status: 422, message: "The request does not match the schema" },
+  unauthorized: { status: 401, message: "Authentication required" },
+  invalid_token: { status: 401, message: "The token is invalid" },
+  token_expired: { status: 401, message: "The token has expired" },
+  forbidden: { status: 403, message: "Not allowed" },
+  not_found: { status: 404, message: "No such route" },
+  job_not_found: { status: 404, message: "No such job" },
+  method_not_allowed: { status: 405, message: "Method not allowed on this route" },
+  not_acceptable: { status: 406, message: "No representation matches the Accept header" },
+  job_exists: { status: 409, message: "A job with this id already exists" },
+  job_finished: { status: 409, message: "The job has finished: it accepts no more events" },
+  invalid_transition: { status: 409, message: "The job cannot move to that status" },
+  sequence_conflict: { status: 409, message: "expected_sequence does not match the job" },
+  job_gone: { status: 410, message: "The job was purged" },
+  upgrade_required: { status: 426, message: "Connect with a WebSocket upgrade" },
+  payload_too_large: { status: 413, message: "The request body is too large" },
+  event_too_large: { status: 413, message: "An event is too large" },
+  unsupported_media_type: { status: 415, message: "Send JSON (Content-Type: application/json)" },
+  rate_limited: { status: 429, message: "Too many requests" },
+  internal_error: { status: 500, message: "Internal server error" },
+  unavailable: { status: 503, message: "The server cannot take this request now" },
+} as const;
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error the API answers with its catalogue status and the JSON error shape. */
+export class ApiError extends Error {
+  override name = "ApiError";
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    details?: unknown,
+    headers: Record<string, string> = {},
+  ) {
+    super(message ?? ERRORS[code].message);
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = details;
+    this.headers = headers;
+  }
+}
+
+/** The JSON error body: `{"error": {"code", "message", "details"?}}`. */
+export function errorBody(code: string, message: string, details?: unknown): string {
+  return JSON.stringify({
+    error: details === undefined ? { code, message } : { code, message, details },
+  });
+}
+
+/** A complete JSON error response. */
+export function errorResponse(error: ApiError): Response {
+  return new Response(errorBody(error.code, error.message, error.details), {
+    status: error.status,
+    headers: { "content-type": "application/json; charset=utf-8", ...error.headers },
+  });
+}

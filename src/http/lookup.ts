@@ -1,0 +1,66 @@
+/**
+ * Finding a job for a request (404 or 410) and waiting for its next event (long-poll,
+ * `wait=terminal`).
+ *
+ * @module
+ */
+import type { Hub, Subscriber } from "../hub/hub.ts";
+import type { WireEvent } from "../hub/wire_event.ts";
+import type { JobRecord } from "../jobs/job.ts";
+import type { EventStore } from "../store/event_store.ts";
+import { ApiError } from "./errors.ts";
+import { JOB_ID_PATTERN } from "./schemas.ts";
+
+/**
+ * The job with this id.
+ *
+ * @throws {ApiError} 410 when it was purged, 404 when it never existed
+ */
+export function findJob(store: EventStore, id: string): JobRecord {
+  const job = JOB_ID_PATTERN.test(id) ? store.getJob(id) : undefined;
+  if (job !== undefined) return job;
+  if (JOB_ID_PATTERN.test(id) && store.isGone(id)) {
+    throw new ApiError("job_gone", `Job ${id} was purged`);
+  }
+  throw new ApiError("job_not_found", `No job ${id}`);
+}
+
+/** How a wait ended. */
+export type WaitOutcome = "event" | "timeout" | "aborted" | "deleted";
+
+/**
+ * Resolves when an event of the job that satisfies `match` is committed after this call,
+ * or on timeout, abort or deletion of the job.
+ */
+export function waitForEvent(
+  hub: Hub,
+  jobId: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+  match: (event: WireEvent) => boolean = () => true,
+): Promise<WaitOutcome> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (outcome: WaitOutcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      hub.unsubscribe(jobId, waiter);
+      resolve(outcome);
+    };
+    const waiter: Subscriber = {
+      cursor: 0,
+      deliver: (event) => {
+        if (match(event)) queueMicrotask(() => finish("event"));
+      },
+      end: () => finish("deleted"),
+    };
+    const onAbort = () => finish("aborted");
+    const timer = setTimeout(() => finish("timeout"), timeoutMs);
+    signal.addEventListener("abort", onAbort);
+    // Joining at the job's current end: nothing is replayed, only what commits next.
+    const joined = hub.subscribe(jobId, waiter, Number.MAX_SAFE_INTEGER, 0, () => {});
+    if (joined === undefined) finish("deleted");
+  });
+}

@@ -1,0 +1,328 @@
+/**
+ * The OpenAPI 3.1 description served at `/openapi.json`. Request schemas come from the
+ * same zod schemas the routes validate with, so the document cannot drift from them.
+ *
+ * @module
+ */
+import { z } from "zod";
+import {
+  completeBody,
+  createJobBody,
+  failBody,
+  logShortcutBody,
+  publishBody,
+  statusShortcutBody,
+} from "./schemas.ts";
+import { ERRORS } from "./errors.ts";
+import { JOB_STATUSES } from "../jobs/status.ts";
+
+function schemaOf(schema: z.ZodType): unknown {
+  return z.toJSONSchema(schema, { io: "input", unrepresentable: "any" });
+}
+
+const json = (schema: unknown) => ({ "application/json": { schema } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const errors = (...codes: (keyof typeof ERRORS)[]) =>
+  Object.fromEntries(
+    [...new Set(codes.map((c) => ERRORS[c].status))].map((status) => [
+      String(status),
+      {
+        description: codes.filter((c) => ERRORS[c].status === status).join(", "),
+        content: json(ref("Error")),
+      },
+    ]),
+  );
+
+const idParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
+const q = (name: string, description: string, schema: unknown = { type: "string" }) => ({
+  name,
+  in: "query",
+  required: false,
+  description,
+  schema,
+});
+const streamParams = [
+  q("since", "Last sequence seen (or job:seq pairs for several jobs)"),
+  q("format", "envelope (default) or snapshot", { type: "string", enum: ["envelope", "snapshot"] }),
+  q("close_on_finish", "Close (1000) after a terminal status", {
+    type: "string",
+    enum: ["1", "0"],
+  }),
+  q("token", "Access token, for clients that cannot set headers"),
+];
+
+function shortcut(summary: string, body: z.ZodType) {
+  return {
+    post: {
+      summary,
+      parameters: [idParam, { name: "Idempotency-Key", in: "header", schema: { type: "string" } }],
+      requestBody: { required: false, content: json(schemaOf(body)) },
+      responses: {
+        "201": { description: "Committed", content: json(ref("PublishResult")) },
+        ...errors(
+          "malformed_json",
+          "validation_error",
+          "job_not_found",
+          "job_finished",
+          "job_gone",
+          "payload_too_large",
+        ),
+      },
+    },
+  };
+}
+
+/** Builds the document. */
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "jobwire",
+      version: "1",
+      description:
+        "Live, replayable progress streams for long-running jobs. Every message on every transport is an envelope {type, job_id, sequence, timestamp, data}.",
+    },
+    paths: {
+      "/jobs": {
+        post: {
+          summary: "Create a job",
+          requestBody: { required: false, content: json(schemaOf(createJobBody)) },
+          responses: {
+            "201": { description: "Created", content: json(ref("Created")) },
+            ...errors("malformed_json", "validation_error", "job_exists", "payload_too_large"),
+          },
+        },
+        get: {
+          summary: "List visible jobs, newest first",
+          parameters: [
+            q("status", "Filter by status", { type: "string", enum: [...JOB_STATUSES] }),
+            q("kind", "Filter by kind"),
+            q("owner", "Filter by owner"),
+            q("cursor", "next_cursor of the previous page"),
+            q("limit", "Page size (1-500, default 50)", { type: "integer" }),
+          ],
+          responses: {
+            "200": { description: "A page of jobs", content: json(ref("JobPage")) },
+            ...errors("invalid_query"),
+          },
+        },
+      },
+      "/jobs/{id}": {
+        get: {
+          summary: "A job's snapshot; wait=terminal holds the request until it ends",
+          parameters: [
+            idParam,
+            q("wait", "terminal", { type: "string", enum: ["terminal"] }),
+            q("timeout", "Seconds to wait (default 60)", { type: "integer" }),
+          ],
+          responses: {
+            "200": { description: "Snapshot", content: json(ref("Job")) },
+            ...errors("job_not_found", "job_gone"),
+          },
+        },
+        delete: {
+          summary: "Delete a job and its events",
+          parameters: [idParam],
+          responses: { "200": { description: "Deleted" }, ...errors("job_not_found", "job_gone") },
+        },
+      },
+      "/jobs/{id}/events": {
+        post: {
+          summary: "Publish one event ({type, data}) or a batch ({events: [...]}) atomically",
+          parameters: [idParam, {
+            name: "Idempotency-Key",
+            in: "header",
+            schema: { type: "string" },
+          }],
+          requestBody: { required: true, content: json(schemaOf(publishBody)) },
+          responses: {
+            "201": { description: "Committed", content: json(ref("PublishResult")) },
+            ...errors(
+              "malformed_json",
+              "validation_error",
+              "job_not_found",
+              "job_finished",
+              "invalid_transition",
+              "sequence_conflict",
+              "job_gone",
+              "payload_too_large",
+              "event_too_large",
+              "unsupported_media_type",
+            ),
+          },
+        },
+        get: {
+          summary:
+            "Events: SSE (Accept: text/event-stream), NDJSON (Accept: application/x-ndjson or format=ndjson), else a JSON page with optional long-poll",
+          parameters: [
+            idParam,
+            ...streamParams,
+            q("limit", "Page size (1-1000, default 100)", { type: "integer" }),
+            q("wait", "Long-poll: seconds to wait for a new event (0-60)", { type: "integer" }),
+            { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
+          ],
+          responses: {
+            "200": {
+              description: "A stream or a page",
+              content: {
+                "text/event-stream": {},
+                "application/x-ndjson": {},
+                "application/json": { schema: ref("EventPage") },
+              },
+            },
+            "204": { description: "An EventSource reconnecting after the end (close_on_finish)" },
+            ...errors("job_not_found", "job_gone", "invalid_query"),
+          },
+        },
+      },
+      "/jobs/{id}/queue": shortcut("Mark queued", statusShortcutBody),
+      "/jobs/{id}/start": shortcut("Mark running", statusShortcutBody),
+      "/jobs/{id}/progress": shortcut("Report progress", z.record(z.string(), z.unknown())),
+      "/jobs/{id}/log": shortcut(
+        "Append a log line ({line, level}) or lines ({lines: [...]})",
+        logShortcutBody,
+      ),
+      "/jobs/{id}/complete": shortcut("Write the result and complete, atomically", completeBody),
+      "/jobs/{id}/fail": shortcut("Record the error and fail, atomically", failBody),
+      "/jobs/{id}/cancel": shortcut("Cancel", statusShortcutBody),
+      "/ws/jobs/{id}": {
+        get: {
+          summary:
+            "WebSocket for one job: connection, replay, live events, heartbeats. Client messages: ping, subscribe, unsubscribe. Close 4004 for an unknown job.",
+          parameters: [idParam, ...streamParams],
+          responses: {
+            "101": { description: "Switching protocols" },
+            ...errors("upgrade_required"),
+          },
+        },
+      },
+      "/ws": {
+        get: {
+          summary: "WebSocket for many jobs: jobs=a,b or all=1 (filters kind, status)",
+          parameters: [
+            q("jobs", "Comma-separated job ids"),
+            q("all", "1 for every visible job"),
+            ...streamParams,
+          ],
+          responses: {
+            "101": { description: "Switching protocols" },
+            ...errors("upgrade_required"),
+          },
+        },
+      },
+      "/events": {
+        get: {
+          summary: "SSE (or NDJSON) for many jobs: jobs=a,b or all=1",
+          parameters: [
+            q("jobs", "Comma-separated job ids"),
+            q("all", "1 for every visible job"),
+            ...streamParams,
+          ],
+          responses: { "200": { description: "A stream", content: { "text/event-stream": {} } } },
+        },
+      },
+      "/stats": {
+        get: {
+          summary: "Connections, jobs, rates, buffered events",
+          responses: { "200": { description: "Stats" } },
+        },
+      },
+      "/metrics": {
+        get: { summary: "Prometheus text", responses: { "200": { description: "Metrics" } } },
+      },
+      "/healthz": { get: { summary: "Liveness", responses: { "200": { description: "OK" } } } },
+    },
+    components: {
+      schemas: {
+        Error: {
+          type: "object",
+          properties: {
+            error: {
+              type: "object",
+              properties: {
+                code: { type: "string", enum: Object.keys(ERRORS) },
+                message: { type: "string" },
+                details: {},
+              },
+              required: ["code", "message"],
+            },
+          },
+        },
+        Envelope: {
+          type: "object",
+          properties: {
+            type: { type: "string" },
+            job_id: { type: ["string", "null"] },
+            sequence: { type: ["integer", "null"] },
+            timestamp: { type: "string", format: "date-time" },
+            data: { type: "object" },
+          },
+          required: ["type", "job_id", "sequence", "timestamp", "data"],
+        },
+        Job: {
+          type: "object",
+          properties: {
+            id: { type: "string" },
+            kind: { type: ["string", "null"] },
+            owner: { type: ["string", "null"] },
+            status: { type: "string", enum: [...JOB_STATUSES] },
+            progress: { type: "number" },
+            stage: { type: ["string", "null"] },
+            message: { type: ["string", "null"] },
+            eta_seconds: { type: ["number", "null"] },
+            created_at: { type: "string" },
+            queued_at: { type: ["string", "null"] },
+            started_at: { type: ["string", "null"] },
+            updated_at: { type: "string" },
+            completed_at: { type: ["string", "null"] },
+            result: {},
+            error: { type: ["object", "null"] },
+            metadata: { type: "object" },
+            last_sequence: { type: "integer" },
+            first_sequence: { type: "integer" },
+            stalled: { type: "boolean" },
+            has_result: { type: "boolean" },
+          },
+        },
+        Created: {
+          type: "object",
+          properties: {
+            job: ref("Job"),
+            urls: { type: "object", additionalProperties: { type: "string" } },
+          },
+        },
+        JobPage: {
+          type: "object",
+          properties: {
+            jobs: { type: "array", items: ref("Job") },
+            next_cursor: { type: ["string", "null"] },
+          },
+        },
+        EventPage: {
+          type: "object",
+          properties: {
+            job_id: { type: "string" },
+            events: { type: "array", items: ref("Envelope") },
+            last_sequence: { type: "integer" },
+            next_since: { type: "integer" },
+            first_available: { type: "integer" },
+            truncated: { type: "boolean" },
+            has_more: { type: "boolean" },
+            status: { type: "string" },
+          },
+        },
+        PublishResult: {
+          type: "object",
+          properties: {
+            job_id: { type: "string" },
+            sequences: { type: "array", items: { type: "integer" } },
+            last_sequence: { type: "integer" },
+            status: { type: "string" },
+            watchers: { type: "integer" },
+            replayed: { type: "boolean" },
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * `GET /jobs/:id/events`: SSE or NDJSON by `Accept` (or `format`), else a JSON page of
+ * events with optional long-poll.
+ *
+ * @module
+ */
+import type { App, AppDeps } from "../app.ts";
+import { ApiError } from "../errors.ts";
+import { eventsPageQuery, parseOr, streamQuery } from "../schemas.ts";
+import { canRead } from "../../auth/principal.ts";
+import { codecFor } from "../../protocol/codec.ts";
+import { serveHttpStream } from "../../protocol/http_stream.ts";
+import { CLOSE } from "../../protocol/session.ts";
+import { isTerminal } from "../../jobs/status.ts";
+import { findJob, waitForEvent } from "../lookup.ts";
+import {
+  lastEventId,
+  negotiate,
+  parseSince,
+  sessionContext,
+  sinceFor,
+  STREAM_HIGH_WATER,
+} from "../streaming.ts";
+
+/** Default number of events on a page. */
+const DEFAULT_PAGE = 100;
+
+export function registerEventRoutes(app: App, deps: AppDeps): void {
+  const { store, hub, sessions, stats } = deps;
+
+  app.get("/jobs/:id/events", async (c) => {
+    const principal = c.get("principal");
+    const id = c.req.param("id");
+    const query = c.req.query();
+    const wanted = negotiate(c.req.header("accept") ?? null, query.format);
+    const job = findJob(store, id);
+    if (!canRead(principal, job)) throw new ApiError("forbidden", `No access to job ${id}`);
+
+    if (wanted.transport === "json") {
+      const page = parseOr(eventsPageQuery, query, "invalid_query", "The query");
+      const since = page.since ?? 0;
+      const limit = page.limit ?? DEFAULT_PAGE;
+      let events = store.readEvents(id, since, limit);
+      if (
+        events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
+        since <= job.last_sequence
+      ) {
+        stats.longPolls++;
+        await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+        events = store.readEvents(id, since, limit);
+      }
+      const current = store.getJob(id) ?? job;
+      const last = events.at(-1)?.sequence;
+      // Envelopes are stored as JSON text: the page is assembled without parsing them.
+      const body = `{"job_id":${JSON.stringify(id)},"events":[${
+        events.map((e) => e.envelope).join(",")
+      }],"last_sequence":${current.last_sequence},"next_since":${
+        last ?? Math.max(since, 0)
+      },"first_available":${current.first_sequence},"truncated":${
+        since < current.first_sequence - 1 || since > current.last_sequence
+      },"has_more":${(last ?? since) < current.last_sequence},"status":${
+        JSON.stringify(current.status)
+      }}`;
+      return c.body(body, 200, {
+        "content-type": "application/json; charset=utf-8",
+        "x-watchers": String(hub.watchers(id)),
+      });
+    }
+
+    const options = parseOr(streamQuery, query, "invalid_query", "The query");
+    const fromHeader = lastEventId(c.req.header("last-event-id") ?? null, [id]);
+    const since = fromHeader ?? parseSince(options.since);
+    const start = sinceFor(since, id);
+    const closeOnFinish = options.close_on_finish ?? false;
+    if (
+      closeOnFinish && fromHeader !== undefined && isTerminal(job.status) &&
+      (start ?? 0) >= job.last_sequence
+    ) {
+      // An EventSource reconnecting after the end has everything: 204 stops its retries.
+      return c.body(null, 204);
+    }
+    const codec = codecFor(wanted.transport, wanted.format);
+    return serveHttpStream(
+      codec,
+      sessionContext(deps, principal),
+      { closeOnFinish, single: true, highWater: STREAM_HIGH_WATER },
+      (session) => {
+        sessions.add(session);
+        const result = session.subscribe(id, start);
+        if (result === "not_found") session.close(CLOSE.jobNotFound, "job not found");
+        if (result === "forbidden") session.close(CLOSE.policy, "forbidden");
+      },
+    );
+  });
+}

@@ -1,0 +1,123 @@
+/**
+ * Job routes: create, list, get (with `wait=terminal`), delete.
+ *
+ * @module
+ */
+import type { App, AppDeps } from "../app.ts";
+import { ApiError } from "../errors.ts";
+import { readJson } from "../body.ts";
+import { createJobBody, getJobQuery, listJobsQuery, parseOr } from "../schemas.ts";
+import { canCreate, canRead, canWrite, isAdmin } from "../../auth/principal.ts";
+import { type JobRecord, publicJob } from "../../jobs/job.ts";
+import { isTerminal } from "../../jobs/status.ts";
+import { decodeCursor } from "../../store/cursor.ts";
+import { findJob, waitForEvent } from "../lookup.ts";
+
+/** Absolute URLs a client uses to follow a job, from the origin the request came to. */
+export function jobUrls(requestUrl: string, id: string): Record<string, string> {
+  const origin = new URL(requestUrl).origin;
+  const ws = origin.replace(/^http/, "ws");
+  const path = `/jobs/${encodeURIComponent(id)}`;
+  return {
+    self: `${origin}${path}`,
+    events: `${origin}${path}/events`,
+    ws: `${ws}/ws${path}`,
+    sse: `${origin}${path}/events`,
+    ndjson: `${origin}${path}/events?format=ndjson`,
+    status: `${origin}/#/jobs/${encodeURIComponent(id)}`,
+  };
+}
+
+/** A job without its result (lists stay small; `has_result` tells whether there is one). */
+function listItem(record: JobRecord): Record<string, unknown> {
+  const { result: _result, ...rest } = publicJob(record);
+  return rest;
+}
+
+/** Default and longest `wait=terminal` timeout, in seconds. */
+const DEFAULT_TERMINAL_WAIT_SECONDS = 60;
+
+export function registerJobRoutes(app: App, deps: AppDeps): void {
+  const { store, hub, config } = deps;
+
+  app.post("/jobs", async (c) => {
+    const principal = c.get("principal");
+    if (!canCreate(principal)) {
+      throw new ApiError("forbidden", "Creating jobs needs the write scope");
+    }
+    const body = parseOr(createJobBody, (await readJson(c.req.raw, config.maxBodyBytes)) ?? {});
+    if (body.owner !== undefined && !isAdmin(principal) && body.owner !== principal.sub) {
+      throw new ApiError("forbidden", "Only an admin may create a job for another owner");
+    }
+    const metadata = body.metadata ?? {};
+    if (JSON.stringify(metadata).length > config.maxEventBytes) {
+      throw new ApiError("payload_too_large", `metadata is over ${config.maxEventBytes} bytes`);
+    }
+    const id = body.id ?? crypto.randomUUID();
+    const owner = body.owner ?? principal.sub;
+    const created = store.createJob({ id, kind: body.kind ?? null, owner, metadata }, Date.now());
+    if (!created.ok) throw new ApiError("job_exists", `Job ${id} already exists`);
+    deps.stats.jobsCreated++;
+    const job = publicJob(created.job);
+    hub.jobCreated(job);
+    return c.json({ job, urls: jobUrls(c.req.url, id) }, 201, {
+      location: `/jobs/${encodeURIComponent(id)}`,
+    });
+  });
+
+  app.get("/jobs", (c) => {
+    const principal = c.get("principal");
+    const query = parseOr(listJobsQuery, c.req.query(), "invalid_query", "The query");
+    if (query.cursor !== undefined && decodeCursor(query.cursor) === undefined) {
+      throw new ApiError("invalid_query", "The cursor is not one this server made", [
+        { path: "cursor", message: "Unknown cursor" },
+      ]);
+    }
+    const limit = query.limit ?? 50;
+    const page = store.listJobs({
+      limit,
+      ...(query.status === undefined ? {} : { status: query.status }),
+      ...(query.kind === undefined ? {} : { kind: query.kind }),
+      ...(query.owner === undefined ? {} : { owner: query.owner }),
+      ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+    });
+    return c.json({
+      jobs: page.jobs.filter((job) => canRead(principal, job)).map(listItem),
+      next_cursor: page.next_cursor,
+    });
+  });
+
+  app.get("/jobs/:id", async (c) => {
+    const principal = c.get("principal");
+    const query = parseOr(getJobQuery, c.req.query(), "invalid_query", "The query");
+    const id = c.req.param("id");
+    let record = findJob(store, id);
+    if (!canRead(principal, record)) throw new ApiError("forbidden", `No access to job ${id}`);
+    let outcome = "current";
+    if (query.wait === "terminal") {
+      outcome = "terminal";
+      if (!isTerminal(record.status)) {
+        const timeoutMs = (query.timeout ?? DEFAULT_TERMINAL_WAIT_SECONDS) * 1000;
+        const ended = await waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal);
+        record = store.getJob(id) ?? record;
+        outcome = ended === "event" && isTerminal(record.status) ? "terminal" : ended;
+      }
+    }
+    return c.json(publicJob(record), 200, {
+      "x-watchers": String(hub.watchers(id)),
+      ...(query.wait === undefined ? {} : { "x-wait-result": outcome }),
+    });
+  });
+
+  app.delete("/jobs/:id", (c) => {
+    const principal = c.get("principal");
+    const id = c.req.param("id");
+    const record = findJob(store, id);
+    if (!canWrite(principal, record)) {
+      throw new ApiError("forbidden", `No write access to job ${id}`);
+    }
+    store.deleteJob(id, Date.now());
+    hub.jobDeleted(id, "job deleted");
+    return c.json({ id, deleted: true });
+  });
+}

@@ -1,0 +1,199 @@
+/**
+ * Publishing: one event or a batch, and the lifecycle shortcuts. Every event is
+ * validated before anything is written; the reply comes after the commit.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import type { App, AppDeps, AppEnv } from "../app.ts";
+import { ApiError } from "../errors.ts";
+import { readJson } from "../body.ts";
+import {
+  completeBody,
+  failBody,
+  idempotencyKey,
+  logShortcutBody,
+  parseOr,
+  publishBody,
+  statusShortcutBody,
+} from "../schemas.ts";
+import { canWrite } from "../../auth/principal.ts";
+import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts";
+import type { AppendOutcome } from "../../store/event_store.ts";
+import { logError } from "../../log.ts";
+import { findJob } from "../lookup.ts";
+
+const utf8 = new TextEncoder();
+
+/**
+ * UTF-8 size of `text` when it is over `limit` bytes, else `undefined`. A UTF-16 code unit
+ * takes one to three UTF-8 bytes, so only strings near the limit are encoded.
+ */
+function sizeOver(text: string, limit: number): number | undefined {
+  if (text.length * 3 <= limit) return undefined;
+  const size = text.length > limit ? text.length : utf8.encode(text).byteLength;
+  return size > limit ? size : undefined;
+}
+
+/** Validates raw events; throws 422 with every failing field, or 413 for a large one. */
+function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEvent[] {
+  const events: NewEvent[] = [];
+  const issues: FieldIssue[] = [];
+  raw.forEach((input, i) => {
+    const checked = checkEvent(input, raw.length === 1 ? "" : `events.${i}`);
+    if (checked.ok) events.push(checked.event);
+    else issues.push(...checked.issues);
+  });
+  if (issues.length > 0) {
+    const first = issues[0]!;
+    throw new ApiError(
+      "validation_error",
+      `The event is invalid: ${first.path === "" ? "" : `${first.path}: `}${first.message}`,
+      issues,
+    );
+  }
+  events.forEach((event, i) => {
+    const size = sizeOver(JSON.stringify(event.data), maxEventBytes);
+    if (size !== undefined) {
+      throw new ApiError(
+        "event_too_large",
+        `Event ${i} has at least ${size} bytes of data; the limit is ${maxEventBytes}`,
+      );
+    }
+  });
+  return events;
+}
+
+/** Maps a refused append to its API error. */
+function refusal(outcome: Extract<AppendOutcome, { ok: false }>): ApiError {
+  return new ApiError(outcome.code, outcome.message);
+}
+
+export function registerPublishRoutes(app: App, deps: AppDeps): void {
+  const { config, store, committer, hub, stats } = deps;
+
+  /** Checks access, commits `events` atomically, and answers 201 with their sequences. */
+  async function publish(
+    c: Context<AppEnv>,
+    rawEvents: readonly unknown[],
+    expectedSequence?: number,
+  ): Promise<Response> {
+    const id = c.req.param("id")!;
+    const job = findJob(store, id);
+    if (!canWrite(c.get("principal"), job)) {
+      throw new ApiError("forbidden", `No write access to job ${id}`);
+    }
+    if (rawEvents.length > config.maxBatch) {
+      throw new ApiError(
+        "payload_too_large",
+        `A request may carry at most ${config.maxBatch} events; this one has ${rawEvents.length}`,
+      );
+    }
+    const events = validateEvents(rawEvents, config.maxEventBytes);
+    const header = c.req.header("idempotency-key");
+    const key = header === undefined
+      ? undefined
+      : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
+    let outcome: AppendOutcome;
+    try {
+      outcome = await committer.append({
+        jobId: id,
+        events,
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+        ...(expectedSequence === undefined ? {} : { expectedSequence }),
+      });
+    } catch (error) {
+      logError("commit failed", error, { job: id });
+      throw new ApiError(
+        "unavailable",
+        "The event store could not commit; retry later",
+        undefined,
+        {
+          "retry-after": "1",
+        },
+      );
+    }
+    if (!outcome.ok) throw refusal(outcome);
+    if (!outcome.replayed) stats.eventsPublished += outcome.sequences.length;
+    const watchers = hub.watchers(id);
+    return c.json(
+      {
+        job_id: id,
+        sequences: outcome.sequences,
+        last_sequence: outcome.job.last_sequence,
+        status: outcome.job.status,
+        watchers,
+        replayed: outcome.replayed,
+      },
+      201,
+      {
+        "x-watchers": String(watchers),
+        ...(outcome.replayed ? { "idempotent-replayed": "true" } : {}),
+      },
+    );
+  }
+
+  const body = async (c: Context<AppEnv>) => (await readJson(c.req.raw, config.maxBodyBytes)) ?? {};
+
+  app.post("/jobs/:id/events", async (c) => {
+    const input = parseOr(publishBody, await body(c));
+    if ("events" in input) return publish(c, input.events, input.expected_sequence);
+    return publish(c, [{ type: input.type, data: input.data }], input.expected_sequence);
+  });
+
+  const statusShortcut = (status: string) => async (c: Context<AppEnv>) => {
+    const input = parseOr(statusShortcutBody, await body(c));
+    const message = input.message ?? input.reason;
+    return publish(c, [{
+      type: "status",
+      data: message === undefined ? { status } : { status, message },
+    }]);
+  };
+  app.post("/jobs/:id/queue", statusShortcut("queued"));
+  app.post("/jobs/:id/start", statusShortcut("running"));
+  app.post("/jobs/:id/cancel", statusShortcut("cancelled"));
+
+  app.post(
+    "/jobs/:id/progress",
+    async (c) => publish(c, [{ type: "progress", data: await body(c) }]),
+  );
+
+  app.post("/jobs/:id/log", async (c) => {
+    const input = parseOr(logShortcutBody, await body(c));
+    if (!Array.isArray(input.lines)) return publish(c, [{ type: "log", data: input }]);
+    const defaults: Record<string, unknown> = {};
+    if (typeof input.level === "string") defaults.level = input.level;
+    if (typeof input.source === "string") defaults.source = input.source;
+    return publish(
+      c,
+      input.lines.map((line) => ({
+        type: "log",
+        data: typeof line === "string" ? { ...defaults, line } : { ...defaults, ...line },
+      })),
+    );
+  });
+
+  app.post("/jobs/:id/complete", async (c) => {
+    const input = parseOr(completeBody, await body(c));
+    const events: unknown[] = [];
+    if ("result" in input) events.push({ type: "result", data: { results: input.result ?? null } });
+    events.push({
+      type: "status",
+      data: input.message === undefined
+        ? { status: "completed" }
+        : { status: "completed", message: input.message },
+    });
+    return publish(c, events);
+  });
+
+  app.post("/jobs/:id/fail", async (c) => {
+    const input = parseOr(failBody, await body(c));
+    const error: Record<string, unknown> = { error: input.error };
+    if (input.error_type !== undefined) error.error_type = input.error_type;
+    if (input.details !== undefined) error.details = input.details;
+    return publish(c, [
+      { type: "error", data: error },
+      { type: "status", data: { status: "failed", message: input.message ?? input.error } },
+    ]);
+  });
+}

@@ -1,0 +1,158 @@
+/**
+ * Zod schemas of every HTTP input (bodies and query strings), and the helper that turns
+ * a failed parse into a 422 with the offending fields.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { JOB_STATUSES, normalizeStatus } from "../jobs/status.ts";
+import { ApiError, type ErrorCode } from "./errors.ts";
+
+/** Pattern of a client-chosen job id (DESIGN §2). */
+export const JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+/** A job id in a path or body. */
+export const jobId = z.string().regex(
+  JOB_ID_PATTERN,
+  "Expected 1-128 characters: letters, digits and . _ : - (not first)",
+);
+
+const jsonObject = z.record(z.string(), z.unknown());
+
+/** `POST /jobs` body. */
+export const createJobBody = z.strictObject({
+  id: jobId.optional(),
+  kind: z.string().min(1).max(128).optional(),
+  metadata: jsonObject.optional(),
+  owner: z.string().min(1).max(256).optional(),
+});
+
+const status = z.string().transform((value, ctx) => {
+  const canonical = normalizeStatus(value);
+  if (canonical === undefined) {
+    ctx.addIssue({ code: "custom", message: `Expected one of ${JOB_STATUSES.join(", ")}` });
+    return z.NEVER;
+  }
+  return canonical;
+});
+
+const intParam = (min: number, max: number) =>
+  z.string().regex(/^\d+$/, "Expected a non-negative integer").transform(Number).pipe(
+    z.number().int().min(min).max(max),
+  );
+
+/** `GET /jobs` query. */
+export const listJobsQuery = z.object({
+  status: status.optional(),
+  kind: z.string().min(1).optional(),
+  owner: z.string().min(1).optional(),
+  cursor: z.string().min(1).optional(),
+  limit: intParam(1, 500).optional(),
+});
+
+/** Longest long-poll wait, in seconds: bounds how long a request holds a connection. */
+export const MAX_WAIT_SECONDS = 60;
+
+/** `GET /jobs/:id/events` query for a JSON page (long-poll). */
+export const eventsPageQuery = z.object({
+  since: intParam(0, Number.MAX_SAFE_INTEGER).optional(),
+  limit: intParam(1, 1000).optional(),
+  wait: intParam(0, MAX_WAIT_SECONDS).optional(),
+});
+
+/** `GET /jobs/:id` query. */
+export const getJobQuery = z.object({
+  wait: z.literal("terminal").optional(),
+  timeout: intParam(0, 3600).optional(),
+});
+
+const flag = z.enum(["1", "0", "true", "false", "yes", "no", ""]).transform((v) =>
+  v === "1" || v === "true" || v === "yes" || v === ""
+);
+
+/** Query of every stream (WebSocket, SSE, NDJSON). */
+export const streamQuery = z.object({
+  since: z.string().optional(),
+  format: z.enum(["envelope", "snapshot", "ndjson", "sse", "json"]).optional(),
+  close_on_finish: flag.optional(),
+  jobs: z.string().optional(),
+  all: flag.optional(),
+  kind: z.string().min(1).optional(),
+  status: status.optional(),
+});
+
+/** One event as published: `{type, data}`. Its data is checked per type elsewhere. */
+export const publishBody = z.union([
+  z.object({
+    events: z.array(z.unknown()).min(1, "Send at least one event"),
+    expected_sequence: z.number().int().min(1).optional(),
+  }),
+  z.object({
+    type: z.string(),
+    data: z.unknown().optional(),
+    expected_sequence: z.number().int().min(1).optional(),
+  }),
+]);
+
+/** `POST /jobs/:id/complete` body. */
+export const completeBody = z.looseObject({
+  result: z.unknown().optional(),
+  message: z.string().optional(),
+});
+
+/** `POST /jobs/:id/fail` body. */
+export const failBody = z.looseObject({
+  error: z.string().min(1),
+  error_type: z.string().optional(),
+  details: z.unknown().optional(),
+  message: z.string().optional(),
+});
+
+/** `POST /jobs/:id/{queue,start,cancel}` body. */
+export const statusShortcutBody = z.looseObject({
+  message: z.string().optional(),
+  reason: z.string().optional(),
+});
+
+/** `POST /jobs/:id/log` body: one line, or several. */
+export const logShortcutBody = z.union([
+  z.looseObject({
+    lines: z.array(z.union([z.string(), jsonObject])).min(1),
+    level: z.string().optional(),
+    source: z.string().optional(),
+  }),
+  jsonObject,
+]);
+
+/** Idempotency-Key header value. */
+export const idempotencyKey = z.string().min(1).max(255).regex(
+  /^[\x21-\x7e]+$/,
+  "Expected printable ASCII without spaces",
+);
+
+/** Issues of a failed parse, as `[{path, message}]`. */
+export function issuesOf(error: z.ZodError): { path: string; message: string }[] {
+  return error.issues.map((issue) => ({
+    path: issue.path.map(String).join("."),
+    message: issue.message,
+  }));
+}
+
+/**
+ * Parses `value`, or throws the catalogue error `code` (422) with each failing field.
+ */
+export function parseOr<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  code: ErrorCode = "validation_error",
+  what = "The request",
+): z.output<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = issuesOf(parsed.error);
+  const first = issues[0];
+  const summary = first === undefined
+    ? ""
+    : `: ${first.path === "" ? "" : `${first.path}: `}${first.message}`;
+  throw new ApiError(code, `${what} is invalid${summary}`, issues);
+}

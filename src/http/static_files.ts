@@ -1,0 +1,74 @@
+/**
+ * The status page and other files of `static/`, read once at start into memory. Paths
+ * resolve from this module's directory, so they work from a checkout and inside a
+ * `deno compile` binary built with `--include static`.
+ *
+ * @module
+ */
+import { extname, join } from "node:path";
+import type { App } from "./app.ts";
+
+/** One file: its bytes and media type. */
+export interface StaticFile {
+  body: Uint8Array;
+  type: string;
+}
+
+/** URL path (`/app.js`) → file. */
+export type StaticFiles = Map<string, StaticFile>;
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+  ".txt": "text/plain; charset=utf-8",
+};
+
+/** The `static/` directory next to `src/`. */
+export const STATIC_DIR = join(import.meta.dirname ?? ".", "..", "..", "static");
+
+/** Reads every file under `dir` (recursively). A missing directory gives no files. */
+export function loadStaticFiles(dir: string = STATIC_DIR): StaticFiles {
+  const files: StaticFiles = new Map();
+  const walk = (path: string, prefix: string) => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(path)];
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    for (const entry of entries) {
+      const full = join(path, entry.name);
+      const url = `${prefix}/${entry.name}`;
+      if (entry.isDirectory) walk(full, url);
+      else if (entry.isFile) {
+        files.set(url, {
+          body: Deno.readFileSync(full),
+          type: TYPES[extname(entry.name).toLowerCase()] ?? "application/octet-stream",
+        });
+      }
+    }
+  };
+  walk(dir, "");
+  return files;
+}
+
+/** Serves the files; `/` is `index.html`. Registered last, after every API route. */
+export function registerStaticRoutes(app: App, files: StaticFiles): void {
+  app.get("*", (c, next) => {
+    const path = new URL(c.req.url).pathname;
+    const file = files.get(path === "/" ? "/index.html" : path);
+    if (file === undefined) return next();
+    return c.body(file.body.slice(), 200, {
+      "content-type": file.type,
+      "cache-control": "no-cache",
+      "x-content-type-options": "nosniff",
+    });
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * What every stream route shares: the session context of a principal, `since` and
+ * `Last-Event-ID` parsing, transport negotiation.
+ *
+ * @module
+ */
+import type { AppDeps } from "./app.ts";
+import { canRead, type Principal } from "../auth/principal.ts";
+import type { SessionContext } from "../protocol/session.ts";
+import type { Session } from "../protocol/session.ts";
+import type { MessageFormat, Transport } from "../protocol/codec.ts";
+import { ApiError } from "./errors.ts";
+
+/** Bytes a socket or stream may hold unsent before frames wait in the session outbox. */
+export const STREAM_HIGH_WATER = 256 * 1024;
+
+/** The session context of one connection of `principal`. */
+export function sessionContext(deps: AppDeps, principal: Principal): SessionContext {
+  const { hub, store, sessions, config } = deps;
+  return {
+    hub,
+    job: (id) => store.getJob(id),
+    visible: (job) => canRead(principal, job),
+    limits: { highWater: STREAM_HIGH_WATER, maxQueued: config.sendBuffer },
+    onBacklog: (outbox) => sessions.backlogged(outbox),
+    onClose: (session: Session) => sessions.remove(session),
+    window: config.replayWindow,
+  };
+}
+
+/** A `since` for every job, or one per job (`a:5,b:7`). */
+export type Since = { all: number | null; perJob: Map<string, number> };
+
+const SEQUENCE = /^\d{1,15}$/;
+
+/**
+ * Parses `since` (a sequence, or `job:seq` pairs separated by commas).
+ *
+ * @throws {ApiError} 422 naming the bad part
+ */
+export function parseSince(value: string | undefined): Since {
+  const since: Since = { all: null, perJob: new Map() };
+  if (value === undefined || value === "") return since;
+  if (SEQUENCE.test(value)) {
+    since.all = Number(value);
+    return since;
+  }
+  for (const part of value.split(",")) {
+    const colon = part.lastIndexOf(":");
+    const seq = part.slice(colon + 1);
+    if (colon <= 0 || !SEQUENCE.test(seq)) {
+      throw new ApiError("invalid_query", "since must be a sequence number or job:sequence pairs", [
+        { path: "since", message: `Cannot read ${JSON.stringify(part).slice(0, 80)}` },
+      ]);
+    }
+    since.perJob.set(part.slice(0, colon), Number(seq));
+  }
+  return since;
+}
+
+/** The `since` of one job: its own entry, else the global one. */
+export function sinceFor(since: Since, jobId: string): number | null {
+  return since.perJob.get(jobId) ?? since.all;
+}
+
+/**
+ * Reads `Last-Event-ID` for a stream of `jobIds` (in query order): a number for one job,
+ * a comma-separated list of numbers (this server's multi-job ids) for several.
+ * Returns `undefined` when absent or unusable (a browser may send a stale one).
+ */
+export function lastEventId(header: string | null, jobIds: readonly string[]): Since | undefined {
+  if (header === null || header.trim() === "") return undefined;
+  const parts = header.trim().split(",");
+  if (!parts.every((p) => SEQUENCE.test(p))) return undefined;
+  if (jobIds.length <= 1 && parts.length === 1) return { all: Number(parts[0]), perJob: new Map() };
+  if (parts.length !== jobIds.length) return undefined;
+  return { all: null, perJob: new Map(jobIds.map((id, i) => [id, Number(parts[i])])) };
+}
+
+/** The transport and message format a stream request asks for, or `json` for a page. */
+export function negotiate(
+  accept: string | null,
+  format: string | undefined,
+): { transport: Transport | "json"; format: MessageFormat } {
+  const messageFormat: MessageFormat = format === "snapshot" ? "snapshot" : "envelope";
+  if (format === "ndjson") return { transport: "ndjson", format: messageFormat };
+  if (format === "sse") return { transport: "sse", format: messageFormat };
+  if (format === "json") return { transport: "json", format: messageFormat };
+  const wants = (accept ?? "").toLowerCase();
+  if (wants.includes("text/event-stream")) return { transport: "sse", format: messageFormat };
+  if (wants.includes("application/x-ndjson") || wants.includes("application/jsonl")) {
+    return { transport: "ndjson", format: messageFormat };
+  }
+  return { transport: "json", format: messageFormat };
+}
+
+/** Splits `jobs=a,b` into ids; throws 422 for too many. */
+export function jobList(value: string | undefined, max: number): string[] {
+  if (value === undefined || value.trim() === "") return [];
+  const ids = [...new Set(value.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
+  if (ids.length > max) {
+    throw new ApiError("invalid_query", `At most ${max} jobs per stream`, [
+      { path: "jobs", message: `${ids.length} jobs given` },
+    ]);
+  }
+  return ids;
+}

@@ -1,0 +1,296 @@
+/**
+ * The hub: job id → subscribers, on one isolate. It hands each committed event to every
+ * subscriber of its job exactly once and in sequence order, and replays history to new
+ * subscribers without a gap or a duplicate.
+ *
+ * Gap-free join: registering a subscriber, reading its history and recording its cursor
+ * happen in one synchronous step (the store is synchronous), so no event can commit in
+ * between. Events from other isolates may arrive late or out of order: each job channel
+ * remembers the last sequence it delivered, drops what it has seen and fills a gap from
+ * the store before delivering what follows it.
+ *
+ * @module
+ */
+import type { Job, JobRecord } from "../jobs/job.ts";
+import type { StoredEvent } from "../jobs/envelope.ts";
+import type { EventStore } from "../store/event_store.ts";
+import type { Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
+import { WireEvent } from "./wire_event.ts";
+
+/** Receives one job's events in order. */
+export interface Subscriber {
+  /** Last sequence this subscriber has received; the hub never delivers one at or below it. */
+  cursor: number;
+  deliver(event: WireEvent): void;
+  /** The job went away (deleted or purged); the subscriber should end. */
+  end(reason: string): void;
+}
+
+/** Receives events of every job (`?all=1` streams) and job notices. */
+export interface FirehoseSubscriber {
+  deliver(event: WireEvent): void;
+  created(job: Job): void;
+  deleted(jobId: string): void;
+}
+
+/** How a join went, for the `connection`/`subscribed` message. */
+export interface ReplayInfo {
+  /** The `since` the client asked for, or `null` for the default window. */
+  since: number | null;
+  /** Number of events replayed. */
+  count: number;
+  /** First and last replayed sequence, or `null` when none. */
+  from: number | null;
+  to: number | null;
+  /** Set when events the client asked for are no longer retained (or never existed). */
+  truncated: boolean;
+  /** Oldest retained sequence. */
+  first_available: number;
+}
+
+/** Most events one replay reads from the store at a time (bounds each read, not the replay). */
+const REPLAY_PAGE = 1000;
+
+class Channel {
+  /** Last sequence delivered to this channel's subscribers. */
+  last: number;
+  readonly subscribers = new Set<Subscriber>();
+  constructor(last: number) {
+    this.last = last;
+  }
+}
+
+/** Fan-out of committed events on one isolate. */
+export class Hub {
+  #store: EventStore;
+  #fanout: Fanout;
+  #channels = new Map<string, Channel>();
+  #firehose = new Set<FirehoseSubscriber>();
+  #delivered = 0;
+  #gapFills = 0;
+
+  constructor(store: EventStore, fanout: Fanout) {
+    this.#store = store;
+    this.#fanout = fanout;
+    fanout.listen(
+      (message) => this.#receiveRemote(message),
+      (notice) => this.#receiveNotice(notice),
+    );
+  }
+
+  /**
+   * Subscribes to a job and replays its history, all in one step.
+   *
+   * @param since last sequence the client has, or `null` for the last `window` events
+   * @param window events replayed when `since` is `null`
+   * @returns the job and what was replayed, or `undefined` when the job does not exist
+   */
+  subscribe(
+    jobId: string,
+    subscriber: Subscriber,
+    since: number | null,
+    window: number,
+    beforeReplay: (job: JobRecord, replay: ReplayInfo) => void,
+  ): { job: JobRecord; replay: ReplayInfo } | undefined {
+    const job = this.#store.getJob(jobId);
+    if (job === undefined) return undefined;
+    const last = job.last_sequence;
+    const first = job.first_sequence;
+    let after: number;
+    let truncated = false;
+    if (since === null) {
+      after = Math.max(first - 1, last - window);
+    } else if (since > last) {
+      // The client is ahead of the job (a recreated id, or a bad since): it can only
+      // continue from now on; the snapshot tells it the current state.
+      after = last;
+      truncated = true;
+    } else {
+      after = since;
+      if (since < first - 1) {
+        after = first - 1;
+        truncated = true;
+      }
+    }
+    const count = last - after;
+    const replay: ReplayInfo = {
+      since,
+      count,
+      from: count > 0 ? after + 1 : null,
+      to: count > 0 ? last : null,
+      truncated,
+      first_available: first,
+    };
+    beforeReplay(job, replay);
+    subscriber.cursor = after;
+    let cursor = after;
+    while (cursor < last) {
+      const page = this.#store.readEvents(jobId, cursor, Math.min(REPLAY_PAGE, last - cursor));
+      if (page.length === 0) break;
+      for (const stored of page) {
+        if (stored.sequence > last) break;
+        const event = new WireEvent(stored, stored.sequence === last ? job : undefined);
+        subscriber.cursor = stored.sequence;
+        subscriber.deliver(event);
+        cursor = stored.sequence;
+      }
+    }
+    subscriber.cursor = last;
+    this.#channel(jobId, last).subscribers.add(subscriber);
+    return { job, replay };
+  }
+
+  /** Removes a subscriber; unknown subscribers are ignored. */
+  unsubscribe(jobId: string, subscriber: Subscriber): void {
+    const channel = this.#channels.get(jobId);
+    if (channel === undefined) return;
+    channel.subscribers.delete(subscriber);
+    if (channel.subscribers.size === 0) this.#channels.delete(jobId);
+  }
+
+  /** Adds a subscriber to every job's events. */
+  subscribeAll(subscriber: FirehoseSubscriber): void {
+    this.#firehose.add(subscriber);
+  }
+
+  unsubscribeAll(subscriber: FirehoseSubscriber): void {
+    this.#firehose.delete(subscriber);
+    if (this.#firehose.size > 0) return;
+    for (const [id, channel] of this.#channels) {
+      if (channel.subscribers.size === 0) this.#channels.delete(id);
+    }
+  }
+
+  /** Delivers events committed on this isolate, and tells the other isolates. */
+  publishLocal(events: readonly { event: StoredEvent; job: Job }[]): void {
+    if (events.length === 0) return;
+    for (const { event, job } of events) this.#dispatch(new WireEvent(event, job));
+    this.#fanout.publish({
+      events: events.map(({ event }, i) => ({
+        event,
+        // One snapshot per batch is enough for the others: they only need the newest state.
+        job: i === events.length - 1 ? events[i]!.job : undefined,
+      })),
+    });
+  }
+
+  /** Announces a new job to firehose subscribers here and on other isolates. */
+  jobCreated(job: Job): void {
+    for (const subscriber of this.#firehose) subscriber.created(job);
+    this.#fanout.notify({ kind: "created", job });
+  }
+
+  /** Ends every subscription of a job that was deleted or purged, here and elsewhere. */
+  jobDeleted(jobId: string, reason: string): void {
+    this.#endJob(jobId, reason);
+    this.#fanout.notify({ kind: "deleted", jobId });
+  }
+
+  #endJob(jobId: string, reason: string): void {
+    const channel = this.#channels.get(jobId);
+    this.#channels.delete(jobId);
+    for (const subscriber of channel?.subscribers ?? []) subscriber.end(reason);
+    for (const subscriber of this.#firehose) subscriber.deleted(jobId);
+  }
+
+  /** Ends every subscription (shutdown): waiters answer, streams close. */
+  closeAll(reason: string): void {
+    const channels = [...this.#channels.values()];
+    this.#channels.clear();
+    for (const channel of channels) {
+      for (const subscriber of channel.subscribers) subscriber.end(reason);
+    }
+  }
+
+  #receiveRemote(message: FanoutMessage): void {
+    for (const { event, job } of message.events) this.#dispatch(new WireEvent(event, job));
+  }
+
+  #receiveNotice(notice: FanoutNotice): void {
+    if (notice.kind === "created") {
+      for (const subscriber of this.#firehose) subscriber.created(notice.job);
+    } else {
+      this.#endJob(notice.jobId, "job deleted");
+    }
+  }
+
+  #channel(jobId: string, last: number): Channel {
+    let channel = this.#channels.get(jobId);
+    if (channel === undefined) {
+      channel = new Channel(last);
+      this.#channels.set(jobId, channel);
+    }
+    return channel;
+  }
+
+  #dispatch(event: WireEvent): void {
+    let channel = this.#channels.get(event.jobId);
+    if (channel === undefined) {
+      if (this.#firehose.size === 0) return;
+      // Firehose subscribers need per-job order too; a channel without subscribers keeps it
+      // until the job ends.
+      channel = this.#channel(event.jobId, event.sequence - 1);
+    }
+    if (event.sequence <= channel.last) return;
+    if (event.sequence > channel.last + 1) this.#fillGap(channel, event.jobId, event.sequence);
+    this.#deliver(channel, event);
+    if (event.terminal && channel.subscribers.size === 0) this.#channels.delete(event.jobId);
+  }
+
+  #fillGap(channel: Channel, jobId: string, before: number): void {
+    this.#gapFills++;
+    while (channel.last < before - 1) {
+      const page = this.#store.readEvents(
+        jobId,
+        channel.last,
+        Math.min(REPLAY_PAGE, before - 1 - channel.last),
+      );
+      if (page.length === 0) {
+        // Purged meanwhile (per-job cap): nothing older can be delivered any more.
+        channel.last = before - 1;
+        return;
+      }
+      for (const stored of page) this.#deliver(channel, new WireEvent(stored, undefined));
+    }
+  }
+
+  #deliver(channel: Channel, event: WireEvent): void {
+    channel.last = event.sequence;
+    for (const subscriber of channel.subscribers) {
+      if (event.sequence <= subscriber.cursor) continue;
+      subscriber.cursor = event.sequence;
+      subscriber.deliver(event);
+      this.#delivered++;
+    }
+    for (const subscriber of this.#firehose) {
+      subscriber.deliver(event);
+      this.#delivered++;
+    }
+  }
+
+  /** Number of subscribers of a job on this isolate. */
+  watchers(jobId: string): number {
+    return this.#channels.get(jobId)?.subscribers.size ?? 0;
+  }
+
+  /** The highest sequence this isolate has delivered for a job, if it follows the job. */
+  lastSequence(jobId: string): number | undefined {
+    return this.#channels.get(jobId)?.last;
+  }
+
+  /** Per-job subscriber counts and delivered sequence, for `/stats`. */
+  jobs(): Map<string, { connections: number; last_sequence: number }> {
+    const out = new Map<string, { connections: number; last_sequence: number }>();
+    for (const [id, channel] of this.#channels) {
+      if (channel.subscribers.size > 0) {
+        out.set(id, { connections: channel.subscribers.size, last_sequence: channel.last });
+      }
+    }
+    return out;
+  }
+
+  /** Counters since start: deliveries to subscribers and gaps filled from the store. */
+  get counts(): { delivered: number; gapFills: number; firehose: number } {
+    return { delivered: this.#delivered, gapFills: this.#gapFills, firehose: this.#firehose.size };
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * A committed event on its way to subscribers, with each wire encoding computed once and
+ * shared by every subscriber that uses it.
+ *
+ * @module
+ */
+import type { StoredEvent } from "../jobs/envelope.ts";
+import type { Job } from "../jobs/job.ts";
+import { isTerminal, type JobStatus, normalizeStatus } from "../jobs/status.ts";
+
+/** Turns an event into the bytes or text one transport sends; `id` indexes the cache. */
+export interface Encoder {
+  /** Small distinct integer per encoder (an index into the per-event cache). */
+  readonly id: number;
+  encode(event: WireEvent): string | Uint8Array<ArrayBuffer> | undefined;
+}
+
+/** Types that change the job snapshot (and so produce a `format=snapshot` message). */
+const STATE_TYPES: ReadonlySet<string> = new Set(["status", "progress", "result", "error"]);
+
+/** A committed event plus lazily computed, cached encodings. */
+export class WireEvent {
+  readonly jobId: string;
+  readonly sequence: number;
+  readonly type: string;
+  /** The envelope JSON, as persisted. */
+  readonly envelope: string;
+  /**
+   * The job right after this event, when known. Events read back from the store to fill
+   * a gap carry none.
+   */
+  readonly job: Job | undefined;
+  #cache: (string | Uint8Array<ArrayBuffer> | undefined | null)[] = [];
+  #terminal: boolean | undefined;
+
+  constructor(event: StoredEvent, job: Job | undefined) {
+    this.jobId = event.job_id;
+    this.sequence = event.sequence;
+    this.type = event.type;
+    this.envelope = event.envelope;
+    this.job = job;
+  }
+
+  /** The event as `encoder` frames it, computed on first use. */
+  encoded(encoder: Encoder): string | Uint8Array<ArrayBuffer> | undefined {
+    const cached = this.#cache[encoder.id];
+    if (cached !== undefined) return cached ?? undefined;
+    const value = encoder.encode(this);
+    this.#cache[encoder.id] = value ?? null;
+    return value;
+  }
+
+  /** Whether this event changes the job snapshot. */
+  get changesState(): boolean {
+    return STATE_TYPES.has(this.type);
+  }
+
+  /** Whether this event moved the job to a terminal status. */
+  get terminal(): boolean {
+    if (this.#terminal === undefined) {
+      this.#terminal = this.type === "status" && isTerminal(this.#status());
+    }
+    return this.#terminal;
+  }
+
+  #status(): JobStatus {
+    if (this.job !== undefined) return this.job.status;
+    const parsed = JSON.parse(this.envelope) as { data?: { status?: string } };
+    return normalizeStatus(parsed.data?.status ?? "") ?? "running";
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * The one message shape of every transport (DESIGN §2, event envelope).
+ *
+ * @module
+ */
+
+/** A persisted event: its place in the job's stream and its envelope, serialized once. */
+export interface StoredEvent {
+  job_id: string;
+  sequence: number;
+  type: string;
+  /** The whole envelope as JSON text, exactly as every transport sends it. */
+  envelope: string;
+}
+
+/**
+ * Serializes an envelope. Session messages (not persisted) pass `sequence: null`.
+ *
+ * @param timestamp ISO 8601 time the event was committed or the message was made
+ */
+export function encodeEnvelope(
+  type: string,
+  jobId: string | null,
+  sequence: number | null,
+  timestamp: string,
+  data: unknown,
+): string {
+  return JSON.stringify({ type, job_id: jobId, sequence, timestamp, data });
+}

@@ -1,0 +1,202 @@
+/**
+ * Validation and normalization of published events (DESIGN §2, built-in event types).
+ *
+ * Input is untrusted JSON; the output is an event whose `data` is ready to persist
+ * (canonical status and level names, `percentage` added to progress).
+ *
+ * @module
+ */
+import { z } from "zod";
+import { normalizeStatus } from "./status.ts";
+
+/** Event types with a schema and an effect on the job snapshot. */
+export const BUILT_IN_TYPES = ["status", "progress", "log", "result", "error"] as const;
+
+/**
+ * Types used by session messages that are never persisted; a custom event may not take
+ * one of these names, so a client can always tell the two apart.
+ */
+export const SESSION_TYPES: ReadonlySet<string> = new Set([
+  "connection",
+  "heartbeat",
+  "ping",
+  "pong",
+  "subscribed",
+  "unsubscribed",
+  "created",
+  "deleted",
+  "snapshot",
+]);
+
+/** Log levels, in increasing severity. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+
+/** Pattern of a custom event type. */
+export const CUSTOM_TYPE_PATTERN = /^[a-z][a-z0-9_.:-]{0,63}$/;
+
+/** An event accepted for publishing, before the store assigns its sequence. */
+export interface NewEvent {
+  type: string;
+  data: Record<string, unknown>;
+}
+
+/** One validation problem, with the path of the offending field. */
+export interface FieldIssue {
+  path: string;
+  message: string;
+}
+
+/** Outcome of validating one event. */
+export type EventCheck = { ok: true; event: NewEvent } | { ok: false; issues: FieldIssue[] };
+
+const jsonObject = z.record(z.string(), z.unknown());
+
+const statusData = z.looseObject({
+  status: z.string(),
+  message: z.string().nullish(),
+});
+
+const progressData = z.looseObject({
+  progress: z.number().min(0).max(100).optional(),
+  stage: z.string().nullish(),
+  message: z.string().nullish(),
+  current: z.number().min(0).optional(),
+  total: z.number().positive().optional(),
+  eta_seconds: z.number().min(0).nullish(),
+}).refine((d) => d.progress !== undefined || (d.current !== undefined && d.total !== undefined), {
+  message: "Either progress (0-100) or both current and total are required",
+  path: ["progress"],
+});
+
+const LEVEL_ALIASES: Readonly<Record<string, typeof LOG_LEVELS[number]>> = {
+  warn: "warning",
+  err: "error",
+  fatal: "error",
+  critical: "error",
+  trace: "debug",
+};
+
+const logData = z.looseObject({
+  line: z.string(),
+  level: z.string().optional(),
+  source: z.string().nullish(),
+});
+
+const resultData = z.looseObject({ results: z.unknown() });
+
+const errorData = z.looseObject({
+  error: z.string().min(1),
+  error_type: z.string().regex(/^[a-z_]+$/, "Expected lower-case letters and underscores")
+    .optional(),
+  details: z.unknown().optional(),
+});
+
+const envelopeInput = z.object({
+  type: z.string(),
+  data: jsonObject.optional(),
+});
+
+/** Formats a progress figure the way seeds show it: `45.5` becomes `"45.5%"`. */
+export function formatPercentage(progress: number): string {
+  return `${Number(progress.toFixed(2))}%`;
+}
+
+function issuesOf(error: z.ZodError, prefix: string): FieldIssue[] {
+  return error.issues.map((issue) => ({
+    path: [prefix, ...issue.path.map(String)].filter((p) => p !== "").join("."),
+    message: issue.message,
+  }));
+}
+
+function fail(path: string, message: string): EventCheck {
+  return { ok: false, issues: [{ path, message }] };
+}
+
+/**
+ * Validates one `{type, data}` event and normalizes its data.
+ *
+ * @param input untrusted JSON value
+ * @param path prefix for issue paths, such as `events.3`
+ */
+export function checkEvent(input: unknown, path = ""): EventCheck {
+  const outer = envelopeInput.safeParse(input);
+  if (!outer.success) return { ok: false, issues: issuesOf(outer.error, path) };
+  const { type } = outer.data;
+  const data = outer.data.data ?? {};
+  const at = (field: string) => [path, field].filter((p) => p !== "").join(".");
+  switch (type) {
+    case "status": {
+      const parsed = statusData.safeParse(data);
+      if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
+      const status = normalizeStatus(parsed.data.status);
+      if (status === undefined) {
+        return fail(
+          at("data.status"),
+          `Unknown status: ${JSON.stringify(parsed.data.status).slice(0, 80)}`,
+        );
+      }
+      return { ok: true, event: { type, data: { ...parsed.data, status } } };
+    }
+    case "progress": {
+      const parsed = progressData.safeParse(data);
+      if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
+      const d = parsed.data;
+      const progress = d.progress ??
+        Math.min(100, ((d.current ?? 0) / (d.total ?? 1)) * 100);
+      return {
+        ok: true,
+        event: { type, data: { ...d, progress, percentage: formatPercentage(progress) } },
+      };
+    }
+    case "log": {
+      const parsed = logData.safeParse(data);
+      if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
+      const level = normalizeLevel(parsed.data.level ?? "info");
+      if (level === undefined) {
+        return fail(at("data.level"), `Unknown level; expected one of ${LOG_LEVELS.join(", ")}`);
+      }
+      return { ok: true, event: { type, data: { ...parsed.data, level } } };
+    }
+    case "result": {
+      const withAlias = "results" in data || !("result" in data)
+        ? data
+        : { ...data, results: data.result };
+      const parsed = resultData.safeParse(withAlias);
+      if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
+      if (!("results" in withAlias)) return fail(at("data.results"), "Required");
+      return { ok: true, event: { type, data: parsed.data } };
+    }
+    case "error": {
+      const parsed = errorData.safeParse(data);
+      if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
+      return {
+        ok: true,
+        event: {
+          type,
+          data: { ...parsed.data, error_type: parsed.data.error_type ?? "general" },
+        },
+      };
+    }
+    default: {
+      if (!CUSTOM_TYPE_PATTERN.test(type)) {
+        return fail(
+          at("type"),
+          "Expected a built-in type or a custom type matching ^[a-z][a-z0-9_.:-]{0,63}$",
+        );
+      }
+      if (SESSION_TYPES.has(type)) {
+        return fail(at("type"), `The type ${type} is reserved for session messages`);
+      }
+      return { ok: true, event: { type, data } };
+    }
+  }
+}
+
+/** Maps a log level (canonical, alias, any letter case) to its canonical form. */
+export function normalizeLevel(input: string): typeof LOG_LEVELS[number] | undefined {
+  const lower = input.trim().toLowerCase();
+  if ((LOG_LEVELS as readonly string[]).includes(lower)) {
+    return lower as typeof LOG_LEVELS[number];
+  }
+  return LEVEL_ALIASES[lower];
+}

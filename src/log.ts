@@ -1,0 +1,56 @@
+/**
+ * Server log lines on stderr: one line each, `LEVEL message key=value…`. Secrets never
+ * reach a line: values under secret-looking keys and `token`/`ticket` query parameters
+ * in URLs are replaced by `[redacted]`.
+ *
+ * @module
+ */
+
+/** Log levels in increasing severity. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+let threshold: LogLevel = "info";
+
+/** Sets the lowest level written. */
+export function setLogLevel(level: LogLevel): void {
+  threshold = level;
+}
+
+const SECRET_KEYS = /^(token|ticket|password|secret|authorization|cookie|access_token)$/i;
+const SECRET_QUERY = /([?&](?:token|ticket|access_token)=)[^&#\s]*/gi;
+
+/** Replaces secrets in a URL's query string. */
+export function redactUrl(url: string): string {
+  return url.replace(SECRET_QUERY, "$1[redacted]");
+}
+
+function format(value: unknown): string {
+  if (typeof value === "string") return /[\s"=]/.test(value) ? JSON.stringify(value) : value;
+  if (value instanceof Error) return JSON.stringify(value.message);
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** Writes one log line when `level` is at or above the threshold. */
+export function log(level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {
+  if (RANK[level] < RANK[threshold]) return;
+  let line = `${level.toUpperCase()} ${message}`;
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    const shown = SECRET_KEYS.test(key)
+      ? "[redacted]"
+      : typeof value === "string"
+      ? redactUrl(value)
+      : value;
+    line += ` ${key}=${format(shown)}`;
+  }
+  console.error(line);
+}
+
+/** Logs an unexpected error with its stack, for faults that must not crash the server. */
+export function logError(message: string, error: unknown, fields: Record<string, unknown> = {}) {
+  log("error", message, { ...fields, error: error instanceof Error ? error.message : error });
+  if (error instanceof Error && error.stack !== undefined && RANK[threshold] <= RANK.error) {
+    console.error(redactUrl(error.stack));
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * A bounded send buffer per connection. Frames go straight to the socket while it keeps
+ * up; once the socket holds more than `highWater` bytes they wait here, progress frames
+ * of the same job replace each other (only the newest matters), and past `maxQueued`
+ * waiting frames the connection is closed with 4008 so the client can resume with
+ * `since` instead of the server buffering without bound.
+ *
+ * @module
+ */
+import type { Frame } from "./codec.ts";
+
+/** The write side of one connection. */
+export interface Sink {
+  write(frame: Frame): void;
+  /** Bytes written but not yet taken by the network. */
+  backlog(): number;
+  close(code: number, reason: string): void;
+}
+
+/** Bounds of an outbox. */
+export interface OutboxLimits {
+  /** Socket backlog (bytes) above which frames wait in the outbox. */
+  highWater: number;
+  /** Waiting frames (not counting replay) above which the connection is closed. */
+  maxQueued: number;
+}
+
+/** WebSocket close code (and SSE error code) for a consumer that cannot keep up. */
+export const SLOW_CONSUMER_CODE = 4008;
+
+interface Entry {
+  frame: Frame | null;
+  key: string | undefined;
+  counted: boolean;
+}
+
+/** One connection's send buffer. */
+export class Outbox {
+  #sink: Sink;
+  #limits: OutboxLimits;
+  #queue: Entry[] = [];
+  #head = 0;
+  #counted = 0;
+  #keyed = new Map<string, Entry>();
+  #onBacklog: (outbox: Outbox) => void;
+  #closed = false;
+  #coalesced = 0;
+
+  /**
+   * @param onBacklog called when frames start waiting, so the owner can call
+   *   {@link drain} once the socket has room again
+   */
+  constructor(sink: Sink, limits: OutboxLimits, onBacklog: (outbox: Outbox) => void) {
+    this.#sink = sink;
+    this.#limits = limits;
+    this.#onBacklog = onBacklog;
+  }
+
+  /**
+   * Sends or queues a frame.
+   *
+   * @param key frames with the same key replace each other while waiting
+   * @param bounded false for replay, whose size the per-job cap already bounds
+   */
+  push(frame: Frame, key?: string, bounded = true): void {
+    if (this.#closed) return;
+    if (this.#head === this.#queue.length && this.#sink.backlog() < this.#limits.highWater) {
+      this.#sink.write(frame);
+      return;
+    }
+    if (key !== undefined) {
+      const older = this.#keyed.get(key);
+      if (older !== undefined && older.frame !== null) {
+        // The older frame leaves its place and the newer one joins the tail, so frames
+        // still leave in sequence order; the client sees a skipped progress sequence.
+        older.frame = null;
+        if (older.counted) this.#counted--;
+        this.#coalesced++;
+      }
+    }
+    const entry: Entry = { frame, key, counted: bounded };
+    this.#queue.push(entry);
+    if (key !== undefined) this.#keyed.set(key, entry);
+    if (bounded) this.#counted++;
+    if (this.#counted > this.#limits.maxQueued) {
+      this.close(SLOW_CONSUMER_CODE, "slow consumer: resume with since");
+      return;
+    }
+    if (this.#queue.length - this.#head === 1) this.#onBacklog(this);
+  }
+
+  /**
+   * Moves waiting frames to the socket while it has room.
+   *
+   * @returns true when nothing is left waiting
+   */
+  drain(): boolean {
+    if (this.#closed) return true;
+    while (this.#head < this.#queue.length) {
+      if (this.#sink.backlog() >= this.#limits.highWater) return false;
+      const entry = this.#queue[this.#head++]!;
+      if (entry.counted && entry.frame !== null) this.#counted--;
+      if (entry.key !== undefined && this.#keyed.get(entry.key) === entry) {
+        this.#keyed.delete(entry.key);
+      }
+      if (entry.frame !== null) this.#sink.write(entry.frame);
+    }
+    this.#queue = [];
+    this.#head = 0;
+    return true;
+  }
+
+  /** Frames waiting (including replaced ones not yet skipped). */
+  get waiting(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /** Progress frames replaced by newer ones since the connection opened. */
+  get coalesced(): number {
+    return this.#coalesced;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Ends the connection gracefully: every waiting frame is written (whatever the backlog)
+   * before the close, so a client told "finished" has everything before it.
+   */
+  finish(code: number, reason: string): void {
+    if (this.#closed) return;
+    while (this.#head < this.#queue.length) {
+      const frame = this.#queue[this.#head++]!.frame;
+      if (frame !== null) this.#sink.write(frame);
+    }
+    this.close(code, reason);
+  }
+
+  /** Drops waiting frames and closes the sink. Idempotent. */
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    this.#head = 0;
+    this.#keyed.clear();
+    this.#sink.close(code, reason);
+  }
+}

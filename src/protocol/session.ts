@@ -1,0 +1,394 @@
+/**
+ * The one subscription loop every stream transport shares. A session is one client
+ * connection following one job, several jobs, or every visible job (`all=1`); the
+ * transports differ only in their codec and sink.
+ *
+ * Order of messages for each job: `connection` (or `subscribed`) with the snapshot and
+ * replay bounds, the replayed events, then live events. The hub makes the three one
+ * atomic step, so nothing committed meanwhile is lost or repeated.
+ *
+ * @module
+ */
+import type { FirehoseSubscriber, Hub, ReplayInfo, Subscriber } from "../hub/hub.ts";
+import type { WireEvent } from "../hub/wire_event.ts";
+import { encodeEnvelope } from "../jobs/envelope.ts";
+import { flatSnapshot, type Job, publicJob } from "../jobs/job.ts";
+import type { JobRecord } from "../jobs/job.ts";
+import { isTerminal, type JobStatus } from "../jobs/status.ts";
+import type { Codec, Transport } from "./codec.ts";
+import { Outbox, type OutboxLimits, type Sink } from "./outbox.ts";
+
+/** WebSocket close codes (DESIGN §6). */
+export const CLOSE = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tooBig: 1009,
+  serverError: 1011,
+  overloaded: 1013,
+  jobNotFound: 4004,
+  slowConsumer: 4008,
+} as const;
+
+/** Filters of an `all=1` session. */
+export interface FirehoseFilter {
+  kind?: string;
+  status?: JobStatus;
+}
+
+/** What a session needs from the server around it. */
+export interface SessionContext {
+  hub: Hub;
+  /** Looks a job up in the store (for filters and visibility of `all=1` sessions). */
+  job(jobId: string): JobRecord | undefined;
+  /** Whether the session's principal may see a job. */
+  visible(job: Job): boolean;
+  limits: OutboxLimits;
+  /** Told when the outbox starts holding frames, so they are drained later. */
+  onBacklog(outbox: Outbox): void;
+  /** Told once when the session has closed, for bookkeeping. */
+  onClose(session: Session): void;
+  /** Events replayed when a subscription gives no `since`. */
+  window: number;
+}
+
+/** Outcome of subscribing a session to a job. */
+export type SubscribeResult = "ok" | "not_found" | "forbidden" | "already";
+
+class JobSubscription implements Subscriber {
+  cursor = 0;
+  finished = false;
+  constructor(readonly session: Session, readonly jobId: string) {}
+  deliver(event: WireEvent): void {
+    this.session.send(this, event);
+  }
+  end(reason: string): void {
+    this.session.jobEnded(this, reason);
+  }
+}
+
+class FirehoseSubscription implements FirehoseSubscriber {
+  /** Per job: whether it passes the filter and visibility (statuses change, kinds do not). */
+  #kinds = new Map<string, boolean>();
+  constructor(readonly session: Session, readonly filter: FirehoseFilter) {}
+
+  #passes(jobId: string, job: Job | undefined): boolean {
+    let seen = this.#kinds.get(jobId);
+    if (seen === undefined) {
+      const current = job ?? this.session.context.job(jobId);
+      seen = current !== undefined && this.session.context.visible(current) &&
+        (this.filter.kind === undefined || current.kind === this.filter.kind);
+      this.#kinds.set(jobId, seen);
+    }
+    if (!seen) return false;
+    if (this.filter.status === undefined) return true;
+    const status = job?.status ?? this.session.context.job(jobId)?.status;
+    return status === this.filter.status;
+  }
+
+  deliver(event: WireEvent): void {
+    if (this.#passes(event.jobId, event.job)) this.session.sendFirehose(event);
+  }
+  created(job: Job): void {
+    if (this.#passes(job.id, job)) this.session.sendNotice("created", job.id, { job });
+  }
+  deleted(jobId: string): void {
+    if (this.#kinds.get(jobId) === true) this.session.sendNotice("deleted", jobId, {});
+    this.#kinds.delete(jobId);
+  }
+}
+
+/** One client connection and what it follows. */
+export class Session {
+  readonly transport: Transport;
+  readonly codec: Codec;
+  readonly context: SessionContext;
+  readonly closeOnFinish: boolean;
+  /** Set for multi-job SSE: each event's id is the cursor of every job, by query order. */
+  readonly cursorIds: string[] | undefined;
+  #outbox: Outbox;
+  #subs = new Map<string, JobSubscription>();
+  #firehose: FirehoseSubscription | undefined;
+  #replaying = false;
+  #closed = false;
+  #single: boolean;
+
+  /**
+   * @param single true for a one-job stream (`/ws/jobs/:id`, `/jobs/:id/events`): its
+   *   first message is `connection` and a deleted job closes it
+   */
+  constructor(
+    codec: Codec,
+    sink: Sink,
+    context: SessionContext,
+    options: { closeOnFinish: boolean; single: boolean; cursorIds?: string[] },
+  ) {
+    this.transport = codec.transport;
+    this.codec = codec;
+    this.context = context;
+    this.closeOnFinish = options.closeOnFinish;
+    this.#single = options.single;
+    this.cursorIds = options.cursorIds;
+    this.#outbox = new Outbox(sink, context.limits, context.onBacklog);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Job ids this session follows. */
+  get jobIds(): string[] {
+    return [...this.#subs.keys()];
+  }
+
+  /** The outbox, for the owner's drain loop and stats. */
+  get outbox(): Outbox {
+    return this.#outbox;
+  }
+
+  /**
+   * Starts following a job: `connection` (first job of a single-job session) or
+   * `subscribed`, then replay from `since`, then live events.
+   */
+  subscribe(jobId: string, since: number | null): SubscribeResult {
+    if (this.#closed) return "ok";
+    if (this.#subs.has(jobId)) return "already";
+    const sub = new JobSubscription(this, jobId);
+    const snapshot = this.codec.format === "snapshot";
+    const first = this.#single && this.#subs.size === 0;
+    let denied = false;
+    this.#replaying = true;
+    let joined: { job: Job; replay: ReplayInfo } | undefined;
+    try {
+      joined = this.context.hub.subscribe(
+        jobId,
+        sub,
+        // A snapshot stream starts from the current state; it replays nothing.
+        snapshot ? null : since,
+        snapshot ? 0 : this.context.window,
+        (job, replay) => {
+          if (!this.context.visible(job)) {
+            denied = true;
+            throw new DeniedError();
+          }
+          this.#subs.set(jobId, sub);
+          if (snapshot) {
+            this.#push(JSON.stringify(flatSnapshot(job)), "snapshot", false);
+          } else {
+            this.#sendMessage(first ? "connection" : "subscribed", jobId, {
+              ...(first
+                ? {
+                  status: "connected",
+                  message: `Connected to job ${jobId}`,
+                  server_time: new Date().toISOString(),
+                }
+                : {}),
+              last_sequence: job.last_sequence,
+              job: publicJob(job),
+              replay,
+            }, false);
+          }
+        },
+      );
+    } catch (error) {
+      if (!(error instanceof DeniedError)) throw error;
+    } finally {
+      this.#replaying = false;
+    }
+    if (denied) return "forbidden";
+    if (joined === undefined) return "not_found";
+    if (isTerminal(joined.job.status)) this.#finished(sub);
+    return "ok";
+  }
+
+  /** Stops following a job; answers `unsubscribed`. */
+  unsubscribe(jobId: string): boolean {
+    const sub = this.#subs.get(jobId);
+    if (sub === undefined) return false;
+    this.#subs.delete(jobId);
+    this.context.hub.unsubscribe(jobId, sub);
+    this.#sendMessage("unsubscribed", jobId, { last_sequence: sub.cursor });
+    return true;
+  }
+
+  /** Follows every job the principal may see (`all=1`), with optional filters. */
+  subscribeAll(filter: FirehoseFilter, jobs: Job[]): void {
+    this.#firehose = new FirehoseSubscription(this, filter);
+    this.context.hub.subscribeAll(this.#firehose);
+    if (this.codec.format === "snapshot") {
+      for (const job of jobs) this.#push(JSON.stringify(flatSnapshot(job)), "snapshot", false);
+      return;
+    }
+    this.#sendMessage("connection", null, {
+      status: "connected",
+      message: "Connected to every visible job",
+      server_time: new Date().toISOString(),
+      filter,
+      jobs,
+    }, false);
+  }
+
+  /** Sends the first message of a multi-job session. */
+  greet(jobIds: string[]): void {
+    if (this.codec.format === "snapshot") return;
+    this.#sendMessage("connection", null, {
+      status: "connected",
+      message: "Connected",
+      server_time: new Date().toISOString(),
+      jobs: jobIds,
+    }, false);
+  }
+
+  /** @internal Called by a subscription for each event of its job. */
+  send(sub: JobSubscription, event: WireEvent): void {
+    if (this.#closed) return;
+    const frame = this.cursorIds === undefined
+      ? event.encoded(this.codec.events)
+      : this.codec.withId(event, this.#cursor());
+    if (frame !== undefined) {
+      const coalesce = this.codec.format === "snapshot" || event.type === "progress";
+      this.#outbox.push(frame, coalesce ? sub.jobId : undefined, !this.#replaying);
+    }
+    if (event.terminal) this.#finished(sub);
+  }
+
+  /** @internal Called by the firehose subscription for each visible event. */
+  sendFirehose(event: WireEvent): void {
+    if (this.#closed) return;
+    const frame = event.encoded(this.codec.events);
+    if (frame === undefined) return;
+    const coalesce = this.codec.format === "snapshot" || event.type === "progress";
+    this.#outbox.push(frame, coalesce ? event.jobId : undefined);
+  }
+
+  /** @internal Sends a `created` or `deleted` notice on an `all=1` session. */
+  sendNotice(type: "created" | "deleted", jobId: string, data: Record<string, unknown>): void {
+    if (this.codec.format === "snapshot") {
+      if (type === "created" && data.job !== undefined) {
+        this.#push(JSON.stringify(flatSnapshot(data.job as Job)), "snapshot", true);
+      }
+      return;
+    }
+    this.#sendMessage(type, jobId, data);
+  }
+
+  /** @internal The job was deleted or purged. */
+  jobEnded(sub: JobSubscription, reason: string): void {
+    this.#subs.delete(sub.jobId);
+    if (this.#single && this.#subs.size === 0) {
+      this.finish(CLOSE.jobNotFound, reason);
+      return;
+    }
+    this.#sendMessage("unsubscribed", sub.jobId, { last_sequence: sub.cursor, reason });
+  }
+
+  #finished(sub: JobSubscription): void {
+    sub.finished = true;
+    if (!this.closeOnFinish || this.#firehose !== undefined) return;
+    for (const other of this.#subs.values()) if (!other.finished) return;
+    this.finish(CLOSE.normal, "job finished");
+  }
+
+  #cursor(): string {
+    return (this.cursorIds ?? []).map((id) => this.#subs.get(id)?.cursor ?? 0).join(",");
+  }
+
+  /** Sends a keep-alive: `heartbeat` with each job's high-water mark, or `ping` for snapshots. */
+  heartbeat(now: string): void {
+    if (this.#closed) return;
+    if (this.codec.comment !== undefined) this.#outbox.push(this.codec.comment);
+    if (this.codec.format === "snapshot") {
+      this.#push(JSON.stringify({ type: "ping", timestamp: now }), "ping", true);
+      return;
+    }
+    const [only] = this.#subs.values();
+    if (this.#subs.size === 1 && only !== undefined && this.#firehose === undefined) {
+      this.#sendMessage("heartbeat", only.jobId, {
+        timestamp: now,
+        last_sequence: this.#highWater(only),
+      });
+      return;
+    }
+    const lastSequences: Record<string, number> = {};
+    for (const sub of this.#subs.values()) lastSequences[sub.jobId] = this.#highWater(sub);
+    this.#sendMessage("heartbeat", null, { timestamp: now, last_sequences: lastSequences });
+  }
+
+  #highWater(sub: JobSubscription): number {
+    return Math.max(sub.cursor, this.context.hub.lastSequence(sub.jobId) ?? 0);
+  }
+
+  /** Answers a client ping with the server time (for round-trip and quality). */
+  pong(clientTime: unknown): void {
+    const now = new Date().toISOString();
+    if (this.codec.format === "snapshot") {
+      this.#push(
+        JSON.stringify({ type: "pong", timestamp: now, client_time: clientTime ?? null }),
+        "pong",
+        true,
+      );
+      return;
+    }
+    const [only] = this.#subs.values();
+    const jobId = this.#subs.size === 1 && only !== undefined ? only.jobId : null;
+    this.#sendMessage("pong", jobId, {
+      client_time: clientTime ?? null,
+      server_time: now,
+      ...(only !== undefined && jobId !== null ? { last_sequence: this.#highWater(only) } : {}),
+    });
+  }
+
+  /** Tells the client its message was refused; the connection stays open. */
+  error(code: string, message: string, jobId: string | null = null, details?: unknown): void {
+    if (this.codec.format === "snapshot") {
+      this.#push(JSON.stringify({ type: "error", error: message, code }), "error", true);
+      return;
+    }
+    this.#sendMessage("error", jobId, {
+      error: message,
+      error_type: "validation_error",
+      code,
+      ...(details === undefined ? {} : { details }),
+    });
+  }
+
+  #sendMessage(
+    type: string,
+    jobId: string | null,
+    data: Record<string, unknown>,
+    bounded = true,
+  ): void {
+    this.#push(encodeEnvelope(type, jobId, null, new Date().toISOString(), data), type, bounded);
+  }
+
+  #push(json: string, type: string, bounded: boolean): void {
+    if (this.#closed) return;
+    this.#outbox.push(this.codec.session(type, json), undefined, bounded);
+  }
+
+  /** Flushes what is waiting, then closes (normal end, shutdown, job finished). */
+  finish(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#outbox.finish(code, reason);
+    this.dispose();
+  }
+
+  /** Closes at once, dropping what is waiting (policy violations, overload). */
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#outbox.close(code, reason);
+    this.dispose();
+  }
+
+  /** Releases every subscription; called when the transport has gone away. Idempotent. */
+  dispose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const [jobId, sub] of this.#subs) this.context.hub.unsubscribe(jobId, sub);
+    this.#subs.clear();
+    if (this.#firehose !== undefined) this.context.hub.unsubscribeAll(this.#firehose);
+    this.context.onClose(this);
+  }
+}
+
+class DeniedError extends Error {}

@@ -1,0 +1,100 @@
+/**
+ * Every open session of one isolate: one heartbeat timer for all of them (not one per
+ * connection), one drain loop for the backlogged ones, counts for `/stats`, and the
+ * shutdown that closes them all.
+ *
+ * @module
+ */
+import type { Outbox } from "./outbox.ts";
+import type { Transport } from "./codec.ts";
+import type { Session } from "./session.ts";
+
+/** How often backlogged outboxes are retried, in milliseconds. */
+const DRAIN_INTERVAL_MS = 10;
+
+/** The registry of live sessions on this isolate. */
+export class Sessions {
+  #all = new Set<Session>();
+  #backlogged = new Set<Outbox>();
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #drain: ReturnType<typeof setInterval> | undefined;
+  #opened = 0;
+
+  /** @param heartbeatMs interval between heartbeats on every session; 0 disables them */
+  constructor(heartbeatMs: number) {
+    if (heartbeatMs > 0) {
+      const timer = setInterval(() => this.#beat(), heartbeatMs);
+      Deno.unrefTimer(timer);
+      this.#heartbeat = timer;
+    }
+  }
+
+  add(session: Session): void {
+    this.#all.add(session);
+    this.#opened++;
+  }
+
+  remove(session: Session): void {
+    this.#all.delete(session);
+    this.#backlogged.delete(session.outbox);
+  }
+
+  /** Queues an outbox for draining once its socket has room. */
+  backlogged(outbox: Outbox): void {
+    this.#backlogged.add(outbox);
+    if (this.#drain === undefined) {
+      this.#drain = setInterval(() => this.#drainAll(), DRAIN_INTERVAL_MS);
+    }
+  }
+
+  #drainAll(): void {
+    for (const outbox of this.#backlogged) {
+      if (outbox.closed || outbox.drain()) this.#backlogged.delete(outbox);
+    }
+    if (this.#backlogged.size === 0 && this.#drain !== undefined) {
+      clearInterval(this.#drain);
+      this.#drain = undefined;
+    }
+  }
+
+  #beat(): void {
+    const now = new Date().toISOString();
+    for (const session of this.#all) session.heartbeat(now);
+  }
+
+  /** Open sessions per transport. */
+  counts(): Record<Transport, number> {
+    const counts: Record<Transport, number> = { websocket: 0, sse: 0, ndjson: 0 };
+    for (const session of this.#all) counts[session.transport]++;
+    return counts;
+  }
+
+  /** Sessions opened since start. */
+  get opened(): number {
+    return this.#opened;
+  }
+
+  get size(): number {
+    return this.#all.size;
+  }
+
+  /** Frames waiting in outboxes across sessions. */
+  buffered(): number {
+    let waiting = 0;
+    for (const outbox of this.#backlogged) waiting += outbox.waiting;
+    return waiting;
+  }
+
+  /** Ends every session (WebSocket close `code`), flushing what each has waiting. */
+  closeAll(code: number, reason: string): void {
+    for (const session of [...this.#all]) session.finish(code, reason);
+  }
+
+  /** Stops the timers. */
+  stop(): void {
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    if (this.#drain !== undefined) clearInterval(this.#drain);
+    this.#heartbeat = undefined;
+    this.#drain = undefined;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The WebSocket transport: connects `Deno.upgradeWebSocket` to a {@link Session} and
+ * handles client messages (`ping`, `subscribe`, `unsubscribe`). A malformed message gets
+ * an `error` message and the connection stays open.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { logError } from "../log.ts";
+import type { Codec } from "./codec.ts";
+import type { Sink } from "./outbox.ts";
+import { CLOSE, Session, type SessionContext } from "./session.ts";
+
+/** Options of one WebSocket connection. */
+export interface WebSocketOptions {
+  /** Largest client message in bytes; larger ones close the connection with 1009. */
+  maxMessageBytes: number;
+  closeOnFinish: boolean;
+  /** True for `/ws/jobs/:id` (first message `connection`, closes 4004 on a deleted job). */
+  single: boolean;
+  /** Runs once the socket is open: subscribe, or close with a code. */
+  onOpen(session: Session): void;
+  /** Resolves a `subscribe` message: parses `since`, checks the job and access. */
+  onSubscribe(session: Session, jobId: string, since: number | null): void;
+}
+
+const clientMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("ping"), client_time: z.unknown().optional() }).loose(),
+  z.object({
+    type: z.literal("subscribe"),
+    job_id: z.string().min(1).max(128),
+    since: z.number().int().min(0).nullish(),
+  }).loose(),
+  z.object({ type: z.literal("unsubscribe"), job_id: z.string().min(1).max(128) }).loose(),
+]);
+
+/** Longest close reason a WebSocket close frame can carry, in bytes. */
+const MAX_REASON_BYTES = 123;
+
+function fitReason(reason: string): string {
+  const bytes = new TextEncoder().encode(reason);
+  return bytes.byteLength <= MAX_REASON_BYTES
+    ? reason
+    : new TextDecoder().decode(bytes.slice(0, MAX_REASON_BYTES - 3)).replace(/\uFFFD$/, "") + "...";
+}
+
+/**
+ * Upgrades `request` and runs a session over the socket.
+ *
+ * @returns the 101 response to hand back to the server
+ */
+export function serveWebSocket(
+  request: Request,
+  codec: Codec,
+  context: SessionContext,
+  options: WebSocketOptions,
+): Response {
+  const { socket, response } = Deno.upgradeWebSocket(request);
+  const sink: Sink = {
+    write(frame) {
+      if (socket.readyState === WebSocket.OPEN) socket.send(frame);
+    },
+    backlog: () => socket.bufferedAmount,
+    close(code, reason) {
+      if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
+        try {
+          socket.close(code, fitReason(reason));
+        } catch {
+          // Already closing: nothing left to tell the client.
+        }
+      }
+    },
+  };
+  const session = new Session(codec, sink, context, options);
+  socket.onopen = () => {
+    try {
+      options.onOpen(session);
+    } catch (error) {
+      // An event handler must not throw: that would take the whole server down.
+      logError("websocket open failed", error);
+      session.close(CLOSE.serverError, "server error");
+    }
+  };
+  socket.onmessage = (message) => {
+    if (session.closed) return;
+    const data = message.data;
+    const size = typeof data === "string" ? data.length : (data as ArrayBuffer).byteLength ?? 0;
+    if (size > options.maxMessageBytes) {
+      session.close(CLOSE.tooBig, `message too big: the limit is ${options.maxMessageBytes} bytes`);
+      return;
+    }
+    if (typeof data !== "string") {
+      session.error("invalid_message", "Send JSON text messages, not binary");
+      return;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      session.error("invalid_message", "The message is not valid JSON");
+      return;
+    }
+    const checked = clientMessage.safeParse(parsed);
+    if (!checked.success) {
+      const type = (parsed as { type?: unknown } | null)?.type;
+      const known = type === "ping" || type === "subscribe" || type === "unsubscribe";
+      session.error(
+        "invalid_message",
+        known
+          ? `Invalid ${String(type)} message: ${checked.error.issues[0]?.message ?? "bad fields"}`
+          : "Unknown message type; expected ping, subscribe or unsubscribe",
+        null,
+        checked.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+      );
+      return;
+    }
+    const msg = checked.data;
+    switch (msg.type) {
+      case "ping":
+        session.pong(msg.client_time);
+        break;
+      case "subscribe":
+        options.onSubscribe(session, msg.job_id, msg.since ?? null);
+        break;
+      case "unsubscribe":
+        if (!session.unsubscribe(msg.job_id)) {
+          session.error("not_subscribed", `Not subscribed to job ${msg.job_id}`, msg.job_id);
+        }
+        break;
+    }
+  };
+  socket.onclose = () => session.dispose();
+  socket.onerror = () => session.dispose();
+  return response;
+}

@@ -1,0 +1,67 @@
+/**
+ * Counters of one isolate and the rates derived from them, for `/stats` and `/metrics`.
+ *
+ * @module
+ */
+
+/** Seconds of history the per-second rates average over. */
+const RATE_WINDOW_SECONDS = 10;
+
+interface Sample {
+  at: number;
+  published: number;
+  delivered: number;
+}
+
+/** Monotonic counters plus a sliding window of samples for rates. */
+export class Stats {
+  readonly startedAt = Date.now();
+  eventsPublished = 0;
+  jobsCreated = 0;
+  longPolls = 0;
+  serverErrors = 0;
+  #samples: Sample[] = [];
+  #timer: ReturnType<typeof setInterval>;
+  #delivered: () => number;
+
+  /** @param delivered reads the hub's delivery counter */
+  constructor(delivered: () => number) {
+    this.#delivered = delivered;
+    this.#sample();
+    this.#timer = setInterval(() => this.#sample(), 1000);
+    Deno.unrefTimer(this.#timer);
+  }
+
+  #sample(): void {
+    this.#samples.push({
+      at: Date.now(),
+      published: this.eventsPublished,
+      delivered: this.#delivered(),
+    });
+    if (this.#samples.length > RATE_WINDOW_SECONDS + 1) this.#samples.shift();
+  }
+
+  /** Events published and messages delivered per second over the last few seconds. */
+  rates(): { events_published_per_second: number; messages_delivered_per_second: number } {
+    const first = this.#samples[0];
+    const now = { at: Date.now(), published: this.eventsPublished, delivered: this.#delivered() };
+    const seconds = first === undefined ? 0 : (now.at - first.at) / 1000;
+    if (first === undefined || seconds <= 0) {
+      return { events_published_per_second: 0, messages_delivered_per_second: 0 };
+    }
+    const round = (n: number) => Math.round(n * 10) / 10;
+    return {
+      events_published_per_second: round((now.published - first.published) / seconds),
+      messages_delivered_per_second: round((now.delivered - first.delivered) / seconds),
+    };
+  }
+
+  /** Seconds since the server started. */
+  uptimeSeconds(): number {
+    return Math.round((Date.now() - this.startedAt) / 1000);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}

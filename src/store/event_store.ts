@@ -1,0 +1,110 @@
+/**
+ * The storage boundary: everything the server needs from a database, so another SQLite
+ * binding (or another database) replaces it in one file.
+ *
+ * @module
+ */
+import type { JobRecord } from "../jobs/job.ts";
+import type { NewEvent } from "../jobs/events.ts";
+import type { StoredEvent } from "../jobs/envelope.ts";
+import type { JobStatus } from "../jobs/status.ts";
+
+/** A job as its creator describes it. */
+export interface NewJob {
+  id: string;
+  kind: string | null;
+  owner: string | null;
+  metadata: Record<string, unknown>;
+}
+
+/** Events for one job that must commit together or not at all. */
+export interface AppendRequest {
+  jobId: string;
+  events: NewEvent[];
+  /** A retried request with the same key returns the first request's sequences. */
+  idempotencyKey?: string;
+  /** The sequence the first event must receive; lower means a retry, higher a conflict. */
+  expectedSequence?: number;
+  /** Marks the job stalled after these events (the stall sweeper's warning). */
+  markStalled?: boolean;
+}
+
+/** A committed event with the job as it stood right after it. */
+export interface CommittedEvent {
+  event: StoredEvent;
+  job: JobRecord;
+}
+
+/** Why an append was refused; nothing of the request was written. */
+export type AppendRefusal = {
+  ok: false;
+  code:
+    | "job_not_found"
+    | "job_gone"
+    | "job_finished"
+    | "invalid_transition"
+    | "sequence_conflict";
+  message: string;
+};
+
+/** What an append did. `replayed` means an earlier identical request already wrote it. */
+export type AppendOutcome =
+  | {
+    ok: true;
+    sequences: number[];
+    committed: CommittedEvent[];
+    job: JobRecord;
+    replayed: boolean;
+  }
+  | AppendRefusal;
+
+/** Filters and page of `listJobs`. */
+export interface JobQuery {
+  status?: JobStatus;
+  kind?: string;
+  owner?: string;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+  limit: number;
+}
+
+/** One page of jobs, newest first. */
+export interface JobPage {
+  jobs: JobRecord[];
+  next_cursor: string | null;
+}
+
+/** Limits and ages the sweeper applies, in milliseconds. */
+export interface SweepPolicy {
+  /** Terminal jobs older than this are purged. */
+  retentionMs: number;
+  /** Tombstones older than this are forgotten (the id then answers 404). */
+  tombstoneMs: number;
+  /** Idempotency keys older than this are forgotten. */
+  idempotencyMs: number;
+  /** Most jobs purged per sweep, so one sweep never holds the write lock for long. */
+  batch: number;
+}
+
+/** The persistent store of jobs and their events. */
+export interface EventStore {
+  /** Creates a job; `exists` when a live job has that id. Clears a tombstone of that id. */
+  createJob(job: NewJob, now: number): { ok: true; job: JobRecord } | { ok: false; code: "exists" };
+  getJob(id: string): JobRecord | undefined;
+  /** Whether the id belonged to a job that was purged or deleted. */
+  isGone(id: string): boolean;
+  listJobs(query: JobQuery): JobPage;
+  /** Number of jobs per status. */
+  countByStatus(): Record<string, number>;
+  /** Commits every request in one transaction; each succeeds or fails on its own. */
+  appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[];
+  /** Events with `sequence > after`, oldest first, at most `limit`. */
+  readEvents(jobId: string, after: number, limit: number): StoredEvent[];
+  /** Removes a job and its events, leaving a tombstone; false when there was none. */
+  deleteJob(id: string, now: number): boolean;
+  /** Purges expired jobs, tombstones and idempotency keys; returns the purged job ids. */
+  sweep(now: number, policy: SweepPolicy): string[];
+  /** Running jobs whose last event is older than `before` and that are not yet stalled. */
+  findStalled(before: number, limit: number): string[];
+  close(): void;
+}

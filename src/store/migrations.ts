@@ -1,0 +1,95 @@
+/**
+ * Schema migrations, applied in order, each in its own transaction, tracked with
+ * `PRAGMA user_version`. A database written by a newer jobwire is refused rather than
+ * misread.
+ *
+ * @module
+ */
+import type { DatabaseSync } from "node:sqlite";
+
+/** Ordered schema steps; step `i` moves the database to version `i + 1`. Append only. */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT,
+    owner TEXT,
+    status TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    stage TEXT,
+    message TEXT,
+    eta_seconds REAL,
+    created_at TEXT NOT NULL,
+    queued_at TEXT,
+    started_at TEXT,
+    updated_at TEXT NOT NULL,
+    completed_at TEXT,
+    result TEXT,
+    error TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    last_sequence INTEGER NOT NULL DEFAULT 0,
+    first_sequence INTEGER NOT NULL DEFAULT 1,
+    stalled INTEGER NOT NULL DEFAULT 0,
+    eta_base_at INTEGER,
+    eta_base_progress REAL,
+    last_event_at INTEGER NOT NULL,
+    ended_at INTEGER
+  );
+  CREATE INDEX jobs_by_created ON jobs (created_at DESC, id DESC);
+  CREATE INDEX jobs_by_ended ON jobs (ended_at) WHERE ended_at IS NOT NULL;
+  CREATE INDEX jobs_running ON jobs (last_event_at) WHERE status = 'running';
+  CREATE TABLE events (
+    job_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    PRIMARY KEY (job_id, sequence)
+  ) WITHOUT ROWID;
+  CREATE TABLE idempotency (
+    job_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    sequences TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_by_created ON idempotency (created_at);
+  CREATE TABLE tombstones (
+    id TEXT PRIMARY KEY,
+    gone_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX tombstones_by_gone ON tombstones (gone_at);
+  `,
+];
+
+/**
+ * Brings the database to the newest schema.
+ *
+ * @throws {RangeError} when the database is newer than this code
+ */
+export function migrate(db: DatabaseSync): void {
+  const version = () =>
+    (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+  for (;;) {
+    // The version is read inside the write transaction: several isolates may open the
+    // same file at once, and only one of them may apply each step.
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const current = version();
+      if (current > MIGRATIONS.length) {
+        throw new RangeError(
+          `Database schema version ${current} is newer than this jobwire supports (${MIGRATIONS.length}): upgrade jobwire`,
+        );
+      }
+      if (current === MIGRATIONS.length) {
+        db.exec("COMMIT");
+        return;
+      }
+      db.exec(MIGRATIONS[current]!);
+      db.exec(`PRAGMA user_version = ${current + 1}`);
+      db.exec("COMMIT");
+    } catch (error) {
+      db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,452 @@
+/**
+ * The SQLite event store (`node:sqlite`, WAL mode). Every SQL statement is a named
+ * constant here; the rest of the server sees only {@link EventStore}.
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { JobError, JobRecord } from "../jobs/job.ts";
+import { applyEvent, isRefusal } from "../jobs/reducer.ts";
+import { encodeEnvelope, type StoredEvent } from "../jobs/envelope.ts";
+import { isTerminal, type JobStatus } from "../jobs/status.ts";
+import type {
+  AppendOutcome,
+  AppendRequest,
+  CommittedEvent,
+  EventStore,
+  JobPage,
+  JobQuery,
+  NewJob,
+  SweepPolicy,
+} from "./event_store.ts";
+import { migrate } from "./migrations.ts";
+import { decodeCursor, encodeCursor } from "./cursor.ts";
+
+const PRAGMAS = `
+  PRAGMA journal_mode = WAL;
+  PRAGMA synchronous = NORMAL;
+  PRAGMA busy_timeout = 10000;
+  PRAGMA temp_store = MEMORY;
+`;
+
+const JOB_COLUMNS = `id, kind, owner, status, progress, stage, message, eta_seconds, created_at,
+  queued_at, started_at, updated_at, completed_at, result, error, metadata, last_sequence,
+  first_sequence, stalled, eta_base_at, eta_base_progress, last_event_at, ended_at`;
+
+const SQL = {
+  insertJob: `INSERT INTO jobs (${JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+    ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  selectJob: `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`,
+  updateJob: `UPDATE jobs SET status = ?, progress = ?, stage = ?, message = ?, eta_seconds = ?,
+    queued_at = ?, started_at = ?, updated_at = ?, completed_at = ?, result = ?, error = ?,
+    last_sequence = ?, first_sequence = ?, stalled = ?, eta_base_at = ?, eta_base_progress = ?,
+    last_event_at = ?, ended_at = ? WHERE id = ?`,
+  deleteJob: `DELETE FROM jobs WHERE id = ?`,
+  countByStatus: `SELECT status, COUNT(*) AS n FROM jobs GROUP BY status`,
+  insertEvent: `INSERT INTO events (job_id, sequence, type, envelope) VALUES (?, ?, ?, ?)`,
+  selectEvents: `SELECT sequence, type, envelope FROM events
+    WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`,
+  deleteEventsBelow: `DELETE FROM events WHERE job_id = ? AND sequence < ?`,
+  deleteEvents: `DELETE FROM events WHERE job_id = ?`,
+  selectIdempotency: `SELECT sequences FROM idempotency WHERE job_id = ? AND key = ?`,
+  insertIdempotency: `INSERT INTO idempotency (job_id, key, sequences, created_at)
+    VALUES (?, ?, ?, ?)`,
+  deleteIdempotencyOfJob: `DELETE FROM idempotency WHERE job_id = ?`,
+  expireIdempotency: `DELETE FROM idempotency WHERE created_at < ?`,
+  selectTombstone: `SELECT 1 AS gone FROM tombstones WHERE id = ?`,
+  insertTombstone: `INSERT OR REPLACE INTO tombstones (id, gone_at) VALUES (?, ?)`,
+  deleteTombstone: `DELETE FROM tombstones WHERE id = ?`,
+  expireTombstones: `DELETE FROM tombstones WHERE gone_at < ?`,
+  selectExpired: `SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?`,
+  selectStalled: `SELECT id FROM jobs
+    WHERE status = 'running' AND stalled = 0 AND last_event_at < ? LIMIT ?`,
+} as const;
+
+/** Options of {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Most events retained per job; older ones are dropped first. */
+  maxEventsPerJob: number;
+}
+
+/** Name of the database file inside the data directory. */
+export const DATABASE_FILE = "jobwire.db";
+
+type Row = Record<string, unknown>;
+
+/**
+ * Opens (creating when needed) the database in `dataDir`, or an in-memory database when
+ * `dataDir` is `":memory:"`.
+ */
+export function openSqliteStore(dataDir: string, options: SqliteStoreOptions): SqliteStore {
+  if (dataDir === ":memory:") return new SqliteStore(new DatabaseSync(":memory:"), options);
+  mkdirSync(dataDir, { recursive: true });
+  return new SqliteStore(new DatabaseSync(join(dataDir, DATABASE_FILE)), options);
+}
+
+/** {@link EventStore} on one SQLite connection. Synchronous: calls never interleave. */
+export class SqliteStore implements EventStore {
+  #db: DatabaseSync;
+  #options: SqliteStoreOptions;
+  #statements = new Map<string, StatementSync>();
+
+  constructor(db: DatabaseSync, options: SqliteStoreOptions) {
+    this.#db = db;
+    this.#options = options;
+    db.exec(PRAGMAS);
+    migrate(db);
+  }
+
+  #stmt(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  #transaction<T>(work: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const value = work();
+      this.#db.exec("COMMIT");
+      return value;
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  createJob(
+    job: NewJob,
+    now: number,
+  ): { ok: true; job: JobRecord } | { ok: false; code: "exists" } {
+    return this.#transaction(() => {
+      if (this.#stmt(SQL.selectJob).get(job.id) !== undefined) {
+        return { ok: false as const, code: "exists" as const };
+      }
+      const iso = new Date(now).toISOString();
+      const record: JobRecord = {
+        id: job.id,
+        kind: job.kind,
+        owner: job.owner,
+        status: "pending",
+        progress: 0,
+        stage: null,
+        message: null,
+        eta_seconds: null,
+        created_at: iso,
+        queued_at: null,
+        started_at: null,
+        updated_at: iso,
+        completed_at: null,
+        result: null,
+        error: null,
+        metadata: job.metadata,
+        last_sequence: 0,
+        first_sequence: 1,
+        stalled: false,
+        eta_base_at: null,
+        eta_base_progress: null,
+        last_event_at: now,
+      };
+      this.#stmt(SQL.deleteTombstone).run(job.id);
+      this.#stmt(SQL.insertJob).run(
+        record.id,
+        record.kind,
+        record.owner,
+        record.status,
+        record.progress,
+        null,
+        null,
+        null,
+        record.created_at,
+        null,
+        null,
+        record.updated_at,
+        null,
+        null,
+        null,
+        JSON.stringify(record.metadata),
+        0,
+        1,
+        0,
+        null,
+        null,
+        now,
+        null,
+      );
+      return { ok: true as const, job: record };
+    });
+  }
+
+  getJob(id: string): JobRecord | undefined {
+    const row = this.#stmt(SQL.selectJob).get(id) as Row | undefined;
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  isGone(id: string): boolean {
+    return this.#stmt(SQL.selectTombstone).get(id) !== undefined;
+  }
+
+  listJobs(query: JobQuery): JobPage {
+    const where: string[] = [];
+    const params: SQLInputValue[] = [];
+    if (query.status !== undefined) {
+      where.push("status = ?");
+      params.push(query.status);
+    }
+    if (query.kind !== undefined) {
+      where.push("kind = ?");
+      params.push(query.kind);
+    }
+    if (query.owner !== undefined) {
+      where.push("owner = ?");
+      params.push(query.owner);
+    }
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    if (after !== undefined) {
+      where.push("(created_at < ? OR (created_at = ? AND id < ?))");
+      params.push(after.created_at, after.created_at, after.id);
+    }
+    // Filters are few and fixed, so the statements built here stay a small set in the cache.
+    const sql = `SELECT ${JOB_COLUMNS} FROM jobs ${
+      where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
+    } ORDER BY created_at DESC, id DESC LIMIT ?`;
+    const rows = this.#stmt(sql).all(...params, query.limit + 1) as Row[];
+    const jobs = rows.slice(0, query.limit).map(toRecord);
+    const last = jobs.at(-1);
+    return {
+      jobs,
+      next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last) : null,
+    };
+  }
+
+  countByStatus(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const row of this.#stmt(SQL.countByStatus).all() as Row[]) {
+      counts[String(row.status)] = Number(row.n);
+    }
+    return counts;
+  }
+
+  appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[] {
+    if (requests.length === 0) return [];
+    return this.#transaction(() => {
+      const outcomes: AppendOutcome[] = [];
+      for (const request of requests) {
+        // A savepoint per request: one refused request leaves the others of the group
+        // commit intact.
+        this.#db.exec("SAVEPOINT request");
+        let outcome: AppendOutcome;
+        try {
+          outcome = this.#appendOne(request, now);
+        } catch (error) {
+          this.#db.exec("ROLLBACK TO request");
+          this.#db.exec("RELEASE request");
+          throw error;
+        }
+        if (outcome.ok) {
+          this.#db.exec("RELEASE request");
+        } else {
+          this.#db.exec("ROLLBACK TO request");
+          this.#db.exec("RELEASE request");
+        }
+        outcomes.push(outcome);
+      }
+      return outcomes;
+    });
+  }
+
+  #appendOne(request: AppendRequest, now: number): AppendOutcome {
+    const { jobId } = request;
+    const row = this.#stmt(SQL.selectJob).get(jobId) as Row | undefined;
+    if (row === undefined) {
+      return this.isGone(jobId)
+        ? { ok: false, code: "job_gone", message: `Job ${jobId} was purged` }
+        : { ok: false, code: "job_not_found", message: `No job ${jobId}` };
+    }
+    let record = toRecord(row);
+    if (request.idempotencyKey !== undefined) {
+      const seen = this.#stmt(SQL.selectIdempotency).get(jobId, request.idempotencyKey) as
+        | Row
+        | undefined;
+      if (seen !== undefined) {
+        const sequences = JSON.parse(String(seen.sequences)) as number[];
+        return { ok: true, sequences, committed: [], job: record, replayed: true };
+      }
+    }
+    const count = request.events.length;
+    if (request.expectedSequence !== undefined) {
+      const expected = request.expectedSequence;
+      if (record.last_sequence >= expected + count - 1 && expected >= 1) {
+        const sequences = Array.from({ length: count }, (_, i) => expected + i);
+        return { ok: true, sequences, committed: [], job: record, replayed: true };
+      }
+      if (record.last_sequence !== expected - 1) {
+        return {
+          ok: false,
+          code: "sequence_conflict",
+          message: `Expected sequence ${expected} but the next sequence of job ${jobId} is ${
+            record.last_sequence + 1
+          }`,
+        };
+      }
+    }
+    const committed: CommittedEvent[] = [];
+    const sequences: number[] = [];
+    const timestamp = new Date(now).toISOString();
+    const insert = this.#stmt(SQL.insertEvent);
+    for (const event of request.events) {
+      const applied = applyEvent(record, event, now);
+      if (isRefusal(applied)) return { ok: false, ...applied };
+      record = applied.record;
+      const sequence = record.last_sequence;
+      const envelope = encodeEnvelope(event.type, jobId, sequence, timestamp, applied.data);
+      insert.run(jobId, sequence, event.type, envelope);
+      const stored: StoredEvent = { job_id: jobId, sequence, type: event.type, envelope };
+      committed.push({ event: stored, job: record });
+      sequences.push(sequence);
+    }
+    if (request.markStalled === true) record = { ...record, stalled: true };
+    const cap = this.#options.maxEventsPerJob;
+    if (record.last_sequence - record.first_sequence + 1 > cap) {
+      const first = record.last_sequence - cap + 1;
+      this.#stmt(SQL.deleteEventsBelow).run(jobId, first);
+      record = { ...record, first_sequence: first };
+    }
+    this.#writeRecord(record);
+    if (request.idempotencyKey !== undefined) {
+      this.#stmt(SQL.insertIdempotency).run(
+        jobId,
+        request.idempotencyKey,
+        JSON.stringify(sequences),
+        now,
+      );
+    }
+    // The snapshot handed on with the last event carries the final bookkeeping.
+    const last = committed.at(-1);
+    if (last !== undefined) last.job = record;
+    return { ok: true, sequences, committed, job: record, replayed: false };
+  }
+
+  #writeRecord(r: JobRecord): void {
+    const ended = r.completed_at !== null && isTerminal(r.status)
+      ? Date.parse(r.completed_at)
+      : null;
+    this.#stmt(SQL.updateJob).run(
+      r.status,
+      r.progress,
+      r.stage,
+      r.message,
+      r.eta_seconds,
+      r.queued_at,
+      r.started_at,
+      r.updated_at,
+      r.completed_at,
+      r.result === null || r.result === undefined ? null : JSON.stringify(r.result),
+      r.error === null ? null : JSON.stringify(r.error),
+      r.last_sequence,
+      r.first_sequence,
+      r.stalled ? 1 : 0,
+      r.eta_base_at,
+      r.eta_base_progress,
+      r.last_event_at,
+      ended,
+      r.id,
+    );
+  }
+
+  readEvents(jobId: string, after: number, limit: number): StoredEvent[] {
+    const rows = this.#stmt(SQL.selectEvents).all(jobId, after, limit) as Row[];
+    return rows.map((row) => ({
+      job_id: jobId,
+      sequence: Number(row.sequence),
+      type: String(row.type),
+      envelope: String(row.envelope),
+    }));
+  }
+
+  deleteJob(id: string, now: number): boolean {
+    return this.#transaction(() => this.#purge(id, now));
+  }
+
+  #purge(id: string, now: number): boolean {
+    const removed = this.#stmt(SQL.deleteJob).run(id).changes > 0;
+    if (!removed) return false;
+    this.#stmt(SQL.deleteEvents).run(id);
+    this.#stmt(SQL.deleteIdempotencyOfJob).run(id);
+    this.#stmt(SQL.insertTombstone).run(id, now);
+    return true;
+  }
+
+  sweep(now: number, policy: SweepPolicy): string[] {
+    return this.#transaction(() => {
+      const expired = this.#stmt(SQL.selectExpired).all(
+        now - policy.retentionMs,
+        policy.batch,
+      ) as Row[];
+      const purged: string[] = [];
+      for (const row of expired) {
+        const id = String(row.id);
+        if (this.#purge(id, now)) purged.push(id);
+      }
+      this.#stmt(SQL.expireTombstones).run(now - policy.tombstoneMs);
+      this.#stmt(SQL.expireIdempotency).run(now - policy.idempotencyMs);
+      return purged;
+    });
+  }
+
+  findStalled(before: number, limit: number): string[] {
+    const rows = this.#stmt(SQL.selectStalled).all(before, limit) as Row[];
+    return rows.map((row) => String(row.id));
+  }
+
+  close(): void {
+    if (!this.#db.isOpen) return;
+    this.#statements.clear();
+    this.#db.close();
+  }
+}
+
+function parseJson<T>(text: unknown, fallback: T): T {
+  if (typeof text !== "string") return fallback;
+  return JSON.parse(text) as T;
+}
+
+function nullableString(value: unknown): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+function nullableNumber(value: unknown): number | null {
+  return value === null || value === undefined ? null : Number(value);
+}
+
+function toRecord(row: Row): JobRecord {
+  return {
+    id: String(row.id),
+    kind: nullableString(row.kind),
+    owner: nullableString(row.owner),
+    status: String(row.status) as JobStatus,
+    progress: Number(row.progress),
+    stage: nullableString(row.stage),
+    message: nullableString(row.message),
+    eta_seconds: nullableNumber(row.eta_seconds),
+    created_at: String(row.created_at),
+    queued_at: nullableString(row.queued_at),
+    started_at: nullableString(row.started_at),
+    updated_at: String(row.updated_at),
+    completed_at: nullableString(row.completed_at),
+    result: parseJson<unknown>(row.result, null),
+    error: parseJson<JobError | null>(row.error, null),
+    metadata: parseJson<Record<string, unknown>>(row.metadata, {}),
+    last_sequence: Number(row.last_sequence),
+    first_sequence: Number(row.first_sequence),
+    stalled: Number(row.stalled) === 1,
+    eta_base_at: nullableNumber(row.eta_base_at),
+    eta_base_progress: nullableNumber(row.eta_base_progress),
+    last_event_at: Number(row.last_event_at),
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * The periodic sweeper: purges finished jobs past retention (leaving tombstones that
+ * answer 410), forgets old tombstones and idempotency keys, and finds running jobs that
+ * have gone quiet for the stall threshold.
+ *
+ * @module
+ */
+import type { EventStore, SweepPolicy } from "./event_store.ts";
+import { logError } from "../log.ts";
+
+/** What the sweeper needs besides the store. */
+export interface SweeperOptions {
+  policy: SweepPolicy;
+  /** Quiet time after which a running job counts as stalled, in ms; 0 disables. */
+  stallAfterMs: number;
+  /** Milliseconds between sweeps. */
+  intervalMs: number;
+  /** Told of purged job ids, to end their streams. */
+  onPurged(ids: string[]): void;
+  /** Told of newly stalled job ids, to publish their warning. */
+  onStalled(ids: string[]): void;
+}
+
+/** Most stalled jobs flagged per sweep. */
+const STALL_BATCH = 100;
+
+/** Runs sweeps on a timer until stopped. */
+export class Sweeper {
+  #store: EventStore;
+  #options: SweeperOptions;
+  #timer: ReturnType<typeof setInterval>;
+  #pendingStall = new Set<string>();
+
+  constructor(store: EventStore, options: SweeperOptions) {
+    this.#store = store;
+    this.#options = options;
+    this.#timer = setInterval(() => this.sweep(), options.intervalMs);
+    Deno.unrefTimer(this.#timer);
+  }
+
+  /** One sweep now. Errors are logged, never thrown: the next sweep tries again. */
+  sweep(now = Date.now()): void {
+    try {
+      let purged: string[];
+      do {
+        purged = this.#store.sweep(now, this.#options.policy);
+        if (purged.length > 0) this.#options.onPurged(purged);
+      } while (purged.length === this.#options.policy.batch);
+      if (this.#options.stallAfterMs > 0) {
+        const stalled = this.#store.findStalled(now - this.#options.stallAfterMs, STALL_BATCH)
+          .filter((id) => !this.#pendingStall.has(id));
+        if (stalled.length > 0) {
+          for (const id of stalled) this.#pendingStall.add(id);
+          this.#options.onStalled(stalled);
+        }
+      }
+    } catch (error) {
+      logError("sweep failed", error);
+    }
+  }
+
+  /** Forgets that a stall warning is in flight for a job. */
+  stallHandled(id: string): void {
+    this.#pendingStall.delete(id);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+/** Sweep interval for given retention and stall thresholds: a quarter of the shorter, 0.25–60 s. */
+export function sweepInterval(retentionMs: number, stallAfterMs: number): number {
+  const shortest = Math.min(retentionMs, stallAfterMs > 0 ? stallAfterMs : Infinity);
+  return Math.min(60_000, Math.max(250, Math.floor(shortest / 4)));
+}

@@ -1,0 +1,375 @@
+import assert from "node:assert/strict";
+import { createJob, http, logEvent, publish, WsClient } from "../_helpers/clients.ts";
+import { startTestServer, withServer } from "../_helpers/server.ts";
+
+const isEvent = (m: { sequence: number | null }) => m.sequence !== null;
+
+Deno.test("websocket sends connection with snapshot, replays history, then live events", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url, { kind: "calibration" });
+    await publish(server.url, id, { type: "status", data: { status: "running" } }, logEvent("a"));
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    try {
+      const connection = await ws.next();
+      assert.equal(connection.type, "connection");
+      assert.equal(connection.job_id, id);
+      assert.equal(connection.sequence, null);
+      assert.equal(connection.data.status, "connected");
+      assert.equal(connection.data.last_sequence, 2);
+      assert.equal(connection.data.job.status, "running");
+      assert.equal(connection.data.job.kind, "calibration");
+      assert.deepEqual(connection.data.replay, {
+        since: null,
+        count: 2,
+        from: 1,
+        to: 2,
+        truncated: false,
+        first_available: 1,
+      });
+      const replayed = [await ws.next(), await ws.next()];
+      assert.deepEqual(replayed.map((m) => m.sequence), [1, 2]);
+      assert.deepEqual(replayed.map((m) => m.type), ["status", "log"]);
+      await publish(server.url, id, { type: "progress", data: { progress: 45.5, stage: "MCMC" } });
+      const live = await ws.next();
+      assert.deepEqual(Object.keys(live), ["type", "job_id", "sequence", "timestamp", "data"]);
+      assert.equal(live.type, "progress");
+      assert.equal(live.sequence, 3);
+      assert.equal(live.data.percentage, "45.5%");
+      assert.equal(live.data.stage, "MCMC");
+      assert.match(live.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("websocket with since replays only later events", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1), logEvent(2), logEvent(3), logEvent(4));
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=2`);
+    try {
+      const connection = await ws.next();
+      assert.equal(connection.data.replay.count, 2);
+      assert.deepEqual([(await ws.next()).sequence, (await ws.next()).sequence], [3, 4]);
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("websocket without since replays the default window of the last events", async () => {
+  await withServer({ "replay-window": 3 }, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, ...Array.from({ length: 10 }, (_, i) => logEvent(i)));
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    try {
+      const connection = await ws.next();
+      assert.equal(connection.data.replay.from, 8);
+      assert.equal(connection.data.replay.truncated, false);
+      const seqs = [
+        (await ws.next()).sequence,
+        (await ws.next()).sequence,
+        (await ws.next()).sequence,
+      ];
+      assert.deepEqual(seqs, [8, 9, 10]);
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("websocket signals truncation when since is beyond the job or before the retained events", async () => {
+  await withServer({ "max-events-per-job": 5 }, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, ...Array.from({ length: 8 }, (_, i) => logEvent(i)));
+    const behind = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=1`);
+    const ahead = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=50`);
+    try {
+      const a = await behind.next();
+      assert.equal(a.data.replay.truncated, true);
+      assert.equal(a.data.replay.first_available, 4);
+      assert.deepEqual((await behind.until((m) => m.sequence === 8)).map((m) => m.sequence), [
+        4,
+        5,
+        6,
+        7,
+        8,
+      ]);
+      const b = await ahead.next();
+      assert.equal(b.data.replay.truncated, true);
+      assert.equal(b.data.replay.count, 0);
+      assert.equal(b.data.job.last_sequence, 8);
+      await publish(server.url, id, logEvent("next"));
+      assert.equal((await ahead.next(isEvent)).sequence, 9);
+    } finally {
+      await behind.close();
+      await ahead.close();
+    }
+  });
+});
+
+Deno.test("websocket to an unknown job closes with 4004", async () => {
+  await withServer({}, async (server) => {
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/no-such-job`);
+    const closed = await ws.closed;
+    assert.equal(closed.code, 4004);
+    assert.match(closed.reason, /not found/);
+  });
+});
+
+Deno.test("websocket answers ping with pong and keeps the connection open after malformed messages", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    try {
+      await ws.next((m) => m.type === "connection");
+      ws.send({ type: "ping", client_time: 12345 });
+      const pong = await ws.next();
+      assert.equal(pong.type, "pong");
+      assert.equal(pong.sequence, null);
+      assert.equal(pong.data.client_time, 12345);
+      assert.ok(!Number.isNaN(Date.parse(pong.data.server_time)));
+      assert.equal(pong.data.last_sequence, 0);
+
+      ws.send("{not json");
+      const bad = await ws.next();
+      assert.equal(bad.type, "error");
+      assert.equal(bad.data.error_type, "validation_error");
+      assert.equal(bad.data.code, "invalid_message");
+
+      ws.send({ type: "dance" });
+      const unknown = await ws.next();
+      assert.equal(unknown.type, "error");
+      assert.match(unknown.data.error, /Unknown message type/);
+
+      ws.send({ type: "subscribe" });
+      const missing = await ws.next();
+      assert.equal(missing.type, "error");
+
+      ws.send([1, 2, 3]);
+      assert.equal((await ws.next()).type, "error");
+
+      ws.send({ type: "ping" });
+      assert.equal((await ws.next()).type, "pong");
+      assert.equal(ws.socket.readyState, WebSocket.OPEN);
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("websocket subscribe and unsubscribe add and remove jobs on one socket", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(server.url, b, logEvent("b1"));
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${a}`);
+    try {
+      await ws.next((m) => m.type === "connection");
+      ws.send({ type: "subscribe", job_id: b, since: 0 });
+      const subscribed = await ws.next();
+      assert.equal(subscribed.type, "subscribed");
+      assert.equal(subscribed.job_id, b);
+      assert.equal(subscribed.data.job.id, b);
+      const replayed = await ws.next();
+      assert.equal(replayed.job_id, b);
+      assert.equal(replayed.sequence, 1);
+
+      await publish(server.url, a, logEvent("a1"));
+      await publish(server.url, b, logEvent("b2"));
+      const live = [await ws.next(isEvent), await ws.next(isEvent)];
+      assert.deepEqual(live.map((m) => [m.job_id, m.sequence]), [[a, 1], [b, 2]]);
+
+      ws.send({ type: "subscribe", job_id: "missing-job" });
+      const error = await ws.next();
+      assert.equal(error.type, "error");
+      assert.equal(error.data.code, "job_not_found");
+
+      ws.send({ type: "unsubscribe", job_id: b });
+      const unsubscribed = await ws.next();
+      assert.equal(unsubscribed.type, "unsubscribed");
+      assert.equal(unsubscribed.job_id, b);
+      await publish(server.url, b, logEvent("b3"));
+      await publish(server.url, a, logEvent("a2"));
+      const next = await ws.next(isEvent);
+      assert.deepEqual([next.job_id, next.sequence], [a, 2]);
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("multi-job websocket follows the jobs named in the query", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(server.url, a, logEvent("a1"), logEvent("a2"));
+    const ws = await WsClient.connect(`${server.url}/ws?jobs=${a},${b},ghost&since=${a}:1`);
+    try {
+      const hello = await ws.next();
+      assert.equal(hello.type, "connection");
+      assert.equal(hello.job_id, null);
+      const subA = await ws.next();
+      assert.deepEqual([subA.type, subA.job_id, subA.data.replay.count], ["subscribed", a, 1]);
+      assert.equal((await ws.next()).sequence, 2);
+      const subB = await ws.next();
+      assert.deepEqual([subB.type, subB.job_id], ["subscribed", b]);
+      const ghost = await ws.next();
+      assert.deepEqual([ghost.type, ghost.data.code], ["error", "job_not_found"]);
+      await publish(server.url, b, logEvent("b1"));
+      const live = await ws.next(isEvent);
+      assert.deepEqual([live.job_id, live.sequence], [b, 1]);
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("all=1 websocket receives new jobs and events of every job, filtered by kind", async () => {
+  await withServer({}, async (server) => {
+    const old = await createJob(server.url, { kind: "build" });
+    const ws = await WsClient.connect(`${server.url}/ws?all=1&kind=build`);
+    try {
+      const hello = await ws.next();
+      assert.equal(hello.type, "connection");
+      assert.deepEqual(hello.data.jobs.map((j: { id: string }) => j.id), [old]);
+      const fresh = await createJob(server.url, { kind: "build" });
+      const created = await ws.next();
+      assert.deepEqual([created.type, created.job_id, created.data.job.kind], [
+        "created",
+        fresh,
+        "build",
+      ]);
+      const other = await createJob(server.url, { kind: "deploy" });
+      await publish(server.url, other, logEvent("ignored"));
+      await publish(server.url, old, logEvent("seen"));
+      const event = await ws.next(isEvent);
+      assert.deepEqual([event.job_id, event.sequence], [old, 1]);
+      assert.ok(!ws.messages.some((m) => m.job_id === other));
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("close_on_finish closes with 1000 after the terminal status, after every event", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}?close_on_finish=1`);
+    await ws.next((m) => m.type === "connection");
+    await publish(server.url, id, { type: "status", data: { status: "running" } }, logEvent("x"));
+    const done = await http(server.url, "POST", `/jobs/${id}/complete`, { result: { ok: true } });
+    assert.equal(done.status, 201);
+    const closed = await ws.closed;
+    assert.equal(closed.code, 1000);
+    const events = ws.messages.filter(isEvent);
+    assert.deepEqual(events.map((m) => m.type), ["status", "log", "result", "status"]);
+    assert.equal(events.at(-1).data.status, "completed");
+
+    const late = await WsClient.connect(`${server.url}/ws/jobs/${id}?close_on_finish=1&since=0`);
+    assert.equal((await late.closed).code, 1000);
+    assert.equal(late.messages.filter(isEvent).length, 4);
+  });
+});
+
+Deno.test("format=snapshot sends the current snapshot first, then one per state change", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url, { metadata: { file: "a.wav" } });
+    await publish(server.url, id, { type: "status", data: { status: "running" } });
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}?format=snapshot`);
+    try {
+      const first = await ws.next();
+      assert.deepEqual(Object.keys(first).sort(), [
+        "created_at",
+        "error",
+        "estimated_time_remaining",
+        "job_id",
+        "message",
+        "metadata",
+        "progress",
+        "sequence",
+        "stage",
+        "status",
+        "updated_at",
+      ]);
+      assert.equal(first.status, "running");
+      assert.deepEqual(first.metadata, { file: "a.wav" });
+      await publish(server.url, id, logEvent("not sent"), {
+        type: "progress",
+        data: { progress: 60, message: "Transcribing" },
+      });
+      const second = await ws.next();
+      assert.equal(second.progress, 60);
+      assert.equal(second.message, "Transcribing");
+      assert.equal(second.sequence, 3);
+      ws.send({ type: "ping" });
+      const pong = await ws.next();
+      assert.equal(pong.type, "pong");
+      await http(server.url, "POST", `/jobs/${id}/fail`, { error: "Whisper crashed" });
+      const failed = await ws.next((m) => m.status === "failed");
+      assert.equal(failed.error, "Whisper crashed");
+      assert.ok(!ws.messages.some((m) => m.type === "log"));
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("heartbeats carry the job's last sequence; snapshot streams get bare pings", async () => {
+  await withServer({ heartbeat: "100ms" }, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1));
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    const snap = await WsClient.connect(`${server.url}/ws/jobs/${id}?format=snapshot`);
+    try {
+      const beat = await ws.next((m) => m.type === "heartbeat", 3000);
+      assert.equal(beat.sequence, null);
+      assert.equal(beat.job_id, id);
+      assert.equal(beat.data.last_sequence, 1);
+      const ping = await snap.next((m) => m.type === "ping", 3000);
+      assert.deepEqual(Object.keys(ping).sort(), ["timestamp", "type"]);
+    } finally {
+      await ws.close();
+      await snap.close();
+    }
+  });
+});
+
+Deno.test("websocket message over 64 KiB closes with 1009", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    await ws.next((m) => m.type === "connection");
+    ws.send(JSON.stringify({ type: "ping", pad: "x".repeat(70 * 1024) }));
+    assert.equal((await ws.closed).code, 1009);
+  });
+});
+
+Deno.test("deleting a job closes its websocket with 4004", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    await ws.next((m) => m.type === "connection");
+    assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+    const closed = await ws.closed;
+    assert.equal(closed.code, 4004);
+  });
+});
+
+Deno.test("plain HTTP request to a websocket route answers 426", async () => {
+  await withServer({}, async (server) => {
+    const reply = await http(server.url, "GET", "/ws/jobs/x");
+    assert.equal(reply.status, 426);
+    assert.equal(reply.json.error.code, "upgrade_required");
+  });
+});
+
+Deno.test("shutdown closes open websockets with 1001", async () => {
+  const server = await startTestServer();
+  const id = await createJob(server.url);
+  const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+  await ws.next((m) => m.type === "connection");
+  await server.close();
+  assert.equal((await ws.closed).code, 1001);
+});
