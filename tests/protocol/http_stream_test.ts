@@ -1,0 +1,239 @@
+import assert from "node:assert/strict";
+import { createJob, http, logEvent, publish, StreamClient } from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
+
+const isEvent = (m: { json: { sequence: number | null } }) => m.json.sequence !== null;
+
+Deno.test("SSE stream frames events with id, event and data, after retry and a comment", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent("one"));
+    const sse = await StreamClient.open(`${server.url}/jobs/${id}/events`, "sse");
+    try {
+      assert.equal(sse.response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+      assert.equal(sse.response.headers.get("x-accel-buffering"), "no");
+      assert.match(sse.response.headers.get("cache-control") ?? "", /no-cache/);
+      const connection = await sse.next();
+      assert.equal(connection.event, "connection");
+      assert.equal(connection.id, undefined);
+      assert.equal(connection.json.data.last_sequence, 1);
+      const first = await sse.next();
+      assert.deepEqual([first.id, first.event, first.json.sequence], ["1", "log", 1]);
+      await publish(server.url, id, { type: "progress", data: { progress: 10 } });
+      const live = await sse.next();
+      assert.deepEqual([live.id, live.event, live.json.data.percentage], ["2", "progress", "10%"]);
+      assert.ok(sse.raw.startsWith("retry: "), "retry comes first");
+      assert.deepEqual(sse.retries.length, 1);
+      assert.ok(sse.comments >= 1);
+    } finally {
+      await sse.close();
+    }
+  });
+});
+
+Deno.test("SSE resumes after Last-Event-ID, which wins over since", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1), logEvent(2), logEvent(3), logEvent(4), logEvent(5));
+    const sse = await StreamClient.open(`${server.url}/jobs/${id}/events?since=1`, "sse", {
+      "last-event-id": "3",
+    });
+    try {
+      const connection = await sse.next();
+      assert.equal(connection.json.data.replay.since, 3);
+      const events = [await sse.next(), await sse.next()];
+      assert.deepEqual(events.map((e) => e.id), ["4", "5"]);
+    } finally {
+      await sse.close();
+    }
+  });
+});
+
+Deno.test("SSE truncation signal travels inside the stream", async () => {
+  await withServer({ "max-events-per-job": 3 }, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1), logEvent(2), logEvent(3), logEvent(4), logEvent(5));
+    const sse = await StreamClient.open(`${server.url}/jobs/${id}/events`, "sse", {
+      "last-event-id": "0",
+    });
+    try {
+      const connection = await sse.next();
+      assert.deepEqual(connection.json.data.replay.truncated, true);
+      assert.deepEqual(connection.json.data.replay.first_available, 3);
+      assert.equal((await sse.next()).id, "3");
+    } finally {
+      await sse.close();
+    }
+  });
+});
+
+Deno.test("SSE with close_on_finish ends after the terminal status; a reconnect after the end gets 204", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const sse = await StreamClient.open(`${server.url}/jobs/${id}/events?close_on_finish=1`, "sse");
+    await sse.next((m) => m.event === "connection");
+    await http(server.url, "POST", `/jobs/${id}/start`);
+    await http(server.url, "POST", `/jobs/${id}/cancel`, { reason: "user asked" });
+    await sse.done;
+    const events = sse.messages.filter(isEvent);
+    assert.deepEqual(events.map((m) => m.json.data.status), ["running", "cancelled"]);
+    const again = await fetch(`${server.url}/jobs/${id}/events?close_on_finish=1`, {
+      headers: { accept: "text/event-stream", "last-event-id": "2" },
+    });
+    assert.equal(again.status, 204);
+    await again.body?.cancel();
+  });
+});
+
+Deno.test("SSE for an unknown job answers 404 before streaming", async () => {
+  await withServer({}, async (server) => {
+    const error = await StreamClient.open(`${server.url}/jobs/nope/events`, "sse").catch((e) => e);
+    assert.equal(error.status, 404);
+    assert.equal(JSON.parse(error.text).error.code, "job_not_found");
+  });
+});
+
+Deno.test("browser-style EventSource follows a job and resumes by itself", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1));
+    const source = new EventSource(`${server.url}/jobs/${id}/events?since=0`);
+    try {
+      const seen: number[] = [];
+      const got = new Promise<void>((resolve, reject) => {
+        source.addEventListener("log", (e) => {
+          seen.push(JSON.parse((e as MessageEvent).data).sequence);
+          if (seen.length === 2) resolve();
+        });
+        source.onerror = () => {
+          if (source.readyState === EventSource.CLOSED) reject(new Error("EventSource closed"));
+        };
+      });
+      await new Promise((r) => source.addEventListener("connection", r, { once: true }));
+      await publish(server.url, id, logEvent(2));
+      await got;
+      assert.deepEqual(seen, [1, 2]);
+    } finally {
+      source.close();
+    }
+  });
+});
+
+Deno.test("NDJSON stream sends one envelope per line, selected by Accept or format", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1));
+    const byAccept = await StreamClient.open(`${server.url}/jobs/${id}/events`, "ndjson");
+    const byFormat = await StreamClient.open(
+      `${server.url}/jobs/${id}/events?format=ndjson&since=0`,
+      "ndjson",
+      {
+        accept: "text/event-stream",
+      },
+    );
+    try {
+      assert.equal(
+        byAccept.response.headers.get("content-type"),
+        "application/x-ndjson; charset=utf-8",
+      );
+      for (const stream of [byAccept, byFormat]) {
+        const connection = await stream.next();
+        assert.equal(connection.type, "connection");
+        assert.equal((await stream.next()).sequence, 1);
+      }
+      await publish(server.url, id, logEvent(2));
+      assert.equal((await byAccept.next()).sequence, 2);
+      assert.equal((await byFormat.next()).sequence, 2);
+    } finally {
+      await byAccept.close();
+      await byFormat.close();
+    }
+  });
+});
+
+Deno.test("NDJSON snapshot format streams flat snapshots", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const stream = await StreamClient.open(
+      `${server.url}/jobs/${id}/events?format=snapshot`,
+      "ndjson",
+    );
+    try {
+      const first = await stream.next();
+      assert.equal(first.job_id, id);
+      assert.equal(first.status, "pending");
+      await publish(server.url, id, { type: "status", data: { status: "queued" } });
+      assert.equal((await stream.next()).status, "queued");
+    } finally {
+      await stream.close();
+    }
+  });
+});
+
+Deno.test("multi-job SSE ids carry every job's position and resume them all", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    const url = `${server.url}/events?jobs=${a},${b}&since=0`;
+    const sse = await StreamClient.open(url, "sse");
+    let lastId: string;
+    try {
+      assert.equal((await sse.next()).event, "connection");
+      await publish(server.url, a, logEvent("a1"));
+      await publish(server.url, b, logEvent("b1"));
+      await publish(server.url, a, logEvent("a2"));
+      const events = await sse.until((m) => m.json.sequence === 2);
+      const ids = events.filter(isEvent).map((m) => m.id);
+      assert.deepEqual(ids, ["1,0", "1,1", "2,1"]);
+      lastId = ids.at(-1)!;
+    } finally {
+      await sse.close();
+    }
+    await publish(server.url, b, logEvent("b2"));
+    await publish(server.url, a, logEvent("a3"));
+    const resumed = await StreamClient.open(url, "sse", { "last-event-id": lastId });
+    try {
+      const events = await resumed.until((m) => m.json.job_id === b && m.json.sequence === 2);
+      const replayed = events.filter(isEvent).map((m) =>
+        `${m.json.job_id === a ? "a" : "b"}${m.json.sequence}`
+      );
+      assert.deepEqual(replayed, ["a3", "b2"]);
+    } finally {
+      await resumed.close();
+    }
+  });
+});
+
+Deno.test("/events with all=1 streams every visible job; without jobs or all it is a 422", async () => {
+  await withServer({}, async (server) => {
+    const bad = await http(server.url, "GET", "/events");
+    assert.equal(bad.status, 422);
+    const sse = await StreamClient.open(`${server.url}/events?all=1`, "sse");
+    try {
+      assert.equal((await sse.next()).event, "connection");
+      const id = await createJob(server.url);
+      const created = await sse.next();
+      assert.equal(created.event, "created");
+      assert.equal(created.json.job_id, id);
+      await publish(server.url, id, logEvent(1));
+      const event = await sse.next();
+      assert.deepEqual([event.event, event.id, event.json.job_id], ["log", "1", id]);
+    } finally {
+      await sse.close();
+    }
+  });
+});
+
+Deno.test("SSE sends heartbeat events and comment pings", async () => {
+  await withServer({ heartbeat: "100ms" }, async (server) => {
+    const id = await createJob(server.url);
+    const sse = await StreamClient.open(`${server.url}/jobs/${id}/events`, "sse");
+    try {
+      const beat = await sse.next((m) => m.event === "heartbeat", 3000);
+      assert.equal(beat.json.data.last_sequence, 0);
+      assert.ok(sse.comments >= 2, "initial comment plus ping comments");
+    } finally {
+      await sse.close();
+    }
+  });
+});

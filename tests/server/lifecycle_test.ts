@@ -1,0 +1,212 @@
+/**
+ * The server as a process: start-up with defaults and flags, configuration errors,
+ * signals, and durability across restarts on the same data directory.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createJob, http, logEvent, publish, WsClient } from "../_helpers/clients.ts";
+import { runMain, SERVER_PERMISSIONS, spawnServer } from "../_helpers/server.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+Deno.test("deno task start passes its extra arguments to the server", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-task-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "start", "--port", "0", "--data-dir", dataDir, "--no-auth"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of child.stdout) text += decoder.decode(chunk);
+  })();
+  const errors = (async () => {
+    for await (const chunk of child.stderr) text += decoder.decode(chunk);
+  })();
+  try {
+    const deadline = Date.now() + 20_000;
+    let url: string | undefined;
+    while (url === undefined && Date.now() < deadline) {
+      url = /listening on (http:\/\/\S+)/.exec(text)?.[1];
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.ok(url, `no listening line in:\n${text}`);
+    const reply = await http(url, "GET", "/healthz");
+    assert.equal(reply.status, 200);
+    assert.ok(await Deno.stat(join(dataDir, "jobwire.db")));
+    assert.match(text, /WARN running without authentication/);
+  } finally {
+    // `deno task` forwards the signal to the server it started.
+    child.kill("SIGTERM");
+    await child.status;
+    await reading;
+    await errors;
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("server starts with embedded defaults: SQLite under ./data of its working directory", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "jobwire-defaults-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...SERVER_PERMISSIONS, join(ROOT, "main.ts")],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+    // Port 8080 may be taken on a shared machine; the environment variable overrides only it.
+    env: { NO_COLOR: "1", JOBWIRE_PORT: "0" },
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of child.stdout) text += decoder.decode(chunk);
+  })();
+  const errors = (async () => {
+    for await (const chunk of child.stderr) text += decoder.decode(chunk);
+  })();
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!/listening on/.test(text) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const line = text.split("\n").find((l) => l.includes("listening on"));
+    assert.ok(line, text);
+    assert.match(line, /^jobwire listening on http:\/\/127\.0\.0\.1:\d+ \(data: \.\/data\)$/);
+    assert.ok((await Deno.stat(join(cwd, "data", "jobwire.db"))).isFile);
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await reading;
+    await errors;
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("a bad configuration value stops start-up with a message naming its source", async () => {
+  const port = await runMain(["--port", "eighty"]);
+  assert.equal(port.code, 2);
+  assert.match(port.stderr, /--port/);
+  assert.match(port.stderr, /integer/);
+
+  const env = await runMain(["--port", "0"], { env: { JOBWIRE_RETENTION: "forever" } });
+  assert.equal(env.code, 2);
+  assert.match(env.stderr, /JOBWIRE_RETENTION/);
+
+  const unknown = await runMain(["--prot", "80"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /Unknown option --prot/);
+
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "jobwire.json");
+    await Deno.writeTextFile(file, JSON.stringify({ replay_window: -4 }));
+    const fromFile = await runMain(["--config", file, "--port", "0"]);
+    assert.equal(fromFile.code, 2);
+    assert.match(fromFile.stderr, /replay_window in .*jobwire\.json/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--help lists every option with its environment variable", async () => {
+  const help = await runMain(["--help"]);
+  assert.equal(help.code, 0);
+  for (
+    const option of [
+      "--host",
+      "--port",
+      "--data-dir",
+      "--retention",
+      "--replay-window",
+      "--heartbeat",
+      "--no-auth",
+    ]
+  ) {
+    assert.ok(help.stdout.includes(option), option);
+  }
+  assert.match(help.stdout, /JOBWIRE_REPLAY_WINDOW/);
+});
+
+Deno.test("a restart on the same data directory keeps jobs and events, and sequences continue", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-restart-" });
+  try {
+    const first = await spawnServer(["--port", "0", "--data-dir", dataDir, "--no-auth"]);
+    const id = await createJob(first.url, { id: "durable-1", kind: "etl" });
+    await http(first.url, "POST", `/jobs/${id}/start`);
+    await publish(first.url, id, logEvent(1), logEvent(2), {
+      type: "progress",
+      data: { progress: 40 },
+    });
+    const done = await createJob(first.url, { id: "durable-2" });
+    await http(first.url, "POST", `/jobs/${done}/start`);
+    await http(first.url, "POST", `/jobs/${done}/complete`, { result: { rows: 3 } });
+    assert.equal((await first.stop("SIGTERM")).code, 0);
+
+    const second = await spawnServer(["--port", "0", "--data-dir", dataDir, "--no-auth"]);
+    try {
+      const job = await http(second.url, "GET", `/jobs/${id}`);
+      assert.equal(job.json.status, "running");
+      assert.equal(job.json.progress, 40);
+      assert.equal(job.json.last_sequence, 4);
+      const finished = await http(second.url, "GET", `/jobs/${done}`);
+      assert.deepEqual(finished.json.result, { rows: 3 });
+      const page = await http(second.url, "GET", `/jobs/${id}/events?since=0`);
+      assert.deepEqual(page.json.events.map((e: { sequence: number }) => e.sequence), [1, 2, 3, 4]);
+      assert.deepEqual(await publish(second.url, id, logEvent(3)), [5]);
+      const ws = await WsClient.connect(`${second.url}/ws/jobs/${id}?since=3`);
+      try {
+        await ws.next((m) => m.type === "connection");
+        assert.deepEqual([(await ws.next()).sequence, (await ws.next()).sequence], [4, 5]);
+      } finally {
+        await ws.close();
+      }
+    } finally {
+      await second.stop();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`${signal} closes streams with 1001, keeps every acknowledged event and exits 0`, async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-signal-" });
+    try {
+      const server = await spawnServer(["--port", "0", "--data-dir", dataDir, "--no-auth"]);
+      const id = await createJob(server.url);
+      const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+      await ws.next((m) => m.type === "connection");
+      // Publishes race the signal: whatever was acknowledged must survive it.
+      const acknowledged: number[] = [];
+      const publishing = Array.from({ length: 40 }, async (_, i) => {
+        try {
+          const reply = await http(server.url, "POST", `/jobs/${id}/events`, logEvent(i));
+          if (reply.status === 201) acknowledged.push(...reply.json.sequences);
+        } catch {
+          // Refused once the server stopped accepting: not acknowledged.
+        }
+      });
+      await new Promise((r) => setTimeout(r, 5));
+      const status = await server.stop(signal);
+      await Promise.all(publishing);
+      assert.equal(status.code, 0, server.output());
+      assert.equal((await ws.closed).code, 1001);
+
+      const again = await spawnServer(["--port", "0", "--data-dir", dataDir, "--no-auth"]);
+      try {
+        const page = await http(again.url, "GET", `/jobs/${id}/events?since=0&limit=1000`);
+        const stored = new Set(page.json.events.map((e: { sequence: number }) => e.sequence));
+        for (const sequence of acknowledged) {
+          assert.ok(stored.has(sequence), `acknowledged ${sequence} lost`);
+        }
+        assert.equal(page.json.last_sequence, stored.size);
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  });
+}
