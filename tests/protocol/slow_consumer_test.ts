@@ -1,0 +1,189 @@
+/**
+ * Slow consumers, with a raw TCP WebSocket client that stops reading: the server keeps
+ * a bounded buffer, coalesces waiting progress updates to the newest, and past the bound
+ * closes with 4008.
+ */
+import assert from "node:assert/strict";
+import { createJob, http } from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
+
+/** A WebSocket client on a bare TCP connection, which reads only when told to. */
+class StalledSocket {
+  #conn: Deno.TcpConn;
+  #buffer = new Uint8Array(0);
+
+  private constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+  }
+
+  static async open(base: string, path: string): Promise<StalledSocket> {
+    const url = new URL(base);
+    const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+    const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+    await conn.write(new TextEncoder().encode(
+      `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    ));
+    const socket = new StalledSocket(conn);
+    const head = await socket.#readUntil((b) => indexOf(b, "\r\n\r\n") !== -1);
+    const end = indexOf(head, "\r\n\r\n") + 4;
+    assert.match(new TextDecoder().decode(head.slice(0, end)), /^HTTP\/1\.1 101/);
+    socket.#buffer = head.slice(end);
+    return socket;
+  }
+
+  async #readUntil(done: (buffer: Uint8Array) => boolean): Promise<Uint8Array> {
+    const chunk = new Uint8Array(64 * 1024);
+    while (!done(this.#buffer)) {
+      const n = await this.#conn.read(chunk);
+      if (n === null) break;
+      const next = new Uint8Array(this.#buffer.length + n);
+      next.set(this.#buffer);
+      next.set(chunk.subarray(0, n), this.#buffer.length);
+      this.#buffer = next;
+    }
+    return this.#buffer;
+  }
+
+  /**
+   * Reads frames until `stop` holds for what was parsed so far (or the connection ends);
+   * returns the text frames and the close code, if a close frame came.
+   */
+  async read(
+    stop: (frames: { texts: string[]; closeCode: number | undefined }) => boolean,
+  ): Promise<{ texts: string[]; closeCode: number | undefined }> {
+    const chunk = new Uint8Array(256 * 1024);
+    const parts: Uint8Array[] = [this.#buffer];
+    let frames = parseFrames(concat(parts));
+    while (!stop(frames)) {
+      const n = await this.#conn.read(chunk);
+      if (n === null) break;
+      parts.push(chunk.slice(0, n));
+      frames = parseFrames(concat(parts));
+    }
+    return frames;
+  }
+
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the server.
+    }
+  }
+}
+
+function indexOf(bytes: Uint8Array, text: string): number {
+  return new TextDecoder().decode(bytes).indexOf(text);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Parses unmasked server frames (text and close) from the start of `bytes`. */
+function parseFrames(bytes: Uint8Array): { texts: string[]; closeCode: number | undefined } {
+  const texts: string[] = [];
+  const decoder = new TextDecoder();
+  let i = 0;
+  while (i + 2 <= bytes.length) {
+    const opcode = bytes[i]! & 0x0f;
+    let length = bytes[i + 1]! & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      if (i + 4 > bytes.length) break;
+      length = (bytes[i + 2]! << 8) | bytes[i + 3]!;
+      header = 4;
+    } else if (length === 127) {
+      if (i + 10 > bytes.length) break;
+      length = Number(new DataView(bytes.buffer, bytes.byteOffset + i + 2, 8).getBigUint64(0));
+      header = 10;
+    }
+    if (i + header + length > bytes.length) break;
+    const payload = bytes.subarray(i + header, i + header + length);
+    if (opcode === 0x1) texts.push(decoder.decode(payload));
+    if (opcode === 0x8) return { texts, closeCode: (payload[0]! << 8) | payload[1]! };
+    i += header + length;
+  }
+  return { texts, closeCode: undefined };
+}
+
+Deno.test("a client that stops reading is closed with 4008 past its send buffer", async () => {
+  await withServer({ "send-buffer": 20 }, async (server) => {
+    const id = await createJob(server.url);
+    const socket = await StalledSocket.open(server.url, `/ws/jobs/${id}`);
+    try {
+      const pad = "x".repeat(60_000);
+      for (let i = 0; i < 40; i++) {
+        const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line: pad } }));
+        const reply = await http(server.url, "POST", `/jobs/${id}/events`, { events });
+        assert.equal(reply.status, 201);
+      }
+      const { texts, closeCode } = await socket.read((f) => f.closeCode !== undefined);
+      assert.equal(closeCode, 4008);
+      const sequences = texts.map((t) => JSON.parse(t)).filter((m) => m.sequence !== null).map((
+        m,
+      ) => m.sequence);
+      // What did arrive is a contiguous prefix: the client resumes from its last sequence.
+      assert.deepEqual(sequences, Array.from({ length: sequences.length }, (_, i) => i + 1));
+      assert.ok(sequences.length < 400);
+    } finally {
+      socket.close();
+    }
+    // The server is unharmed and every event is stored for the resume.
+    const page = await http(server.url, "GET", `/jobs/${id}/events?since=390`);
+    assert.equal(page.json.last_sequence, 400);
+  });
+});
+
+Deno.test("progress updates waiting for a slow client are coalesced to the newest", async () => {
+  await withServer({ "send-buffer": 100_000 }, async (server) => {
+    const id = await createJob(server.url);
+    await http(server.url, "POST", `/jobs/${id}/start`);
+    const socket = await StalledSocket.open(server.url, `/ws/jobs/${id}`);
+    try {
+      const pad = "y".repeat(30_000);
+      const logs: number[] = [];
+      let lastProgress = 0;
+      for (let i = 0; i < 60; i++) {
+        const events: unknown[] = [{ type: "log", data: { line: pad } }];
+        for (let p = 0; p < 5; p++) {
+          events.push({ type: "progress", data: { progress: (i * 5 + p) / 3, stage: pad } });
+        }
+        const reply = await http(server.url, "POST", `/jobs/${id}/events`, { events });
+        logs.push(reply.json.sequences[0]);
+        lastProgress = reply.json.last_sequence;
+      }
+      const done = await http(server.url, "POST", `/jobs/${id}/complete`);
+      const terminal = done.json.last_sequence;
+      const isTerminal = (t: string) => t.includes('"status":"completed"');
+      const { texts } = await socket.read((f) => f.texts.some(isTerminal));
+      const messages = texts.map((t) => JSON.parse(t)).filter((m) => m.sequence !== null);
+      const sequences = messages.map((m) => m.sequence);
+      // In order, no duplicates; every non-progress event is there; only progress is skipped.
+      assert.deepEqual(sequences, [...sequences].sort((a, b) => a - b));
+      assert.equal(new Set(sequences).size, sequences.length);
+      for (const log of logs) assert.ok(sequences.includes(log), `log ${log} missing`);
+      assert.ok(sequences.includes(1), "the start status");
+      assert.ok(sequences.includes(lastProgress), "the newest progress");
+      assert.equal(sequences.at(-1), terminal);
+      const skipped = terminal - sequences.length;
+      assert.ok(skipped > 0, "some progress was coalesced under backpressure");
+      const missing = new Set(
+        Array.from({ length: terminal }, (_, i) => i + 1).filter((s) => !sequences.includes(s)),
+      );
+      const page = await http(server.url, "GET", `/jobs/${id}/events?since=0&limit=1000`);
+      for (const event of page.json.events) {
+        if (missing.has(event.sequence)) assert.equal(event.type, "progress");
+      }
+    } finally {
+      socket.close();
+    }
+  });
+});
