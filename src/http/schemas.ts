@@ -38,7 +38,7 @@ const status = z.string().transform((value, ctx) => {
 
 const intParam = (min: number, max: number) =>
   z.string().regex(/^\d+$/, "Expected a non-negative integer").transform(Number).pipe(
-    z.number().int().min(min).max(max),
+    z.number().min(min).max(max).int(),
   );
 
 /** `GET /jobs` query. */
@@ -81,18 +81,21 @@ export const streamQuery = z.object({
   status: status.optional(),
 });
 
-/** One event as published: `{type, data}`. Its data is checked per type elsewhere. */
-export const publishBody = z.union([
-  z.object({
-    events: z.array(z.unknown()).min(1, "Send at least one event"),
-    expected_sequence: z.number().int().min(1).optional(),
-  }),
-  z.object({
-    type: z.string(),
-    data: z.unknown().optional(),
-    expected_sequence: z.number().int().min(1).optional(),
-  }),
-]);
+/** `POST /jobs/:id/events` body with a batch: `{events: [...]}`. */
+export const publishBatchBody = z.object({
+  events: z.array(z.unknown()).min(1, "Send at least one event"),
+  expected_sequence: z.number().int().min(1).optional(),
+});
+
+/** `POST /jobs/:id/events` body with one event: `{type, data}`. Data is checked per type elsewhere. */
+export const publishOneBody = z.object({
+  type: z.string(),
+  data: z.unknown().optional(),
+  expected_sequence: z.number().int().min(1).optional(),
+});
+
+/** Either publish body, for the API description. */
+export const publishBody = z.union([publishOneBody, publishBatchBody]);
 
 /** `POST /jobs/:id/complete` body. */
 export const completeBody = z.looseObject({
@@ -114,15 +117,15 @@ export const statusShortcutBody = z.looseObject({
   reason: z.string().optional(),
 });
 
-/** `POST /jobs/:id/log` body: one line, or several. */
-export const logShortcutBody = z.union([
-  z.looseObject({
-    lines: z.array(z.union([z.string(), jsonObject])).min(1),
-    level: z.string().optional(),
-    source: z.string().optional(),
-  }),
-  jsonObject,
-]);
+/** `POST /jobs/:id/log` body with several lines (one line is a plain log event's data). */
+export const logLinesBody = z.looseObject({
+  lines: z.array(z.union([z.string(), jsonObject])).min(1, "Send at least one line"),
+  level: z.string().optional(),
+  source: z.string().optional(),
+});
+
+/** Either log shortcut body, for the API description. */
+export const logShortcutBody = z.union([logLinesBody, jsonObject]);
 
 /** Idempotency-Key header value. */
 export const idempotencyKey = z.string().min(1).max(255).regex(

@@ -82,6 +82,14 @@ export function serveWebSocket(
     }
   };
   socket.onmessage = (message) => {
+    try {
+      handleMessage(message);
+    } catch (error) {
+      logError("websocket message failed", error);
+      session.close(CLOSE.serverError, "server error");
+    }
+  };
+  const handleMessage = (message: MessageEvent) => {
     if (session.closed) return;
     const data = message.data;
     const size = typeof data === "string" ? data.length : (data as ArrayBuffer).byteLength ?? 0;

@@ -1,26 +1,23 @@
 /**
- * Opaque cursors of job lists: the sort key of the last job on a page.
+ * Opaque cursors of job lists: the insertion position (SQLite rowid) of the last job on
+ * a page. Newest first is descending insertion order, which, unlike `created_at`, never
+ * ties.
  *
  * @module
  */
 
-/** Encodes the position after a job (newest-first order: created_at, then id). */
-export function encodeCursor(job: { created_at: string; id: string }): string {
-  return btoa(JSON.stringify([job.created_at, job.id])).replaceAll("=", "");
+/** Encodes the position after a job. */
+export function encodeCursor(position: number): string {
+  return btoa(`j${position}`).replaceAll("=", "");
 }
 
 /** Decodes a list cursor; `undefined` for anything this server did not make. */
-export function decodeCursor(cursor: string): { created_at: string; id: string } | undefined {
+export function decodeCursor(cursor: string): number | undefined {
   try {
-    const value = JSON.parse(atob(cursor)) as unknown;
-    if (
-      Array.isArray(value) && value.length === 2 && typeof value[0] === "string" &&
-      typeof value[1] === "string"
-    ) {
-      return { created_at: value[0], id: value[1] };
-    }
+    const match = /^j(\d{1,18})$/.exec(atob(cursor));
+    if (match !== null) return Number(match[1]);
   } catch {
-    // Malformed base64 or JSON: not a cursor this server made.
+    // Malformed base64: not a cursor this server made.
   }
   return undefined;
 }

@@ -35,7 +35,9 @@ export const MIGRATIONS: readonly string[] = [
     last_event_at INTEGER NOT NULL,
     ended_at INTEGER
   );
-  CREATE INDEX jobs_by_created ON jobs (created_at DESC, id DESC);
+  CREATE INDEX jobs_by_status ON jobs (status);
+  CREATE INDEX jobs_by_kind ON jobs (kind);
+  CREATE INDEX jobs_by_owner ON jobs (owner);
   CREATE INDEX jobs_by_ended ON jobs (ended_at) WHERE ended_at IS NOT NULL;
   CREATE INDEX jobs_running ON jobs (last_event_at) WHERE status = 'running';
   CREATE TABLE events (

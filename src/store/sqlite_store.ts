@@ -208,19 +208,21 @@ export class SqliteStore implements EventStore {
     }
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (after !== undefined) {
-      where.push("(created_at < ? OR (created_at = ? AND id < ?))");
-      params.push(after.created_at, after.created_at, after.id);
+      where.push("rowid < ?");
+      params.push(after);
     }
     // Filters are few and fixed, so the statements built here stay a small set in the cache.
-    const sql = `SELECT ${JOB_COLUMNS} FROM jobs ${
+    const sql = `SELECT rowid AS position, ${JOB_COLUMNS} FROM jobs ${
       where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
-    } ORDER BY created_at DESC, id DESC LIMIT ?`;
+    } ORDER BY rowid DESC LIMIT ?`;
     const rows = this.#stmt(sql).all(...params, query.limit + 1) as Row[];
-    const jobs = rows.slice(0, query.limit).map(toRecord);
-    const last = jobs.at(-1);
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
     return {
-      jobs,
-      next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last) : null,
+      jobs: page.map(toRecord),
+      next_cursor: rows.length > query.limit && last !== undefined
+        ? encodeCursor(Number(last.position))
+        : null,
     };
   }
 

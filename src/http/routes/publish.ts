@@ -12,9 +12,10 @@ import {
   completeBody,
   failBody,
   idempotencyKey,
-  logShortcutBody,
+  logLinesBody,
   parseOr,
-  publishBody,
+  publishBatchBody,
+  publishOneBody,
   statusShortcutBody,
 } from "../schemas.ts";
 import { canWrite } from "../../auth/principal.ts";
@@ -136,9 +137,22 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
   const body = async (c: Context<AppEnv>) => (await readJson(c.req.raw, config.maxBodyBytes)) ?? {};
 
   app.post("/jobs/:id/events", async (c) => {
-    const input = parseOr(publishBody, await body(c));
-    if ("events" in input) return publish(c, input.events, input.expected_sequence);
-    return publish(c, [{ type: input.type, data: input.data }], input.expected_sequence);
+    const raw = await body(c);
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw new ApiError(
+        "validation_error",
+        "Send a JSON object: {type, data} or {events: [...]}",
+        [
+          { path: "", message: "Expected an object" },
+        ],
+      );
+    }
+    if ("events" in raw) {
+      const batch = parseOr(publishBatchBody, raw);
+      return publish(c, batch.events, batch.expected_sequence);
+    }
+    const one = parseOr(publishOneBody, raw);
+    return publish(c, [{ type: one.type, data: one.data }], one.expected_sequence);
   });
 
   const statusShortcut = (status: string) => async (c: Context<AppEnv>) => {
@@ -159,11 +173,14 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
   );
 
   app.post("/jobs/:id/log", async (c) => {
-    const input = parseOr(logShortcutBody, await body(c));
-    if (!Array.isArray(input.lines)) return publish(c, [{ type: "log", data: input }]);
+    const raw = await body(c);
+    if (typeof raw !== "object" || raw === null || !("lines" in raw)) {
+      return publish(c, [{ type: "log", data: raw }]);
+    }
+    const input = parseOr(logLinesBody, raw);
     const defaults: Record<string, unknown> = {};
-    if (typeof input.level === "string") defaults.level = input.level;
-    if (typeof input.source === "string") defaults.source = input.source;
+    if (input.level !== undefined) defaults.level = input.level;
+    if (input.source !== undefined) defaults.source = input.source;
     return publish(
       c,
       input.lines.map((line) => ({

@@ -1,0 +1,207 @@
+import assert from "node:assert/strict";
+import {
+  createJob,
+  http,
+  logEvent,
+  publish,
+  StreamClient,
+  waitFor,
+  WsClient,
+} from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
+
+/** The samples of a Prometheus text body, by name with labels. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    out.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return out;
+}
+
+Deno.test("healthz answers 200 with status ok", async () => {
+  await withServer({}, async (server) => {
+    const reply = await http(server.url, "GET", "/healthz");
+    assert.equal(reply.status, 200);
+    assert.match(reply.headers.get("content-type") ?? "", /^application\/json/);
+    assert.equal(reply.json.status, "ok");
+  });
+});
+
+Deno.test("stats counts open connections by transport, jobs by status and published events", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url, { kind: "watched" });
+    const idle = await createJob(server.url);
+    const done = await createJob(server.url);
+    await http(server.url, "POST", `/jobs/${done}/start`);
+    await http(server.url, "POST", `/jobs/${done}/complete`);
+    await publish(server.url, id, { type: "status", data: { status: "running" } }, logEvent("a"));
+
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    const sse = await StreamClient.open(`${server.url}/jobs/${id}/events`, "sse");
+    try {
+      await ws.next((m) => m.type === "connection");
+      await sse.next((m) => m.json?.type === "connection");
+      await publish(server.url, id, logEvent("b"));
+      await ws.next((m) => m.sequence === 3);
+      await sse.next((m) => m.json?.sequence === 3);
+
+      const stats = await waitFor(
+        async () => {
+          const reply = await http(server.url, "GET", "/stats");
+          assert.equal(reply.status, 200, reply.text);
+          return reply.json.per_job?.[id]?.last_sequence === 3 ? reply.json : undefined;
+        },
+        5000,
+        "stats to show the delivered event",
+      );
+
+      assert.equal(stats.connections.websocket, 1);
+      assert.equal(stats.connections.sse, 1);
+      assert.equal(stats.connections.ndjson, 0);
+      assert.equal(stats.connections.total, 2);
+      assert.ok(stats.connections.opened_total >= 2);
+
+      assert.deepEqual(stats.jobs.by_status, {
+        pending: 1,
+        queued: 0,
+        running: 1,
+        completed: 1,
+        failed: 0,
+        cancelled: 0,
+      });
+      assert.equal(stats.jobs.total, 3);
+      assert.equal(stats.jobs.created_total, 3);
+      assert.equal(stats.jobs.watched, 1);
+
+      // start + complete on one job, then status + log + log on the other.
+      assert.equal(stats.events.published_total, 5);
+      assert.equal(typeof stats.events.delivered_total, "number");
+      assert.ok(stats.events.delivered_total >= 2);
+
+      assert.deepEqual(stats.per_job[id], { connections: 2, last_sequence: 3 });
+      assert.ok(!(idle in stats.per_job));
+      assert.deepEqual(stats.websocket_connections, {
+        total_jobs: 1,
+        total_connections: 2,
+        jobs: { [id]: { connections: 2, last_sequence: 3 } },
+      });
+
+      assert.equal(typeof stats.uptime_seconds, "number");
+      assert.ok(!Number.isNaN(Date.parse(stats.server_time)));
+      assert.equal(typeof stats.buffered_events, "number");
+      assert.equal(typeof stats.rates.events_published_per_second, "number");
+      assert.equal(typeof stats.rates.messages_delivered_per_second, "number");
+    } finally {
+      await ws.close();
+      await sse.close();
+    }
+  });
+});
+
+Deno.test("stats stops counting connections once they close", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    const sse = await StreamClient.open(`${server.url}/jobs/${id}/events`, "sse");
+    try {
+      await ws.next((m) => m.type === "connection");
+      await sse.next((m) => m.json?.type === "connection");
+      const open = (await http(server.url, "GET", "/stats")).json;
+      assert.equal(open.connections.total, 2);
+    } finally {
+      await ws.close();
+      await sse.close();
+    }
+    const closed = await waitFor(
+      async () => {
+        const stats = (await http(server.url, "GET", "/stats")).json;
+        return stats.connections.total === 0 ? stats : undefined;
+      },
+      5000,
+      "connections to close",
+    );
+    assert.equal(closed.connections.websocket, 0);
+    assert.equal(closed.connections.sse, 0);
+    assert.deepEqual(closed.per_job, {});
+    assert.equal(closed.websocket_connections.total_connections, 0);
+  });
+});
+
+Deno.test("metrics is Prometheus text with connection and event counters and no job id", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url, { id: "secret-job-name-42", kind: "private-kind" });
+    await publish(server.url, id, logEvent(1), logEvent(2), logEvent(3));
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    try {
+      await ws.next((m) => m.type === "connection");
+      const reply = await http(server.url, "GET", "/metrics");
+      assert.equal(reply.status, 200);
+      const type = reply.headers.get("content-type") ?? "";
+      assert.match(type, /^text\/plain/);
+      assert.match(type, /version=0\.0\.4/);
+      const text = reply.text;
+      assert.match(text, /^# HELP jobwire_connections /m);
+      assert.match(text, /^# TYPE jobwire_connections gauge$/m);
+      assert.match(text, /^# HELP jobwire_events_published_total /m);
+      assert.match(text, /^# TYPE jobwire_events_published_total counter$/m);
+      const values = samples(text);
+      assert.equal(values.get('jobwire_connections{transport="websocket"}'), 1);
+      assert.equal(values.get('jobwire_connections{transport="sse"}'), 0);
+      assert.equal(values.get("jobwire_events_published_total"), 3);
+      assert.equal(values.get('jobwire_jobs{status="pending"}'), 1);
+      assert.ok(text.endsWith("\n"));
+      for (const line of text.split("\n")) {
+        if (line === "") continue;
+        assert.match(
+          line,
+          /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+)$/,
+          `Prometheus line: ${line}`,
+        );
+      }
+      assert.ok(!text.includes(id), "metrics hold no job id");
+      assert.ok(!text.includes("private-kind"), "metrics hold no job kind");
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("openapi.json is an OpenAPI 3.1.0 document with the main paths", async () => {
+  await withServer({}, async (server) => {
+    const reply = await http(server.url, "GET", "/openapi.json");
+    assert.equal(reply.status, 200);
+    assert.match(reply.headers.get("content-type") ?? "", /^application\/json/);
+    const doc = JSON.parse(reply.text);
+    assert.equal(doc.openapi, "3.1.0");
+    assert.equal(typeof doc.info?.title, "string");
+    for (const path of ["/jobs", "/jobs/{id}", "/jobs/{id}/events", "/ws/jobs/{id}"]) {
+      assert.equal(typeof doc.paths[path], "object", `path ${path}`);
+    }
+    assert.equal(typeof doc.paths["/jobs"].post, "object");
+    assert.equal(typeof doc.paths["/jobs"].get, "object");
+    assert.equal(typeof doc.paths["/jobs/{id}/events"].post, "object");
+    assert.equal(typeof doc.paths["/jobs/{id}/events"].get, "object");
+  });
+});
+
+Deno.test("an unknown route answers 404 with the JSON error shape", async () => {
+  await withServer({}, async (server) => {
+    for (
+      const [method, path] of [
+        ["GET", "/no/such/route"],
+        ["POST", "/nothing"],
+        ["GET", "/jobs/a/b/c/d"],
+      ]
+    ) {
+      const reply = await http(server.url, method!, path!);
+      assert.equal(reply.status, 404, `${method} ${path}: ${reply.text}`);
+      assert.match(reply.headers.get("content-type") ?? "", /^application\/json/);
+      assert.equal(reply.json.error.code, "not_found");
+      assert.equal(typeof reply.json.error.message, "string");
+      assert.ok(reply.json.error.message.length > 0);
+    }
+  });
+});
