@@ -13,11 +13,18 @@ import {
 } from "./src/config.ts";
 import { startServer } from "./src/server.ts";
 import { log } from "./src/log.ts";
+import { signToken } from "./src/auth/keys.ts";
+import { tokenCommand, userCommand } from "./src/cli/admin.ts";
+
+/** Lifetime of the admin token printed at a start without a configured key. */
+const START_TOKEN_TTL_MS = 24 * 3_600_000;
 
 const USAGE = `jobwire: live, replayable progress streams for long-running jobs
 
 Usage:
   deno task start [options]          start the server (same as: main.ts serve [options])
+  main.ts token --sub S --scope "…"  mint a token (main.ts token --help)
+  main.ts user add|remove|list       manage users who sign in (main.ts user --help)
 
 Options (flag > JOBWIRE_* environment > jobwire.json > default):
 ${optionsHelp()}
@@ -47,6 +54,26 @@ async function serve(args: string[]): Promise<number> {
     log("warn", "running without authentication (--no-auth): every request is allowed");
   }
   console.log(`jobwire listening on ${server.url} (data: ${config.dataDir})`);
+  if (
+    server.keys !== undefined && server.secret !== undefined && config.jwtPublicKey === undefined &&
+    config.jwksUrl === undefined
+  ) {
+    // Secure by default: no key was configured, so the server signs its own tokens with a
+    // secret kept in the data directory and hands the operator a way in.
+    const token = await signToken(
+      server.keys,
+      { sub: "admin", scope: "admin" },
+      START_TOKEN_TTL_MS,
+    );
+    const where = server.secret.path === null ? "in memory" : `in ${server.secret.path}`;
+    console.log(
+      `No key configured: tokens are signed with the secret ${where}${
+        server.secret.created ? " (created now)" : ""
+      }.`,
+    );
+    console.log(`Admin token (valid 24 h): ${token}`);
+    console.log(`Status page: ${server.url}/#token=${token}`);
+  }
   const stop = () => {
     log("info", "shutting down");
     server.shutdown();
@@ -66,6 +93,10 @@ function main(args: string[]): Promise<number> {
       return serve([]);
     case "serve":
       return serve(rest);
+    case "token":
+      return tokenCommand(rest);
+    case "user":
+      return userCommand(rest);
     case "help":
     case "--help":
     case "-h":

@@ -63,6 +63,8 @@ interface OptionSpec {
   help: string;
   /** A flag that takes no value (`--no-auth`). */
   flag?: boolean;
+  /** Never echoed in error messages. */
+  secret?: boolean;
 }
 
 /**
@@ -143,6 +145,72 @@ export const OPTIONS = {
     default: "info",
     help: "Lowest level of log lines written to stderr",
   },
+  "jwt-secret": {
+    schema: z.string().min(16, "must be at least 16 characters").optional(),
+    default: undefined,
+    secret: true,
+    help: "HS256 secret that signs and verifies tokens (else one is made in the data directory)",
+  },
+  "jwt-public-key": {
+    schema: z.string().min(1).optional(),
+    default: undefined,
+    help: "File with a public key (PEM SPKI, JWK or JWKS; RS256, ES256 or EdDSA) to verify tokens",
+  },
+  "jwks-url": {
+    schema: z.url({ protocol: /^https?$/ }).optional(),
+    default: undefined,
+    help: "URL of a JWKS to verify tokens with",
+  },
+  "jwt-issuer": {
+    schema: z.string().min(1).optional(),
+    default: undefined,
+    help: "Required `iss` of tokens",
+  },
+  "jwt-audience": {
+    schema: z.string().min(1).optional(),
+    default: undefined,
+    help: "Required `aud` of tokens",
+  },
+  "token-ttl": {
+    schema: duration("duration"),
+    default: "1h",
+    help: "Lifetime of tokens issued by POST /auth/login",
+  },
+  "ticket-ttl": {
+    schema: duration("duration"),
+    default: "30s",
+    help: "Lifetime of single-use stream tickets from POST /tickets",
+  },
+  "allowed-origins": {
+    schema: z.string(),
+    default: "",
+    help: "Browser origins allowed besides the server's own (comma-separated; * for any)",
+  },
+  "max-connections": {
+    schema: integer(0, 10_000_000),
+    default: 100_000,
+    help: "Open streams in total, beyond which new ones are refused (1013); 0 = no limit",
+  },
+  "max-connections-per-principal": {
+    schema: integer(0, 10_000_000),
+    default: 1000,
+    help: "Open streams per token subject (per IP without auth); 0 = no limit",
+  },
+  "max-connections-per-ip": {
+    schema: integer(0, 10_000_000),
+    default: 2000,
+    help: "Open streams per client IP; 0 = no limit",
+  },
+  "max-publish-rate": {
+    schema: integer(0, 100_000_000),
+    default: 10_000,
+    help: "Events per second each principal may publish (429 beyond); 0 = no limit",
+  },
+  "publish-burst": {
+    schema: integer(0, 100_000_000),
+    default: 0,
+    help: "Events a principal may publish at once above the rate; 0 = twice the rate",
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 /** An option name (its flag without `--`). */
@@ -166,6 +234,20 @@ export interface Config {
   readonly tombstoneTtlMs: number;
   readonly idempotencyTtlMs: number;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  readonly jwtSecret: string | undefined;
+  readonly jwtPublicKey: string | undefined;
+  readonly jwksUrl: string | undefined;
+  readonly jwtIssuer: string | undefined;
+  readonly jwtAudience: string | undefined;
+  readonly tokenTtlMs: number;
+  readonly ticketTtlMs: number;
+  /** Origins allowed besides the server's own; `["*"]` allows any. */
+  readonly allowedOrigins: readonly string[];
+  readonly maxConnections: number;
+  readonly maxConnectionsPerPrincipal: number;
+  readonly maxConnectionsPerIp: number;
+  readonly maxPublishRate: number;
+  readonly publishBurst: number;
 }
 
 /** A configuration problem, with the source of the offending value in its message. */
@@ -209,7 +291,7 @@ export function parseArgs(args: readonly string[], booleans: ReadonlySet<string>
       flags.set(name, true);
     } else {
       const value = args[i + 1];
-      if (value === undefined || (value.startsWith("--") && value.length > 2)) {
+      if (value === undefined || value.startsWith("--")) {
         throw new ConfigError(`Option --${name} needs a value`);
       }
       flags.set(name, value);
@@ -240,6 +322,19 @@ const FIELD: Record<OptionName, keyof Config> = {
   "tombstone-ttl": "tombstoneTtlMs",
   "idempotency-ttl": "idempotencyTtlMs",
   "log-level": "logLevel",
+  "jwt-secret": "jwtSecret",
+  "jwt-public-key": "jwtPublicKey",
+  "jwks-url": "jwksUrl",
+  "jwt-issuer": "jwtIssuer",
+  "jwt-audience": "jwtAudience",
+  "token-ttl": "tokenTtlMs",
+  "ticket-ttl": "ticketTtlMs",
+  "allowed-origins": "allowedOrigins",
+  "max-connections": "maxConnections",
+  "max-connections-per-principal": "maxConnectionsPerPrincipal",
+  "max-connections-per-ip": "maxConnectionsPerIp",
+  "max-publish-rate": "maxPublishRate",
+  "publish-burst": "publishBurst",
 };
 
 /** Where configuration comes from. */
@@ -280,12 +375,14 @@ export function resolveConfig(
   const out: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(OPTIONS) as [OptionName, OptionSpec][]) {
     const env = envName(name);
-    const fileKey = name.replaceAll("-", "_");
     let raw: unknown = spec.default;
     let source = "the default";
-    if (fileKey in fileValues) {
-      raw = fileValues[fileKey];
-      source = `${fileKey} in ${sources.file?.path}`;
+    // A file key may be spelled like the flag (data-dir) or with underscores (data_dir).
+    for (const fileKey of [name, name.replaceAll("-", "_")]) {
+      if (fileKey in fileValues) {
+        raw = fileValues[fileKey];
+        source = `${fileKey} in ${sources.file?.path}`;
+      }
     }
     const fromEnv = sources.env[env];
     if (fromEnv !== undefined && fromEnv !== "") {
@@ -301,12 +398,45 @@ export function resolveConfig(
     if (!parsed.success) {
       const reason = parsed.error.issues[0]?.message ?? "invalid value";
       throw new ConfigError(
-        `Invalid value for ${source}: ${reason}, got ${JSON.stringify(raw)}`,
+        `Invalid value for ${source}: ${reason}${
+          spec.secret ? "" : `, got ${JSON.stringify(raw)}`
+        }`,
       );
     }
     out[FIELD[name] ?? camel(name)] = parsed.data;
   }
+  out.allowedOrigins = parseOrigins(String(out.allowedOrigins ?? ""));
   return Object.freeze(out) as unknown as Config;
+}
+
+/**
+ * Splits an origin list. Each entry must be `scheme://host[:port]` (or `*`).
+ *
+ * @throws {ConfigError} naming the entry that is not an origin
+ */
+export function parseOrigins(list: string): string[] {
+  const origins: string[] = [];
+  for (const raw of list.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    if (raw === "*") {
+      origins.push("*");
+      continue;
+    }
+    let origin: string;
+    try {
+      origin = new URL(raw).origin;
+    } catch {
+      origin = "null";
+    }
+    if (origin === "null" || origin !== raw.replace(/\/$/, "")) {
+      throw new ConfigError(
+        `Invalid value for --allowed-origins: ${
+          JSON.stringify(raw)
+        } is not an origin such as https://app.example`,
+      );
+    }
+    origins.push(origin);
+  }
+  return origins;
 }
 
 /**

@@ -14,9 +14,13 @@ import { type Fanout, LocalFanout } from "./hub/fanout.ts";
 import { Sessions } from "./protocol/sessions.ts";
 import { CLOSE } from "./protocol/session.ts";
 import { Stats } from "./stats.ts";
-import { createApp, openAuthenticate } from "./http/app.ts";
+import { createApp } from "./http/app.ts";
 import { loadStaticFiles, type StaticFiles } from "./http/static_files.ts";
-import type { Principal } from "./auth/principal.ts";
+import { Authenticator } from "./auth/authenticator.ts";
+import { loadKeys, type TokenKeys } from "./auth/keys.ts";
+import { loadOrCreateSecret } from "./auth/secret.ts";
+import { Visitors } from "./auth/limits.ts";
+import { LOGIN_WINDOW_MS } from "./http/routes/auth.ts";
 import { log, logError, setLogLevel } from "./log.ts";
 
 /** A running server. */
@@ -31,12 +35,14 @@ export interface ServerHandle {
   shutdown(): Promise<void>;
   /** Settles once the server has shut down. */
   readonly finished: Promise<void>;
+  /** The token keys, when authentication is on. */
+  readonly keys: TokenKeys | undefined;
+  /** Where the generated signing secret is kept, when this start created it or found it. */
+  readonly secret: { path: string | null; created: boolean } | undefined;
 }
 
 /** Extension points for tests and other entry points. */
 export interface ServerOptions {
-  /** Resolves each request's principal; every request is open when omitted. */
-  authenticate?: (request: Request) => Promise<Principal>;
   /** Cross-isolate fanout; a single-isolate server needs none. */
   fanout?: Fanout;
   staticFiles?: StaticFiles;
@@ -54,6 +60,38 @@ export async function startServer(
 ): Promise<ServerHandle> {
   setLogLevel(config.logLevel);
   const store = openSqliteStore(config.dataDir, { maxEventsPerJob: config.maxEventsPerJob });
+  let authenticator: Authenticator | undefined;
+  let secretInfo: ServerHandle["secret"];
+  const authStore = config.noAuth ? undefined : store.authStore();
+  if (!config.noAuth) {
+    try {
+      const generated = config.jwtSecret === undefined && config.jwtPublicKey === undefined &&
+        config.jwksUrl === undefined;
+      const secret = loadOrCreateSecret(config.dataDir, config.jwtSecret);
+      if (config.jwtSecret === undefined) {
+        secretInfo = { path: secret.path, created: secret.created && generated };
+      }
+      authenticator = new Authenticator(
+        await loadKeys({
+          secret: secret.secret,
+          publicKeyFile: config.jwtPublicKey,
+          jwksUrl: config.jwksUrl,
+          issuer: config.jwtIssuer,
+          audience: config.jwtAudience,
+        }),
+      );
+    } catch (error) {
+      store.close();
+      throw error;
+    }
+  }
+  const visitors = new Visitors({
+    maxConnections: config.maxConnections,
+    maxConnectionsPerPrincipal: config.maxConnectionsPerPrincipal,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    publishRate: config.maxPublishRate,
+    publishBurst: config.publishBurst,
+  });
   const hub = new Hub(store, options.fanout ?? new LocalFanout());
   const committer = new Committer(store, (outcomes) => {
     for (const outcome of outcomes) {
@@ -94,6 +132,7 @@ export async function startServer(
           .finally(() => sweeper.stallHandled(id));
       }
     },
+    also: (now) => authStore?.sweep(now, now - LOGIN_WINDOW_MS),
   });
   const app = createApp({
     config,
@@ -103,7 +142,9 @@ export async function startServer(
     sessions,
     stats,
     staticFiles: options.staticFiles ?? loadStaticFiles(),
-    authenticate: options.authenticate ?? openAuthenticate,
+    authenticator,
+    authStore,
+    visitors,
   });
 
   let resolveListen!: (addr: Deno.NetAddr) => void;
@@ -154,5 +195,7 @@ export async function startServer(
     port: addr.port,
     shutdown,
     finished: server.finished.then(() => stopping),
+    keys: authenticator?.keys,
+    secret: secretInfo,
   };
 }

@@ -35,9 +35,14 @@ export function isAdmin(p: Principal): boolean {
   return p.scopes.has("admin");
 }
 
+/** Whether the principal may see every job. */
+export function canReadAll(p: Principal): boolean {
+  return isAdmin(p) || p.scopes.has("read:all") || p.scopes.has("write:all");
+}
+
 /** Whether the principal may see a job and follow its events. */
 export function canRead(p: Principal, job: Pick<Job, "id" | "owner">): boolean {
-  if (isAdmin(p) || p.scopes.has("read:all") || p.scopes.has("write:all")) return true;
+  if (canReadAll(p)) return true;
   if (p.jobs.has(job.id)) return true;
   return p.sub !== null && job.owner === p.sub &&
     (p.scopes.has("read") || p.scopes.has("write"));

@@ -12,6 +12,13 @@ import type { Committer } from "../store/committer.ts";
 import type { Sessions } from "../protocol/sessions.ts";
 import type { Stats } from "../stats.ts";
 import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.ts";
+import type { Authenticator, AuthFailure } from "../auth/authenticator.ts";
+import type { Visitors } from "../auth/limits.ts";
+import { corsHeaders, crossOrigin, originAllowed, preflightHeaders } from "../auth/origins.ts";
+import type { AuthStore } from "../store/auth_store.ts";
+import { refuseWebSocket } from "./access.ts";
+import { CLOSE } from "../protocol/session.ts";
+import { registerAuthRoutes } from "./routes/auth.ts";
 import { logError, redactUrl } from "../log.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
@@ -30,12 +37,21 @@ export interface AppDeps {
   sessions: Sessions;
   stats: Stats;
   staticFiles: StaticFiles;
-  /** Resolves the caller of a request (auth); the open principal when auth is off. */
-  authenticate(request: Request): Promise<Principal>;
+  /** Verifies tokens; `undefined` when the server runs with `--no-auth`. */
+  authenticator: Authenticator | undefined;
+  /** Users, tickets and login failures; `undefined` when the server runs with `--no-auth`. */
+  authStore: AuthStore | undefined;
+  visitors: Visitors;
 }
 
-/** Hono environment of the app: the principal is set before any route runs. */
-export type AppEnv = { Variables: { principal: Principal } };
+/**
+ * Hono environment of the app: the connection info from `Deno.serve`, and the caller
+ * (principal, or why there is none, and IP) set before any route runs.
+ */
+export type AppEnv = {
+  Bindings: { info?: Deno.ServeHandlerInfo<Deno.NetAddr> };
+  Variables: { principal: Principal | null; authFailure: AuthFailure | undefined; ip: string };
+};
 
 /** The application type routes register on. */
 export type App = Hono<AppEnv>;
@@ -44,9 +60,39 @@ export type App = Hono<AppEnv>;
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
   app.use(async (c, next) => {
-    c.set("principal", await deps.authenticate(c.req.raw));
+    const request = c.req.raw;
+    c.set("ip", c.env?.info?.remoteAddr.hostname ?? "unknown");
+    const origin = request.headers.get("origin");
+    const host = request.headers.get("host");
+    const allowed = originAllowed(origin, host, deps.config.allowedOrigins);
+    if (!allowed) {
+      if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
+        return refuseWebSocket(request, CLOSE.policy, "origin not allowed");
+      }
+      throw new ApiError(
+        "origin_not_allowed",
+        `Origin ${origin} may not use this server (see --allowed-origins)`,
+      );
+    }
+    const cross = origin !== null && crossOrigin(origin, host);
+    if (request.method === "OPTIONS" && cross) return c.body(null, 204, preflightHeaders(origin));
+    if (deps.authenticator === undefined) {
+      c.set("principal", OPEN_PRINCIPAL);
+      c.set("authFailure", undefined);
+    } else {
+      const outcome = await deps.authenticator.authenticate(request, new URL(request.url));
+      c.set("principal", outcome.principal);
+      c.set("authFailure", outcome.failure);
+    }
     await next();
+    if (cross && c.res.status !== 101) {
+      for (const [name, value] of Object.entries(corsHeaders(origin))) {
+        c.res.headers.set(name, value);
+      }
+    }
+    return undefined;
   });
+  registerAuthRoutes(app, deps);
   registerJobRoutes(app, deps);
   registerPublishRoutes(app, deps);
   registerEventRoutes(app, deps);
@@ -65,9 +111,4 @@ export function createApp(deps: AppDeps): App {
     return errorResponse(new ApiError("internal_error"));
   });
   return app;
-}
-
-/** Opens the server on all isolates' behalf: the open principal for every request. */
-export function openAuthenticate(_request: Request): Promise<Principal> {
-  return Promise.resolve(OPEN_PRINCIPAL);
 }

@@ -11,10 +11,16 @@ export const ERRORS = {
   malformed_json: { status: 400, message: "The request body is not valid JSON" },
   invalid_query: { status: 422, message: "A query parameter is invalid" },
   validation_error: { status: 422, message: "The request does not match the schema" },
+  auth_disabled: { status: 400, message: "Authentication is off on this server (--no-auth)" },
   unauthorized: { status: 401, message: "Authentication required" },
   invalid_token: { status: 401, message: "The token is invalid" },
   token_expired: { status: 401, message: "The token has expired" },
+  invalid_credentials: { status: 401, message: "Unknown user or wrong password" },
   forbidden: { status: 403, message: "Not allowed" },
+  origin_not_allowed: {
+    status: 403,
+    message: "This Origin may not use the API (see --allowed-origins)",
+  },
   not_found: { status: 404, message: "No such route" },
   job_not_found: { status: 404, message: "No such job" },
   method_not_allowed: { status: 405, message: "Method not allowed on this route" },
@@ -29,8 +35,10 @@ export const ERRORS = {
   event_too_large: { status: 413, message: "An event is too large" },
   unsupported_media_type: { status: 415, message: "Send JSON (Content-Type: application/json)" },
   rate_limited: { status: 429, message: "Too many requests" },
+  too_many_connections: { status: 429, message: "Too many open streams" },
   internal_error: { status: 500, message: "Internal server error" },
   unavailable: { status: 503, message: "The server cannot take this request now" },
+  overloaded: { status: 503, message: "The server has too many open streams" },
 } as const;
 
 /** A stable error code. */

@@ -14,8 +14,16 @@ import { ApiError } from "./errors.ts";
 /** Bytes a socket or stream may hold unsent before frames wait in the session outbox. */
 export const STREAM_HIGH_WATER = 256 * 1024;
 
-/** The session context of one connection of `principal`. */
-export function sessionContext(deps: AppDeps, principal: Principal): SessionContext {
+/**
+ * The session context of one connection of `principal`.
+ *
+ * @param release gives back the connection slot when the session closes
+ */
+export function sessionContext(
+  deps: AppDeps,
+  principal: Principal,
+  release: () => void,
+): SessionContext {
   const { hub, store, sessions, config } = deps;
   return {
     hub,
@@ -23,8 +31,12 @@ export function sessionContext(deps: AppDeps, principal: Principal): SessionCont
     visible: (job) => canRead(principal, job),
     limits: { highWater: STREAM_HIGH_WATER, maxQueued: config.sendBuffer },
     onBacklog: (outbox) => sessions.backlogged(outbox),
-    onClose: (session: Session) => sessions.remove(session),
+    onClose: (session: Session) => {
+      release();
+      sessions.remove(session);
+    },
     window: config.replayWindow,
+    expiresAt: principal.expiresAt,
   };
 }
 

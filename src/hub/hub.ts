@@ -15,6 +15,7 @@ import type { Job, JobRecord } from "../jobs/job.ts";
 import type { StoredEvent } from "../jobs/envelope.ts";
 import type { EventStore } from "../store/event_store.ts";
 import type { Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
+import { isTerminal } from "../jobs/status.ts";
 import { WireEvent } from "./wire_event.ts";
 
 /** Receives one job's events in order. */
@@ -51,14 +52,25 @@ export interface ReplayInfo {
 /** Most events one replay reads from the store at a time (bounds each read, not the replay). */
 const REPLAY_PAGE = 1000;
 
+/**
+ * One job's place in the stream on this isolate. Every unfinished job has one, whether
+ * or not anyone subscribes, so an event that arrives ahead of an earlier one is always
+ * recognised and the gap filled, including for `all=1` subscribers that follow no job
+ * in particular.
+ */
 class Channel {
   /** Last sequence delivered to this channel's subscribers. */
   last: number;
+  /** Set once the job has finished: the channel goes when its last subscriber does. */
+  ended = false;
   readonly subscribers = new Set<Subscriber>();
   constructor(last: number) {
     this.last = last;
   }
 }
+
+/** Unfinished jobs tracked from the store at start; later ones are tracked as they appear. */
+const MAX_TRACKED_AT_START = 1_000_000;
 
 /** Fan-out of committed events on one isolate. */
 export class Hub {
@@ -72,6 +84,9 @@ export class Hub {
   constructor(store: EventStore, fanout: Fanout) {
     this.#store = store;
     this.#fanout = fanout;
+    for (const { id, last_sequence } of store.openJobs(MAX_TRACKED_AT_START)) {
+      this.#channels.set(id, new Channel(last_sequence));
+    }
     fanout.listen(
       (message) => this.#receiveRemote(message),
       (notice) => this.#receiveNotice(notice),
@@ -136,7 +151,9 @@ export class Hub {
       }
     }
     subscriber.cursor = last;
-    this.#channel(jobId, last).subscribers.add(subscriber);
+    const channel = this.#channel(jobId, last);
+    if (isTerminal(job.status)) channel.ended = true;
+    channel.subscribers.add(subscriber);
     return { job, replay };
   }
 
@@ -145,7 +162,7 @@ export class Hub {
     const channel = this.#channels.get(jobId);
     if (channel === undefined) return;
     channel.subscribers.delete(subscriber);
-    if (channel.subscribers.size === 0) this.#channels.delete(jobId);
+    if (channel.subscribers.size === 0 && channel.ended) this.#channels.delete(jobId);
   }
 
   /** Adds a subscriber to every job's events. */
@@ -155,10 +172,6 @@ export class Hub {
 
   unsubscribeAll(subscriber: FirehoseSubscriber): void {
     this.#firehose.delete(subscriber);
-    if (this.#firehose.size > 0) return;
-    for (const [id, channel] of this.#channels) {
-      if (channel.subscribers.size === 0) this.#channels.delete(id);
-    }
   }
 
   /** Delivers events committed on this isolate, and tells the other isolates. */
@@ -176,6 +189,7 @@ export class Hub {
 
   /** Announces a new job to firehose subscribers here and on other isolates. */
   jobCreated(job: Job): void {
+    this.#channel(job.id, job.last_sequence);
     for (const subscriber of this.#firehose) subscriber.created(job);
     this.#fanout.notify({ kind: "created", job });
   }
@@ -208,6 +222,7 @@ export class Hub {
 
   #receiveNotice(notice: FanoutNotice): void {
     if (notice.kind === "created") {
+      this.#channel(notice.job.id, notice.job.last_sequence);
       for (const subscriber of this.#firehose) subscriber.created(notice.job);
     } else {
       this.#endJob(notice.jobId, "job deleted");
@@ -224,17 +239,15 @@ export class Hub {
   }
 
   #dispatch(event: WireEvent): void {
-    let channel = this.#channels.get(event.jobId);
-    if (channel === undefined) {
-      if (this.#firehose.size === 0) return;
-      // Firehose subscribers need per-job order too; a channel without subscribers keeps it
-      // until the job ends.
-      channel = this.#channel(event.jobId, event.sequence - 1);
-    }
+    // A job not tracked yet (created before a restart past the tracking cap) starts here.
+    const channel = this.#channel(event.jobId, event.sequence - 1);
     if (event.sequence <= channel.last) return;
     if (event.sequence > channel.last + 1) this.#fillGap(channel, event.jobId, event.sequence);
     this.#deliver(channel, event);
-    if (event.terminal && channel.subscribers.size === 0) this.#channels.delete(event.jobId);
+    if (event.terminal) {
+      channel.ended = true;
+      if (channel.subscribers.size === 0) this.#channels.delete(event.jobId);
+    }
   }
 
   #fillGap(channel: Channel, jobId: string, before: number): void {

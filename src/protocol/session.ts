@@ -50,6 +50,8 @@ export interface SessionContext {
   onClose(session: Session): void;
   /** Events replayed when a subscription gives no `since`. */
   window: number;
+  /** When the principal's credential expires (epoch ms): the session closes then (1008). */
+  expiresAt: number | null;
 }
 
 /** Outcome of subscribing a session to a job. */

@@ -7,15 +7,20 @@
  */
 import type { Outbox } from "./outbox.ts";
 import type { Transport } from "./codec.ts";
-import type { Session } from "./session.ts";
+import { CLOSE, type Session } from "./session.ts";
 
 /** How often backlogged outboxes are retried, in milliseconds. */
 const DRAIN_INTERVAL_MS = 10;
+
+/** How often sessions are checked for an expired credential, in milliseconds. */
+const EXPIRY_CHECK_MS = 250;
 
 /** The registry of live sessions on this isolate. */
 export class Sessions {
   #all = new Set<Session>();
   #backlogged = new Set<Outbox>();
+  #expiring = new Set<Session>();
+  #expiry: ReturnType<typeof setInterval> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #drain: ReturnType<typeof setInterval> | undefined;
   #opened = 0;
@@ -32,11 +37,33 @@ export class Sessions {
   add(session: Session): void {
     this.#all.add(session);
     this.#opened++;
+    if (session.context.expiresAt !== null) {
+      this.#expiring.add(session);
+      if (this.#expiry === undefined) {
+        const timer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
+        Deno.unrefTimer(timer);
+        this.#expiry = timer;
+      }
+    }
   }
 
   remove(session: Session): void {
     this.#all.delete(session);
+    this.#expiring.delete(session);
     this.#backlogged.delete(session.outbox);
+  }
+
+  /** Closes sessions whose credential has expired (1008 "token expired"). */
+  #expire(): void {
+    const now = Date.now();
+    for (const session of this.#expiring) {
+      const at = session.context.expiresAt;
+      if (at !== null && at <= now) session.close(CLOSE.policy, "token expired");
+    }
+    if (this.#expiring.size === 0 && this.#expiry !== undefined) {
+      clearInterval(this.#expiry);
+      this.#expiry = undefined;
+    }
   }
 
   /** Queues an outbox for draining once its socket has room. */
@@ -92,6 +119,8 @@ export class Sessions {
 
   /** Stops the timers. */
   stop(): void {
+    if (this.#expiry !== undefined) clearInterval(this.#expiry);
+    this.#expiry = undefined;
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     if (this.#drain !== undefined) clearInterval(this.#drain);
     this.#heartbeat = undefined;

@@ -66,6 +66,8 @@ export interface JobQuery {
   /** Opaque cursor from a previous page. */
   cursor?: string;
   limit: number;
+  /** Only jobs of this owner or with one of these ids (a principal that may not see all). */
+  visibleTo?: { owner: string | null; ids: readonly string[] };
 }
 
 /** One page of jobs, newest first. */
@@ -104,6 +106,8 @@ export interface EventStore {
   deleteJob(id: string, now: number): boolean;
   /** Purges expired jobs, tombstones and idempotency keys; returns the purged job ids. */
   sweep(now: number, policy: SweepPolicy): string[];
+  /** Unfinished jobs (any status but completed, failed, cancelled) and their last sequence. */
+  openJobs(limit: number): { id: string; last_sequence: number }[];
   /** Running jobs whose last event is older than `before` and that are not yet stalled. */
   findStalled(before: number, limit: number): string[];
   close(): void;

@@ -61,6 +61,28 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX tombstones_by_gone ON tombstones (gone_at);
   `,
+  `
+  CREATE TABLE users (
+    username TEXT PRIMARY KEY,
+    salt TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE tickets (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    origin TEXT,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX tickets_by_expiry ON tickets (expires_at);
+  CREATE TABLE login_failures (
+    key TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX login_failures_by_key ON login_failures (key, at);
+  `,
 ];
 
 /**

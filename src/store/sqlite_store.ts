@@ -22,6 +22,7 @@ import type {
   SweepPolicy,
 } from "./event_store.ts";
 import { migrate } from "./migrations.ts";
+import { AuthStore } from "./auth_store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
 
 const PRAGMAS = `
@@ -60,6 +61,8 @@ const SQL = {
   deleteTombstone: `DELETE FROM tombstones WHERE id = ?`,
   expireTombstones: `DELETE FROM tombstones WHERE gone_at < ?`,
   selectExpired: `SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?`,
+  selectOpen: `SELECT id, last_sequence FROM jobs
+    WHERE status NOT IN ('completed', 'failed', 'cancelled') LIMIT ?`,
   selectStalled: `SELECT id FROM jobs
     WHERE status = 'running' AND stalled = 0 AND last_event_at < ? LIMIT ?`,
 } as const;
@@ -81,7 +84,8 @@ type Row = Record<string, unknown>;
  */
 export function openSqliteStore(dataDir: string, options: SqliteStoreOptions): SqliteStore {
   if (dataDir === ":memory:") return new SqliteStore(new DatabaseSync(":memory:"), options);
-  mkdirSync(dataDir, { recursive: true });
+  // The database holds password hashes and tickets: a directory made here is private.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   return new SqliteStore(new DatabaseSync(join(dataDir, DATABASE_FILE)), options);
 }
 
@@ -94,8 +98,13 @@ export class SqliteStore implements EventStore {
   constructor(db: DatabaseSync, options: SqliteStoreOptions) {
     this.#db = db;
     this.#options = options;
-    db.exec(PRAGMAS);
-    migrate(db);
+    try {
+      db.exec(PRAGMAS);
+      migrate(db);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
   }
 
   #stmt(sql: string): StatementSync {
@@ -206,16 +215,33 @@ export class SqliteStore implements EventStore {
       where.push("owner = ?");
       params.push(query.owner);
     }
+    if (query.visibleTo !== undefined) {
+      const { owner, ids } = query.visibleTo;
+      const terms: string[] = [];
+      if (owner !== null) {
+        terms.push("owner = ?");
+        params.push(owner);
+      }
+      if (ids.length > 0) {
+        terms.push(`id IN (${ids.map(() => "?").join(", ")})`);
+        params.push(...ids);
+      }
+      where.push(terms.length === 0 ? "0" : `(${terms.join(" OR ")})`);
+    }
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (after !== undefined) {
       where.push("rowid < ?");
       params.push(after);
     }
-    // Filters are few and fixed, so the statements built here stay a small set in the cache.
+    // Filters are few, so the statements built here stay a small set; only `jobs` claims of
+    // different lengths add more, and those are not cached.
     const sql = `SELECT rowid AS position, ${JOB_COLUMNS} FROM jobs ${
       where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
     } ORDER BY rowid DESC LIMIT ?`;
-    const rows = this.#stmt(sql).all(...params, query.limit + 1) as Row[];
+    const statement = query.visibleTo !== undefined && query.visibleTo.ids.length > 0
+      ? this.#db.prepare(sql)
+      : this.#stmt(sql);
+    const rows = statement.all(...params, query.limit + 1) as Row[];
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
     return {
@@ -401,9 +427,19 @@ export class SqliteStore implements EventStore {
     });
   }
 
+  openJobs(limit: number): { id: string; last_sequence: number }[] {
+    const rows = this.#stmt(SQL.selectOpen).all(limit) as Row[];
+    return rows.map((row) => ({ id: String(row.id), last_sequence: Number(row.last_sequence) }));
+  }
+
   findStalled(before: number, limit: number): string[] {
     const rows = this.#stmt(SQL.selectStalled).all(before, limit) as Row[];
     return rows.map((row) => String(row.id));
+  }
+
+  /** Users, tickets and login failures, on the same database connection. */
+  authStore(): AuthStore {
+    return new AuthStore(this.#db);
   }
 
   close(): void {

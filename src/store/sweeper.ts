@@ -19,6 +19,8 @@ export interface SweeperOptions {
   onPurged(ids: string[]): void;
   /** Told of newly stalled job ids, to publish their warning. */
   onStalled(ids: string[]): void;
+  /** Other housekeeping run with every sweep (expired tickets, old login failures). */
+  also?: (now: number) => void;
 }
 
 /** Most stalled jobs flagged per sweep. */
@@ -54,6 +56,7 @@ export class Sweeper {
           this.#options.onStalled(stalled);
         }
       }
+      this.#options.also?.(now);
     } catch (error) {
       logError("sweep failed", error);
     }

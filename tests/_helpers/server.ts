@@ -10,7 +10,10 @@ import { type ServerHandle, type ServerOptions, startServer } from "../../src/se
 /** Options named as on the command line (`"replay-window": 5`). */
 export type Overrides = Record<string, string | number | boolean>;
 
-/** A config for tests: loopback, port 0, a fresh temp data dir, quiet logs. */
+/**
+ * A config for tests: loopback, port 0, a fresh temp data dir, quiet logs, and no auth
+ * unless the overrides turn it on with `"no-auth": false`.
+ */
 export function testConfig(dataDir: string, overrides: Overrides = {}): Config {
   const flags = new Map<string, string | true>();
   const values: Overrides = {
@@ -18,9 +21,11 @@ export function testConfig(dataDir: string, overrides: Overrides = {}): Config {
     port: 0,
     "data-dir": dataDir,
     "log-level": "error",
+    "no-auth": true,
     ...overrides,
   };
   for (const [key, value] of Object.entries(values)) {
+    if (key === "no-auth" && value === false) continue;
     flags.set(key, value === true ? true : String(value));
   }
   return resolveConfig({ flags, env: {} });

@@ -13,6 +13,7 @@ import { serveHttpStream } from "../../protocol/http_stream.ts";
 import { CLOSE } from "../../protocol/session.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { findJob, waitForEvent } from "../lookup.ts";
+import { admitStream, streamPrincipal } from "../access.ts";
 import {
   lastEventId,
   negotiate,
@@ -29,8 +30,8 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
   const { store, hub, sessions, stats } = deps;
 
   app.get("/jobs/:id/events", async (c) => {
-    const principal = c.get("principal");
     const id = c.req.param("id");
+    const principal = streamPrincipal(c, deps, [id]);
     const query = c.req.query();
     const wanted = negotiate(c.req.header("accept") ?? null, query.format);
     const job = findJob(store, id);
@@ -80,9 +81,10 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       return c.body(null, 204);
     }
     const codec = codecFor(wanted.transport, wanted.format);
+    const release = admitStream(c, deps, principal);
     return serveHttpStream(
       codec,
-      sessionContext(deps, principal),
+      sessionContext(deps, principal, release),
       { closeOnFinish, single: true, highWater: STREAM_HIGH_WATER },
       (session) => {
         sessions.add(session);

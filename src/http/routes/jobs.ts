@@ -7,7 +7,15 @@ import type { App, AppDeps } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
 import { createJobBody, getJobQuery, listJobsQuery, parseOr } from "../schemas.ts";
-import { canCreate, canRead, canWrite, isAdmin } from "../../auth/principal.ts";
+import {
+  canCreate,
+  canRead,
+  canReadAll,
+  canWrite,
+  isAdmin,
+  type Principal,
+} from "../../auth/principal.ts";
+import { principalKey, requirePrincipal } from "../access.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { decodeCursor } from "../../store/cursor.ts";
@@ -34,6 +42,27 @@ function listItem(record: JobRecord): Record<string, unknown> {
   return rest;
 }
 
+/** Most ids of a token's `jobs` claim a list query matches against. */
+const MAX_CLAIMED_JOBS = 500;
+
+/**
+ * The list restriction of a principal that may not see every job: its own jobs and those
+ * its token names.
+ */
+export function visibility(
+  principal: Principal,
+): { visibleTo?: { owner: string | null; ids: string[] } } {
+  if (canReadAll(principal)) return {};
+  const ownsJobs = principal.sub !== null &&
+    (principal.scopes.has("read") || principal.scopes.has("write"));
+  return {
+    visibleTo: {
+      owner: ownsJobs ? principal.sub : null,
+      ids: [...principal.jobs].slice(0, MAX_CLAIMED_JOBS),
+    },
+  };
+}
+
 /** Default and longest `wait=terminal` timeout, in seconds. */
 const DEFAULT_TERMINAL_WAIT_SECONDS = 60;
 
@@ -41,7 +70,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
   const { store, hub, config } = deps;
 
   app.post("/jobs", async (c) => {
-    const principal = c.get("principal");
+    const principal = requirePrincipal(c);
     if (!canCreate(principal)) {
       throw new ApiError("forbidden", "Creating jobs needs the write scope");
     }
@@ -52,6 +81,12 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     const metadata = body.metadata ?? {};
     if (JSON.stringify(metadata).length > config.maxEventBytes) {
       throw new ApiError("payload_too_large", `metadata is over ${config.maxEventBytes} bytes`);
+    }
+    const wait = deps.visitors.allowPublish(principalKey(principal, c.get("ip")), 1);
+    if (wait > 0) {
+      throw new ApiError("rate_limited", "Publishing too fast: slow down", undefined, {
+        "retry-after": String(wait),
+      });
     }
     const id = body.id ?? crypto.randomUUID();
     const owner = body.owner ?? principal.sub;
@@ -66,7 +101,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
   });
 
   app.get("/jobs", (c) => {
-    const principal = c.get("principal");
+    const principal = requirePrincipal(c);
     const query = parseOr(listJobsQuery, c.req.query(), "invalid_query", "The query");
     if (query.cursor !== undefined && decodeCursor(query.cursor) === undefined) {
       throw new ApiError("invalid_query", "The cursor is not one this server made", [
@@ -80,6 +115,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       ...(query.kind === undefined ? {} : { kind: query.kind }),
       ...(query.owner === undefined ? {} : { owner: query.owner }),
       ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+      ...visibility(principal),
     });
     return c.json({
       jobs: page.jobs.filter((job) => canRead(principal, job)).map(listItem),
@@ -88,7 +124,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
   });
 
   app.get("/jobs/:id", async (c) => {
-    const principal = c.get("principal");
+    const principal = requirePrincipal(c);
     const query = parseOr(getJobQuery, c.req.query(), "invalid_query", "The query");
     const id = c.req.param("id");
     let record = findJob(store, id);
@@ -110,7 +146,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
   });
 
   app.delete("/jobs/:id", (c) => {
-    const principal = c.get("principal");
+    const principal = requirePrincipal(c);
     const id = c.req.param("id");
     const record = findJob(store, id);
     if (!canWrite(principal, record)) {

@@ -9,6 +9,7 @@ import { ApiError } from "../errors.ts";
 import { isAdmin } from "../../auth/principal.ts";
 import { JOB_STATUSES } from "../../jobs/status.ts";
 import { openApiDocument } from "../openapi.ts";
+import { requirePrincipal } from "../access.ts";
 
 /** The whole-server figures `/stats` and `/metrics` report. */
 export function collectStats(deps: AppDeps): Record<string, unknown> {
@@ -137,7 +138,9 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
   });
 
   app.get("/stats", (c) => {
-    if (!isAdmin(c.get("principal"))) throw new ApiError("forbidden", "Stats need the admin scope");
+    if (!isAdmin(requirePrincipal(c))) {
+      throw new ApiError("forbidden", "Stats need the admin scope");
+    }
     return c.json(collectStats(deps));
   });
 

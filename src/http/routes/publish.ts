@@ -23,6 +23,7 @@ import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts
 import type { AppendOutcome } from "../../store/event_store.ts";
 import { logError } from "../../log.ts";
 import { findJob } from "../lookup.ts";
+import { principalKey, requirePrincipal } from "../access.ts";
 
 const utf8 = new TextEncoder();
 
@@ -80,8 +81,9 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     expectedSequence?: number,
   ): Promise<Response> {
     const id = c.req.param("id")!;
+    const principal = requirePrincipal(c);
     const job = findJob(store, id);
-    if (!canWrite(c.get("principal"), job)) {
+    if (!canWrite(principal, job)) {
       throw new ApiError("forbidden", `No write access to job ${id}`);
     }
     if (rawEvents.length > config.maxBatch) {
@@ -91,6 +93,15 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       );
     }
     const events = validateEvents(rawEvents, config.maxEventBytes);
+    const wait = deps.visitors.allowPublish(principalKey(principal, c.get("ip")), events.length);
+    if (wait > 0) {
+      throw new ApiError(
+        "rate_limited",
+        `Publishing faster than ${config.maxPublishRate} events per second: retry in ${wait} s`,
+        undefined,
+        { "retry-after": String(wait) },
+      );
+    }
     const header = c.req.header("idempotency-key");
     const key = header === undefined
       ? undefined

@@ -5,6 +5,9 @@
  * @module
  */
 import type { Context } from "hono";
+import type { z } from "zod";
+import { admitStream, closeFor, refuseWebSocket, streamPrincipal } from "../access.ts";
+import { visibility } from "./jobs.ts";
 import type { App, AppDeps, AppEnv } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { parseOr, streamQuery } from "../schemas.ts";
@@ -66,79 +69,93 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     principal: Principal,
     filter: FirehoseFilter,
   ): ReturnType<typeof publicJob>[] {
-    const page = store.listJobs({ ...filter, limit: FIREHOSE_SNAPSHOT_LIMIT });
+    const page = store.listJobs({
+      ...filter,
+      limit: FIREHOSE_SNAPSHOT_LIMIT,
+      ...visibility(principal),
+    });
     return page.jobs.filter((job: JobRecord) => canRead(principal, job)).map((job) => {
       const { result: _r, ...rest } = publicJob(job);
       return rest as ReturnType<typeof publicJob>;
     });
   }
 
-  app.get("/ws/jobs/:id", (c) => {
+  /**
+   * Opens a WebSocket session, or, when access is refused, accepts the socket only to close
+   * it with the code that says why (a browser sees close codes, not HTTP statuses).
+   */
+  function webSocket(
+    c: Context<AppEnv>,
+    jobIds: readonly string[],
+    options: StreamOptions,
+    single: boolean,
+    onOpen: (session: Session, principal: Principal) => void,
+  ): Response {
     requireUpgrade(c);
-    const principal = c.get("principal");
+    let principal: Principal;
+    let release: () => void;
+    try {
+      principal = streamPrincipal(c, deps, jobIds);
+      release = admitStream(c, deps, principal);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      const { code, reason } = closeFor(error);
+      return refuseWebSocket(c.req.raw, code, reason);
+    }
+    const format = options.format === "snapshot" ? "snapshot" : "envelope";
+    return serveWebSocket(
+      c.req.raw,
+      codecFor("websocket", format),
+      sessionContext(deps, principal, release),
+      {
+        maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
+        closeOnFinish: options.close_on_finish ?? false,
+        single,
+        onOpen(session) {
+          sessions.add(session);
+          onOpen(session, principal);
+        },
+        onSubscribe: subscribeNamed,
+      },
+    );
+  }
+
+  app.get("/ws/jobs/:id", (c) => {
     const id = c.req.param("id");
     const options = parseOr(streamQuery, c.req.query(), "invalid_query", "The query");
     const since = parseSince(options.since);
-    const format = options.format === "snapshot" ? "snapshot" : "envelope";
-    return serveWebSocket(
-      c.req.raw,
-      codecFor("websocket", format),
-      sessionContext(deps, principal),
-      {
-        maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
-        closeOnFinish: options.close_on_finish ?? false,
-        single: true,
-        onOpen(session) {
-          sessions.add(session);
-          const result = session.subscribe(id, sinceFor(since, id));
-          if (result === "not_found") {
-            session.close(CLOSE.jobNotFound, store.isGone(id) ? "job was purged" : "job not found");
-          } else if (result === "forbidden") {
-            session.close(CLOSE.policy, "forbidden");
-          }
-        },
-        onSubscribe: subscribeNamed,
-      },
-    );
+    return webSocket(c, [id], options, true, (session) => {
+      const result = session.subscribe(id, sinceFor(since, id));
+      if (result === "not_found") {
+        session.close(CLOSE.jobNotFound, store.isGone(id) ? "job was purged" : "job not found");
+      } else if (result === "forbidden") {
+        session.close(CLOSE.policy, "forbidden");
+      }
+    });
   });
 
   app.get("/ws", (c) => {
-    requireUpgrade(c);
-    const principal = c.get("principal");
     const options = parseOr(streamQuery, c.req.query(), "invalid_query", "The query");
     const since = parseSince(options.since);
     const jobs = jobList(options.jobs, MAX_JOBS_PER_STREAM);
-    const format = options.format === "snapshot" ? "snapshot" : "envelope";
-    return serveWebSocket(
-      c.req.raw,
-      codecFor("websocket", format),
-      sessionContext(deps, principal),
-      {
-        maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
-        closeOnFinish: options.close_on_finish ?? false,
-        single: false,
-        onOpen(session) {
-          sessions.add(session);
-          if (options.all === true) {
-            const filter = firehoseFilter(options);
-            session.subscribeAll(filter, visibleJobs(principal, filter));
-            return;
-          }
-          session.greet(jobs);
-          for (const id of jobs) subscribeNamed(session, id, sinceFor(since, id));
-        },
-        onSubscribe: subscribeNamed,
-      },
-    );
+    return webSocket(c, options.all === true ? [] : jobs, options, false, (session, principal) => {
+      if (options.all === true) {
+        const filter = firehoseFilter(options);
+        session.subscribeAll(filter, visibleJobs(principal, filter));
+        return;
+      }
+      session.greet(jobs);
+      for (const id of jobs) subscribeNamed(session, id, sinceFor(since, id));
+    });
   });
 
   app.get("/events", (c) => {
-    const principal = c.get("principal");
     const query = c.req.query();
     const options = parseOr(streamQuery, query, "invalid_query", "The query");
     const wanted = negotiate(c.req.header("accept") ?? null, options.format);
     const transport = wanted.transport === "json" ? "sse" : wanted.transport;
     const jobs = jobList(options.jobs, MAX_JOBS_PER_STREAM);
+    const principal = streamPrincipal(c, deps, options.all === true ? [] : jobs);
     if (options.all !== true && jobs.length === 0) {
       throw new ApiError("invalid_query", "Name jobs (jobs=a,b) or ask for all=1", [
         { path: "jobs", message: "Required unless all=1" },
@@ -151,9 +168,10 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     const since: Since = lastEventId(c.req.header("last-event-id") ?? null, jobs) ??
       parseSince(options.since);
     const codec = codecFor(transport, wanted.format);
+    const release = admitStream(c, deps, principal);
     return serveHttpStream(
       codec,
-      sessionContext(deps, principal),
+      sessionContext(deps, principal, release),
       {
         closeOnFinish: options.close_on_finish ?? false,
         single: false,
@@ -173,6 +191,9 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     );
   });
 }
+
+/** The query of a stream route, as parsed. */
+type StreamOptions = z.output<typeof streamQuery>;
 
 function firehoseFilter(
   options: { kind?: string | undefined; status?: JobStatus | undefined },

@@ -1,0 +1,118 @@
+/**
+ * Resolves the principal of a request from its credentials: `Authorization: Bearer`,
+ * `?token=`, or the status page's `jobwire_token` cookie. Verified tokens are cached
+ * until they expire, so a client that reconnects or publishes often is not re-verified
+ * each time.
+ *
+ * @module
+ */
+import type { JWTPayload } from "jose";
+import { type Principal, type Scope, SCOPES } from "./principal.ts";
+import { type TokenKeys, verifyToken } from "./keys.ts";
+
+/** Name of the cookie the status page's session token travels in. */
+export const TOKEN_COOKIE = "jobwire_token";
+
+/** Why a request has no principal. */
+export type AuthFailure = "authentication_required" | "invalid_token" | "token_expired";
+
+/** The outcome of authenticating a request. */
+export type AuthOutcome =
+  | { principal: Principal; failure?: undefined }
+  | { principal: null; failure: AuthFailure };
+
+/** Most verified tokens remembered; the cache is emptied when full. */
+const CACHE_LIMIT = 10_000;
+
+/** Builds a principal from verified claims; unknown scopes are ignored. */
+export function principalFromClaims(payload: JWTPayload): Principal {
+  const rawScope = payload.scope ?? payload.scp;
+  const words = Array.isArray(rawScope)
+    ? rawScope.map(String)
+    : typeof rawScope === "string"
+    ? rawScope.split(/\s+/)
+    : [];
+  const scopes = new Set<Scope>(
+    words.filter((w): w is Scope => (SCOPES as readonly string[]).includes(w)),
+  );
+  const rawJobs = payload.jobs;
+  const jobs = Array.isArray(rawJobs)
+    ? rawJobs.map(String)
+    : typeof rawJobs === "string"
+    ? rawJobs.split(",").map((s) => s.trim()).filter((s) => s !== "")
+    : [];
+  return {
+    sub: typeof payload.sub === "string" && payload.sub !== "" ? payload.sub : null,
+    scopes,
+    jobs: new Set(jobs),
+    expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 : null,
+  };
+}
+
+/** Reads the bearer token of a request, wherever it was put. */
+export function credentialOf(request: Request, url: URL): string | undefined {
+  const header = request.headers.get("authorization");
+  if (header !== null) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (match !== null) return match[1];
+  }
+  const query = url.searchParams.get("token");
+  if (query !== null && query !== "") return query;
+  const cookies = request.headers.get("cookie");
+  if (cookies !== null) {
+    for (const part of cookies.split(";")) {
+      const eq = part.indexOf("=");
+      if (eq !== -1 && part.slice(0, eq).trim() === TOKEN_COOKIE) {
+        const value = part.slice(eq + 1).trim();
+        if (value !== "") return decodeURIComponent(value);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Verifies credentials with the server's keys. */
+export class Authenticator {
+  #keys: TokenKeys;
+  #cache = new Map<string, Principal>();
+
+  constructor(keys: TokenKeys) {
+    this.#keys = keys;
+  }
+
+  get keys(): TokenKeys {
+    return this.#keys;
+  }
+
+  /** The principal of `request`, or why there is none. */
+  async authenticate(request: Request, url: URL): Promise<AuthOutcome> {
+    const token = credentialOf(request, url);
+    if (token === undefined) return { principal: null, failure: "authentication_required" };
+    return await this.verify(token);
+  }
+
+  /** Verifies one token. */
+  async verify(token: string): Promise<AuthOutcome> {
+    const cached = this.#cache.get(token);
+    if (cached !== undefined) {
+      if (cached.expiresAt === null || cached.expiresAt > Date.now()) return { principal: cached };
+      this.#cache.delete(token);
+      return { principal: null, failure: "token_expired" };
+    }
+    let payload: JWTPayload;
+    try {
+      payload = await verifyToken(this.#keys, token);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      return {
+        principal: null,
+        failure: code === "ERR_JWT_EXPIRED" ? "token_expired" : "invalid_token",
+      };
+    }
+    const principal = principalFromClaims(payload);
+    // A token that is not yet valid (nbf) is refused by verifyToken, never cached early.
+    if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
+    this.#cache.set(token, principal);
+    return { principal };
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Token keys: the server's HS256 secret (signs and verifies its own tokens) and, when
+ * configured, an external public key, key file or JWKS (verifies tokens from an identity
+ * provider). The algorithm of each key follows from its type and is pinned, so a token
+ * can never choose how it is checked (no `none`, no HS256 signed with public key text).
+ *
+ * @module
+ */
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  importJWK,
+  importSPKI,
+  importX509,
+  type JWK,
+  type JWTPayload,
+  jwtVerify,
+  SignJWT,
+} from "jose";
+
+/** Asymmetric algorithms accepted from external keys. */
+export const PUBLIC_KEY_ALGORITHMS = ["RS256", "ES256", "EdDSA"] as const;
+
+type Verifiable = Parameters<typeof jwtVerify>[1];
+
+/** The keys of a server with authentication on. */
+export interface TokenKeys {
+  /** HS256 secret of the server: signs login and minted tokens, verifies HS256 tokens. */
+  readonly secret: Uint8Array;
+  /** External verification key (or JWKS) and the algorithms its type allows. */
+  readonly external: { key: Verifiable; algorithms: string[]; source: string } | undefined;
+  readonly issuer: string | undefined;
+  readonly audience: string | undefined;
+}
+
+/** A key that cannot be used, with the reason. */
+export class KeyError extends Error {
+  override name = "KeyError";
+}
+
+function algorithmOfJwk(jwk: JWK): string {
+  if (typeof jwk.alg === "string") {
+    if (!(PUBLIC_KEY_ALGORITHMS as readonly string[]).includes(jwk.alg)) {
+      throw new KeyError(
+        `Unsupported key algorithm ${jwk.alg}: use ${PUBLIC_KEY_ALGORITHMS.join(", ")}`,
+      );
+    }
+    return jwk.alg;
+  }
+  if (jwk.kty === "RSA") return "RS256";
+  if (jwk.kty === "EC" && jwk.crv === "P-256") return "ES256";
+  if (jwk.kty === "OKP" && jwk.crv === "Ed25519") return "EdDSA";
+  if (jwk.kty === "oct") {
+    throw new KeyError("A symmetric JWK is a secret: pass it with --jwt-secret");
+  }
+  throw new KeyError(`Unsupported key type ${jwk.kty}${jwk.crv ? ` (${jwk.crv})` : ""}`);
+}
+
+/**
+ * Reads a public key file: PEM SPKI or certificate, a JWK, or a JWKS.
+ *
+ * @throws {KeyError} when the file holds no usable public key
+ */
+export async function loadPublicKeyFile(path: string): Promise<TokenKeys["external"]> {
+  let text: string;
+  try {
+    text = (await Deno.readTextFile(path)).trim();
+  } catch (error) {
+    throw new KeyError(`Cannot read --jwt-public-key ${path}: ${(error as Error).message}`);
+  }
+  if (text.startsWith("-----BEGIN")) {
+    const isCertificate = text.includes("CERTIFICATE");
+    if (text.includes("PRIVATE KEY")) {
+      throw new KeyError(`${path} holds a private key: give the public key`);
+    }
+    for (const alg of PUBLIC_KEY_ALGORITHMS) {
+      try {
+        const key = isCertificate ? await importX509(text, alg) : await importSPKI(text, alg);
+        return { key, algorithms: [alg], source: path };
+      } catch {
+        // Not this key type: try the next algorithm.
+      }
+    }
+    throw new KeyError(`${path} is not an RSA, P-256 or Ed25519 public key in PEM form`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new KeyError(`${path} is neither PEM nor JSON (JWK or JWKS)`);
+  }
+  if (
+    typeof json === "object" && json !== null && Array.isArray((json as { keys?: unknown }).keys)
+  ) {
+    const jwks = json as { keys: JWK[] };
+    for (const jwk of jwks.keys) algorithmOfJwk(jwk);
+    return { key: createLocalJWKSet(jwks), algorithms: [...PUBLIC_KEY_ALGORITHMS], source: path };
+  }
+  const jwk = json as JWK;
+  if ("d" in jwk) throw new KeyError(`${path} holds a private JWK: give the public key`);
+  const alg = algorithmOfJwk(jwk);
+  return { key: await importJWK(jwk, alg), algorithms: [alg], source: path };
+}
+
+/** Builds the key set from configuration. */
+export async function loadKeys(options: {
+  secret: Uint8Array;
+  publicKeyFile: string | undefined;
+  jwksUrl: string | undefined;
+  issuer: string | undefined;
+  audience: string | undefined;
+}): Promise<TokenKeys> {
+  let external: TokenKeys["external"];
+  if (options.publicKeyFile !== undefined) {
+    external = await loadPublicKeyFile(options.publicKeyFile);
+  } else if (options.jwksUrl !== undefined) {
+    external = {
+      key: createRemoteJWKSet(new URL(options.jwksUrl)),
+      algorithms: [...PUBLIC_KEY_ALGORITHMS],
+      source: options.jwksUrl,
+    };
+  }
+  return { secret: options.secret, external, issuer: options.issuer, audience: options.audience };
+}
+
+/**
+ * Verifies a token: HS256 against the server's secret, any other algorithm against the
+ * external key, each with its pinned algorithms; `exp` and `nbf` are always checked,
+ * `iss` and `aud` when configured.
+ *
+ * @throws the jose error (its `code` tells expired from invalid)
+ */
+export async function verifyToken(keys: TokenKeys, token: string): Promise<JWTPayload> {
+  const options = {
+    ...(keys.issuer === undefined ? {} : { issuer: keys.issuer }),
+    ...(keys.audience === undefined ? {} : { audience: keys.audience }),
+  };
+  const header = decodeProtectedHeader(token);
+  if (header.alg === "HS256" || keys.external === undefined) {
+    return (await jwtVerify(token, keys.secret, { ...options, algorithms: ["HS256"] })).payload;
+  }
+  const { key, algorithms } = keys.external;
+  const verified = typeof key === "function"
+    ? await jwtVerify(token, key, { ...options, algorithms })
+    : await jwtVerify(token, key, { ...options, algorithms });
+  return verified.payload;
+}
+
+/** Claims of a token the server issues. */
+export interface IssuedClaims {
+  sub: string;
+  scope: string;
+  jobs?: string[];
+}
+
+/** Signs an HS256 token with the server's secret, valid for `ttlMs`. */
+export function signToken(
+  keys: Pick<TokenKeys, "secret" | "issuer" | "audience">,
+  claims: IssuedClaims,
+  ttlMs: number,
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  let jwt = new SignJWT({
+    scope: claims.scope,
+    ...(claims.jobs === undefined ? {} : { jobs: claims.jobs }),
+  })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(claims.sub)
+    .setIssuedAt(now)
+    .setExpirationTime(now + Math.max(1, Math.round(ttlMs / 1000)));
+  if (keys.issuer !== undefined) jwt = jwt.setIssuer(keys.issuer);
+  if (keys.audience !== undefined) jwt = jwt.setAudience(keys.audience);
+  return jwt.sign(keys.secret);
+}

@@ -1,0 +1,185 @@
+/**
+ * Administration commands: `token` mints a JWT with the server's key, `user` adds,
+ * removes and lists the users who may sign in on the status page or `POST /auth/login`.
+ * Both work on the data directory directly, also while the server runs.
+ *
+ * @module
+ */
+import {
+  BOOLEAN_FLAGS,
+  type Config,
+  ConfigError,
+  parseArgs,
+  parseDuration,
+  readConfigFile,
+  resolveConfig,
+} from "../config.ts";
+import { loadOrCreateSecret } from "../auth/secret.ts";
+import { signToken } from "../auth/keys.ts";
+import { SCOPES } from "../auth/principal.ts";
+import { hashPassword } from "../auth/passwords.ts";
+import { openSqliteStore } from "../store/sqlite_store.ts";
+
+/** Shortest password `user add` accepts. */
+const MIN_PASSWORD = 8;
+
+export const TOKEN_USAGE =
+  `Usage: main.ts token --sub SUBJECT --scope "SCOPES" [--jobs a,b] [--ttl 1h] [server options]
+
+Mints a token signed with the server's secret (--jwt-secret, JOBWIRE_JWT_SECRET, or the
+secret in the data directory) and prints it.
+
+  --sub <subject>     owner identity (jobs this token creates belong to it)
+  --scope <scopes>    space-separated: ${SCOPES.join(", ")}
+  --jobs <ids>        comma-separated job ids this token may read whoever owns them
+  --ttl <duration>    lifetime, such as 30m, 1h, 7d [default 1h]
+  --data-dir, --jwt-secret, --jwt-issuer, --jwt-audience, --config as for the server`;
+
+export const USER_USAGE = `Usage: main.ts user add NAME [--scope "read write"] [server options]
+       main.ts user remove NAME
+       main.ts user list
+
+Users sign in with POST /auth/login or on the status page. The password of "user add" is
+read from JOBWIRE_PASSWORD or standard input (at least ${MIN_PASSWORD} characters); adding an
+existing user replaces its password and scopes.
+
+  --scope <scopes>    space-separated: ${SCOPES.join(", ")} [default "read write"]
+  --data-dir, --config as for the server`;
+
+function configOf(flags: Map<string, string | true>, extra: string[]): Config {
+  const known = new Set(["config", "help", ...extra]);
+  const serverFlags = new Map([...flags].filter(([name]) => !extra.includes(name)));
+  const configFlag = flags.get("config");
+  const file = readConfigFile(typeof configFlag === "string" ? configFlag : undefined);
+  return resolveConfig(
+    { flags: serverFlags, env: Deno.env.toObject(), ...(file === undefined ? {} : { file }) },
+    known,
+  );
+}
+
+function scopesOf(text: string): string[] {
+  const scopes = text.split(/\s+/).filter((s) => s !== "");
+  for (const scope of scopes) {
+    if (!(SCOPES as readonly string[]).includes(scope)) {
+      throw new ConfigError(`Unknown scope ${JSON.stringify(scope)}: use ${SCOPES.join(", ")}`);
+    }
+  }
+  if (scopes.length === 0) throw new ConfigError("Give at least one scope");
+  return scopes;
+}
+
+/** `main.ts token …`: prints a token; returns the exit code. */
+export async function tokenCommand(args: string[]): Promise<number> {
+  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]));
+  if (parsed.flags.has("help")) {
+    console.log(TOKEN_USAGE);
+    return 0;
+  }
+  const extra = ["sub", "scope", "jobs", "ttl"];
+  const config = configOf(parsed.flags, extra);
+  const sub = parsed.flags.get("sub");
+  const scope = parsed.flags.get("scope");
+  if (typeof sub !== "string" || sub === "") {
+    throw new ConfigError("token needs --sub (see --help)");
+  }
+  if (typeof scope !== "string") throw new ConfigError("token needs --scope (see --help)");
+  const ttlText = parsed.flags.get("ttl");
+  const ttlMs = typeof ttlText === "string" ? parseDuration(ttlText) : 3_600_000;
+  if (ttlMs === undefined || ttlMs <= 0) {
+    throw new ConfigError("Invalid value for --ttl: expected a duration such as 1h");
+  }
+  const jobsText = parsed.flags.get("jobs");
+  const jobs = typeof jobsText === "string"
+    ? jobsText.split(",").map((s) => s.trim()).filter((s) => s !== "")
+    : undefined;
+  const { secret } = loadOrCreateSecret(config.dataDir, config.jwtSecret);
+  const token = await signToken(
+    { secret, issuer: config.jwtIssuer, audience: config.jwtAudience },
+    { sub, scope: scopesOf(scope).join(" "), ...(jobs === undefined ? {} : { jobs }) },
+    ttlMs,
+  );
+  console.log(token);
+  return 0;
+}
+
+async function readPassword(): Promise<string> {
+  const fromEnv = Deno.env.get("JOBWIRE_PASSWORD");
+  if (fromEnv !== undefined) return fromEnv;
+  if (Deno.stdin.isTerminal()) {
+    await Deno.stderr.write(new TextEncoder().encode("Password: "));
+    Deno.stdin.setRaw(true);
+    let password = "";
+    const buffer = new Uint8Array(1);
+    try {
+      for (;;) {
+        const n = await Deno.stdin.read(buffer);
+        if (n === null || buffer[0] === 13 || buffer[0] === 10) break;
+        if (buffer[0] === 3) throw new ConfigError("Cancelled");
+        if (buffer[0] === 127) password = password.slice(0, -1);
+        else password += String.fromCharCode(buffer[0]!);
+      }
+    } finally {
+      Deno.stdin.setRaw(false);
+      await Deno.stderr.write(new TextEncoder().encode("\n"));
+    }
+    return password;
+  }
+  const text = await new Response(Deno.stdin.readable).text();
+  return text.replace(/\r?\n$/, "");
+}
+
+/** `main.ts user …`: returns the exit code. */
+export async function userCommand(args: string[]): Promise<number> {
+  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]));
+  const [action, name] = parsed.positional;
+  if (parsed.flags.has("help") || action === undefined) {
+    console.log(USER_USAGE);
+    return action === undefined && !parsed.flags.has("help") ? 2 : 0;
+  }
+  const config = configOf(parsed.flags, ["scope"]);
+  const store = openSqliteStore(config.dataDir, { maxEventsPerJob: config.maxEventsPerJob });
+  try {
+    const users = store.authStore();
+    switch (action) {
+      case "add": {
+        if (name === undefined || !/^[A-Za-z0-9._@-]{1,128}$/.test(name)) {
+          throw new ConfigError("user add needs a NAME of letters, digits and . _ @ -");
+        }
+        const scopeFlag = parsed.flags.get("scope");
+        const scopes = scopesOf(typeof scopeFlag === "string" ? scopeFlag : "read write");
+        const password = await readPassword();
+        if (password.length < MIN_PASSWORD) {
+          throw new ConfigError(`The password must have at least ${MIN_PASSWORD} characters`);
+        }
+        const { salt, hash } = await hashPassword(password);
+        const existed = users.getUser(name) !== undefined;
+        users.putUser({ username: name, salt, hash, scopes, created_at: new Date().toISOString() });
+        console.log(`${existed ? "Updated" : "Added"} user ${name} (${scopes.join(" ")})`);
+        return 0;
+      }
+      case "remove": {
+        if (name === undefined) throw new ConfigError("user remove needs a NAME");
+        if (!users.removeUser(name)) {
+          console.error(`No user ${name}`);
+          return 1;
+        }
+        console.log(`Removed user ${name}`);
+        return 0;
+      }
+      case "list": {
+        const all = users.listUsers();
+        if (all.length === 0) console.log("No users");
+        for (const user of all) {
+          console.log(`${user.username}\t${user.scopes.join(" ")}\t${user.created_at}`);
+        }
+        return 0;
+      }
+      default:
+        throw new ConfigError(
+          `Unknown user action ${JSON.stringify(action)}: use add, remove or list`,
+        );
+    }
+  } finally {
+    store.close();
+  }
+}

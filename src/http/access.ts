@@ -1,0 +1,145 @@
+/**
+ * Access control at the HTTP edge: the caller's principal (or the 401 explaining its
+ * absence), stream tickets, and the mapping of refusals to WebSocket close codes.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import type { AppDeps, AppEnv } from "./app.ts";
+import { ApiError } from "./errors.ts";
+import type { Principal } from "../auth/principal.ts";
+import { CLOSE } from "../protocol/session.ts";
+
+const CHALLENGE = 'Bearer realm="jobwire"';
+
+/**
+ * The authenticated principal of the request.
+ *
+ * @throws {ApiError} 401 (with `WWW-Authenticate`) when there is none
+ */
+export function requirePrincipal(c: Context<AppEnv>): Principal {
+  const principal = c.get("principal");
+  if (principal !== null) return principal;
+  switch (c.get("authFailure")) {
+    case "token_expired":
+      throw new ApiError("token_expired", undefined, undefined, {
+        "www-authenticate":
+          `${CHALLENGE}, error="invalid_token", error_description="The token has expired"`,
+      });
+    case "invalid_token":
+      throw new ApiError("invalid_token", undefined, undefined, {
+        "www-authenticate": `${CHALLENGE}, error="invalid_token"`,
+      });
+    default:
+      throw new ApiError(
+        "unauthorized",
+        "Authentication required: send a bearer token",
+        undefined,
+        {
+          "www-authenticate": CHALLENGE,
+        },
+      );
+  }
+}
+
+/**
+ * The principal of a stream request: from a single-use `?ticket=` when present (valid only
+ * for the job it was issued for, and the Origin it was issued to), else the request's own.
+ *
+ * @param jobIds the jobs the stream asks for
+ */
+export function streamPrincipal(
+  c: Context<AppEnv>,
+  deps: AppDeps,
+  jobIds: readonly string[],
+): Principal {
+  const ticket = c.req.query("ticket");
+  if (ticket === undefined || ticket === "") return requirePrincipal(c);
+  const store = deps.authStore;
+  if (store === undefined) return requirePrincipal(c);
+  const taken = store.takeTicket(ticket);
+  if (taken === undefined || taken.expiresAt < Date.now()) {
+    throw new ApiError("invalid_token", "The ticket is unknown, used or expired", undefined, {
+      "www-authenticate": `${CHALLENGE}, error="invalid_token"`,
+    });
+  }
+  if (jobIds.length !== 1 || jobIds[0] !== taken.jobId) {
+    throw new ApiError("forbidden", `The ticket is for job ${taken.jobId} only`);
+  }
+  const origin = c.req.header("origin") ?? null;
+  if (taken.origin !== null && taken.origin !== origin) {
+    throw new ApiError("forbidden", "The ticket was issued to another origin");
+  }
+  if (taken.grant.expiresAt !== null && taken.grant.expiresAt <= Date.now()) {
+    throw new ApiError("token_expired", "The token the ticket was issued with has expired");
+  }
+  return {
+    sub: taken.grant.sub,
+    scopes: new Set(["read"]),
+    jobs: new Set([taken.jobId]),
+    expiresAt: taken.grant.expiresAt,
+  };
+}
+
+/** Key that limits count a principal under: its subject, else its IP. */
+export function principalKey(principal: Principal, ip: string): string {
+  return principal.sub ?? `ip:${ip}`;
+}
+
+/**
+ * Counts a new stream against the connection limits.
+ *
+ * @returns the release function to call when the stream ends
+ * @throws {ApiError} 503 overloaded or 429 too_many_connections
+ */
+export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Principal): () => void {
+  const ip = c.get("ip");
+  const admitted = deps.visitors.openStream(principalKey(principal, ip), ip);
+  if (typeof admitted === "function") return admitted;
+  if (admitted === "server") {
+    throw new ApiError("overloaded", "The server has too many open streams: retry later");
+  }
+  throw new ApiError(
+    "too_many_connections",
+    admitted === "ip"
+      ? "Too many open streams from this address"
+      : "Too many open streams for this principal",
+  );
+}
+
+/** The WebSocket close code and reason for a refusal (1008 auth, 1013 overload). */
+export function closeFor(error: ApiError): { code: number; reason: string } {
+  switch (error.code) {
+    case "unauthorized":
+      return { code: CLOSE.policy, reason: "authentication required" };
+    case "invalid_token":
+      return {
+        code: CLOSE.policy,
+        reason: error.message.includes("ticket") ? "invalid ticket" : "invalid token",
+      };
+    case "token_expired":
+      return { code: CLOSE.policy, reason: "token expired" };
+    case "forbidden":
+      return { code: CLOSE.policy, reason: "forbidden" };
+    case "origin_not_allowed":
+      return { code: CLOSE.policy, reason: "origin not allowed" };
+    case "overloaded":
+    case "too_many_connections":
+      return { code: CLOSE.overloaded, reason: error.message.toLowerCase() };
+    case "job_not_found":
+    case "job_gone":
+      return {
+        code: CLOSE.jobNotFound,
+        reason: error.code === "job_gone" ? "job was purged" : "job not found",
+      };
+    default:
+      return { code: CLOSE.policy, reason: error.message.slice(0, 100) };
+  }
+}
+
+/** Accepts the WebSocket only to close it at once with `code` (browsers see only close codes). */
+export function refuseWebSocket(request: Request, code: number, reason: string): Response {
+  const { socket, response } = Deno.upgradeWebSocket(request);
+  socket.onopen = () => socket.close(code, reason);
+  return response;
+}

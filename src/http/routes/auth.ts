@@ -1,0 +1,134 @@
+/**
+ * Sign-in and stream tickets: `POST /auth/login` (username and password → token),
+ * `POST /auth/logout` (clears the status page's cookie), `POST /tickets` (a single-use
+ * ticket for one job's stream).
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { App, AppDeps } from "../app.ts";
+import { ApiError } from "../errors.ts";
+import { readJson } from "../body.ts";
+import { parseOr } from "../schemas.ts";
+import { requirePrincipal } from "../access.ts";
+import { findJob } from "../lookup.ts";
+import { canRead } from "../../auth/principal.ts";
+import { DUMMY_CREDENTIAL, verifyPassword } from "../../auth/passwords.ts";
+import { signToken } from "../../auth/keys.ts";
+import { TOKEN_COOKIE } from "../../auth/authenticator.ts";
+import { log } from "../../log.ts";
+
+/** Failed logins are counted over this window, in milliseconds. */
+export const LOGIN_WINDOW_MS = 15 * 60_000;
+/** Failures per user within the window before further attempts are refused. */
+export const LOGIN_FAILURES_PER_USER = 5;
+/** Failures per client IP within the window before further attempts are refused. */
+export const LOGIN_FAILURES_PER_IP = 20;
+
+const loginBody = z.strictObject({
+  username: z.string().min(1).max(128),
+  password: z.string().min(1).max(1024),
+  /** Also set the token as an HttpOnly cookie (the status page signs in this way). */
+  cookie: z.boolean().optional(),
+});
+
+const ticketBody = z.strictObject({ job_id: z.string().min(1).max(128) });
+
+export function registerAuthRoutes(app: App, deps: AppDeps): void {
+  const { config } = deps;
+
+  app.post("/auth/login", async (c) => {
+    const store = deps.authStore;
+    const keys = deps.authenticator?.keys;
+    if (store === undefined || keys === undefined) {
+      throw new ApiError(
+        "auth_disabled",
+        "Authentication is off on this server (--no-auth): no sign-in needed",
+      );
+    }
+    const body = parseOr(loginBody, await readJson(c.req.raw, config.maxBodyBytes));
+    const now = Date.now();
+    const since = now - LOGIN_WINDOW_MS;
+    const userKey = `user:${body.username}`;
+    const ipKey = `ip:${c.get("ip")}`;
+    for (
+      const [key, limit] of [[userKey, LOGIN_FAILURES_PER_USER], [
+        ipKey,
+        LOGIN_FAILURES_PER_IP,
+      ]] as const
+    ) {
+      const failures = store.loginFailures(key, since);
+      if (failures.count >= limit) {
+        const retry = Math.max(
+          1,
+          Math.ceil(((failures.first ?? now) + LOGIN_WINDOW_MS - now) / 1000),
+        );
+        throw new ApiError("rate_limited", "Too many failed sign-ins: try again later", undefined, {
+          "retry-after": String(retry),
+        });
+      }
+    }
+    const user = store.getUser(body.username);
+    // An unknown user costs the same scrypt as a known one, so timing tells nothing.
+    const credential = user ?? DUMMY_CREDENTIAL;
+    const ok = await verifyPassword(body.password, credential.salt, credential.hash) &&
+      user !== undefined;
+    if (!ok || user === undefined) {
+      store.recordLoginFailure([userKey, ipKey], now);
+      log("warn", "failed sign-in", { user: body.username, ip: c.get("ip") });
+      throw new ApiError("invalid_credentials");
+    }
+    store.clearLoginFailures(userKey);
+    const token = await signToken(
+      keys,
+      { sub: user.username, scope: user.scopes.join(" ") },
+      config.tokenTtlMs,
+    );
+    const expiresIn = Math.round(config.tokenTtlMs / 1000);
+    if (body.cookie === true) {
+      c.header(
+        "set-cookie",
+        `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${expiresIn}; HttpOnly; SameSite=Strict`,
+      );
+    }
+    return c.json({
+      access_token: token,
+      token_type: "bearer",
+      expires_in: expiresIn,
+      scope: user.scopes.join(" "),
+    });
+  });
+
+  app.post("/auth/logout", (c) => {
+    c.header("set-cookie", `${TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict`);
+    return c.json({ signed_out: true });
+  });
+
+  app.post("/tickets", async (c) => {
+    const principal = requirePrincipal(c);
+    const body = parseOr(ticketBody, await readJson(c.req.raw, config.maxBodyBytes));
+    const job = findJob(deps.store, body.job_id);
+    if (!canRead(principal, job)) throw new ApiError("forbidden", `No access to job ${job.id}`);
+    const store = deps.authStore;
+    if (store === undefined) {
+      throw new ApiError(
+        "auth_disabled",
+        "Authentication is off on this server (--no-auth): streams need no ticket",
+      );
+    }
+    const bytes = crypto.getRandomValues(new Uint8Array(24));
+    const ticket = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+    const expiresAt = Date.now() + config.ticketTtlMs;
+    store.saveTicket(
+      ticket,
+      job.id,
+      { sub: principal.sub, expiresAt: principal.expiresAt },
+      c.req.header("origin") ?? null,
+      expiresAt,
+    );
+    return c.json(
+      { ticket, job_id: job.id, expires_in: Math.round(config.ticketTtlMs / 1000) },
+      201,
+    );
+  });
+}

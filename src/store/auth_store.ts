@@ -1,0 +1,145 @@
+/**
+ * Storage of users, stream tickets and failed logins, in the same SQLite database as the
+ * events (tickets must work across isolates, so they cannot live in memory).
+ *
+ * @module
+ */
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+
+const SQL = {
+  insertUser: `INSERT INTO users (username, salt, hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (username) DO UPDATE SET salt = excluded.salt, hash = excluded.hash,
+    scopes = excluded.scopes`,
+  selectUser: `SELECT username, salt, hash, scopes, created_at FROM users WHERE username = ?`,
+  selectUsers: `SELECT username, salt, hash, scopes, created_at FROM users ORDER BY username`,
+  deleteUser: `DELETE FROM users WHERE username = ?`,
+  insertTicket:
+    `INSERT INTO tickets (id, job_id, principal, origin, expires_at) VALUES (?, ?, ?, ?, ?)`,
+  takeTicket: `DELETE FROM tickets WHERE id = ? RETURNING job_id, principal, origin, expires_at`,
+  expireTickets: `DELETE FROM tickets WHERE expires_at < ?`,
+  insertFailure: `INSERT INTO login_failures (key, at) VALUES (?, ?)`,
+  countFailures:
+    `SELECT COUNT(*) AS n, MIN(at) AS first FROM login_failures WHERE key = ? AND at >= ?`,
+  clearFailures: `DELETE FROM login_failures WHERE key = ?`,
+  expireFailures: `DELETE FROM login_failures WHERE at < ?`,
+} as const;
+
+/** A stored user: scrypt hash and salt (base64), scopes. */
+export interface UserRecord {
+  username: string;
+  salt: string;
+  hash: string;
+  scopes: string[];
+  created_at: string;
+}
+
+/** What a ticket grants, frozen at issue. */
+export interface TicketGrant {
+  sub: string | null;
+  /** Expiry of the token the ticket was issued with (epoch ms), or null. */
+  expiresAt: number | null;
+}
+
+/** A ticket taken (and thereby used up). */
+export interface TakenTicket {
+  jobId: string;
+  grant: TicketGrant;
+  origin: string | null;
+  expiresAt: number;
+}
+
+/** Users, tickets and login failures. */
+export class AuthStore {
+  #db: DatabaseSync;
+  #statements = new Map<string, StatementSync>();
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  #stmt(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /** Adds a user, or replaces the password and scopes of an existing one. */
+  putUser(user: UserRecord): void {
+    this.#stmt(SQL.insertUser).run(
+      user.username,
+      user.salt,
+      user.hash,
+      user.scopes.join(" "),
+      user.created_at,
+    );
+  }
+
+  getUser(username: string): UserRecord | undefined {
+    const row = this.#stmt(SQL.selectUser).get(username) as Record<string, unknown> | undefined;
+    return row === undefined ? undefined : toUser(row);
+  }
+
+  listUsers(): UserRecord[] {
+    return (this.#stmt(SQL.selectUsers).all() as Record<string, unknown>[]).map(toUser);
+  }
+
+  /** Removes a user; false when there was none. */
+  removeUser(username: string): boolean {
+    return this.#stmt(SQL.deleteUser).run(username).changes > 0;
+  }
+
+  saveTicket(
+    id: string,
+    jobId: string,
+    grant: TicketGrant,
+    origin: string | null,
+    expiresAt: number,
+  ): void {
+    this.#stmt(SQL.insertTicket).run(id, jobId, JSON.stringify(grant), origin, expiresAt);
+  }
+
+  /** Takes a ticket out (single use): later calls with the same id find nothing. */
+  takeTicket(id: string): TakenTicket | undefined {
+    const row = this.#stmt(SQL.takeTicket).get(id) as Record<string, unknown> | undefined;
+    if (row === undefined) return undefined;
+    return {
+      jobId: String(row.job_id),
+      grant: JSON.parse(String(row.principal)) as TicketGrant,
+      origin: row.origin === null ? null : String(row.origin),
+      expiresAt: Number(row.expires_at),
+    };
+  }
+
+  recordLoginFailure(keys: readonly string[], now: number): void {
+    for (const key of keys) this.#stmt(SQL.insertFailure).run(key, now);
+  }
+
+  /** Failures of `key` since `since` (epoch ms), and when the oldest of them happened. */
+  loginFailures(key: string, since: number): { count: number; first: number | null } {
+    const row = this.#stmt(SQL.countFailures).get(key, since) as Record<string, unknown>;
+    return { count: Number(row.n), first: row.first === null ? null : Number(row.first) };
+  }
+
+  clearLoginFailures(key: string): void {
+    this.#stmt(SQL.clearFailures).run(key);
+  }
+
+  /** Forgets expired tickets and old login failures. */
+  sweep(now: number, failuresBefore: number): void {
+    this.#stmt(SQL.expireTickets).run(now);
+    this.#stmt(SQL.expireFailures).run(failuresBefore);
+  }
+}
+
+function toUser(row: Record<string, unknown>): UserRecord {
+  return {
+    username: String(row.username),
+    salt: String(row.salt),
+    hash: String(row.hash),
+    scopes: String(row.scopes).split(" ").filter((s) => s !== ""),
+    created_at: String(row.created_at),
+  };
+}

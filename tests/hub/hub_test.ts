@@ -1,0 +1,786 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  type FirehoseSubscriber,
+  Hub,
+  type ReplayInfo,
+  type Subscriber,
+} from "../../src/hub/hub.ts";
+import type { Fanout, FanoutMessage, FanoutNotice } from "../../src/hub/fanout.ts";
+import type { WireEvent } from "../../src/hub/wire_event.ts";
+import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite_store.ts";
+import type { CommittedEvent } from "../../src/store/event_store.ts";
+import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
+import type { Job, JobRecord } from "../../src/jobs/job.ts";
+
+const T0 = Date.parse("2026-01-01T00:00:00.000Z");
+
+/** A fanout that records what the hub sends and lets the test play the other isolates. */
+class FakeFanout implements Fanout {
+  published: FanoutMessage[] = [];
+  notices: FanoutNotice[] = [];
+  closed = false;
+  #onEvents: ((message: FanoutMessage) => void) | undefined;
+  #onNotice: ((notice: FanoutNotice) => void) | undefined;
+
+  publish(message: FanoutMessage): void {
+    this.published.push(message);
+  }
+  notify(notice: FanoutNotice): void {
+    this.notices.push(notice);
+  }
+  listen(
+    onEvents: (message: FanoutMessage) => void,
+    onNotice: (notice: FanoutNotice) => void,
+  ): void {
+    this.#onEvents = onEvents;
+    this.#onNotice = onNotice;
+  }
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Delivers events as if another isolate had committed them. */
+  remote(committed: readonly CommittedEvent[], withJob = true): void {
+    assert.ok(this.#onEvents !== undefined, "the hub did not listen");
+    this.#onEvents({
+      events: committed.map((c) => ({ event: c.event, job: withJob ? c.job : undefined })),
+    });
+  }
+
+  remoteNotice(notice: FanoutNotice): void {
+    assert.ok(this.#onNotice !== undefined, "the hub did not listen");
+    this.#onNotice(notice);
+  }
+}
+
+/** Records what one subscriber receives. */
+class Recorder implements Subscriber {
+  cursor = -1;
+  events: WireEvent[] = [];
+  ended: string[] = [];
+  deliver(event: WireEvent): void {
+    this.events.push(event);
+  }
+  end(reason: string): void {
+    this.ended.push(reason);
+  }
+  get sequences(): number[] {
+    return this.events.map((e) => e.sequence);
+  }
+}
+
+/** Records what one firehose subscriber receives. */
+class FirehoseRecorder implements FirehoseSubscriber {
+  events: WireEvent[] = [];
+  createdJobs: Job[] = [];
+  deletedIds: string[] = [];
+  deliver(event: WireEvent): void {
+    this.events.push(event);
+  }
+  created(job: Job): void {
+    this.createdJobs.push(job);
+  }
+  deleted(jobId: string): void {
+    this.deletedIds.push(jobId);
+  }
+}
+
+const firehose = () => new FirehoseRecorder();
+
+function log(line: string | number): NewEvent {
+  const check = checkEvent({ type: "log", data: { line: String(line) } });
+  if (!check.ok) throw new TypeError("invalid test event");
+  return check.event;
+}
+
+function status(s: string): NewEvent {
+  const check = checkEvent({ type: "status", data: { status: s } });
+  if (!check.ok) throw new TypeError("invalid test event");
+  return check.event;
+}
+
+interface Fixture {
+  store: SqliteStore;
+  fanout: FakeFanout;
+  hub: Hub;
+}
+
+function withHub(fn: (f: Fixture) => void, maxEventsPerJob = 100_000): void {
+  const store = openSqliteStore(":memory:", { maxEventsPerJob });
+  try {
+    const fanout = new FakeFanout();
+    const hub = new Hub(store, fanout);
+    fn({ store, fanout, hub });
+  } finally {
+    store.close();
+  }
+}
+
+function createJob(store: SqliteStore, id: string): JobRecord {
+  const outcome = store.createJob({ id, kind: null, owner: null, metadata: {} }, T0);
+  if (!outcome.ok) assert.fail(`could not create ${id}`);
+  return outcome.job;
+}
+
+/** Commits events to the store only, as another isolate would. */
+function commit(store: SqliteStore, jobId: string, ...events: NewEvent[]): CommittedEvent[] {
+  const [outcome] = store.appendBatch([{ jobId, events }], T0);
+  if (outcome === undefined || !outcome.ok) assert.fail("commit refused");
+  return outcome.committed;
+}
+
+/** Commits events and hands them to the hub, as this isolate's publish path does. */
+function publish(f: Fixture, jobId: string, ...events: NewEvent[]): CommittedEvent[] {
+  const committed = commit(f.store, jobId, ...events);
+  f.hub.publishLocal(committed);
+  return committed;
+}
+
+const logs = (from: number, to: number) =>
+  Array.from({ length: to - from + 1 }, (_, i) => log(from + i));
+
+function subscribe(
+  hub: Hub,
+  jobId: string,
+  since: number | null,
+  window = 100,
+): { recorder: Recorder; replay: ReplayInfo; job: JobRecord } {
+  const recorder = new Recorder();
+  const joined = hub.subscribe(jobId, recorder, since, window, () => {});
+  if (joined === undefined) assert.fail(`no job ${jobId}`);
+  return { recorder, replay: joined.replay, job: joined.job };
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+// ---------------------------------------------------------------------------------------
+// Joining and replay
+
+Deno.test("hub subscribe returns undefined and registers nothing when the job does not exist", () => {
+  withHub(({ hub }) => {
+    const recorder = new Recorder();
+    let called = false;
+    assert.equal(hub.subscribe("ghost", recorder, null, 100, () => (called = true)), undefined);
+    assert.equal(called, false);
+    assert.equal(hub.watchers("ghost"), 0);
+    assert.deepEqual(recorder.events, []);
+  });
+});
+
+Deno.test("hub subscribe replays events after since, then delivers live events once in order", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 5));
+    const { recorder, replay, job } = subscribe(f.hub, "j", 2);
+    assert.deepEqual(replay, {
+      since: 2,
+      count: 3,
+      from: 3,
+      to: 5,
+      truncated: false,
+      first_available: 1,
+    });
+    assert.equal(job.last_sequence, 5);
+    assert.deepEqual(recorder.sequences, [3, 4, 5]);
+    assert.equal(recorder.cursor, 5);
+    publish(f, "j", log(6));
+    publish(f, "j", log(7), log(8));
+    assert.deepEqual(recorder.sequences, [3, 4, 5, 6, 7, 8]);
+    assert.equal(recorder.cursor, 8);
+    assert.deepEqual(
+      recorder.events.map((e) => JSON.parse(e.envelope).data.line),
+      ["3", "4", "5", "6", "7", "8"],
+    );
+  });
+});
+
+Deno.test("hub subscribe calls beforeReplay with the job and replay info before any event", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 3));
+    const order: string[] = [];
+    const subscriber: Subscriber = {
+      cursor: 0,
+      deliver: (e) => order.push(`event ${e.sequence}`),
+      end: () => {},
+    };
+    f.hub.subscribe("j", subscriber, 1, 100, (job, replay) => {
+      order.push(`before ${job.last_sequence} ${replay.count}`);
+    });
+    assert.deepEqual(order, ["before 3 2", "event 2", "event 3"]);
+  });
+});
+
+Deno.test("hub subscribe attaches the job snapshot to the last replayed event only", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", status("running"), log(2), log(3));
+    const { recorder } = subscribe(f.hub, "j", 0);
+    assert.deepEqual(recorder.events.map((e) => e.job?.last_sequence), [undefined, undefined, 3]);
+  });
+});
+
+Deno.test("hub subscribe without since replays the last window events", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 10));
+    const { recorder, replay } = subscribe(f.hub, "j", null, 3);
+    assert.deepEqual(recorder.sequences, [8, 9, 10]);
+    assert.deepEqual(replay, {
+      since: null,
+      count: 3,
+      from: 8,
+      to: 10,
+      truncated: false,
+      first_available: 1,
+    });
+  });
+});
+
+Deno.test("hub subscribe without since replays everything when the job has fewer events", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 2));
+    const { recorder, replay } = subscribe(f.hub, "j", null, 100);
+    assert.deepEqual(recorder.sequences, [1, 2]);
+    assert.equal(replay.truncated, false);
+  });
+});
+
+Deno.test("hub subscribe with since at the last sequence replays nothing and continues live", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 4));
+    const { recorder, replay } = subscribe(f.hub, "j", 4);
+    assert.deepEqual(replay, {
+      since: 4,
+      count: 0,
+      from: null,
+      to: null,
+      truncated: false,
+      first_available: 1,
+    });
+    assert.deepEqual(recorder.sequences, []);
+    publish(f, "j", log(5));
+    assert.deepEqual(recorder.sequences, [5]);
+  });
+});
+
+Deno.test("hub subscribe marks a since beyond the last sequence truncated and continues from now", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 3));
+    const { recorder, replay } = subscribe(f.hub, "j", 50);
+    assert.equal(replay.truncated, true);
+    assert.equal(replay.count, 0);
+    assert.deepEqual(recorder.sequences, []);
+    publish(f, "j", log(4));
+    assert.deepEqual(recorder.sequences, [4]);
+  });
+});
+
+Deno.test("hub subscribe marks a since older than the retained events truncated", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 10));
+    const { recorder, replay } = subscribe(f.hub, "j", 2);
+    assert.deepEqual(replay, {
+      since: 2,
+      count: 4,
+      from: 7,
+      to: 10,
+      truncated: true,
+      first_available: 7,
+    });
+    assert.deepEqual(recorder.sequences, [7, 8, 9, 10]);
+  }, 4);
+});
+
+Deno.test("hub subscribe with since just before the first retained event is not truncated", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 10));
+    const { recorder, replay } = subscribe(f.hub, "j", 6);
+    assert.equal(replay.truncated, false);
+    assert.deepEqual(recorder.sequences, [7, 8, 9, 10]);
+  }, 4);
+});
+
+Deno.test("hub subscribe replays long histories in order across store pages", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    commit(f.store, "j", ...logs(1, 2500));
+    const { recorder, replay } = subscribe(f.hub, "j", 0);
+    assert.equal(replay.count, 2500);
+    assert.deepEqual(recorder.sequences, range(1, 2500));
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Local publishing and the fanout
+
+Deno.test("hub publishLocal tells the fanout, with the job on the last event only", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const committed = publish(f, "j", log(1), log(2), log(3));
+    assert.equal(f.fanout.published.length, 1);
+    const message = f.fanout.published[0]!;
+    assert.deepEqual(message.events.map((e) => e.event), committed.map((c) => c.event));
+    assert.deepEqual(message.events.map((e) => e.job?.last_sequence), [undefined, undefined, 3]);
+  });
+});
+
+Deno.test("hub publishLocal with no events sends nothing", () => {
+  withHub((f) => {
+    f.hub.publishLocal([]);
+    assert.deepEqual(f.fanout.published, []);
+  });
+});
+
+Deno.test("hub publishLocal delivers the job snapshot with each event", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    publish(f, "j", status("running"), log(2));
+    assert.deepEqual(recorder.events.map((e) => e.job?.status), ["running", "running"]);
+    assert.deepEqual(recorder.events.map((e) => e.job?.last_sequence), [1, 2]);
+  });
+});
+
+Deno.test("hub delivers every event to every subscriber of the job and no other", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    const a1 = subscribe(f.hub, "a", 0).recorder;
+    const a2 = subscribe(f.hub, "a", 0).recorder;
+    const b = subscribe(f.hub, "b", 0).recorder;
+    publish(f, "a", log(1), log(2));
+    publish(f, "b", log(1));
+    assert.deepEqual(a1.sequences, [1, 2]);
+    assert.deepEqual(a2.sequences, [1, 2]);
+    assert.deepEqual(b.sequences, [1]);
+    assert.equal(a1.events[0], a2.events[0], "one WireEvent is shared by all subscribers");
+    assert.ok(b.events.every((e) => e.jobId === "b"));
+  });
+});
+
+Deno.test("hub unsubscribe stops delivery to that subscriber only", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const stay = subscribe(f.hub, "j", 0).recorder;
+    const leave = subscribe(f.hub, "j", 0).recorder;
+    publish(f, "j", log(1));
+    f.hub.unsubscribe("j", leave);
+    publish(f, "j", log(2));
+    assert.deepEqual(stay.sequences, [1, 2]);
+    assert.deepEqual(leave.sequences, [1]);
+    f.hub.unsubscribe("j", leave);
+    f.hub.unsubscribe("other", leave);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Events from other isolates
+
+Deno.test("hub delivers remote events in order", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", ...logs(1, 3));
+    f.fanout.remote(committed);
+    assert.deepEqual(recorder.sequences, [1, 2, 3]);
+    assert.equal(f.hub.counts.gapFills, 0);
+    assert.deepEqual(f.fanout.published, [], "remote events are not sent back out");
+  });
+});
+
+Deno.test("hub fills a gap from the store before delivering a later remote event", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", ...logs(1, 4));
+    f.fanout.remote(committed.slice(3));
+    assert.deepEqual(recorder.sequences, [1, 2, 3, 4]);
+    assert.equal(f.hub.counts.gapFills, 1);
+    assert.deepEqual(
+      recorder.events.map((e) => JSON.parse(e.envelope).data.line),
+      ["1", "2", "3", "4"],
+    );
+    // Events read back from the store carry no snapshot; the remote one does.
+    assert.equal(recorder.events[0]!.job, undefined);
+    assert.equal(recorder.events[3]!.job?.last_sequence, 4);
+  });
+});
+
+Deno.test("hub fills a gap longer than one store page", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", ...logs(1, 2300));
+    f.fanout.remote(committed.slice(-1));
+    assert.deepEqual(recorder.sequences, range(1, 2300));
+  });
+});
+
+Deno.test("hub fills a gap without overtaking events committed after the one that arrived", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", ...logs(1, 6));
+    f.fanout.remote([committed[2]!]);
+    assert.deepEqual(recorder.sequences, [1, 2, 3]);
+    f.fanout.remote(committed.slice(3));
+    assert.deepEqual(recorder.sequences, range(1, 6));
+  });
+});
+
+Deno.test("hub drops duplicate and older remote events", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", ...logs(1, 3));
+    f.fanout.remote(committed);
+    f.fanout.remote(committed);
+    f.fanout.remote([committed[1]!]);
+    f.fanout.remote([committed[2]!, committed[0]!]);
+    assert.deepEqual(recorder.sequences, [1, 2, 3]);
+  });
+});
+
+Deno.test("hub drops a remote echo of an event already published here", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = publish(f, "j", log(1), log(2));
+    f.fanout.remote(committed);
+    assert.deepEqual(recorder.sequences, [1, 2]);
+  });
+});
+
+Deno.test("hub drops remote events that a join already replayed", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const committed = commit(f.store, "j", ...logs(1, 3));
+    const { recorder } = subscribe(f.hub, "j", 0);
+    assert.deepEqual(recorder.sequences, [1, 2, 3]);
+    f.fanout.remote(committed);
+    const more = commit(f.store, "j", log(4));
+    f.fanout.remote(more);
+    assert.deepEqual(recorder.sequences, [1, 2, 3, 4]);
+  });
+});
+
+Deno.test("hub never delivers a sequence at or below a subscriber's cursor", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const early = subscribe(f.hub, "j", 0).recorder;
+    // Events 1-3 commit elsewhere and have not arrived yet when a second subscriber joins.
+    const committed = commit(f.store, "j", ...logs(1, 3));
+    const late = subscribe(f.hub, "j", 0).recorder;
+    assert.deepEqual(late.sequences, [1, 2, 3]);
+    assert.equal(late.cursor, 3);
+    const fourth = commit(f.store, "j", log(4));
+    f.fanout.remote(fourth);
+    f.fanout.remote(committed);
+    assert.deepEqual(early.sequences, [1, 2, 3, 4]);
+    assert.deepEqual(late.sequences, [1, 2, 3, 4]);
+  });
+});
+
+Deno.test("hub delivers remote events without a snapshot", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    f.fanout.remote(commit(f.store, "j", status("running"), status("completed")), false);
+    assert.deepEqual(recorder.sequences, [1, 2]);
+    assert.equal(recorder.events[1]!.terminal, true);
+  });
+});
+
+Deno.test("hub keeps the place of jobs nobody here follows, delivering nothing", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    f.fanout.remote(commit(f.store, "j", log(1)));
+    // Tracked so a later out-of-order arrival is still recognised and the gap filled.
+    assert.equal(f.hub.lastSequence("j"), 1);
+    assert.equal(f.hub.watchers("j"), 0);
+    assert.equal(f.hub.counts.delivered, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Ending jobs
+
+Deno.test("hub jobDeleted ends the job's subscribers and tells the fanout", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    const a1 = subscribe(f.hub, "a", 0).recorder;
+    const a2 = subscribe(f.hub, "a", 0).recorder;
+    const b = subscribe(f.hub, "b", 0).recorder;
+    f.hub.jobDeleted("a", "job deleted");
+    assert.deepEqual(a1.ended, ["job deleted"]);
+    assert.deepEqual(a2.ended, ["job deleted"]);
+    assert.deepEqual(b.ended, []);
+    assert.equal(f.hub.watchers("a"), 0);
+    assert.equal(f.hub.watchers("b"), 1);
+    assert.deepEqual(f.fanout.notices, [{ kind: "deleted", jobId: "a" }]);
+  });
+});
+
+Deno.test("hub delivers nothing to subscribers of a deleted job", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", log(1));
+    f.hub.jobDeleted("j", "job purged");
+    f.fanout.remote(committed);
+    assert.deepEqual(recorder.sequences, []);
+    assert.deepEqual(recorder.ended, ["job purged"]);
+  });
+});
+
+Deno.test("hub ends local subscribers when another isolate deletes the job", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    f.fanout.remoteNotice({ kind: "deleted", jobId: "j" });
+    assert.equal(recorder.ended.length, 1);
+    assert.equal(f.hub.watchers("j"), 0);
+    assert.deepEqual(f.fanout.notices, [], "a remote notice is not sent back out");
+  });
+});
+
+Deno.test("hub closeAll ends every subscriber of every job", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    const a = subscribe(f.hub, "a", 0).recorder;
+    const b = subscribe(f.hub, "b", 0).recorder;
+    f.hub.closeAll("server shutting down");
+    assert.deepEqual(a.ended, ["server shutting down"]);
+    assert.deepEqual(b.ended, ["server shutting down"]);
+    assert.equal(f.hub.watchers("a"), 0);
+    assert.equal(f.hub.watchers("b"), 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Firehose
+
+Deno.test("hub firehose subscribers receive events of every job", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    publish(f, "a", log(1));
+    publish(f, "b", log(1), log(2));
+    f.fanout.remote(commit(f.store, "a", log(2)));
+    assert.deepEqual(all.events.map((e) => `${e.jobId}:${e.sequence}`), [
+      "a:1",
+      "b:1",
+      "b:2",
+      "a:2",
+    ]);
+    assert.equal(f.hub.counts.firehose, 1);
+  });
+});
+
+Deno.test("hub firehose subscribers receive created notices from here and elsewhere", () => {
+  withHub((f) => {
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    const local = createJob(f.store, "local");
+    f.hub.jobCreated(local);
+    const remote = createJob(f.store, "remote");
+    f.fanout.remoteNotice({ kind: "created", job: remote });
+    assert.deepEqual(all.createdJobs.map((j) => j.id), ["local", "remote"]);
+    assert.deepEqual(f.fanout.notices, [{ kind: "created", job: local }]);
+  });
+});
+
+Deno.test("hub firehose subscribers receive deleted notices", () => {
+  withHub((f) => {
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    f.hub.jobDeleted("a", "job deleted");
+    f.fanout.remoteNotice({ kind: "deleted", jobId: "b" });
+    assert.deepEqual(all.deletedIds, ["a", "b"]);
+  });
+});
+
+Deno.test("hub firehose subscribers get each job's events in order with gaps filled", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    const committed = commit(f.store, "j", ...logs(1, 4));
+    f.fanout.remote([committed[0]!]);
+    f.fanout.remote([committed[3]!]);
+    f.fanout.remote([committed[2]!]);
+    assert.deepEqual(all.events.map((e) => e.sequence), [1, 2, 3, 4]);
+  });
+});
+
+Deno.test("hub firehose subscribers get an event that arrives after a later one of a new job", () => {
+  withHub((f) => {
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    // The job is created after the firehose joined, so the firehose must see all its events.
+    f.hub.jobCreated(createJob(f.store, "j"));
+    const committed = commit(f.store, "j", log(1), log(2));
+    // Two isolates committed 1 and 2; their messages arrive in the other order.
+    f.fanout.remote([committed[1]!]);
+    f.fanout.remote([committed[0]!]);
+    assert.deepEqual(all.events.map((e) => e.sequence), [1, 2]);
+  });
+});
+
+Deno.test("hub delivers each event once to a firehose subscriber that also follows the job", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    const one = subscribe(f.hub, "j", 0).recorder;
+    publish(f, "j", log(1), log(2));
+    assert.deepEqual(all.events.map((e) => e.sequence), [1, 2]);
+    assert.deepEqual(one.sequences, [1, 2]);
+  });
+});
+
+Deno.test("hub unsubscribeAll stops firehose delivery", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    publish(f, "j", log(1));
+    f.hub.unsubscribeAll(all);
+    publish(f, "j", log(2));
+    f.hub.jobCreated(createJob(f.store, "k"));
+    assert.deepEqual(all.events.map((e) => e.sequence), [1]);
+    assert.deepEqual(all.createdJobs, []);
+    assert.equal(f.hub.counts.firehose, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Counting
+
+Deno.test("hub watchers counts the subscribers of each job", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    assert.equal(f.hub.watchers("a"), 0);
+    const a1 = subscribe(f.hub, "a", 0).recorder;
+    const a2 = subscribe(f.hub, "a", 0).recorder;
+    subscribe(f.hub, "b", 0);
+    assert.equal(f.hub.watchers("a"), 2);
+    assert.equal(f.hub.watchers("b"), 1);
+    assert.equal(f.hub.watchers("c"), 0);
+    f.hub.unsubscribe("a", a1);
+    assert.equal(f.hub.watchers("a"), 1);
+    f.hub.unsubscribe("a", a2);
+    assert.equal(f.hub.watchers("a"), 0);
+    assert.equal(f.hub.watchers("b"), 1);
+  });
+});
+
+Deno.test("hub jobs lists subscriber counts and delivered sequences of followed jobs", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    subscribe(f.hub, "a", 0);
+    subscribe(f.hub, "a", 0);
+    publish(f, "a", log(1), log(2));
+    publish(f, "b", log(1));
+    assert.deepEqual([...f.hub.jobs()], [["a", { connections: 2, last_sequence: 2 }]]);
+    assert.equal(f.hub.lastSequence("a"), 2);
+  });
+});
+
+Deno.test("hub counts deliveries to subscribers", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    subscribe(f.hub, "j", 0);
+    subscribe(f.hub, "j", 0);
+    publish(f, "j", log(1), log(2), log(3));
+    assert.equal(f.hub.counts.delivered, 6);
+  });
+});
+
+type HubOp =
+  | { op: "remoteCommit"; count: number }
+  | { op: "arrive"; pick: number }
+  | { op: "local"; count: number }
+  | { op: "join"; since: number | null }
+  | { op: "leave"; pick: number };
+
+Deno.test("hub gives every subscriber a gap-free, duplicate-free run whatever the arrival order", () => {
+  const opArb: fc.Arbitrary<HubOp> = fc.oneof(
+    fc.record({ op: fc.constant("remoteCommit" as const), count: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({ op: fc.constant("arrive" as const), pick: fc.nat() }),
+    fc.record({ op: fc.constant("local" as const), count: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({
+      op: fc.constant("join" as const),
+      since: fc.option(fc.nat(30), { nil: null }),
+    }),
+    fc.record({ op: fc.constant("leave" as const), pick: fc.nat() }),
+  );
+  fc.assert(
+    fc.property(fc.array(opArb, { maxLength: 40 }), (ops) => {
+      withHub((f) => {
+        createJob(f.store, "j");
+        const inFlight: CommittedEvent[] = [];
+        const active: { recorder: Recorder; start: number }[] = [];
+        const all: { recorder: Recorder; start: number }[] = [];
+        let line = 0;
+        for (const step of ops) {
+          switch (step.op) {
+            case "remoteCommit":
+              inFlight.push(...commit(f.store, "j", ...logs(line + 1, line + step.count)));
+              line += step.count;
+              break;
+            case "arrive": {
+              if (inFlight.length === 0) break;
+              const [event] = inFlight.splice(step.pick % inFlight.length, 1);
+              f.fanout.remote([event!]);
+              break;
+            }
+            case "local":
+              publish(f, "j", ...logs(line + 1, line + step.count));
+              line += step.count;
+              break;
+            case "join": {
+              const { recorder, replay } = subscribe(f.hub, "j", step.since, 5);
+              // The run starts at the first replayed event, or after the job's last one.
+              const entry = { recorder, start: replay.from ?? recorder.cursor + 1 };
+              active.push(entry);
+              all.push(entry);
+              break;
+            }
+            case "leave": {
+              if (active.length === 0) break;
+              const [entry] = active.splice(step.pick % active.length, 1);
+              f.hub.unsubscribe("j", entry!.recorder);
+              break;
+            }
+          }
+        }
+        for (const event of inFlight.splice(0)) f.fanout.remote([event]);
+        const last = f.store.getJob("j")!.last_sequence;
+        for (const { recorder, start } of all) {
+          const seqs = recorder.sequences;
+          seqs.forEach((seq, i) => assert.equal(seq, start + i, `sequences ${seqs}`));
+        }
+        for (const { recorder, start } of active) {
+          assert.deepEqual(recorder.sequences, range(start, last));
+        }
+      });
+    }),
+    { numRuns: 300 },
+  );
+});

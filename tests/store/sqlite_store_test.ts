@@ -1,0 +1,903 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import {
+  DATABASE_FILE,
+  openSqliteStore,
+  SqliteStore,
+  type SqliteStoreOptions,
+} from "../../src/store/sqlite_store.ts";
+import { MIGRATIONS } from "../../src/store/migrations.ts";
+import type {
+  AppendOutcome,
+  AppendRequest,
+  NewJob,
+  SweepPolicy,
+} from "../../src/store/event_store.ts";
+import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
+
+const T0 = Date.parse("2026-01-01T00:00:00.000Z");
+const iso = (ms: number) => new Date(ms).toISOString();
+const DEFAULTS: SqliteStoreOptions = { maxEventsPerJob: 10_000 };
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+interface Opened {
+  store: SqliteStore;
+  /** The data directory of a file database, `":memory:"` otherwise. */
+  dir: string;
+}
+
+interface Backend {
+  name: "file" | "memory";
+  run(options: SqliteStoreOptions, fn: (opened: Opened) => void | Promise<void>): Promise<void>;
+}
+
+const BACKENDS: Backend[] = [
+  {
+    name: "file",
+    async run(options, fn) {
+      const dir = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+      const store = openSqliteStore(dir, options);
+      try {
+        await fn({ store, dir });
+      } finally {
+        store.close();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  },
+  {
+    name: "memory",
+    async run(options, fn) {
+      const store = openSqliteStore(":memory:", options);
+      try {
+        await fn({ store, dir: ":memory:" });
+      } finally {
+        store.close();
+      }
+    },
+  },
+];
+
+/** Registers one test per backend: the same suite runs against a file and `:memory:`. */
+function storeTest(
+  name: string,
+  fn: (store: SqliteStore, opened: Opened) => void | Promise<void>,
+  options: SqliteStoreOptions = DEFAULTS,
+): void {
+  for (const backend of BACKENDS) {
+    Deno.test(`${name} (${backend.name})`, () => backend.run(options, (o) => fn(o.store, o)));
+  }
+}
+
+function ev(type: string, data: Record<string, unknown> = {}): NewEvent {
+  const check = checkEvent({ type, data });
+  if (!check.ok) throw new TypeError(`test event is invalid: ${JSON.stringify(check.issues)}`);
+  return check.event;
+}
+
+const log = (line: string | number) => ev("log", { line: String(line) });
+const status = (s: string) => ev("status", { status: s });
+
+function newJob(id: string, overrides: Partial<NewJob> = {}): NewJob {
+  return { id, kind: null, owner: null, metadata: {}, ...overrides };
+}
+
+function create(store: SqliteStore, id: string, now = T0, overrides: Partial<NewJob> = {}) {
+  const outcome = store.createJob(newJob(id, overrides), now);
+  if (!outcome.ok) assert.fail(`could not create ${id}`);
+  return outcome.job;
+}
+
+type Ok = Extract<AppendOutcome, { ok: true }>;
+
+function ok(outcome: AppendOutcome | undefined): Ok {
+  if (outcome === undefined) assert.fail("no outcome");
+  if (!outcome.ok) assert.fail(`expected the append to commit: ${outcome.code} ${outcome.message}`);
+  return outcome;
+}
+
+function append(store: SqliteStore, request: AppendRequest, now = T0): AppendOutcome {
+  const outcomes = store.appendBatch([request], now);
+  assert.equal(outcomes.length, 1);
+  return outcomes[0]!;
+}
+
+function sequencesOf(store: SqliteStore, id: string, after = 0, limit = 1000): number[] {
+  return store.readEvents(id, after, limit).map((e) => e.sequence);
+}
+
+const POLICY: SweepPolicy = {
+  retentionMs: 60_000,
+  tombstoneMs: 3_600_000,
+  idempotencyMs: 3_600_000,
+  batch: 100,
+};
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+
+storeTest("createJob stores a pending job with the given fields", (store) => {
+  const job = create(store, "job-1", T0, {
+    kind: "train",
+    owner: "alice",
+    metadata: { team: "ml", n: [1, 2] },
+  });
+  assert.equal(job.status, "pending");
+  const read = store.getJob("job-1");
+  assert.ok(read !== undefined);
+  assert.deepEqual(read, job);
+  assert.equal(read.kind, "train");
+  assert.equal(read.owner, "alice");
+  assert.deepEqual(read.metadata, { team: "ml", n: [1, 2] });
+  assert.equal(read.created_at, iso(T0));
+  assert.equal(read.updated_at, iso(T0));
+  assert.equal(read.progress, 0);
+  assert.equal(read.last_sequence, 0);
+  assert.equal(read.first_sequence, 1);
+  assert.equal(read.stalled, false);
+  assert.equal(read.result, null);
+  assert.equal(read.error, null);
+  assert.equal(read.queued_at, null);
+  assert.equal(read.started_at, null);
+  assert.equal(read.completed_at, null);
+});
+
+storeTest("createJob answers exists when a job has the id and leaves it unchanged", (store) => {
+  create(store, "dup", T0, { kind: "a" });
+  ok(append(store, { jobId: "dup", events: [log(1)] }));
+  const again = store.createJob(newJob("dup", { kind: "b" }), T0 + 1000);
+  assert.deepEqual(again, { ok: false, code: "exists" });
+  const job = store.getJob("dup");
+  assert.equal(job?.kind, "a");
+  assert.equal(job?.last_sequence, 1);
+  assert.deepEqual(sequencesOf(store, "dup"), [1]);
+});
+
+storeTest("getJob returns undefined for an unknown id", (store) => {
+  assert.equal(store.getJob("nope"), undefined);
+  assert.equal(store.isGone("nope"), false);
+});
+
+// ---------------------------------------------------------------------------------------
+// Appending and reading
+
+storeTest("appendBatch gives contiguous sequences from 1 across requests", (store) => {
+  create(store, "j");
+  const first = ok(append(store, { jobId: "j", events: [log("a"), log("b"), log("c")] }));
+  assert.deepEqual(first.sequences, [1, 2, 3]);
+  assert.equal(first.replayed, false);
+  assert.deepEqual(first.committed.map((c) => c.event.sequence), [1, 2, 3]);
+  const second = ok(append(store, { jobId: "j", events: [log("d")] }));
+  assert.deepEqual(second.sequences, [4]);
+  assert.equal(second.job.last_sequence, 4);
+  assert.equal(store.getJob("j")?.last_sequence, 4);
+  assert.deepEqual(sequencesOf(store, "j"), [1, 2, 3, 4]);
+});
+
+storeTest("appendBatch returns nothing for an empty batch", (store) => {
+  assert.deepEqual(store.appendBatch([], T0), []);
+});
+
+storeTest("appendBatch keeps separate sequences per job", (store) => {
+  create(store, "a");
+  create(store, "b");
+  const outcomes = store.appendBatch([
+    { jobId: "a", events: [log(1), log(2)] },
+    { jobId: "b", events: [log(1)] },
+    { jobId: "a", events: [log(3)] },
+  ], T0);
+  assert.deepEqual(outcomes.map((o) => ok(o).sequences), [[1, 2], [1], [3]]);
+  assert.deepEqual(sequencesOf(store, "a"), [1, 2, 3]);
+  assert.deepEqual(sequencesOf(store, "b"), [1]);
+});
+
+storeTest("readEvents returns events after a sequence, oldest first, at most limit", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: Array.from({ length: 10 }, (_, i) => log(i + 1)) }));
+  assert.deepEqual(sequencesOf(store, "j", 0, 3), [1, 2, 3]);
+  assert.deepEqual(sequencesOf(store, "j", 4, 3), [5, 6, 7]);
+  assert.deepEqual(sequencesOf(store, "j", 8, 100), [9, 10]);
+  assert.deepEqual(sequencesOf(store, "j", 10, 100), []);
+  assert.deepEqual(sequencesOf(store, "j", 0, 0), []);
+  assert.deepEqual(sequencesOf(store, "other", 0, 100), []);
+});
+
+storeTest("readEvents returns envelopes whose JSON has the right fields", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [status("running")] }, T0 + 1000));
+  ok(
+    append(
+      store,
+      { jobId: "j", events: [ev("progress", { progress: 25, stage: "s" })] },
+      T0 + 11_000,
+    ),
+  );
+  const events = store.readEvents("j", 0, 10);
+  assert.equal(events.length, 2);
+  const [first, second] = events;
+  assert.equal(first!.job_id, "j");
+  assert.equal(first!.type, "status");
+  assert.deepEqual(JSON.parse(first!.envelope), {
+    type: "status",
+    job_id: "j",
+    sequence: 1,
+    timestamp: iso(T0 + 1000),
+    data: { status: "running" },
+  });
+  const envelope = JSON.parse(second!.envelope);
+  assert.deepEqual(Object.keys(envelope), ["type", "job_id", "sequence", "timestamp", "data"]);
+  assert.equal(envelope.type, "progress");
+  assert.equal(envelope.sequence, 2);
+  assert.equal(envelope.timestamp, iso(T0 + 11_000));
+  assert.equal(envelope.data.progress, 25);
+  assert.equal(envelope.data.percentage, "25%");
+  assert.equal(envelope.data.stage, "s");
+  // Started at T0+1 s, 25 % at T0+11 s: 30 s left at that rate.
+  assert.equal(envelope.data.eta_seconds, 30);
+  assert.equal(envelope.data.eta_estimated, true);
+});
+
+storeTest(
+  "appendBatch hands back committed events identical to what readEvents returns",
+  (store) => {
+    create(store, "j");
+    const outcome = ok(
+      append(store, { jobId: "j", events: [log("x"), ev("custom.thing", { a: 1 })] }),
+    );
+    assert.deepEqual(outcome.committed.map((c) => c.event), store.readEvents("j", 0, 10));
+    assert.deepEqual(outcome.committed.map((c) => c.job.last_sequence), [1, 2]);
+  },
+);
+
+storeTest("appendBatch persists the snapshot the events fold into", (store) => {
+  create(store, "j", T0);
+  ok(
+    append(store, {
+      jobId: "j",
+      events: [
+        status("queued"),
+        status("running"),
+        ev("progress", { progress: 50, stage: "fit", message: "half" }),
+        ev("result", { results: { auc: 0.91 } }),
+        status("completed"),
+      ],
+    }, T0 + 5000),
+  );
+  const job = store.getJob("j");
+  assert.ok(job !== undefined);
+  assert.equal(job.status, "completed");
+  assert.equal(job.progress, 100);
+  assert.equal(job.stage, "fit");
+  assert.equal(job.message, "half");
+  assert.deepEqual(job.result, { auc: 0.91 });
+  assert.equal(job.queued_at, iso(T0 + 5000));
+  assert.equal(job.started_at, iso(T0 + 5000));
+  assert.equal(job.completed_at, iso(T0 + 5000));
+  assert.equal(job.updated_at, iso(T0 + 5000));
+  assert.equal(job.last_sequence, 5);
+  assert.equal(job.eta_seconds, 0);
+});
+
+storeTest("appendBatch persists an error with its details", (store) => {
+  create(store, "j");
+  ok(
+    append(store, {
+      jobId: "j",
+      events: [ev("error", { error: "boom", error_type: "system_error", details: { code: 7 } })],
+    }),
+  );
+  assert.deepEqual(store.getJob("j")?.error, {
+    error: "boom",
+    error_type: "system_error",
+    details: { code: 7 },
+  });
+});
+
+storeTest("appendBatch refuses an unknown job with job_not_found", (store) => {
+  const outcome = append(store, { jobId: "ghost", events: [log(1)] });
+  assert.equal(outcome.ok, false);
+  assert.equal(!outcome.ok && outcome.code, "job_not_found");
+});
+
+storeTest("appendBatch refuses events after a terminal status with job_finished", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [status("cancelled")] }));
+  const outcome = append(store, { jobId: "j", events: [log("late")] });
+  assert.equal(!outcome.ok && outcome.code, "job_finished");
+  assert.deepEqual(sequencesOf(store, "j"), [1]);
+  assert.equal(store.getJob("j")?.last_sequence, 1);
+});
+
+storeTest("appendBatch writes nothing of a request whose later event is refused", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [status("running")] }));
+  const outcome = append(store, { jobId: "j", events: [log("a"), log("b"), status("queued")] });
+  assert.equal(!outcome.ok && outcome.code, "invalid_transition");
+  assert.deepEqual(sequencesOf(store, "j"), [1]);
+  const job = store.getJob("j");
+  assert.equal(job?.last_sequence, 1);
+  assert.equal(job?.status, "running");
+});
+
+storeTest("appendBatch commits the other requests of a batch when one is refused", (store) => {
+  create(store, "a");
+  create(store, "b");
+  ok(append(store, { jobId: "b", events: [status("running"), status("completed")] }));
+  const outcomes = store.appendBatch([
+    { jobId: "a", events: [log(1)] },
+    { jobId: "a", events: [log(2), status("running"), status("completed"), log("after end")] },
+    { jobId: "b", events: [log("late")] },
+    { jobId: "missing", events: [log(1)] },
+    { jobId: "a", events: [log(3)] },
+  ], T0 + 1000);
+  assert.deepEqual(outcomes.map((o) => o.ok), [true, false, false, false, true]);
+  assert.equal(!outcomes[1]!.ok && outcomes[1]!.code, "job_finished");
+  assert.equal(!outcomes[2]!.ok && outcomes[2]!.code, "job_finished");
+  assert.equal(!outcomes[3]!.ok && outcomes[3]!.code, "job_not_found");
+  assert.deepEqual(ok(outcomes[0]).sequences, [1]);
+  assert.deepEqual(ok(outcomes[4]).sequences, [2]);
+  assert.deepEqual(sequencesOf(store, "a"), [1, 2]);
+  const a = store.getJob("a");
+  assert.equal(a?.status, "pending");
+  assert.equal(a?.last_sequence, 2);
+  assert.deepEqual(
+    store.readEvents("a", 0, 10).map((e) => JSON.parse(e.envelope).data.line),
+    ["1", "3"],
+  );
+  assert.deepEqual(sequencesOf(store, "b"), [1, 2]);
+});
+
+// ---------------------------------------------------------------------------------------
+// Idempotency and expected sequences
+
+storeTest("appendBatch returns the first sequences with replayed for a repeated key", (store) => {
+  create(store, "j");
+  const first = ok(append(store, { jobId: "j", events: [log(1), log(2)], idempotencyKey: "k1" }));
+  assert.equal(first.replayed, false);
+  ok(append(store, { jobId: "j", events: [log(3)] }));
+  const retry = ok(append(store, { jobId: "j", events: [log(1), log(2)], idempotencyKey: "k1" }));
+  assert.deepEqual(retry.sequences, [1, 2]);
+  assert.equal(retry.replayed, true);
+  assert.deepEqual(retry.committed, []);
+  assert.deepEqual(sequencesOf(store, "j"), [1, 2, 3]);
+  assert.equal(store.getJob("j")?.last_sequence, 3);
+});
+
+storeTest("appendBatch writes again for a different key or another job's key", (store) => {
+  create(store, "a");
+  create(store, "b");
+  ok(append(store, { jobId: "a", events: [log(1)], idempotencyKey: "k" }));
+  const otherKey = ok(append(store, { jobId: "a", events: [log(2)], idempotencyKey: "k2" }));
+  assert.deepEqual(otherKey.sequences, [2]);
+  assert.equal(otherKey.replayed, false);
+  const otherJob = ok(append(store, { jobId: "b", events: [log(1)], idempotencyKey: "k" }));
+  assert.deepEqual(otherJob.sequences, [1]);
+  assert.equal(otherJob.replayed, false);
+});
+
+storeTest("appendBatch replays a key repeated within one batch", (store) => {
+  create(store, "j");
+  const outcomes = store.appendBatch([
+    { jobId: "j", events: [log(1)], idempotencyKey: "same" },
+    { jobId: "j", events: [log(1)], idempotencyKey: "same" },
+  ], T0);
+  assert.deepEqual(outcomes.map((o) => [ok(o).sequences, ok(o).replayed]), [
+    [[1], false],
+    [[1], true],
+  ]);
+  assert.deepEqual(sequencesOf(store, "j"), [1]);
+});
+
+storeTest("appendBatch does not remember the key of a refused request", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [status("running")] }));
+  const refused = append(store, { jobId: "j", events: [status("pending")], idempotencyKey: "k" });
+  assert.equal(refused.ok, false);
+  const next = ok(append(store, { jobId: "j", events: [log("x")], idempotencyKey: "k" }));
+  assert.equal(next.replayed, false);
+  assert.deepEqual(next.sequences, [2]);
+});
+
+storeTest("appendBatch writes when expectedSequence is the next sequence", (store) => {
+  create(store, "j");
+  const first = ok(append(store, { jobId: "j", events: [log(1), log(2)], expectedSequence: 1 }));
+  assert.deepEqual(first.sequences, [1, 2]);
+  assert.equal(first.replayed, false);
+  const next = ok(append(store, { jobId: "j", events: [log(3)], expectedSequence: 3 }));
+  assert.deepEqual(next.sequences, [3]);
+  assert.equal(next.replayed, false);
+});
+
+storeTest("appendBatch replays when expectedSequence names events already written", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [log(1), log(2), log(3)] }));
+  const retry = ok(append(store, { jobId: "j", events: [log(2), log(3)], expectedSequence: 2 }));
+  assert.deepEqual(retry.sequences, [2, 3]);
+  assert.equal(retry.replayed, true);
+  assert.deepEqual(retry.committed, []);
+  assert.deepEqual(sequencesOf(store, "j"), [1, 2, 3]);
+});
+
+storeTest(
+  "appendBatch refuses with sequence_conflict when expectedSequence skips ahead",
+  (store) => {
+    create(store, "j");
+    ok(append(store, { jobId: "j", events: [log(1)] }));
+    const outcome = append(store, { jobId: "j", events: [log(2)], expectedSequence: 5 });
+    assert.equal(!outcome.ok && outcome.code, "sequence_conflict");
+    assert.deepEqual(sequencesOf(store, "j"), [1]);
+  },
+);
+
+storeTest(
+  "appendBatch refuses with sequence_conflict when expectedSequence half overlaps",
+  (store) => {
+    create(store, "j");
+    ok(append(store, { jobId: "j", events: [log(1), log(2)] }));
+    // Sequences 2 and 3: 2 exists, 3 does not; neither a retry nor the next write.
+    const outcome = append(store, { jobId: "j", events: [log(2), log(3)], expectedSequence: 2 });
+    assert.equal(!outcome.ok && outcome.code, "sequence_conflict");
+    assert.deepEqual(sequencesOf(store, "j"), [1, 2]);
+  },
+);
+
+storeTest("appendBatch refuses an expectedSequence of 0 or below", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [log(1)] }));
+  for (const expected of [0, -1]) {
+    const outcome = append(store, { jobId: "j", events: [log(2)], expectedSequence: expected });
+    assert.equal(!outcome.ok && outcome.code, "sequence_conflict", String(expected));
+  }
+  assert.deepEqual(sequencesOf(store, "j"), [1]);
+});
+
+// ---------------------------------------------------------------------------------------
+// Per-job cap
+
+storeTest("appendBatch drops the oldest events past the per-job cap", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [log(1), log(2), log(3)] }));
+  assert.equal(store.getJob("j")?.first_sequence, 1);
+  ok(append(store, { jobId: "j", events: [log(4)] }));
+  assert.equal(store.getJob("j")?.first_sequence, 2);
+  assert.deepEqual(sequencesOf(store, "j"), [2, 3, 4]);
+  const last = ok(append(store, { jobId: "j", events: [log(5), log(6)] }));
+  assert.equal(last.job.first_sequence, 4);
+  assert.equal(last.committed.at(-1)?.job.first_sequence, 4);
+  const job = store.getJob("j");
+  assert.equal(job?.first_sequence, 4);
+  assert.equal(job?.last_sequence, 6);
+  assert.deepEqual(sequencesOf(store, "j"), [4, 5, 6]);
+}, { maxEventsPerJob: 3 });
+
+storeTest("appendBatch keeps only the newest events of a batch larger than the cap", (store) => {
+  create(store, "j");
+  const outcome = ok(
+    append(store, { jobId: "j", events: Array.from({ length: 7 }, (_, i) => log(i)) }),
+  );
+  assert.deepEqual(outcome.sequences, [1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(sequencesOf(store, "j"), [5, 6, 7]);
+  assert.equal(store.getJob("j")?.first_sequence, 5);
+}, { maxEventsPerJob: 3 });
+
+storeTest("appendBatch cap applies per job", (store) => {
+  create(store, "a");
+  create(store, "b");
+  ok(append(store, { jobId: "a", events: [log(1), log(2), log(3)] }));
+  ok(append(store, { jobId: "b", events: [log(1), log(2)] }));
+  assert.deepEqual(sequencesOf(store, "a"), [2, 3]);
+  assert.deepEqual(sequencesOf(store, "b"), [1, 2]);
+}, { maxEventsPerJob: 2 });
+
+// ---------------------------------------------------------------------------------------
+// Deleting and tombstones
+
+storeTest("deleteJob removes the job and its events and leaves a tombstone", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [log(1), log(2)] }));
+  assert.equal(store.deleteJob("j", T0 + 1000), true);
+  assert.equal(store.getJob("j"), undefined);
+  assert.deepEqual(store.readEvents("j", 0, 10), []);
+  assert.equal(store.isGone("j"), true);
+  const outcome = append(store, { jobId: "j", events: [log(3)] });
+  assert.equal(!outcome.ok && outcome.code, "job_gone");
+});
+
+storeTest("deleteJob returns false for an unknown or already deleted job", (store) => {
+  assert.equal(store.deleteJob("nope", T0), false);
+  assert.equal(store.isGone("nope"), false);
+  create(store, "j");
+  assert.equal(store.deleteJob("j", T0), true);
+  assert.equal(store.deleteJob("j", T0), false);
+});
+
+storeTest("createJob with a deleted id clears the tombstone and starts afresh", (store) => {
+  create(store, "j", T0, { kind: "old" });
+  ok(append(store, { jobId: "j", events: [log(1), log(2)], idempotencyKey: "k" }));
+  store.deleteJob("j", T0 + 1000);
+  const job = create(store, "j", T0 + 2000, { kind: "new" });
+  assert.equal(job.kind, "new");
+  assert.equal(store.isGone("j"), false);
+  assert.equal(store.getJob("j")?.last_sequence, 0);
+  assert.deepEqual(store.readEvents("j", 0, 10), []);
+  const fresh = ok(append(store, { jobId: "j", events: [log("x")], idempotencyKey: "k" }));
+  assert.deepEqual(fresh.sequences, [1]);
+  assert.equal(fresh.replayed, false);
+});
+
+// ---------------------------------------------------------------------------------------
+// Listing and counting
+
+storeTest("listJobs returns jobs newest first, by id descending on equal times", (store) => {
+  create(store, "old", T0);
+  create(store, "mid-a", T0 + 1000);
+  create(store, "mid-b", T0 + 1000);
+  create(store, "new", T0 + 2000);
+  const page = store.listJobs({ limit: 10 });
+  assert.deepEqual(page.jobs.map((j) => j.id), ["new", "mid-b", "mid-a", "old"]);
+  assert.equal(page.next_cursor, null);
+});
+
+storeTest("listJobs filters by status, kind and owner", (store) => {
+  create(store, "a", T0, { kind: "train", owner: "alice" });
+  create(store, "b", T0 + 1, { kind: "train", owner: "bob" });
+  create(store, "c", T0 + 2, { kind: "eval", owner: "alice" });
+  create(store, "d", T0 + 3, { kind: null, owner: null });
+  ok(append(store, { jobId: "a", events: [status("running")] }));
+  ok(append(store, { jobId: "c", events: [status("running")] }));
+  const ids = (q: Parameters<SqliteStore["listJobs"]>[0]) =>
+    store.listJobs(q).jobs.map((j) => j.id);
+  assert.deepEqual(ids({ limit: 10, status: "running" }), ["c", "a"]);
+  assert.deepEqual(ids({ limit: 10, status: "pending" }), ["d", "b"]);
+  assert.deepEqual(ids({ limit: 10, kind: "train" }), ["b", "a"]);
+  assert.deepEqual(ids({ limit: 10, owner: "alice" }), ["c", "a"]);
+  assert.deepEqual(ids({ limit: 10, owner: "alice", kind: "train" }), ["a"]);
+  assert.deepEqual(ids({ limit: 10, owner: "alice", status: "pending" }), []);
+  assert.deepEqual(ids({ limit: 10, status: "completed" }), []);
+});
+
+storeTest("listJobs pages with a cursor through every job exactly once", (store) => {
+  const expected: string[] = [];
+  for (let i = 0; i < 7; i++) {
+    // Pairs of jobs share a creation time, so pages split ties.
+    const id = `job-${i}`;
+    create(store, id, T0 + Math.floor(i / 2) * 1000);
+    expected.push(id);
+  }
+  const all = store.listJobs({ limit: 100 }).jobs.map((j) => j.id);
+  assert.equal(all.length, 7);
+  const seen: string[] = [];
+  let cursor: string | undefined;
+  let pages = 0;
+  for (;;) {
+    const page = store.listJobs(cursor === undefined ? { limit: 2 } : { limit: 2, cursor });
+    pages++;
+    assert.ok(page.jobs.length <= 2);
+    seen.push(...page.jobs.map((j) => j.id));
+    if (page.next_cursor === null) break;
+    cursor = page.next_cursor;
+    assert.ok(pages < 10, "pagination does not end");
+  }
+  assert.equal(pages, 4);
+  assert.deepEqual(seen, all);
+  assert.deepEqual([...seen].sort(), expected.sort());
+});
+
+storeTest("listJobs gives no cursor when the last page is exactly full", (store) => {
+  create(store, "a", T0);
+  create(store, "b", T0 + 1);
+  const first = store.listJobs({ limit: 2 });
+  assert.equal(first.jobs.length, 2);
+  assert.equal(first.next_cursor, null);
+  const one = store.listJobs({ limit: 1 });
+  assert.notEqual(one.next_cursor, null);
+  const second = store.listJobs({ limit: 1, cursor: one.next_cursor! });
+  assert.deepEqual(second.jobs.map((j) => j.id), ["a"]);
+  assert.equal(second.next_cursor, null);
+});
+
+storeTest("listJobs keeps filters while paging", (store) => {
+  for (let i = 0; i < 6; i++) {
+    create(store, `j${i}`, T0 + i, { kind: i % 2 === 0 ? "even" : "odd" });
+  }
+  const first = store.listJobs({ limit: 2, kind: "even" });
+  assert.deepEqual(first.jobs.map((j) => j.id), ["j4", "j2"]);
+  const second = store.listJobs({ limit: 2, kind: "even", cursor: first.next_cursor! });
+  assert.deepEqual(second.jobs.map((j) => j.id), ["j0"]);
+  assert.equal(second.next_cursor, null);
+});
+
+storeTest("countByStatus counts jobs per status", (store) => {
+  assert.deepEqual(store.countByStatus(), {});
+  for (const id of ["a", "b", "c", "d", "e"]) create(store, id);
+  ok(append(store, { jobId: "a", events: [status("running")] }));
+  ok(append(store, { jobId: "b", events: [status("running")] }));
+  ok(append(store, { jobId: "c", events: [status("failed")] }));
+  store.deleteJob("e", T0);
+  assert.deepEqual(store.countByStatus(), { pending: 1, running: 2, failed: 1 });
+});
+
+// ---------------------------------------------------------------------------------------
+// Sweeping
+
+storeTest("sweep purges terminal jobs past retention and returns their ids", (store) => {
+  create(store, "done");
+  create(store, "live");
+  ok(
+    append(store, { jobId: "done", events: [status("running"), status("completed")] }, T0 + 10_000),
+  );
+  ok(append(store, { jobId: "live", events: [status("running")] }, T0 + 10_000));
+  const ended = T0 + 10_000;
+  assert.deepEqual(store.sweep(ended + POLICY.retentionMs - 1, POLICY), []);
+  assert.notEqual(store.getJob("done"), undefined);
+  assert.deepEqual(store.sweep(ended + POLICY.retentionMs + 1, POLICY), ["done"]);
+  assert.equal(store.getJob("done"), undefined);
+  assert.deepEqual(store.readEvents("done", 0, 10), []);
+  assert.equal(store.isGone("done"), true);
+  assert.equal(store.getJob("live")?.status, "running");
+  assert.deepEqual(store.sweep(ended + 100 * POLICY.retentionMs, POLICY), []);
+});
+
+storeTest("sweep purges failed and cancelled jobs as well", (store) => {
+  create(store, "f");
+  create(store, "c");
+  ok(append(store, { jobId: "f", events: [status("failed")] }, T0));
+  ok(append(store, { jobId: "c", events: [status("canceled")] }, T0));
+  assert.deepEqual(store.sweep(T0 + POLICY.retentionMs + 1, POLICY).sort(), ["c", "f"]);
+});
+
+storeTest("sweep never purges jobs that have not ended, however old", (store) => {
+  create(store, "p", T0);
+  create(store, "r", T0);
+  ok(append(store, { jobId: "r", events: [status("running")] }, T0));
+  assert.deepEqual(store.sweep(T0 + 1000 * POLICY.retentionMs, POLICY), []);
+  assert.notEqual(store.getJob("p"), undefined);
+  assert.notEqual(store.getJob("r"), undefined);
+});
+
+storeTest("sweep purges at most batch jobs per call", (store) => {
+  for (const id of ["a", "b", "c"]) {
+    create(store, id);
+    ok(append(store, { jobId: id, events: [status("running"), status("completed")] }, T0));
+  }
+  const policy = { ...POLICY, batch: 2 };
+  const now = T0 + POLICY.retentionMs + 1;
+  const first = store.sweep(now, policy);
+  assert.equal(first.length, 2);
+  const second = store.sweep(now, policy);
+  assert.equal(second.length, 1);
+  assert.deepEqual([...first, ...second].sort(), ["a", "b", "c"]);
+  assert.deepEqual(store.sweep(now, policy), []);
+});
+
+storeTest("sweep forgets tombstones older than tombstoneMs", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [status("running"), status("completed")] }, T0));
+  const purgedAt = T0 + POLICY.retentionMs + 1;
+  assert.deepEqual(store.sweep(purgedAt, POLICY), ["j"]);
+  assert.equal(store.isGone("j"), true);
+  store.sweep(purgedAt + POLICY.tombstoneMs - 1, POLICY);
+  assert.equal(store.isGone("j"), true);
+  store.sweep(purgedAt + POLICY.tombstoneMs + 1, POLICY);
+  assert.equal(store.isGone("j"), false);
+  const outcome = append(store, { jobId: "j", events: [log(1)] });
+  assert.equal(!outcome.ok && outcome.code, "job_not_found");
+});
+
+storeTest("sweep forgets tombstones of deleted jobs too", (store) => {
+  create(store, "j");
+  store.deleteJob("j", T0);
+  store.sweep(T0 + POLICY.tombstoneMs + 1, POLICY);
+  assert.equal(store.isGone("j"), false);
+});
+
+storeTest("sweep forgets idempotency keys older than idempotencyMs", (store) => {
+  create(store, "j");
+  ok(append(store, { jobId: "j", events: [log(1)], idempotencyKey: "k" }, T0));
+  store.sweep(T0 + POLICY.idempotencyMs - 1, POLICY);
+  assert.equal(
+    ok(append(store, { jobId: "j", events: [log(1)], idempotencyKey: "k" })).replayed,
+    true,
+  );
+  store.sweep(T0 + POLICY.idempotencyMs + 1, POLICY);
+  const again = ok(append(store, { jobId: "j", events: [log(1)], idempotencyKey: "k" }));
+  assert.equal(again.replayed, false);
+  assert.deepEqual(again.sequences, [2]);
+});
+
+// ---------------------------------------------------------------------------------------
+// Stalls
+
+storeTest("findStalled returns running jobs quiet since before the threshold", (store) => {
+  for (const id of ["quiet", "busy", "pending", "done"]) create(store, id, T0);
+  ok(append(store, { jobId: "quiet", events: [status("running")] }, T0));
+  ok(append(store, { jobId: "busy", events: [status("running")] }, T0));
+  ok(append(store, { jobId: "busy", events: [log("tick")] }, T0 + 50_000));
+  ok(append(store, { jobId: "done", events: [status("running"), status("completed")] }, T0));
+  assert.deepEqual(store.findStalled(T0 + 10_000, 10), ["quiet"]);
+  assert.deepEqual(store.findStalled(T0 + 60_000, 10).sort(), ["busy", "quiet"]);
+  assert.deepEqual(store.findStalled(T0, 10), []);
+  assert.equal(store.findStalled(T0 + 60_000, 1).length, 1);
+});
+
+storeTest(
+  "findStalled skips a job marked stalled until its next event clears the flag",
+  (store) => {
+    create(store, "j", T0);
+    ok(append(store, { jobId: "j", events: [status("running")] }, T0));
+    const warned = ok(
+      append(store, {
+        jobId: "j",
+        events: [ev("log", { line: "no event for 10m", level: "warning" })],
+        markStalled: true,
+      }, T0 + 600_000),
+    );
+    assert.equal(warned.job.stalled, true);
+    assert.equal(store.getJob("j")?.stalled, true);
+    assert.deepEqual(store.findStalled(T0 + 10_000_000, 10), []);
+    ok(append(store, { jobId: "j", events: [log("alive")] }, T0 + 700_000));
+    assert.equal(store.getJob("j")?.stalled, false);
+    assert.deepEqual(store.findStalled(T0 + 10_000_000, 10), ["j"]);
+  },
+);
+
+// ---------------------------------------------------------------------------------------
+// Schema
+
+storeTest("a new database is at the newest schema version", (_store, { dir }) => {
+  if (dir === ":memory:") {
+    const db = new DatabaseSync(":memory:");
+    const store = new SqliteStore(db, DEFAULTS);
+    try {
+      const row = db.prepare("PRAGMA user_version").get() as { user_version: number };
+      assert.equal(row.user_version, MIGRATIONS.length);
+    } finally {
+      store.close();
+    }
+    return;
+  }
+  const db = new DatabaseSync(join(dir, DATABASE_FILE));
+  try {
+    const row = db.prepare("PRAGMA user_version").get() as { user_version: number };
+    assert.equal(row.user_version, MIGRATIONS.length);
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("a database newer than the code is refused with RangeError (memory)", () => {
+  const db = new DatabaseSync(":memory:");
+  try {
+    db.exec(`PRAGMA user_version = ${MIGRATIONS.length + 1}`);
+    assert.throws(() => new SqliteStore(db, DEFAULTS), RangeError);
+  } finally {
+    if (db.isOpen) db.close();
+  }
+});
+
+Deno.test("a database newer than the code is refused with RangeError (file)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+  try {
+    const db = new DatabaseSync(join(dir, DATABASE_FILE));
+    db.exec(`PRAGMA user_version = ${MIGRATIONS.length + 5}`);
+    db.close();
+    assert.throws(
+      () => openSqliteStore(dir, DEFAULTS),
+      (error: unknown) => error instanceof RangeError && /newer/.test(error.message),
+    );
+    const check = new DatabaseSync(join(dir, DATABASE_FILE));
+    try {
+      const row = check.prepare("PRAGMA user_version").get() as { user_version: number };
+      assert.equal(
+        row.user_version,
+        MIGRATIONS.length + 5,
+        "the refused database is left as it was",
+      );
+      const tables = check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+      assert.deepEqual(tables, []);
+    } finally {
+      check.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("reopening a file database keeps jobs and events and sequences continue", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+  try {
+    const first = openSqliteStore(dir, DEFAULTS);
+    try {
+      create(first, "j", T0, { kind: "k", metadata: { a: 1 } });
+      create(first, "gone", T0);
+      ok(
+        append(first, {
+          jobId: "j",
+          events: [status("running"), log(1), log(2)],
+          idempotencyKey: "key",
+        }),
+      );
+      first.deleteJob("gone", T0);
+    } finally {
+      first.close();
+    }
+    const second = openSqliteStore(dir, DEFAULTS);
+    try {
+      const job = second.getJob("j");
+      assert.equal(job?.status, "running");
+      assert.equal(job?.kind, "k");
+      assert.deepEqual(job?.metadata, { a: 1 });
+      assert.equal(job?.last_sequence, 3);
+      assert.deepEqual(sequencesOf(second, "j"), [1, 2, 3]);
+      assert.equal(second.isGone("gone"), true);
+      const retry = ok(
+        append(second, {
+          jobId: "j",
+          events: [status("running"), log(1), log(2)],
+          idempotencyKey: "key",
+        }),
+      );
+      assert.equal(retry.replayed, true);
+      assert.deepEqual(retry.sequences, [1, 2, 3]);
+      const next = ok(append(second, { jobId: "j", events: [log(3)] }));
+      assert.deepEqual(next.sequences, [4]);
+      assert.deepEqual(sequencesOf(second, "j"), [1, 2, 3, 4]);
+    } finally {
+      second.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openSqliteStore creates a missing data directory", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+  try {
+    const dir = join(parent, "nested", "data");
+    const store = openSqliteStore(dir, DEFAULTS);
+    try {
+      create(store, "j");
+      assert.ok((await Deno.stat(join(dir, DATABASE_FILE))).isFile);
+    } finally {
+      store.close();
+    }
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+Deno.test("SqliteStore.close is idempotent", () => {
+  const store = openSqliteStore(":memory:", DEFAULTS);
+  store.close();
+  store.close();
+  assert.throws(() => store.getJob("x"));
+});
+
+Deno.test("two stores on one file database share sequences without gaps", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+  try {
+    const a = openSqliteStore(dir, DEFAULTS);
+    const b = openSqliteStore(dir, DEFAULTS);
+    try {
+      create(a, "j");
+      assert.equal(b.createJob(newJob("j"), T0).ok, false);
+      const sequences: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const store = i % 2 === 0 ? a : b;
+        sequences.push(...ok(append(store, { jobId: "j", events: [log(i)] })).sequences);
+      }
+      assert.deepEqual(sequences, [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(sequencesOf(a, "j"), [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(sequencesOf(b, "j"), [1, 2, 3, 4, 5, 6]);
+      assert.equal(a.getJob("j")?.last_sequence, 6);
+    } finally {
+      a.close();
+      b.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
