@@ -12,6 +12,7 @@ import {
   resolveConfig,
 } from "./src/config.ts";
 import { startServer } from "./src/server.ts";
+import { parallelUnavailable, startCluster } from "./src/cluster.ts";
 import { log } from "./src/log.ts";
 import { signToken } from "./src/auth/keys.ts";
 import { tokenCommand, userCommand } from "./src/cli/admin.ts";
@@ -49,41 +50,62 @@ async function serve(args: string[]): Promise<number> {
     { flags: parsed.flags, env: Deno.env.toObject(), ...(file === undefined ? {} : { file }) },
     new Set(["config", "help"]),
   );
-  const server = await startServer(config);
+  const unavailable = config.workers > 1 ? parallelUnavailable() : undefined;
+  if (unavailable !== undefined) log("warn", `serving with one isolate: ${unavailable}`);
+  const parallel = config.workers > 1 && unavailable === undefined;
+  let url: string;
+  let secret: { secret: Uint8Array; path: string | null; created: boolean } | undefined;
+  let stop: (signal: Deno.Signal) => void;
+  let finished: Promise<number>;
+  if (parallel) {
+    const cluster = await startCluster(config, config.workers);
+    url = cluster.url;
+    secret = cluster.secret;
+    stop = () => cluster.stop();
+    finished = cluster.exited;
+  } else {
+    const server = await startServer(config);
+    url = server.url;
+    secret = server.keys !== undefined && server.secret !== undefined
+      ? { secret: server.keys.secret, ...server.secret }
+      : undefined;
+    stop = () => server.shutdown();
+    finished = server.finished.then(() => 0);
+  }
   if (config.noAuth) {
     log("warn", "running without authentication (--no-auth): every request is allowed");
   }
-  console.log(`jobwire listening on ${server.url} (data: ${config.dataDir})`);
-  if (
-    server.keys !== undefined && server.secret !== undefined && config.jwtPublicKey === undefined &&
-    config.jwksUrl === undefined
-  ) {
+  const isolates = parallel ? `, ${config.workers} isolates` : "";
+  console.log(`jobwire listening on ${url} (data: ${config.dataDir}${isolates})`);
+  if (secret !== undefined && config.jwtPublicKey === undefined && config.jwksUrl === undefined) {
     // Secure by default: no key was configured, so the server signs its own tokens with a
     // secret kept in the data directory and hands the operator a way in.
     const token = await signToken(
-      server.keys,
+      { secret: secret.secret, issuer: config.jwtIssuer, audience: config.jwtAudience },
       { sub: "admin", scope: "admin" },
       START_TOKEN_TTL_MS,
     );
-    const where = server.secret.path === null ? "in memory" : `in ${server.secret.path}`;
+    const where = secret.path === null ? "in memory" : `in ${secret.path}`;
     console.log(
       `No key configured: tokens are signed with the secret ${where}${
-        server.secret.created ? " (created now)" : ""
+        secret.created ? " (created now)" : ""
       }.`,
     );
     console.log(`Admin token (valid 24 h): ${token}`);
-    console.log(`Status page: ${server.url}/#token=${token}`);
+    console.log(`Status page: ${url}/#token=${token}`);
   }
-  const stop = () => {
+  const onSignal = (signal: Deno.Signal) => () => {
     log("info", "shutting down");
-    server.shutdown();
+    stop(signal);
   };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  await server.finished;
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
-  return 0;
+  const onInt = onSignal("SIGINT");
+  const onTerm = onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  const code = await finished;
+  Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  return code;
 }
 
 function main(args: string[]): Promise<number> {

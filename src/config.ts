@@ -74,6 +74,11 @@ interface OptionSpec {
 export const OPTIONS = {
   host: { schema: z.string().min(1), default: "127.0.0.1", help: "Interface to listen on" },
   port: { schema: integer(0, 65535), default: 8080, help: "TCP port (0 picks a free one)" },
+  workers: {
+    schema: integer(1, 256),
+    default: Math.max(1, navigator.hardwareConcurrency || 1),
+    help: "Isolates serving in parallel (deno serve --parallel); 1 serves in this process",
+  },
   "data-dir": {
     schema: z.string().min(1),
     default: "./data",
@@ -220,6 +225,7 @@ export type OptionName = keyof typeof OPTIONS;
 export interface Config {
   readonly host: string;
   readonly port: number;
+  readonly workers: number;
   readonly dataDir: string;
   readonly retentionMs: number;
   readonly replayWindow: number;
@@ -308,6 +314,7 @@ function camel(option: string): string {
 const FIELD: Record<OptionName, keyof Config> = {
   host: "host",
   port: "port",
+  workers: "workers",
   "data-dir": "dataDir",
   retention: "retentionMs",
   "replay-window": "replayWindow",

@@ -1,7 +1,8 @@
 /**
  * The composition root of one server isolate: opens the store, builds the hub, the
- * committer, the sweeper and the app, serves, and shuts all of it down in order.
- * `main.ts` calls it for the CLI; tests call it to run the real server in-process.
+ * committer, the sweeper and the app, and shuts all of it down in order. `startServer`
+ * serves it with `Deno.serve` (one isolate); `src/worker.ts` hands the same core to
+ * `deno serve --parallel` (one isolate per core). Tests start it in-process.
  *
  * @module
  */
@@ -11,11 +12,14 @@ import { Committer } from "./store/committer.ts";
 import { Sweeper, sweepInterval } from "./store/sweeper.ts";
 import { Hub } from "./hub/hub.ts";
 import { type Fanout, LocalFanout } from "./hub/fanout.ts";
+import { BroadcastFanout } from "./hub/broadcast_fanout.ts";
+import { Peers, watcherKey } from "./hub/peers.ts";
 import { Sessions } from "./protocol/sessions.ts";
 import { CLOSE } from "./protocol/session.ts";
 import { Stats } from "./stats.ts";
-import { createApp } from "./http/app.ts";
+import { type AppDeps, createApp } from "./http/app.ts";
 import { loadStaticFiles, type StaticFiles } from "./http/static_files.ts";
+import { localFigures } from "./http/routes/ops.ts";
 import { Authenticator } from "./auth/authenticator.ts";
 import { loadKeys, type TokenKeys } from "./auth/keys.ts";
 import { loadOrCreateSecret } from "./auth/secret.ts";
@@ -23,53 +27,46 @@ import { Visitors } from "./auth/limits.ts";
 import { LOGIN_WINDOW_MS } from "./http/routes/auth.ts";
 import { log, logError, setLogLevel } from "./log.ts";
 
-/** A running server. */
-export interface ServerHandle {
-  /** Base URL, such as `http://127.0.0.1:8080`. */
-  readonly url: string;
-  readonly port: number;
-  /**
-   * Stops accepting, closes every stream with 1001, lets in-flight publishes commit,
-   * then closes the database. Idempotent.
-   */
-  shutdown(): Promise<void>;
-  /** Settles once the server has shut down. */
-  readonly finished: Promise<void>;
+/** One isolate's server, before or without a listener. */
+export interface ServerCore {
+  /** The request handler (`Deno.serve`'s, or the `fetch` of a `deno serve` module). */
+  handler(request: Request, info: Deno.ServeHandlerInfo): Promise<Response>;
   /** The token keys, when authentication is on. */
   readonly keys: TokenKeys | undefined;
-  /** Where the generated signing secret is kept, when this start created it or found it. */
+  /** Where the generated signing secret is kept, when no secret was configured. */
   readonly secret: { path: string | null; created: boolean } | undefined;
+  /** Requests being handled now (streams count only until their response starts). */
+  readonly inflight: number;
+  /** First step of a shutdown: every stream closes with 1001, waiters answer, commits flush. */
+  closeStreams(): void;
+  /** Last step: flushes commits, stops timers, closes the database. Idempotent. */
+  close(): void;
 }
 
-/** Extension points for tests and other entry points. */
+/** Extension points for tests and the multi-isolate worker. */
 export interface ServerOptions {
-  /** Cross-isolate fanout; a single-isolate server needs none. */
+  /**
+   * Name of the `BroadcastChannel` the isolates of one `deno serve --parallel` process
+   * share; a single-isolate server has none.
+   */
+  cluster?: string;
+  /** Cross-isolate fanout to use instead of one made from `cluster`. */
   fanout?: Fanout;
   staticFiles?: StaticFiles;
-  /** Called with the base URL once listening (instead of printing it). */
-  onListen?: (url: string) => void;
 }
 
-/** Longest wait for open requests to finish at shutdown, in milliseconds. */
-const SHUTDOWN_GRACE_MS = 5000;
-
-/** Starts a server with `config`. Resolves once it is listening. */
-export async function startServer(
-  config: Config,
-  options: ServerOptions = {},
-): Promise<ServerHandle> {
+/** Builds one isolate's server. */
+export async function createCore(config: Config, options: ServerOptions = {}): Promise<ServerCore> {
   setLogLevel(config.logLevel);
   const store = openSqliteStore(config.dataDir, { maxEventsPerJob: config.maxEventsPerJob });
   let authenticator: Authenticator | undefined;
-  let secretInfo: ServerHandle["secret"];
+  let secretInfo: ServerCore["secret"];
   const authStore = config.noAuth ? undefined : store.authStore();
   if (!config.noAuth) {
     try {
-      const generated = config.jwtSecret === undefined && config.jwtPublicKey === undefined &&
-        config.jwksUrl === undefined;
       const secret = loadOrCreateSecret(config.dataDir, config.jwtSecret);
       if (config.jwtSecret === undefined) {
-        secretInfo = { path: secret.path, created: secret.created && generated };
+        secretInfo = { path: secret.path, created: secret.created };
       }
       authenticator = new Authenticator(
         await loadKeys({
@@ -85,14 +82,26 @@ export async function startServer(
       throw error;
     }
   }
-  const visitors = new Visitors({
-    maxConnections: config.maxConnections,
-    maxConnectionsPerPrincipal: config.maxConnectionsPerPrincipal,
-    maxConnectionsPerIp: config.maxConnectionsPerIp,
-    publishRate: config.maxPublishRate,
-    publishBurst: config.publishBurst,
-  });
-  const hub = new Hub(store, options.fanout ?? new LocalFanout());
+  const fanout = options.fanout ??
+    (options.cluster === undefined
+      ? new LocalFanout()
+      : new BroadcastFanout(`${options.cluster}:events`));
+  // The peers are built before the hub and the visitors, which report their counts to them,
+  // and read them lazily, so the order of construction does not matter after this.
+  // deno-lint-ignore prefer-const -- assigned once below; the closures above read it later
+  let deps!: AppDeps;
+  const peers = new Peers(
+    options.cluster === undefined ? undefined : `${options.cluster}:peers`,
+    () => {
+      const counts: Record<string, number> = deps.visitors.counts();
+      for (const [jobId, count] of Object.entries(deps.hub.watcherCounts())) {
+        counts[watcherKey(jobId)] = count;
+      }
+      return counts;
+    },
+    () => localFigures(deps),
+  );
+  const hub = new Hub(store, fanout, (jobId, count) => peers.setCount(watcherKey(jobId), count));
   const committer = new Committer(store, (outcomes) => {
     for (const outcome of outcomes) {
       if (outcome.ok && outcome.committed.length > 0) hub.publishLocal(outcome.committed);
@@ -100,6 +109,13 @@ export async function startServer(
   });
   const sessions = new Sessions(config.heartbeatMs);
   const stats = new Stats(() => hub.counts.delivered);
+  const visitors = new Visitors({
+    maxConnections: config.maxConnections,
+    maxConnectionsPerPrincipal: config.maxConnectionsPerPrincipal,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    publishRate: config.maxPublishRate,
+    publishBurst: config.publishBurst,
+  }, peers);
   const sweeper: Sweeper = new Sweeper(store, {
     policy: {
       retentionMs: config.retentionMs,
@@ -134,7 +150,7 @@ export async function startServer(
     },
     also: (now) => authStore?.sweep(now, now - LOGIN_WINDOW_MS),
   });
-  const app = createApp({
+  deps = {
     config,
     store,
     hub,
@@ -145,8 +161,70 @@ export async function startServer(
     authenticator,
     authStore,
     visitors,
-  });
+    peers,
+  };
+  const app = createApp(deps);
 
+  let inflight = 0;
+  let closed = false;
+  return {
+    keys: authenticator?.keys,
+    secret: secretInfo,
+    get inflight() {
+      return inflight;
+    },
+    async handler(request, info) {
+      inflight++;
+      try {
+        return await app.fetch(request, { info });
+      } finally {
+        inflight--;
+      }
+    },
+    closeStreams() {
+      sessions.closeAll(CLOSE.goingAway, "server shutting down");
+      hub.closeAll("server shutting down");
+      committer.flush();
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      committer.flush();
+      sweeper.stop();
+      stats.stop();
+      sessions.stop();
+      peers.close();
+      fanout.close();
+      store.close();
+    },
+  };
+}
+
+/** A running single-isolate server. */
+export interface ServerHandle {
+  /** Base URL, such as `http://127.0.0.1:8080`. */
+  readonly url: string;
+  readonly port: number;
+  /**
+   * Stops accepting, closes every stream with 1001, lets in-flight publishes commit,
+   * then closes the database. Idempotent.
+   */
+  shutdown(): Promise<void>;
+  /** Settles once the server has shut down. */
+  readonly finished: Promise<void>;
+  readonly keys: TokenKeys | undefined;
+  readonly secret: ServerCore["secret"];
+}
+
+/** Longest wait for open requests to finish at shutdown, in milliseconds. */
+export const SHUTDOWN_GRACE_MS = 5000;
+
+/** Starts a single-isolate server with `config`. Resolves once it is listening. */
+export async function startServer(
+  config: Config,
+  options: ServerOptions = {},
+): Promise<ServerHandle> {
+  const core = await createCore(config, options);
   let resolveListen!: (addr: Deno.NetAddr) => void;
   const listening = new Promise<Deno.NetAddr>((resolve) => (resolveListen = resolve));
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -155,12 +233,9 @@ export async function startServer(
       hostname: config.host,
       port: config.port,
       onListen: (addr) => resolveListen(addr),
-    }, (request, info) => app.fetch(request, { info }));
+    }, core.handler);
   } catch (error) {
-    sweeper.stop();
-    stats.stop();
-    sessions.stop();
-    store.close();
+    core.close();
     throw error;
   }
   const addr = await listening;
@@ -171,31 +246,23 @@ export async function startServer(
   const shutdown = () => {
     stopping ??= (async () => {
       const drained = server.shutdown();
-      sessions.closeAll(CLOSE.goingAway, "server shutting down");
-      hub.closeAll("server shutting down");
-      committer.flush();
+      core.closeStreams();
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         drained,
         new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
       ]);
       clearTimeout(timer);
-      committer.flush();
-      sweeper.stop();
-      stats.stop();
-      sessions.stop();
-      options.fanout?.close();
-      store.close();
+      core.close();
     })();
     return stopping;
   };
-  options.onListen?.(url);
   return {
     url,
     port: addr.port,
     shutdown,
     finished: server.finished.then(() => stopping),
-    keys: authenticator?.keys,
-    secret: secretInfo,
+    keys: core.keys,
+    secret: core.secret,
   };
 }

@@ -64,7 +64,13 @@ export function credentialOf(request: Request, url: URL): string | undefined {
       const eq = part.indexOf("=");
       if (eq !== -1 && part.slice(0, eq).trim() === TOKEN_COOKIE) {
         const value = part.slice(eq + 1).trim();
-        if (value !== "") return decodeURIComponent(value);
+        if (value === "") continue;
+        try {
+          return decodeURIComponent(value);
+        } catch {
+          // Not percent-encoding: handed on as it is, it fails verification (401).
+          return value;
+        }
       }
     }
   }

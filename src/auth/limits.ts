@@ -29,15 +29,30 @@ interface Visitor {
 /** Idle visitors are forgotten after this long, in milliseconds. */
 const IDLE_MS = 10 * 60_000;
 
+/**
+ * Open-stream counts on the other isolates of the server, so limits hold for the whole
+ * server; a single isolate has none.
+ */
+export interface SharedCounts {
+  /** The sum of a count on the other isolates. */
+  remoteCount(key: string): number;
+  /** Publishes this isolate's value of a count. */
+  setCount(key: string, count: number): void;
+}
+
+const NO_PEERS: SharedCounts = { remoteCount: () => 0, setCount: () => {} };
+
 /** Counters of every principal and IP seen recently. */
 export class Visitors {
   #options: LimitOptions;
   #visitors = new Map<string, Visitor>();
   #total = 0;
   #sweepAt = Date.now() + IDLE_MS;
+  #shared: SharedCounts;
 
-  constructor(options: LimitOptions) {
+  constructor(options: LimitOptions, shared: SharedCounts = NO_PEERS) {
     this.#options = options;
+    this.#shared = shared;
   }
 
   #visitor(key: string, now: number): Visitor {
@@ -113,6 +128,15 @@ export class Visitors {
       return 0;
     }
     return Math.max(1, Math.ceil((cost - visitor.tokens) / rate));
+  }
+
+  /** This isolate's connection counts by shared key (for isolates that join later). */
+  counts(): Record<string, number> {
+    const counts: Record<string, number> = { "c:total": this.#total };
+    for (const [key, visitor] of this.#visitors) {
+      if (visitor.connections > 0) counts[`c:${key}`] = visitor.connections;
+    }
+    return counts;
   }
 
   /** Open streams counted on this isolate. */

@@ -73,8 +73,10 @@ export function streamPrincipal(
   if (taken.grant.expiresAt !== null && taken.grant.expiresAt <= Date.now()) {
     throw new ApiError("token_expired", "The token the ticket was issued with has expired");
   }
+  // No subject: an owner's rights would reach every job of that owner, and a ticket is
+  // for one job only (its connections count against the client's IP).
   return {
-    sub: taken.grant.sub,
+    sub: null,
     scopes: new Set(["read"]),
     jobs: new Set([taken.jobId]),
     expiresAt: taken.grant.expiresAt,

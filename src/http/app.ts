@@ -14,9 +14,10 @@ import type { Stats } from "../stats.ts";
 import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.ts";
 import type { Authenticator, AuthFailure } from "../auth/authenticator.ts";
 import type { Visitors } from "../auth/limits.ts";
+import type { Peers } from "../hub/peers.ts";
 import { corsHeaders, crossOrigin, originAllowed, preflightHeaders } from "../auth/origins.ts";
 import type { AuthStore } from "../store/auth_store.ts";
-import { refuseWebSocket } from "./access.ts";
+import { refuseWebSocket, requirePrincipal } from "./access.ts";
 import { CLOSE } from "../protocol/session.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { logError, redactUrl } from "../log.ts";
@@ -42,6 +43,8 @@ export interface AppDeps {
   /** Users, tickets and login failures; `undefined` when the server runs with `--no-auth`. */
   authStore: AuthStore | undefined;
   visitors: Visitors;
+  /** The other isolates of this server (none when it runs one). */
+  peers: Peers;
 }
 
 /**
@@ -49,7 +52,7 @@ export interface AppDeps {
  * (principal, or why there is none, and IP) set before any route runs.
  */
 export type AppEnv = {
-  Bindings: { info?: Deno.ServeHandlerInfo<Deno.NetAddr> };
+  Bindings: { info?: Deno.ServeHandlerInfo };
   Variables: { principal: Principal | null; authFailure: AuthFailure | undefined; ip: string };
 };
 
@@ -61,7 +64,8 @@ export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
   app.use(async (c, next) => {
     const request = c.req.raw;
-    c.set("ip", c.env?.info?.remoteAddr.hostname ?? "unknown");
+    const remote = c.env?.info?.remoteAddr;
+    c.set("ip", remote !== undefined && "hostname" in remote ? remote.hostname : "unknown");
     const origin = request.headers.get("origin");
     const host = request.headers.get("host");
     const allowed = originAllowed(origin, host, deps.config.allowedOrigins);
@@ -83,6 +87,11 @@ export function createApp(deps: AppDeps): App {
       const outcome = await deps.authenticator.authenticate(request, new URL(request.url));
       c.set("principal", outcome.principal);
       c.set("authFailure", outcome.failure);
+    }
+    // Writes need a principal before their body is read: an anonymous caller learns nothing
+    // from validation errors and cannot make the server read a large body.
+    if (request.method === "POST" || request.method === "DELETE") {
+      if (c.req.path !== "/auth/login" && c.req.path !== "/auth/logout") requirePrincipal(c);
     }
     await next();
     if (cross && c.res.status !== 101) {

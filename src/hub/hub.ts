@@ -81,9 +81,20 @@ export class Hub {
   #delivered = 0;
   #gapFills = 0;
 
-  constructor(store: EventStore, fanout: Fanout) {
+  #onWatchers: (jobId: string, count: number) => void;
+
+  /**
+   * @param onWatchers told whenever the number of subscribers of a job changes here (so
+   *   other isolates can count whole-server watchers)
+   */
+  constructor(
+    store: EventStore,
+    fanout: Fanout,
+    onWatchers: (jobId: string, count: number) => void = () => {},
+  ) {
     this.#store = store;
     this.#fanout = fanout;
+    this.#onWatchers = onWatchers;
     for (const { id, last_sequence } of store.openJobs(MAX_TRACKED_AT_START)) {
       this.#channels.set(id, new Channel(last_sequence));
     }
@@ -154,6 +165,7 @@ export class Hub {
     const channel = this.#channel(jobId, last);
     if (isTerminal(job.status)) channel.ended = true;
     channel.subscribers.add(subscriber);
+    this.#onWatchers(jobId, channel.subscribers.size);
     return { job, replay };
   }
 
@@ -161,7 +173,8 @@ export class Hub {
   unsubscribe(jobId: string, subscriber: Subscriber): void {
     const channel = this.#channels.get(jobId);
     if (channel === undefined) return;
-    channel.subscribers.delete(subscriber);
+    if (!channel.subscribers.delete(subscriber)) return;
+    this.#onWatchers(jobId, channel.subscribers.size);
     if (channel.subscribers.size === 0 && channel.ended) this.#channels.delete(jobId);
   }
 
@@ -203,6 +216,7 @@ export class Hub {
   #endJob(jobId: string, reason: string): void {
     const channel = this.#channels.get(jobId);
     this.#channels.delete(jobId);
+    if ((channel?.subscribers.size ?? 0) > 0) this.#onWatchers(jobId, 0);
     for (const subscriber of channel?.subscribers ?? []) subscriber.end(reason);
     for (const subscriber of this.#firehose) subscriber.deleted(jobId);
   }
@@ -279,6 +293,15 @@ export class Hub {
       subscriber.deliver(event);
       this.#delivered++;
     }
+  }
+
+  /** Subscriber counts of every job followed here. */
+  watcherCounts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const [id, channel] of this.#channels) {
+      if (channel.subscribers.size > 0) counts[id] = channel.subscribers.size;
+    }
+    return counts;
   }
 
   /** Number of subscribers of a job on this isolate. */

@@ -34,6 +34,13 @@ const clientMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("unsubscribe"), job_id: z.string().min(1).max(128) }).loose(),
 ]);
 
+const utf8 = new TextEncoder();
+
+/** UTF-8 size of a text message; exact only when it could be over `limit` (a UTF-16 unit is 1–3 bytes). */
+function utf8Size(text: string, limit: number): number {
+  return text.length * 3 <= limit ? text.length : utf8.encode(text).byteLength;
+}
+
 /** Longest close reason a WebSocket close frame can carry, in bytes. */
 const MAX_REASON_BYTES = 123;
 
@@ -92,7 +99,9 @@ export function serveWebSocket(
   const handleMessage = (message: MessageEvent) => {
     if (session.closed) return;
     const data = message.data;
-    const size = typeof data === "string" ? data.length : (data as ArrayBuffer).byteLength ?? 0;
+    const size = typeof data === "string"
+      ? utf8Size(data, options.maxMessageBytes)
+      : (data as ArrayBuffer).byteLength ?? 0;
     if (size > options.maxMessageBytes) {
       session.close(CLOSE.tooBig, `message too big: the limit is ${options.maxMessageBytes} bytes`);
       return;

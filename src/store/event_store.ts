@@ -106,6 +106,11 @@ export interface EventStore {
   deleteJob(id: string, now: number): boolean;
   /** Purges expired jobs, tombstones and idempotency keys; returns the purged job ids. */
   sweep(now: number, policy: SweepPolicy): string[];
+  /**
+   * Takes or renews a named lease until `until` (epoch ms); false while another owner
+   * holds it. Several isolates share one store: a lease makes one of them do a chore.
+   */
+  takeLease(name: string, owner: string, until: number, now: number): boolean;
   /** Unfinished jobs (any status but completed, failed, cancelled) and their last sequence. */
   openJobs(limit: number): { id: string; last_sequence: number }[];
   /** Running jobs whose last event is older than `before` and that are not yet stalled. */

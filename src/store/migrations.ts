@@ -83,6 +83,13 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX login_failures_by_key ON login_failures (key, at);
   `,
+  `
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /**

@@ -61,6 +61,9 @@ const SQL = {
   deleteTombstone: `DELETE FROM tombstones WHERE id = ?`,
   expireTombstones: `DELETE FROM tombstones WHERE gone_at < ?`,
   selectExpired: `SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?`,
+  takeLease: `INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
+    ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+    WHERE leases.until < ? OR leases.owner = excluded.owner`,
   selectOpen: `SELECT id, last_sequence FROM jobs
     WHERE status NOT IN ('completed', 'failed', 'cancelled') LIMIT ?`,
   selectStalled: `SELECT id FROM jobs
@@ -425,6 +428,10 @@ export class SqliteStore implements EventStore {
       this.#stmt(SQL.expireIdempotency).run(now - policy.idempotencyMs);
       return purged;
     });
+  }
+
+  takeLease(name: string, owner: string, until: number, now: number): boolean {
+    return this.#stmt(SQL.takeLease).run(name, owner, until, now).changes > 0;
   }
 
   openJobs(limit: number): { id: string; last_sequence: number }[] {

@@ -32,6 +32,7 @@ export class Sweeper {
   #options: SweeperOptions;
   #timer: ReturnType<typeof setInterval>;
   #pendingStall = new Set<string>();
+  #owner = crypto.randomUUID();
 
   constructor(store: EventStore, options: SweeperOptions) {
     this.#store = store;
@@ -40,9 +41,15 @@ export class Sweeper {
     Deno.unrefTimer(this.#timer);
   }
 
-  /** One sweep now. Errors are logged, never thrown: the next sweep tries again. */
+  /**
+   * One sweep now, if this isolate holds the sweeper lease (one sweeper per server, however
+   * many isolates). Errors are logged, never thrown: the next sweep tries again.
+   */
   sweep(now = Date.now()): void {
     try {
+      if (!this.#store.takeLease("sweeper", this.#owner, now + 3 * this.#options.intervalMs, now)) {
+        return;
+      }
       let purged: string[];
       do {
         purged = this.#store.sweep(now, this.#options.policy);

@@ -83,6 +83,7 @@ export const SERVER_PERMISSIONS = [
   "--allow-write",
   "--allow-env",
   "--allow-sys",
+  "--allow-run",
 ];
 
 /** A server running as a child process. */

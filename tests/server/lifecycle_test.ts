@@ -73,7 +73,10 @@ Deno.test("server starts with embedded defaults: SQLite under ./data of its work
     }
     const line = text.split("\n").find((l) => l.includes("listening on"));
     assert.ok(line, text);
-    assert.match(line, /^jobwire listening on http:\/\/127\.0\.0\.1:\d+ \(data: \.\/data\)$/);
+    assert.match(
+      line,
+      /^jobwire listening on http:\/\/127\.0\.0\.1:\d+ \(data: \.\/data(, \d+ isolates)?\)$/,
+    );
     assert.ok((await Deno.stat(join(cwd, "data", "jobwire.db"))).isFile);
   } finally {
     child.kill("SIGTERM");

@@ -64,7 +64,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       }}`;
       return c.body(body, 200, {
         "content-type": "application/json; charset=utf-8",
-        "x-watchers": String(hub.watchers(id)),
+        "x-watchers": String(hub.watchers(id) + deps.peers.remoteWatchers(id)),
       });
     }
 

@@ -140,7 +140,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       }
     }
     return c.json(publicJob(record), 200, {
-      "x-watchers": String(hub.watchers(id)),
+      "x-watchers": String(hub.watchers(id) + deps.peers.remoteWatchers(id)),
       ...(query.wait === undefined ? {} : { "x-wait-result": outcome }),
     });
   });

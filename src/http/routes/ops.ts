@@ -9,74 +9,135 @@ import { ApiError } from "../errors.ts";
 import { isAdmin } from "../../auth/principal.ts";
 import { JOB_STATUSES } from "../../jobs/status.ts";
 import { openApiDocument } from "../openapi.ts";
+import type { IsolateFigures } from "../../hub/peers.ts";
 import { requirePrincipal } from "../access.ts";
 
-/** The whole-server figures `/stats` and `/metrics` report. */
-export function collectStats(deps: AppDeps): Record<string, unknown> {
-  const { hub, sessions, stats, store, committer } = deps;
-  const byStatus = store.countByStatus();
-  const perJob: Record<string, { connections: number; last_sequence: number }> = {};
-  let connectionsOnJobs = 0;
-  for (const [id, entry] of hub.jobs()) {
-    perJob[id] = entry;
-    connectionsOnJobs += entry.connections;
+/** This isolate's figures. */
+export function localFigures(deps: AppDeps): IsolateFigures {
+  const { hub, sessions, stats, committer } = deps;
+  const perJob: IsolateFigures["perJob"] = {};
+  for (const [id, entry] of hub.jobs()) perJob[id] = entry;
+  const rates = stats.rates();
+  return {
+    connections: sessions.counts(),
+    opened: sessions.opened,
+    published: stats.eventsPublished,
+    delivered: hub.counts.delivered,
+    gapFills: hub.counts.gapFills,
+    commits: committer.counts.commits,
+    appends: committer.counts.appends,
+    buffered: sessions.buffered(),
+    serverErrors: stats.serverErrors,
+    longPolls: stats.longPolls,
+    jobsCreated: stats.jobsCreated,
+    publishedPerSecond: rates.events_published_per_second,
+    deliveredPerSecond: rates.messages_delivered_per_second,
+    perJob,
+  };
+}
+
+/** The figures of every isolate of this server added up. */
+export async function serverFigures(deps: AppDeps): Promise<IsolateFigures & { isolates: number }> {
+  const all = [localFigures(deps), ...(await deps.peers.gather())];
+  const total: IsolateFigures & { isolates: number } = {
+    ...all[0]!,
+    connections: { websocket: 0, sse: 0, ndjson: 0 },
+    perJob: {},
+    isolates: all.length,
+  };
+  const sums = [
+    "opened",
+    "published",
+    "delivered",
+    "gapFills",
+    "commits",
+    "appends",
+    "buffered",
+    "serverErrors",
+    "longPolls",
+    "jobsCreated",
+    "publishedPerSecond",
+    "deliveredPerSecond",
+  ] as const;
+  for (const key of sums) total[key] = 0;
+  for (const figures of all) {
+    for (const key of sums) total[key] += figures[key];
+    total.connections.websocket += figures.connections.websocket;
+    total.connections.sse += figures.connections.sse;
+    total.connections.ndjson += figures.connections.ndjson;
+    for (const [id, entry] of Object.entries(figures.perJob)) {
+      const sum = total.perJob[id] ?? { connections: 0, last_sequence: 0 };
+      sum.connections += entry.connections;
+      sum.last_sequence = Math.max(sum.last_sequence, entry.last_sequence);
+      total.perJob[id] = sum;
+    }
   }
-  const counts = sessions.counts();
-  const commits = committer.counts;
+  total.publishedPerSecond = Math.round(total.publishedPerSecond * 10) / 10;
+  total.deliveredPerSecond = Math.round(total.deliveredPerSecond * 10) / 10;
+  return total;
+}
+
+/** The whole-server figures `/stats` reports. */
+export async function collectStats(deps: AppDeps): Promise<Record<string, unknown>> {
+  const { stats, store } = deps;
+  const f = await serverFigures(deps);
+  const byStatus = store.countByStatus();
+  let connectionsOnJobs = 0;
+  for (const entry of Object.values(f.perJob)) connectionsOnJobs += entry.connections;
+  const total = f.connections.websocket + f.connections.sse + f.connections.ndjson;
   return {
     server_time: new Date().toISOString(),
     uptime_seconds: stats.uptimeSeconds(),
-    connections: {
-      total: sessions.size,
-      ...counts,
-      opened_total: sessions.opened,
-    },
+    isolates: f.isolates,
+    connections: { total, ...f.connections, opened_total: f.opened },
     jobs: {
       total: Object.values(byStatus).reduce((a, b) => a + b, 0),
       by_status: Object.fromEntries(JOB_STATUSES.map((s) => [s, byStatus[s] ?? 0])),
-      watched: Object.keys(perJob).length,
-      created_total: stats.jobsCreated,
+      watched: Object.keys(f.perJob).length,
+      created_total: f.jobsCreated,
     },
     events: {
-      published_total: stats.eventsPublished,
-      delivered_total: hub.counts.delivered,
-      gap_fills_total: hub.counts.gapFills,
+      published_total: f.published,
+      delivered_total: f.delivered,
+      gap_fills_total: f.gapFills,
     },
-    rates: stats.rates(),
-    buffered_events: sessions.buffered(),
+    rates: {
+      events_published_per_second: f.publishedPerSecond,
+      messages_delivered_per_second: f.deliveredPerSecond,
+    },
+    buffered_events: f.buffered,
     commits: {
-      transactions: commits.commits,
-      appends: commits.appends,
-      mean_group_size: commits.commits === 0
-        ? 0
-        : Math.round((commits.appends / commits.commits) * 100) / 100,
+      transactions: f.commits,
+      appends: f.appends,
+      mean_group_size: f.commits === 0 ? 0 : Math.round((f.appends / f.commits) * 100) / 100,
     },
-    per_job: perJob,
+    per_job: f.perJob,
     // The shape of hand-written progress channels' stats endpoints, for their dashboards.
     websocket_connections: {
-      total_jobs: Object.keys(perJob).length,
+      total_jobs: Object.keys(f.perJob).length,
       total_connections: connectionsOnJobs,
-      jobs: perJob,
+      jobs: f.perJob,
     },
   };
 }
 
-function metricsText(deps: AppDeps): string {
-  const { hub, sessions, stats, store, committer } = deps;
+async function metricsText(deps: AppDeps): Promise<string> {
+  const { stats, store } = deps;
+  const f = await serverFigures(deps);
   const lines: string[] = [];
   const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
   };
-  const counts = sessions.counts();
   metric("jobwire_connections", "gauge", "Open stream connections by transport.", [
-    ['{transport="websocket"}', counts.websocket],
-    ['{transport="sse"}', counts.sse],
-    ['{transport="ndjson"}', counts.ndjson],
+    ['{transport="websocket"}', f.connections.websocket],
+    ['{transport="sse"}', f.connections.sse],
+    ['{transport="ndjson"}', f.connections.ndjson],
   ]);
-  metric("jobwire_connections_opened_total", "counter", "Stream connections opened since start.", [
-    ["", sessions.opened],
-  ]);
+  metric("jobwire_connections_opened_total", "counter", "Stream connections opened since start.", [[
+    "",
+    f.opened,
+  ]]);
   const byStatus = store.countByStatus();
   metric(
     "jobwire_jobs",
@@ -86,43 +147,52 @@ function metricsText(deps: AppDeps): string {
   );
   metric("jobwire_jobs_created_total", "counter", "Jobs created since start.", [[
     "",
-    stats.jobsCreated,
+    f.jobsCreated,
   ]]);
   metric("jobwire_events_published_total", "counter", "Events committed since start.", [[
     "",
-    stats.eventsPublished,
+    f.published,
   ]]);
   metric(
     "jobwire_messages_delivered_total",
     "counter",
     "Events handed to subscribers since start.",
     [
-      ["", hub.counts.delivered],
+      ["", f.delivered],
     ],
   );
-  metric("jobwire_gap_fills_total", "counter", "Gaps filled from the store before delivery.", [
-    ["", hub.counts.gapFills],
-  ]);
+  metric("jobwire_gap_fills_total", "counter", "Gaps filled from the store before delivery.", [[
+    "",
+    f.gapFills,
+  ]]);
   metric("jobwire_commits_total", "counter", "Store transactions (group commits).", [[
     "",
-    committer.counts.commits,
+    f.commits,
   ]]);
   metric("jobwire_commit_appends_total", "counter", "Publish requests committed.", [[
     "",
-    committer.counts.appends,
+    f.appends,
   ]]);
   metric("jobwire_buffered_messages", "gauge", "Messages waiting for slow clients.", [[
     "",
-    sessions.buffered(),
+    f.buffered,
   ]]);
   metric("jobwire_long_polls_total", "counter", "Long-poll requests that waited.", [[
     "",
-    stats.longPolls,
+    f.longPolls,
   ]]);
   metric("jobwire_server_errors_total", "counter", "Requests answered 500.", [[
     "",
-    stats.serverErrors,
+    f.serverErrors,
   ]]);
+  metric(
+    "jobwire_isolates",
+    "gauge",
+    "Isolates serving (one per core with deno serve --parallel).",
+    [
+      ["", f.isolates],
+    ],
+  );
   metric("jobwire_uptime_seconds", "gauge", "Seconds since start.", [["", stats.uptimeSeconds()]]);
   return lines.join("\n") + "\n";
 }
@@ -137,17 +207,17 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
     return c.json({ status: "ok", uptime_seconds: deps.stats.uptimeSeconds() });
   });
 
-  app.get("/stats", (c) => {
+  app.get("/stats", async (c) => {
     if (!isAdmin(requirePrincipal(c))) {
       throw new ApiError("forbidden", "Stats need the admin scope");
     }
-    return c.json(collectStats(deps));
+    return c.json(await collectStats(deps));
   });
 
   app.get(
     "/metrics",
-    (c) =>
-      c.body(metricsText(deps), 200, {
+    async (c) =>
+      c.body(await metricsText(deps), 200, {
         "content-type": "text/plain; version=0.0.4; charset=utf-8",
       }),
   );

@@ -127,7 +127,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     }
     if (!outcome.ok) throw refusal(outcome);
     if (!outcome.replayed) stats.eventsPublished += outcome.sequences.length;
-    const watchers = hub.watchers(id);
+    const watchers = hub.watchers(id) + deps.peers.remoteWatchers(id);
     return c.json(
       {
         job_id: id,

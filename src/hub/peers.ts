@@ -1,0 +1,216 @@
+/**
+ * The other isolates of this server, for whole-server figures: named counts each isolate
+ * keeps current by posting every change (watchers per job for `X-Watchers`, open streams
+ * per principal and per IP for the connection limits), and their stats on request (for
+ * `/stats` and `/metrics`). A single-isolate server has no peers.
+ *
+ * @module
+ */
+import { logError } from "../log.ts";
+
+/** One isolate's figures, as `/stats` adds them up. */
+export interface IsolateFigures {
+  connections: { websocket: number; sse: number; ndjson: number };
+  opened: number;
+  published: number;
+  delivered: number;
+  gapFills: number;
+  commits: number;
+  appends: number;
+  buffered: number;
+  serverErrors: number;
+  longPolls: number;
+  jobsCreated: number;
+  publishedPerSecond: number;
+  deliveredPerSecond: number;
+  perJob: Record<string, { connections: number; last_sequence: number }>;
+}
+
+type Wire =
+  | { kind: "hello"; from: string }
+  | { kind: "alive"; from: string }
+  | { kind: "bye"; from: string }
+  | { kind: "count"; from: string; key: string; count: number }
+  | { kind: "counts"; from: string; to: string; counts: Record<string, number> }
+  | { kind: "stats-request"; from: string; id: number }
+  | { kind: "stats-reply"; from: string; to: string; id: number; figures: IsolateFigures };
+
+/** Key of the watcher count of a job. */
+export function watcherKey(jobId: string): string {
+  return `w:${jobId}`;
+}
+
+/** Milliseconds of silence after which a peer is considered gone. */
+const PEER_TIMEOUT_MS = 5000;
+const ALIVE_INTERVAL_MS = 1000;
+
+/** Knowledge of, and requests to, the other isolates. */
+export class Peers {
+  readonly id = crypto.randomUUID();
+  #channel: BroadcastChannel | undefined;
+  #seen = new Map<string, number>();
+  /** key → isolate → count there. */
+  #counts = new Map<string, Map<string, number>>();
+  #local: () => Record<string, number>;
+  #figures: () => IsolateFigures;
+  #pending = new Map<number, { replies: IsolateFigures[]; from: Set<string>; done: () => void }>();
+  #nextRequest = 1;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * @param name channel name shared by the isolates of one server, or `undefined` for a
+   *   server with a single isolate
+   * @param localCounts this isolate's counts (sent to isolates that join)
+   * @param figures this isolate's figures (sent on request)
+   */
+  constructor(
+    name: string | undefined,
+    localCounts: () => Record<string, number>,
+    figures: () => IsolateFigures,
+  ) {
+    this.#local = localCounts;
+    this.#figures = figures;
+    if (name === undefined) return;
+    const channel = new BroadcastChannel(name);
+    this.#channel = channel;
+    channel.onmessage = (e: MessageEvent<Wire>) => {
+      try {
+        this.#receive(e.data);
+      } catch (error) {
+        logError("message from another isolate failed", error);
+      }
+    };
+    this.#post({ kind: "hello", from: this.id });
+    const timer = setInterval(() => {
+      this.#post({ kind: "alive", from: this.id });
+      this.#forgetSilent();
+    }, ALIVE_INTERVAL_MS);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #post(message: Wire): void {
+    this.#channel?.postMessage(message);
+  }
+
+  #receive(message: Wire): void {
+    if ("to" in message && message.to !== this.id) return;
+    this.#seen.set(message.from, Date.now());
+    switch (message.kind) {
+      case "hello":
+        this.#post({ kind: "alive", from: this.id });
+        this.#post({ kind: "counts", from: this.id, to: message.from, counts: this.#local() });
+        break;
+      case "bye":
+        this.#forget(message.from);
+        break;
+      case "count":
+        this.#setCount(message.key, message.from, message.count);
+        break;
+      case "counts":
+        for (const [key, count] of Object.entries(message.counts)) {
+          this.#setCount(key, message.from, count);
+        }
+        break;
+      case "stats-request":
+        this.#post({
+          kind: "stats-reply",
+          from: this.id,
+          to: message.from,
+          id: message.id,
+          figures: this.#figures(),
+        });
+        break;
+      case "stats-reply": {
+        const pending = this.#pending.get(message.id);
+        if (pending === undefined || pending.from.has(message.from)) return;
+        pending.from.add(message.from);
+        pending.replies.push(message.figures);
+        if (pending.from.size >= this.#liveCount()) pending.done();
+        break;
+      }
+      case "alive":
+        break;
+    }
+  }
+
+  #setCount(key: string, isolate: string, count: number): void {
+    let byIsolate = this.#counts.get(key);
+    if (count === 0) {
+      byIsolate?.delete(isolate);
+      if (byIsolate?.size === 0) this.#counts.delete(key);
+      return;
+    }
+    if (byIsolate === undefined) {
+      byIsolate = new Map();
+      this.#counts.set(key, byIsolate);
+    }
+    byIsolate.set(isolate, count);
+  }
+
+  #forget(isolate: string): void {
+    this.#seen.delete(isolate);
+    for (const [key, byIsolate] of this.#counts) {
+      byIsolate.delete(isolate);
+      if (byIsolate.size === 0) this.#counts.delete(key);
+    }
+  }
+
+  #forgetSilent(): void {
+    const now = Date.now();
+    for (const [isolate, at] of this.#seen) if (now - at > PEER_TIMEOUT_MS) this.#forget(isolate);
+  }
+
+  #liveCount(): number {
+    this.#forgetSilent();
+    return this.#seen.size;
+  }
+
+  /** Number of other isolates heard from recently. */
+  get count(): number {
+    return this.#liveCount();
+  }
+
+  /** Tells the others the current value of a count here. */
+  setCount(key: string, count: number): void {
+    this.#post({ kind: "count", from: this.id, key, count });
+  }
+
+  /** The sum of a count over the other isolates. */
+  remoteCount(key: string): number {
+    let total = 0;
+    for (const count of this.#counts.get(key)?.values() ?? []) total += count;
+    return total;
+  }
+
+  /** Watchers of a job on the other isolates. */
+  remoteWatchers(jobId: string): number {
+    return this.remoteCount(watcherKey(jobId));
+  }
+
+  /** Asks every other isolate for its figures; answers with those that reply in time. */
+  gather(timeoutMs = 200): Promise<IsolateFigures[]> {
+    if (this.#channel === undefined || this.#liveCount() === 0) return Promise.resolve([]);
+    const id = this.#nextRequest++;
+    return new Promise((resolve) => {
+      const replies: IsolateFigures[] = [];
+      const done = () => {
+        clearTimeout(timer);
+        this.#pending.delete(id);
+        resolve(replies);
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#pending.set(id, { replies, from: new Set(), done });
+      this.#post({ kind: "stats-request", from: this.id, id });
+    });
+  }
+
+  close(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    if (this.#channel === undefined) return;
+    this.#post({ kind: "bye", from: this.id });
+    this.#channel.close();
+    this.#channel = undefined;
+    for (const pending of this.#pending.values()) pending.done();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The module `deno serve --parallel` runs once per isolate (see `src/cluster.ts`, which
+ * starts it). Each isolate builds its own server core on the shared SQLite database and
+ * joins the others on a `BroadcastChannel`; the resolved configuration arrives in
+ * `JOBWIRE_WORKER_CONFIG`.
+ *
+ * @module
+ */
+import type { Config } from "./config.ts";
+import { createCore, SHUTDOWN_GRACE_MS } from "./server.ts";
+import { log } from "./log.ts";
+import { WORKER_CLUSTER_ENV, WORKER_CONFIG_ENV } from "./cluster.ts";
+
+const raw = Deno.env.get(WORKER_CONFIG_ENV);
+if (raw === undefined) {
+  throw new TypeError(`${WORKER_CONFIG_ENV} is not set: start jobwire with main.ts`);
+}
+const config = JSON.parse(raw) as Config;
+const core = await createCore(config, { cluster: Deno.env.get(WORKER_CLUSTER_ENV) ?? "jobwire" });
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  // deno serve stops accepting and lets open requests finish; this isolate closes its
+  // streams with 1001 first, then waits for requests in flight before closing the database.
+  core.closeStreams();
+  const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+  const wait = setInterval(() => {
+    if (core.inflight > 0 && Date.now() < deadline) return;
+    clearInterval(wait);
+    core.close();
+    log("debug", "isolate stopped");
+  }, 20);
+};
+// Only SIGTERM: it is the signal on which deno serve itself stops accepting and drains. The
+// launcher turns Ctrl-C into SIGTERM for this process group.
+Deno.addSignalListener("SIGTERM", stop);
+
+// Started in a process group of its own, this process must not outlive its launcher.
+const launcher = Deno.ppid;
+const watchdog = setInterval(() => {
+  if (Deno.ppid === launcher) return;
+  log("warn", "the launcher is gone: stopping");
+  clearInterval(watchdog);
+  Deno.kill(Deno.pid, "SIGTERM");
+}, 1000);
+Deno.unrefTimer(watchdog);
+
+export default { fetch: core.handler } satisfies Deno.ServeDefaultExport;

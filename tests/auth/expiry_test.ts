@@ -1,0 +1,76 @@
+/**
+ * Open streams end when the token they were opened with expires: WebSocket close 1008
+ * "token expired", SSE/NDJSON a last `error` event saying so.
+ */
+import assert from "node:assert/strict";
+import { withServer } from "../_helpers/server.ts";
+import { AUTH, bearer, mint, nowSeconds, tokenFor } from "../_helpers/tokens.ts";
+import {
+  assertUnauthorized,
+  call,
+  closeOf,
+  createJobAs,
+  expectWsOpen,
+  openStream,
+  publishAs,
+} from "./_support.ts";
+
+Deno.test("streams opened with a token that expires in ~2 s are closed with 'token expired'", async () => {
+  await withServer(AUTH, async (server) => {
+    const lasting = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, lasting);
+    // exp has a one-second resolution: this token expires 2 to 3 s from now.
+    const exp = nowSeconds() + 3;
+    const short = await mint({ sub: "alice", scope: "read write" }, { exp });
+    const shortTicketOwner = await mint({ sub: "alice", scope: "read" }, { exp });
+
+    const ws = await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${short}`);
+    const multi = await expectWsOpen(`${server.url}/ws?jobs=${id}`, bearer(short));
+    const sse = await openStream(`${server.url}/jobs/${id}/events`, "sse", bearer(short));
+    const ndjson = await openStream(`${server.url}/events?jobs=${id}`, "ndjson", bearer(short));
+    const ticket = await call(server.url, shortTicketOwner, "POST", "/tickets", { job_id: id });
+    assert.equal(ticket.status, 201, ticket.text);
+    const viaTicket = await expectWsOpen(
+      `${server.url}/ws/jobs/${id}?ticket=${encodeURIComponent(ticket.json.ticket)}`,
+    );
+    // A stream with a long-lived token is not affected.
+    const keeper = await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${lasting}`);
+    try {
+      assert.equal(sse.status, 200, sse.text);
+      assert.equal(ndjson.status, 200, ndjson.text);
+      // Live events flow while the token is valid.
+      assert.equal((await publishAs(server.url, lasting, id, "while valid")).status, 201);
+      await ws.next((m) => m.data?.line === "while valid");
+      await sse.stream!.next((m) => m.json.data?.line === "while valid");
+
+      const deadline = (exp + 4) * 1000 - Date.now();
+      for (const [name, socket] of [["ws", ws], ["multi", multi], ["ticket", viaTicket]] as const) {
+        const closed = await closeOf(socket, deadline);
+        assert.equal(closed.code, 1008, `${name}: ${JSON.stringify(closed)}`);
+        assert.equal(closed.reason, "token expired", name);
+        // Not before the token's exp.
+        assert.ok(Date.now() >= exp * 1000, `${name} closed before exp`);
+      }
+      const sseEnd = await sse.stream!.next((m) => m.event === "error", deadline);
+      assert.equal(sseEnd.json.type, "error");
+      assert.equal(sseEnd.json.data.error, "token expired");
+      await sse.stream!.done;
+      const ndEnd = await ndjson.stream!.next((m) => m.type === "error", deadline);
+      assert.equal(ndEnd.data.error, "token expired");
+      await ndjson.stream!.done;
+
+      // The expired token is now refused outright; the long-lived stream still works.
+      assertUnauthorized(
+        await call(server.url, short, "GET", `/jobs/${id}`),
+        "token_expired",
+      );
+      assert.equal((await publishAs(server.url, lasting, id, "after")).status, 201);
+      await keeper.next((m) => m.data?.line === "after");
+      assert.equal(keeper.socket.readyState, WebSocket.OPEN);
+    } finally {
+      await Promise.all([ws.close(), multi.close(), viaTicket.close(), keeper.close()]);
+      await sse.stream?.close();
+      await ndjson.stream?.close();
+    }
+  });
+});

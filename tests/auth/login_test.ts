@@ -1,0 +1,343 @@
+/**
+ * Users and sign-in: `main.ts user add|list|remove`, `POST /auth/login` (tokens, cookie,
+ * wrong passwords, lockout), and `main.ts token` minting tokens the server accepts.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { http } from "../_helpers/clients.ts";
+import { runMain, startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
+import { bearer, claimsOf } from "../_helpers/tokens.ts";
+import { assertForbidden, assertUnauthorized, call, createJobAs } from "./_support.ts";
+
+const ALICE_PASSWORD = "correct horse battery staple";
+const BOB_PASSWORD = "b0b-s3cret-pass";
+
+/** Runs `main.ts user …` on `dataDir`; asserts the exit code. */
+async function user(
+  dataDir: string,
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string } = {},
+  expectCode = 0,
+): Promise<string> {
+  const out = await runMain(["user", ...args, "--data-dir", dataDir], options);
+  assert.equal(out.code, expectCode, `user ${args.join(" ")}: ${out.stdout}${out.stderr}`);
+  return out.stdout + out.stderr;
+}
+
+function login(server: TestServer, body: unknown, headers: Record<string, string> = {}) {
+  return http(server.url, "POST", "/auth/login", body, headers);
+}
+
+/** A data directory with alice (read write, password from the environment) and bob (stdin). */
+async function usersDir(): Promise<string> {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-users-" });
+  const added = await user(dataDir, ["add", "alice", "--scope", "read write"], {
+    env: { JOBWIRE_PASSWORD: ALICE_PASSWORD },
+  });
+  assert.match(added, /alice/);
+  await user(dataDir, ["add", "bob", "--scope", "read"], { stdin: `${BOB_PASSWORD}\n` });
+  return dataDir;
+}
+
+Deno.test("user add (password from JOBWIRE_PASSWORD and from stdin), login, and the token's powers", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    const listed = await user(dataDir, ["list"]);
+    assert.match(listed, /^alice\s+read write/m);
+    assert.match(listed, /^bob\s+read/m);
+    assert.ok(!listed.includes(ALICE_PASSWORD) && !listed.includes(BOB_PASSWORD));
+
+    const reply = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.token_type, "bearer");
+    assert.equal(reply.json.expires_in, 3600);
+    assert.equal(reply.headers.get("set-cookie"), null, "no cookie unless asked");
+    const token = reply.json.access_token as string;
+    const claims = claimsOf(token);
+    assert.equal(claims.sub, "alice");
+    assert.deepEqual(String(claims.scope).split(" ").sort(), ["read", "write"]);
+    assert.ok(typeof claims.exp === "number" && claims.exp * 1000 > Date.now());
+    // The token works, and jobs it creates belong to alice.
+    const created = await call(server.url, token, "POST", "/jobs", { kind: "login-test" });
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.json.job.owner, "alice");
+    const list = await call(server.url, token, "GET", "/jobs");
+    assert.deepEqual(list.json.jobs.map((j: { id: string }) => j.id), [created.json.job.id]);
+    assertForbidden(await call(server.url, token, "GET", "/stats"));
+
+    // bob has only read: he signs in but may not create jobs, nor see alice's.
+    const bob = await login(server, { username: "bob", password: BOB_PASSWORD });
+    assert.equal(bob.status, 200, bob.text);
+    assertForbidden(await call(server.url, bob.json.access_token, "POST", "/jobs", {}));
+    assertForbidden(
+      await call(server.url, bob.json.access_token, "GET", `/jobs/${created.json.job.id}`),
+    );
+
+    // A user added while the server runs can sign in at once.
+    await user(dataDir, ["add", "carol"], { env: { JOBWIRE_PASSWORD: "carol-password" } });
+    const carol = await login(server, { username: "carol", password: "carol-password" });
+    assert.equal(carol.status, 200, carol.text);
+    assert.deepEqual(String(claimsOf(carol.json.access_token).scope).split(" ").sort(), [
+      "read",
+      "write",
+    ]);
+
+    // Passwords are not stored in the clear.
+    for (const file of ["jobwire.db", "jobwire.db-wal"]) {
+      const bytes = await Deno.readFile(join(dataDir, file)).catch(() => new Uint8Array());
+      const text = new TextDecoder("latin1").decode(bytes);
+      assert.ok(!text.includes(ALICE_PASSWORD), `${file} holds alice's password`);
+      assert.ok(!text.includes(BOB_PASSWORD), `${file} holds bob's password`);
+    }
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("user add refuses short passwords and unknown scopes", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-users-" });
+  try {
+    await user(dataDir, ["add", "shorty"], { env: { JOBWIRE_PASSWORD: "short" } }, 2);
+    await user(dataDir, ["add", "dan", "--scope", "root"], {
+      env: { JOBWIRE_PASSWORD: "long-enough-password" },
+    }, 2);
+    assert.doesNotMatch(await user(dataDir, ["list"]), /shorty|dan/);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("wrong password and unknown user answer 401 invalid_credentials; bad bodies 4xx", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    const wrong = await login(server, { username: "alice", password: "not the password" });
+    assert.equal(wrong.status, 401, wrong.text);
+    assert.equal(wrong.json.error.code, "invalid_credentials");
+    assert.equal(wrong.json.access_token, undefined);
+    const unknown = await login(server, { username: "mallory", password: ALICE_PASSWORD });
+    assert.equal(unknown.status, 401, unknown.text);
+    assert.equal(unknown.json.error.code, "invalid_credentials");
+    // The same message for both: the answer does not tell which users exist.
+    assert.equal(unknown.json.error.message, wrong.json.error.message);
+    for (const body of [{}, { username: "alice" }, { username: "alice", password: 5 }, "x"]) {
+      const reply = await login(server, body);
+      assert.ok(
+        reply.status >= 400 && reply.status < 500,
+        `${JSON.stringify(body)}: ${reply.status}`,
+      );
+      assert.equal(typeof reply.json?.error?.code, "string");
+    }
+    // Still able to sign in afterwards (two failures are below the lockout).
+    assert.equal(
+      (await login(server, { username: "alice", password: ALICE_PASSWORD })).status,
+      200,
+    );
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("five failed sign-ins lock the user out (429 with Retry-After), even with the right password", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const reply = await login(server, { username: "alice", password: `wrong-${i}` });
+      assert.equal(reply.status, 401, `attempt ${i + 1}: ${reply.text}`);
+    }
+    for (const password of ["wrong-again", ALICE_PASSWORD]) {
+      const locked = await login(server, { username: "alice", password });
+      assert.equal(locked.status, 429, locked.text);
+      assert.equal(locked.json.error.code, "rate_limited");
+      const retry = Number(locked.headers.get("retry-after"));
+      assert.ok(
+        Number.isInteger(retry) && retry >= 1,
+        `Retry-After ${locked.headers.get("retry-after")}`,
+      );
+      assert.equal(locked.json.access_token, undefined);
+    }
+    // The lockout is per user: bob still signs in.
+    assert.equal((await login(server, { username: "bob", password: BOB_PASSWORD })).status, 200);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("twenty failed sign-ins from one address lock that address out", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    // Spread over many user names, so no single user reaches its own limit.
+    for (let i = 0; i < 20; i++) {
+      const reply = await login(server, { username: `guess-${i % 5}-${i}`, password: "password1" });
+      assert.equal(reply.status, 401, `attempt ${i + 1}: ${reply.text}`);
+    }
+    const locked = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    assert.equal(locked.status, 429, locked.text);
+    assert.ok(Number(locked.headers.get("retry-after")) >= 1);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("login with cookie: true sets an HttpOnly jobwire_token cookie that authenticates; logout clears it", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    const reply = await login(server, {
+      username: "alice",
+      password: ALICE_PASSWORD,
+      cookie: true,
+    });
+    assert.equal(reply.status, 200, reply.text);
+    const setCookie = reply.headers.get("set-cookie") ?? "";
+    assert.match(setCookie, /^jobwire_token=[^;]+/);
+    assert.match(setCookie, /;\s*HttpOnly/i);
+    assert.match(setCookie, /;\s*SameSite=(Strict|Lax)/i);
+    assert.match(setCookie, /;\s*Path=\//i);
+    const cookie = setCookie.split(";")[0]!;
+    assert.equal(cookie, `jobwire_token=${reply.json.access_token}`);
+    const withCookie = await http(server.url, "POST", "/jobs", { kind: "cookie" }, { cookie });
+    assert.equal(withCookie.status, 201, withCookie.text);
+    assert.equal(withCookie.json.job.owner, "alice");
+    assertUnauthorized(await http(server.url, "GET", "/jobs"));
+    const logout = await http(server.url, "POST", "/auth/logout", undefined, { cookie });
+    assert.equal(logout.status, 200, logout.text);
+    assert.match(logout.headers.get("set-cookie") ?? "", /^jobwire_token=;.*Max-Age=0/i);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("user remove: the user can no longer sign in; removing an unknown user fails", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    assert.equal(
+      (await login(server, { username: "alice", password: ALICE_PASSWORD })).status,
+      200,
+    );
+    assert.match(await user(dataDir, ["remove", "alice"]), /alice/);
+    assert.doesNotMatch(await user(dataDir, ["list"]), /^alice/m);
+    const after = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    assert.equal(after.status, 401, after.text);
+    await user(dataDir, ["remove", "nobody-here"], {}, 1);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts token mints tokens with the server's key and the given sub, scope, jobs and ttl", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-mint-" });
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    const admin = await runMain([
+      "token",
+      "--sub",
+      "root",
+      "--scope",
+      "admin",
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(admin.code, 0, admin.stderr);
+    const adminToken = admin.stdout.trim();
+    const id = await createJobAs(server.url, adminToken, { owner: "someone-else" });
+
+    const out = await runMain([
+      "token",
+      "--sub",
+      "bob",
+      "--scope",
+      "read",
+      "--jobs",
+      `${id},other`,
+      "--ttl",
+      "10m",
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    const token = out.stdout.trim();
+    assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const claims = claimsOf(token);
+    assert.equal(claims.sub, "bob");
+    assert.equal(claims.scope, "read");
+    assert.deepEqual(claims.jobs, [id, "other"]);
+    const ttl = claims.exp! - claims.iat!;
+    assert.equal(ttl, 600);
+    // Accepted by the running server: reads the granted job, may not write.
+    const read = await http(server.url, "GET", `/jobs/${id}`, undefined, bearer(token));
+    assert.equal(read.status, 200, read.text);
+    assertForbidden(await call(server.url, token, "POST", "/jobs", {}));
+    // Without --jobs the read token sees nothing of someone else's.
+    const plain = await runMain([
+      "token",
+      "--sub",
+      "bob",
+      "--scope",
+      "read",
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assertForbidden(await call(server.url, plain.stdout.trim(), "GET", `/jobs/${id}`));
+    // Bad input is refused.
+    const badScope = await runMain([
+      "token",
+      "--sub",
+      "x",
+      "--scope",
+      "superuser",
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.notEqual(badScope.code, 0);
+    assert.equal(badScope.stdout.trim(), "");
+    const noSub = await runMain(["token", "--scope", "read", "--data-dir", dataDir]);
+    assert.notEqual(noSub.code, 0);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts token signs with JOBWIRE_JWT_SECRET when the server uses that secret", async () => {
+  const secret = "shared-secret-for-token-command-42";
+  await withServer({ "no-auth": false, "jwt-secret": secret }, async (server) => {
+    const out = await runMain([
+      "token",
+      "--sub",
+      "ci",
+      "--scope",
+      "write",
+      "--data-dir",
+      server.dataDir,
+    ], {
+      env: { JOBWIRE_JWT_SECRET: secret },
+    });
+    assert.equal(out.code, 0, out.stderr);
+    const created = await call(server.url, out.stdout.trim(), "POST", "/jobs", {});
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.json.job.owner, "ci");
+  });
+});
+
+Deno.test("with --no-auth, /auth/login answers 400 auth_disabled", async () => {
+  await withServer({}, async (server) => {
+    const reply = await http(server.url, "POST", "/auth/login", {
+      username: "alice",
+      password: ALICE_PASSWORD,
+    });
+    assert.equal(reply.status, 400, reply.text);
+    assert.equal(reply.json.error.code, "auth_disabled");
+  });
+});

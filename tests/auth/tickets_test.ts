@@ -1,0 +1,209 @@
+/**
+ * Stream tickets: `POST /tickets {job_id}` returns a single-use ticket for one job's
+ * stream, bound to the Origin that asked for it and valid for `--ticket-ttl`.
+ */
+import assert from "node:assert/strict";
+import { http } from "../_helpers/clients.ts";
+import { type TestServer, withServer } from "../_helpers/server.ts";
+import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
+import {
+  assertForbidden,
+  assertUnauthorized,
+  call,
+  createJobAs,
+  expectStreamRefused,
+  expectWsOpen,
+  expectWsRefused,
+  openStream,
+  publishAs,
+} from "./_support.ts";
+
+const GOOD = "http://good.example";
+const OTHER = "http://other.example";
+
+/** Asks for a ticket as `token`; asserts the 201 and its shape; returns the ticket. */
+async function ticketFor(
+  server: TestServer,
+  token: string,
+  jobId: string,
+  headers: Record<string, string> = {},
+): Promise<string> {
+  const reply = await call(server.url, token, "POST", "/tickets", { job_id: jobId }, headers);
+  assert.equal(reply.status, 201, reply.text);
+  assert.equal(reply.json.job_id, jobId);
+  assert.equal(typeof reply.json.ticket, "string");
+  assert.ok(reply.json.ticket.length >= 16, "a ticket must be long enough not to be guessed");
+  assert.equal(typeof reply.json.expires_in, "number");
+  assert.ok(!reply.json.ticket.includes(token), "the ticket is not the token");
+  return reply.json.ticket;
+}
+
+const ws = (server: TestServer, jobId: string, ticket: string) =>
+  `${server.url}/ws/jobs/${jobId}?ticket=${encodeURIComponent(ticket)}`;
+const sse = (server: TestServer, jobId: string, ticket: string) =>
+  `${server.url}/jobs/${jobId}/events?ticket=${encodeURIComponent(ticket)}`;
+
+Deno.test("a ticket opens one WebSocket once; the second use closes 1008", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    await publishAs(server.url, alice, id, "before");
+    const created = await call(server.url, alice, "POST", "/tickets", { job_id: id });
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.json.expires_in, 30);
+    const ticket = created.json.ticket as string;
+    const first = await expectWsOpen(ws(server, id, ticket));
+    try {
+      const replayed = await first.next((m) => m.sequence === 1);
+      assert.equal(replayed.data.line, "before");
+      await publishAs(server.url, alice, id, "live");
+      assert.equal((await first.next((m) => m.sequence === 2)).data.line, "live");
+      await expectWsRefused(ws(server, id, ticket), 1008, /invalid|ticket/);
+      // Also refused on the other transports once used.
+      await expectStreamRefused(sse(server, id, ticket), 401);
+    } finally {
+      await first.close();
+    }
+    // A made-up ticket is refused.
+    await expectWsRefused(ws(server, id, "made-up-ticket-000000000000"), 1008);
+  });
+});
+
+Deno.test("a ticket opens one SSE stream once; the second use answers 401", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const ticket = await ticketFor(server, alice, id);
+    const first = await openStream(sse(server, id, ticket), "sse");
+    assert.equal(first.status, 200, first.text);
+    try {
+      await first.stream!.next((m) => m.json.type === "connection");
+      const again = await expectStreamRefused(sse(server, id, ticket), 401, "invalid_token");
+      assert.ok(again.status === 401);
+      await expectWsRefused(ws(server, id, ticket), 1008);
+    } finally {
+      await first.stream!.close();
+    }
+    // NDJSON works with a ticket too.
+    const nd = await openStream(sse(server, id, await ticketFor(server, alice, id)), "ndjson");
+    assert.equal(nd.status, 200, nd.text);
+    await nd.stream!.close();
+  });
+});
+
+Deno.test("a ticket is only for its job: another job, several jobs or all=1 are refused", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const other = await createJobAs(server.url, alice);
+    await expectWsRefused(ws(server, other, await ticketFor(server, alice, id)), 1008, "forbidden");
+    await expectStreamRefused(
+      sse(server, other, await ticketFor(server, alice, id)),
+      403,
+      "forbidden",
+    );
+    const t1 = await ticketFor(server, alice, id);
+    await expectWsRefused(`${server.url}/ws?jobs=${id},${other}&ticket=${t1}`, 1008, "forbidden");
+    const t2 = await ticketFor(server, alice, id);
+    await expectWsRefused(`${server.url}/ws?all=1&ticket=${t2}`, 1008, "forbidden");
+    const t3 = await ticketFor(server, alice, id);
+    await expectStreamRefused(`${server.url}/events?all=1&ticket=${t3}`, 403, "forbidden");
+    // A ticket is not a token for the rest of the API.
+    const t4 = await ticketFor(server, alice, id);
+    assertUnauthorized(await http(server.url, "GET", `/jobs/${id}?ticket=${t4}`));
+    assertUnauthorized(await http(server.url, "GET", `/jobs?ticket=${t4}`));
+    assertUnauthorized(await http(server.url, "GET", `/jobs?token=${t4}`));
+    assertUnauthorized(
+      await http(server.url, "POST", `/jobs/${id}/events?ticket=${t4}`, {
+        type: "log",
+        data: { line: "x" },
+      }),
+    );
+  });
+});
+
+Deno.test("a socket opened with a ticket cannot subscribe to other jobs, even of the same owner", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const sibling = await createJobAs(server.url, alice);
+    await publishAs(server.url, alice, sibling, "sibling secret");
+    const socket = await expectWsOpen(ws(server, id, await ticketFor(server, alice, id)));
+    try {
+      socket.send({ type: "subscribe", job_id: sibling });
+      const answer = await socket.next((m) => m.job_id === sibling);
+      assert.equal(
+        answer.type,
+        "error",
+        `the ticket reached job ${sibling}: ${JSON.stringify(answer)}`,
+      );
+      assert.equal(answer.data.code, "forbidden");
+      await publishAs(server.url, alice, sibling, "sibling later");
+      await publishAs(server.url, alice, id, "own");
+      await socket.next((m) => m.data?.line === "own");
+      assert.ok(!JSON.stringify(socket.messages).includes("sibling"), "sibling events leaked");
+    } finally {
+      await socket.close();
+    }
+  });
+});
+
+Deno.test("an expired ticket is refused", async () => {
+  await withServer({ ...AUTH, "ticket-ttl": "1s" }, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const forWs = await ticketFor(server, alice, id);
+    const forSse = await ticketFor(server, alice, id);
+    const issued = Date.now();
+    // The ticket lives 1 s; wait until that has certainly passed.
+    await new Promise((r) => setTimeout(r, Math.max(0, issued + 1200 - Date.now())));
+    await expectWsRefused(ws(server, id, forWs), 1008);
+    await expectStreamRefused(sse(server, id, forSse), 401);
+    // A fresh one still works.
+    const fresh = await expectWsOpen(ws(server, id, await ticketFor(server, alice, id)));
+    await fresh.close();
+  });
+});
+
+Deno.test("a ticket is bound to the Origin that asked for it", async () => {
+  await withServer({ ...AUTH, "allowed-origins": `${GOOD},${OTHER}` }, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const issue = () => ticketFor(server, alice, id, { origin: GOOD });
+    // Used from another (allowed) origin: refused.
+    await expectWsRefused(ws(server, id, await issue()), 1008, "forbidden", { origin: OTHER });
+    await expectStreamRefused(sse(server, id, await issue()), 403, "forbidden", "sse", {
+      origin: OTHER,
+    });
+    // Used without an Origin (outside the browser that asked for it): refused.
+    await expectWsRefused(ws(server, id, await issue()), 1008, "forbidden");
+    // Used from the same origin: accepted.
+    const same = await expectWsOpen(ws(server, id, await issue()), { origin: GOOD });
+    await same.close();
+    const sameSse = await openStream(sse(server, id, await issue()), "sse", { origin: GOOD });
+    assert.equal(sameSse.status, 200, sameSse.text);
+    await sameSse.stream!.close();
+  });
+});
+
+Deno.test("creating a ticket needs authentication and read access to the job", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const bob = await tokenFor("bob", "read write");
+    const id = await createJobAs(server.url, alice);
+    assertUnauthorized(await http(server.url, "POST", "/tickets", { job_id: id }), "unauthorized");
+    assertUnauthorized(
+      await http(server.url, "POST", "/tickets", { job_id: id }, bearer("not-a-token")),
+      "invalid_token",
+    );
+    assertForbidden(await call(server.url, bob, "POST", "/tickets", { job_id: id }));
+    // Read access is enough: a reader named in the jobs claim, or read:all.
+    await ticketFor(server, await tokenFor("carol", "read", { jobs: [id] }), id);
+    await ticketFor(server, await tokenFor("auditor", "read:all"), id);
+    const unknown = await call(server.url, alice, "POST", "/tickets", { job_id: "no-such-job" });
+    assert.equal(unknown.status, 404, unknown.text);
+    // A ticket of bob's own job does not open alice's.
+    const bobsJob = await createJobAs(server.url, bob);
+    await expectWsRefused(ws(server, id, await ticketFor(server, bob, bobsJob)), 1008, "forbidden");
+  });
+});
