@@ -3,6 +3,14 @@
  *
  * @module
  */
+export { JobReporter } from "./job_reporter.ts";
+export type {
+  CreateJobOptions,
+  LogLevel,
+  ProgressDetails,
+  PublishResult,
+  ReporterOptions,
+} from "./job_reporter.ts";
 export { JobwireError } from "./errors.ts";
 export type { ClientErrorCode } from "./errors.ts";
 export { QUALITY_THRESHOLDS_MS, qualityOf } from "./quality.ts";
