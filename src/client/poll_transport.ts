@@ -1,0 +1,115 @@
+/**
+ * The long-poll transport, for when neither WebSocket nor streaming responses get
+ * through: per job, the snapshot (`GET /jobs/:id`) as the greeting, then
+ * `GET /jobs/:id/events?since=N&wait=S` in a loop. An empty answer becomes a heartbeat
+ * carrying the job's high-water mark, so the watcher's gap check and idle timer work
+ * here as on the streaming transports. Not available for `all` watchers.
+ *
+ * @module
+ */
+import { sleep } from "./backoff.ts";
+import { isAbort, JobwireError } from "./errors.ts";
+import { fetchGreeting } from "./greeting.ts";
+import { fetchEventsPage } from "./http.ts";
+import {
+  type CloseInfo,
+  type Connection,
+  type ConnectionHandlers,
+  type ConnectOptions,
+  targetJobIds,
+} from "./transport.ts";
+import { isTerminalStatus } from "./types.ts";
+
+/** Opens a long-poll connection. */
+export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers): Connection {
+  const abort = new AbortController();
+  let done = false;
+  let opened = false;
+  const finish = (info: CloseInfo) => {
+    if (done) return;
+    done = true;
+    abort.abort();
+    handlers.close(info);
+  };
+  const jobIds = targetJobIds(options.target);
+  if (jobIds.length === 0) {
+    setTimeout(() =>
+      finish({
+        opened: false,
+        code: null,
+        reason: "long-poll cannot follow every job",
+        unsupported: true,
+      }), 0);
+  } else {
+    const loops = jobIds.map(async (jobId, i) => {
+      const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal);
+      if (done) return;
+      if (!opened) {
+        opened = true;
+        handlers.open();
+      }
+      handlers.message(greeting);
+      await follow(options, handlers, jobId, abort.signal, () => done);
+    });
+    Promise.all(loops).then(
+      () => finish({ opened: true, code: 1000, reason: "closed" }),
+      (error) => {
+        if (done || isAbort(error)) return;
+        finish({
+          opened,
+          code: null,
+          reason: "request failed",
+          error: error instanceof JobwireError
+            ? error
+            : new JobwireError("network_error", String(error), { cause: error }),
+        });
+      },
+    );
+  }
+  return {
+    transport: "poll",
+    send: () => false,
+    close() {
+      done = true;
+      abort.abort();
+    },
+  };
+}
+
+async function follow(
+  options: ConnectOptions,
+  handlers: ConnectionHandlers,
+  jobId: string,
+  signal: AbortSignal,
+  closed: () => boolean,
+): Promise<void> {
+  let since = options.cursors.get(jobId) ?? 0;
+  let more = false;
+  while (!closed()) {
+    const page = await fetchEventsPage(
+      options.http,
+      jobId,
+      { since, ...(more ? {} : { wait: options.pollWaitSeconds }) },
+      signal,
+    );
+    if (closed()) return;
+    for (const event of page.events) {
+      handlers.message(event);
+      since = event.sequence;
+    }
+    more = page.has_more;
+    if (page.events.length === 0) {
+      handlers.message({
+        type: "heartbeat",
+        job_id: jobId,
+        sequence: null,
+        timestamp: new Date().toISOString(),
+        data: { last_sequence: page.last_sequence },
+      });
+      // For a finished job (or a cursor past its end) the server answers at once.
+      if (isTerminalStatus(page.status) || since > page.last_sequence) {
+        await sleep(options.pollWaitSeconds * 1000, signal);
+      }
+    }
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Telling a dead end from a bad moment: which failures no reconnect can fix (an unknown
+ * job, a refused token), and whether the server answers plain HTTP at all.
+ *
+ * @module
+ */
+import { JobwireError } from "./errors.ts";
+import { fetchEventsPage, getJson, type HttpContext } from "./http.ts";
+import type { CloseInfo } from "./transport.ts";
+
+/** HTTP statuses after which reconnecting cannot help. */
+const FATAL_STATUSES = new Set([400, 401, 403, 404, 410, 422]);
+
+/** WebSocket close code of an unknown, deleted or purged job. */
+const JOB_NOT_FOUND = 4004;
+
+/** WebSocket close code of an authentication or authorization failure. */
+const POLICY = 1008;
+
+/**
+ * The error that makes reconnecting pointless, or `undefined` when a retry may work.
+ *
+ * @param refreshable whether the next attempt uses new credentials (a token function or
+ *   a ticket), in which case an authentication failure is worth a retry
+ */
+export function fatalError(info: CloseInfo, refreshable: boolean): JobwireError | undefined {
+  if (info.code === JOB_NOT_FOUND) {
+    return new JobwireError("job_not_found", info.reason || "Job not found");
+  }
+  if (info.code === POLICY && !refreshable) {
+    return new JobwireError("forbidden", info.reason || "Policy violation");
+  }
+  return isFatal(info.error) ? info.error : undefined;
+}
+
+function isFatal(error: unknown): error is JobwireError {
+  return error instanceof JobwireError && error.status !== null && FATAL_STATUSES.has(error.status);
+}
+
+/**
+ * Asks the server a small question over plain HTTP: one event of `jobId` after `since`
+ * (or one job of the list when there is no job id).
+ *
+ * @returns `ok`, `unreachable`, or the refusal when it is fatal (unknown job, no access)
+ */
+export async function probeServer(
+  http: HttpContext,
+  jobId: string | undefined,
+  since: number,
+  signal: AbortSignal,
+): Promise<"ok" | "unreachable" | JobwireError> {
+  try {
+    if (jobId === undefined) await getJson(http, "/jobs", { limit: 1 }, signal);
+    else await fetchEventsPage(http, jobId, { since, limit: 1 }, signal);
+    return "ok";
+  } catch (error) {
+    return isFatal(error) ? error : "unreachable";
+  }
+}

@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { type FetchLike, watchJob } from "../../src/client/mod.ts";
+import { createJob, logEvent, publish } from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
+import { failingWebSocket, filteredWebSocket, Recorder } from "../_helpers/watch.ts";
+
+/** The real network, with the URL and headers of every request recorded. */
+function recording(): FetchLike & { seen: { url: URL; headers: Headers }[] } {
+  const seen: { url: URL; headers: Headers }[] = [];
+  const wrapped = (input: string, init?: RequestInit) => {
+    seen.push({ url: new URL(input), headers: new Headers(init?.headers) });
+    return fetch(input, init);
+  };
+  return Object.assign(wrapped, { seen });
+}
+
+Deno.test("the token goes in WebSocket URLs and in the Authorization header of HTTP requests", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1));
+    const urls: string[] = [];
+    const Ws = filteredWebSocket(() => true);
+    const Recording = class extends Ws {
+      constructor(url: string) {
+        super(url);
+        urls.push(url);
+      }
+    };
+    const network = recording();
+    const watcher = watchJob(server.url, id, {
+      token: "s3cret",
+      WebSocket: Recording,
+      fetch: network,
+    });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.until(1);
+      const url = new URL(urls[0]!);
+      assert.equal(url.protocol, "ws:");
+      assert.equal(url.pathname, `/ws/jobs/${id}`);
+      assert.equal(url.searchParams.get("token"), "s3cret");
+      assert.equal(url.searchParams.get("since"), "0");
+      assert.equal(url.searchParams.get("close_on_finish"), "1");
+    } finally {
+      watcher.close();
+    }
+
+    const sse = recording();
+    const tickets: string[] = [];
+    const second = watchJob(server.url, id, {
+      token: () => "fresh",
+      getTicket: (jobId) => {
+        tickets.push(jobId);
+        return Promise.resolve(`ticket-${tickets.length}`);
+      },
+      WebSocket: failingWebSocket(),
+      fetch: sse,
+      initialDelayMs: 5,
+    });
+    const rec2 = new Recorder(second);
+    try {
+      await rec2.until(1);
+      assert.equal(second.transport, "sse");
+      const stream = sse.seen.find((r) => r.headers.get("accept") === "text/event-stream")!;
+      assert.equal(stream.headers.get("authorization"), "Bearer fresh");
+      assert.equal(stream.headers.get("last-event-id"), "0");
+      assert.equal(stream.url.searchParams.get("token"), null, "no token in HTTP URLs");
+      assert.match(stream.url.searchParams.get("ticket") ?? "", /^ticket-\d$/);
+      assert.deepEqual(new Set(tickets), new Set([id]));
+      assert.ok(sse.seen.every((r) => r.headers.get("authorization") === "Bearer fresh"));
+    } finally {
+      second.close();
+    }
+  });
+});
+
+Deno.test("a watcher given an aborted signal never connects; aborting later closes it", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const before = new AbortController();
+    before.abort();
+    const idle = watchJob(server.url, id, { signal: before.signal });
+    assert.equal(idle.state, "closed");
+    const later = new AbortController();
+    const watcher = watchJob(server.url, id, { signal: later.signal });
+    const rec = new Recorder(watcher);
+    await rec.next("connected");
+    later.abort();
+    assert.equal(watcher.state, "closed");
+    assert.equal((await rec.next("closed")).reason, "aborted");
+  });
+});

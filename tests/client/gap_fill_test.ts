@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { watchJob, watchJobs } from "../../src/client/mod.ts";
+import { createJob, logEvent, publish } from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
+import { filteredWebSocket, range, Recorder } from "../_helpers/watch.ts";
+
+/** A real WebSocket that loses the first message matching `lost` (a dropped frame). */
+function losing(lost: (m: { type: string; sequence: number | null }) => boolean) {
+  let dropped = 0;
+  const ctor = filteredWebSocket((data) => {
+    if (dropped === 0 && lost(JSON.parse(data))) {
+      dropped++;
+      return false;
+    }
+    return true;
+  });
+  return Object.assign(ctor, { dropped: () => dropped });
+}
+
+Deno.test("an event past a gap makes the watcher fetch the missing events first", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1), logEvent(2));
+    const ws = losing((m) => m.sequence === 3);
+    const watcher = watchJob(server.url, id, { WebSocket: ws });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.until(2);
+      await publish(server.url, id, logEvent(3), logEvent(4), logEvent(5));
+      assert.deepEqual(await rec.until(5), range(5));
+      assert.equal(ws.dropped(), 1);
+      const [gap] = rec.all("gap");
+      assert.deepEqual({ ...gap, filled: undefined }, {
+        job_id: id,
+        from: 3,
+        to: 3,
+        filled: undefined,
+      });
+      assert.ok(gap!.filled >= 1);
+      assert.equal(watcher.transport, "websocket");
+      assert.equal(rec.all("disconnected").length, 0);
+      await publish(server.url, id, logEvent(6));
+      assert.deepEqual(await rec.until(6), range(6));
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("a heartbeat ahead of the watcher makes it fetch what it missed", async () => {
+  await withServer({ heartbeat: "100ms" }, async (server) => {
+    const id = await createJob(server.url);
+    const ws = losing((m) => m.sequence === 2);
+    const watcher = watchJob(server.url, id, { WebSocket: ws });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connected");
+      await publish(server.url, id, logEvent(1));
+      await rec.until(1);
+      // The last event is lost and nothing follows it: only the heartbeat tells.
+      await publish(server.url, id, { type: "progress", data: { progress: 50 } });
+      assert.deepEqual(await rec.until(2), [1, 2]);
+      assert.equal(ws.dropped(), 1);
+      assert.deepEqual(rec.all("gap").map((g) => [g.from, g.to]), [[2, 2]]);
+      assert.equal(watcher.job?.progress, 50);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("multi-job heartbeats (last_sequences) fill each job's gap", async () => {
+  await withServer({ heartbeat: "100ms" }, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    const ws = losing((m) => m.sequence === 1 && m.type === "log");
+    const watcher = watchJobs(server.url, { jobs: [a, b], WebSocket: ws });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connection", 3);
+      await publish(server.url, b, logEvent("b1"));
+      await publish(server.url, a, logEvent("a1"));
+      await rec.until(1, a);
+      await rec.until(1, b);
+      assert.equal(ws.dropped(), 1);
+      assert.deepEqual([rec.sequences(a), rec.sequences(b)], [[1], [1]]);
+      assert.equal(rec.all("gap").length, 1);
+      assert.equal(rec.all("gap")[0]!.job_id, b);
+    } finally {
+      watcher.close();
+    }
+  });
+});

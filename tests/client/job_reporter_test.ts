@@ -1,0 +1,228 @@
+import assert from "node:assert/strict";
+import { type FetchLike, JobReporter, JobwireError, type LogLevel } from "../../src/client/mod.ts";
+import { http } from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
+
+const FAST = { initialDelayMs: 5, maxDelayMs: 20 };
+
+/** The real network, with every request recorded (`POST /jobs/x/log`). */
+function recording(
+  trouble?: (request: string, n: number) => "lose-reply" | "unavailable" | "hang" | undefined,
+): FetchLike & { calls: string[] } {
+  const calls: string[] = [];
+  const wrapped = async (input: string, init?: RequestInit) => {
+    const request = `${init?.method ?? "GET"} ${new URL(input).pathname}`;
+    calls.push(request);
+    const n = calls.filter((c) => c === request).length;
+    const what = trouble?.(request, n);
+    if (what === "hang") {
+      // A black hole: the request is sent and no answer ever comes back.
+      await fetch(input, init).then((r) => r.body?.cancel());
+      return new Promise<Response>((_, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(init.signal!.reason));
+      });
+    }
+    if (what === "unavailable") {
+      // A load balancer in front answering for a server it cannot reach.
+      return new Response("upstream unavailable", { status: 503 });
+    }
+    const response = await fetch(input, init);
+    if (what === "lose-reply") {
+      await response.body?.cancel();
+      throw new TypeError("connection reset");
+    }
+    return response;
+  };
+  return Object.assign(wrapped, { calls });
+}
+
+async function events(base: string, id: string) {
+  const page = await http(base, "GET", `/jobs/${id}/events?since=0&limit=1000`);
+  return page.json.events as { type: string; sequence: number; data: Record<string, unknown> }[];
+}
+
+Deno.test("JobReporter publishes a whole job in call order, logs batched", async () => {
+  await withServer({}, async (server) => {
+    const network = recording();
+    const reporter = await JobReporter.create(server.url, {
+      kind: "train",
+      metadata: { model: "m1" },
+      fetch: network,
+      logFlushMs: 60_000,
+    });
+    try {
+      assert.equal(reporter.job?.kind, "train");
+      await reporter.queued();
+      await reporter.started("go");
+      reporter.log("loading data");
+      reporter.log("3 files", "debug");
+      await reporter.progress(40, { stage: "fit", current: 4, total: 10, eta_seconds: 9 });
+      reporter.log("epoch 5");
+      await reporter.event("training_progress", { epoch: 5, loss: 0.02 });
+      await reporter.complete({ accuracy: 0.97 }, "done");
+      const got = await events(server.url, reporter.jobId);
+      assert.deepEqual(got.map((e) => e.type), [
+        "status",
+        "status",
+        "log",
+        "log",
+        "progress",
+        "log",
+        "training_progress",
+        "result",
+        "status",
+      ]);
+      assert.deepEqual(got.map((e) => e.sequence), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      assert.deepEqual(got[3]!.data, { line: "3 files", level: "debug" });
+      assert.equal(got[4]!.data.stage, "fit");
+      assert.deepEqual(got[7]!.data, { results: { accuracy: 0.97 } });
+      const logPosts = network.calls.filter((c) => c.endsWith("/log"));
+      assert.equal(logPosts.length, 2, "two lines went as one request, then one");
+      const job = await http(server.url, "GET", `/jobs/${reporter.jobId}`);
+      assert.equal(job.json.status, "completed");
+      assert.deepEqual(job.json.metadata, { model: "m1" });
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
+Deno.test("JobReporter flushes buffered logs on its timer and at the batch size", async () => {
+  await withServer({}, async (server) => {
+    const network = recording();
+    const reporter = await JobReporter.create(server.url, {
+      fetch: network,
+      logFlushMs: 20,
+      logBatchSize: 3,
+    });
+    try {
+      for (let i = 0; i < 7; i++) reporter.log(`line ${i}`);
+      await reporter.flush();
+      const got = await events(server.url, reporter.jobId);
+      assert.deepEqual(got.map((e) => e.data.line), range7());
+      assert.equal(network.calls.filter((c) => c.endsWith("/log")).length, 3);
+      reporter.log("late");
+      const deadline = Date.now() + 5000;
+      while ((await events(server.url, reporter.jobId)).length < 8) {
+        if (Date.now() > deadline) throw new Error("the timer never flushed");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
+function range7(): string[] {
+  return Array.from({ length: 7 }, (_, i) => `line ${i}`);
+}
+
+Deno.test("a publish whose reply is lost is retried with the same key and written once", async () => {
+  await withServer({}, async (server) => {
+    const network = recording((request, n) =>
+      request.endsWith("/progress") && n === 1 ? "lose-reply" : undefined
+    );
+    const reporter = await JobReporter.create(server.url, { ...FAST, fetch: network });
+    try {
+      await reporter.started();
+      const result = await reporter.progress(50);
+      assert.equal(result.replayed, true, "the retry was answered from the first commit");
+      assert.deepEqual(result.sequences, [2]);
+      await reporter.progress(60);
+      const got = await events(server.url, reporter.jobId);
+      assert.deepEqual(got.map((e) => [e.type, e.data.progress]), [
+        ["status", undefined],
+        ["progress", 50],
+        ["progress", 60],
+      ]);
+      assert.equal(network.calls.filter((c) => c.endsWith("/progress")).length, 3);
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
+Deno.test("a request whose answer never comes is given up after timeoutMs and retried", async () => {
+  await withServer({}, async (server) => {
+    const network = recording((request, n) =>
+      request.endsWith("/events") && n === 1 ? "hang" : undefined
+    );
+    const reporter = await JobReporter.create(server.url, {
+      ...FAST,
+      fetch: network,
+      timeoutMs: 200,
+    });
+    try {
+      const result = await reporter.event("model_deployed", { version: "v3" });
+      assert.equal(result.replayed, true);
+      assert.equal(network.calls.filter((c) => c.endsWith("/events")).length, 2);
+      assert.deepEqual((await events(server.url, reporter.jobId)).map((e) => e.type), [
+        "model_deployed",
+      ]);
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
+Deno.test("JobReporter retries 5xx and a create whose reply was lost", async () => {
+  await withServer({}, async (server) => {
+    const network = recording((request, n) => {
+      if (request === "POST /jobs" && n === 1) return "lose-reply";
+      if (request.endsWith("/start") && n <= 2) return "unavailable";
+      return undefined;
+    });
+    const reporter = await JobReporter.create(server.url, { ...FAST, fetch: network, id: "etl-7" });
+    try {
+      assert.equal(reporter.jobId, "etl-7");
+      await reporter.started();
+      assert.equal(network.calls.filter((c) => c === "POST /jobs").length, 2);
+      assert.equal(network.calls.filter((c) => c.endsWith("/start")).length, 3);
+      assert.deepEqual((await events(server.url, "etl-7")).map((e) => e.data.status), ["running"]);
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
+Deno.test("JobReporter surfaces 4xx refusals with the server's code, without retrying", async () => {
+  await withServer({}, async (server) => {
+    const network = recording();
+    const reporter = await JobReporter.create(server.url, { ...FAST, fetch: network });
+    try {
+      await assert.rejects(reporter.progress(150), (error: unknown) => {
+        assert.ok(error instanceof JobwireError);
+        assert.equal(error.code, "validation_error");
+        assert.equal(error.status, 422);
+        assert.ok(Array.isArray(error.details));
+        return true;
+      });
+      assert.equal(network.calls.filter((c) => c.endsWith("/progress")).length, 1);
+      await reporter.cancel("no longer needed");
+      await assert.rejects(reporter.started(), { code: "job_finished", status: 409 });
+      await assert.rejects(
+        JobReporter.create(server.url, { fetch: network, id: reporter.jobId }),
+        { code: "job_exists" },
+      );
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
+Deno.test("a failed background log flush rejects the next flush()", async () => {
+  await withServer({}, async (server) => {
+    const errors: JobwireError[] = [];
+    const reporter = await JobReporter.create(server.url, {
+      ...FAST,
+      onError: (e) => errors.push(e),
+    });
+    reporter.log("fine");
+    reporter.log("bad", "shouting" as LogLevel);
+    await assert.rejects(reporter.flush(), { code: "validation_error" });
+    assert.equal(errors.length, 1);
+    await reporter.flush();
+    await reporter.close();
+    assert.throws(() => reporter.log("after close"), { code: "closed" });
+  });
+});

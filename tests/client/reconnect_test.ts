@@ -1,0 +1,170 @@
+import assert from "node:assert/strict";
+import { JobReporter, type TransportName, watchJob } from "../../src/client/mod.ts";
+import { createJob, http, logEvent, publish, waitFor } from "../_helpers/clients.ts";
+import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
+import { failingWebSocket, filteredWebSocket, range, Recorder } from "../_helpers/watch.ts";
+
+const FAST = { initialDelayMs: 20, maxDelayMs: 200 };
+
+for (const transport of ["websocket", "sse", "poll"] as TransportName[]) {
+  Deno.test(`watchJob over ${transport} resumes across a server restart with no gap and no duplicate while a producer publishes`, async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
+    let server: TestServer = await startTestServer({}, { dataDir });
+    const port = server.port;
+    const reporter = await JobReporter.create(server.url, { ...FAST, retries: 100 });
+    const watcher = watchJob(server.url, reporter.jobId, {
+      ...FAST,
+      transports: [transport],
+      pollWaitSeconds: 1,
+    });
+    const rec = new Recorder(watcher);
+    const cursorsAtDrop: number[] = [];
+    watcher.on("disconnected", () => cursorsAtDrop.push(watcher.lastSequence()));
+    let producing = true;
+    let published = 0;
+    const producer = (async () => {
+      await reporter.started();
+      while (producing) {
+        await reporter.event("tick", { n: published });
+        published++;
+      }
+    })();
+    try {
+      await rec.until(10);
+      await server.shutdown();
+      const before = published;
+      server = await startTestServer({ port }, { dataDir });
+      await waitFor(() => published >= before + 10, 10_000, "publishing after the restart");
+      producing = false;
+      await producer;
+      await reporter.complete({ ticks: published });
+      await rec.next("finished");
+      const job = await http(server.url, "GET", `/jobs/${reporter.jobId}`);
+      assert.equal(job.json.status, "completed");
+      // started + ticks + result + completed: every tick written once, every event seen once.
+      assert.equal(job.json.last_sequence, published + 3);
+      assert.deepEqual(rec.sequences(), range(job.json.last_sequence));
+      if (transport !== "poll") {
+        // Streams are cut by the shutdown; long-poll requests simply go to the new server.
+        assert.ok(rec.all("disconnected").length >= 1);
+        assert.ok(rec.all("reconnecting").length >= 1);
+        // The server was asked for what came after the last delivered event, not everything.
+        const resumed = rec.all("connection")[1]!.data.replay as { since: number };
+        assert.ok(cursorsAtDrop[0]! >= 10);
+        assert.equal(resumed.since, cursorsAtDrop[0]);
+      }
+      assert.equal(watcher.transport, transport);
+      assert.equal(watcher.job?.status, "completed");
+    } finally {
+      producing = false;
+      watcher.close();
+      await producer.catch(() => {});
+      await server.shutdown();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("watchJob emits max_reconnect_attempts when the server stays down, and reconnect() retries", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
+  let server: TestServer = await startTestServer({}, { dataDir });
+  const port = server.port;
+  const id = await createJob(server.url);
+  await publish(server.url, id, logEvent(1));
+  const watcher = watchJob(server.url, id, { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 3 });
+  const rec = new Recorder(watcher);
+  try {
+    await rec.until(1);
+    await server.shutdown();
+    assert.deepEqual(await rec.next("max_reconnect_attempts"), { attempts: 3 });
+    assert.deepEqual(rec.all("reconnecting").map((r) => r.attempt), [1, 2, 3]);
+    assert.equal(watcher.state, "closed");
+    assert.equal(rec.all("disconnected").length, 1);
+    // The server is down, not the WebSocket: no fallback happened.
+    assert.deepEqual(rec.all("transport").map((t) => t.to), ["websocket"]);
+
+    server = await startTestServer({ port }, { dataDir });
+    await publish(server.url, id, logEvent(2));
+    watcher.reconnect();
+    assert.deepEqual(await rec.until(2), [1, 2]);
+    assert.equal(watcher.state, "connected");
+  } finally {
+    watcher.close();
+    await server.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("reconnect attempts restart at 1 after a successful connection", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
+  let server: TestServer = await startTestServer({}, { dataDir });
+  const port = server.port;
+  const id = await createJob(server.url);
+  const watcher = watchJob(server.url, id, { initialDelayMs: 10, maxDelayMs: 40 });
+  const rec = new Recorder(watcher);
+  try {
+    for (let round = 1; round <= 2; round++) {
+      await rec.next("connected", round);
+      await server.shutdown();
+      await rec.next("reconnecting", rec.all("reconnecting").length + 2);
+      server = await startTestServer({ port }, { dataDir });
+    }
+    await rec.next("connected", 3);
+    const attempts = rec.all("reconnecting").map((r) => r.attempt);
+    assert.equal(attempts.filter((a) => a === 1).length, 2, `attempts ${attempts}`);
+  } finally {
+    watcher.close();
+    await server.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a watcher whose WebSocket never connects falls back and still resumes after a restart", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
+  let server: TestServer = await startTestServer({}, { dataDir });
+  const port = server.port;
+  const id = await createJob(server.url);
+  await publish(server.url, id, logEvent(1));
+  const watcher = watchJob(server.url, id, { ...FAST, WebSocket: failingWebSocket() });
+  const rec = new Recorder(watcher);
+  try {
+    await rec.until(1);
+    assert.equal(watcher.transport, "sse");
+    await server.shutdown();
+    server = await startTestServer({ port }, { dataDir });
+    await publish(server.url, id, logEvent(2));
+    assert.deepEqual(await rec.until(2), [1, 2]);
+    assert.equal(watcher.transport, "sse");
+  } finally {
+    watcher.close();
+    await server.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a connection that goes silent is replaced after idleTimeoutMs", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1));
+    // The first socket passes on its first two messages and then nothing (a half-open
+    // TCP connection); later sockets work.
+    let passed = 0;
+    const HalfOpen = filteredWebSocket((_data, _deliver, socket) => socket > 0 || passed++ < 2);
+    const watcher = watchJob(server.url, id, {
+      WebSocket: HalfOpen,
+      idleTimeoutMs: 300,
+      pingIntervalMs: 0,
+      initialDelayMs: 5,
+    });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.until(1);
+      await publish(server.url, id, logEvent(2));
+      assert.deepEqual(await rec.until(2), [1, 2]);
+      assert.equal(rec.all("disconnected")[0]?.reason, "idle");
+      assert.equal(HalfOpen.sockets.length, 2);
+    } finally {
+      watcher.close();
+    }
+  });
+});

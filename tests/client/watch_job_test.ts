@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { watchJob } from "../../src/client/mod.ts";
+import { createJob, http, logEvent, publish } from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
+import { range, Recorder } from "../_helpers/watch.ts";
+
+Deno.test("watchJob delivers replayed then live events in order over WebSocket", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url, { kind: "build" });
+    await publish(server.url, id, { type: "status", data: { status: "running" } }, logEvent("a"));
+    const watcher = watchJob(server.url, id);
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connected");
+      assert.equal(watcher.transport, "websocket");
+      assert.equal(watcher.state, "connected");
+      await rec.until(2);
+      await publish(server.url, id, { type: "progress", data: { progress: 40, stage: "compile" } });
+      await publish(server.url, id, logEvent("b"), logEvent("c"));
+      assert.deepEqual(await rec.until(5), range(5));
+      assert.equal(watcher.lastSequence(id), 5);
+      assert.equal(watcher.job?.progress, 40);
+      assert.equal(watcher.job?.stage, "compile");
+      assert.equal(watcher.job?.status, "running");
+      assert.equal(watcher.job?.last_sequence, 5);
+    } finally {
+      watcher.close();
+    }
+    assert.equal(watcher.state, "closed");
+  });
+});
+
+Deno.test("watchJob emits finished and stops once the job ends, without reconnecting", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const watcher = watchJob(server.url, id, { initialDelayMs: 10 });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connected");
+      await publish(server.url, id, { type: "status", data: { status: "running" } });
+      await publish(server.url, id, { type: "progress", data: { progress: 70 } });
+      await http(server.url, "POST", `/jobs/${id}/complete`, { result: { rows: 3 } });
+      const finished = await rec.next("finished");
+      assert.equal(finished.job_id, id);
+      assert.equal(finished.status, "completed");
+      assert.deepEqual(finished.job?.result, { rows: 3 });
+      assert.equal((await rec.next("closed")).reason, "finished");
+      assert.deepEqual(rec.sequences(), range(4));
+      assert.equal(watcher.state, "closed");
+      assert.equal(watcher.job?.status, "completed");
+      assert.equal(watcher.job?.progress, 100);
+      assert.equal(rec.all("reconnecting").length, 0);
+      assert.equal(rec.all("finished").length, 1);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("watchJob on a finished job replays it all, then finishes", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1), logEvent(2));
+    await http(server.url, "POST", `/jobs/${id}/fail`, { error: "out of memory" });
+    const watcher = watchJob(server.url, id);
+    const rec = new Recorder(watcher);
+    try {
+      const finished = await rec.next("finished");
+      assert.equal(finished.status, "failed");
+      assert.deepEqual(rec.sequences(), range(4));
+      assert.equal(watcher.job?.error?.error, "out of memory");
+      // The snapshot came first, so replayed events did not move it backwards.
+      assert.ok(rec.all("snapshot").every((s) => s.job.status === "failed"));
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("watchJob stops with job_not_found for an unknown job, without retrying", async () => {
+  await withServer({}, async (server) => {
+    const watcher = watchJob(server.url, "no-such-job", { initialDelayMs: 10 });
+    const rec = new Recorder(watcher);
+    try {
+      const closed = await rec.next("closed");
+      assert.match(closed.reason, /not found/i);
+      assert.equal(rec.all("error").at(-1)?.code, "job_not_found");
+      assert.equal(rec.all("reconnecting").length, 0);
+      assert.equal(rec.all("connected").length, 0);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("watchJob with since resumes after that sequence", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1), logEvent(2), logEvent(3), logEvent(4));
+    const watcher = watchJob(server.url, id, { since: 2 });
+    const rec = new Recorder(watcher);
+    try {
+      assert.deepEqual(await rec.until(4), [3, 4]);
+      assert.equal(watcher.job?.last_sequence, 4);
+    } finally {
+      watcher.close();
+    }
+  });
+});

@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { watchJobs } from "../../src/client/mod.ts";
+import { createJob, http, logEvent, publish } from "../_helpers/clients.ts";
+import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
+import { range, Recorder } from "../_helpers/watch.ts";
+
+Deno.test("watchJobs follows several jobs over one socket and resumes each from its own sequence", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
+  let server: TestServer = await startTestServer({}, { dataDir });
+  const port = server.port;
+  const a = await createJob(server.url, { id: "job-a" });
+  const b = await createJob(server.url, { id: "job:b" });
+  await publish(server.url, a, logEvent(1), logEvent(2), logEvent(3));
+  const watcher = watchJobs(server.url, { jobs: [a, b], since: { [a]: 1 }, initialDelayMs: 10 });
+  const rec = new Recorder(watcher);
+  try {
+    await rec.until(3, a);
+    assert.equal(watcher.transport, "websocket");
+    await publish(server.url, b, logEvent("b1"));
+    await rec.until(1, b);
+    await server.shutdown();
+    server = await startTestServer({ port }, { dataDir });
+    await publish(server.url, a, logEvent(4));
+    await publish(server.url, b, logEvent("b2"), logEvent("b3"));
+    await rec.until(4, a);
+    await rec.until(3, b);
+    assert.deepEqual(rec.sequences(a), [2, 3, 4]);
+    assert.deepEqual(rec.sequences(b), range(3));
+    assert.equal(rec.all("connected").length, 2);
+    assert.equal(watcher.lastSequence(a), 4);
+    assert.equal(watcher.jobs.get(b)?.last_sequence, 3);
+  } finally {
+    watcher.close();
+    await server.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("watchJobs with all follows every visible job, including new ones", async () => {
+  await withServer({}, async (server) => {
+    const old = await createJob(server.url, { kind: "train" });
+    await publish(server.url, old, logEvent(1));
+    const watcher = watchJobs(server.url, { all: true, kind: "train" });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connected");
+      await rec.next("connection");
+      assert.equal(watcher.jobs.get(old)?.last_sequence, 1);
+      const fresh = await createJob(server.url, { kind: "train" });
+      const other = await createJob(server.url, { kind: "deploy" });
+      assert.equal((await rec.next("created")).job_id, fresh);
+      await publish(server.url, other, logEvent("ignored"));
+      await publish(server.url, fresh, { type: "status", data: { status: "running" } });
+      await publish(server.url, old, logEvent(2));
+      await rec.until(2, old);
+      await rec.until(1, fresh);
+      assert.deepEqual(rec.sequences(old), [2]);
+      assert.deepEqual(rec.sequences(other), []);
+      assert.equal(watcher.jobs.get(fresh)?.status, "running");
+      await http(server.url, "DELETE", `/jobs/${fresh}`);
+      assert.equal((await rec.next("deleted")).job_id, fresh);
+      assert.equal(watcher.state, "connected");
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("an all watcher catches up on jobs that moved while it was disconnected", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
+  let server: TestServer = await startTestServer({}, { dataDir });
+  const port = server.port;
+  const id = await createJob(server.url);
+  const watcher = watchJobs(server.url, { all: true, initialDelayMs: 10 });
+  const rec = new Recorder(watcher);
+  try {
+    await rec.next("connection");
+    await publish(server.url, id, logEvent(1));
+    await rec.until(1, id);
+    await server.shutdown();
+    const offline = await startTestServer({}, { dataDir });
+    await publish(offline.url, id, logEvent(2), logEvent(3));
+    await offline.shutdown();
+    server = await startTestServer({ port }, { dataDir });
+    await rec.next("connected", 2);
+    assert.deepEqual(await rec.until(3, id), [1, 2, 3]);
+    assert.deepEqual(rec.all("gap").map((g) => [g.from, g.to]), [[2, 3]]);
+  } finally {
+    watcher.close();
+    await server.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("watchJobs refuses options that name nothing", () => {
+  assert.throws(() => watchJobs("http://127.0.0.1:9", {}), TypeError);
+  assert.throws(() => watchJobs("http://127.0.0.1:9", { jobs: ["a"], since: -1 }), RangeError);
+});
