@@ -94,7 +94,10 @@ async function forward(stream: ReadableStream<Uint8Array>, to: typeof Deno.stdou
  */
 export async function startCluster(config: Config, workers: number): Promise<Cluster> {
   // Schema and secret are made once here, before the isolates open the same files.
-  openSqliteStore(config.dataDir, { maxEventsPerJob: config.maxEventsPerJob }).close();
+  openSqliteStore(config.dataDir, {
+    maxEventsPerJob: config.maxEventsPerJob,
+    backgroundCheckpoints: false,
+  }).close();
   const secret = config.noAuth ? undefined : loadOrCreateSecret(config.dataDir, config.jwtSecret);
   const ip = await ipOf(config.host);
   const port = config.port === 0 ? freePort(ip) : config.port;

@@ -106,7 +106,8 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     for (const outcome of outcomes) {
       if (outcome.ok && outcome.committed.length > 0) hub.publishLocal(outcome.committed);
     }
-  });
+  }, () => peers.unlocked());
+  peers.onUnlocked = () => committer.lockReleased();
   const sessions = new Sessions(config.heartbeatMs);
   const stats = new Stats(() => hub.counts.delivered);
   const visitors = new Visitors({

@@ -137,7 +137,10 @@ export async function userCommand(args: string[]): Promise<number> {
     return action === undefined && !parsed.flags.has("help") ? 2 : 0;
   }
   const config = configOf(parsed.flags, ["scope"]);
-  const store = openSqliteStore(config.dataDir, { maxEventsPerJob: config.maxEventsPerJob });
+  const store = openSqliteStore(config.dataDir, {
+    maxEventsPerJob: config.maxEventsPerJob,
+    backgroundCheckpoints: false,
+  });
   try {
     const users = store.authStore();
     switch (action) {

@@ -42,6 +42,22 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
       `The body is ${declared} bytes; the limit is ${maxBytes}`,
     );
   }
+  // `request.body` is not touched on this path: reading that getter turns the body into
+  // a stream and loses the runtime's one-shot read of a complete body.
+  if (declared >= 0 && declared <= maxBytes) {
+    // A declared length within the cap: one read, and the cap holds (the server refuses a
+    // body longer than its Content-Length).
+    let buffer: ArrayBuffer;
+    try {
+      buffer = await request.arrayBuffer();
+    } catch {
+      throw new ApiError("malformed_json", "The request body could not be read completely");
+    }
+    if (buffer.byteLength > maxBytes) {
+      throw new ApiError("payload_too_large", `The body is over the limit of ${maxBytes} bytes`);
+    }
+    return parseBytes(new Uint8Array(buffer));
+  }
   if (request.body === null) return undefined;
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -63,13 +79,17 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
   } finally {
     reader.releaseLock();
   }
-  if (size === 0) return undefined;
   const bytes = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
     bytes.set(chunk, offset);
     offset += chunk.byteLength;
   }
+  return parseBytes(bytes);
+}
+
+function parseBytes(bytes: Uint8Array): unknown {
+  if (bytes.byteLength === 0) return undefined;
   let text: string;
   try {
     text = utf8.decode(bytes);

@@ -17,6 +17,7 @@ export interface IsolateFigures {
   gapFills: number;
   commits: number;
   appends: number;
+  lockWaits: number;
   buffered: number;
   serverErrors: number;
   longPolls: number;
@@ -30,6 +31,7 @@ type Wire =
   | { kind: "hello"; from: string }
   | { kind: "alive"; from: string }
   | { kind: "bye"; from: string }
+  | { kind: "unlocked"; from: string }
   | { kind: "count"; from: string; key: string; count: number }
   | { kind: "counts"; from: string; to: string; counts: Record<string, number> }
   | { kind: "stats-request"; from: string; id: number }
@@ -129,6 +131,9 @@ export class Peers {
         if (pending.from.size >= this.#liveCount()) pending.done();
         break;
       }
+      case "unlocked":
+        this.onUnlocked();
+        break;
       case "alive":
         break;
     }
@@ -169,6 +174,16 @@ export class Peers {
   /** Number of other isolates heard from recently. */
   get count(): number {
     return this.#liveCount();
+  }
+
+  /** Called when another isolate has committed (released the database's write lock). */
+  onUnlocked: () => void = () => {};
+
+  /** Tells the others this isolate has just committed. */
+  unlocked(): void {
+    if (this.#channel !== undefined && this.#seen.size > 0) {
+      this.#post({ kind: "unlocked", from: this.id });
+    }
   }
 
   /** Tells the others the current value of a count here. */

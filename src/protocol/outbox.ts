@@ -45,6 +45,8 @@ export class Outbox {
   #onBacklog: (outbox: Outbox) => void;
   #closed = false;
   #coalesced = 0;
+  /** Bytes that may still be written before the socket's backlog must be read again. */
+  #credit = 0;
 
   /**
    * @param onBacklog called when frames start waiting, so the owner can call
@@ -64,9 +66,15 @@ export class Outbox {
    */
   push(frame: Frame, key?: string, bounded = true): void {
     if (this.#closed) return;
-    if (this.#head === this.#queue.length && this.#sink.backlog() < this.#limits.highWater) {
-      this.#sink.write(frame);
-      return;
+    if (this.#head === this.#queue.length) {
+      // Asking the socket for its backlog costs a call into the runtime on every frame; after
+      // one answer, the room it reported is spent first and the socket asked again after.
+      if (this.#credit <= 0) this.#credit = this.#limits.highWater - this.#sink.backlog();
+      if (this.#credit > 0) {
+        this.#credit -= typeof frame === "string" ? frame.length : frame.byteLength;
+        this.#sink.write(frame);
+        return;
+      }
     }
     if (key !== undefined) {
       const older = this.#keyed.get(key);
@@ -107,6 +115,7 @@ export class Outbox {
     }
     this.#queue = [];
     this.#head = 0;
+    this.#credit = 0;
     return true;
   }
 

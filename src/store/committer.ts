@@ -6,7 +6,18 @@
  */
 import { setImmediate } from "node:timers";
 import { logError } from "../log.ts";
-import type { AppendOutcome, AppendRequest, EventStore } from "./event_store.ts";
+import {
+  type AppendOutcome,
+  type AppendRequest,
+  type EventStore,
+  StoreBusyError,
+} from "./event_store.ts";
+
+/** Tries before a commit that cannot get the write lock fails (about 10 s of waits). */
+const MAX_BUSY_RETRIES = 5000;
+
+/** Longest wait before retrying a commit that found the write lock taken, in ms. */
+const LOCK_RETRY_MS = 2;
 
 interface Pending {
   request: AppendRequest;
@@ -25,10 +36,16 @@ export class Committer {
   #scheduled = false;
   #commits = 0;
   #appends = 0;
+  #busy = 0;
+  #lockWaits = 0;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #onCommit: () => void;
 
-  constructor(store: EventStore, listener: CommitListener) {
+  /** @param onCommit told after each commit (so other isolates waiting for the lock retry) */
+  constructor(store: EventStore, listener: CommitListener, onCommit: () => void = () => {}) {
     this.#store = store;
     this.#listener = listener;
+    this.#onCommit = onCommit;
   }
 
   /**
@@ -47,7 +64,11 @@ export class Committer {
     });
   }
 
-  /** Commits everything queued now. Safe to call at any time, including shutdown. */
+  /**
+   * Commits everything queued now. Safe to call at any time, including shutdown. While
+   * another isolate holds the write lock the batch stays queued and the commit is tried
+   * again on the next turn of the event loop, which never blocks meanwhile.
+   */
   flush(): void {
     this.#scheduled = false;
     const batch = this.#queue;
@@ -57,11 +78,25 @@ export class Committer {
     try {
       outcomes = this.#store.appendBatch(batch.map((p) => p.request), Date.now());
     } catch (error) {
+      if (error instanceof StoreBusyError && this.#busy < MAX_BUSY_RETRIES) {
+        this.#busy++;
+        this.#lockWaits++;
+        this.#queue = batch.concat(this.#queue);
+        this.#scheduled = true;
+        // The isolate holding the lock says when it has committed (see `lockReleased`);
+        // the timer covers other writers (the sweeper, the command line). Meanwhile new
+        // publishes join the waiting batch, so the next commit carries more at once.
+        this.#retry = setTimeout(() => this.#retryNow(), LOCK_RETRY_MS);
+        return;
+      }
+      this.#busy = 0;
       for (const pending of batch) pending.reject(error);
       return;
     }
+    this.#busy = 0;
     this.#commits++;
     this.#appends += batch.length;
+    this.#onCommit();
     // Subscribers hear of the events before producers are acknowledged, so a producer that
     // publishes and then watches never finds its own event missing from the live stream.
     try {
@@ -74,8 +109,19 @@ export class Committer {
     batch.forEach((pending, i) => pending.resolve(outcomes[i]!));
   }
 
-  /** Commits and appends so far; their ratio is the mean group size. */
-  get counts(): { commits: number; appends: number } {
-    return { commits: this.#commits, appends: this.#appends };
+  /** Another isolate has just committed: a batch waiting for the write lock is tried now. */
+  lockReleased(): void {
+    if (this.#retry !== undefined) this.#retryNow();
+  }
+
+  #retryNow(): void {
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    this.flush();
+  }
+
+  /** Commits and appends so far (their ratio is the mean group size), and lock waits. */
+  get counts(): { commits: number; appends: number; lockWaits: number } {
+    return { commits: this.#commits, appends: this.#appends, lockWaits: this.#lockWaits };
   }
 }

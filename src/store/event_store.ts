@@ -27,6 +27,8 @@ export interface AppendRequest {
   expectedSequence?: number;
   /** Marks the job stalled after these events (the stall sweeper's warning). */
   markStalled?: boolean;
+  /** Checked against the job as it stands in the transaction; false refuses (forbidden). */
+  authorize?: (job: JobRecord) => boolean;
 }
 
 /** A committed event with the job as it stood right after it. */
@@ -43,7 +45,8 @@ export type AppendRefusal = {
     | "job_gone"
     | "job_finished"
     | "invalid_transition"
-    | "sequence_conflict";
+    | "sequence_conflict"
+    | "forbidden";
   message: string;
 };
 
@@ -98,7 +101,11 @@ export interface EventStore {
   listJobs(query: JobQuery): JobPage;
   /** Number of jobs per status. */
   countByStatus(): Record<string, number>;
-  /** Commits every request in one transaction; each succeeds or fails on its own. */
+  /**
+   * Commits every request in one transaction; each succeeds or fails on its own.
+   *
+   * @throws {StoreBusyError} when another connection holds the write lock (retry later)
+   */
   appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[];
   /** Events with `sequence > after`, oldest first, at most `limit`. */
   readEvents(jobId: string, after: number, limit: number): StoredEvent[];
@@ -116,4 +123,9 @@ export interface EventStore {
   /** Running jobs whose last event is older than `before` and that are not yet stalled. */
   findStalled(before: number, limit: number): string[];
   close(): void;
+}
+
+/** Thrown by {@link EventStore.appendBatch} when another connection holds the write lock. */
+export class StoreBusyError extends Error {
+  override name = "StoreBusyError";
 }

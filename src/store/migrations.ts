@@ -90,6 +90,11 @@ export const MIGRATIONS: readonly string[] = [
     until INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // Every event moves last_event_at: an index on it cost each publish an index rewrite.
+  // The stall sweep finds running jobs through jobs_by_status instead.
+  `
+  DROP INDEX jobs_running;
+  `,
 ];
 
 /**

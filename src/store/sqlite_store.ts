@@ -21,6 +21,7 @@ import type {
   NewJob,
   SweepPolicy,
 } from "./event_store.ts";
+import { StoreBusyError } from "./event_store.ts";
 import { migrate } from "./migrations.ts";
 import { AuthStore } from "./auth_store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
@@ -28,9 +29,18 @@ import { decodeCursor, encodeCursor } from "./cursor.ts";
 const PRAGMAS = `
   PRAGMA journal_mode = WAL;
   PRAGMA synchronous = NORMAL;
-  PRAGMA busy_timeout = 10000;
+  PRAGMA busy_timeout = 2000;
   PRAGMA temp_store = MEMORY;
 `;
+
+/**
+ * Checkpoints run on a worker thread ({@link startCheckpointer}), never in a commit: a
+ * checkpoint fsyncs, and that wait would stall every stream this isolate serves.
+ */
+const NO_AUTOCHECKPOINT = `PRAGMA wal_autocheckpoint = 0;`;
+
+/** Milliseconds between background checkpoints. */
+const CHECKPOINT_INTERVAL_MS = 200;
 
 const JOB_COLUMNS = `id, kind, owner, status, progress, stage, message, eta_seconds, created_at,
   queued_at, started_at, updated_at, completed_at, result, error, metadata, last_sequence,
@@ -40,10 +50,21 @@ const SQL = {
   insertJob: `INSERT INTO jobs (${JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
     ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   selectJob: `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`,
+  selectVersion: `SELECT rowid AS position, last_sequence, created_at FROM jobs WHERE id = ?`,
+  updateProgress: `UPDATE jobs SET progress = ?, stage = ?, message = ?, eta_seconds = ?,
+    updated_at = ?, last_sequence = ?, first_sequence = ?, stalled = ?, eta_base_at = ?,
+    eta_base_progress = ?, last_event_at = ? WHERE id = ?`,
+  updateResult: `UPDATE jobs SET result = ? WHERE id = ?`,
+  updateError: `UPDATE jobs SET error = ? WHERE id = ?`,
+  begin: `BEGIN IMMEDIATE`,
+  commit: `COMMIT`,
+  rollback: `ROLLBACK`,
+  waitForLock: `PRAGMA busy_timeout = 2000`,
+  failOnLock: `PRAGMA busy_timeout = 0`,
   updateJob: `UPDATE jobs SET status = ?, progress = ?, stage = ?, message = ?, eta_seconds = ?,
-    queued_at = ?, started_at = ?, updated_at = ?, completed_at = ?, result = ?, error = ?,
-    last_sequence = ?, first_sequence = ?, stalled = ?, eta_base_at = ?, eta_base_progress = ?,
-    last_event_at = ?, ended_at = ? WHERE id = ?`,
+    queued_at = ?, started_at = ?, updated_at = ?, completed_at = ?, last_sequence = ?,
+    first_sequence = ?, stalled = ?, eta_base_at = ?, eta_base_progress = ?, last_event_at = ?,
+    ended_at = ? WHERE id = ?`,
   deleteJob: `DELETE FROM jobs WHERE id = ?`,
   countByStatus: `SELECT status, COUNT(*) AS n FROM jobs GROUP BY status`,
   insertEvent: `INSERT INTO events (job_id, sequence, type, envelope) VALUES (?, ?, ?, ?)`,
@@ -74,6 +95,47 @@ const SQL = {
 export interface SqliteStoreOptions {
   /** Most events retained per job; older ones are dropped first. */
   maxEventsPerJob: number;
+  /**
+   * Checkpoint on a worker thread (default) rather than during commits. Short-lived
+   * command-line uses turn it off.
+   */
+  backgroundCheckpoints?: boolean;
+}
+
+/** The worker thread that checkpoints a database file, and how to stop it. */
+interface Checkpointer {
+  /** Stops the thread and waits (at most a second) until it has closed the file. */
+  stop(): void;
+}
+
+/** Longest wait at close for the checkpointer thread to let go of the file. */
+const CHECKPOINTER_STOP_MS = 1000;
+
+/** Starts the worker thread that checkpoints the database file at `path`. */
+function startCheckpointer(path: string): Checkpointer {
+  const worker = new Worker(new URL("./checkpointer_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  // A failing checkpointer costs only background checkpoints, never the server.
+  worker.onerror = (event) => event.preventDefault();
+  const done = new Int32Array(new SharedArrayBuffer(4));
+  worker.postMessage({ path, intervalMs: CHECKPOINT_INTERVAL_MS, done });
+  return {
+    stop() {
+      worker.postMessage("stop");
+      Atomics.wait(done, 0, 0, CHECKPOINTER_STOP_MS);
+      worker.terminate();
+    },
+  };
+}
+
+/** Most job records kept in memory between appends. */
+const RECORD_CACHE_LIMIT = 10_000;
+
+function isBusy(error: unknown): boolean {
+  const e = error as { errcode?: number; code?: string; message?: string };
+  return (e.errcode !== undefined && (e.errcode & 0xff) === 5) ||
+    /database is locked/i.test(e.message ?? "");
 }
 
 /** Name of the database file inside the data directory. */
@@ -89,7 +151,8 @@ export function openSqliteStore(dataDir: string, options: SqliteStoreOptions): S
   if (dataDir === ":memory:") return new SqliteStore(new DatabaseSync(":memory:"), options);
   // The database holds password hashes and tickets: a directory made here is private.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  return new SqliteStore(new DatabaseSync(join(dataDir, DATABASE_FILE)), options);
+  const path = join(dataDir, DATABASE_FILE);
+  return new SqliteStore(new DatabaseSync(path), options, path);
 }
 
 /** {@link EventStore} on one SQLite connection. Synchronous: calls never interleave. */
@@ -97,13 +160,27 @@ export class SqliteStore implements EventStore {
   #db: DatabaseSync;
   #options: SqliteStoreOptions;
   #statements = new Map<string, StatementSync>();
+  /**
+   * Job records as of their last append here. One is reused only while the row still has
+   * the same rowid, creation time and last sequence: any write, by any isolate, changes
+   * the sequence, so a reused record is never stale.
+   */
+  #records = new Map<string, { position: number; record: JobRecord }>();
 
-  constructor(db: DatabaseSync, options: SqliteStoreOptions) {
+  #checkpointer: Checkpointer | undefined;
+  #path: string | undefined;
+
+  /** @param path the database file, when it has one: checkpoints then run on a worker thread */
+  constructor(db: DatabaseSync, options: SqliteStoreOptions, path?: string) {
     this.#db = db;
     this.#options = options;
     try {
       db.exec(PRAGMAS);
       migrate(db);
+      if (path !== undefined && options.backgroundCheckpoints !== false) {
+        db.exec(NO_AUTOCHECKPOINT);
+        this.#path = path;
+      }
     } catch (error) {
       db.close();
       throw error;
@@ -120,13 +197,13 @@ export class SqliteStore implements EventStore {
   }
 
   #transaction<T>(work: () => T): T {
-    this.#db.exec("BEGIN IMMEDIATE");
+    this.#stmt(SQL.begin).run();
     try {
       const value = work();
-      this.#db.exec("COMMIT");
+      this.#stmt(SQL.commit).run();
       return value;
     } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
       throw error;
     }
   }
@@ -263,92 +340,129 @@ export class SqliteStore implements EventStore {
     return counts;
   }
 
+  /**
+   * @throws {StoreBusyError} at once, without waiting, when another connection (another
+   *   isolate) holds the write lock: the caller retries without blocking its event loop
+   */
   appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[] {
     if (requests.length === 0) return [];
-    return this.#transaction(() => {
-      const outcomes: AppendOutcome[] = [];
-      for (const request of requests) {
-        // A savepoint per request: one refused request leaves the others of the group
-        // commit intact.
-        this.#db.exec("SAVEPOINT request");
-        let outcome: AppendOutcome;
-        try {
-          outcome = this.#appendOne(request, now);
-        } catch (error) {
-          this.#db.exec("ROLLBACK TO request");
-          this.#db.exec("RELEASE request");
-          throw error;
-        }
-        if (outcome.ok) {
-          this.#db.exec("RELEASE request");
-        } else {
-          this.#db.exec("ROLLBACK TO request");
-          this.#db.exec("RELEASE request");
-        }
-        outcomes.push(outcome);
+    this.#stmt(SQL.failOnLock).run();
+    try {
+      this.#stmt(SQL.begin).run();
+    } catch (error) {
+      if (isBusy(error)) throw new StoreBusyError("The database is locked by another connection");
+      throw error;
+    } finally {
+      this.#stmt(SQL.waitForLock).run();
+    }
+    try {
+      const outcomes = requests.map((request) => this.#appendOne(request, now));
+      this.#stmt(SQL.commit).run();
+      // Started with the first commit, so stores that never write start no thread.
+      if (this.#path !== undefined && this.#checkpointer === undefined) {
+        this.#checkpointer = startCheckpointer(this.#path);
       }
       return outcomes;
-    });
+    } catch (error) {
+      if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
+      this.#records.clear();
+      throw error;
+    }
+  }
+
+  /** The current record of a job, from the cache when it is still current. */
+  #current(jobId: string): JobRecord | undefined {
+    const version = this.#stmt(SQL.selectVersion).get(jobId) as Row | undefined;
+    if (version === undefined) {
+      this.#records.delete(jobId);
+      return undefined;
+    }
+    const cached = this.#records.get(jobId);
+    const position = Number(version.position);
+    if (
+      cached !== undefined && cached.position === position &&
+      cached.record.last_sequence === Number(version.last_sequence) &&
+      cached.record.created_at === version.created_at
+    ) {
+      return cached.record;
+    }
+    const row = this.#stmt(SQL.selectJob).get(jobId) as Row;
+    const record = toRecord(row);
+    this.#remember(jobId, position, record);
+    return record;
+  }
+
+  #remember(jobId: string, position: number, record: JobRecord): void {
+    if (this.#records.size >= RECORD_CACHE_LIMIT) this.#records.clear();
+    this.#records.set(jobId, { position, record });
   }
 
   #appendOne(request: AppendRequest, now: number): AppendOutcome {
     const { jobId } = request;
-    const row = this.#stmt(SQL.selectJob).get(jobId) as Row | undefined;
-    if (row === undefined) {
+    const before = this.#current(jobId);
+    if (before === undefined) {
       return this.isGone(jobId)
         ? { ok: false, code: "job_gone", message: `Job ${jobId} was purged` }
         : { ok: false, code: "job_not_found", message: `No job ${jobId}` };
     }
-    let record = toRecord(row);
+    if (request.authorize !== undefined && !request.authorize(before)) {
+      return { ok: false, code: "forbidden", message: `No write access to job ${jobId}` };
+    }
     if (request.idempotencyKey !== undefined) {
       const seen = this.#stmt(SQL.selectIdempotency).get(jobId, request.idempotencyKey) as
         | Row
         | undefined;
       if (seen !== undefined) {
         const sequences = JSON.parse(String(seen.sequences)) as number[];
-        return { ok: true, sequences, committed: [], job: record, replayed: true };
+        return { ok: true, sequences, committed: [], job: before, replayed: true };
       }
     }
     const count = request.events.length;
     if (request.expectedSequence !== undefined) {
       const expected = request.expectedSequence;
-      if (record.last_sequence >= expected + count - 1 && expected >= 1) {
+      if (before.last_sequence >= expected + count - 1 && expected >= 1) {
         const sequences = Array.from({ length: count }, (_, i) => expected + i);
-        return { ok: true, sequences, committed: [], job: record, replayed: true };
+        return { ok: true, sequences, committed: [], job: before, replayed: true };
       }
-      if (record.last_sequence !== expected - 1) {
+      if (before.last_sequence !== expected - 1) {
         return {
           ok: false,
           code: "sequence_conflict",
           message: `Expected sequence ${expected} but the next sequence of job ${jobId} is ${
-            record.last_sequence + 1
+            before.last_sequence + 1
           }`,
         };
       }
     }
+    // Every event is applied in memory first: a refused one leaves nothing to undo.
     const committed: CommittedEvent[] = [];
     const sequences: number[] = [];
     const timestamp = new Date(now).toISOString();
-    const insert = this.#stmt(SQL.insertEvent);
+    let record = before;
     for (const event of request.events) {
       const applied = applyEvent(record, event, now);
       if (isRefusal(applied)) return { ok: false, ...applied };
       record = applied.record;
       const sequence = record.last_sequence;
       const envelope = encodeEnvelope(event.type, jobId, sequence, timestamp, applied.data);
-      insert.run(jobId, sequence, event.type, envelope);
-      const stored: StoredEvent = { job_id: jobId, sequence, type: event.type, envelope };
-      committed.push({ event: stored, job: record });
+      committed.push({
+        event: { job_id: jobId, sequence, type: event.type, envelope },
+        job: record,
+      });
       sequences.push(sequence);
     }
     if (request.markStalled === true) record = { ...record, stalled: true };
+    const insert = this.#stmt(SQL.insertEvent);
+    for (const { event } of committed) {
+      insert.run(jobId, event.sequence, event.type, event.envelope);
+    }
     const cap = this.#options.maxEventsPerJob;
     if (record.last_sequence - record.first_sequence + 1 > cap) {
       const first = record.last_sequence - cap + 1;
       this.#stmt(SQL.deleteEventsBelow).run(jobId, first);
       record = { ...record, first_sequence: first };
     }
-    this.#writeRecord(record);
+    this.#writeRecord(before, record);
     if (request.idempotencyKey !== undefined) {
       this.#stmt(SQL.insertIdempotency).run(
         jobId,
@@ -357,37 +471,71 @@ export class SqliteStore implements EventStore {
         now,
       );
     }
+    const cached = this.#records.get(jobId);
+    if (cached !== undefined) this.#remember(jobId, cached.position, record);
     // The snapshot handed on with the last event carries the final bookkeeping.
     const last = committed.at(-1);
     if (last !== undefined) last.job = record;
     return { ok: true, sequences, committed, job: record, replayed: false };
   }
 
-  #writeRecord(r: JobRecord): void {
-    const ended = r.completed_at !== null && isTerminal(r.status)
-      ? Date.parse(r.completed_at)
-      : null;
-    this.#stmt(SQL.updateJob).run(
-      r.status,
-      r.progress,
-      r.stage,
-      r.message,
-      r.eta_seconds,
-      r.queued_at,
-      r.started_at,
-      r.updated_at,
-      r.completed_at,
-      r.result === null || r.result === undefined ? null : JSON.stringify(r.result),
-      r.error === null ? null : JSON.stringify(r.error),
-      r.last_sequence,
-      r.first_sequence,
-      r.stalled ? 1 : 0,
-      r.eta_base_at,
-      r.eta_base_progress,
-      r.last_event_at,
-      ended,
-      r.id,
-    );
+  /**
+   * Writes what changed. Most events leave the status and its timestamps alone: those
+   * updates skip every indexed column, so no index is rewritten. Result and error are
+   * rewritten only when they changed.
+   */
+  #writeRecord(before: JobRecord, r: JobRecord): void {
+    if (
+      r.status === before.status && r.queued_at === before.queued_at &&
+      r.started_at === before.started_at && r.completed_at === before.completed_at
+    ) {
+      this.#stmt(SQL.updateProgress).run(
+        r.progress,
+        r.stage,
+        r.message,
+        r.eta_seconds,
+        r.updated_at,
+        r.last_sequence,
+        r.first_sequence,
+        r.stalled ? 1 : 0,
+        r.eta_base_at,
+        r.eta_base_progress,
+        r.last_event_at,
+        r.id,
+      );
+    } else {
+      const ended = r.completed_at !== null && isTerminal(r.status)
+        ? Date.parse(r.completed_at)
+        : null;
+      this.#stmt(SQL.updateJob).run(
+        r.status,
+        r.progress,
+        r.stage,
+        r.message,
+        r.eta_seconds,
+        r.queued_at,
+        r.started_at,
+        r.updated_at,
+        r.completed_at,
+        r.last_sequence,
+        r.first_sequence,
+        r.stalled ? 1 : 0,
+        r.eta_base_at,
+        r.eta_base_progress,
+        r.last_event_at,
+        ended,
+        r.id,
+      );
+    }
+    if (r.result !== before.result) {
+      this.#stmt(SQL.updateResult).run(
+        r.result === null || r.result === undefined ? null : JSON.stringify(r.result),
+        r.id,
+      );
+    }
+    if (r.error !== before.error) {
+      this.#stmt(SQL.updateError).run(r.error === null ? null : JSON.stringify(r.error), r.id);
+    }
   }
 
   readEvents(jobId: string, after: number, limit: number): StoredEvent[] {
@@ -405,6 +553,7 @@ export class SqliteStore implements EventStore {
   }
 
   #purge(id: string, now: number): boolean {
+    this.#records.delete(id);
     const removed = this.#stmt(SQL.deleteJob).run(id).changes > 0;
     if (!removed) return false;
     this.#stmt(SQL.deleteEvents).run(id);
@@ -451,7 +600,10 @@ export class SqliteStore implements EventStore {
 
   close(): void {
     if (!this.#db.isOpen) return;
+    this.#checkpointer?.stop();
+    this.#checkpointer = undefined;
     this.#statements.clear();
+    // The last connection to close checkpoints the whole WAL into the database file.
     this.#db.close();
   }
 }

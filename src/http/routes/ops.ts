@@ -26,6 +26,7 @@ export function localFigures(deps: AppDeps): IsolateFigures {
     gapFills: hub.counts.gapFills,
     commits: committer.counts.commits,
     appends: committer.counts.appends,
+    lockWaits: committer.counts.lockWaits,
     buffered: sessions.buffered(),
     serverErrors: stats.serverErrors,
     longPolls: stats.longPolls,
@@ -52,6 +53,7 @@ export async function serverFigures(deps: AppDeps): Promise<IsolateFigures & { i
     "gapFills",
     "commits",
     "appends",
+    "lockWaits",
     "buffered",
     "serverErrors",
     "longPolls",
@@ -110,6 +112,7 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
       transactions: f.commits,
       appends: f.appends,
       mean_group_size: f.commits === 0 ? 0 : Math.round((f.appends / f.commits) * 100) / 100,
+      lock_waits: f.lockWaits,
     },
     per_job: f.perJob,
     // The shape of hand-written progress channels' stats endpoints, for their dashboards.

@@ -22,7 +22,7 @@ import { canWrite } from "../../auth/principal.ts";
 import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts";
 import type { AppendOutcome } from "../../store/event_store.ts";
 import { logError } from "../../log.ts";
-import { findJob } from "../lookup.ts";
+import { JOB_ID_PATTERN } from "../schemas.ts";
 import { principalKey, requirePrincipal } from "../access.ts";
 
 const utf8 = new TextEncoder();
@@ -72,7 +72,7 @@ function refusal(outcome: Extract<AppendOutcome, { ok: false }>): ApiError {
 }
 
 export function registerPublishRoutes(app: App, deps: AppDeps): void {
-  const { config, store, committer, hub, stats } = deps;
+  const { config, committer, hub, stats } = deps;
 
   /** Checks access, commits `events` atomically, and answers 201 with their sequences. */
   async function publish(
@@ -82,10 +82,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
   ): Promise<Response> {
     const id = c.req.param("id")!;
     const principal = requirePrincipal(c);
-    const job = findJob(store, id);
-    if (!canWrite(principal, job)) {
-      throw new ApiError("forbidden", `No write access to job ${id}`);
-    }
+    if (!JOB_ID_PATTERN.test(id)) throw new ApiError("job_not_found", `No job ${id}`);
     if (rawEvents.length > config.maxBatch) {
       throw new ApiError(
         "payload_too_large",
@@ -111,6 +108,8 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       outcome = await committer.append({
         jobId: id,
         events,
+        // Checked inside the transaction against the job as it stands: no separate read.
+        authorize: (job) => canWrite(principal, job),
         ...(key === undefined ? {} : { idempotencyKey: key }),
         ...(expectedSequence === undefined ? {} : { expectedSequence }),
       });

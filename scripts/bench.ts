@@ -1,0 +1,402 @@
+/**
+ * `deno task bench`: measures jobwire against `scripts/reference_server.ts` (a bare
+ * `Deno.serve` broadcaster with no persistence and no auth) under the same load, in the
+ * same run, and prints a table and one JSON line. Figures are medians of `--runs` runs
+ * (default 3); each scenario gets a fresh server and a load client in its own process.
+ *
+ *   deno task bench [--runs 3] [--workers N] [--quick] [--only ws_fanout_1x1000x200,…]
+ *
+ * The main figure is server µs per delivery: the server's CPU time (its process tree,
+ * from /proc) divided by deliveries, which stays meaningful when the load client
+ * saturates a core.
+ *
+ * @module
+ */
+import { SignJWT } from "jose";
+import { join } from "node:path";
+import type { Scenario, Target } from "./bench_client.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const SECRET = "bench-secret-bench-secret-0123456789";
+
+function flag(name: string): string | undefined {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i === -1 ? undefined : Deno.args[i + 1];
+}
+
+const runs = Number(flag("runs") ?? 3);
+const workers = Number(flag("workers") ?? Math.max(1, navigator.hardwareConcurrency || 1));
+const quick = Deno.args.includes("--quick");
+const only = flag("only")?.split(",");
+
+interface Case {
+  name: string;
+  spec: Scenario;
+  /** Measured on jobwire only (persistence or replay, which the reference lacks). */
+  jobwireOnly?: boolean;
+}
+
+const CASES: Case[] = quick
+  ? [
+    {
+      name: "ws_fanout_1x1000x200",
+      spec: {
+        scenario: "fanout",
+        transport: "ws",
+        jobs: 1,
+        subs: 100,
+        events: 50,
+        batch: 1,
+        concurrency: 4,
+      },
+    },
+    {
+      name: "ws_fanout_100x10x100",
+      spec: {
+        scenario: "fanout",
+        transport: "ws",
+        jobs: 10,
+        subs: 5,
+        events: 20,
+        batch: 10,
+        concurrency: 8,
+      },
+    },
+    {
+      name: "sse_fanout_1x1000x200",
+      spec: {
+        scenario: "fanout",
+        transport: "sse",
+        jobs: 1,
+        subs: 100,
+        events: 50,
+        batch: 1,
+        concurrency: 4,
+      },
+    },
+    { name: "latency_20k", spec: { scenario: "latency", subs: 20, rate: 100, seconds: 1 } },
+    {
+      name: "publish_single",
+      jobwireOnly: true,
+      spec: { scenario: "publish", batch: 1, concurrency: 8, seconds: 1 },
+    },
+    {
+      name: "publish_batch100",
+      jobwireOnly: true,
+      spec: { scenario: "publish", batch: 100, concurrency: 4, seconds: 1 },
+    },
+    {
+      name: "replay",
+      jobwireOnly: true,
+      spec: { scenario: "replay", counts: [100, 1000], repeats: 3 },
+    },
+    { name: "idle_rss_10k", spec: { scenario: "idle", connections: 500 } },
+  ]
+  : [
+    {
+      name: "ws_fanout_1x1000x200",
+      spec: {
+        scenario: "fanout",
+        transport: "ws",
+        jobs: 1,
+        subs: 1000,
+        events: 200,
+        batch: 1,
+        concurrency: 4,
+      },
+    },
+    {
+      name: "ws_fanout_100x10x100",
+      spec: {
+        scenario: "fanout",
+        transport: "ws",
+        jobs: 100,
+        subs: 10,
+        events: 100,
+        batch: 10,
+        concurrency: 8,
+      },
+    },
+    {
+      name: "sse_fanout_1x1000x200",
+      spec: {
+        scenario: "fanout",
+        transport: "sse",
+        jobs: 1,
+        subs: 1000,
+        events: 200,
+        batch: 1,
+        concurrency: 4,
+      },
+    },
+    { name: "latency_20k", spec: { scenario: "latency", subs: 100, rate: 200, seconds: 5 } },
+    {
+      name: "publish_single",
+      jobwireOnly: true,
+      spec: { scenario: "publish", batch: 1, concurrency: 64, seconds: 4 },
+    },
+    {
+      name: "publish_batch100",
+      jobwireOnly: true,
+      spec: { scenario: "publish", batch: 100, concurrency: 16, seconds: 4 },
+    },
+    {
+      name: "replay",
+      jobwireOnly: true,
+      spec: { scenario: "replay", counts: [100, 10000], repeats: 5 },
+    },
+    { name: "idle_rss_10k", spec: { scenario: "idle", connections: 10000 } },
+  ];
+
+const selected = CASES.filter((c) => only === undefined || only.includes(c.name));
+
+function progress(message: string): void {
+  console.error(`[bench] ${message}`);
+}
+
+interface Server {
+  target: Target;
+  stop(): Promise<void>;
+}
+
+async function readUntil(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+  timeoutMs: number,
+): Promise<RegExpExecArray> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const match = pattern.exec(text);
+    if (match !== null) {
+      // Keep draining in the background so the server never blocks on a full pipe.
+      (async () => {
+        while (!(await reader.read()).done) { /* discard */ }
+      })().catch(() => {});
+      return match;
+    }
+    const chunk = await reader.read();
+    if (chunk.done) break;
+    text += chunk.value;
+  }
+  throw new Error(`server did not start: ${text.slice(-2000)}`);
+}
+
+async function startServer(kind: Target["kind"]): Promise<Server> {
+  let dataDir: string | undefined;
+  let args: string[];
+  if (kind === "reference") {
+    args = ["run", "--allow-net", join(ROOT, "scripts/reference_server.ts"), "--port", "0"];
+  } else {
+    dataDir = await Deno.makeTempDir({ prefix: "jobwire-bench-" });
+    args = [
+      "run",
+      "-A",
+      join(ROOT, "main.ts"),
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--workers",
+      String(workers),
+      "--max-publish-rate",
+      "0",
+      "--max-connections",
+      "0",
+      "--max-connections-per-principal",
+      "0",
+      "--max-connections-per-ip",
+      "0",
+      "--log-level",
+      "warn",
+    ];
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1", JOBWIRE_JWT_SECRET: SECRET },
+  }).spawn();
+  const match = await readUntil(child.stdout, /listening on (http:\/\/[\d.:]+)/, 60_000);
+  const token = kind === "jobwire"
+    ? await new SignJWT({ scope: "admin" }).setProtectedHeader({ alg: "HS256" }).setSubject("bench")
+      .setExpirationTime("2h").sign(new TextEncoder().encode(SECRET))
+    : undefined;
+  return {
+    target: { kind, url: match[1]!, pid: child.pid, ...(token === undefined ? {} : { token }) },
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+      if (dataDir !== undefined) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+async function runClient(target: Target, spec: Scenario): Promise<Record<string, number>> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "scripts/bench_client.ts"), JSON.stringify({ ...spec, target })],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = await child.output();
+  const text = new TextDecoder().decode(output.stdout).trim();
+  if (output.code !== 0) {
+    throw new Error(`load client failed: ${new TextDecoder().decode(output.stderr).slice(-2000)}`);
+  }
+  return JSON.parse(text.split("\n").at(-1)!);
+}
+
+function median(values: number[]): number {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  return sorted.length === 0 ? NaN : sorted[Math.floor(sorted.length / 2)]!;
+}
+
+const results: Record<string, Record<string, Record<string, number[]>>> = {};
+
+for (let run = 1; run <= runs; run++) {
+  for (const c of selected) {
+    for (
+      const kind of (c.jobwireOnly ? ["jobwire"] : ["reference", "jobwire"]) as Target["kind"][]
+    ) {
+      progress(`run ${run}/${runs}: ${c.name} on ${kind}`);
+      const server = await startServer(kind);
+      try {
+        const figures = await runClient(server.target, c.spec);
+        const bucket = ((results[c.name] ??= {})[kind] ??= {});
+        for (const [key, value] of Object.entries(figures)) (bucket[key] ??= []).push(value);
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+}
+
+const summary: Record<string, Record<string, Record<string, number>>> = {};
+for (const [name, byKind] of Object.entries(results)) {
+  summary[name] = {};
+  for (const [kind, fields] of Object.entries(byKind)) {
+    summary[name][kind] = Object.fromEntries(
+      Object.entries(fields).map(([k, v]) => [k, median(v)]),
+    );
+  }
+  const ref = summary[name].reference;
+  const jw = summary[name].jobwire;
+  if (ref !== undefined && jw !== undefined) {
+    summary[name].ratio = Object.fromEntries(
+      Object.keys(jw).filter((k) =>
+        typeof ref[k] === "number" && ref[k] !== 0 && !/missing|duplicated|out_of_order/.test(k)
+      )
+        .map((k) => [k, jw[k]! / ref[k]!]),
+    );
+  }
+}
+
+interface TargetCheck {
+  name: string;
+  value: number;
+  limit: string;
+  pass: boolean;
+}
+
+const checks: TargetCheck[] = [];
+const check = (name: string, value: number | undefined, op: "<=" | ">=" | "<", limit: number) => {
+  if (value === undefined || Number.isNaN(value)) return;
+  const pass = op === "<=" ? value <= limit : op === ">=" ? value >= limit : value < limit;
+  checks.push({ name, value, limit: `${op} ${limit}`, pass });
+};
+check(
+  "ws fan-out 1x1000x200: µs/delivery ratio",
+  summary.ws_fanout_1x1000x200?.ratio?.server_us_per_delivery,
+  "<=",
+  1.25,
+);
+check(
+  "ws fan-out 100x10x100: µs/delivery ratio",
+  summary.ws_fanout_100x10x100?.ratio?.server_us_per_delivery,
+  "<=",
+  1.25,
+);
+check(
+  "sse fan-out 1x1000x200: µs/delivery ratio",
+  summary.sse_fanout_1x1000x200?.ratio?.server_us_per_delivery,
+  "<=",
+  1.25,
+);
+check(
+  "latency p99 ratio at 20,000 deliveries/s",
+  summary.latency_20k?.ratio?.latency_ms_p99,
+  "<=",
+  1.25,
+);
+check(
+  "idle RSS per WebSocket ratio",
+  summary.idle_rss_10k?.ratio?.rss_per_connection_bytes,
+  "<=",
+  1.2,
+);
+check(
+  "durable publish, batches of 100: events/s",
+  summary.publish_batch100?.jobwire?.events_per_second,
+  ">=",
+  50_000,
+);
+check(
+  "durable publish, single events: requests/s",
+  summary.publish_single?.jobwire?.requests_per_second,
+  ">=",
+  10_000,
+);
+check("replay of 100 events over WebSocket: ms", summary.replay?.jobwire?.ws_100_ms, "<", 5);
+check("replay of 10,000 events over WebSocket: ms", summary.replay?.jobwire?.ws_10000_ms, "<", 50);
+let wrong = 0;
+for (const byKind of Object.values(summary)) {
+  for (const kind of ["jobwire", "reference"]) {
+    const f = byKind[kind];
+    if (f !== undefined) wrong += (f.missing ?? 0) + (f.duplicated ?? 0) + (f.out_of_order ?? 0);
+  }
+}
+checks.push({
+  name: "missing + duplicated + out-of-order (all scenarios)",
+  value: wrong,
+  limit: "= 0",
+  pass: wrong === 0,
+});
+
+const fmt = (n: number | undefined) =>
+  n === undefined || Number.isNaN(n)
+    ? "-"
+    : Math.abs(n) >= 100
+    ? Math.round(n).toLocaleString("en-US")
+    : n.toFixed(2);
+const lines: string[] = [];
+lines.push(
+  `jobwire benchmark: ${runs} run(s), medians; jobwire with ${workers} isolate(s); ${
+    quick ? "QUICK sizes" : "full sizes"
+  }`,
+);
+lines.push("");
+lines.push("| scenario | figure | reference | jobwire | ratio |");
+lines.push("| --- | --- | ---: | ---: | ---: |");
+for (const [name, byKind] of Object.entries(summary)) {
+  const keys = Object.keys(byKind.jobwire ?? byKind.reference ?? {});
+  for (const key of keys) {
+    lines.push(
+      `| ${name} | ${key} | ${fmt(byKind.reference?.[key])} | ${fmt(byKind.jobwire?.[key])} | ${
+        fmt(byKind.ratio?.[key])
+      } |`,
+    );
+  }
+}
+lines.push("");
+lines.push("| target | value | limit | |");
+lines.push("| --- | ---: | --- | --- |");
+for (const c of checks) {
+  lines.push(`| ${c.name} | ${fmt(c.value)} | ${c.limit} | ${c.pass ? "pass" : "MISS"} |`);
+}
+console.log(lines.join("\n"));
+console.log(JSON.stringify({ runs, workers, quick, scenarios: summary, targets: checks }));
