@@ -160,7 +160,7 @@ interface Server {
 }
 
 async function readUntil(
-  stream: ReadableStream<Uint8Array>,
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
   pattern: RegExp,
   timeoutMs: number,
 ): Promise<RegExpExecArray> {
