@@ -101,12 +101,19 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     },
     () => localFigures(deps),
   );
-  const hub = new Hub(store, fanout, (jobId, count) => peers.setCount(watcherKey(jobId), count));
-  const committer = new Committer(store, (outcomes) => {
-    for (const outcome of outcomes) {
-      if (outcome.ok && outcome.committed.length > 0) hub.publishLocal(outcome.committed);
-    }
-  }, () => peers.unlocked());
+  // An isolate waiting for the write lock retries when another says it has committed: the
+  // events message of a commit says so, and a commit with nothing to send says it alone.
+  let committer!: Committer;
+  const hub = new Hub(
+    store,
+    fanout,
+    (jobId, count) => peers.setCount(watcherKey(jobId), count),
+    () => committer.lockReleased(),
+  );
+  committer = new Committer(store, (outcomes) => {
+    const batches = outcomes.flatMap((outcome) => (outcome.ok ? [outcome.committed] : []));
+    if (!hub.publishLocal(batches)) peers.unlocked();
+  });
   peers.onUnlocked = () => committer.lockReleased();
   const sessions = new Sessions(config.heartbeatMs);
   const stats = new Stats(() => hub.counts.delivered);

@@ -82,19 +82,23 @@ export class Hub {
   #gapFills = 0;
 
   #onWatchers: (jobId: string, count: number) => void;
+  #onRemote: () => void;
 
   /**
    * @param onWatchers told whenever the number of subscribers of a job changes here (so
    *   other isolates can count whole-server watchers)
+   * @param onRemote told after events committed by another isolate were delivered here
    */
   constructor(
     store: EventStore,
     fanout: Fanout,
     onWatchers: (jobId: string, count: number) => void = () => {},
+    onRemote: () => void = () => {},
   ) {
     this.#store = store;
     this.#fanout = fanout;
     this.#onWatchers = onWatchers;
+    this.#onRemote = onRemote;
     for (const { id, last_sequence } of store.openJobs(MAX_TRACKED_AT_START)) {
       this.#channels.set(id, new Channel(last_sequence));
     }
@@ -187,17 +191,25 @@ export class Hub {
     this.#firehose.delete(subscriber);
   }
 
-  /** Delivers events committed on this isolate, and tells the other isolates. */
-  publishLocal(events: readonly { event: StoredEvent; job: Job }[]): void {
-    if (events.length === 0) return;
-    for (const { event, job } of events) this.#dispatch(new WireEvent(event, job));
-    this.#fanout.publish({
-      events: events.map(({ event }, i) => ({
-        event,
-        // One snapshot per batch is enough for the others: they only need the newest state.
-        job: i === events.length - 1 ? events[i]!.job : undefined,
-      })),
-    });
+  /**
+   * Delivers events committed on this isolate, and tells the other isolates in one
+   * message for the whole commit.
+   *
+   * @param batches the committed events of each request of one commit
+   * @returns whether anything was sent to the other isolates
+   */
+  publishLocal(batches: readonly (readonly { event: StoredEvent; job: Job }[])[]): boolean {
+    const message: FanoutMessage = { events: [] };
+    for (const batch of batches) {
+      batch.forEach(({ event, job }, i) => {
+        this.#dispatch(new WireEvent(event, job));
+        // The others need only the newest state of each request's job for snapshots.
+        message.events.push({ event, job: i === batch.length - 1 ? job : undefined });
+      });
+    }
+    if (message.events.length === 0) return false;
+    this.#fanout.publish(message);
+    return true;
   }
 
   /** Announces a new job to firehose subscribers here and on other isolates. */
@@ -232,6 +244,7 @@ export class Hub {
 
   #receiveRemote(message: FanoutMessage): void {
     for (const { event, job } of message.events) this.#dispatch(new WireEvent(event, job));
+    this.#onRemote();
   }
 
   #receiveNotice(notice: FanoutNotice): void {

@@ -46,10 +46,35 @@ export function serveHttpStream(
 ): Response {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let open = true;
+  let corked: Uint8Array[] | undefined;
+  let corkedBytes = 0;
   const sink: Sink = {
     write(frame) {
       if (!open) return;
-      controller.enqueue(typeof frame === "string" ? utf8.encode(frame) : frame);
+      const bytes = typeof frame === "string" ? utf8.encode(frame) : frame;
+      if (corked === undefined) controller.enqueue(bytes);
+      else {
+        corked.push(bytes);
+        corkedBytes += bytes.byteLength;
+      }
+    },
+    cork() {
+      corked ??= [];
+    },
+    uncork() {
+      const chunks = corked;
+      const size = corkedBytes;
+      corked = undefined;
+      corkedBytes = 0;
+      if (chunks === undefined || chunks.length === 0 || !open) return;
+      if (chunks.length === 1) return controller.enqueue(chunks[0]!);
+      const joined = new Uint8Array(size);
+      let offset = 0;
+      for (const chunk of chunks) {
+        joined.set(chunk, offset);
+        offset += chunk.byteLength;
+      }
+      controller.enqueue(joined);
     },
     backlog: () => (open ? options.highWater - (controller.desiredSize ?? 0) : 0),
     close(code, reason) {

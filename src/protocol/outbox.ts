@@ -15,6 +15,12 @@ export interface Sink {
   /** Bytes written but not yet taken by the network. */
   backlog(): number;
   close(code: number, reason: string): void;
+  /**
+   * Optional: until `uncork`, writes may be gathered and sent as one (a replay of many
+   * events then costs one chunk on a byte stream instead of one per event).
+   */
+  cork?(): void;
+  uncork?(): void;
 }
 
 /** Bounds of an outbox. */
@@ -67,6 +73,12 @@ export class Outbox {
   push(frame: Frame, key?: string, bounded = true): void {
     if (this.#closed) return;
     if (this.#head === this.#queue.length) {
+      // Replay goes straight out: its size is bounded by the per-job cap, and holding it
+      // back would only delay the client.
+      if (!bounded) {
+        this.#sink.write(frame);
+        return;
+      }
       // Asking the socket for its backlog costs a call into the runtime on every frame; after
       // one answer, the room it reported is spent first and the socket asked again after.
       if (this.#credit <= 0) this.#credit = this.#limits.highWater - this.#sink.backlog();
@@ -117,6 +129,15 @@ export class Outbox {
     this.#head = 0;
     this.#credit = 0;
     return true;
+  }
+
+  /** Gathers writes until {@link uncork} (see {@link Sink.cork}). */
+  cork(): void {
+    this.#sink.cork?.();
+  }
+
+  uncork(): void {
+    if (!this.#closed) this.#sink.uncork?.();
   }
 
   /** Frames waiting (including replaced ones not yet skipped). */

@@ -160,6 +160,7 @@ export class Session {
     const first = this.#single && this.#subs.size === 0;
     let denied = false;
     this.#replaying = true;
+    this.#outbox.cork();
     let joined: { job: Job; replay: ReplayInfo } | undefined;
     try {
       joined = this.context.hub.subscribe(
@@ -196,6 +197,7 @@ export class Session {
       if (!(error instanceof DeniedError)) throw error;
     } finally {
       this.#replaying = false;
+      this.#outbox.uncork();
     }
     if (denied) return "forbidden";
     if (joined === undefined) return "not_found";

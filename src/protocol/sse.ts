@@ -41,7 +41,10 @@ export function formatSse(message: SseMessage): string {
     }
     out += `event: ${message.event}\n`;
   }
-  for (const line of message.data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
+  const data = message.data;
+  // JSON text (every envelope) has no raw line break: the common case needs no split.
+  if (!data.includes("\n") && !data.includes("\r")) return `${out}data: ${data}\n\n`;
+  for (const line of data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
   return out + "\n";
 }
 

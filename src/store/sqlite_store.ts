@@ -539,13 +539,33 @@ export class SqliteStore implements EventStore {
   }
 
   readEvents(jobId: string, after: number, limit: number): StoredEvent[] {
-    const rows = this.#stmt(SQL.selectEvents).all(jobId, after, limit) as Row[];
-    return rows.map((row) => ({
-      job_id: jobId,
-      sequence: Number(row.sequence),
-      type: String(row.type),
-      envelope: String(row.envelope),
-    }));
+    // Rows as arrays, converted once: replays read up to the per-job cap at a time.
+    const rows = this.#arrays(SQL.selectEvents).all(jobId, after, limit) as unknown as [
+      number,
+      string,
+      string,
+    ][];
+    const events: StoredEvent[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      events[i] = { job_id: jobId, sequence: row[0], type: row[1], envelope: row[2] };
+    }
+    return events;
+  }
+
+  /** A prepared statement that returns rows as arrays. */
+  #arrays(sql: string): StatementSync {
+    const key = `arrays:${sql}`;
+    let statement = this.#statements.get(key);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      // Present at run time in this runtime's node:sqlite; its type declarations lag behind.
+      (statement as StatementSync & { setReturnArrays(enabled: boolean): void }).setReturnArrays(
+        true,
+      );
+      this.#statements.set(key, statement);
+    }
+    return statement;
   }
 
   deleteJob(id: string, now: number): boolean {

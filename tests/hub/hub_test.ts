@@ -133,7 +133,7 @@ function commit(store: SqliteStore, jobId: string, ...events: NewEvent[]): Commi
 /** Commits events and hands them to the hub, as this isolate's publish path does. */
 function publish(f: Fixture, jobId: string, ...events: NewEvent[]): CommittedEvent[] {
   const committed = commit(f.store, jobId, ...events);
-  f.hub.publishLocal(committed);
+  f.hub.publishLocal([committed]);
   return committed;
 }
 

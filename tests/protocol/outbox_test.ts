@@ -216,20 +216,31 @@ Deno.test("outbox does not count coalesced frames towards maxQueued", () => {
   assert.deepEqual(sink.written, ["p49", "log"]);
 });
 
+Deno.test("outbox writes unbounded replay frames straight out when nothing waits", () => {
+  const { sink, outbox } = setup(100, 3);
+  sink.pending = 100;
+  for (let i = 0; i < 5; i++) outbox.push(`r${i}`, undefined, false);
+  assert.deepEqual(sink.written, ["r0", "r1", "r2", "r3", "r4"]);
+  assert.equal(outbox.waiting, 0);
+});
+
 Deno.test("outbox never closes with 4008 for unbounded replay frames", () => {
   const { sink, outbox } = setup(100, 3);
   sink.pending = 100;
+  // A live frame waits; replay frames after it queue behind it (order) but never count.
+  outbox.push("live");
   for (let i = 0; i < 100; i++) outbox.push(`r${i}`, undefined, false);
   assert.equal(outbox.closed, false);
   assert.equal(sink.closes.length, 0);
-  assert.equal(outbox.waiting, 100);
+  assert.equal(outbox.waiting, 101);
   // The network empties the socket as often as needed for the whole replay to leave.
   for (let round = 0; round < 10 && !outbox.drain(); round++) sink.pending = 0;
   assert.equal(outbox.waiting, 0);
   assert.equal(sink.closes.length, 0);
-  assert.equal(sink.written.length, 100);
-  assert.equal(sink.written[0], "r0");
-  assert.equal(sink.written[99], "r99");
+  assert.equal(sink.written.length, 101);
+  assert.equal(sink.written[0], "live");
+  assert.equal(sink.written[1], "r0");
+  assert.equal(sink.written[100], "r99");
 });
 
 Deno.test("outbox counts only bounded frames behind unbounded ones towards maxQueued", () => {
