@@ -190,10 +190,12 @@ async function startServer(kind: Target["kind"]): Promise<Server> {
     args = ["run", "--allow-net", join(ROOT, "scripts/reference_server.ts"), "--port", "0"];
   } else {
     dataDir = await Deno.makeTempDir({ prefix: "jobwire-bench-" });
+    // Started as users start it, so its flags (V8, permissions) are the task's.
     args = [
-      "run",
-      "-A",
-      join(ROOT, "main.ts"),
+      "task",
+      "--cwd",
+      ROOT,
+      "start",
       "--port",
       "0",
       "--data-dir",

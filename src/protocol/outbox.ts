@@ -47,7 +47,8 @@ export class Outbox {
   #queue: Entry[] = [];
   #head = 0;
   #counted = 0;
-  #keyed = new Map<string, Entry>();
+  /** Waiting frames by coalescing key; made when a first frame waits (idle connections have none). */
+  #keyed: Map<string, Entry> | undefined;
   #onBacklog: (outbox: Outbox) => void;
   #closed = false;
   #coalesced = 0;
@@ -89,7 +90,7 @@ export class Outbox {
       }
     }
     if (key !== undefined) {
-      const older = this.#keyed.get(key);
+      const older = this.#keyed?.get(key);
       if (older !== undefined && older.frame !== null) {
         // The older frame leaves its place and the newer one joins the tail, so frames
         // still leave in sequence order; the client sees a skipped progress sequence.
@@ -100,7 +101,7 @@ export class Outbox {
     }
     const entry: Entry = { frame, key, counted: bounded };
     this.#queue.push(entry);
-    if (key !== undefined) this.#keyed.set(key, entry);
+    if (key !== undefined) (this.#keyed ??= new Map()).set(key, entry);
     if (bounded) this.#counted++;
     if (this.#counted > this.#limits.maxQueued) {
       this.close(SLOW_CONSUMER_CODE, "slow consumer: resume with since");
@@ -120,7 +121,7 @@ export class Outbox {
       if (this.#sink.backlog() >= this.#limits.highWater) return false;
       const entry = this.#queue[this.#head++]!;
       if (entry.counted && entry.frame !== null) this.#counted--;
-      if (entry.key !== undefined && this.#keyed.get(entry.key) === entry) {
+      if (entry.key !== undefined && this.#keyed?.get(entry.key) === entry) {
         this.#keyed.delete(entry.key);
       }
       if (entry.frame !== null) this.#sink.write(entry.frame);
@@ -173,7 +174,7 @@ export class Outbox {
     this.#closed = true;
     this.#queue = [];
     this.#head = 0;
-    this.#keyed.clear();
+    this.#keyed = undefined;
     this.#sink.close(code, reason);
   }
 }
