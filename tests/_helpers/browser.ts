@@ -109,13 +109,18 @@ export async function openBrowser(
   };
 }
 
+/** What a check given to {@link until} returns to say "not yet", and why (for the failure). */
+export class NotYet {
+  constructor(readonly why: string) {}
+}
+
 /**
- * Polls `check` until it returns a value other than `undefined`/`false`, or fails with
- * `what` and the last value seen after `timeoutMs`.
+ * Polls `check` until it returns a value other than `undefined`, `false` or a
+ * {@link NotYet}, or fails with `what` and the last value seen after `timeoutMs`.
  */
 export async function until<T>(
   what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
+  check: () => Promise<T | NotYet | undefined | false> | T | NotYet | undefined | false,
   timeoutMs = 10_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -123,8 +128,9 @@ export async function until<T>(
   for (;;) {
     try {
       const value = await check();
-      if (value !== undefined && value !== false) return value;
-      last = value;
+      if (value instanceof NotYet) last = value.why;
+      else if (value !== undefined && value !== false) return value as T;
+      else last = value;
     } catch (error) {
       last = error;
     }

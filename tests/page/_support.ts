@@ -5,7 +5,7 @@
  * @module
  */
 import type { Download, Page } from "playwright-core";
-import { until } from "../_helpers/browser.ts";
+import { NotYet, until } from "../_helpers/browser.ts";
 
 /** The row of job `id` in the list. */
 export function row(page: Page, id: string) {
@@ -29,8 +29,9 @@ export async function connected(page: Page, transport?: string, timeoutMs = 15_0
     async () => {
       const state = await indicator.getAttribute("data-state");
       const via = await indicator.getAttribute("data-transport");
+      const text = (await indicator.textContent() ?? "").trim();
       const ok = state === "connected" && (transport === undefined || via === transport);
-      return ok ? await indicator.textContent() ?? "" : undefined;
+      return ok ? text : new NotYet(`${state} over ${via}: ${text}`);
     },
     timeoutMs,
   );
