@@ -40,7 +40,7 @@ export class ConnectionIndicator {
    * @param {any} watcher a watcher from `/client.js`
    */
   show(watcher) {
-    if (watcher === this.watcher) return;
+    if (watcher === this.watcher && watcher !== undefined) return;
     for (const off of this.unsubscribe) off();
     this.unsubscribe = [];
     this.watcher = watcher;

@@ -100,6 +100,8 @@ function startApp(info) {
   $("sign-out").hidden = info.via === "open";
   list.start();
   stats.start(info);
+  // The panel counts this page's own stream as soon as it is up.
+  list.watcher?.on("connected", () => stats.running && stats.refresh());
   route();
 }
 

@@ -88,6 +88,7 @@ export async function openBrowser(
   });
   const page = context.pages()[0] ?? await context.newPage();
   const errors: string[] = [];
+  const shots: string[] = [];
   page.on("console", (message) => {
     if (message.type() === "error") errors.push(`console: ${message.text()}`);
   });
@@ -100,11 +101,14 @@ export async function openBrowser(
     async screenshot(name: string) {
       const path = join(dir, `${name}.png`);
       await page.screenshot({ path, fullPage: true });
+      shots.push(`${name}.png`);
       return path;
     },
     async close() {
       await context.close().catch(() => {});
       await Deno.remove(profile, { recursive: true }).catch(() => {});
+      if (shots.length > 0) console.log(`screenshots in ${dir}: ${shots.join(", ")}`);
+      else await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
 }
