@@ -132,3 +132,65 @@ browserTest(
     }
   },
 );
+
+browserTest(
+  "with WebSockets and SSE blocked, the list refreshes by polling and the job view long-polls",
+  async () => {
+    const server = await startTestServer();
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      await page.routeWebSocket(/.*/, (ws) => ws.close({ code: 1011, reason: "blocked" }));
+      // A proxy that buffers streamed responses: every event stream is refused.
+      await page.route(
+        "**/*",
+        (route, request) =>
+          (request.headers()["accept"] ?? "").includes("text/event-stream")
+            ? route.abort("connectionrefused")
+            : route.continue(),
+      );
+      await http(server.url, "POST", "/jobs", { id: "poll-job", kind: "build" });
+      await page.goto(`${server.url}/`);
+      await row(page, "poll-job").waitFor();
+      const indicator = page.locator("#connection");
+      await until(
+        "the offline mode",
+        async () =>
+          await indicator.getAttribute("data-state") === "offline" &&
+          /offline mode, refreshed \d\d:\d\d:\d\d/.test(await indicator.textContent() ?? ""),
+        15_000,
+      );
+      await browser.screenshot("offline-mode");
+
+      // Jobs made meanwhile show up with the next refresh.
+      await http(server.url, "POST", "/jobs", { id: "poll-new", kind: "build" });
+      await http(server.url, "POST", "/jobs/poll-job/progress", { progress: 35 });
+      await row(page, "poll-new").waitFor({ timeout: 20_000 });
+      await rowProgress(page, "poll-job", 35);
+
+      // A job's own watcher has long-poll to fall back to.
+      await row(page, "poll-job").getByRole("link").click();
+      const text = await connected(page, "poll", 20_000);
+      assert.match(text, /Live · long-poll/);
+      await publish(server.url, "poll-job", ...lines(1, 3));
+      await logCount(page, 3);
+      await http(server.url, "POST", "/jobs/poll-job/start", {});
+      const done = await http(server.url, "POST", "/jobs/poll-job/complete", {
+        result: { via: "long-poll" },
+      });
+      assert.equal(done.status, 201, done.text);
+      await until(
+        "the result",
+        async () =>
+          /"via": "long-poll"/.test(await page.locator("#result-json").textContent() ?? ""),
+      );
+      const unexpected = browser.errors.filter((e) =>
+        !/ERR_CONNECTION_REFUSED|net::ERR_FAILED/.test(e)
+      );
+      assert.deepEqual(unexpected, []);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);

@@ -71,6 +71,9 @@ browserTest(
       await until("the id search", async () => await page.locator("li.job").count() === 1);
       await page.getByLabel("Job id").fill("");
       await until("both jobs again", async () => await page.locator("li.job").count() === 2);
+      const deleted = await http(server.url, "DELETE", "/jobs/train-1");
+      assert.equal(deleted.status, 200, deleted.text);
+      await until("the deleted job gone", async () => await row(page, "train-1").count() === 0);
 
       await http(server.url, "POST", "/jobs/build-42/complete", { result: { ok: true } });
       await rowProgress(page, "build-42", 100);
