@@ -23,6 +23,8 @@ export class ConnectionIndicator {
   constructor(element) {
     this.element = element;
     this.text = /** @type {HTMLElement} */ (element.querySelector(".connection-text"));
+    // Announced to screen readers: state changes only, not every round trip.
+    this.live = /** @type {HTMLElement} */ (element.querySelector("[role=status]"));
     /** @type {any} */
     this.watcher = undefined;
     /** @type {(() => void)[]} */
@@ -88,6 +90,7 @@ export class ConnectionIndicator {
       el.dataset.transport = "";
       el.dataset.quality = "unknown";
       this.text.textContent = "Not connected";
+      this.#announce("");
       return;
     }
     const state = w.state;
@@ -122,5 +125,21 @@ export class ConnectionIndicator {
     }
     this.text.textContent = text;
     el.title = text;
+    this.#announce(
+      el.dataset.state === "connected"
+        ? `Connected over ${name}`
+        : el.dataset.state === "offline"
+        ? "Offline: refreshing by polling"
+        : state === "reconnecting"
+        ? "Connection lost: reconnecting"
+        : state === "closed"
+        ? text
+        : "",
+    );
+  }
+
+  /** @param {string} words */
+  #announce(words) {
+    if (this.live.textContent !== words) this.live.textContent = words;
   }
 }

@@ -149,7 +149,8 @@ function authLost(error) {
     return;
   }
   session = undefined;
-  boot(refusal(error?.code === "token_expired" ? "token_expired" : "invalid_token"));
+  const expired = error?.code === "token_expired" || /expired/i.test(error?.message ?? "");
+  boot(refusal(expired ? "token_expired" : "invalid_token"));
 }
 
 globalThis.addEventListener("hashchange", () => {

@@ -29,7 +29,7 @@ export async function connected(page: Page, transport?: string, timeoutMs = 15_0
     async () => {
       const state = await indicator.getAttribute("data-state");
       const via = await indicator.getAttribute("data-transport");
-      const text = (await indicator.textContent() ?? "").trim();
+      const text = (await indicator.locator(".connection-text").textContent() ?? "").trim();
       const ok = state === "connected" && (transport === undefined || via === transport);
       return ok ? text : new NotYet(`${state} over ${via}: ${text}`);
     },

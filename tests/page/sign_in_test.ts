@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { browserTest, openBrowser, until } from "../_helpers/browser.ts";
 import { http } from "../_helpers/clients.ts";
 import { runMain, spawnServer, startTestServer } from "../_helpers/server.ts";
-import { bearer } from "../_helpers/tokens.ts";
+import { AUTH, bearer, nowSeconds, tokenFor } from "../_helpers/tokens.ts";
 import { connected, row, rowProgress, unlabeledControls } from "./_support.ts";
 
 const PASSWORD = "correct horse battery staple";
@@ -157,3 +157,28 @@ browserTest(
     }
   },
 );
+
+browserTest("when the token expires the page says so and asks to sign in again", async () => {
+  const server = await startTestServer(AUTH);
+  const browser = await openBrowser();
+  const { page } = browser;
+  try {
+    const token = await tokenFor("ops", "read:all", {}, { exp: nowSeconds() + 4 });
+    await page.goto(`${server.url}/#token=${token}`);
+    await page.locator("#list-view").waitFor();
+    assert.equal(await page.locator("#who").textContent(), "Signed in as ops with a token");
+    await connected(page, "websocket");
+    // The server closes the stream when the token's exp passes (1008 "token expired").
+    await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor({ timeout: 15_000 });
+    assert.equal(
+      await page.locator("#sign-in-message").textContent(),
+      "Your session has expired: sign in again.",
+    );
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), null);
+    assert.equal(await page.locator("#connection").getAttribute("data-state"), "idle");
+    assert.ok(browser.errors.every((e) => /401/.test(e)), browser.errors.join("\n"));
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
