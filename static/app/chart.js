@@ -90,6 +90,8 @@ export class ProgressChart {
         points: `${firstX.toFixed(1)},${bottom} ${line} ${lastX.toFixed(1)},${bottom}`,
       }));
       children.push(el("polyline", { class: "curve", points: line }));
+      const [x, y] = xy[xy.length - 1];
+      children.push(el("circle", { class: "now", cx: x.toFixed(1), cy: y.toFixed(1), r: 3 }));
       children.push(
         el(
           "text",
@@ -100,7 +102,7 @@ export class ProgressChart {
       const latest = points[points.length - 1].p;
       this.caption.textContent = `Progress over time: ${Math.round(latest * 10) / 10}% after ${
         duration(span / 1000)
-      } (${points.length} updates)`;
+      } (${points.length} update${points.length === 1 ? "" : "s"})`;
     } else {
       this.caption.textContent = "Progress over time: no progress reported yet";
     }
