@@ -55,8 +55,21 @@ async function serve(args: string[]): Promise<number> {
   const parallel = config.workers > 1 && unavailable === undefined;
   let url: string;
   let secret: { secret: Uint8Array; path: string | null; created: boolean } | undefined;
-  let stop: (signal: Deno.Signal) => void;
+  let stop: ((signal: Deno.Signal) => void) | undefined;
   let finished: Promise<number>;
+  // Listen before serving: a signal sent as soon as the listening line appears must find a
+  // listener (the admin token is signed after that line). A signal during start-up is held
+  // until there is something to stop.
+  let pending: Deno.Signal | undefined;
+  const onSignal = (signal: Deno.Signal) => () => {
+    log("info", "shutting down");
+    if (stop === undefined) pending ??= signal;
+    else stop(signal);
+  };
+  const onInt = onSignal("SIGINT");
+  const onTerm = onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
   if (parallel) {
     const cluster = await startCluster(config, config.workers);
     url = cluster.url;
@@ -94,14 +107,7 @@ async function serve(args: string[]): Promise<number> {
     console.log(`Admin token (valid 24 h): ${token}`);
     console.log(`Status page: ${url}/#token=${token}`);
   }
-  const onSignal = (signal: Deno.Signal) => () => {
-    log("info", "shutting down");
-    stop(signal);
-  };
-  const onInt = onSignal("SIGINT");
-  const onTerm = onSignal("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
+  if (pending !== undefined) stop(pending);
   const code = await finished;
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);

@@ -9,6 +9,8 @@
 import type { Config } from "./config.ts";
 import { openSqliteStore } from "./store/sqlite_store.ts";
 import { loadOrCreateSecret } from "./auth/secret.ts";
+import { SHUTDOWN_GRACE_MS } from "./server.ts";
+import { log } from "./log.ts";
 
 /** Environment variable carrying the resolved configuration to each isolate. */
 export const WORKER_CONFIG_ENV = "JOBWIRE_WORKER_CONFIG";
@@ -24,8 +26,14 @@ const WORKER_PERMISSIONS = [
   "--allow-sys",
 ];
 
-/** Longest wait for the isolates to answer after spawning, in milliseconds. */
+/** Longest wait for every isolate to answer after spawning, in milliseconds. */
 const READY_TIMEOUT_MS = 60_000;
+/** Wait for the last isolates once the first answers, in milliseconds (they take ~1 s). */
+const ISOLATE_WAIT_MS = 10_000;
+/** Spawns of the isolates before giving up when one of them does not start. */
+const START_ATTEMPTS = 3;
+/** Time after the shutdown grace before a process that ignores SIGTERM is killed, in ms. */
+const STOP_MARGIN_MS = 5_000;
 
 /** A running multi-isolate server. */
 export interface Cluster {
@@ -88,7 +96,7 @@ async function forward(stream: ReadableStream<Uint8Array>, to: typeof Deno.stdou
 }
 
 /**
- * Starts `workers` isolates serving `config`. Resolves once they answer `/healthz`.
+ * Starts `workers` isolates serving `config`. Resolves once `/healthz` counts them all.
  *
  * @throws {Error} with the cause when the isolates exit or do not answer in time
  */
@@ -102,6 +110,46 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
   const ip = await ipOf(config.host);
   const port = config.port === 0 ? freePort(ip) : config.port;
   const url = `http://${ip}:${port}`;
+  const probe = `http://${
+    ip === "0.0.0.0" ? "127.0.0.1" : ip === "[::]" ? "[::1]" : ip
+  }:${port}/healthz`;
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (let attempt = 1;; attempt++) {
+    const isolates = spawnIsolates(config, workers, ip, port);
+    const outcome = await waitReady(isolates, probe, workers, deadline);
+    if (outcome === "ready") {
+      return {
+        url,
+        port,
+        secret: config.jwtSecret === undefined ? secret : undefined,
+        stop: () => isolates.stop(),
+        exited: isolates.exited,
+      };
+    }
+    isolates.kill();
+    const code = await isolates.exited;
+    if (outcome === "partial" && attempt < START_ATTEMPTS && Date.now() < deadline) {
+      log("warn", `an isolate did not start (attempt ${attempt}): starting them again`);
+      continue;
+    }
+    throw new Error(
+      outcome === "exited"
+        ? `The server isolates exited with code ${code} before answering`
+        : `The server isolates did not all answer ${probe} within ${READY_TIMEOUT_MS / 1000} s`,
+    );
+  }
+}
+
+/** A running `deno serve --parallel` process. */
+interface Isolates {
+  readonly exited: Promise<number>;
+  readonly ended: () => boolean;
+  /** SIGTERM, then SIGKILL if it has not exited after the shutdown grace. */
+  stop(): void;
+  kill(): void;
+}
+
+function spawnIsolates(config: Config, workers: number, ip: string, port: number): Isolates {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "serve",
@@ -131,47 +179,65 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
     forward(child.stdout, Deno.stdout),
     forward(child.stderr, Deno.stderr),
   ]);
+  let ended = false;
   const exited = child.status.then(async (status) => {
+    ended = true;
     await forwarding.catch(() => {});
     return status.code;
   });
-  let ended = false;
-  exited.then(() => (ended = true));
-  const probe = `http://${
-    ip === "0.0.0.0" ? "127.0.0.1" : ip === "[::]" ? "[::1]" : ip
-  }:${port}/healthz`;
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (;;) {
-    if (ended) {
-      throw new Error(`The server isolates exited with code ${await exited} before answering`);
+  const signal = (name: Deno.Signal) => {
+    if (ended) return;
+    try {
+      child.kill(name);
+    } catch {
+      // Already gone.
     }
+  };
+  return {
+    exited,
+    ended: () => ended,
+    stop() {
+      signal("SIGTERM");
+      // The isolates close their streams and database within the grace; a process still
+      // running well after it is wedged (see waitReady), and only SIGKILL ends it.
+      const timer = setTimeout(() => signal("SIGKILL"), SHUTDOWN_GRACE_MS + STOP_MARGIN_MS);
+      exited.then(() => clearTimeout(timer));
+    },
+    kill: () => signal("SIGKILL"),
+  };
+}
+
+/**
+ * Waits until `/healthz` counts every isolate. `partial`: the server answered but an
+ * isolate was still missing after {@link ISOLATE_WAIT_MS}. deno serve --parallel
+ * occasionally starts without one of its workers; such a process also ignores SIGTERM, so
+ * it is replaced rather than used.
+ */
+async function waitReady(
+  isolates: Isolates,
+  probe: string,
+  workers: number,
+  deadline: number,
+): Promise<"ready" | "partial" | "exited" | "timeout"> {
+  let answeredAt: number | undefined;
+  for (;;) {
+    if (isolates.ended()) return "exited";
     try {
       const reply = await fetch(probe, { signal: AbortSignal.timeout(1000) });
-      await reply.body?.cancel();
-      if (reply.ok) break;
+      if (reply.ok) {
+        const health = await reply.json() as { isolates?: number };
+        // Ready once every isolate is up: one still loading would not have its SIGTERM
+        // listener yet, and a stop sent then would leave it (and the process) running.
+        if ((health.isolates ?? 1) >= workers) return "ready";
+        answeredAt ??= Date.now();
+        if (Date.now() - answeredAt > ISOLATE_WAIT_MS) return "partial";
+      } else {
+        await reply.body?.cancel();
+      }
     } catch {
       // Not listening yet.
     }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(
-        `The server isolates did not answer ${probe} within ${READY_TIMEOUT_MS / 1000} s`,
-      );
-    }
+    if (Date.now() > deadline) return "timeout";
     await new Promise((r) => setTimeout(r, 50));
   }
-  return {
-    url,
-    port,
-    secret: config.jwtSecret === undefined ? secret : undefined,
-    stop() {
-      if (ended) return;
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-    },
-    exited,
-  };
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Config } from "./config.ts";
-import { createCore, SHUTDOWN_GRACE_MS } from "./server.ts";
+import { createCore, type ServerCore, SHUTDOWN_GRACE_MS } from "./server.ts";
 import { log } from "./log.ts";
 import { WORKER_CLUSTER_ENV, WORKER_CONFIG_ENV } from "./cluster.ts";
 
@@ -16,12 +16,18 @@ if (raw === undefined) {
   throw new TypeError(`${WORKER_CONFIG_ENV} is not set: start jobwire with main.ts`);
 }
 const config = JSON.parse(raw) as Config;
-const core = await createCore(config, { cluster: Deno.env.get(WORKER_CLUSTER_ENV) ?? "jobwire" });
 
-let stopping = false;
+// Listening before the core exists: a SIGTERM that arrives while it is being built is kept
+// and acted on once it is, instead of finding no listener and leaving this isolate running.
+const life: { core?: ServerCore; stopRequested: boolean; stopping: boolean } = {
+  stopRequested: false,
+  stopping: false,
+};
 const stop = () => {
-  if (stopping) return;
-  stopping = true;
+  life.stopRequested = true;
+  const core = life.core;
+  if (life.stopping || core === undefined) return;
+  life.stopping = true;
   // deno serve stops accepting and lets open requests finish; this isolate closes its
   // streams with 1001 first, then waits for requests in flight before closing the database.
   core.closeStreams();
@@ -36,6 +42,11 @@ const stop = () => {
 // Only SIGTERM: it is the signal on which deno serve itself stops accepting and drains. The
 // launcher turns Ctrl-C into SIGTERM for this process group.
 Deno.addSignalListener("SIGTERM", stop);
+const built = await createCore(config, {
+  cluster: Deno.env.get(WORKER_CLUSTER_ENV) ?? "jobwire",
+});
+life.core = built;
+if (life.stopRequested) stop();
 
 // Started in a process group of its own, this process must not outlive its launcher.
 const launcher = Deno.ppid;
@@ -47,4 +58,4 @@ const watchdog = setInterval(() => {
 }, 1000);
 Deno.unrefTimer(watchdog);
 
-export default { fetch: core.handler } satisfies Deno.ServeDefaultExport;
+export default { fetch: built.handler } satisfies Deno.ServeDefaultExport;

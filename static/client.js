@@ -704,18 +704,25 @@ var TransportLadder = class {
   succeeded() {
     this.#failures = 0;
   }
+  /** Whether there is a transport to fall back to. */
+  get canFallBack() {
+    return this.#index < this.transports.length - 1;
+  }
   /**
-   * An attempt failed before the server greeted it.
+   * An attempt failed before the server greeted it, and the server answered plain HTTP
+   * right after (or the transport cannot work here at all: `unsupported`).
    *
-   * @param unsupported the transport cannot work here at all (no need to probe)
-   * @returns `step` to move on now, `probe` to move on only if the server is reachable,
-   *   `stay` to retry the same transport
+   * @returns `step` to move on to the next transport, `stay` to retry this one
    */
   failed(unsupported) {
     this.#failures++;
-    if (this.#index >= this.transports.length - 1) return "stay";
+    if (!this.canFallBack) return "stay";
     if (unsupported) return "step";
-    return this.#failures >= this.#fallbackAfter ? "probe" : "stay";
+    return this.#failures >= this.#fallbackAfter ? "step" : "stay";
+  }
+  /** An attempt failed while the server did not answer either: the count starts again. */
+  serverDown() {
+    this.#failures = 0;
   }
   /** Moves to the next transport. */
   step() {
@@ -1035,17 +1042,18 @@ var ConnectionLoop = class {
       return;
     }
     let stepped = false;
-    const step = greeted ? "stay" : this.#ladder.failed(info.unsupported === true);
-    if (step !== "stay") {
+    if (!greeted && this.#ladder.canFallBack) {
+      const unsupported = info.unsupported === true;
       const [first] = targetJobIds(this.#target);
       const since = first === void 0 ? 0 : this.#sequencer.tracks.get(first)?.cursor ?? 0;
-      const probe = step === "step" ? "ok" : await probeServer(this.#http, first, since, this.#abort.signal);
+      const probe = unsupported ? "ok" : await probeServer(this.#http, first, since, this.#abort.signal);
       if (this.#stopped) return;
       if (probe instanceof JobwireError) {
         this.#fail(probe);
         return;
       }
-      if (probe === "ok") {
+      if (probe !== "ok") this.#ladder.serverDown();
+      else if (this.#ladder.failed(unsupported) === "step") {
         this.#ladder.step();
         stepped = true;
       }

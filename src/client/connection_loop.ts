@@ -262,12 +262,13 @@ export class ConnectionLoop {
       return;
     }
     let stepped = false;
-    const step = greeted ? "stay" : this.#ladder.failed(info.unsupported === true);
-    if (step !== "stay") {
-      // Another transport only helps if the server answers: ask it over plain HTTP.
+    if (!greeted && this.#ladder.canFallBack) {
+      // A failure counts against the transport only if the server answers plain HTTP right
+      // after it: when the server itself is down, another transport would not help.
+      const unsupported = info.unsupported === true;
       const [first] = targetJobIds(this.#target);
       const since = first === undefined ? 0 : (this.#sequencer.tracks.get(first)?.cursor ?? 0);
-      const probe = step === "step"
+      const probe = unsupported
         ? "ok"
         : await probeServer(this.#http, first, since, this.#abort.signal);
       if (this.#stopped) return;
@@ -275,7 +276,8 @@ export class ConnectionLoop {
         this.#fail(probe);
         return;
       }
-      if (probe === "ok") {
+      if (probe !== "ok") this.#ladder.serverDown();
+      else if (this.#ladder.failed(unsupported) === "step") {
         this.#ladder.step();
         stepped = true;
       }

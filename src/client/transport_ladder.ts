@@ -1,16 +1,18 @@
 /**
  * Which transport to try next. A watcher starts with the first usable transport and
- * moves down the list (WebSocket → SSE → long-poll) only when the current one keeps
- * failing before the server greets it *and* the server answers plain HTTP: when the
- * server is down, every transport fails, and falling back would only lose the best one.
- * Once a transport has worked the watcher stays with it.
+ * moves down the list (WebSocket → SSE → long-poll) only when the current one fails
+ * before the server greets it `fallbackAfter` times in a row *while the server answers
+ * plain HTTP*: when the server is down every transport fails, and falling back would only
+ * lose the best one. A failure while the server is down starts the count again, so a
+ * server that comes back between a failed attempt and the check of it (a restart) costs
+ * the transport one count, not its place.
  *
  * @module
  */
 import type { TransportName } from "./types.ts";
 
 /** The decision after a failed attempt. */
-export type LadderStep = "stay" | "probe" | "step";
+export type LadderStep = "stay" | "step";
 
 /** The transports of a watcher and its position among them. */
 export class TransportLadder {
@@ -38,18 +40,27 @@ export class TransportLadder {
     this.#failures = 0;
   }
 
+  /** Whether there is a transport to fall back to. */
+  get canFallBack(): boolean {
+    return this.#index < this.transports.length - 1;
+  }
+
   /**
-   * An attempt failed before the server greeted it.
+   * An attempt failed before the server greeted it, and the server answered plain HTTP
+   * right after (or the transport cannot work here at all: `unsupported`).
    *
-   * @param unsupported the transport cannot work here at all (no need to probe)
-   * @returns `step` to move on now, `probe` to move on only if the server is reachable,
-   *   `stay` to retry the same transport
+   * @returns `step` to move on to the next transport, `stay` to retry this one
    */
   failed(unsupported: boolean): LadderStep {
     this.#failures++;
-    if (this.#index >= this.transports.length - 1) return "stay";
+    if (!this.canFallBack) return "stay";
     if (unsupported) return "step";
-    return this.#failures >= this.#fallbackAfter ? "probe" : "stay";
+    return this.#failures >= this.#fallbackAfter ? "step" : "stay";
+  }
+
+  /** An attempt failed while the server did not answer either: the count starts again. */
+  serverDown(): void {
+    this.#failures = 0;
   }
 
   /** Moves to the next transport. */

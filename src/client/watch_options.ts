@@ -33,7 +33,7 @@ export interface WatchOptions {
   maxDelayMs?: number | undefined;
   /** Failed attempts in a row before giving up (`max_reconnect_attempts`). Default 10; `Infinity` never gives up. */
   maxAttempts?: number | undefined;
-  /** Failed attempts in a row, before any message, after which the next transport is tried. Default 2. */
+  /** Failed attempts in a row, before any message and while the server answers plain HTTP, after which the next transport is tried. Default 2. */
   fallbackAfter?: number | undefined;
   /** Interval of WebSocket pings that measure quality, in ms (one is sent on connect). Default 15,000; 0 disables. */
   pingIntervalMs?: number | undefined;

@@ -26,10 +26,12 @@ import { migrate } from "./migrations.ts";
 import { AuthStore } from "./auth_store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
 
+// busy_timeout first: isolates open the file together, and switching to WAL waits for a
+// lock that another connection may hold for a moment ("database is locked" otherwise).
 const PRAGMAS = `
+  PRAGMA busy_timeout = 2000;
   PRAGMA journal_mode = WAL;
   PRAGMA synchronous = NORMAL;
-  PRAGMA busy_timeout = 2000;
   PRAGMA temp_store = MEMORY;
 `;
 

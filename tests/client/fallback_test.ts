@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type FetchLike, watchJob, watchJobs } from "../../src/client/mod.ts";
+import {
+  type FetchLike,
+  watchJob,
+  watchJobs,
+  type WebSocketConstructor,
+} from "../../src/client/mod.ts";
 import { createJob, http, logEvent, publish } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 import { failingWebSocket, hangingWebSocket, range, Recorder } from "../_helpers/watch.ts";
@@ -182,6 +187,54 @@ Deno.test("an SSE watcher that has seen a finished job to its end finishes at on
       assert.equal(finished.job?.result, 1);
       assert.deepEqual(rec.sequences(), []);
       assert.equal((await rec.next("closed")).reason, "finished");
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("a transport that failed while the server was down keeps its place when it comes back", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1));
+    // The network as the client sees a restart: plain requests fail while `down`; the next
+    // `failNext` WebSockets fail, and the last of them just as the server is back, so the
+    // check that follows it finds the server answering.
+    let down = false;
+    let failNext = 0;
+    const live: WebSocket[] = [];
+    const failing = failingWebSocket();
+    const Flaky = class {
+      constructor(url: string) {
+        if (failNext > 0) {
+          failNext--;
+          if (failNext === 0) down = false;
+          return new failing(url);
+        }
+        const socket = new WebSocket(url);
+        live.push(socket);
+        return socket;
+      }
+    } as unknown as WebSocketConstructor;
+    const network: FetchLike = (input, init) =>
+      down ? Promise.reject(new TypeError("connection refused")) : fetch(input, init);
+    const watcher = watchJob(server.url, id, {
+      WebSocket: Flaky,
+      fetch: network,
+      initialDelayMs: 10,
+      maxDelayMs: 20,
+    });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.until(1);
+      down = true;
+      failNext = 2;
+      live.at(-1)!.close();
+      await publish(server.url, id, logEvent(2));
+      assert.deepEqual(await rec.until(2), [1, 2]);
+      assert.equal(watcher.transport, "websocket");
+      assert.deepEqual(rec.all("transport").map((t) => t.to), ["websocket"]);
+      assert.equal(failing.attempts, 2);
     } finally {
       watcher.close();
     }

@@ -213,3 +213,29 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     }
   });
 }
+
+Deno.test("SIGTERM sent the moment the listening line appears stops the server", async () => {
+  // Two races once lost such a signal: the launcher printed the line before listening for
+  // signals (it died with 143), and it reported ready while an isolate was still loading, which
+  // then never saw the SIGTERM passed on and kept the process running.
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-early-signal-" });
+  try {
+    for (let round = 0; round < 5; round++) {
+      const server = await spawnServer(["--port", "0", "--data-dir", dataDir]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const hung = new Promise<"hung">((resolve) => {
+        timer = setTimeout(() => resolve("hung"), 20_000);
+      });
+      const outcome = await Promise.race([server.stop("SIGTERM"), hung]);
+      clearTimeout(timer);
+      if (outcome === "hung") {
+        server.process.kill("SIGKILL");
+        await server.stop("SIGKILL");
+        assert.fail(`round ${round}: the server ignored SIGTERM:\n${server.output()}`);
+      }
+      assert.equal(outcome.code, 0, server.output());
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

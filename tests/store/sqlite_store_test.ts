@@ -901,3 +901,43 @@ Deno.test("two stores on one file database share sequences without gaps", async 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("opening a store waits for a lock another connection holds instead of failing", async () => {
+  // Isolates open the same file together; one switching the journal mode while another
+  // holds a lock once failed at once with "database is locked".
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-lock-" });
+  const file = join(dir, DATABASE_FILE);
+  new DatabaseSync(file).close();
+  const holder = new Worker(
+    URL.createObjectURL(
+      new Blob([
+        `import { DatabaseSync } from "node:sqlite";
+        const db = new DatabaseSync(${JSON.stringify(file)});
+        db.exec("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE");
+        postMessage("locked");
+        setTimeout(() => { db.exec("COMMIT"); db.close(); postMessage("released"); }, 300);`,
+      ], { type: "text/javascript" }),
+    ),
+    { type: "module" },
+  );
+  const messages: string[] = [];
+  const released = new Promise<void>((resolve) => {
+    holder.onmessage = (e) => {
+      messages.push(e.data);
+      if (e.data === "released") resolve();
+    };
+  });
+  try {
+    while (!messages.includes("locked")) await new Promise((r) => setTimeout(r, 5));
+    const store = openSqliteStore(dir, DEFAULTS);
+    try {
+      assert.ok(store.createJob({ id: "a", kind: null, owner: null, metadata: {} }, T0).ok);
+    } finally {
+      store.close();
+    }
+    await released;
+  } finally {
+    holder.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

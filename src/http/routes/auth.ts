@@ -1,7 +1,7 @@
 /**
  * Sign-in and stream tickets: `POST /auth/login` (username and password → token),
- * `POST /auth/logout` (clears the status page's cookie), `POST /tickets` (a single-use
- * ticket for one job's stream).
+ * `GET /auth/session` (who the caller is), `POST /auth/logout` (clears the status page's
+ * cookie), `POST /tickets` (a single-use ticket for one job's stream).
  *
  * @module
  */
@@ -97,6 +97,26 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       expires_in: expiresIn,
       scope: user.scopes.join(" "),
     });
+  });
+
+  // The status page asks this first: it always answers 200 (a refused request would be an
+  // error in the browser's console), saying whether sign-in is needed and who the caller is.
+  app.get("/auth/session", (c) => {
+    const principal = c.get("principal");
+    return c.json(
+      {
+        auth: deps.authenticator !== undefined,
+        signed_in: principal !== null,
+        sub: principal?.sub ?? null,
+        scopes: principal === null ? [] : [...principal.scopes],
+        expires_at: principal === null || principal.expiresAt === null
+          ? null
+          : new Date(principal.expiresAt).toISOString(),
+        failure: principal === null ? (c.get("authFailure") ?? null) : null,
+      },
+      200,
+      { "cache-control": "no-store" },
+    );
   });
 
   app.post("/auth/logout", (c) => {

@@ -207,7 +207,12 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
     } catch {
       throw new ApiError("unavailable", "The event store is not answering");
     }
-    return c.json({ status: "ok", uptime_seconds: deps.stats.uptimeSeconds() });
+    // `isolates` counts this one and the others it hears from: the launcher waits for all.
+    return c.json({
+      status: "ok",
+      uptime_seconds: deps.stats.uptimeSeconds(),
+      isolates: deps.peers.count + 1,
+    });
   });
 
   app.get("/stats", async (c) => {

@@ -1,0 +1,433 @@
+/**
+ * The job list: `GET /jobs` for the first page (and more on demand, with the status and
+ * kind filters applied by the server), kept live by one `watchJobs({all: true})` watcher
+ * (new jobs, deletions, every state change). Rows are updated in place, at most once per
+ * animation frame. While no stream gets through, the list is refreshed by polling
+ * (offline mode) until one does.
+ *
+ * @module
+ */
+import { watchJobs } from "/client.js";
+import { currentToken, getJson, withQuery } from "./api.js";
+import { duration, elapsedSeconds, etaSeconds, percent, TERMINAL } from "./format.js";
+
+/** Jobs per `GET /jobs` page. */
+const PAGE_SIZE = 50;
+/** Time without a stream before the offline mode starts, in ms. */
+const OFFLINE_AFTER_MS = 3000;
+/** Refresh interval of the offline mode, in ms. */
+const OFFLINE_POLL_MS = 10_000;
+
+/** Watcher error codes that mean the credentials stopped working. */
+export const AUTH_CODES = new Set(["unauthorized", "invalid_token", "token_expired", "forbidden"]);
+
+/** The list view. */
+export class JobList {
+  /**
+   * @param {{indicator: import("./connection.js").ConnectionIndicator, onAuthLost: (error: any) => void, onOpen: (id: string) => void}} options
+   */
+  constructor(options) {
+    this.options = options;
+    this.list = /** @type {HTMLUListElement} */ (document.getElementById("jobs"));
+    this.empty = /** @type {HTMLElement} */ (document.getElementById("jobs-empty"));
+    this.summary = /** @type {HTMLElement} */ (document.getElementById("list-summary"));
+    this.more = /** @type {HTMLButtonElement} */ (document.getElementById("load-more"));
+    this.kinds = /** @type {HTMLDataListElement} */ (document.getElementById("kinds"));
+    this.statusInput = /** @type {HTMLSelectElement} */ (document.getElementById("filter-status"));
+    this.kindInput = /** @type {HTMLInputElement} */ (document.getElementById("filter-kind"));
+    this.idInput = /** @type {HTMLInputElement} */ (document.getElementById("filter-id"));
+    /** @type {Map<string, any>} id → snapshot */
+    this.jobs = new Map();
+    /** @type {Map<string, ReturnType<typeof makeRow>>} */
+    this.rows = new Map();
+    /** @type {Set<string>} */
+    this.dirty = new Set();
+    this.reorder = true;
+    this.scheduled = false;
+    this.filters = { status: "", kind: "", id: "" };
+    /** @type {string | null} */
+    this.nextCursor = null;
+    this.loadGeneration = 0;
+    this.loadError = "";
+    this.loaded = false;
+    /** @type {any} */
+    this.watcher = undefined;
+    this.streamLost = false;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.offlineTimer = undefined;
+    this.ticker = undefined;
+    this.#bindControls();
+  }
+
+  #bindControls() {
+    const refilter = () => {
+      const next = {
+        status: this.statusInput.value,
+        kind: this.kindInput.value.trim(),
+        id: this.idInput.value.trim().toLowerCase(),
+      };
+      const serverSide = next.status !== this.filters.status || next.kind !== this.filters.kind;
+      this.filters = next;
+      this.reorder = true;
+      this.schedule();
+      if (serverSide && this.watcher !== undefined) this.reload();
+    };
+    let debounce;
+    this.statusInput.addEventListener("change", refilter);
+    this.kindInput.addEventListener("input", () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(refilter, 300);
+    });
+    this.kindInput.addEventListener("change", refilter);
+    this.idInput.addEventListener("input", refilter);
+    document.getElementById("filters")?.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const typed = this.idInput.value.trim();
+      if (typed === "") return;
+      const visible = this.#visibleIds();
+      this.options.onOpen(visible.length === 1 ? visible[0] : typed);
+    });
+    this.idInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        document.getElementById("filters")?.dispatchEvent(
+          new Event("submit", { cancelable: true }),
+        );
+      }
+    });
+    this.more.addEventListener("click", () => this.loadMore());
+  }
+
+  /** Starts watching and loads the first page. */
+  start() {
+    this.stop();
+    const watcher = watchJobs(location.origin, {
+      all: true,
+      token: currentToken(),
+      maxAttempts: Infinity,
+      initialDelayMs: 250,
+      maxDelayMs: 5000,
+    });
+    this.watcher = watcher;
+    watcher.on("snapshot", ({ job }) => this.upsert(job));
+    watcher.on("created", ({ job }) => this.upsert(job));
+    watcher.on("deleted", ({ job_id }) => this.remove(job_id));
+    watcher.on("connected", () => {
+      this.#stopOffline();
+      // Whatever changed while the stream was down (jobs made or deleted) is read again.
+      if (this.streamLost) this.reload();
+      this.streamLost = false;
+    });
+    watcher.on("disconnected", () => {
+      this.streamLost = true;
+      this.#startOfflineSoon();
+    });
+    watcher.on("reconnecting", () => this.#startOfflineSoon());
+    watcher.on("error", (error) => {
+      if (AUTH_CODES.has(error.code) && watcher.state === "closed") {
+        this.options.onAuthLost(error);
+      }
+    });
+    watcher.on("closed", ({ reason }) => {
+      if (this.watcher === watcher && reason !== "closed by the client") this.#startOfflineSoon();
+    });
+    this.ticker = setInterval(() => this.#tick(), 1000);
+    this.reload();
+  }
+
+  /** Stops watching and forgets every job. */
+  stop() {
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearInterval(this.ticker);
+    this.#stopOffline();
+    this.jobs.clear();
+    for (const row of this.rows.values()) row.li.remove();
+    this.rows.clear();
+    this.loaded = false;
+    this.nextCursor = null;
+  }
+
+  /**
+   * Adds or updates a job; an older snapshot never replaces a newer one.
+   *
+   * @param {any} job
+   */
+  upsert(job) {
+    if (job === null || typeof job !== "object" || typeof job.id !== "string") return;
+    const known = this.jobs.get(job.id);
+    if (known !== undefined && known.last_sequence > job.last_sequence) return;
+    if (known === undefined) this.reorder = true;
+    else if (known.status !== job.status) this.reorder = true;
+    this.jobs.set(job.id, known === undefined ? job : { ...known, ...job });
+    this.dirty.add(job.id);
+    this.schedule();
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    if (!this.jobs.delete(id)) return;
+    this.reorder = true;
+    this.schedule();
+  }
+
+  /** Reads the first page again (with the server-side filters). */
+  async reload() {
+    const generation = ++this.loadGeneration;
+    const filters = { ...this.filters };
+    try {
+      const page = await getJson(
+        withQuery("/jobs", { limit: PAGE_SIZE, status: filters.status, kind: filters.kind }),
+      );
+      if (generation !== this.loadGeneration) return;
+      this.#reconcile(page.jobs, filters, page.next_cursor === null);
+      for (const job of page.jobs) this.upsert(job);
+      this.nextCursor = page.next_cursor;
+      this.loaded = true;
+      this.loadError = "";
+    } catch (error) {
+      if (generation !== this.loadGeneration) return;
+      this.loadError = `Cannot load jobs: ${error.message}`;
+      if (error.status === 401) this.options.onAuthLost(error);
+    }
+    this.reorder = true;
+    this.schedule();
+  }
+
+  async loadMore() {
+    if (this.nextCursor === null) return;
+    const generation = this.loadGeneration;
+    this.more.disabled = true;
+    try {
+      const page = await getJson(withQuery("/jobs", {
+        limit: PAGE_SIZE,
+        status: this.filters.status,
+        kind: this.filters.kind,
+        cursor: this.nextCursor,
+      }));
+      if (generation !== this.loadGeneration) return;
+      for (const job of page.jobs) this.upsert(job);
+      this.nextCursor = page.next_cursor;
+    } catch (error) {
+      this.loadError = `Cannot load more jobs: ${error.message}`;
+    } finally {
+      this.more.disabled = false;
+      this.reorder = true;
+      this.schedule();
+    }
+  }
+
+  /**
+   * Drops jobs the server no longer lists: those matching `filters` and as new as the
+   * oldest job of the page (every one when the page is the whole list).
+   */
+  #reconcile(listed, filters, complete) {
+    const ids = new Set(listed.map((job) => job.id));
+    const oldest = listed.length === 0 ? "" : listed[listed.length - 1].created_at;
+    for (const [id, job] of this.jobs) {
+      if (ids.has(id) || !matchesServer(job, filters)) continue;
+      if (complete || job.created_at >= oldest) this.remove(id);
+    }
+  }
+
+  #startOfflineSoon() {
+    if (this.offlineTimer !== undefined || this.watcher === undefined) return;
+    const poll = async () => {
+      if (this.watcher?.state === "connected") {
+        this.#stopOffline();
+        return;
+      }
+      await this.reload();
+      if (this.offlineTimer === undefined) return;
+      this.options.indicator.setOffline(new Date().toISOString());
+      this.offlineTimer = setTimeout(poll, OFFLINE_POLL_MS);
+    };
+    this.offlineTimer = setTimeout(poll, OFFLINE_AFTER_MS);
+  }
+
+  #stopOffline() {
+    clearTimeout(this.offlineTimer);
+    this.offlineTimer = undefined;
+    this.options.indicator.setOffline(null);
+  }
+
+  schedule() {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => {
+      this.scheduled = false;
+      this.render();
+    });
+  }
+
+  #visibleIds() {
+    const f = this.filters;
+    const out = [];
+    for (const job of this.jobs.values()) {
+      if (f.status !== "" && job.status !== f.status) continue;
+      if (f.kind !== "" && job.kind !== f.kind) continue;
+      if (f.id !== "" && !job.id.toLowerCase().includes(f.id)) continue;
+      out.push(job);
+    }
+    out.sort((a, b) =>
+      a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1
+    );
+    return out.map((job) => job.id);
+  }
+
+  render() {
+    const now = Date.now();
+    if (this.reorder) {
+      this.reorder = false;
+      const ids = this.#visibleIds();
+      const keep = new Set(ids);
+      for (const [id, row] of this.rows) {
+        if (!keep.has(id)) {
+          row.li.remove();
+          this.rows.delete(id);
+        }
+      }
+      let previous = null;
+      for (const id of ids) {
+        let row = this.rows.get(id);
+        if (row === undefined) {
+          row = makeRow(id);
+          this.rows.set(id, row);
+          this.dirty.add(id);
+        }
+        const wanted = previous === null ? this.list.firstChild : previous.nextSibling;
+        if (wanted !== row.li) this.list.insertBefore(row.li, wanted);
+        previous = row.li;
+      }
+      this.#renderSummary(ids.length);
+      this.#renderKinds();
+    }
+    for (const id of this.dirty) {
+      const row = this.rows.get(id);
+      const job = this.jobs.get(id);
+      if (row !== undefined && job !== undefined) updateRow(row, job, now);
+    }
+    this.dirty.clear();
+  }
+
+  #renderSummary(visible) {
+    const total = this.jobs.size;
+    let running = 0;
+    for (const job of this.jobs.values()) if (job.status === "running") running++;
+    const filtered = this.filters.status !== "" || this.filters.kind !== "" ||
+      this.filters.id !== "";
+    this.summary.textContent = this.loadError !== ""
+      ? this.loadError
+      : !this.loaded
+      ? "Loading jobs…"
+      : `${filtered ? `${visible} shown of ` : ""}${total} job${total === 1 ? "" : "s"}${
+        running > 0 ? ` · ${running} running` : ""
+      }`;
+    this.empty.hidden = visible > 0 || !this.loaded;
+    this.empty.textContent = total === 0
+      ? "No jobs yet. They appear here the moment they are created (POST /jobs)."
+      : "No job matches these filters.";
+    this.more.hidden = this.nextCursor === null;
+  }
+
+  #renderKinds() {
+    const kinds = new Set();
+    for (const job of this.jobs.values()) if (job.kind) kinds.add(job.kind);
+    const have = new Set([...this.kinds.options].map((o) => o.value));
+    for (const kind of [...kinds].sort()) {
+      if (have.has(kind)) continue;
+      const option = document.createElement("option");
+      option.value = kind;
+      this.kinds.append(option);
+    }
+  }
+
+  #tick() {
+    const now = Date.now();
+    for (const [id, row] of this.rows) {
+      const job = this.jobs.get(id);
+      if (job !== undefined && !TERMINAL.has(job.status)) updateTimes(row, job, now);
+    }
+  }
+}
+
+/** @param {any} job @param {{status: string, kind: string}} filters */
+function matchesServer(job, filters) {
+  return (filters.status === "" || job.status === filters.status) &&
+    (filters.kind === "" || job.kind === filters.kind);
+}
+
+/** @param {string} id */
+function makeRow(id) {
+  const li = document.createElement("li");
+  li.className = "job";
+  li.dataset.jobId = id;
+  const title = document.createElement("div");
+  title.className = "job-id-wrap";
+  const link = document.createElement("a");
+  link.className = "job-id";
+  link.href = `#/jobs/${encodeURIComponent(id)}`;
+  link.textContent = id;
+  const kind = document.createElement("span");
+  kind.className = "kind";
+  title.append(link, kind);
+  const badge = document.createElement("span");
+  badge.className = "badge";
+  const line = document.createElement("div");
+  line.className = "line";
+  const bar = document.createElement("div");
+  bar.className = "bar";
+  bar.setAttribute("role", "progressbar");
+  bar.setAttribute("aria-label", `Progress of job ${id}`);
+  bar.setAttribute("aria-valuemin", "0");
+  bar.setAttribute("aria-valuemax", "100");
+  const fill = document.createElement("div");
+  fill.className = "fill";
+  bar.append(fill);
+  const pct = document.createElement("span");
+  pct.className = "percent";
+  line.append(bar, pct);
+  const details = document.createElement("div");
+  details.className = "details";
+  const stage = document.createElement("span");
+  stage.className = "stage";
+  const message = document.createElement("span");
+  message.className = "message";
+  const times = document.createElement("span");
+  times.className = "times";
+  details.append(stage, message, times);
+  li.append(title, badge, line, details);
+  return { li, link, kind, badge, bar, fill, pct, stage, message, times };
+}
+
+/** @param {ReturnType<typeof makeRow>} row @param {any} job @param {number} now */
+function updateRow(row, job, now) {
+  row.li.dataset.status = job.status;
+  row.kind.textContent = job.kind ?? "";
+  row.badge.textContent = job.stalled ? `${job.status} · stalled` : job.status;
+  row.badge.className = `badge ${job.status}${job.stalled ? " stalled" : ""}`;
+  const progress = Math.min(100, Math.max(0, Number(job.progress) || 0));
+  row.bar.setAttribute("aria-valuenow", String(progress));
+  row.bar.setAttribute("aria-valuetext", `${percent(progress)} (${job.status})`);
+  row.bar.dataset.status = job.status;
+  row.fill.style.width = `${progress}%`;
+  row.pct.textContent = percent(progress);
+  row.stage.textContent = job.stage ? `Stage: ${job.stage}` : "";
+  row.stage.hidden = !job.stage;
+  const text = job.error && job.status === "failed" ? job.error.error : job.message;
+  row.message.textContent = text ?? "";
+  row.message.hidden = !text;
+  updateTimes(row, job, now);
+}
+
+/** @param {ReturnType<typeof makeRow>} row @param {any} job @param {number} now */
+function updateTimes(row, job, now) {
+  const eta = etaSeconds(job, now);
+  const elapsed = elapsedSeconds(job, now);
+  const parts = [];
+  if (eta !== null) parts.push(`ETA ${duration(eta)}`);
+  if (elapsed !== null && job.started_at) {
+    parts.push(`${TERMINAL.has(job.status) ? "took" : "elapsed"} ${duration(elapsed)}`);
+  }
+  row.times.textContent = parts.join(" · ");
+}

@@ -1,0 +1,285 @@
+/**
+ * The job view (`#/jobs/<id>`): the job's state, a live log tail, progress over time,
+ * its result and error. One `watchJob` watcher replays every retained event and follows
+ * live ones, so it falls back (WebSocket → SSE → long-poll) and resumes after a restart
+ * with no gap and no duplicate, as the client library does.
+ *
+ * @module
+ */
+import { watchJob } from "/client.js";
+import { currentToken, getJson, jobPath } from "./api.js";
+import { ProgressChart } from "./chart.js";
+import { dateTime, duration, elapsedSeconds, etaSeconds, percent, TERMINAL } from "./format.js";
+import { AUTH_CODES } from "./job_list.js";
+import { LogTail } from "./log_tail.js";
+
+const LOG_LEVELS = new Set(["debug", "info", "warning", "error"]);
+const GONE_CODES = new Set(["job_not_found", "job_gone"]);
+
+/** @param {string} id */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/** The view of one job. */
+export class JobView {
+  /**
+   * @param {{indicator: import("./connection.js").ConnectionIndicator, onAuthLost: (error: any) => void, onClosed: () => void}} options
+   */
+  constructor(options) {
+    this.options = options;
+    this.followButton = /** @type {HTMLButtonElement} */ ($("log-follow"));
+    this.log = new LogTail($("log"), (following) => this.#showFollow(following));
+    this.chart = new ProgressChart(
+      /** @type {SVGSVGElement} */ (/** @type {unknown} */ ($("chart"))),
+      $("chart-caption"),
+    );
+    /** @type {any} */
+    this.watcher = undefined;
+    /** @type {string | undefined} */
+    this.id = undefined;
+    /** @type {any} */
+    this.job = undefined;
+    this.scheduled = false;
+    this.resultFetched = false;
+    this.ticker = undefined;
+    this.followButton.addEventListener("click", () => {
+      this.log.setFollowing(!this.log.following);
+    });
+    $("log-download").addEventListener("click", () => this.#download());
+  }
+
+  /**
+   * Shows job `id` and starts watching it.
+   *
+   * @param {string} id
+   */
+  open(id) {
+    if (this.id === id && this.watcher !== undefined) return;
+    this.close();
+    this.id = id;
+    this.job = undefined;
+    this.resultFetched = false;
+    $("job-title").textContent = id;
+    document.title = `${id} · jobwire`;
+    $("job-bar").setAttribute("aria-label", `Progress of job ${id}`);
+    $("log").setAttribute("aria-label", `Log of job ${id}`);
+    this.#notice("");
+    this.log.clear();
+    this.log.setFollowing(true);
+    this.chart.points = [];
+    this.chart.schedule();
+    $("job-result").hidden = true;
+    $("job-error").hidden = true;
+    this.#render();
+
+    const watcher = watchJob(location.origin, id, {
+      token: currentToken(),
+      maxAttempts: Infinity,
+      initialDelayMs: 250,
+      maxDelayMs: 5000,
+    });
+    this.watcher = watcher;
+    watcher.on("snapshot", ({ job }) => {
+      this.job = job;
+      this.schedule();
+    });
+    watcher.on("event", (event) => this.#event(event));
+    watcher.on("truncated", ({ first_available }) => {
+      this.log.append({
+        sequence: first_available - 1,
+        timestamp: new Date().toISOString(),
+        level: "event",
+        text: `… events before #${first_available} are no longer kept by the server`,
+      });
+    });
+    watcher.on("finished", ({ job }) => {
+      if (job !== undefined) this.job = job;
+      this.schedule();
+    });
+    watcher.on("error", (error) => {
+      if (watcher !== this.watcher) return;
+      if (GONE_CODES.has(error.code)) {
+        this.#notice(`There is no job ${id} (it may have been deleted or purged).`);
+      } else if (AUTH_CODES.has(error.code) && watcher.state === "closed") {
+        if (error.code === "forbidden" && !/token/i.test(error.message)) {
+          this.#notice(`You may not see job ${id}.`);
+        } else {
+          this.options.onAuthLost(error);
+        }
+      }
+    });
+    watcher.on("closed", () => {
+      if (watcher === this.watcher) this.options.onClosed();
+    });
+    this.options.indicator.show(watcher);
+    this.ticker = setInterval(() => this.#renderTimes(), 1000);
+  }
+
+  /** Stops watching. */
+  close() {
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    this.id = undefined;
+    watcher?.close();
+    clearInterval(this.ticker);
+  }
+
+  /** @param {any} event a persisted envelope */
+  #event(event) {
+    const data = event.data ?? {};
+    let level = "event";
+    let text;
+    switch (event.type) {
+      case "log":
+        level = LOG_LEVELS.has(data.level) ? data.level : "info";
+        text = `${data.source ? `[${data.source}] ` : ""}${data.line ?? ""}`;
+        break;
+      case "progress":
+        this.chart.add(event.timestamp, data.progress);
+        return;
+      case "status":
+        if (data.status === "completed") this.chart.add(event.timestamp, 100);
+        text = `status → ${data.status}${data.message ? `: ${data.message}` : ""}`;
+        break;
+      case "result":
+        text = "result recorded";
+        break;
+      case "error":
+        level = "error";
+        text = `error (${data.error_type ?? "general"}): ${data.error ?? ""}`;
+        break;
+      default:
+        text = `${event.type} ${truncate(JSON.stringify(data), 400)}`;
+    }
+    this.log.append({ sequence: event.sequence, timestamp: event.timestamp, level, text });
+    this.#renderCount();
+  }
+
+  schedule() {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => {
+      this.scheduled = false;
+      this.#render();
+    });
+  }
+
+  #render() {
+    const job = this.job;
+    const badge = $("job-status");
+    const bar = $("job-bar");
+    if (job === undefined) {
+      badge.textContent = "loading";
+      badge.className = "badge";
+      return;
+    }
+    badge.textContent = job.stalled ? `${job.status} · stalled` : job.status;
+    badge.className = `badge ${job.status}${job.stalled ? " stalled" : ""}`;
+    const progress = Math.min(100, Math.max(0, Number(job.progress) || 0));
+    bar.setAttribute("aria-valuenow", String(progress));
+    bar.setAttribute("aria-valuetext", `${percent(progress)} (${job.status})`);
+    bar.dataset.status = job.status;
+    /** @type {HTMLElement} */ (bar.firstElementChild).style.width = `${progress}%`;
+    $("job-percent").textContent = percent(progress);
+    $("job-stage").textContent = job.stage ?? "–";
+    $("job-message").textContent = job.message ?? "–";
+    $("job-kind").textContent = job.kind ?? "–";
+    $("job-owner").textContent = job.owner ?? "–";
+    $("job-created").textContent = dateTime(job.created_at);
+    $("job-sequence").textContent = String(job.last_sequence);
+    this.#renderTimes();
+
+    const error = job.error;
+    $("job-error").hidden = error === null || error === undefined;
+    if (error) {
+      $("error-text").textContent = `${error.error_type}: ${error.error}`;
+      const details = $("error-details");
+      details.hidden = error.details === undefined;
+      details.textContent = error.details === undefined ? "" : pretty(error.details);
+    }
+    const hasResult = job.result !== undefined && job.result !== null;
+    $("job-result").hidden = !hasResult;
+    if (hasResult) $("result-json").textContent = pretty(job.result);
+    else if (job.has_result && !this.resultFetched) this.#fetchResult();
+  }
+
+  /** Lists leave the result out; the job itself has it. */
+  async #fetchResult() {
+    this.resultFetched = true;
+    const id = this.id;
+    try {
+      const job = await getJson(jobPath(id));
+      if (id !== this.id || this.job === undefined) return;
+      this.job = { ...this.job, result: job.result };
+      this.schedule();
+    } catch {
+      // The stream brings the result event; nothing is lost by waiting.
+    }
+  }
+
+  #renderTimes() {
+    const job = this.job;
+    if (job === undefined) {
+      $("job-eta").textContent = "–";
+      $("job-elapsed").textContent = "–";
+      return;
+    }
+    const now = Date.now();
+    const eta = etaSeconds(job, now);
+    const elapsed = job.started_at ? elapsedSeconds(job, now) : null;
+    $("job-eta").textContent = eta === null
+      ? (TERMINAL.has(job.status) ? "done" : "–")
+      : duration(eta);
+    $("job-elapsed").textContent = elapsed === null ? "–" : duration(elapsed);
+  }
+
+  #renderCount() {
+    if (this.countScheduled) return;
+    this.countScheduled = true;
+    requestAnimationFrame(() => {
+      this.countScheduled = false;
+      const n = this.log.size;
+      const count = $("log-count");
+      count.textContent = `${n.toLocaleString("en")} line${n === 1 ? "" : "s"}`;
+      count.dataset.count = String(n);
+    });
+  }
+
+  /** @param {boolean} following */
+  #showFollow(following) {
+    this.followButton.setAttribute("aria-pressed", String(following));
+    this.followButton.textContent = following ? "Following" : "Paused: follow";
+  }
+
+  /** @param {string} text empty hides the notice */
+  #notice(text) {
+    const notice = $("job-notice");
+    notice.hidden = text === "";
+    notice.textContent = text;
+  }
+
+  #download() {
+    const blob = new Blob([this.log.text()], { type: "text/plain;charset=utf-8" });
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `${(this.id ?? "job").replace(/[^A-Za-z0-9._-]/g, "_")}.log`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+}
+
+/** @param {unknown} value */
+function pretty(value) {
+  try {
+    return JSON.stringify(value, null, 2) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** @param {string} text @param {number} max */
+function truncate(text, max) {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}

@@ -1,0 +1,225 @@
+/**
+ * The status page: decides between sign-in and the app, routes between the job list
+ * (`#/`) and a job (`#/jobs/<id>`, the `urls.status` link the server hands out), and
+ * wires the connection indicator and the server panel.
+ *
+ * @module
+ */
+import { ConnectionIndicator } from "./connection.js";
+import { JobList } from "./job_list.js";
+import { JobView } from "./job_view.js";
+import { StatsPanel } from "./stats.js";
+import {
+  currentSession,
+  forgetToken,
+  refusal,
+  signInWithPassword,
+  signInWithToken,
+  signOut,
+  storedToken,
+  takeTokenFromFragment,
+} from "./session.js";
+
+/** @param {string} id */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+const indicator = new ConnectionIndicator($("connection"));
+const stats = new StatsPanel();
+const list = new JobList({
+  indicator,
+  onAuthLost: (error) => authLost(error),
+  onOpen: (id) => {
+    location.hash = `#/jobs/${encodeURIComponent(id)}`;
+  },
+});
+const view = new JobView({
+  indicator,
+  onAuthLost: (error) => authLost(error),
+  // A finished job's stream is closed: the indicator goes back to the list's, still live.
+  onClosed: () => indicator.show(list.watcher),
+});
+
+/** @type {import("./session.js").Session | undefined} */
+let session;
+let lastAuthLoss = 0;
+
+/** @param {"boot" | "sign-in" | "list-view" | "job-view"} name */
+function showSection(name) {
+  for (const id of ["boot", "sign-in", "list-view", "job-view"]) $(id).hidden = id !== name;
+}
+
+/**
+ * Finds out who the page is and shows the sign-in form or the app.
+ *
+ * @param {string} [message] shown above the sign-in form
+ */
+async function boot(message) {
+  takeTokenFromFragment();
+  let info;
+  try {
+    info = await currentSession();
+    if (info.via === null && storedToken() !== undefined) {
+      // The stored token was refused: forget it (a cookie session may still be valid).
+      message ??= refusal(info.failure);
+      forgetToken();
+      info = await currentSession();
+    }
+  } catch (error) {
+    showSection("boot");
+    $("boot").textContent = `Cannot reach the server (${error.message}); trying again…`;
+    setTimeout(() => boot(message), 3000);
+    return;
+  }
+  if (info.via === null) {
+    showSignIn(message ?? (info.failure === "token_expired" ? refusal(info.failure) : undefined));
+    return;
+  }
+  startApp(info);
+}
+
+/** @param {string} [message] */
+function showSignIn(message) {
+  session = undefined;
+  $("who").textContent = "";
+  $("sign-out").hidden = true;
+  indicator.show(undefined);
+  const notice = $("sign-in-message");
+  notice.hidden = message === undefined;
+  notice.textContent = message ?? "";
+  document.title = "Sign in · jobwire";
+  showSection("sign-in");
+  /** @type {HTMLInputElement} */ ($("username")).focus();
+}
+
+/** @param {import("./session.js").Session} info */
+function startApp(info) {
+  session = info;
+  $("who").textContent = info.via === "open"
+    ? "Open server: no sign-in needed"
+    : `Signed in as ${info.sub ?? "(no subject)"}${info.via === "token" ? " with a token" : ""}`;
+  $("sign-out").hidden = info.via === "open";
+  list.start();
+  stats.start(info);
+  // The panel counts this page's own stream as soon as it is up.
+  list.watcher?.on("connected", () => stats.running && stats.refresh());
+  route();
+}
+
+function route() {
+  if (session === undefined) return;
+  const match = /^#\/jobs\/(.+)$/.exec(location.hash);
+  if (match !== null) {
+    let id = match[1];
+    try {
+      id = decodeURIComponent(id);
+    } catch {
+      // Shown as typed; the server answers that it does not know it.
+    }
+    showSection("job-view");
+    view.open(id);
+    return;
+  }
+  view.close();
+  indicator.show(list.watcher);
+  document.title = "jobwire";
+  showSection("list-view");
+}
+
+function stopApp() {
+  view.close();
+  list.stop();
+  stats.stop();
+  indicator.show(undefined);
+}
+
+/**
+ * A stream or request was refused for want of valid credentials: ask the server again,
+ * and show the sign-in form if it agrees (twice in a short while: show it anyway).
+ *
+ * @param {any} error
+ */
+function authLost(error) {
+  if (session === undefined) return;
+  stopApp();
+  const repeated = Date.now() - lastAuthLoss < 15_000;
+  lastAuthLoss = Date.now();
+  if (repeated) {
+    forgetToken();
+    showSignIn(`The server refused this session (${error?.message ?? "unauthorized"}).`);
+    return;
+  }
+  session = undefined;
+  const expired = error?.code === "token_expired" || /expired/i.test(error?.message ?? "");
+  boot(refusal(expired ? "token_expired" : "invalid_token"));
+}
+
+globalThis.addEventListener("hashchange", () => {
+  if (/(^#|[#&?])token=/.test(location.hash)) {
+    stopApp();
+    session = undefined;
+    boot();
+    return;
+  }
+  route();
+});
+
+$("password-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  const button = /** @type {HTMLButtonElement} */ (form.querySelector("button"));
+  const username = /** @type {HTMLInputElement} */ ($("username")).value.trim();
+  const password = /** @type {HTMLInputElement} */ ($("password"));
+  button.disabled = true;
+  try {
+    const info = await signInWithPassword(username, password.value);
+    password.value = "";
+    if (info.via === null) throw new Error("The server did not keep the session cookie");
+    startApp(info);
+  } catch (error) {
+    showSignIn(signInError(error));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("token-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = /** @type {HTMLTextAreaElement} */ ($("token-input"));
+  const button = /** @type {HTMLButtonElement} */ (
+    /** @type {HTMLFormElement} */ (event.currentTarget).querySelector("button")
+  );
+  button.disabled = true;
+  try {
+    const info = await signInWithToken(input.value);
+    input.value = "";
+    startApp(info);
+  } catch (error) {
+    showSignIn(signInError(error));
+    input.focus();
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("sign-out").addEventListener("click", async () => {
+  stopApp();
+  await signOut();
+  showSignIn("You are signed out.");
+});
+
+/** @param {any} error */
+function signInError(error) {
+  switch (error?.code) {
+    case "invalid_credentials":
+      return "Wrong username or password.";
+    case "rate_limited":
+      return "Too many failed sign-ins: try again later.";
+    case "invalid_token":
+    case "token_expired":
+      return refusal(error.code);
+    default:
+      return `Sign-in failed: ${error?.message ?? error}`;
+  }
+}
+
+boot();

@@ -1,0 +1,88 @@
+/**
+ * `GET /auth/session`: what the status page asks first. It always answers 200, telling
+ * whether sign-in is needed and who the caller is, whichever way the token came.
+ */
+import assert from "node:assert/strict";
+import { http } from "../_helpers/clients.ts";
+import { runMain, startTestServer, withServer } from "../_helpers/server.ts";
+import { AUTH, bearer, mint, tokenFor } from "../_helpers/tokens.ts";
+
+Deno.test("auth/session says no sign-in is needed on a --no-auth server", async () => {
+  await withServer({}, async (server) => {
+    const reply = await http(server.url, "GET", "/auth/session");
+    assert.equal(reply.status, 200);
+    assert.equal(reply.json.auth, false);
+    assert.equal(reply.json.signed_in, true);
+    assert.equal(reply.headers.get("cache-control"), "no-store");
+  });
+});
+
+Deno.test("auth/session answers 200 with the reason when the caller has no valid token", async () => {
+  await withServer(AUTH, async (server) => {
+    const none = await http(server.url, "GET", "/auth/session");
+    assert.equal(none.status, 200);
+    assert.deepEqual(none.json, {
+      auth: true,
+      signed_in: false,
+      sub: null,
+      scopes: [],
+      expires_at: null,
+      failure: "authentication_required",
+    });
+    const forged = await http(server.url, "GET", "/auth/session", undefined, bearer("x.y.z"));
+    assert.equal(forged.status, 200);
+    assert.equal(forged.json.failure, "invalid_token");
+    const old = await mint({ sub: "ann", scope: "read" }, {
+      exp: Math.floor(Date.now() / 1000) - 60,
+    });
+    const expired = await http(server.url, "GET", "/auth/session", undefined, bearer(old));
+    assert.equal(expired.json.failure, "token_expired");
+    assert.equal(expired.json.signed_in, false);
+  });
+});
+
+Deno.test("auth/session names the caller of a bearer token, a ?token= and the login cookie", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-session-" });
+  const added = await runMain([
+    "user",
+    "add",
+    "alice",
+    "--scope",
+    "read write",
+    "--data-dir",
+    dataDir,
+  ], {
+    env: { JOBWIRE_PASSWORD: "alice-password" },
+  });
+  assert.equal(added.code, 0, added.stderr);
+  const server = await startTestServer({ ...AUTH }, { dataDir });
+  try {
+    const token = await tokenFor("ops", "admin");
+    const viaHeader = await http(server.url, "GET", "/auth/session", undefined, bearer(token));
+    assert.equal(viaHeader.json.signed_in, true);
+    assert.equal(viaHeader.json.sub, "ops");
+    assert.deepEqual(viaHeader.json.scopes, ["admin"]);
+    assert.ok(Date.parse(viaHeader.json.expires_at) > Date.now());
+    assert.equal(viaHeader.json.failure, null);
+    const viaQuery = await http(server.url, "GET", `/auth/session?token=${token}`);
+    assert.equal(viaQuery.json.sub, "ops");
+
+    const login = await http(server.url, "POST", "/auth/login", {
+      username: "alice",
+      password: "alice-password",
+      cookie: true,
+    });
+    assert.equal(login.status, 200, login.text);
+    const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0]!;
+    const viaCookie = await http(server.url, "GET", "/auth/session", undefined, { cookie });
+    assert.equal(viaCookie.json.sub, "alice");
+    assert.deepEqual([...viaCookie.json.scopes].sort(), ["read", "write"]);
+    const out = await http(server.url, "POST", "/auth/logout", {}, { cookie });
+    const cleared = (out.headers.get("set-cookie") ?? "").split(";")[0]!;
+    const after = await http(server.url, "GET", "/auth/session", undefined, { cookie: cleared });
+    assert.equal(after.json.signed_in, false);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -1,0 +1,184 @@
+/**
+ * Signing in on the status page: username and password (HttpOnly cookie), the
+ * `#token=` link the server prints at start, a pasted token, and signing out.
+ */
+import assert from "node:assert/strict";
+import { browserTest, openBrowser, until } from "../_helpers/browser.ts";
+import { http } from "../_helpers/clients.ts";
+import { runMain, spawnServer, startTestServer } from "../_helpers/server.ts";
+import { AUTH, bearer, nowSeconds, tokenFor } from "../_helpers/tokens.ts";
+import { connected, row, rowProgress, unlabeledControls } from "./_support.ts";
+
+const PASSWORD = "correct horse battery staple";
+
+browserTest(
+  "signing in with a username and password uses an HttpOnly cookie; signing out ends it",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-page-login-" });
+    const added = await runMain(
+      ["user", "add", "alice", "--scope", "read write", "--data-dir", dataDir],
+      { env: { JOBWIRE_PASSWORD: PASSWORD } },
+    );
+    assert.equal(added.code, 0, added.stderr);
+    const server = await startTestServer({ "no-auth": false }, { dataDir });
+    const browser = await openBrowser();
+    const { page, context } = browser;
+    try {
+      await page.goto(`${server.url}/`);
+      await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor();
+      assert.ok(await page.locator("#list-view").isHidden());
+      assert.deepEqual(browser.errors, [], "asking who we are is not an error");
+      assert.deepEqual(await unlabeledControls(page), []);
+      await browser.screenshot("sign-in");
+
+      await page.getByLabel("Username", { exact: true }).fill("alice");
+      await page.getByLabel("Password", { exact: true }).fill("not the password");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await until(
+        "the refusal",
+        async () =>
+          await page.locator("#sign-in-message").textContent() === "Wrong username or password.",
+      );
+      assert.ok(
+        browser.errors.every((e) => /401/.test(e)),
+        browser.errors.join("\n"),
+      );
+      browser.errors.length = 0;
+
+      await page.getByLabel("Username", { exact: true }).fill("alice");
+      await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.locator("#list-view").waitFor();
+      assert.equal(await page.locator("#who").textContent(), "Signed in as alice");
+      await connected(page, "websocket");
+      const cookie = (await context.cookies()).find((c) => c.name === "jobwire_token");
+      assert.ok(cookie !== undefined && cookie.httpOnly, "an HttpOnly session cookie");
+      assert.ok(!(await page.evaluate(() => document.cookie)).includes("jobwire_token"));
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), null);
+      await until("the stats note", async () =>
+        /need the admin scope; alice does not have it/.test(
+          await page.locator("#stats-note").textContent() ?? "",
+        ));
+
+      // alice's own job appears and moves: the cookie carries the WebSocket and requests.
+      const login = await http(server.url, "POST", "/auth/login", {
+        username: "alice",
+        password: PASSWORD,
+      });
+      const token = login.json.access_token as string;
+      const created = await http(server.url, "POST", "/jobs", { id: "alice-1" }, bearer(token));
+      assert.equal(created.status, 201, created.text);
+      await row(page, "alice-1").waitFor();
+      await http(server.url, "POST", "/jobs/alice-1/progress", { progress: 42 }, bearer(token));
+      await rowProgress(page, "alice-1", 42);
+
+      // A reload keeps the session (the cookie), without the form.
+      await page.reload();
+      await page.locator("#list-view").waitFor();
+      await row(page, "alice-1").waitFor();
+      await browser.screenshot("signed-in");
+
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor();
+      assert.equal(await page.locator("#sign-in-message").textContent(), "You are signed out.");
+      await until(
+        "the cookie cleared",
+        async () => !(await context.cookies()).some((c) => c.name === "jobwire_token"),
+      );
+      await page.reload();
+      await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor();
+      assert.deepEqual(browser.errors, []);
+      const anonymous = await page.evaluate(() => fetch("/jobs").then((r) => r.status));
+      assert.equal(anonymous, 401, "signed out, the page's requests carry no credentials");
+    } finally {
+      await browser.close();
+      await server.close();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+);
+
+browserTest(
+  "the #token= link the server prints signs in and leaves the address bar; a pasted token works too",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-page-link-" });
+    // Secure by default: no key configured, so the server prints an admin link at start.
+    const server = await spawnServer(["--port", "0", "--data-dir", dataDir]);
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      const link = /Status page: (http:\/\/\S+\/#token=(\S+))/.exec(server.output());
+      assert.ok(link, server.output());
+      const [, url, token] = link;
+      await page.goto(url!);
+      await page.locator("#list-view").waitFor();
+      assert.equal(await page.locator("#who").textContent(), "Signed in as admin with a token");
+      assert.ok(!page.url().includes("token="), page.url());
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), token);
+      await connected(page, "websocket");
+
+      // An admin sees the server panel.
+      await until(
+        "the stats figures",
+        async () => await page.locator("#stats-figures").isVisible(),
+      );
+      await until(
+        "a counted connection",
+        async () => Number(await page.locator("#stat-connections").textContent()) >= 1,
+      );
+
+      const created = await http(server.url, "POST", "/jobs", { id: "admin-1" }, bearer(token!));
+      assert.equal(created.status, 201, created.text);
+      await row(page, "admin-1").waitFor();
+      await browser.screenshot("token-link");
+
+      // Signed out, a wrong token is refused and the right one pasted signs in again.
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor();
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), null);
+      await page.getByLabel("Token (a JWT)", { exact: true }).fill("not-a-token");
+      await page.getByRole("button", { name: "Use this token" }).click();
+      await until(
+        "the refusal",
+        async () =>
+          await page.locator("#sign-in-message").textContent() ===
+            "The server did not accept that token.",
+      );
+      await page.getByLabel("Token (a JWT)", { exact: true }).fill(token!);
+      await page.getByRole("button", { name: "Use this token" }).click();
+      await page.locator("#list-view").waitFor();
+      await row(page, "admin-1").waitFor();
+      assert.equal(await page.locator("#who").textContent(), "Signed in as admin with a token");
+      assert.deepEqual(browser.errors, []);
+    } finally {
+      await browser.close();
+      await server.stop();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+);
+
+browserTest("when the token expires the page says so and asks to sign in again", async () => {
+  const server = await startTestServer(AUTH);
+  const browser = await openBrowser();
+  const { page } = browser;
+  try {
+    const token = await tokenFor("ops", "read:all", {}, { exp: nowSeconds() + 4 });
+    await page.goto(`${server.url}/#token=${token}`);
+    await page.locator("#list-view").waitFor();
+    assert.equal(await page.locator("#who").textContent(), "Signed in as ops with a token");
+    await connected(page, "websocket");
+    // The server closes the stream when the token's exp passes (1008 "token expired").
+    await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor({ timeout: 15_000 });
+    assert.equal(
+      await page.locator("#sign-in-message").textContent(),
+      "Your session has expired: sign in again.",
+    );
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), null);
+    assert.equal(await page.locator("#connection").getAttribute("data-state"), "idle");
+    assert.ok(browser.errors.every((e) => /401/.test(e)), browser.errors.join("\n"));
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});

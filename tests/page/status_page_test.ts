@@ -1,0 +1,289 @@
+/**
+ * The status page in real headless Chromium against the real server: the job list, the
+ * job view (logs, chart, result, error), 10,000 log lines, and a phone-width screen.
+ */
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { browserTest, openBrowser, until } from "../_helpers/browser.ts";
+import { http, publish } from "../_helpers/clients.ts";
+import { startTestServer } from "../_helpers/server.ts";
+import {
+  connected,
+  downloadLog,
+  logCount,
+  overflowX,
+  row,
+  rowProgress,
+  unlabeledControls,
+} from "./_support.ts";
+
+browserTest(
+  "the page loads with no console errors and a job created through the API appears and moves",
+  async () => {
+    const server = await startTestServer();
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      await page.goto(`${server.url}/`);
+      const text = await connected(page, "websocket");
+      assert.match(text, /Live · WebSocket · \d+ ms · (excellent|good|fair|poor)/);
+      assert.equal(await page.locator("#who").textContent(), "Open server: no sign-in needed");
+      assert.ok(await page.locator("#sign-out").isHidden());
+      assert.match(await page.locator("#jobs-empty").textContent() ?? "", /No jobs yet/);
+
+      const created = await http(server.url, "POST", "/jobs", { id: "build-42", kind: "build" });
+      assert.equal(created.status, 201);
+      await row(page, "build-42").waitFor({ timeout: 10_000 });
+      assert.equal(await row(page, "build-42").locator(".badge").textContent(), "pending");
+      await rowProgress(page, "build-42", 0);
+
+      await http(server.url, "POST", "/jobs/build-42/start", {});
+      await http(server.url, "POST", "/jobs/build-42/progress", { progress: 30, stage: "compile" });
+      await rowProgress(page, "build-42", 30);
+      assert.equal(await row(page, "build-42").locator(".badge").textContent(), "running");
+      await http(server.url, "POST", "/jobs/build-42/progress", {
+        progress: 75,
+        stage: "link",
+        message: "linking app",
+        eta_seconds: 90,
+      });
+      await rowProgress(page, "build-42", 75);
+      const details = await row(page, "build-42").locator(".details").textContent() ?? "";
+      assert.match(details, /Stage: link/);
+      assert.match(details, /linking app/);
+      assert.match(details, /ETA 1m \d+s/);
+      assert.match(details, /elapsed \d+s/);
+      assert.equal(await row(page, "build-42").locator(".percent").textContent(), "75%");
+
+      // Filters: status and kind (server and page), id search.
+      await http(server.url, "POST", "/jobs", { id: "train-1", kind: "train" });
+      await row(page, "train-1").waitFor();
+      await page.getByLabel("Status").selectOption("running");
+      await until("only running jobs", async () => await page.locator("li.job").count() === 1);
+      assert.equal(await page.locator("li.job").getAttribute("data-job-id"), "build-42");
+      await page.getByLabel("Status").selectOption("");
+      await page.getByLabel("Kind").fill("train");
+      await until("only train jobs", async () =>
+        await page.locator("li.job").count() === 1 &&
+        await page.locator("li.job").getAttribute("data-job-id") === "train-1");
+      await page.getByLabel("Kind").fill("");
+      await page.getByLabel("Job id").fill("42");
+      await until("the id search", async () => await page.locator("li.job").count() === 1);
+      await page.getByLabel("Job id").fill("");
+      await until("both jobs again", async () => await page.locator("li.job").count() === 2);
+      const deleted = await http(server.url, "DELETE", "/jobs/train-1");
+      assert.equal(deleted.status, 200, deleted.text);
+      await until("the deleted job gone", async () => await row(page, "train-1").count() === 0);
+
+      await http(server.url, "POST", "/jobs/build-42/complete", { result: { ok: true } });
+      await rowProgress(page, "build-42", 100);
+      await until(
+        "the completed badge",
+        async () => await row(page, "build-42").locator(".badge").textContent() === "completed",
+      );
+
+      // The server panel (an open server: everyone may read /stats).
+      await until("the stats panel", async () => await page.locator("#stats-figures").isVisible());
+      assert.match(await page.locator("#stat-jobs").textContent() ?? "", /^\d+$/);
+
+      assert.deepEqual(await unlabeledControls(page), []);
+      await browser.screenshot("list");
+      assert.deepEqual(browser.errors, []);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "the job view streams logs, charts progress and shows the result and the error",
+  async () => {
+    const server = await startTestServer();
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      const created = await http(server.url, "POST", "/jobs", { id: "train-7", kind: "train" });
+      const statusUrl = created.json.urls.status as string;
+      assert.equal(statusUrl, `${server.url}/#/jobs/train-7`);
+      await page.goto(statusUrl);
+      await connected(page, "websocket");
+      assert.equal(await page.locator("#job-title").textContent(), "train-7");
+
+      await http(server.url, "POST", "/jobs/train-7/start", {});
+      await http(server.url, "POST", "/jobs/train-7/log", {
+        lines: [
+          { line: "loading 10,000 rows", level: "info" },
+          { line: "cache miss", level: "debug" },
+          { line: "disk almost full", level: "warning" },
+          { line: "retrying shard 3", level: "error" },
+        ],
+      });
+      await logCount(page, 5); // the status change and four lines
+      const warning = page.locator("#log .row.warning");
+      assert.match(await warning.textContent() ?? "", /WARN\s*disk almost full/);
+      const colours = await page.evaluate(() =>
+        ["info", "debug", "warning", "error"].map((level) => {
+          const el = document.querySelector(`#log .row.${level}`);
+          return el === null ? "" : getComputedStyle(el).color;
+        })
+      );
+      assert.equal(new Set(colours).size, 4, `levels are coloured apart: ${colours}`);
+
+      for (const progress of [10, 40, 65]) {
+        await http(server.url, "POST", "/jobs/train-7/progress", { progress, stage: "epochs" });
+      }
+      await until(
+        "three chart points",
+        async () => await page.locator("#chart").getAttribute("data-points") === "3",
+      );
+      assert.ok(await page.locator("#chart polyline").count() === 1);
+      assert.equal(await page.locator("#job-bar").getAttribute("aria-valuenow"), "65");
+      assert.equal(await page.locator("#job-stage").textContent(), "epochs");
+
+      // Pausing the tail and resuming it.
+      const follow = page.getByRole("button", { name: "Following" });
+      await follow.click();
+      assert.equal(await page.locator("#log-follow").getAttribute("aria-pressed"), "false");
+      await page.locator("#log-follow").click();
+      assert.equal(await page.locator("#log-follow").getAttribute("aria-pressed"), "true");
+
+      await http(server.url, "POST", "/jobs/train-7/complete", {
+        result: { accuracy: 0.968, model: "cp-v33" },
+      });
+      await until(
+        "the result",
+        async () =>
+          /"accuracy": 0\.968/.test(await page.locator("#result-json").textContent() ?? ""),
+      );
+      assert.equal(await page.locator("#job-status").textContent(), "completed");
+      assert.equal(await page.locator("#job-bar").getAttribute("aria-valuenow"), "100");
+      assert.ok(await page.locator("#job-error").isHidden());
+      const log = await downloadLog(page);
+      assert.match(log, / INFO {2}#2 loading 10,000 rows\n/);
+      assert.match(log, /EVENT #\d+ status → completed/);
+      await browser.screenshot("job-completed");
+
+      await http(server.url, "POST", "/jobs", { id: "etl-3", kind: "etl" });
+      await http(server.url, "POST", "/jobs/etl-3/fail", {
+        error: "Insufficient memory available for training",
+        error_type: "memory_error",
+        details: { suggestions: ["Reduce batch size"] },
+      });
+      await page.goto(`${server.url}/#/jobs/etl-3`);
+      await until("the error", async () => await page.locator("#job-error").isVisible());
+      assert.equal(
+        await page.locator("#error-text").textContent(),
+        "memory_error: Insufficient memory available for training",
+      );
+      assert.match(await page.locator("#error-details").textContent() ?? "", /Reduce batch size/);
+      assert.equal(await page.locator("#job-status").textContent(), "failed");
+      await browser.screenshot("job-failed");
+
+      await page.goto(`${server.url}/#/jobs/no-such-job`);
+      await until(
+        "the unknown job notice",
+        async () =>
+          /There is no job no-such-job/.test(await page.locator("#job-notice").textContent() ?? ""),
+      );
+      // Asking for a job that does not exist is the one error the browser reports.
+      assert.ok(
+        browser.errors.every((e) => /404|4004|no-such-job/.test(e)),
+        browser.errors.join("\n"),
+      );
+      assert.deepEqual(await unlabeledControls(page), []);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);
+
+browserTest("the log tail stays virtualized and follows at 10,000 lines", async () => {
+  const server = await startTestServer();
+  const browser = await openBrowser();
+  const { page } = browser;
+  try {
+    await http(server.url, "POST", "/jobs", { id: "big-log" });
+    for (let batch = 0; batch < 10; batch++) {
+      const lines = Array.from({ length: 1000 }, (_, i) => `line ${batch * 1000 + i + 1}`);
+      const reply = await http(server.url, "POST", "/jobs/big-log/log", { lines });
+      assert.equal(reply.status, 201, reply.text);
+    }
+    await page.goto(`${server.url}/#/jobs/big-log`);
+    await logCount(page, 10_000, 30_000);
+    await publish(server.url, "big-log", { type: "log", data: { line: "line 10001" } });
+    await logCount(page, 10_001);
+    const rows = await page.locator("#log .row").count();
+    assert.ok(rows > 10 && rows < 120, `${rows} rows in the DOM for 10,001 lines`);
+    await until("the newest line in view", () => inView(page, 10_001));
+    assert.match(await page.locator("#log-count").textContent() ?? "", /10,001 lines/);
+
+    // Scrolling up pauses following; the first line is then in view.
+    await page.locator("#log").evaluate((el) => el.scrollTo({ top: 0 }));
+    await until(
+      "following paused",
+      async () => await page.locator("#log-follow").getAttribute("aria-pressed") === "false",
+    );
+    await until("the first line in view", () => inView(page, 1));
+    assert.match(await page.locator('#log .row[data-sequence="1"]').textContent() ?? "", /line 1$/);
+    await publish(server.url, "big-log", { type: "log", data: { line: "line 10002" } });
+    await logCount(page, 10_002);
+    assert.equal(await page.locator("#log").evaluate((el) => el.scrollTop), 0, "paused stays put");
+    await page.getByRole("button", { name: "Paused: follow" }).click();
+    await until("the newest line in view again", () => inView(page, 10_002));
+    await browser.screenshot("big-log");
+    assert.deepEqual(browser.errors, []);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
+
+/** Whether the log row of `sequence` is rendered inside the visible part of the tail. */
+function inView(page: Page, sequence: number): Promise<boolean> {
+  return page.locator("#log").evaluate((log, seq) => {
+    const el = log.querySelector(`.row[data-sequence="${seq}"]:not([hidden])`);
+    if (el === null) return false;
+    const box = el.getBoundingClientRect();
+    const view = log.getBoundingClientRect();
+    return box.top >= view.top - 1 && box.bottom <= view.bottom + 1;
+  }, sequence);
+}
+
+browserTest("the page is readable at phone width (375 px) without sideways scrolling", async () => {
+  const server = await startTestServer();
+  const browser = await openBrowser({ viewport: { width: 375, height: 740 } });
+  const { page } = browser;
+  try {
+    await http(server.url, "POST", "/jobs", {
+      id: "upload-2f9c1e7a-5b0d-4d8e-9a61-0c3f5e2b7d41",
+      kind: "upload",
+    });
+    await http(server.url, "POST", "/jobs/upload-2f9c1e7a-5b0d-4d8e-9a61-0c3f5e2b7d41/progress", {
+      progress: 55,
+      stage: "transfer",
+      message: "uploading customer_data_2026_full_export_final.csv to the warehouse",
+    });
+    await page.goto(`${server.url}/`);
+    await connected(page);
+    await rowProgress(page, "upload-2f9c1e7a-5b0d-4d8e-9a61-0c3f5e2b7d41", 55);
+    assert.equal(await overflowX(page), 0, "the list scrolls sideways");
+    const box = await row(page, "upload-2f9c1e7a-5b0d-4d8e-9a61-0c3f5e2b7d41").boundingBox();
+    assert.ok(box !== null && box.x >= 0 && box.x + box.width <= 375, JSON.stringify(box));
+    await browser.screenshot("phone-list");
+
+    await row(page, "upload-2f9c1e7a-5b0d-4d8e-9a61-0c3f5e2b7d41").getByRole("link").click();
+    await until("the job view", async () => await page.locator("#job-view").isVisible());
+    await http(server.url, "POST", "/jobs/upload-2f9c1e7a-5b0d-4d8e-9a61-0c3f5e2b7d41/log", {
+      line: "a long line ".repeat(30),
+    });
+    await logCount(page, 1);
+    assert.equal(await overflowX(page), 0, "the job view scrolls sideways");
+    await browser.screenshot("phone-job");
+    assert.deepEqual(browser.errors, []);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
