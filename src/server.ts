@@ -15,6 +15,7 @@ import { type Fanout, LocalFanout } from "./hub/fanout.ts";
 import { BroadcastFanout } from "./hub/broadcast_fanout.ts";
 import { Peers, watcherKey } from "./hub/peers.ts";
 import { Sessions } from "./protocol/sessions.ts";
+import { deliveryRound } from "./protocol/outbox.ts";
 import { CLOSE } from "./protocol/session.ts";
 import { Stats } from "./stats.ts";
 import { type AppDeps, createApp } from "./http/app.ts";
@@ -109,6 +110,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     fanout,
     (jobId, count) => peers.setCount(watcherKey(jobId), count),
     () => committer.lockReleased(),
+    deliveryRound,
   );
   committer = new Committer(store, (outcomes) => {
     const batches = outcomes.flatMap((outcome) => (outcome.ok ? [outcome.committed] : []));

@@ -83,22 +83,26 @@ export class Hub {
 
   #onWatchers: (jobId: string, count: number) => void;
   #onRemote: () => void;
+  #round: (deliver: () => void) => void;
 
   /**
    * @param onWatchers told whenever the number of subscribers of a job changes here (so
    *   other isolates can count whole-server watchers)
    * @param onRemote told after events committed by another isolate were delivered here
+   * @param round runs each batch of deliveries (the transports gather writes per round)
    */
   constructor(
     store: EventStore,
     fanout: Fanout,
     onWatchers: (jobId: string, count: number) => void = () => {},
     onRemote: () => void = () => {},
+    round: (deliver: () => void) => void = (deliver) => deliver(),
   ) {
     this.#store = store;
     this.#fanout = fanout;
     this.#onWatchers = onWatchers;
     this.#onRemote = onRemote;
+    this.#round = round;
     for (const { id, last_sequence } of store.openJobs(MAX_TRACKED_AT_START)) {
       this.#channels.set(id, new Channel(last_sequence));
     }
@@ -200,13 +204,15 @@ export class Hub {
    */
   publishLocal(batches: readonly (readonly { event: StoredEvent; job: Job }[])[]): boolean {
     const message: FanoutMessage = { events: [] };
-    for (const batch of batches) {
-      batch.forEach(({ event, job }, i) => {
-        this.#dispatch(new WireEvent(event, job));
-        // The others need only the newest state of each request's job for snapshots.
-        message.events.push({ event, job: i === batch.length - 1 ? job : undefined });
-      });
-    }
+    this.#round(() => {
+      for (const batch of batches) {
+        batch.forEach(({ event, job }, i) => {
+          this.#dispatch(new WireEvent(event, job));
+          // The others need only the newest state of each request's job for snapshots.
+          message.events.push({ event, job: i === batch.length - 1 ? job : undefined });
+        });
+      }
+    });
     if (message.events.length === 0) return false;
     this.#fanout.publish(message);
     return true;
@@ -243,7 +249,9 @@ export class Hub {
   }
 
   #receiveRemote(message: FanoutMessage): void {
-    for (const { event, job } of message.events) this.#dispatch(new WireEvent(event, job));
+    this.#round(() => {
+      for (const { event, job } of message.events) this.#dispatch(new WireEvent(event, job));
+    });
     this.#onRemote();
   }
 

@@ -79,6 +79,8 @@ export function serveHttpStream(
     backlog: () => (open ? options.highWater - (controller.desiredSize ?? 0) : 0),
     close(code, reason) {
       if (!open) return;
+      // What was gathered goes out before the end.
+      sink.uncork!();
       const error = END_CODES[code];
       if (error !== undefined && codec.format === "envelope") {
         const json = encodeEnvelope("error", null, null, new Date().toISOString(), {

@@ -31,6 +31,26 @@ export interface OutboxLimits {
   maxQueued: number;
 }
 
+/** Outboxes corked during the current delivery round, if one is running. */
+let round: Outbox[] | undefined;
+
+/**
+ * Runs `deliver` as one round: every byte-stream connection it writes to gathers its
+ * frames and sends them as one chunk at the end (several events of one commit then cost
+ * an SSE client one write, not one each). WebSocket frames are unaffected.
+ */
+export function deliveryRound(deliver: () => void): void {
+  if (round !== undefined) return deliver();
+  const corked: Outbox[] = [];
+  round = corked;
+  try {
+    deliver();
+  } finally {
+    round = undefined;
+    for (const outbox of corked) outbox.uncork();
+  }
+}
+
 /** WebSocket close code (and SSE error code) for a consumer that cannot keep up. */
 export const SLOW_CONSUMER_CODE = 4008;
 
@@ -54,6 +74,8 @@ export class Outbox {
   #coalesced = 0;
   /** Bytes that may still be written before the socket's backlog must be read again. */
   #credit = 0;
+  /** Corked for the current delivery round. */
+  #inRound = false;
 
   /**
    * @param onBacklog called when frames start waiting, so the owner can call
@@ -85,6 +107,11 @@ export class Outbox {
       if (this.#credit <= 0) this.#credit = this.#limits.highWater - this.#sink.backlog();
       if (this.#credit > 0) {
         this.#credit -= typeof frame === "string" ? frame.length : frame.byteLength;
+        if (round !== undefined && !this.#inRound && this.#sink.cork !== undefined) {
+          this.#inRound = true;
+          this.#sink.cork();
+          round.push(this);
+        }
         this.#sink.write(frame);
         return;
       }
@@ -138,6 +165,7 @@ export class Outbox {
   }
 
   uncork(): void {
+    this.#inRound = false;
     if (!this.#closed) this.#sink.uncork?.();
   }
 
