@@ -1,0 +1,23 @@
+/**
+ * The README is part of the product: its set-up commands and its configuration table must
+ * match the code.
+ */
+import assert from "node:assert/strict";
+import { envName, OPTIONS } from "../src/config.ts";
+
+const README = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+
+Deno.test("README starts with the run and test commands for a machine with only npm", () => {
+  const head = README.split("\n").slice(0, 15).join("\n");
+  assert.match(head, /npx -y deno@2\.9\.6 task start/);
+  assert.match(head, /npx -y deno@2\.9\.6 task test/);
+});
+
+Deno.test("README configuration table lists every option with its environment variable", () => {
+  const section = README.slice(README.indexOf("## Configuration"));
+  for (const name of Object.keys(OPTIONS)) {
+    const row = section.split("\n").find((line) => line.startsWith(`| \`--${name}\``));
+    assert.ok(row, `--${name} is missing from the README configuration table`);
+    assert.ok(row.includes(`\`${envName(name)}\``), `${envName(name)} is missing from its row`);
+  }
+});
