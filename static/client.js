@@ -1773,12 +1773,20 @@ var JobReporter = class _JobReporter {
       ...details
     });
   }
-  /** Buffers a log line; it is sent within `logFlushMs`, before any later report. */
-  log(line, level = "info") {
+  /**
+   * Buffers a log line; it is sent within `logFlushMs`, before any later report.
+   *
+   * @param source where the line came from, such as `stdout` (the event's `source`)
+   */
+  log(line, level = "info", source) {
     this.#assertOpen();
-    this.#lines.push({
+    this.#lines.push(source === void 0 ? {
       line,
       level
+    } : {
+      line,
+      level,
+      source
     });
     if (this.#lines.length >= this.#batchSize) {
       this.#flushLines();

@@ -75,7 +75,7 @@ export class JobReporter {
   #flushMs: number;
   #batchSize: number;
   #onError: ((error: JobwireError) => void) | undefined;
-  #lines: { line: string; level: LogLevel }[] = [];
+  #lines: { line: string; level: LogLevel; source?: string }[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #tail: Promise<unknown> = Promise.resolve();
   #backgroundError: JobwireError | undefined;
@@ -150,10 +150,14 @@ export class JobReporter {
     return this.#publish("/progress", { progress, ...details });
   }
 
-  /** Buffers a log line; it is sent within `logFlushMs`, before any later report. */
-  log(line: string, level: LogLevel = "info"): void {
+  /**
+   * Buffers a log line; it is sent within `logFlushMs`, before any later report.
+   *
+   * @param source where the line came from, such as `stdout` (the event's `source`)
+   */
+  log(line: string, level: LogLevel = "info", source?: string): void {
     this.#assertOpen();
-    this.#lines.push({ line, level });
+    this.#lines.push(source === undefined ? { line, level } : { line, level, source });
     if (this.#lines.length >= this.#batchSize) {
       this.#flushLines();
     } else if (this.#timer === undefined) {

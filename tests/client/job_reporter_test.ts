@@ -87,6 +87,28 @@ Deno.test("JobReporter publishes a whole job in call order, logs batched", async
   });
 });
 
+Deno.test("JobReporter sends each buffered line's source, in one request", async () => {
+  await withServer({}, async (server) => {
+    const network = recording();
+    const reporter = await JobReporter.create(server.url, { fetch: network, logFlushMs: 60_000 });
+    try {
+      reporter.log("out", "info", "stdout");
+      reporter.log("err", "warning", "stderr");
+      reporter.log("plain");
+      await reporter.flush();
+      const got = await events(server.url, reporter.jobId);
+      assert.deepEqual(got.map((e) => e.data), [
+        { line: "out", level: "info", source: "stdout" },
+        { line: "err", level: "warning", source: "stderr" },
+        { line: "plain", level: "info" },
+      ]);
+      assert.equal(network.calls.filter((c) => c.endsWith("/log")).length, 1);
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
 Deno.test("JobReporter flushes buffered logs on its timer and at the batch size", async () => {
   await withServer({}, async (server) => {
     const network = recording();
