@@ -1695,6 +1695,7 @@ var JobReporter = class _JobReporter {
   #flushMs;
   #batchSize;
   #onError;
+  #signal;
   #lines = [];
   #timer;
   #tail = Promise.resolve();
@@ -1720,6 +1721,7 @@ var JobReporter = class _JobReporter {
     this.#flushMs = options.logFlushMs ?? 250;
     this.#batchSize = Math.max(1, options.logBatchSize ?? 100);
     this.#onError = options.onError;
+    this.#signal = options.signal;
   }
   /**
    * Creates a job (`POST /jobs`) and returns its reporter. Retried like every request;
@@ -1742,6 +1744,9 @@ var JobReporter = class _JobReporter {
           ...options.metadata === void 0 ? {} : {
             metadata: options.metadata
           }
+        },
+        ...reporter.#signal === void 0 ? {} : {
+          signal: reporter.#signal
         }
       }, reporter.#policy, () => retried = true);
       reporter.#job = reply.job;
@@ -1860,7 +1865,8 @@ var JobReporter = class _JobReporter {
     this.#lines = [];
     this.#send("/log", {
       lines
-    }).catch((error) => {
+    }).catch((caught) => {
+      const error = asJobwireError(caught, "closed");
       this.#backgroundError ??= error;
       this.#onError?.(error);
     });
@@ -1872,7 +1878,10 @@ var JobReporter = class _JobReporter {
       method: "POST",
       path: `${jobPath(this.jobId)}${path}`,
       body,
-      idempotencyKey: key
+      idempotencyKey: key,
+      ...this.#signal === void 0 ? {} : {
+        signal: this.#signal
+      }
     }, this.#policy));
     this.#tail = sent.catch(() => {
     });

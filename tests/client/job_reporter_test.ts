@@ -248,3 +248,29 @@ Deno.test("a failed background log flush rejects the next flush()", async () => 
     assert.throws(() => reporter.log("after close"), { code: "closed" });
   });
 });
+
+Deno.test("JobReporter's signal aborts its pending requests", async () => {
+  // Nothing listens: without the signal, both calls would fail with network_error.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  listener.close();
+  const abort = new AbortController();
+  const reporter = new JobReporter(url, "gone", {
+    retries: 1,
+    initialDelayMs: 10,
+    maxDelayMs: 10,
+    logFlushMs: 60_000,
+    signal: abort.signal,
+  });
+  const progress = reporter.progress(10);
+  reporter.log("queued behind it");
+  const flushed = reporter.flush();
+  abort.abort(new DOMException("Stopped by the test", "AbortError"));
+  await assert.rejects(progress, { name: "AbortError", message: "Stopped by the test" });
+  await assert.rejects(flushed, (error: unknown) => {
+    assert.ok(error instanceof JobwireError);
+    assert.equal(error.code, "closed");
+    assert.equal((error.cause as Error).message, "Stopped by the test");
+    return true;
+  });
+});
