@@ -1,5 +1,6 @@
 /**
- * jobwire's command line: `serve` (the default) starts the server.
+ * jobwire's command line: `serve` (the default) starts the server; `token` and `user`
+ * administer it; `run` is a terminal tool (`src/cli/`).
  *
  * @module
  */
@@ -16,6 +17,7 @@ import { parallelUnavailable, startCluster } from "./src/cluster.ts";
 import { log } from "./src/log.ts";
 import { signToken } from "./src/auth/keys.ts";
 import { tokenCommand, userCommand } from "./src/cli/admin.ts";
+import { runCommand } from "./src/cli/run.ts";
 
 /** Lifetime of the admin token printed at a start without a configured key. */
 const START_TOKEN_TTL_MS = 24 * 3_600_000;
@@ -26,6 +28,10 @@ Usage:
   deno task start [options]          start the server (same as: main.ts serve [options])
   main.ts token --sub S --scope "…"  mint a token (main.ts token --help)
   main.ts user add|remove|list       manage users who sign in (main.ts user --help)
+
+Terminal tools (each has --help; --server defaults to JOBWIRE_SERVER, else
+http://127.0.0.1:8080, and --token to JOBWIRE_TOKEN):
+  main.ts run [--id ID] -- CMD ARGS  run a command as a job: its output becomes events
 
 Options (flag > JOBWIRE_* environment > jobwire.json > default):
 ${optionsHelp()}
@@ -119,6 +125,8 @@ function main(args: string[]): Promise<number> {
       return tokenCommand(rest);
     case "user":
       return userCommand(rest);
+    case "run":
+      return runCommand(rest);
     case "help":
     case "--help":
     case "-h":
