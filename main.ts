@@ -1,6 +1,6 @@
 /**
  * jobwire's command line: `serve` (the default) starts the server; `token` and `user`
- * administer it; `run` is a terminal tool (`src/cli/`).
+ * administer it; `run`, `watch` and `wait` are the terminal tools (`src/cli/`).
  *
  * @module
  */
@@ -18,6 +18,8 @@ import { log } from "./src/log.ts";
 import { signToken } from "./src/auth/keys.ts";
 import { tokenCommand, userCommand } from "./src/cli/admin.ts";
 import { runCommand } from "./src/cli/run.ts";
+import { watchCommand } from "./src/cli/watch.ts";
+import { waitCommand } from "./src/cli/wait.ts";
 
 /** Lifetime of the admin token printed at a start without a configured key. */
 const START_TOKEN_TTL_MS = 24 * 3_600_000;
@@ -32,6 +34,8 @@ Usage:
 Terminal tools (each has --help; --server defaults to JOBWIRE_SERVER, else
 http://127.0.0.1:8080, and --token to JOBWIRE_TOKEN):
   main.ts run [--id ID] -- CMD ARGS  run a command as a job: its output becomes events
+  main.ts watch JOB [--json]         follow a job with a live progress bar
+  main.ts wait JOB [--timeout S]     block until a job ends; the exit code says how
 
 Options (flag > JOBWIRE_* environment > jobwire.json > default):
 ${optionsHelp()}
@@ -127,6 +131,10 @@ function main(args: string[]): Promise<number> {
       return userCommand(rest);
     case "run":
       return runCommand(rest);
+    case "watch":
+      return watchCommand(rest);
+    case "wait":
+      return waitCommand(rest);
     case "help":
     case "--help":
     case "-h":
