@@ -1,6 +1,6 @@
 /**
  * jobwire's command line: `serve` (the default) starts the server; `token` and `user`
- * administer it; `run`, `watch` and `wait` are the terminal tools (`src/cli/`).
+ * administer it; `run`, `watch`, `wait` and `demo` are the terminal tools (`src/cli/`).
  *
  * @module
  */
@@ -20,6 +20,7 @@ import { tokenCommand, userCommand } from "./src/cli/admin.ts";
 import { runCommand } from "./src/cli/run.ts";
 import { watchCommand } from "./src/cli/watch.ts";
 import { waitCommand } from "./src/cli/wait.ts";
+import { demoCommand } from "./src/cli/demo.ts";
 
 /** Lifetime of the admin token printed at a start without a configured key. */
 const START_TOKEN_TTL_MS = 24 * 3_600_000;
@@ -36,6 +37,7 @@ http://127.0.0.1:8080, and --token to JOBWIRE_TOKEN):
   main.ts run [--id ID] -- CMD ARGS  run a command as a job: its output becomes events
   main.ts watch JOB [--json]         follow a job with a live progress bar
   main.ts wait JOB [--timeout S]     block until a job ends; the exit code says how
+  main.ts demo                       run a simulated job and show how to follow it
 
 Options (flag > JOBWIRE_* environment > jobwire.json > default):
 ${optionsHelp()}
@@ -135,6 +137,8 @@ function main(args: string[]): Promise<number> {
       return watchCommand(rest);
     case "wait":
       return waitCommand(rest);
+    case "demo":
+      return demoCommand(rest);
     case "help":
     case "--help":
     case "-h":
