@@ -1,5 +1,6 @@
 /**
- * jobwire's command line: `serve` (the default) starts the server.
+ * jobwire's command line: `serve` (the default) starts the server; `token` and `user`
+ * administer it; `run`, `watch`, `wait` and `demo` are the terminal tools (`src/cli/`).
  *
  * @module
  */
@@ -16,6 +17,10 @@ import { parallelUnavailable, startCluster } from "./src/cluster.ts";
 import { log } from "./src/log.ts";
 import { signToken } from "./src/auth/keys.ts";
 import { tokenCommand, userCommand } from "./src/cli/admin.ts";
+import { runCommand } from "./src/cli/run.ts";
+import { watchCommand } from "./src/cli/watch.ts";
+import { waitCommand } from "./src/cli/wait.ts";
+import { demoCommand } from "./src/cli/demo.ts";
 
 /** Lifetime of the admin token printed at a start without a configured key. */
 const START_TOKEN_TTL_MS = 24 * 3_600_000;
@@ -26,6 +31,13 @@ Usage:
   deno task start [options]          start the server (same as: main.ts serve [options])
   main.ts token --sub S --scope "…"  mint a token (main.ts token --help)
   main.ts user add|remove|list       manage users who sign in (main.ts user --help)
+
+Terminal tools (each has --help; --server defaults to JOBWIRE_SERVER, else
+http://127.0.0.1:8080, and --token to JOBWIRE_TOKEN):
+  main.ts run [--id ID] -- CMD ARGS  run a command as a job: its output becomes events
+  main.ts watch JOB [--json]         follow a job with a live progress bar
+  main.ts wait JOB [--timeout S]     block until a job ends; the exit code says how
+  main.ts demo                       run a simulated job and show how to follow it
 
 Options (flag > JOBWIRE_* environment > jobwire.json > default):
 ${optionsHelp()}
@@ -125,6 +137,14 @@ function main(args: string[]): Promise<number> {
       return tokenCommand(rest);
     case "user":
       return userCommand(rest);
+    case "run":
+      return runCommand(rest);
+    case "watch":
+      return watchCommand(rest);
+    case "wait":
+      return waitCommand(rest);
+    case "demo":
+      return demoCommand(rest);
     case "help":
     case "--help":
     case "-h":

@@ -1703,6 +1703,7 @@ var JobReporter = class _JobReporter {
   #flushMs;
   #batchSize;
   #onError;
+  #signal;
   #lines = [];
   #timer;
   #tail = Promise.resolve();
@@ -1728,6 +1729,7 @@ var JobReporter = class _JobReporter {
     this.#flushMs = options.logFlushMs ?? 250;
     this.#batchSize = Math.max(1, options.logBatchSize ?? 100);
     this.#onError = options.onError;
+    this.#signal = options.signal;
   }
   /**
    * Creates a job (`POST /jobs`) and returns its reporter. Retried like every request;
@@ -1750,6 +1752,9 @@ var JobReporter = class _JobReporter {
           ...options.metadata === void 0 ? {} : {
             metadata: options.metadata
           }
+        },
+        ...reporter.#signal === void 0 ? {} : {
+          signal: reporter.#signal
         }
       }, reporter.#policy, () => retried = true);
       reporter.#job = reply.job;
@@ -1781,12 +1786,20 @@ var JobReporter = class _JobReporter {
       ...details
     });
   }
-  /** Buffers a log line; it is sent within `logFlushMs`, before any later report. */
-  log(line, level = "info") {
+  /**
+   * Buffers a log line; it is sent within `logFlushMs`, before any later report.
+   *
+   * @param source where the line came from, such as `stdout` (the event's `source`)
+   */
+  log(line, level = "info", source) {
     this.#assertOpen();
-    this.#lines.push({
+    this.#lines.push(source === void 0 ? {
       line,
       level
+    } : {
+      line,
+      level,
+      source
     });
     if (this.#lines.length >= this.#batchSize) {
       this.#flushLines();
@@ -1860,7 +1873,8 @@ var JobReporter = class _JobReporter {
     this.#lines = [];
     this.#send("/log", {
       lines
-    }).catch((error) => {
+    }).catch((caught) => {
+      const error = asJobwireError(caught, "closed");
       this.#backgroundError ??= error;
       this.#onError?.(error);
     });
@@ -1872,7 +1886,10 @@ var JobReporter = class _JobReporter {
       method: "POST",
       path: `${jobPath(this.jobId)}${path}`,
       body,
-      idempotencyKey: key
+      idempotencyKey: key,
+      ...this.#signal === void 0 ? {} : {
+        signal: this.#signal
+      }
     }, this.#policy));
     this.#tail = sent.catch(() => {
     });

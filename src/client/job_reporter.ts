@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { JobwireError } from "./errors.ts";
+import { asJobwireError, JobwireError } from "./errors.ts";
 import { type HttpContext, jobPath, REQUEST_TIMEOUT_MS } from "./http.ts";
 import { randomId } from "./random_id.ts";
 import { type RetryPolicy, sendWithRetry } from "./retry_request.ts";
@@ -33,6 +33,12 @@ export interface ReporterOptions {
   logBatchSize?: number | undefined;
   /** Told about failures of background log flushes (they also reject the next `flush()`). */
   onError?: ((error: JobwireError) => void) | undefined;
+  /**
+   * Aborts every request of this reporter, retries and the waits between them included;
+   * the pending calls reject with the signal's reason (a background log flush with a
+   * `closed` error whose `cause` is that reason).
+   */
+  signal?: AbortSignal | undefined;
 }
 
 /** Options of {@link JobReporter.create}. */
@@ -75,7 +81,8 @@ export class JobReporter {
   #flushMs: number;
   #batchSize: number;
   #onError: ((error: JobwireError) => void) | undefined;
-  #lines: { line: string; level: LogLevel }[] = [];
+  #signal: AbortSignal | undefined;
+  #lines: { line: string; level: LogLevel; source?: string }[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #tail: Promise<unknown> = Promise.resolve();
   #backgroundError: JobwireError | undefined;
@@ -97,6 +104,7 @@ export class JobReporter {
     this.#flushMs = options.logFlushMs ?? 250;
     this.#batchSize = Math.max(1, options.logBatchSize ?? 100);
     this.#onError = options.onError;
+    this.#signal = options.signal;
   }
 
   /**
@@ -119,6 +127,7 @@ export class JobReporter {
             ...(options.kind === undefined ? {} : { kind: options.kind }),
             ...(options.metadata === undefined ? {} : { metadata: options.metadata }),
           },
+          ...(reporter.#signal === undefined ? {} : { signal: reporter.#signal }),
         },
         reporter.#policy,
         () => (retried = true),
@@ -150,10 +159,14 @@ export class JobReporter {
     return this.#publish("/progress", { progress, ...details });
   }
 
-  /** Buffers a log line; it is sent within `logFlushMs`, before any later report. */
-  log(line: string, level: LogLevel = "info"): void {
+  /**
+   * Buffers a log line; it is sent within `logFlushMs`, before any later report.
+   *
+   * @param source where the line came from, such as `stdout` (the event's `source`)
+   */
+  log(line: string, level: LogLevel = "info", source?: string): void {
     this.#assertOpen();
-    this.#lines.push({ line, level });
+    this.#lines.push(source === undefined ? { line, level } : { line, level, source });
     if (this.#lines.length >= this.#batchSize) {
       this.#flushLines();
     } else if (this.#timer === undefined) {
@@ -219,7 +232,8 @@ export class JobReporter {
     if (this.#lines.length === 0) return;
     const lines = this.#lines;
     this.#lines = [];
-    this.#send("/log", { lines }).catch((error: JobwireError) => {
+    this.#send("/log", { lines }).catch((caught: unknown) => {
+      const error = asJobwireError(caught, "closed");
       this.#backgroundError ??= error;
       this.#onError?.(error);
     });
@@ -234,6 +248,7 @@ export class JobReporter {
         path: `${jobPath(this.jobId)}${path}`,
         body,
         idempotencyKey: key,
+        ...(this.#signal === undefined ? {} : { signal: this.#signal }),
       }, this.#policy)
     );
     this.#tail = sent.catch(() => {});

@@ -87,6 +87,28 @@ Deno.test("JobReporter publishes a whole job in call order, logs batched", async
   });
 });
 
+Deno.test("JobReporter sends each buffered line's source, in one request", async () => {
+  await withServer({}, async (server) => {
+    const network = recording();
+    const reporter = await JobReporter.create(server.url, { fetch: network, logFlushMs: 60_000 });
+    try {
+      reporter.log("out", "info", "stdout");
+      reporter.log("err", "warning", "stderr");
+      reporter.log("plain");
+      await reporter.flush();
+      const got = await events(server.url, reporter.jobId);
+      assert.deepEqual(got.map((e) => e.data), [
+        { line: "out", level: "info", source: "stdout" },
+        { line: "err", level: "warning", source: "stderr" },
+        { line: "plain", level: "info" },
+      ]);
+      assert.equal(network.calls.filter((c) => c.endsWith("/log")).length, 1);
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
 Deno.test("JobReporter flushes buffered logs on its timer and at the batch size", async () => {
   await withServer({}, async (server) => {
     const network = recording();
@@ -224,5 +246,31 @@ Deno.test("a failed background log flush rejects the next flush()", async () => 
     await reporter.flush();
     await reporter.close();
     assert.throws(() => reporter.log("after close"), { code: "closed" });
+  });
+});
+
+Deno.test("JobReporter's signal aborts its pending requests", async () => {
+  // Nothing listens: without the signal, both calls would fail with network_error.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  listener.close();
+  const abort = new AbortController();
+  const reporter = new JobReporter(url, "gone", {
+    retries: 1,
+    initialDelayMs: 10,
+    maxDelayMs: 10,
+    logFlushMs: 60_000,
+    signal: abort.signal,
+  });
+  const progress = reporter.progress(10);
+  reporter.log("queued behind it");
+  const flushed = reporter.flush();
+  abort.abort(new DOMException("Stopped by the test", "AbortError"));
+  await assert.rejects(progress, { name: "AbortError", message: "Stopped by the test" });
+  await assert.rejects(flushed, (error: unknown) => {
+    assert.ok(error instanceof JobwireError);
+    assert.equal(error.code, "closed");
+    assert.equal((error.cause as Error).message, "Stopped by the test");
+    return true;
   });
 });

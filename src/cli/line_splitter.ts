@@ -1,0 +1,80 @@
+/**
+ * Splitting a byte stream into lines the way a terminal shows them. A line ends at `\n`
+ * (or `\r\n`). A lone `\r` returns the cursor to the start of the line, as progress bars
+ * (tqdm, curl, wget) do to redraw themselves: the text before it is a *transient*
+ * segment, shown and then overwritten. Transient segments are read for progress but not
+ * logged; the line logged is what stays on screen, the text after the last `\r`.
+ *
+ * @module
+ */
+
+/**
+ * Longest line kept whole, in UTF-16 code units: a program that writes megabytes
+ * without a newline is cut into pieces of this size rather than held in memory.
+ */
+export const MAX_PENDING_CHARS = 65_536;
+
+/** Receives the segments of a stream: `complete` for a line, `false` for a transient one. */
+export type SegmentSink = (text: string, complete: boolean) => void;
+
+/**
+ * Splits chunks of UTF-8 into lines and transient segments. Text after the last line
+ * end waits for the next chunk (a partial line), and a `\r` at the end of a chunk waits
+ * to see whether `\n` follows.
+ *
+ * @example
+ * ```ts
+ * const splitter = new LineSplitter();
+ * const seen: string[] = [];
+ * splitter.push(new TextEncoder().encode("10%\r50%\rdone\nnext"), (t, c) => seen.push(`${c}:${t}`));
+ * splitter.end((t, c) => seen.push(`${c}:${t}`));
+ * // seen: ["false:10%", "false:50%", "true:done", "true:next"]
+ * ```
+ */
+export class LineSplitter {
+  #decoder = new TextDecoder();
+  #pending = "";
+
+  /** Decodes `chunk` and hands every finished segment to `sink`. */
+  push(chunk: Uint8Array, sink: SegmentSink): void {
+    this.#split(this.#pending + this.#decoder.decode(chunk, { stream: true }), sink);
+  }
+
+  /** Hands the text left after the last line end to `sink` as a line, if there is any. */
+  end(sink: SegmentSink): void {
+    // Only a trailing `\r` can be left in the pending text: #split hands on every other.
+    const text = (this.#pending + this.#decoder.decode()).replace(/\r$/, "");
+    this.#pending = "";
+    if (text !== "") sink(text, true);
+  }
+
+  #split(text: string, sink: SegmentSink): void {
+    const length = text.length;
+    let start = 0;
+    // The next CR is looked up once and reused until passed: looking it up afresh for
+    // every line would rescan the rest of the chunk each time (quadratic in its lines).
+    let cr = text.indexOf("\r");
+    for (;;) {
+      const nl = text.indexOf("\n", start);
+      const end = nl === -1 ? length : nl;
+      while (cr !== -1 && cr < end) {
+        // `\r\n` ends a line; a `\r` last in the chunk may be the first half of one.
+        if (cr === end - 1) break;
+        sink(text.slice(start, cr), false);
+        start = cr + 1;
+        cr = text.indexOf("\r", start);
+      }
+      if (nl === -1) break;
+      const lineEnd = nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+      sink(text.slice(start, lineEnd), true);
+      start = nl + 1;
+      if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
+    }
+    let rest = text.slice(start);
+    while (rest.length > MAX_PENDING_CHARS) {
+      sink(rest.slice(0, MAX_PENDING_CHARS), true);
+      rest = rest.slice(MAX_PENDING_CHARS);
+    }
+    this.#pending = rest;
+  }
+}

@@ -1,0 +1,319 @@
+/**
+ * Publishing a command's job in the background: lines wait in a bounded {@link LogQueue}
+ * (oldest dropped when full), go out in batches, one request at a time, through the
+ * client's `JobReporter` (retries with one idempotency key each, so nothing is written
+ * twice); progress goes out at most every `progressIntervalMs`, always the latest, and
+ * never before the line it was read from. Nothing here ever makes the command wait.
+ *
+ * @module
+ */
+import { JobReporter } from "../client/job_reporter.ts";
+import { JobwireError } from "../client/errors.ts";
+import { LogQueue, type QueuedLine } from "./log_queue.ts";
+import type { ParsedProgress } from "./progress_parse.ts";
+import { authHint } from "./client_args.ts";
+
+/** Where and how a run's job is published. */
+export interface PublisherOptions {
+  server: string;
+  token: string | undefined;
+  jobId: string;
+  /** Whether the id was chosen by the user (`--id`): an existing job is then reported to. */
+  givenId: boolean;
+  kind: string;
+  metadata: Record<string, unknown>;
+  /** Told once, about the first problem; later ones are silent. */
+  warn: (message: string) => void;
+  queue?: LogQueue;
+  /** Most lines per request (the server's `--max-batch` is 1000 by default). Default 500. */
+  batchLines?: number;
+  /** About the most characters per request (the body limit is 1 MiB by default). Default 200,000. */
+  batchChars?: number;
+  /** Least time between two progress events, in ms. Default 250. */
+  progressIntervalMs?: number;
+  /** How long a line may wait for others to share its request, in ms. Default 50. */
+  lingerMs?: number;
+}
+
+/** Progress to publish: what the line showed, and the line itself as the message. */
+export type ProgressReport = ParsedProgress & { message?: string };
+
+type State = "opening" | "open" | "failing" | "off";
+
+/**
+ * While finishing, how long the drain may go without a successful publish before it is
+ * given up (the server is gone or stuck), in ms. A rate-limited server answers within
+ * `Retry-After` (1 s), so this is not reached while it accepts batches.
+ */
+export const FINISH_STALL_MS = 2_500;
+
+/** Time left to record the end after a stalled drain, in ms. */
+const END_AFTER_STALL_MS = 1_000;
+
+/** Refusals after which publishing to this job can never work again. */
+const FATAL_STATUSES = new Set([401, 403, 404, 409, 410]);
+
+/** Publishes a run's job: created (or reused), started, fed lines and progress, ended. */
+export class RunPublisher {
+  readonly #options: PublisherOptions;
+  readonly #queue: LogQueue;
+  #state: State = "opening";
+  #reporter: JobReporter | undefined;
+  #progress: { report: ProgressReport; after: number } | undefined;
+  #lastProgressAt = -Infinity;
+  #ending = false;
+  #wake: (() => void) | undefined;
+  /** Aborts the requests of the run and the drain; the end has its own. */
+  #drain = new AbortController();
+  #end = new AbortController();
+  #stallTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the drain was given up because the server stopped answering. */
+  #stalled = false;
+  /** Restarts the stall timer while finishing (a no-op before). */
+  #rearm: () => void = () => {};
+  #lost = 0;
+  #warned = false;
+  #loop: Promise<void>;
+
+  constructor(options: PublisherOptions) {
+    this.#options = options;
+    this.#queue = options.queue ?? new LogQueue();
+    this.#loop = this.#run();
+  }
+
+  /** Whether lines are still wanted (false once publishing is off for good). */
+  get active(): boolean {
+    return this.#state !== "off";
+  }
+
+  /** Queues a line. */
+  log(line: string, level: QueuedLine["level"], source: string): void {
+    if (this.#state === "off") return;
+    this.#queue.push({ line, level, source });
+    if (this.#queue.length === 1) this.#wake?.();
+  }
+
+  /** Replaces the progress waiting to be sent; it goes after every line queued so far. */
+  progress(report: ProgressReport): void {
+    if (this.#state === "off") return;
+    this.#progress = { report, after: this.#queue.pushed };
+    this.#wake?.();
+  }
+
+  /**
+   * Publishes what is still queued (for at most `drainMs`, and only while the server
+   * keeps accepting: {@link FINISH_STALL_MS} without a success ends the drain), a note of
+   * the lines that were dropped, then `end` (for at most `endMs`). Lines still queued
+   * when the drain ends are dropped.
+   */
+  async finish(
+    end: (reporter: JobReporter) => Promise<unknown>,
+    drainMs = 10_000,
+    endMs = 5_000,
+  ): Promise<void> {
+    this.#ending = true;
+    this.#stalled = this.#state === "failing";
+    if (this.#stalled) this.#drain.abort();
+    this.#wake?.();
+    const cap = setTimeout(() => this.#drain.abort(), drainMs);
+    this.#rearm = () => {
+      clearTimeout(this.#stallTimer);
+      this.#stallTimer = setTimeout(() => {
+        this.#stalled = true;
+        this.#drain.abort();
+      }, FINISH_STALL_MS);
+    };
+    this.#rearm();
+    await this.#loop;
+    clearTimeout(cap);
+    clearTimeout(this.#stallTimer);
+    if (this.#reporter === undefined || this.#state === "off") return;
+    const reporter = this.#newReporter(this.#end.signal);
+    const stop = setTimeout(() => this.#end.abort(), this.#stalled ? END_AFTER_STALL_MS : endMs);
+    try {
+      this.#queue.clear();
+      const dropped = this.#lost + this.#queue.takeDropped();
+      if (dropped > 0) {
+        reporter.log(
+          `jobwire: ${dropped} output line${dropped === 1 ? " was" : "s were"} not published ` +
+            "(the server did not keep up)",
+          "warning",
+          "jobwire",
+        );
+      }
+      await end(reporter);
+      await reporter.close();
+    } catch (error) {
+      this.#problem(error, "could not record the end of the job");
+    } finally {
+      clearTimeout(stop);
+    }
+  }
+
+  /** Stops every request now (a second Ctrl-C while finishing). */
+  abort(): void {
+    this.#state = "off";
+    this.#drain.abort();
+    this.#end.abort();
+    this.#wake?.();
+  }
+
+  /** A reporter for this job whose requests `signal` aborts. */
+  #newReporter(signal: AbortSignal): JobReporter {
+    const { server, token, jobId } = this.#options;
+    return new JobReporter(server, jobId, {
+      token,
+      signal,
+      logFlushMs: 60_000,
+      logBatchSize: 100_000,
+      retries: 5,
+      initialDelayMs: 200,
+      maxDelayMs: 2_000,
+      timeoutMs: 10_000,
+    });
+  }
+
+  async #open(): Promise<JobReporter> {
+    const { server, token, jobId, kind, metadata } = this.#options;
+    try {
+      // Few retries: a server that is not there should be noticed within a second or two.
+      await JobReporter.create(server, {
+        token,
+        signal: this.#drain.signal,
+        id: jobId,
+        kind,
+        metadata,
+        retries: 2,
+        initialDelayMs: 200,
+        maxDelayMs: 1_000,
+        timeoutMs: 5_000,
+      });
+    } catch (error) {
+      if (
+        !(this.#options.givenId && error instanceof JobwireError && error.code === "job_exists")
+      ) {
+        throw error;
+      }
+    }
+    const reporter = this.#newReporter(this.#drain.signal);
+    await reporter.started();
+    return reporter;
+  }
+
+  async #run(): Promise<void> {
+    try {
+      this.#reporter = await this.#open();
+      this.#state = "open";
+    } catch (error) {
+      this.#state = "off";
+      this.#queue.clear();
+      this.#problem(error, "could not start the job", "the command runs without publishing");
+      return;
+    }
+    const batchLines = this.#options.batchLines ?? 500;
+    const batchChars = this.#options.batchChars ?? 200_000;
+    const interval = this.#options.progressIntervalMs ?? 250;
+    const linger = this.#options.lingerMs ?? 50;
+    const reporter = this.#reporter;
+    // An abort while finishing ends the drain; the end is then reported by a new reporter.
+    while (!this.#stopped()) {
+      const pending = this.#progress;
+      const due = this.#ending ? 0 : this.#lastProgressAt + interval - Date.now();
+      if (pending !== undefined && pending.after <= this.#queue.removed && due <= 0) {
+        this.#progress = undefined;
+        this.#lastProgressAt = Date.now();
+        const { progress, ...details } = pending.report;
+        await reporter.progress(progress, details).then(
+          () => this.#rearm(),
+          (e) => this.#failed(e, 0),
+        );
+        continue;
+      }
+      if (this.#queue.length > 0) {
+        if (!this.#ending && this.#queue.length < batchLines && linger > 0) {
+          await this.#sleep(linger);
+        }
+        const dropped = this.#queue.takeDropped();
+        const batch = this.#queue.take(batchLines, batchChars);
+        if (dropped > 0) {
+          reporter.log(
+            `jobwire: ${dropped} output line${dropped === 1 ? "" : "s"} dropped here ` +
+              "(the server did not keep up)",
+            "warning",
+            "jobwire",
+          );
+          this.#lost += dropped;
+        }
+        for (const item of batch) reporter.log(item.line, item.level, item.source);
+        await reporter.flush().then(
+          () => {
+            if (this.#state === "failing") this.#state = "open";
+            this.#rearm();
+          },
+          (e) => this.#failed(e, batch.length),
+        );
+        continue;
+      }
+      if (pending !== undefined) {
+        await this.#sleep(Math.max(1, due));
+        continue;
+      }
+      if (this.#ending) return;
+      await this.#sleep(Infinity);
+    }
+  }
+
+  #stopped(): boolean {
+    return this.#state === "off" || this.#drain.signal.aborted;
+  }
+
+  /** A publish failed: `lost` lines went with it. */
+  #failed(error: unknown, lost: number): void {
+    this.#lost += lost;
+    if (error instanceof JobwireError && error.status !== null) {
+      if (FATAL_STATUSES.has(error.status)) {
+        this.#state = "off";
+        this.#queue.clear();
+        this.#problem(error, "the server refused an event", "no more events are published");
+        return;
+      }
+      if (error.status < 500 && error.status !== 429) {
+        this.#problem(error, "the server refused a batch of events", "it was dropped");
+        return;
+      }
+    }
+    if (this.#drain.signal.aborted) return;
+    this.#state = "failing";
+    if (this.#ending) {
+      // Retries are used up: waiting longer for the rest of the drain would only delay the end.
+      this.#stalled = true;
+      this.#drain.abort();
+    }
+    this.#problem(error, "publishing failed", "output lines are dropped until it works again");
+  }
+
+  #problem(error: unknown, what: string, consequence?: string): void {
+    if (this.#warned) return;
+    this.#warned = true;
+    const reason = error instanceof Error ? error.message : String(error);
+    const hint = authHint(error, this.#options.token !== undefined);
+    this.#options.warn(
+      `jobwire: ${what} on ${this.#options.server}: ${reason}${hint}` +
+        (consequence === undefined ? "" : `; ${consequence}`),
+    );
+  }
+
+  /** Waits `ms` (Infinity: until woken), or less when woken by a line, progress or the end. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        if (this.#wake === done) this.#wake = undefined;
+        resolve();
+      };
+      if (Number.isFinite(ms)) timer = setTimeout(done, ms);
+      this.#wake = done;
+    });
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * `main.ts run -- CMD ARGS…`: runs any command as a job. Its output reaches the
+ * terminal unchanged while each line is published as a `log` event and progress found
+ * in it as `progress` events; its exit decides how the job ends; Ctrl-C is forwarded to
+ * it and cancels the job. Publishing happens in the background and never slows the
+ * command (see {@link RunPublisher}).
+ *
+ * @module
+ */
+import { ConfigError } from "../config.ts";
+import { JOB_ID_PATTERN } from "../http/schemas.ts";
+import type { JobReporter } from "../client/job_reporter.ts";
+import { connectionOf, flagValue, parseCommandLine, statusPageUrl } from "./client_args.ts";
+import { LineSplitter } from "./line_splitter.ts";
+import { parseProgress } from "./progress_parse.ts";
+import { RunPublisher } from "./publisher.ts";
+import { cleanLine } from "./terminal_text.ts";
+
+export const RUN_USAGE =
+  `Usage: main.ts run [--server URL] [--token T] [--id ID] [--kind K] -- CMD [ARGS…]
+
+Runs CMD as a jobwire job and exits with its exit code (128 + N when signal N killed it).
+Its output reaches this terminal unchanged; meanwhile each stdout line becomes a log event
+at info, each stderr line one at warning (source stdout or stderr), and progress in the
+output (45%, 45.5 %, 12/200, tqdm and pip bars) becomes progress events, a few per second
+at most. Exit 0 completes the job with result {"exit_code": 0}; another code or a signal
+fails it (error_type exit_code or signal); Ctrl-C is passed to CMD and cancels the job.
+The job's page is printed to stderr at start. If the server cannot be reached the command
+runs anyway and one warning says so.
+
+  --server <url>   jobwire server [JOBWIRE_SERVER, else http://127.0.0.1:8080]
+  --token <token>  bearer token with the write scope [JOBWIRE_TOKEN]
+  --id <id>        job id; an existing job with this id is reported to [a new UUID]
+  --kind <kind>    the job's kind [command]
+
+CMD sees JOBWIRE_JOB_ID, JOBWIRE_JOB_URL and JOBWIRE_SERVER in its environment, and
+PYTHONUNBUFFERED=1 unless set (its output is a pipe, which Python would otherwise buffer).`;
+
+/** Longest progress message taken from the line it was read in. */
+const MAX_MESSAGE = 200;
+
+/** Time the pipes may stay quiet after CMD exited before they are closed (a daemon may hold them). */
+const PIPE_GRACE_MS = 500;
+
+/** Signals forwarded to CMD; each one cancels the job. */
+const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
+const utf8 = new TextEncoder();
+
+function stderrLine(text: string): void {
+  try {
+    Deno.stderr.writeSync(utf8.encode(`${text}\n`));
+  } catch {
+    // Nowhere to say it.
+  }
+}
+
+/** Where passed-through output goes (`Deno.stdout`, `Deno.stderr`). */
+interface Output {
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+async function writeAll(out: Output, bytes: Uint8Array): Promise<void> {
+  for (let written = 0; written < bytes.length;) {
+    written += await out.write(bytes.subarray(written));
+  }
+}
+
+/** `main.ts run …`: returns the exit code. */
+export async function runCommand(args: string[]): Promise<number> {
+  const line = parseCommandLine(args, {
+    values: ["server", "token", "id", "kind"],
+    booleans: [],
+    stopAtPositional: true,
+  });
+  if (line.flags.has("help")) {
+    console.log(RUN_USAGE);
+    return 0;
+  }
+  const command = line.rest;
+  if (command.length === 0 || command[0] === "") {
+    throw new ConfigError("run needs a command: main.ts run -- CMD [ARGS…] (see --help)");
+  }
+  const { server, token } = connectionOf(line);
+  const givenId = flagValue(line, "id");
+  if (givenId !== undefined && !JOB_ID_PATTERN.test(givenId)) {
+    throw new ConfigError(
+      `Invalid --id ${JSON.stringify(givenId)}: 1-128 letters, digits and . _ : - (not first)`,
+    );
+  }
+  const jobId = givenId ?? crypto.randomUUID();
+  const pageUrl = statusPageUrl(server, jobId);
+  stderrLine(`jobwire: job ${jobId}: ${pageUrl}`);
+
+  const publisher = new RunPublisher({
+    server,
+    token,
+    jobId,
+    givenId: givenId !== undefined,
+    kind: flagValue(line, "kind") ?? "command",
+    metadata: { command, cwd: Deno.cwd() },
+    warn: stderrLine,
+  });
+
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command[0]!, {
+      args: command.slice(1),
+      stdin: "inherit",
+      stdout: "piped",
+      stderr: "piped",
+      env: {
+        JOBWIRE_JOB_ID: jobId,
+        JOBWIRE_JOB_URL: pageUrl,
+        JOBWIRE_SERVER: server,
+        PYTHONUNBUFFERED: Deno.env.get("PYTHONUNBUFFERED") ?? "1",
+      },
+    }).spawn();
+  } catch (error) {
+    // As a shell: 127 when the program is missing, 126 when it cannot be executed.
+    const code = error instanceof Deno.errors.NotFound ? 127 : 126;
+    const reason = error instanceof Error ? error.message : String(error);
+    stderrLine(`jobwire: cannot run ${command[0]}: ${reason}`);
+    await publisher.finish((r) =>
+      r.fail(`Cannot run ${command[0]}: ${reason}`, "spawn_error", { exit_code: code })
+    );
+    return code;
+  }
+
+  let exited = false;
+  let interrupted: Deno.Signal | undefined;
+  const listeners = new Map<Deno.Signal, () => void>();
+  for (const signal of FORWARDED) {
+    const listener = () => {
+      if (exited) {
+        // A second Ctrl-C while the last events go out: stop waiting for the server.
+        publisher.abort();
+        return;
+      }
+      interrupted ??= signal;
+      try {
+        child.kill(signal);
+      } catch {
+        // It has just exited.
+      }
+    };
+    try {
+      Deno.addSignalListener(signal, listener);
+      listeners.set(signal, listener);
+    } catch {
+      // Not every platform lets a program listen for every signal (SIGTERM on Windows).
+    }
+  }
+
+  let lastActivity = Date.now();
+  const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
+  const pump = async (
+    stream: ReadableStream<Uint8Array>,
+    out: Output,
+    source: "stdout" | "stderr",
+  ): Promise<void> => {
+    const level = source === "stdout" ? "info" : "warning";
+    const splitter = new LineSplitter();
+    const sink = (text: string, complete: boolean) => {
+      const clean = cleanLine(text);
+      if (complete) publisher.log(clean, level, source);
+      const progress = parseProgress(clean);
+      if (progress !== undefined) {
+        publisher.progress({ ...progress, message: clean.trim().slice(0, MAX_MESSAGE) });
+      }
+    };
+    const reader = stream.getReader();
+    readers.push(reader);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        lastActivity = Date.now();
+        try {
+          await writeAll(out, value);
+        } catch {
+          // Our own output is gone (`run … | head`): close the pipe so CMD gets SIGPIPE
+          // as it would without us in between.
+          await reader.cancel().catch(() => {});
+          break;
+        }
+        if (publisher.active) splitter.push(value, sink);
+      }
+    } catch {
+      // The pipe was closed under us (the grace after exit ran out).
+    } finally {
+      reader.releaseLock();
+    }
+    if (publisher.active) splitter.end(sink);
+  };
+  const stdoutPump = pump(child.stdout, Deno.stdout, "stdout");
+  const stderrPump = pump(child.stderr, Deno.stderr, "stderr");
+  const pumped = Promise.all([stdoutPump, stderrPump]);
+
+  const status = await child.status;
+  exited = true;
+  let done = false;
+  pumped.then(() => (done = true));
+  while (!done && Date.now() - lastActivity < PIPE_GRACE_MS) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  if (!done) {
+    await Promise.all(readers.map((reader) => reader.cancel().catch(() => {})));
+  }
+  await pumped;
+
+  const code = status.code;
+  const stopped = interrupted;
+  let end: (reporter: JobReporter) => Promise<unknown>;
+  if (stopped !== undefined) {
+    end = (r) => {
+      r.log(
+        `jobwire: ${stopped} was passed to the command, which then ${exitText(status)}`,
+        "warning",
+        "jobwire",
+      );
+      return r.cancel(`Interrupted (${stopped})`);
+    };
+  } else if (status.signal !== null) {
+    end = (r) =>
+      r.fail(`Killed by ${status.signal}`, "signal", { signal: status.signal, exit_code: code });
+  } else if (code === 0) {
+    end = (r) => r.complete({ exit_code: 0 });
+  } else {
+    end = (r) => r.fail(`Exited with code ${code}`, "exit_code", { exit_code: code });
+  }
+  await publisher.finish(end);
+  for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  return code;
+}
+
+function exitText(status: Deno.CommandStatus): string {
+  return status.signal !== null
+    ? `was killed by ${status.signal}`
+    : `exited with code ${status.code}`;
+}

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { runCli } from "../_helpers/cli.ts";
+
+for (const command of ["run", "watch", "wait", "demo"]) {
+  Deno.test(`main.ts ${command} --help prints its usage and exits 0`, async () => {
+    const out = await runCli([command, "--help"]);
+    assert.equal(out.code, 0);
+    assert.match(out.stdout, new RegExp(`^Usage: main\\.ts ${command} `));
+    assert.match(out.stdout, /JOBWIRE_SERVER/);
+  });
+
+  Deno.test(`main.ts ${command} refuses an unknown option with exit 2`, async () => {
+    const out = await runCli([command, "--bogus", "x"]);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /Unknown option --bogus/);
+  });
+}
+
+Deno.test("main.ts --help lists the terminal tools", async () => {
+  const out = await runCli(["--help"]);
+  assert.equal(out.code, 0);
+  for (const command of ["run", "watch", "wait", "demo"]) {
+    assert.match(out.stdout, new RegExp(`main\\.ts ${command} `));
+  }
+});
+
+Deno.test("deno.json has a task for each terminal tool, and deno task run passes -- through", async () => {
+  const root = new URL("../../", import.meta.url).pathname;
+  const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks;
+  for (const command of ["run", "watch", "wait", "demo"]) {
+    assert.match(tasks[command], new RegExp(`main\\.ts ${command}$`));
+  }
+  const task = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "run", "--server", "http://127.0.0.1:9", "--", "sh", "-c", 'echo "a b"; exit 3'],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(task.code, 3);
+  assert.equal(new TextDecoder().decode(task.stdout), "a b\n");
+});
