@@ -142,6 +142,8 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
 
 /** A running `deno serve --parallel` process. */
 interface Isolates {
+  /** Name the isolates answer `/healthz` with, so another server on the port is not taken for them. */
+  readonly cluster: string;
   readonly exited: Promise<number>;
   readonly ended: () => boolean;
   /** SIGTERM, then SIGKILL if it has not exited after the shutdown grace. */
@@ -150,6 +152,7 @@ interface Isolates {
 }
 
 function spawnIsolates(config: Config, workers: number, ip: string, port: number): Isolates {
+  const cluster = `jobwire-${crypto.randomUUID()}`;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "serve",
@@ -166,7 +169,7 @@ function spawnIsolates(config: Config, workers: number, ip: string, port: number
       DENO_SERVE_ADDRESS: `tcp:${ip}:${port}`,
       DENO_JOBS: String(workers),
       [WORKER_CONFIG_ENV]: JSON.stringify({ ...config, port }),
-      [WORKER_CLUSTER_ENV]: `jobwire-${crypto.randomUUID()}`,
+      [WORKER_CLUSTER_ENV]: cluster,
     },
     stdin: "null",
     stdout: "piped",
@@ -194,6 +197,7 @@ function spawnIsolates(config: Config, workers: number, ip: string, port: number
     }
   };
   return {
+    cluster,
     exited,
     ended: () => ended,
     stop() {
@@ -225,7 +229,13 @@ async function waitReady(
     try {
       const reply = await fetch(probe, { signal: AbortSignal.timeout(1000) });
       if (reply.ok) {
-        const health = await reply.json() as { isolates?: number };
+        const health = await reply.json() as { isolates?: number; instance?: string };
+        // Another server answering on this port (the isolates failed to bind) is not ours.
+        if (health.instance !== isolates.cluster) {
+          if (Date.now() > deadline) return "timeout";
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
         // Ready once every isolate is up: one still loading would not have its SIGTERM
         // listener yet, and a stop sent then would leave it (and the process) running.
         if ((health.isolates ?? 1) >= workers) return "ready";

@@ -9,6 +9,7 @@ import type { Config } from "../config.ts";
 import type { Hub } from "../hub/hub.ts";
 import type { EventStore } from "../store/event_store.ts";
 import type { Committer } from "../store/committer.ts";
+import type { Appender } from "../store/appender.ts";
 import type { Sessions } from "../protocol/sessions.ts";
 import type { Stats } from "../stats.ts";
 import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.ts";
@@ -45,6 +46,10 @@ export interface AppDeps {
   visitors: Visitors;
   /** The other isolates of this server (none when it runs one). */
   peers: Peers;
+  /** Name of this server (shared by its isolates), answered by `/healthz`. */
+  instance: string;
+  /** Publishes: committed here, or forwarded to the isolate that writes. */
+  appender: Appender;
 }
 
 /**

@@ -7,10 +7,13 @@
  */
 import type { StoredEvent } from "../jobs/envelope.ts";
 import type { Job } from "../jobs/job.ts";
+import type { PublishReply } from "../store/appender.ts";
 
 /** Committed events as they travel between isolates. */
 export interface FanoutMessage {
   events: { event: StoredEvent; job: Job | undefined }[];
+  /** Outcomes of publishes other isolates forwarded to the writer, settled after delivery. */
+  replies?: PublishReply[];
 }
 
 /** Notices that are not events: a created or deleted job. */

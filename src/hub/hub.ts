@@ -16,6 +16,7 @@ import type { StoredEvent } from "../jobs/envelope.ts";
 import type { EventStore } from "../store/event_store.ts";
 import type { Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
+import type { PublishReply } from "../store/appender.ts";
 import { WireEvent } from "./wire_event.ts";
 
 /** Receives one job's events in order. */
@@ -82,20 +83,20 @@ export class Hub {
   #gapFills = 0;
 
   #onWatchers: (jobId: string, count: number) => void;
-  #onRemote: () => void;
+  #onRemote: (message: FanoutMessage) => void;
   #round: (deliver: () => void) => void;
 
   /**
    * @param onWatchers told whenever the number of subscribers of a job changes here (so
    *   other isolates can count whole-server watchers)
-   * @param onRemote told after events committed by another isolate were delivered here
+   * @param onRemote told after a commit message of another isolate was delivered here
    * @param round runs each batch of deliveries (the transports gather writes per round)
    */
   constructor(
     store: EventStore,
     fanout: Fanout,
     onWatchers: (jobId: string, count: number) => void = () => {},
-    onRemote: () => void = () => {},
+    onRemote: (message: FanoutMessage) => void = () => {},
     round: (deliver: () => void) => void = (deliver) => deliver(),
   ) {
     this.#store = store;
@@ -200,10 +201,14 @@ export class Hub {
    * message for the whole commit.
    *
    * @param batches the committed events of each request of one commit
+   * @param replies outcomes for publishes other isolates forwarded, sent with the events
    * @returns whether anything was sent to the other isolates
    */
-  publishLocal(batches: readonly (readonly { event: StoredEvent; job: Job }[])[]): boolean {
-    const message: FanoutMessage = { events: [] };
+  publishLocal(
+    batches: readonly (readonly { event: StoredEvent; job: Job }[])[],
+    replies: PublishReply[] = [],
+  ): boolean {
+    const message: FanoutMessage = replies.length > 0 ? { events: [], replies } : { events: [] };
     this.#round(() => {
       for (const batch of batches) {
         batch.forEach(({ event, job }, i) => {
@@ -213,7 +218,7 @@ export class Hub {
         });
       }
     });
-    if (message.events.length === 0) return false;
+    if (message.events.length === 0 && replies.length === 0) return false;
     this.#fanout.publish(message);
     return true;
   }
@@ -252,7 +257,7 @@ export class Hub {
     this.#round(() => {
       for (const { event, job } of message.events) this.#dispatch(new WireEvent(event, job));
     });
-    this.#onRemote();
+    this.#onRemote(message);
   }
 
   #receiveNotice(notice: FanoutNotice): void {

@@ -18,6 +18,8 @@ export interface IsolateFigures {
   commits: number;
   appends: number;
   lockWaits: number;
+  /** Whether this isolate commits the publishes. */
+  writer: boolean;
   buffered: number;
   serverErrors: number;
   longPolls: number;

@@ -83,6 +83,7 @@ const SQL = {
   insertTombstone: `INSERT OR REPLACE INTO tombstones (id, gone_at) VALUES (?, ?)`,
   deleteTombstone: `DELETE FROM tombstones WHERE id = ?`,
   expireTombstones: `DELETE FROM tombstones WHERE gone_at < ?`,
+  expireLeases: `DELETE FROM leases WHERE until < ?`,
   selectExpired: `SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?`,
   takeLease: `INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
@@ -596,6 +597,7 @@ export class SqliteStore implements EventStore {
         if (this.#purge(id, now)) purged.push(id);
       }
       this.#stmt(SQL.expireTombstones).run(now - policy.tombstoneMs);
+      this.#stmt(SQL.expireLeases).run(now - 60_000);
       this.#stmt(SQL.expireIdempotency).run(now - policy.idempotencyMs);
       return purged;
     });

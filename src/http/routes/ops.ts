@@ -27,6 +27,7 @@ export function localFigures(deps: AppDeps): IsolateFigures {
     commits: committer.counts.commits,
     appends: committer.counts.appends,
     lockWaits: committer.counts.lockWaits,
+    writer: deps.appender.writer,
     buffered: sessions.buffered(),
     serverErrors: stats.serverErrors,
     longPolls: stats.longPolls,
@@ -38,13 +39,16 @@ export function localFigures(deps: AppDeps): IsolateFigures {
 }
 
 /** The figures of every isolate of this server added up. */
-export async function serverFigures(deps: AppDeps): Promise<IsolateFigures & { isolates: number }> {
+export async function serverFigures(
+  deps: AppDeps,
+): Promise<IsolateFigures & { isolates: number; each: IsolateFigures[] }> {
   const all = [localFigures(deps), ...(await deps.peers.gather())];
-  const total: IsolateFigures & { isolates: number } = {
+  const total: IsolateFigures & { isolates: number; each: IsolateFigures[] } = {
     ...all[0]!,
     connections: { websocket: 0, sse: 0, ndjson: 0 },
     perJob: {},
     isolates: all.length,
+    each: all,
   };
   const sums = [
     "opened",
@@ -91,6 +95,14 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
     server_time: new Date().toISOString(),
     uptime_seconds: stats.uptimeSeconds(),
     isolates: f.isolates,
+    // Each isolate's share (the first is the one answering), to see how load spreads.
+    per_isolate: f.each.map((one) => ({
+      connections: one.connections.websocket + one.connections.sse + one.connections.ndjson,
+      published_total: one.published,
+      delivered_total: one.delivered,
+      commits: one.commits,
+      writer: one.writer,
+    })),
     connections: { total, ...f.connections, opened_total: f.opened },
     jobs: {
       total: Object.values(byStatus).reduce((a, b) => a + b, 0),
@@ -212,6 +224,7 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
       status: "ok",
       uptime_seconds: deps.stats.uptimeSeconds(),
       isolates: deps.peers.count + 1,
+      instance: deps.instance,
     });
   });
 

@@ -18,9 +18,9 @@ import {
   publishOneBody,
   statusShortcutBody,
 } from "../schemas.ts";
-import { canWrite } from "../../auth/principal.ts";
 import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts";
 import type { AppendOutcome } from "../../store/event_store.ts";
+import type { PublishOutcome } from "../../store/appender.ts";
 import { logError } from "../../log.ts";
 import { JOB_ID_PATTERN } from "../schemas.ts";
 import { principalKey, requirePrincipal } from "../access.ts";
@@ -72,7 +72,7 @@ function refusal(outcome: Extract<AppendOutcome, { ok: false }>): ApiError {
 }
 
 export function registerPublishRoutes(app: App, deps: AppDeps): void {
-  const { config, committer, hub, stats } = deps;
+  const { config, hub, stats } = deps;
 
   /** Checks access, commits `events` atomically, and answers 201 with their sequences. */
   async function publish(
@@ -103,13 +103,13 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     const key = header === undefined
       ? undefined
       : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
-    let outcome: AppendOutcome;
+    let outcome: PublishOutcome;
     try {
-      outcome = await committer.append({
+      outcome = await deps.appender.append({
         jobId: id,
         events,
         // Checked inside the transaction against the job as it stands: no separate read.
-        authorize: (job) => canWrite(principal, job),
+        principal: { sub: principal.sub, scopes: [...principal.scopes], jobs: [...principal.jobs] },
         ...(key === undefined ? {} : { idempotencyKey: key }),
         ...(expectedSequence === undefined ? {} : { expectedSequence }),
       });
@@ -131,8 +131,8 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       {
         job_id: id,
         sequences: outcome.sequences,
-        last_sequence: outcome.job.last_sequence,
-        status: outcome.job.status,
+        last_sequence: outcome.last_sequence,
+        status: outcome.status,
         watchers,
         replayed: outcome.replayed,
       },

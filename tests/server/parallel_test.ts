@@ -1,0 +1,126 @@
+/**
+ * The server on two isolates (`deno serve --parallel`): publishers and subscribers land
+ * on both, and every subscriber still sees one contiguous, duplicate-free run in order.
+ */
+import assert from "node:assert/strict";
+import { http, type Msg, StreamClient, waitFor, WsClient } from "../_helpers/clients.ts";
+import { spawnServer } from "../_helpers/server.ts";
+
+const EVENTS = 240;
+const PUBLISHERS = 4;
+const SUBSCRIBERS = 24;
+
+Deno.test("two isolates deliver every event in order to subscribers on either isolate", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-parallel-" });
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    "--no-auth",
+    "--workers",
+    "2",
+  ]);
+  const followers: {
+    sequences: () => number[];
+    close: () => Promise<void>;
+    first: () => Promise<number>;
+  }[] = [];
+  try {
+    const health = await http(server.url, "GET", "/healthz");
+    assert.equal(health.json.isolates, 2);
+    const created = await http(server.url, "POST", "/jobs", { id: "parallel-1" });
+    assert.equal(created.status, 201);
+
+    // Without keep-alive every publish opens a connection, which the kernel gives to
+    // either isolate: the publishes land on both, and the writer commits them all.
+    const clients = Array.from(
+      { length: PUBLISHERS },
+      () => Deno.createHttpClient({ poolMaxIdlePerHost: 0 }),
+    );
+    let published = 0;
+    const publishing = clients.map(async (client) => {
+      while (published < EVENTS) {
+        published++;
+        const init: RequestInit & { client: Deno.HttpClient } = {
+          method: "POST",
+          client,
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ type: "log", data: { line: `line ${published}` } }),
+        };
+        const reply = await fetch(`${server.url}/jobs/parallel-1/events`, init);
+        const text = await reply.text();
+        assert.equal(reply.status, 201, text);
+      }
+    });
+    const joining = (async () => {
+      for (let i = 0; i < SUBSCRIBERS; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+        const since = i % 3 === 0 ? "" : "?since=0";
+        if (i % 2 === 0) {
+          const ws = await WsClient.connect(`${server.url}/ws/jobs/parallel-1${since}`);
+          followers.push({
+            sequences: () =>
+              ws.messages.filter((m: Msg) => m.sequence !== null).map((m: Msg) => m.sequence),
+            close: () => ws.close(),
+            first: async () => firstOf((await ws.next((m: Msg) => m.type === "connection")).data),
+          });
+        } else {
+          const sse = await StreamClient.open(
+            `${server.url}/jobs/parallel-1/events${since}`,
+            "sse",
+          );
+          followers.push({
+            sequences: () =>
+              sse.messages.filter((m: Msg) => m.json.sequence !== null).map((m: Msg) =>
+                m.json.sequence
+              ),
+            close: () => sse.close(),
+            first: async () =>
+              firstOf((await sse.next((m: Msg) => m.event === "connection")).json.data),
+          });
+        }
+      }
+    })();
+    await Promise.all([...publishing, joining]);
+    for (const client of clients) client.close();
+
+    const page = await http(server.url, "GET", "/jobs/parallel-1/events?since=0&limit=1000");
+    const total = page.json.last_sequence;
+    assert.equal(total, page.json.events.length);
+    assert.ok(total >= EVENTS);
+    for (const follower of followers) {
+      const first = await follower.first();
+      await waitFor(() => follower.sequences().at(-1) === total, 10_000, `sequence ${total}`);
+      assert.deepEqual(
+        follower.sequences(),
+        Array.from({ length: total - first + 1 }, (_, i) => first + i),
+      );
+    }
+
+    const stats = await http(server.url, "GET", "/stats");
+    assert.equal(stats.json.isolates, 2);
+    const isolates = stats.json.per_isolate as {
+      connections: number;
+      published_total: number;
+      writer: boolean;
+    }[];
+    assert.equal(isolates.length, 2);
+    assert.ok(isolates.every((one) => one.connections > 0), "subscribers on both isolates");
+    assert.ok(
+      isolates.every((one) => one.published_total > 0),
+      "publishes handled on both isolates",
+    );
+    assert.equal(isolates.filter((one) => one.writer).length, 1, "exactly one isolate writes");
+    assert.equal(stats.json.events.published_total, total);
+  } finally {
+    await Promise.all(followers.map((f) => f.close()));
+    await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+/** The first sequence a subscriber gets after its `connection` message. */
+function firstOf(data: { replay: { from: number | null }; last_sequence: number }): number {
+  return data.replay.from ?? data.last_sequence + 1;
+}
