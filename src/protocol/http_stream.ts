@@ -46,41 +46,40 @@ export function serveHttpStream(
 ): Response {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let open = true;
-  let corked: Uint8Array[] | undefined;
-  let corkedBytes = 0;
+  // Frames wait here until the response asks for bytes; it then takes everything that
+  // gathered as one chunk, so a reader that falls behind costs one write per catch-up
+  // instead of one per event.
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  /** The response asked for bytes and got none yet. */
+  let wanted = false;
+  let corked = false;
+  const flush = () => {
+    if (pendingBytes === 0 || !open) return;
+    const chunk = join(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    wanted = false;
+    controller.enqueue(chunk);
+  };
   const sink: Sink = {
     write(frame) {
       if (!open) return;
       const bytes = typeof frame === "string" ? utf8.encode(frame) : frame;
-      if (corked === undefined) controller.enqueue(bytes);
-      else {
-        corked.push(bytes);
-        corkedBytes += bytes.byteLength;
-      }
+      pending.push(bytes);
+      pendingBytes += bytes.byteLength;
+      if (wanted && !corked) flush();
     },
     cork() {
-      corked ??= [];
+      corked = true;
     },
     uncork() {
-      const chunks = corked;
-      const size = corkedBytes;
-      corked = undefined;
-      corkedBytes = 0;
-      if (chunks === undefined || chunks.length === 0 || !open) return;
-      if (chunks.length === 1) return controller.enqueue(chunks[0]!);
-      const joined = new Uint8Array(size);
-      let offset = 0;
-      for (const chunk of chunks) {
-        joined.set(chunk, offset);
-        offset += chunk.byteLength;
-      }
-      controller.enqueue(joined);
+      corked = false;
+      if (wanted) flush();
     },
-    backlog: () => (open ? options.highWater - (controller.desiredSize ?? 0) : 0),
+    backlog: () => (open ? pendingBytes - (controller.desiredSize ?? 0) : 0),
     close(code, reason) {
       if (!open) return;
-      // What was gathered goes out before the end.
-      sink.uncork!();
       const error = END_CODES[code];
       if (error !== undefined && codec.format === "envelope") {
         const json = encodeEnvelope("error", null, null, new Date().toISOString(), {
@@ -89,12 +88,12 @@ export function serveHttpStream(
           code: error,
           close_code: code,
         });
-        controller.enqueue(
-          utf8.encode(
-            codec.transport === "sse" ? formatSse({ event: "error", data: json }) : json + "\n",
-          ),
+        sink.write(
+          codec.transport === "sse" ? formatSse({ event: "error", data: json }) : json + "\n",
         );
       }
+      // What gathered goes out before the end.
+      flush();
       open = false;
       controller.close();
       session.dispose();
@@ -107,18 +106,21 @@ export function serveHttpStream(
         controller = c;
       },
       pull() {
+        // Frames waiting in the outbox join this chunk too.
         session.outbox.drain();
+        wanted = true;
+        if (!corked) flush();
       },
       cancel() {
         open = false;
         session.dispose();
       },
     },
-    new ByteLengthQueuingStrategy({ highWaterMark: options.highWater }),
+    new ByteLengthQueuingStrategy({ highWaterMark: 0 }),
   );
   if (codec.transport === "sse") {
     // `retry:` first, then a comment so proxies pass the headers and first bytes at once.
-    controller.enqueue(utf8.encode(`retry: ${SSE_RETRY_MS}\n` + formatSseComment("jobwire")));
+    sink.write(`retry: ${SSE_RETRY_MS}\n` + formatSseComment("jobwire"));
   }
   setup(session);
   const headers: Record<string, string> = {
@@ -129,4 +131,16 @@ export function serveHttpStream(
     "x-accel-buffering": "no",
   };
   return new Response(body, { headers });
+}
+
+/** The chunks as one. */
+function join(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return joined;
 }

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { createJob, http, logEvent, publish, StreamClient } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
+import { serveHttpStream } from "../../src/protocol/http_stream.ts";
+import { codecFor } from "../../src/protocol/codec.ts";
+import type { Session, SessionContext } from "../../src/protocol/session.ts";
 
 const isEvent = (m: { json: { sequence: number | null } }) => m.json.sequence !== null;
 
@@ -236,4 +239,35 @@ Deno.test("SSE sends heartbeat events and comment pings", async () => {
       await sse.close();
     }
   });
+});
+
+Deno.test("an HTTP stream hands a reader that fell behind everything that gathered as one chunk", async () => {
+  const context: SessionContext = {
+    hub: undefined as unknown as SessionContext["hub"],
+    job: () => undefined,
+    visible: () => true,
+    limits: { highWater: 1 << 20, maxQueued: 1000 },
+    onBacklog: () => {},
+    onClose: () => {},
+    window: 100,
+    expiresAt: null,
+  };
+  let session!: Session;
+  const response = serveHttpStream(
+    codecFor("ndjson", "envelope"),
+    context,
+    { closeOnFinish: false, single: true, highWater: 1 << 20 },
+    (s) => session = s,
+  );
+  const reader = response.body!.getReader();
+  const text = async () => new TextDecoder().decode((await reader.read()).value);
+  // Nothing was asked for yet: the three lines wait and leave together.
+  for (const n of [1, 2, 3]) session.outbox.push(`{"n":${n}}\n`);
+  assert.equal(await text(), '{"n":1}\n{"n":2}\n{"n":3}\n');
+  // A reader already waiting gets a line at once.
+  const next = text();
+  session.outbox.push('{"n":4}\n');
+  assert.equal(await next, '{"n":4}\n');
+  session.close(1000, "done");
+  assert.equal((await reader.read()).done, true);
 });
