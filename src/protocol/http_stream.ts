@@ -31,8 +31,6 @@ export interface HttpStreamOptions {
   closeOnFinish: boolean;
   single: boolean;
   cursorIds?: string[];
-  /** Bytes the stream may hold unread before frames wait in the session's outbox. */
-  highWater: number;
 }
 
 /**

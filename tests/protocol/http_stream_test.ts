@@ -256,7 +256,7 @@ Deno.test("an HTTP stream hands a reader that fell behind everything that gather
   const response = serveHttpStream(
     codecFor("ndjson", "envelope"),
     context,
-    { closeOnFinish: false, single: true, highWater: 1 << 20 },
+    { closeOnFinish: false, single: true },
     (s) => session = s,
   );
   const reader = response.body!.getReader();

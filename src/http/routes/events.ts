@@ -14,14 +14,7 @@ import { CLOSE } from "../../protocol/session.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { findJob, waitForEvent } from "../lookup.ts";
 import { admitStream, streamPrincipal } from "../access.ts";
-import {
-  lastEventId,
-  negotiate,
-  parseSince,
-  sessionContext,
-  sinceFor,
-  STREAM_HIGH_WATER,
-} from "../streaming.ts";
+import { lastEventId, negotiate, parseSince, sessionContext, sinceFor } from "../streaming.ts";
 
 /** Default number of events on a page. */
 const DEFAULT_PAGE = 100;
@@ -85,7 +78,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
     return serveHttpStream(
       codec,
       sessionContext(deps, principal, release),
-      { closeOnFinish, single: true, highWater: STREAM_HIGH_WATER },
+      { closeOnFinish, single: true },
       (session) => {
         sessions.add(session);
         const result = session.subscribe(id, start);

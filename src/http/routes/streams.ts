@@ -27,7 +27,6 @@ import {
   sessionContext,
   type Since,
   sinceFor,
-  STREAM_HIGH_WATER,
 } from "../streaming.ts";
 
 /** Most jobs one stream may name in `jobs=`. */
@@ -78,6 +77,23 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       const { result: _r, ...rest } = publicJob(job);
       return rest as ReturnType<typeof publicJob>;
     });
+  }
+
+  /** Starts a many-job session: every visible job (`all=1`), or the jobs it names. */
+  function followJobs(
+    session: Session,
+    principal: Principal,
+    options: StreamOptions,
+    jobs: string[],
+    since: Since,
+  ): void {
+    if (options.all === true) {
+      const filter = firehoseFilter(options);
+      session.subscribeAll(filter, visibleJobs(principal, filter));
+      return;
+    }
+    session.greet(jobs);
+    for (const id of jobs) subscribeNamed(session, id, sinceFor(since, id));
   }
 
   /**
@@ -138,15 +154,13 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     const options = parseOr(streamQuery, c.req.query(), "invalid_query", "The query");
     const since = parseSince(options.since);
     const jobs = jobList(options.jobs, MAX_JOBS_PER_STREAM);
-    return webSocket(c, options.all === true ? [] : jobs, options, false, (session, principal) => {
-      if (options.all === true) {
-        const filter = firehoseFilter(options);
-        session.subscribeAll(filter, visibleJobs(principal, filter));
-        return;
-      }
-      session.greet(jobs);
-      for (const id of jobs) subscribeNamed(session, id, sinceFor(since, id));
-    });
+    return webSocket(
+      c,
+      options.all === true ? [] : jobs,
+      options,
+      false,
+      (session, principal) => followJobs(session, principal, options, jobs, since),
+    );
   });
 
   app.get("/events", (c) => {
@@ -175,18 +189,11 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       {
         closeOnFinish: options.close_on_finish ?? false,
         single: false,
-        highWater: STREAM_HIGH_WATER,
         ...(transport === "sse" && options.all !== true ? { cursorIds: jobs } : {}),
       },
       (session) => {
         sessions.add(session);
-        if (options.all === true) {
-          const filter = firehoseFilter(options);
-          session.subscribeAll(filter, visibleJobs(principal, filter));
-          return;
-        }
-        session.greet(jobs);
-        for (const id of jobs) subscribeNamed(session, id, sinceFor(since, id));
+        followJobs(session, principal, options, jobs, since);
       },
     );
   });
