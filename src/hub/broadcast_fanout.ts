@@ -1,7 +1,12 @@
 /**
- * The fanout between isolates of one `deno serve --parallel` process: committed events
+ * The fanout between isolates of one `deno serve --parallel` process: commit messages
  * and job notices travel on a `BroadcastChannel`, which delivers to every other isolate
  * (never back to the poster, whose local subscribers the hub serves directly).
+ *
+ * Deno's channel holds 256 messages for the whole process and drops the oldest for an
+ * isolate that falls further behind. Every message is numbered by its sender, so a
+ * receiver notices a jump and catches up from the database instead of waiting for the
+ * next commit of each job.
  *
  * @module
  */
@@ -9,13 +14,17 @@ import type { Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { logError } from "../log.ts";
 
 type Wire =
-  | { kind: "events"; message: FanoutMessage }
-  | { kind: "notice"; notice: FanoutNotice };
+  & { from: string; n: number }
+  & ({ kind: "events"; message: FanoutMessage } | { kind: "notice"; notice: FanoutNotice });
 
 /** {@link Fanout} over a `BroadcastChannel`. */
 export class BroadcastFanout implements Fanout {
   #channel: BroadcastChannel;
   #closed = false;
+  #id = crypto.randomUUID();
+  #sent = 0;
+  /** Number of the last message heard from each other isolate. */
+  #heard = new Map<string, number>();
 
   /** @param name channel name; isolates of one server share it */
   constructor(name: string) {
@@ -23,21 +32,29 @@ export class BroadcastFanout implements Fanout {
   }
 
   publish(message: FanoutMessage): void {
-    if (!this.#closed) this.#channel.postMessage({ kind: "events", message } satisfies Wire);
+    if (this.#closed) return;
+    this.#channel.postMessage({ kind: "events", from: this.#id, n: ++this.#sent, message });
   }
 
   notify(notice: FanoutNotice): void {
-    if (!this.#closed) this.#channel.postMessage({ kind: "notice", notice } satisfies Wire);
+    if (this.#closed) return;
+    this.#channel.postMessage({ kind: "notice", from: this.#id, n: ++this.#sent, notice });
   }
 
   listen(
     onEvents: (message: FanoutMessage) => void,
     onNotice: (notice: FanoutNotice) => void,
+    onLost: () => void,
   ): void {
     this.#channel.onmessage = (e: MessageEvent<Wire>) => {
       try {
-        if (e.data.kind === "events") onEvents(e.data.message);
-        else onNotice(e.data.notice);
+        const wire = e.data;
+        const previous = this.#heard.get(wire.from);
+        this.#heard.set(wire.from, wire.n);
+        // Caught up first: what this message says then applies on top of a current state.
+        if (previous !== undefined && wire.n > previous + 1) onLost();
+        if (wire.kind === "events") onEvents(wire.message);
+        else onNotice(wire.notice);
       } catch (error) {
         // A handler must not throw out of an event listener: that would end the isolate.
         logError("delivering events from another isolate failed", error);

@@ -14,10 +14,10 @@
 import type { Job, JobRecord } from "../jobs/job.ts";
 import type { StoredEvent } from "../jobs/envelope.ts";
 import type { EventStore } from "../store/event_store.ts";
-import type { Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
+import type { CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
 import type { PublishReply } from "../store/appender.ts";
-import { WireEvent } from "./wire_event.ts";
+import { changesState, WireEvent } from "./wire_event.ts";
 
 /** Receives one job's events in order. */
 export interface Subscriber {
@@ -110,6 +110,7 @@ export class Hub {
     fanout.listen(
       (message) => this.#receiveRemote(message),
       (notice) => this.#receiveNotice(notice),
+      () => this.#catchUpAll(),
     );
   }
 
@@ -208,18 +209,23 @@ export class Hub {
     batches: readonly (readonly { event: StoredEvent; job: Job }[])[],
     replies: PublishReply[] = [],
   ): boolean {
-    const message: FanoutMessage = replies.length > 0 ? { events: [], replies } : { events: [] };
+    const jobs: CommitEntry[] = [];
     this.#round(() => {
       for (const batch of batches) {
-        batch.forEach(({ event, job }, i) => {
-          this.#dispatch(new WireEvent(event, job));
-          // The others need only the newest state of each request's job for snapshots.
-          message.events.push({ event, job: i === batch.length - 1 ? job : undefined });
-        });
+        for (const { event, job } of batch) this.#dispatch(new WireEvent(event, job));
+        const first = batch[0];
+        const last = batch[batch.length - 1];
+        if (first === undefined || last === undefined) continue;
+        jobs.push([
+          last.job.id,
+          first.event.sequence,
+          last.event.sequence,
+          isTerminal(last.job.status),
+        ]);
       }
     });
-    if (message.events.length === 0 && replies.length === 0) return false;
-    this.#fanout.publish(message);
+    if (jobs.length === 0 && replies.length === 0) return false;
+    this.#fanout.publish(replies.length > 0 ? { jobs, replies } : { jobs });
     return true;
   }
 
@@ -255,9 +261,41 @@ export class Hub {
 
   #receiveRemote(message: FanoutMessage): void {
     this.#round(() => {
-      for (const { event, job } of message.events) this.#dispatch(new WireEvent(event, job));
+      for (const [jobId, first, last, terminal] of message.jobs) {
+        const channel = this.#channel(jobId, first - 1);
+        if (last <= channel.last) continue;
+        if (channel.subscribers.size === 0 && this.#firehose.size === 0) {
+          // Nobody here to deliver to: the channel only keeps its place.
+          channel.last = last;
+        } else {
+          if (first > channel.last + 1) this.#gapFills++;
+          this.#readUpTo(channel, jobId, last, true);
+        }
+        if (terminal) this.#ended(channel, jobId);
+      }
     });
     this.#onRemote(message);
+  }
+
+  /**
+   * After messages from other isolates were lost: brings every followed job up to what
+   * the store holds, and ends the subscriptions of jobs that are gone.
+   */
+  #catchUpAll(): void {
+    this.#round(() => {
+      for (const [jobId, channel] of [...this.#channels]) {
+        if (channel.subscribers.size === 0 && this.#firehose.size === 0) continue;
+        const job = this.#store.getJob(jobId);
+        if (job === undefined) {
+          this.#endJob(jobId, "job deleted");
+          continue;
+        }
+        if (job.last_sequence > channel.last) {
+          this.#readUpTo(channel, jobId, job.last_sequence, true);
+        }
+        if (isTerminal(job.status)) this.#ended(channel, jobId);
+      }
+    });
   }
 
   #receiveNotice(notice: FanoutNotice): void {
@@ -282,28 +320,47 @@ export class Hub {
     // A job not tracked yet (created before a restart past the tracking cap) starts here.
     const channel = this.#channel(event.jobId, event.sequence - 1);
     if (event.sequence <= channel.last) return;
-    if (event.sequence > channel.last + 1) this.#fillGap(channel, event.jobId, event.sequence);
-    this.#deliver(channel, event);
-    if (event.terminal) {
-      channel.ended = true;
-      if (channel.subscribers.size === 0) this.#channels.delete(event.jobId);
+    if (event.sequence > channel.last + 1) {
+      this.#gapFills++;
+      this.#readUpTo(channel, event.jobId, event.sequence - 1, false);
     }
+    this.#deliver(channel, event);
+    if (event.terminal) this.#ended(channel, event.jobId);
   }
 
-  #fillGap(channel: Channel, jobId: string, before: number): void {
-    this.#gapFills++;
-    while (channel.last < before - 1) {
+  /** Marks a channel's job finished; the channel goes once nobody follows it. */
+  #ended(channel: Channel, jobId: string): void {
+    channel.ended = true;
+    if (channel.subscribers.size === 0) this.#channels.delete(jobId);
+  }
+
+  /**
+   * Delivers a job's events from the store, after the channel's last up to `last`.
+   *
+   * @param snapshot whether the event at `last`, when it changes the job, carries the
+   *   job's state (read from the store, and only when nothing was committed after it)
+   */
+  #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): void {
+    while (channel.last < last) {
       const page = this.#store.readEvents(
         jobId,
         channel.last,
-        Math.min(REPLAY_PAGE, before - 1 - channel.last),
+        Math.min(REPLAY_PAGE, last - channel.last),
       );
       if (page.length === 0) {
         // Purged meanwhile (per-job cap): nothing older can be delivered any more.
-        channel.last = before - 1;
+        channel.last = last;
         return;
       }
-      for (const stored of page) this.#deliver(channel, new WireEvent(stored, undefined));
+      for (const stored of page) {
+        if (stored.sequence > last) return;
+        let job: JobRecord | undefined;
+        if (snapshot && stored.sequence === last && changesState(stored.type)) {
+          job = this.#store.getJob(jobId);
+          if (job?.last_sequence !== last) job = undefined;
+        }
+        this.#deliver(channel, new WireEvent(stored, job));
+      }
     }
   }
 

@@ -18,6 +18,11 @@ export interface Encoder {
 /** Types that change the job snapshot (and so produce a `format=snapshot` message). */
 const STATE_TYPES: ReadonlySet<string> = new Set(["status", "progress", "result", "error"]);
 
+/** Whether an event of this type changes the job snapshot. */
+export function changesState(type: string): boolean {
+  return STATE_TYPES.has(type);
+}
+
 /** A committed event plus lazily computed, cached encodings. */
 export class WireEvent {
   readonly jobId: string;
@@ -52,7 +57,7 @@ export class WireEvent {
 
   /** Whether this event changes the job snapshot. */
   get changesState(): boolean {
-    return STATE_TYPES.has(this.type);
+    return changesState(this.type);
   }
 
   /** Whether this event moved the job to a terminal status. */

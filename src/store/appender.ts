@@ -6,6 +6,11 @@
  * SQLite's write lock, no page cache invalidated by another connection's commit, and
  * bigger group commits.
  *
+ * Deno's channel drops messages for an isolate that falls far behind, so a forward or
+ * its outcome can go missing. A forward unanswered after a second is sent again; the
+ * writer remembers what it did with each (for longer than anyone waits) and answers a
+ * repeat with the outcome it had, never committing the same forward twice.
+ *
  * @module
  */
 import type { JobStatus } from "../jobs/status.ts";
@@ -60,8 +65,17 @@ function principalOf(data: PublishRequest["principal"]): Principal {
   return { sub: data.sub, scopes: new Set(data.scopes), jobs: new Set(data.jobs), expiresAt: null };
 }
 
-/** Seconds a forwarded publish may wait for the writer before it fails (503). */
+/** Milliseconds a forwarded publish may wait for the writer before it fails (503). */
 const FORWARD_TIMEOUT_MS = 10_000;
+/** Milliseconds after which an unanswered forward is sent again. */
+const RESEND_MS = 1_000;
+/** Milliseconds the writer remembers a forward, so a repeat is never committed twice. */
+const REMEMBER_MS = FORWARD_TIMEOUT_MS + 5_000;
+
+/** What travels on the writer channel: a forwarded publish, or an outcome sent again. */
+type WriterWire =
+  | { kind: "forward"; from: string; id: number; request: PublishRequest }
+  | { kind: "reply"; reply: PublishReply };
 /** Lifetime of the writer lease; renewed at a third of it. */
 const WRITER_LEASE_MS = 6_000;
 
@@ -78,8 +92,11 @@ export class Appender {
       resolve: (o: PublishOutcome) => void;
       reject: (e: unknown) => void;
       timer: ReturnType<typeof setTimeout>;
+      resend: ReturnType<typeof setInterval>;
     }
   >();
+  /** On the writer: forwards taken, by `from:id`, with their outcome once committed. */
+  #taken = new Map<string, { at: number; outcome?: PublishOutcome }>();
   #next = 1;
   #lease: ReturnType<typeof setInterval> | undefined;
   #leaseName = "";
@@ -99,15 +116,14 @@ export class Appender {
     // that stopped never holds up the next one on the same data directory.
     this.#leaseName = `writer:${channel}`;
     this.#channel = new BroadcastChannel(channel);
-    this.#channel.onmessage = (
-      e: MessageEvent<{ from: string; id: number; request: PublishRequest }>,
-    ) => {
+    this.#channel.onmessage = (e: MessageEvent<WriterWire>) => {
+      const wire = e.data;
+      if (wire.kind === "reply") {
+        this.receive([wire.reply]);
+        return;
+      }
       // Every isolate hears a forwarded publish; only the writer takes it.
-      if (!this.#writer) return;
-      const { from, id: requestId, request } = e.data;
-      this.#commit(request, { to: from, id: requestId }).catch((error) => {
-        logError("forwarded publish failed", error, { job: request.jobId });
-      });
+      if (this.#writer) this.#take(wire.from, wire.id, wire.request);
     };
     this.#elect();
     this.#lease = setInterval(() => this.#elect(), WRITER_LEASE_MS / 3);
@@ -121,6 +137,33 @@ export class Appender {
     } catch (error) {
       logError("writer lease failed", error);
     }
+  }
+
+  /** Commits a forwarded publish once; a repeat gets the outcome the first one had. */
+  #take(from: string, id: number, request: PublishRequest): void {
+    const key = `${from}:${id}`;
+    const now = Date.now();
+    const taken = this.#taken.get(key);
+    if (taken !== undefined) {
+      if (taken.outcome !== undefined) {
+        const reply: PublishReply = { to: from, id, outcome: taken.outcome };
+        this.#channel?.postMessage({ kind: "reply", reply } satisfies WriterWire);
+      }
+      return; // still being committed: its outcome goes out with the commit
+    }
+    // Forget the oldest first: the map is in the order forwards were taken.
+    for (const [old, { at }] of this.#taken) {
+      if (at > now - REMEMBER_MS) break;
+      this.#taken.delete(old);
+    }
+    const entry: { at: number; outcome?: PublishOutcome } = { at: now };
+    this.#taken.set(key, entry);
+    this.#commit(request, { to: from, id }).then((outcome) => {
+      entry.outcome = summarize(outcome);
+    }).catch((error) => {
+      this.#taken.delete(key);
+      logError("forwarded publish failed", error, { job: request.jobId });
+    });
   }
 
   /** Whether this isolate commits publishes (always, with a single isolate). */
@@ -155,14 +198,25 @@ export class Appender {
     if (this.#writer || this.#channel === undefined) return summarize(await this.#commit(request));
     const id = this.#next++;
     this.#forwarded++;
+    const forward: WriterWire = { kind: "forward", from: this.#id, id, request };
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#pending.delete(id);
+        this.#settle(id);
         reject(new Error("The writing isolate did not answer"));
       }, FORWARD_TIMEOUT_MS);
-      this.#pending.set(id, { resolve, reject, timer });
-      this.#channel!.postMessage({ from: this.#id, id, request });
+      const resend = setInterval(() => this.#channel?.postMessage(forward), RESEND_MS);
+      this.#pending.set(id, { resolve, reject, timer, resend });
+      this.#channel!.postMessage(forward);
     });
+  }
+
+  /** Stops waiting for a forward's outcome. */
+  #settle(id: number): void {
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    clearInterval(pending.resend);
   }
 
   /** Settles forwarded publishes whose outcomes arrived with a commit message. */
@@ -171,8 +225,7 @@ export class Appender {
       if (reply.to !== this.#id) continue;
       const pending = this.#pending.get(reply.id);
       if (pending === undefined) continue;
-      this.#pending.delete(reply.id);
-      clearTimeout(pending.timer);
+      this.#settle(reply.id);
       pending.resolve(reply.outcome);
     }
   }
@@ -181,10 +234,10 @@ export class Appender {
     if (this.#lease !== undefined) clearInterval(this.#lease);
     this.#channel?.close();
     this.#channel = undefined;
-    for (const pending of this.#pending.values()) {
-      clearTimeout(pending.timer);
+    for (const [id, pending] of [...this.#pending]) {
+      this.#settle(id);
       pending.reject(new Error("The server is shutting down"));
     }
-    this.#pending.clear();
+    this.#taken.clear();
   }
 }

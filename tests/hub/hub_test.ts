@@ -6,7 +6,8 @@ import {
   type ReplayInfo,
   type Subscriber,
 } from "../../src/hub/hub.ts";
-import type { Fanout, FanoutMessage, FanoutNotice } from "../../src/hub/fanout.ts";
+import type { CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "../../src/hub/fanout.ts";
+import { isTerminal } from "../../src/jobs/status.ts";
 import type { WireEvent } from "../../src/hub/wire_event.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { CommittedEvent } from "../../src/store/event_store.ts";
@@ -22,6 +23,7 @@ class FakeFanout implements Fanout {
   closed = false;
   #onEvents: ((message: FanoutMessage) => void) | undefined;
   #onNotice: ((notice: FanoutNotice) => void) | undefined;
+  #onLost: (() => void) | undefined;
 
   publish(message: FanoutMessage): void {
     this.published.push(message);
@@ -32,20 +34,39 @@ class FakeFanout implements Fanout {
   listen(
     onEvents: (message: FanoutMessage) => void,
     onNotice: (notice: FanoutNotice) => void,
+    onLost: () => void,
   ): void {
     this.#onEvents = onEvents;
     this.#onNotice = onNotice;
+    this.#onLost = onLost;
   }
   close(): void {
     this.closed = true;
   }
 
-  /** Delivers events as if another isolate had committed them. */
-  remote(committed: readonly CommittedEvent[], withJob = true): void {
+  /**
+   * Tells the hub about events as another isolate's commit would: one entry per run of
+   * consecutive events of one job.
+   */
+  remote(committed: readonly CommittedEvent[]): void {
     assert.ok(this.#onEvents !== undefined, "the hub did not listen");
-    this.#onEvents({
-      events: committed.map((c) => ({ event: c.event, job: withJob ? c.job : undefined })),
-    });
+    const jobs: CommitEntry[] = [];
+    for (const { event, job } of committed) {
+      const entry = jobs[jobs.length - 1];
+      if (entry !== undefined && entry[0] === event.job_id && entry[2] + 1 === event.sequence) {
+        entry[2] = event.sequence;
+        entry[3] = isTerminal(job.status);
+      } else {
+        jobs.push([event.job_id, event.sequence, event.sequence, isTerminal(job.status)]);
+      }
+    }
+    this.#onEvents({ jobs });
+  }
+
+  /** Tells the hub that messages from other isolates were dropped. */
+  lost(): void {
+    assert.ok(this.#onLost !== undefined, "the hub did not listen");
+    this.#onLost();
   }
 
   remoteNotice(notice: FanoutNotice): void {
@@ -322,14 +343,15 @@ Deno.test("hub subscribe replays long histories in order across store pages", ()
 // ---------------------------------------------------------------------------------------
 // Local publishing and the fanout
 
-Deno.test("hub publishLocal tells the fanout, with the job on the last event only", () => {
+Deno.test("hub publishLocal tells the fanout what each request added, not the events", () => {
   withHub((f) => {
     createJob(f.store, "j");
-    const committed = publish(f, "j", log(1), log(2), log(3));
-    assert.equal(f.fanout.published.length, 1);
-    const message = f.fanout.published[0]!;
-    assert.deepEqual(message.events.map((e) => e.event), committed.map((c) => c.event));
-    assert.deepEqual(message.events.map((e) => e.job?.last_sequence), [undefined, undefined, 3]);
+    createJob(f.store, "k");
+    f.hub.publishLocal([
+      commit(f.store, "j", log(1), log(2), log(3)),
+      commit(f.store, "k", status("running"), status("completed")),
+    ]);
+    assert.deepEqual(f.fanout.published, [{ jobs: [["j", 1, 3, false], ["k", 1, 2, true]] }]);
   });
 });
 
@@ -409,9 +431,8 @@ Deno.test("hub fills a gap from the store before delivering a later remote event
       recorder.events.map((e) => JSON.parse(e.envelope).data.line),
       ["1", "2", "3", "4"],
     );
-    // Events read back from the store carry no snapshot; the remote one does.
-    assert.equal(recorder.events[0]!.job, undefined);
-    assert.equal(recorder.events[3]!.job?.last_sequence, 4);
+    // Events read back from the store carry no snapshot (log events change no state).
+    assert.ok(recorder.events.every((e) => e.job === undefined));
   });
 });
 
@@ -490,13 +511,53 @@ Deno.test("hub never delivers a sequence at or below a subscriber's cursor", () 
   });
 });
 
-Deno.test("hub delivers remote events without a snapshot", () => {
+Deno.test("hub gives a remote request's last state-changing event the job's state", () => {
   withHub((f) => {
     createJob(f.store, "j");
     const { recorder } = subscribe(f.hub, "j", 0);
-    f.fanout.remote(commit(f.store, "j", status("running"), status("completed")), false);
+    f.fanout.remote(commit(f.store, "j", status("running"), status("completed")));
     assert.deepEqual(recorder.sequences, [1, 2]);
+    assert.equal(recorder.events[0]!.job, undefined);
+    assert.equal(recorder.events[1]!.job?.status, "completed");
+    assert.equal(recorder.events[1]!.job?.last_sequence, 2);
     assert.equal(recorder.events[1]!.terminal, true);
+  });
+});
+
+Deno.test("hub gives no state to a remote event the job has moved past", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const running = commit(f.store, "j", status("running"));
+    commit(f.store, "j", log(2));
+    f.fanout.remote(running);
+    assert.deepEqual(recorder.sequences, [1]);
+    // The job's state now is after event 2: a snapshot of it would claim too much for 1.
+    assert.equal(recorder.events[0]!.job, undefined);
+    assert.equal(recorder.events[0]!.terminal, false);
+  });
+});
+
+Deno.test("hub catches up from the store when messages from other isolates were lost", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    createJob(f.store, "gone");
+    const a = subscribe(f.hub, "a", 0).recorder;
+    const b = subscribe(f.hub, "b", 0).recorder;
+    const gone = subscribe(f.hub, "gone", 0).recorder;
+    commit(f.store, "a", ...logs(1, 3));
+    commit(f.store, "b", status("running"), status("completed"));
+    f.store.deleteJob("gone", T0);
+    // Their messages never arrived; the next one would be for another job.
+    f.fanout.lost();
+    assert.deepEqual(a.sequences, [1, 2, 3]);
+    assert.deepEqual(b.sequences, [1, 2]);
+    assert.equal(b.events[1]!.job?.status, "completed");
+    assert.deepEqual(gone.ended, ["job deleted"]);
+    // The late messages, should they come, deliver nothing twice.
+    f.fanout.remote(commit(f.store, "a", log(4)));
+    assert.deepEqual(a.sequences, [1, 2, 3, 4]);
   });
 });
 

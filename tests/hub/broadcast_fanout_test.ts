@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { BroadcastFanout } from "../../src/hub/broadcast_fanout.ts";
+import type { FanoutMessage } from "../../src/hub/fanout.ts";
+
+/** Runs a receiving fanout on another thread, as another isolate of the server would be. */
+function receiver(name: string, stallMs: number): Worker {
+  const source = `
+    import { BroadcastFanout } from ${
+    JSON.stringify(new URL("../../src/hub/broadcast_fanout.ts", import.meta.url).href)
+  };
+    const fanout = new BroadcastFanout(${JSON.stringify(name)});
+    const seen = { events: [], notices: 0, lost: 0 };
+    let stalled = false;
+    fanout.listen(
+      (message) => {
+        if (!stalled) {
+          stalled = true;
+          // Busy, as an isolate replaying a long history is: the channel backs up.
+          const until = Date.now() + ${stallMs};
+          while (Date.now() < until) { /* hold the thread */ }
+        }
+        seen.events.push(message.jobs[0][2]);
+      },
+      () => { seen.notices++; },
+      () => { seen.lost++; },
+    );
+    self.onmessage = (e) => {
+      if (e.data === "report") self.postMessage(seen);
+      if (e.data === "close") { fanout.close(); self.close(); }
+    };
+    self.postMessage("ready");
+  `;
+  const url = URL.createObjectURL(new Blob([source], { type: "application/javascript" }));
+  return new Worker(url, { type: "module" });
+}
+
+function next(worker: Worker): Promise<unknown> {
+  return new Promise((resolve) => {
+    worker.onmessage = (e) => resolve(e.data);
+  });
+}
+
+function message(sequence: number): FanoutMessage {
+  return { jobs: [["j", sequence, sequence, false]] };
+}
+
+Deno.test("broadcast fanout delivers messages in order to another isolate, none lost", async () => {
+  const name = `test-${crypto.randomUUID()}`;
+  const worker = receiver(name, 0);
+  assert.equal(await next(worker), "ready");
+  const fanout = new BroadcastFanout(name);
+  try {
+    for (let i = 1; i <= 100; i++) fanout.publish(message(i));
+    fanout.notify({ kind: "deleted", jobId: "j" });
+    let seen: { events: number[]; notices: number; lost: number };
+    do {
+      await new Promise((r) => setTimeout(r, 20));
+      worker.postMessage("report");
+      seen = await next(worker) as typeof seen;
+    } while (seen.notices === 0);
+    assert.deepEqual(seen.events, Array.from({ length: 100 }, (_, i) => i + 1));
+    assert.equal(seen.lost, 0);
+  } finally {
+    fanout.close();
+    worker.postMessage("close");
+  }
+});
+
+Deno.test("broadcast fanout tells a receiver that fell behind that messages were lost", async () => {
+  const name = `test-${crypto.randomUUID()}`;
+  const worker = receiver(name, 500);
+  assert.equal(await next(worker), "ready");
+  const fanout = new BroadcastFanout(name);
+  try {
+    // More than the 256 messages Deno's channel holds, while the receiver is busy.
+    fanout.publish(message(1));
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 2; i <= 1000; i++) fanout.publish(message(i));
+    fanout.notify({ kind: "deleted", jobId: "j" });
+    let seen: { events: number[]; notices: number; lost: number };
+    do {
+      await new Promise((r) => setTimeout(r, 50));
+      worker.postMessage("report");
+      seen = await next(worker) as typeof seen;
+    } while (seen.notices === 0);
+    assert.ok(seen.events.length < 1000, "the channel dropped messages");
+    assert.ok(seen.lost >= 1, "the receiver was told");
+    assert.ok(seen.events.every((n, i) => i === 0 || n > seen.events[i - 1]!), "in order");
+  } finally {
+    fanout.close();
+    worker.postMessage("close");
+  }
+});
