@@ -58,7 +58,13 @@ export function serveHttpStream(
     pending = [];
     pendingBytes = 0;
     wanted = false;
-    controller.enqueue(chunk);
+    try {
+      controller.enqueue(chunk);
+    } catch {
+      // The runtime ended the response (its client left) and has not called cancel yet.
+      open = false;
+      session.dispose();
+    }
   };
   const sink: Sink = {
     write(frame) {
@@ -92,8 +98,13 @@ export function serveHttpStream(
       }
       // What gathered goes out before the end.
       flush();
+      if (!open) return; // the flush found the response gone
       open = false;
-      controller.close();
+      try {
+        controller.close();
+      } catch {
+        // Already ended by the runtime: a client that left just now, as this closes.
+      }
       session.dispose();
     },
   };

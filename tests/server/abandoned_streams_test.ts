@@ -1,0 +1,63 @@
+/**
+ * Streams whose clients went away just before the server stops: the shutdown closes
+ * every stream, and one the runtime already ended must not stop it with an error.
+ */
+import assert from "node:assert/strict";
+import { http, waitFor } from "../_helpers/clients.ts";
+import { spawnServer } from "../_helpers/server.ts";
+
+const STREAMS = 500;
+
+// The race is narrow: a few rounds per server shape make it show on a build that has it.
+for (const [workers, round] of [1, 2].flatMap((w) => [1, 2, 3].map((r) => [w, r]))) {
+  Deno.test(`a server (${workers} isolate(s)) stops cleanly right after its SSE clients left (${round})`, async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-abandoned-" });
+    const server = await spawnServer([
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--no-auth",
+      "--workers",
+      String(workers),
+    ]);
+    try {
+      assert.equal((await http(server.url, "POST", "/jobs", { id: "left" })).status, 201);
+      // Raw connections that never read: closing one with unread bytes resets it, as a
+      // client process that exits does.
+      const { hostname, port } = new URL(server.url);
+      const request = new TextEncoder().encode(
+        `GET /jobs/left/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
+          "Accept: text/event-stream\r\n\r\n",
+      );
+      const connections = await Promise.all(Array.from({ length: STREAMS }, async () => {
+        const connection = await Deno.connect({ hostname, port: Number(port) });
+        await connection.write(request);
+        return connection;
+      }));
+      await waitFor(
+        async () => {
+          const stats = await http(server.url, "GET", "/stats");
+          return stats.json.connections.sse === STREAMS;
+        },
+        10_000,
+        "every stream open",
+      );
+      for (let i = 0; i < 20; i++) {
+        const published = await http(server.url, "POST", "/jobs/left/events", {
+          type: "log",
+          data: { line: `line ${i}` },
+        });
+        assert.equal(published.status, 201);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      for (const connection of connections) connection.close();
+      const status = await server.stop("SIGTERM");
+      assert.doesNotMatch(server.output(), /Uncaught|error:/);
+      assert.equal(status.code, 0);
+    } finally {
+      await server.stop("SIGKILL");
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  });
+}
