@@ -14,7 +14,7 @@
 import type { Job, JobRecord } from "../jobs/job.ts";
 import type { StoredEvent } from "../jobs/envelope.ts";
 import type { EventStore } from "../store/event_store.ts";
-import type { CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
+import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
 import type { PublishReply } from "../store/appender.ts";
 import { changesState, WireEvent } from "./wire_event.ts";
@@ -49,6 +49,9 @@ export interface ReplayInfo {
   /** Oldest retained sequence. */
   first_available: number;
 }
+
+/** Most envelope bytes of one request that its commit message carries to other isolates. */
+const CARRY_BYTES = 2048;
 
 /** Most events one replay reads from the store at a time (bounds each read, not the replay). */
 const REPLAY_PAGE = 1000;
@@ -216,12 +219,23 @@ export class Hub {
         const first = batch[0];
         const last = batch[batch.length - 1];
         if (first === undefined || last === undefined) continue;
-        jobs.push([
+        const entry: CommitEntry = [
           last.job.id,
           first.event.sequence,
           last.event.sequence,
           isTerminal(last.job.status),
-        ]);
+        ];
+        let bytes = 0;
+        for (const { event } of batch) bytes += event.envelope.length;
+        if (bytes <= CARRY_BYTES) {
+          const carried: CarriedEvents = {
+            types: batch.map(({ event }) => event.type),
+            envelopes: batch.map(({ event }) => event.envelope),
+          };
+          if (changesState(last.event.type)) carried.job = last.job;
+          entry.push(carried);
+        }
+        jobs.push(entry);
       }
     });
     if (jobs.length === 0 && replies.length === 0) return false;
@@ -261,15 +275,33 @@ export class Hub {
 
   #receiveRemote(message: FanoutMessage): void {
     this.#round(() => {
-      for (const [jobId, first, last, terminal] of message.jobs) {
+      for (const [jobId, first, last, terminal, carried] of message.jobs) {
         const channel = this.#channel(jobId, first - 1);
         if (last <= channel.last) continue;
         if (channel.subscribers.size === 0 && this.#firehose.size === 0) {
           // Nobody here to deliver to: the channel only keeps its place.
           channel.last = last;
-        } else {
+        } else if (carried === undefined) {
           if (first > channel.last + 1) this.#gapFills++;
           this.#readUpTo(channel, jobId, last, true);
+        } else {
+          if (first > channel.last + 1) {
+            this.#gapFills++;
+            this.#readUpTo(channel, jobId, first - 1, false);
+          }
+          for (let i = Math.max(0, channel.last + 1 - first); i < carried.envelopes.length; i++) {
+            const sequence = first + i;
+            const stored = {
+              job_id: jobId,
+              sequence,
+              type: carried.types[i]!,
+              envelope: carried.envelopes[i]!,
+            };
+            this.#deliver(
+              channel,
+              new WireEvent(stored, sequence === last ? carried.job : undefined),
+            );
+          }
         }
         if (terminal) this.#ended(channel, jobId);
       }

@@ -46,20 +46,37 @@ class FakeFanout implements Fanout {
 
   /**
    * Tells the hub about events as another isolate's commit would: one entry per run of
-   * consecutive events of one job.
+   * consecutive events of one job, carrying the events when `carry` is set.
    */
-  remote(committed: readonly CommittedEvent[]): void {
+  remote(committed: readonly CommittedEvent[], carry = false): void {
     assert.ok(this.#onEvents !== undefined, "the hub did not listen");
-    const jobs: CommitEntry[] = [];
-    for (const { event, job } of committed) {
-      const entry = jobs[jobs.length - 1];
-      if (entry !== undefined && entry[0] === event.job_id && entry[2] + 1 === event.sequence) {
-        entry[2] = event.sequence;
-        entry[3] = isTerminal(job.status);
+    const runs: CommittedEvent[][] = [];
+    for (const c of committed) {
+      const run = runs[runs.length - 1];
+      const last = run?.[run.length - 1];
+      if (last?.event.job_id === c.event.job_id && last.event.sequence + 1 === c.event.sequence) {
+        run!.push(c);
       } else {
-        jobs.push([event.job_id, event.sequence, event.sequence, isTerminal(job.status)]);
+        runs.push([c]);
       }
     }
+    const jobs = runs.map((run): CommitEntry => {
+      const last = run[run.length - 1]!;
+      const entry: CommitEntry = [
+        last.event.job_id,
+        run[0]!.event.sequence,
+        last.event.sequence,
+        isTerminal(last.job.status),
+      ];
+      if (carry) {
+        entry.push({
+          types: run.map((c) => c.event.type),
+          envelopes: run.map((c) => c.event.envelope),
+          job: last.job,
+        });
+      }
+      return entry;
+    });
     this.#onEvents({ jobs });
   }
 
@@ -171,6 +188,17 @@ function subscribe(
   const joined = hub.subscribe(jobId, recorder, since, window, () => {});
   if (joined === undefined) assert.fail(`no job ${jobId}`);
   return { recorder, replay: joined.replay, job: joined.job };
+}
+
+/** Counts the store's event reads from now on. */
+function countReads(store: SqliteStore): () => number {
+  let reads = 0;
+  const read = store.readEvents.bind(store);
+  store.readEvents = (...args) => {
+    reads++;
+    return read(...args);
+  };
+  return () => reads;
 }
 
 function range(from: number, to: number): number[] {
@@ -343,15 +371,62 @@ Deno.test("hub subscribe replays long histories in order across store pages", ()
 // ---------------------------------------------------------------------------------------
 // Local publishing and the fanout
 
-Deno.test("hub publishLocal tells the fanout what each request added, not the events", () => {
+Deno.test("hub publishLocal tells the fanout what each request added, carrying small ones", () => {
   withHub((f) => {
     createJob(f.store, "j");
     createJob(f.store, "k");
-    f.hub.publishLocal([
-      commit(f.store, "j", log(1), log(2), log(3)),
-      commit(f.store, "k", status("running"), status("completed")),
-    ]);
-    assert.deepEqual(f.fanout.published, [{ jobs: [["j", 1, 3, false], ["k", 1, 2, true]] }]);
+    createJob(f.store, "big");
+    const j = commit(f.store, "j", log(1), log(2), log(3));
+    const k = commit(f.store, "k", status("running"), status("completed"));
+    // About 40 KB of envelopes: left in the store for the isolates that need them.
+    const big = commit(f.store, "big", ...range(1, 200).map((n) => log("x".repeat(150) + n)));
+    f.hub.publishLocal([j, k, big]);
+    assert.deepEqual(f.fanout.published, [{
+      jobs: [
+        ["j", 1, 3, false, {
+          types: ["log", "log", "log"],
+          envelopes: j.map((c) => c.event.envelope),
+        }],
+        ["k", 1, 2, true, {
+          types: ["status", "status"],
+          envelopes: k.map((c) => c.event.envelope),
+          job: k[1]!.job,
+        }],
+        ["big", 1, 200, false],
+      ],
+    }]);
+  });
+});
+
+Deno.test("hub delivers events a commit message carries without reading the store", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", log(1), status("running"));
+    const reads = countReads(f.store);
+    f.fanout.remote(committed, true);
+    assert.equal(reads(), 0);
+    assert.deepEqual(recorder.sequences, [1, 2]);
+    assert.deepEqual(
+      recorder.events.map((e) => e.envelope),
+      committed.map((c) => c.event.envelope),
+    );
+    assert.equal(recorder.events[0]!.job, undefined);
+    assert.equal(recorder.events[1]!.job?.status, "running");
+  });
+});
+
+Deno.test("hub fills the gap before carried events from the store, and skips what it has", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const committed = commit(f.store, "j", ...logs(1, 6));
+    f.fanout.remote(committed.slice(3), true);
+    assert.deepEqual(recorder.sequences, range(1, 6));
+    assert.equal(f.hub.counts.gapFills, 1);
+    f.fanout.remote(committed.slice(2, 5), true);
+    f.fanout.remote([...committed.slice(4), ...commit(f.store, "j", log(7))], true);
+    assert.deepEqual(recorder.sequences, range(1, 7));
   });
 });
 
