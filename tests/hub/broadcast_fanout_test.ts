@@ -40,6 +40,18 @@ function next(worker: Worker): Promise<unknown> {
   });
 }
 
+/** What the receiver got, once the notice sent after the messages arrived. */
+async function received(
+  worker: Worker,
+): Promise<{ events: number[]; notices: number; lost: number }> {
+  while (true) {
+    await new Promise((r) => setTimeout(r, 20));
+    worker.postMessage("report");
+    const seen = await next(worker) as { events: number[]; notices: number; lost: number };
+    if (seen.notices > 0) return seen;
+  }
+}
+
 function message(sequence: number): FanoutMessage {
   return { jobs: [["j", sequence, sequence, false]] };
 }
@@ -52,12 +64,7 @@ Deno.test("broadcast fanout delivers messages in order to another isolate, none 
   try {
     for (let i = 1; i <= 100; i++) fanout.publish(message(i));
     fanout.notify({ kind: "deleted", jobId: "j" });
-    let seen: { events: number[]; notices: number; lost: number };
-    do {
-      await new Promise((r) => setTimeout(r, 20));
-      worker.postMessage("report");
-      seen = await next(worker) as typeof seen;
-    } while (seen.notices === 0);
+    const seen = await received(worker);
     assert.deepEqual(seen.events, Array.from({ length: 100 }, (_, i) => i + 1));
     assert.equal(seen.lost, 0);
   } finally {
@@ -77,12 +84,7 @@ Deno.test("broadcast fanout tells a receiver that fell behind that messages were
     await new Promise((r) => setTimeout(r, 50));
     for (let i = 2; i <= 1000; i++) fanout.publish(message(i));
     fanout.notify({ kind: "deleted", jobId: "j" });
-    let seen: { events: number[]; notices: number; lost: number };
-    do {
-      await new Promise((r) => setTimeout(r, 50));
-      worker.postMessage("report");
-      seen = await next(worker) as typeof seen;
-    } while (seen.notices === 0);
+    const seen = await received(worker);
     assert.ok(seen.events.length < 1000, "the channel dropped messages");
     assert.ok(seen.lost >= 1, "the receiver was told");
     assert.ok(seen.events.every((n, i) => i === 0 || n > seen.events[i - 1]!), "in order");
