@@ -5,6 +5,7 @@
  * @module
  */
 import { duration } from "./format.js";
+import { frameScheduler } from "./frame.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAD = { left: 26, right: 6, top: 6, bottom: 16 };
@@ -22,7 +23,7 @@ export class ProgressChart {
     this.caption = caption;
     /** @type {{t: number, p: number}[]} */
     this.points = [];
-    this.scheduled = false;
+    this.schedule = frameScheduler(() => this.render());
     // Drawn in the element's own pixels, so text and lines keep their shape at any width.
     new ResizeObserver(() => this.schedule()).observe(svg);
     this.render();
@@ -44,15 +45,6 @@ export class ProgressChart {
       this.points = this.points.filter((_, i) => i % 2 === 0 || i === this.points.length - 1);
     }
     this.schedule();
-  }
-
-  schedule() {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    requestAnimationFrame(() => {
-      this.scheduled = false;
-      this.render();
-    });
   }
 
   render() {

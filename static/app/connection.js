@@ -6,6 +6,7 @@
  * @module
  */
 import { clock, TRANSPORT_NAMES } from "./format.js";
+import { frameScheduler } from "./frame.js";
 
 const WATCHED = [
   "connected",
@@ -33,7 +34,8 @@ export class ConnectionIndicator {
     this.closedReason = "";
     /** @type {string | null} when the list last refreshed by polling (offline mode) */
     this.offlineAt = null;
-    this.scheduled = false;
+    /** Renders on the next frame (several events in a row render once). */
+    this.update = frameScheduler(() => this.render());
   }
 
   /**
@@ -70,16 +72,6 @@ export class ConnectionIndicator {
   setOffline(at) {
     this.offlineAt = at;
     this.update();
-  }
-
-  /** Renders on the next frame (several events in a row render once). */
-  update() {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    requestAnimationFrame(() => {
-      this.scheduled = false;
-      this.render();
-    });
   }
 
   render() {

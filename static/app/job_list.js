@@ -10,6 +10,7 @@
 import { watchJobs } from "/client.js";
 import { currentToken, getJson, withQuery } from "./api.js";
 import { duration, elapsedSeconds, etaSeconds, percent, TERMINAL } from "./format.js";
+import { frameScheduler } from "./frame.js";
 
 /** Jobs per `GET /jobs` page. */
 const PAGE_SIZE = 50;
@@ -43,7 +44,7 @@ export class JobList {
     /** @type {Set<string>} */
     this.dirty = new Set();
     this.reorder = true;
-    this.scheduled = false;
+    this.schedule = frameScheduler(() => this.render());
     this.filters = { status: "", kind: "", id: "" };
     /** @type {string | null} */
     this.nextCursor = null;
@@ -249,15 +250,6 @@ export class JobList {
     clearTimeout(this.offlineTimer);
     this.offlineTimer = undefined;
     this.options.indicator.setOffline(null);
-  }
-
-  schedule() {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    requestAnimationFrame(() => {
-      this.scheduled = false;
-      this.render();
-    });
   }
 
   #visibleIds() {

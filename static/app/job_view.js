@@ -12,6 +12,7 @@ import { ProgressChart } from "./chart.js";
 import { dateTime, duration, elapsedSeconds, etaSeconds, percent, TERMINAL } from "./format.js";
 import { AUTH_CODES } from "./job_list.js";
 import { LogTail } from "./log_tail.js";
+import { frameScheduler } from "./frame.js";
 
 const LOG_LEVELS = new Set(["debug", "info", "warning", "error"]);
 const GONE_CODES = new Set(["job_not_found", "job_gone"]);
@@ -38,7 +39,7 @@ export class JobView {
     this.id = undefined;
     /** @type {any} */
     this.job = undefined;
-    this.scheduled = false;
+    this.schedule = frameScheduler(() => this.#render());
     this.resultFetched = false;
     this.ticker = undefined;
     this.followButton.addEventListener("click", () => {
@@ -152,15 +153,6 @@ export class JobView {
     }
     this.log.append({ sequence: event.sequence, timestamp: event.timestamp, level, text });
     this.#renderCount();
-  }
-
-  schedule() {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    requestAnimationFrame(() => {
-      this.scheduled = false;
-      this.#render();
-    });
   }
 
   #render() {

@@ -8,6 +8,7 @@
  * @module
  */
 import { clock } from "./format.js";
+import { frameScheduler } from "./frame.js";
 
 /** Height of a row, in CSS pixels (matches `.log .row` in style.css). */
 const ROW_HEIGHT = 18;
@@ -39,7 +40,7 @@ export class LogTail {
     this.lines = [];
     this.dropped = 0;
     this.following = true;
-    this.scheduled = false;
+    this.schedule = frameScheduler(() => this.render());
     this.spacer = document.createElement("div");
     this.spacer.className = "spacer";
     this.placeholder = document.createElement("div");
@@ -89,15 +90,6 @@ export class LogTail {
     this.following = following;
     this.onFollowChange(following);
     this.schedule();
-  }
-
-  schedule() {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    requestAnimationFrame(() => {
-      this.scheduled = false;
-      this.render();
-    });
   }
 
   #scrolled() {
