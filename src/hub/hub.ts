@@ -225,13 +225,15 @@ export class Hub {
           last.event.sequence,
           isTerminal(last.job.status),
         ];
+        const carried: CarriedEvents = { types: [], envelopes: [] };
         let bytes = 0;
-        for (const { event } of batch) bytes += event.envelope.length;
+        for (const { event } of batch) {
+          bytes += event.envelope.length;
+          if (bytes > CARRY_BYTES) break;
+          carried.types.push(event.type);
+          carried.envelopes.push(event.envelope);
+        }
         if (bytes <= CARRY_BYTES) {
-          const carried: CarriedEvents = {
-            types: batch.map(({ event }) => event.type),
-            envelopes: batch.map(({ event }) => event.envelope),
-          };
           if (changesState(last.event.type)) carried.job = last.job;
           entry.push(carried);
         }

@@ -72,12 +72,13 @@ const RESEND_MS = 1_000;
 /** Milliseconds the writer remembers a forward, so a repeat is never committed twice. */
 const REMEMBER_MS = FORWARD_TIMEOUT_MS + 5_000;
 
+/** Lifetime of the writer lease; renewed at a third of it. */
+const WRITER_LEASE_MS = 6_000;
+
 /** What travels on the writer channel: a forwarded publish, or an outcome sent again. */
 type WriterWire =
   | { kind: "forward"; from: string; id: number; request: PublishRequest }
   | { kind: "reply"; reply: PublishReply };
-/** Lifetime of the writer lease; renewed at a third of it. */
-const WRITER_LEASE_MS = 6_000;
 
 /** Commits publishes here, or forwards them to the isolate that writes. */
 export class Appender {
