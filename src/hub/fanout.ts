@@ -4,21 +4,29 @@
  * its local subscribers directly and uses a fanout only for the others.
  *
  * A commit message names what each request added (job, first and last sequence) and,
- * for a request of a few events, carries their envelopes as plain strings; a larger
- * request's events stay in the database every isolate shares, read only by an isolate
- * that has someone following the job. A `BroadcastChannel` costs about 25 µs plus 40 ns
- * per byte to receive, and a read from the store after another connection's commit
- * about 30–60 µs: a couple of KB is where carrying stops paying.
+ * for a request of a few events, carries what their envelopes hold beyond that: the
+ * commit time once, and each event's type and data as text, from which the receiver
+ * rebuilds the envelopes byte for byte. A larger request's events stay in the database
+ * every isolate shares, read only by an isolate that has someone following the job. A
+ * `BroadcastChannel` costs about 25 µs plus 40 ns per byte to receive, and a read from
+ * the store after another connection's commit about 30–60 µs: a couple of KB is where
+ * carrying stops paying, and every byte left out of a message counts.
  *
  * @module
  */
 import type { Job } from "../jobs/job.ts";
 import type { PublishReply } from "../store/appender.ts";
 
-/** The events of a small request, carried in its commit message. */
+/**
+ * The events of a small request, carried in its commit message: with the job and the
+ * sequences of its entry, enough to rebuild each envelope (`joinEnvelope`).
+ */
 export interface CarriedEvents {
+  /** When the request was committed; one time for all its events. */
+  timestamp: string;
   types: string[];
-  envelopes: string[];
+  /** Each event's data as JSON text. */
+  data: string[];
   /** The job after the last event, when that event changes the job's state. */
   job?: Job;
 }

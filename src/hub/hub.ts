@@ -12,7 +12,7 @@
  * @module
  */
 import type { Job, JobRecord } from "../jobs/job.ts";
-import type { StoredEvent } from "../jobs/envelope.ts";
+import { envelopeData, joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
 import type { EventStore } from "../store/event_store.ts";
 import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
@@ -50,7 +50,7 @@ export interface ReplayInfo {
   first_available: number;
 }
 
-/** Most envelope bytes of one request that its commit message carries to other isolates. */
+/** Most bytes of event data of one request that its commit message carries to other isolates. */
 const CARRY_BYTES = 2048;
 
 /** Most events one replay reads from the store at a time (bounds each read, not the replay). */
@@ -202,47 +202,30 @@ export class Hub {
 
   /**
    * Delivers events committed on this isolate, and tells the other isolates in one
-   * message for the whole commit.
+   * message for the whole commit. The message goes first: the other isolates deliver to
+   * their subscribers while this one delivers to its own.
    *
    * @param batches the committed events of each request of one commit
    * @param replies outcomes for publishes other isolates forwarded, sent with the events
    * @returns whether anything was sent to the other isolates
    */
   publishLocal(
-    batches: readonly (readonly { event: StoredEvent; job: Job }[])[],
+    batches: readonly (readonly { event: StoredEvent; job: Job; timestamp: string }[])[],
     replies: PublishReply[] = [],
   ): boolean {
     const jobs: CommitEntry[] = [];
+    for (const batch of batches) {
+      const entry = commitEntry(batch);
+      if (entry !== undefined) jobs.push(entry);
+    }
+    const told = jobs.length > 0 || replies.length > 0;
+    if (told) this.#fanout.publish(replies.length > 0 ? { jobs, replies } : { jobs });
     this.#round(() => {
       for (const batch of batches) {
         for (const { event, job } of batch) this.#dispatch(new WireEvent(event, job));
-        const first = batch[0];
-        const last = batch[batch.length - 1];
-        if (first === undefined || last === undefined) continue;
-        const entry: CommitEntry = [
-          last.job.id,
-          first.event.sequence,
-          last.event.sequence,
-          isTerminal(last.job.status),
-        ];
-        const carried: CarriedEvents = { types: [], envelopes: [] };
-        let bytes = 0;
-        for (const { event } of batch) {
-          bytes += event.envelope.length;
-          if (bytes > CARRY_BYTES) break;
-          carried.types.push(event.type);
-          carried.envelopes.push(event.envelope);
-        }
-        if (bytes <= CARRY_BYTES) {
-          if (changesState(last.event.type)) carried.job = last.job;
-          entry.push(carried);
-        }
-        jobs.push(entry);
       }
     });
-    if (jobs.length === 0 && replies.length === 0) return false;
-    this.#fanout.publish(replies.length > 0 ? { jobs, replies } : { jobs });
-    return true;
+    return told;
   }
 
   /** Announces a new job to firehose subscribers here and on other isolates. */
@@ -291,13 +274,14 @@ export class Hub {
             this.#gapFills++;
             this.#readUpTo(channel, jobId, first - 1, false);
           }
-          for (let i = Math.max(0, channel.last + 1 - first); i < carried.envelopes.length; i++) {
+          for (let i = Math.max(0, channel.last + 1 - first); i < carried.data.length; i++) {
             const sequence = first + i;
+            const type = carried.types[i]!;
             const stored = {
               job_id: jobId,
               sequence,
-              type: carried.types[i]!,
-              envelope: carried.envelopes[i]!,
+              type,
+              envelope: joinEnvelope(type, jobId, sequence, carried.timestamp, carried.data[i]!),
             };
             this.#deliver(
               channel,
@@ -446,4 +430,37 @@ export class Hub {
   get counts(): { delivered: number; gapFills: number; firehose: number } {
     return { delivered: this.#delivered, gapFills: this.#gapFills, firehose: this.#firehose.size };
   }
+}
+
+/**
+ * What one request of a commit added, as other isolates learn it: the job, the first and
+ * last sequence, whether the job is finished, and the events when they are small.
+ */
+function commitEntry(
+  batch: readonly { event: StoredEvent; job: Job; timestamp: string }[],
+): CommitEntry | undefined {
+  const first = batch[0];
+  const last = batch[batch.length - 1];
+  if (first === undefined || last === undefined) return undefined;
+  const entry: CommitEntry = [
+    last.job.id,
+    first.event.sequence,
+    last.event.sequence,
+    isTerminal(last.job.status),
+  ];
+  const carried: CarriedEvents = { timestamp: first.timestamp, types: [], data: [] };
+  let bytes = 0;
+  for (const { event, timestamp } of batch) {
+    const data = timestamp === first.timestamp ? envelopeData(event, timestamp) : undefined;
+    // An envelope that is not rebuilt from its parts (the store writes none) stays there.
+    bytes += data === undefined ? Infinity : data.length + event.type.length;
+    if (data === undefined || bytes > CARRY_BYTES) break;
+    carried.types.push(event.type);
+    carried.data.push(data);
+  }
+  if (bytes <= CARRY_BYTES) {
+    if (changesState(last.event.type)) carried.job = last.job;
+    entry.push(carried);
+  }
+  return entry;
 }

@@ -35,6 +35,8 @@ export interface AppendRequest {
 export interface CommittedEvent {
   event: StoredEvent;
   job: JobRecord;
+  /** When it was committed (ISO 8601), as its envelope says. */
+  timestamp: string;
 }
 
 /** Why an append was refused; nothing of the request was written. */

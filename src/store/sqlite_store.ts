@@ -451,6 +451,7 @@ export class SqliteStore implements EventStore {
       committed.push({
         event: { job_id: jobId, sequence, type: event.type, envelope },
         job: record,
+        timestamp,
       });
       sequences.push(sequence);
     }

@@ -8,6 +8,7 @@ import {
 } from "../../src/hub/hub.ts";
 import type { CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "../../src/hub/fanout.ts";
 import { isTerminal } from "../../src/jobs/status.ts";
+import { envelopeData } from "../../src/jobs/envelope.ts";
 import type { WireEvent } from "../../src/hub/wire_event.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { CommittedEvent } from "../../src/store/event_store.ts";
@@ -25,8 +26,12 @@ class FakeFanout implements Fanout {
   #onNotice: ((notice: FanoutNotice) => void) | undefined;
   #onLost: (() => void) | undefined;
 
+  /** Called as each message is sent. */
+  onPublish: (() => void) | undefined;
+
   publish(message: FanoutMessage): void {
     this.published.push(message);
+    this.onPublish?.();
   }
   notify(notice: FanoutNotice): void {
     this.notices.push(notice);
@@ -70,8 +75,9 @@ class FakeFanout implements Fanout {
       ];
       if (carry) {
         entry.push({
+          timestamp: run[0]!.timestamp,
           types: run.map((c) => c.event.type),
-          envelopes: run.map((c) => c.event.envelope),
+          data: run.map((c) => envelopeData(c.event, c.timestamp)!),
           job: last.job,
         });
       }
@@ -384,12 +390,14 @@ Deno.test("hub publishLocal tells the fanout what each request added, carrying s
     assert.deepEqual(f.fanout.published, [{
       jobs: [
         ["j", 1, 3, false, {
+          timestamp: j[0]!.timestamp,
           types: ["log", "log", "log"],
-          envelopes: j.map((c) => c.event.envelope),
+          data: j.map((c) => JSON.stringify(JSON.parse(c.event.envelope).data)),
         }],
         ["k", 1, 2, true, {
+          timestamp: k[0]!.timestamp,
           types: ["status", "status"],
-          envelopes: k.map((c) => c.event.envelope),
+          data: ['{"status":"running"}', '{"status":"completed"}'],
           job: k[1]!.job,
         }],
         ["big", 1, 200, false],
@@ -427,6 +435,19 @@ Deno.test("hub fills the gap before carried events from the store, and skips wha
     f.fanout.remote(committed.slice(2, 5), true);
     f.fanout.remote([...committed.slice(4), ...commit(f.store, "j", log(7))], true);
     assert.deepEqual(recorder.sequences, range(1, 7));
+  });
+});
+
+Deno.test("hub tells the other isolates about a commit before it delivers here", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const deliveredWhenSent: number[] = [];
+    f.fanout.onPublish = () => deliveredWhenSent.push(recorder.events.length);
+    publish(f, "j", log(1), log(2));
+    publish(f, "j", log(3));
+    assert.deepEqual(deliveredWhenSent, [0, 2]);
+    assert.deepEqual(recorder.sequences, [1, 2, 3]);
   });
 });
 
