@@ -205,6 +205,28 @@ storeTest("readEvents returns events after a sequence, oldest first, at most lim
   assert.deepEqual(sequencesOf(store, "other", 0, 100), []);
 });
 
+storeTest("appends of any size store every event once, in order, as committed", (store) => {
+  create(store, "j");
+  // Rows go in several per statement: sizes around the statement's row count.
+  const sizes = [1, 15, 16, 17, 33, 2];
+  const committed: string[] = [];
+  let line = 0;
+  for (const size of sizes) {
+    const outcome = ok(
+      append(store, { jobId: "j", events: Array.from({ length: size }, () => log(++line)) }),
+    );
+    assert.equal(outcome.committed.length, size);
+    committed.push(...outcome.committed.map((c) => c.event.envelope));
+  }
+  const stored = store.readEvents("j", 0, 1000);
+  assert.deepEqual(stored.map((e) => e.sequence), Array.from({ length: line }, (_, i) => i + 1));
+  assert.deepEqual(stored.map((e) => e.envelope), committed);
+  assert.deepEqual(
+    stored.map((e) => JSON.parse(e.envelope).data.line),
+    Array.from({ length: line }, (_, i) => String(i + 1)),
+  );
+});
+
 storeTest("readEvents returns envelopes whose JSON has the right fields", (store) => {
   create(store, "j");
   ok(append(store, { jobId: "j", events: [status("running")] }, T0 + 1000));
