@@ -69,6 +69,8 @@ function principalOf(data: PublishRequest["principal"]): Principal {
 const FORWARD_TIMEOUT_MS = 10_000;
 /** Milliseconds after which an unanswered forward is sent again. */
 const RESEND_MS = 1_000;
+/** Milliseconds between looks at unanswered forwards (the resend and timeout resolution). */
+const WATCH_MS = 100;
 /** Milliseconds the writer remembers a forward, so a repeat is never committed twice. */
 const REMEMBER_MS = FORWARD_TIMEOUT_MS + 5_000;
 
@@ -87,15 +89,19 @@ export class Appender {
   #id: string;
   #channel: BroadcastChannel | undefined;
   #writer = true;
+  /** Forwards waiting for their outcome, oldest first. */
   #pending = new Map<
     number,
     {
       resolve: (o: PublishOutcome) => void;
       reject: (e: unknown) => void;
-      timer: ReturnType<typeof setTimeout>;
-      resend: ReturnType<typeof setInterval>;
+      forward: WriterWire;
+      firstSent: number;
+      lastSent: number;
     }
   >();
+  /** Sends unanswered forwards again and fails those past the timeout; runs while any wait. */
+  #watch: ReturnType<typeof setInterval> | undefined;
   /** On the writer: forwards taken, by `from:id`, with their outcome once committed. */
   #taken = new Map<string, { at: number; outcome?: PublishOutcome }>();
   #next = 1;
@@ -201,23 +207,30 @@ export class Appender {
     this.#forwarded++;
     const forward: WriterWire = { kind: "forward", from: this.#id, id, request };
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#settle(id);
-        reject(new Error("The writing isolate did not answer"));
-      }, FORWARD_TIMEOUT_MS);
-      const resend = setInterval(() => this.#channel?.postMessage(forward), RESEND_MS);
-      this.#pending.set(id, { resolve, reject, timer, resend });
+      const now = Date.now();
+      this.#pending.set(id, { resolve, reject, forward, firstSent: now, lastSent: now });
+      // One timer for all forwards: a pair of timers each cost more than the forward.
+      this.#watch ??= setInterval(() => this.#resendOrFail(Date.now()), WATCH_MS);
       this.#channel!.postMessage(forward);
     });
   }
 
-  /** Stops waiting for a forward's outcome. */
-  #settle(id: number): void {
-    const pending = this.#pending.get(id);
-    if (pending === undefined) return;
-    this.#pending.delete(id);
-    clearTimeout(pending.timer);
-    clearInterval(pending.resend);
+  #resendOrFail(now: number): void {
+    if (this.#pending.size === 0) {
+      // Kept for a tick after the last answer: under steady load it is never remade.
+      clearInterval(this.#watch);
+      this.#watch = undefined;
+      return;
+    }
+    for (const [id, pending] of this.#pending) {
+      if (now - pending.firstSent >= FORWARD_TIMEOUT_MS) {
+        this.#pending.delete(id);
+        pending.reject(new Error("The writing isolate did not answer"));
+      } else if (now - pending.lastSent >= RESEND_MS) {
+        pending.lastSent = now;
+        this.#channel?.postMessage(pending.forward);
+      }
+    }
   }
 
   /** Settles forwarded publishes whose outcomes arrived with a commit message. */
@@ -226,7 +239,7 @@ export class Appender {
       if (reply.to !== this.#id) continue;
       const pending = this.#pending.get(reply.id);
       if (pending === undefined) continue;
-      this.#settle(reply.id);
+      this.#pending.delete(reply.id);
       pending.resolve(reply.outcome);
     }
   }
@@ -235,10 +248,11 @@ export class Appender {
     if (this.#lease !== undefined) clearInterval(this.#lease);
     this.#channel?.close();
     this.#channel = undefined;
-    for (const [id, pending] of [...this.#pending]) {
-      this.#settle(id);
-      pending.reject(new Error("The server is shutting down"));
-    }
+    clearInterval(this.#watch);
+    this.#watch = undefined;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const { reject } of pending) reject(new Error("The server is shutting down"));
     this.#taken.clear();
   }
 }

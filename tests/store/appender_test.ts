@@ -86,3 +86,26 @@ Deno.test("a forward whose outcome never arrives is sent again until the writer 
     store.close();
   }
 });
+
+Deno.test("closing a forwarder fails the forwards still waiting and stops sending them", async () => {
+  const store = openSqliteStore(":memory:", { maxEventsPerJob: 1000 });
+  const name = `writer-${crypto.randomUUID()}`;
+  assert.ok(store.takeLease(`writer:${name}`, "elsewhere", Date.now() + 60_000, Date.now()));
+  const forwarder = new Appender(new Committer(store, () => {}), store, name, "me");
+  const writer = new BroadcastChannel(name);
+  let heard = 0;
+  writer.onmessage = () => heard++;
+  try {
+    const waiting = forwarder.append(request("j", "x"));
+    while (heard === 0) await new Promise((r) => setTimeout(r, 5));
+    forwarder.close();
+    await assert.rejects(waiting, /shutting down/);
+    // Past the resend interval: nothing more was sent.
+    await new Promise((r) => setTimeout(r, 1_300));
+    assert.equal(heard, 1);
+  } finally {
+    writer.close();
+    forwarder.close();
+    store.close();
+  }
+});
