@@ -211,6 +211,26 @@ async function waitUntil(done: () => boolean, what: string): Promise<void> {
   }
 }
 
+/**
+ * Share of the stream connections held by jobwire's busiest isolate (from `/stats`):
+ * `deno serve --parallel` can put most of a burst of connections on one isolate, which moves
+ * the figures between runs. Nothing for the reference or a single isolate.
+ */
+async function busiestIsolateShare(): Promise<Record<string, number>> {
+  if (target.kind !== "jobwire") return {};
+  const reply = await fetch(`${target.url}/stats`, { headers });
+  if (!reply.ok) {
+    await reply.body?.cancel();
+    return {};
+  }
+  const stats = await reply.json() as { per_isolate?: { connections: number }[] };
+  const counts = (stats.per_isolate ?? []).map((isolate) => isolate.connections);
+  const total = counts.reduce((a, b) => a + b, 0);
+  return counts.length > 1 && total > 0
+    ? { busiest_isolate_share: Math.max(...counts) / total }
+    : {};
+}
+
 async function fanout(s: Extract<Scenario, { scenario: "fanout" }>) {
   const jobs = Array.from(
     { length: s.jobs },
@@ -223,6 +243,7 @@ async function fanout(s: Extract<Scenario, { scenario: "fanout" }>) {
     return s.transport === "ws" ? openWs(job, onMessage) : openSse(job, onMessage);
   });
   await sleep(300);
+  const split = await busiestIsolateShare();
   // Publishes `count` events to every job, numbered after `first`, and waits until every
   // subscriber has them.
   const round = async (first: number, count: number) => {
@@ -269,6 +290,7 @@ async function fanout(s: Extract<Scenario, { scenario: "fanout" }>) {
     deliveries_per_second: deliveries / elapsed,
     server_cpu_seconds: cpu,
     server_us_per_delivery: (cpu * 1e6) / deliveries,
+    ...split,
     ...correctness(subscribers, warm + s.events),
   };
 }
@@ -297,6 +319,7 @@ async function latency(s: Extract<Scenario, { scenario: "latency" }>) {
   };
   const subscribers = await openMany(s.subs, () => openWs(job, onMessage));
   await sleep(300);
+  const split = await busiestIsolateShare();
   // Publishes `count` events at the steady rate, numbered from `first`.
   const steady = async (first: number, count: number) => {
     const start = performance.now();
@@ -334,6 +357,7 @@ async function latency(s: Extract<Scenario, { scenario: "latency" }>) {
     latency_ms_p99: at(0.99),
     latency_ms_max: samples.at(-1) ?? NaN,
     server_cpu_seconds: cpu,
+    ...split,
     ...correctness(subscribers, warm + total),
   };
 }
