@@ -450,9 +450,10 @@ function commitEntry(
   ];
   const carried: CarriedEvents = { timestamp: first.timestamp, types: [], data: [] };
   let bytes = 0;
-  for (const { event, timestamp } of batch) {
-    const data = timestamp === first.timestamp ? envelopeData(event, timestamp) : undefined;
-    // An envelope that is not rebuilt from its parts (the store writes none) stays there.
+  for (const { event } of batch) {
+    // Undefined for an envelope not made from these parts (another time, no data): such a
+    // request stays in the store.
+    const data = envelopeData(event, first.timestamp);
     bytes += data === undefined ? Infinity : data.length + event.type.length;
     if (data === undefined || bytes > CARRY_BYTES) break;
     carried.types.push(event.type);
