@@ -216,6 +216,12 @@ export const OPTIONS = {
     default: 0,
     help: "Events a principal may publish at once above the rate; 0 = twice the rate",
   },
+  "limits-exempt-ips": {
+    schema: z.string(),
+    default: "loopback",
+    help:
+      "Client addresses the per-address limits do not count (comma-separated IPs; loopback = 127.0.0.0/8 and ::1; none)",
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 /** An option name (its flag without `--`). */
@@ -254,6 +260,8 @@ export interface Config {
   readonly maxConnectionsPerIp: number;
   readonly maxPublishRate: number;
   readonly publishBurst: number;
+  /** Addresses per-address limits skip: IP literals and `loopback`. */
+  readonly limitsExemptIps: readonly string[];
 }
 
 /** A configuration problem, with the source of the offending value in its message. */
@@ -342,6 +350,7 @@ const FIELD: Record<OptionName, keyof Config> = {
   "max-connections-per-ip": "maxConnectionsPerIp",
   "max-publish-rate": "maxPublishRate",
   "publish-burst": "publishBurst",
+  "limits-exempt-ips": "limitsExemptIps",
 };
 
 /** Where configuration comes from. */
@@ -413,6 +422,7 @@ export function resolveConfig(
     out[FIELD[name] ?? camel(name)] = parsed.data;
   }
   out.allowedOrigins = parseOrigins(String(out.allowedOrigins ?? ""));
+  out.limitsExemptIps = parseExemptIps(String(out.limitsExemptIps ?? ""));
   return Object.freeze(out) as unknown as Config;
 }
 
@@ -444,6 +454,42 @@ export function parseOrigins(list: string): string[] {
     origins.push(origin);
   }
   return origins;
+}
+
+/**
+ * Splits the list of addresses exempt from per-address limits: IP literals, `loopback`,
+ * or `none` (every address counted).
+ *
+ * @throws {ConfigError} naming the entry that is not an address
+ */
+export function parseExemptIps(list: string): string[] {
+  const entries = list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
+  if (entries.length === 1 && entries[0] === "none") return [];
+  return entries.map((entry) => {
+    const address = entry === "loopback" ? entry : ipLiteral(entry);
+    if (address === undefined) {
+      throw new ConfigError(
+        `Invalid value for --limits-exempt-ips: ${
+          JSON.stringify(entry)
+        } is not an IP address (or loopback, or none)`,
+      );
+    }
+    return address;
+  });
+}
+
+/** The address in the form clients' addresses are reported in, or `undefined`. */
+function ipLiteral(text: string): string | undefined {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
+    return text.split(".").every((n) => Number(n) <= 255) ? text : undefined;
+  }
+  if (!/^[0-9a-f:.]+$/.test(text) || !text.includes(":")) return undefined;
+  try {
+    // The URL parser writes an IPv6 address in its shortest form ("0:0::1" as "::1").
+    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

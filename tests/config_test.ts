@@ -7,6 +7,7 @@ import {
   OPTIONS,
   parseArgs,
   parseDuration,
+  parseExemptIps,
   readConfigFile,
   resolveConfig,
 } from "../src/config.ts";
@@ -374,5 +375,29 @@ Deno.test("readConfigFile reads a JSON object and refuses anything else", async 
     assert.match(configError(() => readConfigFile(missing)).message, /missing\.json/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// limits-exempt-ips
+
+Deno.test("limits-exempt-ips defaults to loopback, reads a list of addresses, and none empties it", () => {
+  assert.deepEqual(resolveConfig(sources()).limitsExemptIps, ["loopback"]);
+  assert.deepEqual(
+    resolveConfig(sources({ "limits-exempt-ips": "10.0.0.7, loopback,0:0:0:0:0:0:0:1" }))
+      .limitsExemptIps,
+    ["10.0.0.7", "loopback", "::1"],
+  );
+  assert.deepEqual(
+    resolveConfig(sources({}, { JOBWIRE_LIMITS_EXEMPT_IPS: "none" })).limitsExemptIps,
+    [],
+  );
+  assert.deepEqual(parseExemptIps("FE80::1"), ["fe80::1"]);
+});
+
+Deno.test("limits-exempt-ips refuses an entry that is not an address, naming the option", () => {
+  for (const bad of ["localhost", "300.1.1.1", "1.2.3", "::g", "none,10.0.0.1"]) {
+    const error = configError(() => resolveConfig(sources({ "limits-exempt-ips": bad })));
+    assert.match(error.message, /--limits-exempt-ips/, bad);
   }
 });

@@ -83,39 +83,47 @@ export class Visitors {
   /**
    * Counts a new stream of `principal` from `ip`.
    *
+   * @param principal key of the per-principal count, or `null` for a principal it skips
+   * @param ip key of the per-address count, or `null` for an address it skips
    * @returns a release function to call once when the stream ends, or why it is refused
    */
-  openStream(principal: string, ip: string): (() => void) | ConnectionRefusal {
+  openStream(principal: string | null, ip: string | null): (() => void) | ConnectionRefusal {
     const now = Date.now();
     const { maxConnections, maxConnectionsPerPrincipal, maxConnectionsPerIp } = this.#options;
     if (maxConnections > 0 && this.#total >= maxConnections) return "server";
-    const byPrincipal = this.#visitor(`p:${principal}`, now);
-    if (maxConnectionsPerPrincipal > 0 && byPrincipal.connections >= maxConnectionsPerPrincipal) {
+    const byPrincipal = principal === null ? undefined : this.#visitor(`p:${principal}`, now);
+    if (
+      byPrincipal !== undefined && maxConnectionsPerPrincipal > 0 &&
+      byPrincipal.connections >= maxConnectionsPerPrincipal
+    ) {
       return "principal";
     }
-    const byIp = this.#visitor(`ip:${ip}`, now);
-    if (maxConnectionsPerIp > 0 && byIp.connections >= maxConnectionsPerIp) return "ip";
+    const byIp = ip === null ? undefined : this.#visitor(`ip:${ip}`, now);
+    if (byIp !== undefined && maxConnectionsPerIp > 0 && byIp.connections >= maxConnectionsPerIp) {
+      return "ip";
+    }
     this.#total++;
-    byPrincipal.connections++;
-    byIp.connections++;
+    if (byPrincipal !== undefined) byPrincipal.connections++;
+    if (byIp !== undefined) byIp.connections++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.#total--;
-      byPrincipal.connections--;
-      byIp.connections--;
+      if (byPrincipal !== undefined) byPrincipal.connections--;
+      if (byIp !== undefined) byIp.connections--;
     };
   }
 
   /**
    * Takes `events` tokens from the principal's bucket.
    *
+   * @param principal key of the principal's bucket, or `null` for one the rate skips
    * @returns 0 when allowed, else the seconds to wait before retrying
    */
-  allowPublish(principal: string, events: number): number {
+  allowPublish(principal: string | null, events: number): number {
     const rate = this.#options.publishRate;
-    if (rate <= 0) return 0;
+    if (rate <= 0 || principal === null) return 0;
     const now = Date.now();
     const visitor = this.#visitor(`p:${principal}`, now);
     const burst = this.#burst();
@@ -143,4 +151,19 @@ export class Visitors {
   get connections(): number {
     return this.#total;
   }
+}
+
+/**
+ * Whether per-address limits skip `ip`: it is listed, or it is a loopback address and
+ * `loopback` is listed (behind a reverse proxy on the same host every client comes from
+ * loopback, and counting them per address would cap the whole server).
+ */
+export function exemptAddress(ip: string, exempt: readonly string[]): boolean {
+  if (exempt.length === 0) return false;
+  const address = ip.toLowerCase();
+  // An IPv4 client on a dual-stack socket is reported as ::ffff:a.b.c.d.
+  const v4 = address.startsWith("::ffff:") ? address.slice(7) : address;
+  if (exempt.includes(address) || exempt.includes(v4)) return true;
+  if (!exempt.includes("loopback")) return false;
+  return address === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }

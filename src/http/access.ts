@@ -7,7 +7,9 @@
 import type { Context } from "hono";
 import type { AppDeps, AppEnv } from "./app.ts";
 import { ApiError } from "./errors.ts";
-import type { Principal } from "../auth/principal.ts";
+import { isAdmin, type Principal } from "../auth/principal.ts";
+import { exemptAddress } from "../auth/limits.ts";
+import type { Config } from "../config.ts";
 import { CLOSE } from "../protocol/session.ts";
 
 const CHALLENGE = 'Bearer realm="jobwire"';
@@ -83,9 +85,23 @@ export function streamPrincipal(
   };
 }
 
-/** Key that limits count a principal under: its subject, else its IP. */
-export function principalKey(principal: Principal, ip: string): string {
-  return principal.sub ?? `ip:${ip}`;
+/**
+ * Key that per-principal limits count a principal under: its subject, else its address.
+ * `null` when they skip it: an admin token (the operator's own credential, which may
+ * already delete every job), or a principal without a subject from an exempt address.
+ */
+export function principalKey(
+  principal: Principal,
+  ip: string,
+  config: Pick<Config, "limitsExemptIps">,
+): string | null {
+  if (principal.sub !== null) return isAdmin(principal) ? null : principal.sub;
+  return exemptAddress(ip, config.limitsExemptIps) ? null : `ip:${ip}`;
+}
+
+/** Key that per-address limits count a client under, or `null` for an exempt address. */
+export function addressKey(ip: string, config: Pick<Config, "limitsExemptIps">): string | null {
+  return exemptAddress(ip, config.limitsExemptIps) ? null : ip;
 }
 
 /**
@@ -96,7 +112,10 @@ export function principalKey(principal: Principal, ip: string): string {
  */
 export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Principal): () => void {
   const ip = c.get("ip");
-  const admitted = deps.visitors.openStream(principalKey(principal, ip), ip);
+  const admitted = deps.visitors.openStream(
+    principalKey(principal, ip, deps.config),
+    addressKey(ip, deps.config),
+  );
   if (typeof admitted === "function") return admitted;
   if (admitted === "server") {
     throw new ApiError("overloaded", "The server has too many open streams: retry later");

@@ -258,8 +258,10 @@ Deno.test("refused streams do not use up connection slots", async () => {
   });
 });
 
-Deno.test("connections per IP: streams of different principals from one address are capped", async () => {
-  await withServer({ ...AUTH, "max-connections-per-ip": 2 }, async (server) => {
+Deno.test("connections per IP: with every address counted, streams of different principals from one address are capped", async () => {
+  // Loopback clients are exempt by default; "none" counts them like any address.
+  const counted = { "max-connections-per-ip": 2, "limits-exempt-ips": "none" };
+  await withServer({ ...AUTH, ...counted }, async (server) => {
     const tokens = await Promise.all(["u1", "u2", "u3"].map((u) => tokenFor(u, "read:all write")));
     const id = await createJobAs(server.url, tokens[0]!);
     const first = await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${tokens[0]}`);
@@ -278,6 +280,80 @@ Deno.test("connections per IP: streams of different principals from one address 
       await second.close();
     }
   });
+});
+
+Deno.test("by default loopback clients are not counted per address, and admin tokens are not limited per principal or rate", async () => {
+  const limits = {
+    "max-connections-per-ip": 2,
+    "max-connections-per-principal": 2,
+    "max-publish-rate": 50,
+  };
+  await withServer({ ...AUTH, ...limits }, async (server) => {
+    const users = await Promise.all(["u1", "u2", "u3"].map((u) => tokenFor(u, "read:all write")));
+    const admin = await tokenFor("operator", "admin");
+    const id = await createJobAs(server.url, users[0]!);
+    const open: Ws[] = [];
+    try {
+      // Three principals from one (loopback) address: the per-address cap of 2 does not apply.
+      for (const token of users) {
+        open.push(await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${token}`));
+      }
+      // A user's own per-principal cap still holds from loopback.
+      open.push(await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${users[0]}`));
+      await expectWsRefused(`${server.url}/ws/jobs/${id}?token=${users[0]}`, 1013);
+      // The admin token opens past the per-principal cap.
+      for (let i = 0; i < 3; i++) {
+        open.push(await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${admin}`));
+      }
+      const sse = await openStream(`${server.url}/jobs/${id}/events`, "sse", bearer(admin));
+      assert.equal(sse.status, 200, sse.text);
+      await sse.stream?.close();
+      // The admin publishes 400 events at once against a burst of 100 at 50/s: all accepted.
+      const batch = { events: Array.from({ length: 10 }, (_, i) => logEvent(i)) };
+      const replies = await Promise.all(
+        Array.from(
+          { length: 40 },
+          () => call(server.url, admin, "POST", `/jobs/${id}/events`, batch),
+        ),
+      );
+      assert.deepEqual(new Set(replies.map((r) => r.status)), new Set([201]));
+      assert.equal(await lastSequence(server.url, admin, id), 400);
+      // A writer without admin is still held to the rate.
+      const limited = await Promise.all(
+        Array.from(
+          { length: 40 },
+          () => call(server.url, users[1]!, "POST", `/jobs/${id}/events`, batch),
+        ),
+      );
+      assert.ok(limited.some((r) => r.status === 429), limited.map((r) => r.status).join());
+    } finally {
+      for (const ws of open) await ws.close();
+    }
+  });
+});
+
+Deno.test("without auth, limits count clients by address: loopback is exempt unless --limits-exempt-ips none", async () => {
+  for (const exempt of ["loopback", "none"]) {
+    const limits = { "max-connections-per-principal": 2, "limits-exempt-ips": exempt };
+    await withServer(limits, async (server) => {
+      const created = await call(server.url, undefined, "POST", "/jobs", {});
+      assert.equal(created.status, 201, created.text);
+      const url = `${server.url}/ws/jobs/${created.json.job.id}`;
+      const first = await expectWsOpen(url);
+      const second = await expectWsOpen(url);
+      try {
+        if (exempt === "none") {
+          await expectWsRefused(url, 1013);
+        } else {
+          const third = await expectWsOpen(url);
+          await third.close();
+        }
+      } finally {
+        await first.close();
+        await second.close();
+      }
+    });
+  }
 });
 
 Deno.test("max-connections 1: a second stream is refused (WebSocket 1013, SSE 503)", async () => {

@@ -82,7 +82,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     if (JSON.stringify(metadata).length > config.maxEventBytes) {
       throw new ApiError("payload_too_large", `metadata is over ${config.maxEventBytes} bytes`);
     }
-    const wait = deps.visitors.allowPublish(principalKey(principal, c.get("ip")), 1);
+    const wait = deps.visitors.allowPublish(principalKey(principal, c.get("ip"), config), 1);
     if (wait > 0) {
       throw new ApiError("rate_limited", "Publishing too fast: slow down", undefined, {
         "retry-after": String(wait),

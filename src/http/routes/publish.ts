@@ -90,7 +90,10 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       );
     }
     const events = validateEvents(rawEvents, config.maxEventBytes);
-    const wait = deps.visitors.allowPublish(principalKey(principal, c.get("ip")), events.length);
+    const wait = deps.visitors.allowPublish(
+      principalKey(principal, c.get("ip"), config),
+      events.length,
+    );
     if (wait > 0) {
       throw new ApiError(
         "rate_limited",
