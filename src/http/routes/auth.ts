@@ -10,7 +10,7 @@ import type { App, AppDeps } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
 import { parseOr } from "../schemas.ts";
-import { requirePrincipal } from "../access.ts";
+import { addressKey, requirePrincipal } from "../access.ts";
 import { findJob } from "../lookup.ts";
 import { canRead } from "../../auth/principal.ts";
 import { DUMMY_CREDENTIAL, verifyPassword } from "../../auth/passwords.ts";
@@ -50,13 +50,12 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     const now = Date.now();
     const since = now - LOGIN_WINDOW_MS;
     const userKey = `user:${body.username}`;
-    const ipKey = `ip:${c.get("ip")}`;
-    for (
-      const [key, limit] of [[userKey, LOGIN_FAILURES_PER_USER], [
-        ipKey,
-        LOGIN_FAILURES_PER_IP,
-      ]] as const
-    ) {
+    // An exempt address (a reverse proxy on the same host) is not counted: its failures would
+    // lock every client behind it out.
+    const address = addressKey(c.get("ip"), config);
+    const counted: [string, number][] = [[userKey, LOGIN_FAILURES_PER_USER]];
+    if (address !== null) counted.push([`ip:${address}`, LOGIN_FAILURES_PER_IP]);
+    for (const [key, limit] of counted) {
       const failures = store.loginFailures(key, since);
       if (failures.count >= limit) {
         const retry = Math.max(
@@ -74,7 +73,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     const ok = await verifyPassword(body.password, credential.salt, credential.hash) &&
       user !== undefined;
     if (!ok || user === undefined) {
-      store.recordLoginFailure([userKey, ipKey], now);
+      store.recordLoginFailure(counted.map(([key]) => key), now);
       log("warn", "failed sign-in", { user: body.username, ip: c.get("ip") });
       throw new ApiError("invalid_credentials");
     }
