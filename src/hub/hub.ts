@@ -12,8 +12,8 @@
  * @module
  */
 import type { Job, JobRecord } from "../jobs/job.ts";
-import { envelopeData, joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
-import type { EventStore } from "../store/event_store.ts";
+import { joinEnvelope } from "../jobs/envelope.ts";
+import type { CommittedEvent, EventStore } from "../store/event_store.ts";
 import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
 import type { PublishReply } from "../store/appender.ts";
@@ -210,7 +210,7 @@ export class Hub {
    * @returns whether anything was sent to the other isolates
    */
   publishLocal(
-    batches: readonly (readonly { event: StoredEvent; job: Job; timestamp: string }[])[],
+    batches: readonly (readonly CommittedEvent[])[],
     replies: PublishReply[] = [],
   ): boolean {
     const jobs: CommitEntry[] = [];
@@ -436,9 +436,7 @@ export class Hub {
  * What one request of a commit added, as other isolates learn it: the job, the first and
  * last sequence, whether the job is finished, and the events when they are small.
  */
-function commitEntry(
-  batch: readonly { event: StoredEvent; job: Job; timestamp: string }[],
-): CommitEntry | undefined {
+function commitEntry(batch: readonly CommittedEvent[]): CommitEntry | undefined {
   const first = batch[0];
   const last = batch[batch.length - 1];
   if (first === undefined || last === undefined) return undefined;
@@ -450,12 +448,9 @@ function commitEntry(
   ];
   const carried: CarriedEvents = { timestamp: first.timestamp, types: [], data: [] };
   let bytes = 0;
-  for (const { event } of batch) {
-    // Undefined for an envelope not made from these parts (another time, no data): such a
-    // request stays in the store.
-    const data = envelopeData(event, first.timestamp);
-    bytes += data === undefined ? Infinity : data.length + event.type.length;
-    if (data === undefined || bytes > CARRY_BYTES) break;
+  for (const { event, data } of batch) {
+    bytes += data.length + event.type.length;
+    if (bytes > CARRY_BYTES) break;
     carried.types.push(event.type);
     carried.data.push(data);
   }

@@ -36,18 +36,9 @@ function envelopeHead(type: string, jobId: string, sequence: number, timestamp: 
 }
 
 /**
- * The `data` of a persisted event as JSON text, cut from its envelope: with the event's
- * type, job, sequence and time, {@link joinEnvelope} gives back the same envelope, byte
- * for byte. `undefined` when the envelope does not start as those make it (no data).
+ * The envelope of an event whose data is already JSON text: the same bytes as
+ * {@link encodeEnvelope} writes for that data.
  */
-export function envelopeData(event: StoredEvent, timestamp: string): string | undefined {
-  const head = envelopeHead(event.type, event.job_id, event.sequence, timestamp);
-  const { envelope } = event;
-  if (!envelope.startsWith(head) || !envelope.endsWith("}")) return undefined;
-  return envelope.slice(head.length, -1);
-}
-
-/** The envelope whose data {@link envelopeData} cut out. */
 export function joinEnvelope(
   type: string,
   jobId: string,

@@ -37,6 +37,8 @@ export interface CommittedEvent {
   job: JobRecord;
   /** When it was committed (ISO 8601), as its envelope says. */
   timestamp: string;
+  /** The event's data as JSON text, as its envelope holds it (`joinEnvelope`). */
+  data: string;
 }
 
 /** Why an append was refused; nothing of the request was written. */

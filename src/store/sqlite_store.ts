@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { JobError, JobRecord } from "../jobs/job.ts";
 import { applyEvent, isRefusal } from "../jobs/reducer.ts";
-import { encodeEnvelope, type StoredEvent } from "../jobs/envelope.ts";
+import { joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import type {
   AppendOutcome,
@@ -456,11 +456,15 @@ export class SqliteStore implements EventStore {
       if (isRefusal(applied)) return { ok: false, ...applied };
       record = applied.record;
       const sequence = record.last_sequence;
-      const envelope = encodeEnvelope(event.type, jobId, sequence, timestamp, applied.data);
+      // The data is serialized once: the envelope is built around it, and a commit message to
+      // other isolates carries it alone.
+      const data = JSON.stringify(applied.data);
+      const envelope = joinEnvelope(event.type, jobId, sequence, timestamp, data);
       committed.push({
         event: { job_id: jobId, sequence, type: event.type, envelope },
         job: record,
         timestamp,
+        data,
       });
       sequences.push(sequence);
     }

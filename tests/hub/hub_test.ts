@@ -8,7 +8,6 @@ import {
 } from "../../src/hub/hub.ts";
 import type { CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "../../src/hub/fanout.ts";
 import { isTerminal } from "../../src/jobs/status.ts";
-import { envelopeData } from "../../src/jobs/envelope.ts";
 import type { WireEvent } from "../../src/hub/wire_event.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { CommittedEvent } from "../../src/store/event_store.ts";
@@ -77,7 +76,7 @@ class FakeFanout implements Fanout {
         entry.push({
           timestamp: run[0]!.timestamp,
           types: run.map((c) => c.event.type),
-          data: run.map((c) => envelopeData(c.event, c.timestamp)!),
+          data: run.map((c) => c.data),
           job: last.job,
         });
       }
