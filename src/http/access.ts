@@ -96,7 +96,8 @@ export function principalKey(
   config: Pick<Config, "limitsExemptIps">,
 ): string | null {
   if (principal.sub !== null) return isAdmin(principal) ? null : principal.sub;
-  return exemptAddress(ip, config.limitsExemptIps) ? null : `ip:${ip}`;
+  const address = addressKey(ip, config);
+  return address === null ? null : `ip:${address}`;
 }
 
 /** Key that per-address limits count a client under, or `null` for an exempt address. */
