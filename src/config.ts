@@ -130,6 +130,11 @@ export const OPTIONS = {
     default: 1000,
     help: "Most events in one publish request",
   },
+  "replay-cache-bytes": {
+    schema: integer(0, 1024 * 1024 * 1024 * 1024),
+    default: 32 * 1024 * 1024,
+    help: "Memory per isolate for recent events, replayed without a database read (0 disables)",
+  },
   "send-buffer": {
     schema: integer(1, 10_000_000),
     default: 1000,
@@ -242,6 +247,7 @@ export interface Config {
   readonly maxEventBytes: number;
   readonly maxBodyBytes: number;
   readonly maxBatch: number;
+  readonly replayCacheBytes: number;
   readonly sendBuffer: number;
   readonly tombstoneTtlMs: number;
   readonly idempotencyTtlMs: number;
@@ -333,6 +339,7 @@ const FIELD: Record<OptionName, keyof Config> = {
   "max-event-bytes": "maxEventBytes",
   "max-body-bytes": "maxBodyBytes",
   "max-batch": "maxBatch",
+  "replay-cache-bytes": "replayCacheBytes",
   "send-buffer": "sendBuffer",
   "tombstone-ttl": "tombstoneTtlMs",
   "idempotency-ttl": "idempotencyTtlMs",

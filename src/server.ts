@@ -119,6 +119,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       appender.receive(message.replies);
     },
     deliveryRound,
+    { events: config.maxEventsPerJob, bytes: config.replayCacheBytes },
   );
   committer = new Committer(store, (outcomes, tags) => {
     const batches = outcomes.flatMap((outcome) => (outcome.ok ? [outcome.committed] : []));

@@ -150,6 +150,7 @@ Deno.test("resolveConfig gives every documented default", () => {
     maxEventBytes: 65_536,
     maxBodyBytes: 1_048_576,
     maxBatch: 1000,
+    replayCacheBytes: 33_554_432,
     sendBuffer: 1000,
     tombstoneTtlMs: 86_400_000,
     idempotencyTtlMs: 86_400_000,

@@ -12,12 +12,13 @@
  * @module
  */
 import type { Job, JobRecord } from "../jobs/job.ts";
-import { joinEnvelope } from "../jobs/envelope.ts";
+import { joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
 import type { CommittedEvent, EventStore } from "../store/event_store.ts";
 import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
 import type { PublishReply } from "../store/appender.ts";
 import { changesState, WireEvent } from "./wire_event.ts";
+import { RecentEvents, type RecentLimits, RecentRun } from "./recent.ts";
 
 /** Receives one job's events in order. */
 export interface Subscriber {
@@ -65,22 +66,35 @@ const REPLAY_PAGE = 1000;
 class Channel {
   /** Last sequence delivered to this channel's subscribers. */
   last: number;
+  /**
+   * Creation time of the job this channel was made for, when known. A replay takes events
+   * from {@link recent} only when the job it reads from the store has the same: an id
+   * deleted and made again on another isolate must not get the old job's events.
+   */
+  readonly createdAt: string | undefined;
   /** Set once the job has finished: the channel goes when its last subscriber does. */
   ended = false;
   readonly subscribers = new Set<Subscriber>();
-  constructor(last: number) {
+  /** The job's most recent events, for replays. */
+  readonly recent = new RecentRun();
+  constructor(last: number, createdAt: string | undefined) {
     this.last = last;
+    this.createdAt = createdAt;
   }
 }
 
 /** Unfinished jobs tracked from the store at start; later ones are tracked as they appear. */
 const MAX_TRACKED_AT_START = 1_000_000;
 
+/** Recent events kept for replays when the server does not say: 10,000 per job, 32 MiB in all. */
+export const DEFAULT_RECENT: RecentLimits = { events: 10_000, bytes: 32 * 1024 * 1024 };
+
 /** Fan-out of committed events on one isolate. */
 export class Hub {
   #store: EventStore;
   #fanout: Fanout;
   #channels = new Map<string, Channel>();
+  #recent: RecentEvents;
   #firehose = new Set<FirehoseSubscriber>();
   #delivered = 0;
   #gapFills = 0;
@@ -94,6 +108,7 @@ export class Hub {
    *   other isolates can count whole-server watchers)
    * @param onRemote told after a commit message of another isolate was delivered here
    * @param round runs each batch of deliveries (the transports gather writes per round)
+   * @param recent bounds of the recent events kept in memory for replays
    */
   constructor(
     store: EventStore,
@@ -101,14 +116,16 @@ export class Hub {
     onWatchers: (jobId: string, count: number) => void = () => {},
     onRemote: (message: FanoutMessage) => void = () => {},
     round: (deliver: () => void) => void = (deliver) => deliver(),
+    recent: RecentLimits = DEFAULT_RECENT,
   ) {
+    this.#recent = new RecentEvents(recent);
     this.#store = store;
     this.#fanout = fanout;
     this.#onWatchers = onWatchers;
     this.#onRemote = onRemote;
     this.#round = round;
-    for (const { id, last_sequence } of store.openJobs(MAX_TRACKED_AT_START)) {
-      this.#channels.set(id, new Channel(last_sequence));
+    for (const { id, last_sequence, created_at } of store.openJobs(MAX_TRACKED_AT_START)) {
+      this.#channels.set(id, new Channel(last_sequence, created_at));
     }
     fanout.listen(
       (message) => this.#receiveRemote(message),
@@ -162,24 +179,61 @@ export class Hub {
     };
     beforeReplay(job, replay);
     subscriber.cursor = after;
+    const channel = this.#channel(jobId, last, job.created_at);
+    const run = channel.createdAt === job.created_at ? channel.recent : undefined;
+    const runFirst = run?.first ?? Infinity;
+    const send = (stored: StoredEvent) => {
+      subscriber.cursor = stored.sequence;
+      subscriber.deliver(new WireEvent(stored, stored.sequence === last ? job : undefined));
+    };
+    // Three parts, each possibly empty: from the store up to the events kept in memory,
+    // those kept in memory, and from the store again the newest ones committed on another
+    // isolate that have not reached this one yet.
+    const older = this.#replayFromStore(jobId, after, Math.min(last, runFirst - 1), send);
+    if (run !== undefined) {
+      this.#recent.prepend(run, older);
+      const first = run.first;
+      if (first !== undefined && subscriber.cursor >= first - 1) {
+        const events = run.events;
+        for (let i = subscriber.cursor + 1 - first; i < events.length; i++) {
+          const stored = events[i]!;
+          if (stored.sequence > last) break;
+          send(stored);
+        }
+      }
+    }
+    this.#replayFromStore(jobId, subscriber.cursor, last, send);
+    subscriber.cursor = last;
+    if (isTerminal(job.status)) channel.ended = true;
+    channel.subscribers.add(subscriber);
+    this.#onWatchers(jobId, channel.subscribers.size);
+    return { job, replay };
+  }
+
+  /**
+   * Hands `send` a job's events after `after` up to `last`, read from the store.
+   *
+   * @returns the events read, in order (the caller may keep them in memory)
+   */
+  #replayFromStore(
+    jobId: string,
+    after: number,
+    last: number,
+    send: (stored: StoredEvent) => void,
+  ): StoredEvent[] {
+    const read: StoredEvent[] = [];
     let cursor = after;
     while (cursor < last) {
       const page = this.#store.readEvents(jobId, cursor, Math.min(REPLAY_PAGE, last - cursor));
       if (page.length === 0) break;
       for (const stored of page) {
         if (stored.sequence > last) break;
-        const event = new WireEvent(stored, stored.sequence === last ? job : undefined);
-        subscriber.cursor = stored.sequence;
-        subscriber.deliver(event);
+        send(stored);
+        read.push(stored);
         cursor = stored.sequence;
       }
     }
-    subscriber.cursor = last;
-    const channel = this.#channel(jobId, last);
-    if (isTerminal(job.status)) channel.ended = true;
-    channel.subscribers.add(subscriber);
-    this.#onWatchers(jobId, channel.subscribers.size);
-    return { job, replay };
+    return read;
   }
 
   /** Removes a subscriber; unknown subscribers are ignored. */
@@ -188,7 +242,7 @@ export class Hub {
     if (channel === undefined) return;
     if (!channel.subscribers.delete(subscriber)) return;
     this.#onWatchers(jobId, channel.subscribers.size);
-    if (channel.subscribers.size === 0 && channel.ended) this.#channels.delete(jobId);
+    if (channel.subscribers.size === 0 && channel.ended) this.#drop(jobId, channel);
   }
 
   /** Adds a subscriber to every job's events. */
@@ -230,7 +284,7 @@ export class Hub {
 
   /** Announces a new job to firehose subscribers here and on other isolates. */
   jobCreated(job: Job): void {
-    this.#channel(job.id, job.last_sequence);
+    this.#channel(job.id, job.last_sequence, job.created_at);
     for (const subscriber of this.#firehose) subscriber.created(job);
     this.#fanout.notify({ kind: "created", job });
   }
@@ -243,7 +297,7 @@ export class Hub {
 
   #endJob(jobId: string, reason: string): void {
     const channel = this.#channels.get(jobId);
-    this.#channels.delete(jobId);
+    if (channel !== undefined) this.#drop(jobId, channel);
     if ((channel?.subscribers.size ?? 0) > 0) this.#onWatchers(jobId, 0);
     for (const subscriber of channel?.subscribers ?? []) subscriber.end(reason);
     for (const subscriber of this.#firehose) subscriber.deleted(jobId);
@@ -253,6 +307,7 @@ export class Hub {
   closeAll(reason: string): void {
     const channels = [...this.#channels.values()];
     this.#channels.clear();
+    this.#recent.clear();
     for (const channel of channels) {
       for (const subscriber of channel.subscribers) subscriber.end(reason);
     }
@@ -261,11 +316,13 @@ export class Hub {
   #receiveRemote(message: FanoutMessage): void {
     this.#round(() => {
       for (const [jobId, first, last, terminal, carried] of message.jobs) {
-        const channel = this.#channel(jobId, first - 1);
+        const channel = this.#channel(jobId, first - 1, carried?.job?.created_at);
         if (last <= channel.last) continue;
         if (channel.subscribers.size === 0 && this.#firehose.size === 0) {
-          // Nobody here to deliver to: the channel only keeps its place.
+          // Nobody here to deliver to: the channel only keeps its place (and its recent
+          // events no longer reach it).
           channel.last = last;
+          this.#recent.release(channel.recent);
         } else if (carried === undefined) {
           if (first > channel.last + 1) this.#gapFills++;
           this.#readUpTo(channel, jobId, last, true);
@@ -318,17 +375,17 @@ export class Hub {
 
   #receiveNotice(notice: FanoutNotice): void {
     if (notice.kind === "created") {
-      this.#channel(notice.job.id, notice.job.last_sequence);
+      this.#channel(notice.job.id, notice.job.last_sequence, notice.job.created_at);
       for (const subscriber of this.#firehose) subscriber.created(notice.job);
     } else {
       this.#endJob(notice.jobId, "job deleted");
     }
   }
 
-  #channel(jobId: string, last: number): Channel {
+  #channel(jobId: string, last: number, createdAt: string | undefined): Channel {
     let channel = this.#channels.get(jobId);
     if (channel === undefined) {
-      channel = new Channel(last);
+      channel = new Channel(last, createdAt);
       this.#channels.set(jobId, channel);
     }
     return channel;
@@ -336,7 +393,7 @@ export class Hub {
 
   #dispatch(event: WireEvent): void {
     // A job not tracked yet (created before a restart past the tracking cap) starts here.
-    const channel = this.#channel(event.jobId, event.sequence - 1);
+    const channel = this.#channel(event.jobId, event.sequence - 1, event.job?.created_at);
     if (event.sequence <= channel.last) return;
     if (event.sequence > channel.last + 1) {
       this.#gapFills++;
@@ -349,7 +406,13 @@ export class Hub {
   /** Marks a channel's job finished; the channel goes once nobody follows it. */
   #ended(channel: Channel, jobId: string): void {
     channel.ended = true;
-    if (channel.subscribers.size === 0) this.#channels.delete(jobId);
+    if (channel.subscribers.size === 0) this.#drop(jobId, channel);
+  }
+
+  /** Stops tracking a job here, and lets go of its recent events. */
+  #drop(jobId: string, channel: Channel): void {
+    this.#channels.delete(jobId);
+    this.#recent.release(channel.recent);
   }
 
   /**
@@ -368,6 +431,7 @@ export class Hub {
       if (page.length === 0) {
         // Purged meanwhile (per-job cap): nothing older can be delivered any more.
         channel.last = last;
+        this.#recent.release(channel.recent);
         return;
       }
       for (const stored of page) {
@@ -384,6 +448,7 @@ export class Hub {
 
   #deliver(channel: Channel, event: WireEvent): void {
     channel.last = event.sequence;
+    this.#recent.append(channel.recent, event.stored);
     for (const subscriber of channel.subscribers) {
       if (event.sequence <= subscriber.cursor) continue;
       subscriber.cursor = event.sequence;
@@ -424,6 +489,11 @@ export class Hub {
       }
     }
     return out;
+  }
+
+  /** Bytes of recent events kept in memory for replays on this isolate. */
+  get recentBytes(): number {
+    return this.#recent.bytes;
   }
 
   /** Counters since start: deliveries to subscribers and gaps filled from the store. */

@@ -25,6 +25,8 @@ export function changesState(type: string): boolean {
 
 /** A committed event plus lazily computed, cached encodings. */
 export class WireEvent {
+  /** The event as the store keeps it. */
+  readonly stored: StoredEvent;
   readonly jobId: string;
   readonly sequence: number;
   readonly type: string;
@@ -39,6 +41,7 @@ export class WireEvent {
   #terminal: boolean | undefined;
 
   constructor(event: StoredEvent, job: Job | undefined) {
+    this.stored = event;
     this.jobId = event.job_id;
     this.sequence = event.sequence;
     this.type = event.type;

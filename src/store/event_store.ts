@@ -122,8 +122,11 @@ export interface EventStore {
    * holds it. Several isolates share one store: a lease makes one of them do a chore.
    */
   takeLease(name: string, owner: string, until: number, now: number): boolean;
-  /** Unfinished jobs (any status but completed, failed, cancelled) and their last sequence. */
-  openJobs(limit: number): { id: string; last_sequence: number }[];
+  /**
+   * Unfinished jobs (any status but completed, failed, cancelled), their last sequence and
+   * when they were created.
+   */
+  openJobs(limit: number): { id: string; last_sequence: number; created_at: string }[];
   /** Running jobs whose last event is older than `before` and that are not yet stalled. */
   findStalled(before: number, limit: number): string[];
   close(): void;

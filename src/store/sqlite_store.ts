@@ -87,7 +87,7 @@ const SQL = {
   takeLease: `INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
     WHERE leases.until < ? OR leases.owner = excluded.owner`,
-  selectOpen: `SELECT id, last_sequence FROM jobs
+  selectOpen: `SELECT id, last_sequence, created_at FROM jobs
     WHERE status NOT IN ('completed', 'failed', 'cancelled') LIMIT ?`,
   selectStalled: `SELECT id FROM jobs
     WHERE status = 'running' AND stalled = 0 AND last_event_at < ? LIMIT ?`,
@@ -624,9 +624,13 @@ export class SqliteStore implements EventStore {
     return this.#stmt(SQL.takeLease).run(name, owner, until, now).changes > 0;
   }
 
-  openJobs(limit: number): { id: string; last_sequence: number }[] {
+  openJobs(limit: number): { id: string; last_sequence: number; created_at: string }[] {
     const rows = this.#stmt(SQL.selectOpen).all(limit) as Row[];
-    return rows.map((row) => ({ id: String(row.id), last_sequence: Number(row.last_sequence) }));
+    return rows.map((row) => ({
+      id: String(row.id),
+      last_sequence: Number(row.last_sequence),
+      created_at: String(row.created_at),
+    }));
   }
 
   findStalled(before: number, limit: number): string[] {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  DEFAULT_RECENT,
   type FirehoseSubscriber,
   Hub,
   type ReplayInfo,
@@ -13,6 +14,7 @@ import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite_store.
 import type { CommittedEvent } from "../../src/store/event_store.ts";
 import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
 import type { Job, JobRecord } from "../../src/jobs/job.ts";
+import type { RecentLimits } from "../../src/hub/recent.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00.000Z");
 
@@ -149,11 +151,15 @@ interface Fixture {
   hub: Hub;
 }
 
-function withHub(fn: (f: Fixture) => void, maxEventsPerJob = 100_000): void {
+function withHub(
+  fn: (f: Fixture) => void,
+  maxEventsPerJob = 100_000,
+  recent: RecentLimits = DEFAULT_RECENT,
+): void {
   const store = openSqliteStore(":memory:", { maxEventsPerJob });
   try {
     const fanout = new FakeFanout();
-    const hub = new Hub(store, fanout);
+    const hub = new Hub(store, fanout, undefined, undefined, undefined, recent);
     fn({ store, fanout, hub });
   } finally {
     store.close();
@@ -204,6 +210,11 @@ function countReads(store: SqliteStore): () => number {
     return read(...args);
   };
   return () => reads;
+}
+
+/** The envelopes the store holds for a job, by sequence. */
+function storedEnvelopes(store: SqliteStore, jobId: string): Map<number, string> {
+  return new Map(store.readEvents(jobId, 0, 1_000_000).map((e) => [e.sequence, e.envelope]));
 }
 
 function range(from: number, to: number): number[] {
@@ -371,6 +382,178 @@ Deno.test("hub subscribe replays long histories in order across store pages", ()
     assert.equal(replay.count, 2500);
     assert.deepEqual(recorder.sequences, range(1, 2500));
   });
+});
+
+// ---------------------------------------------------------------------------------------
+// Recent events kept in memory for replays
+
+/** Envelopes a subscriber received, and what the store holds for the same sequences. */
+function sameAsStore(f: Fixture, jobId: string, recorder: Recorder): void {
+  const stored = storedEnvelopes(f.store, jobId);
+  assert.deepEqual(
+    recorder.events.map((e) => e.envelope),
+    recorder.sequences.map((seq) => stored.get(seq)),
+  );
+}
+
+Deno.test("hub replays events published here from memory, without reading the store", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    publish(f, "j", ...logs(1, 30));
+    const reads = countReads(f.store);
+    const { recorder, replay } = subscribe(f.hub, "j", 4);
+    assert.equal(reads(), 0);
+    assert.equal(replay.count, 26);
+    assert.deepEqual(recorder.sequences, range(5, 30));
+    sameAsStore(f, "j", recorder);
+    assert.equal(recorder.events.at(-1)!.job?.last_sequence, 30);
+    assert.ok(f.hub.recentBytes > 0);
+  });
+});
+
+Deno.test("hub replays the older part from the store and the newest from memory", () => {
+  withHub(
+    (f) => {
+      createJob(f.store, "j");
+      publish(f, "j", ...logs(1, 30));
+      const reads = countReads(f.store);
+      const { recorder } = subscribe(f.hub, "j", 0);
+      assert.equal(reads(), 1);
+      assert.deepEqual(recorder.sequences, range(1, 30));
+      sameAsStore(f, "j", recorder);
+    },
+    100_000,
+    { events: 10, bytes: 1_000_000 },
+  );
+});
+
+Deno.test("hub keeps what a replay read from the store for the next replay", () => {
+  withHub((f) => {
+    f.hub.jobCreated(createJob(f.store, "j"));
+    // Committed elsewhere while nobody here followed the job: nothing kept here yet.
+    f.fanout.remote(commit(f.store, "j", ...logs(1, 20)));
+    assert.equal(f.hub.recentBytes, 0);
+    const reads = countReads(f.store);
+    const first = subscribe(f.hub, "j", 0).recorder;
+    assert.equal(reads(), 1);
+    const second = subscribe(f.hub, "j", 3).recorder;
+    assert.equal(reads(), 1);
+    assert.deepEqual(second.sequences, range(4, 20));
+    // Live events extend what is kept.
+    publish(f, "j", log(21));
+    const third = subscribe(f.hub, "j", 18).recorder;
+    assert.equal(reads(), 1);
+    assert.deepEqual(third.sequences, [19, 20, 21]);
+    for (const recorder of [first, second, third]) sameAsStore(f, "j", recorder);
+  });
+});
+
+Deno.test("hub reads from the store the newest events that have not reached this isolate", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    publish(f, "j", ...logs(1, 10));
+    // Committed elsewhere; the commit message is still on its way.
+    const inFlight = commit(f.store, "j", ...logs(11, 13));
+    const reads = countReads(f.store);
+    const { recorder } = subscribe(f.hub, "j", 5);
+    assert.equal(reads(), 1);
+    assert.deepEqual(recorder.sequences, range(6, 13));
+    sameAsStore(f, "j", recorder);
+    f.fanout.remote(inFlight);
+    publish(f, "j", log(14));
+    assert.deepEqual(recorder.sequences, range(6, 14));
+  });
+});
+
+Deno.test("hub starts its kept events again when a replay read ahead of this isolate", () => {
+  withHub((f) => {
+    f.hub.jobCreated(createJob(f.store, "j"));
+    f.fanout.remote(commit(f.store, "j", ...logs(1, 3)));
+    // 4 and 5 are committed elsewhere and still on their way when a replay reads them.
+    const inFlight = commit(f.store, "j", ...logs(4, 5));
+    const early = subscribe(f.hub, "j", 0).recorder;
+    f.fanout.remote(inFlight);
+    publish(f, "j", log(6));
+    const late = subscribe(f.hub, "j", 0).recorder;
+    assert.deepEqual(early.sequences, range(1, 6));
+    assert.deepEqual(late.sequences, range(1, 6));
+    sameAsStore(f, "j", late);
+  });
+});
+
+Deno.test("hub never replays a deleted job's events for a new job with the same id", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    subscribe(f.hub, "j", 0);
+    publish(f, "j", ...logs(1, 10));
+    // Another isolate deletes the job and makes it again; its notices have not arrived.
+    assert.ok(f.store.deleteJob("j", T0 + 1000));
+    const outcome = f.store.createJob(
+      { id: "j", kind: null, owner: null, metadata: {} },
+      T0 + 2000,
+    );
+    assert.ok(outcome.ok);
+    commit(f.store, "j", ...logs(101, 112));
+    const { recorder } = subscribe(f.hub, "j", 0);
+    assert.deepEqual(recorder.sequences, range(1, 12));
+    sameAsStore(f, "j", recorder);
+    assert.match(recorder.events[0]!.envelope, /"line":"101"/);
+  });
+});
+
+Deno.test("hub keeps at most the byte bound of recent events, dropping the oldest runs first", () => {
+  withHub(
+    (f) => {
+      for (const id of ["a", "b", "c"]) {
+        createJob(f.store, id);
+        publish(f, id, ...logs(1, 5));
+      }
+      assert.ok(f.hub.recentBytes > 0 && f.hub.recentBytes <= 1500, `${f.hub.recentBytes}`);
+      // "a" was dropped: its replay reads the store, "c" is still in memory.
+      const reads = countReads(f.store);
+      const c = subscribe(f.hub, "c", 0).recorder;
+      assert.equal(reads(), 0);
+      const a = subscribe(f.hub, "a", 0).recorder;
+      assert.equal(reads(), 1);
+      assert.deepEqual(a.sequences, range(1, 5));
+      sameAsStore(f, "a", a);
+      sameAsStore(f, "c", c);
+    },
+    100_000,
+    { events: 100, bytes: 1500 },
+  );
+});
+
+Deno.test("hub lets go of a job's recent events when the job finishes or is deleted", () => {
+  withHub((f) => {
+    createJob(f.store, "a");
+    createJob(f.store, "b");
+    publish(f, "a", ...logs(1, 5));
+    const held = f.hub.recentBytes;
+    publish(f, "b", ...logs(1, 5));
+    assert.ok(f.hub.recentBytes > held);
+    publish(f, "b", status("running"), status("completed"));
+    assert.equal(f.hub.recentBytes, held);
+    f.hub.jobDeleted("a", "job deleted");
+    assert.equal(f.hub.recentBytes, 0);
+  });
+});
+
+Deno.test("hub keeps nothing in memory when the byte bound is 0", () => {
+  withHub(
+    (f) => {
+      createJob(f.store, "j");
+      publish(f, "j", ...logs(1, 5));
+      assert.equal(f.hub.recentBytes, 0);
+      const reads = countReads(f.store);
+      const { recorder } = subscribe(f.hub, "j", 0);
+      subscribe(f.hub, "j", 0);
+      assert.equal(reads(), 2);
+      sameAsStore(f, "j", recorder);
+    },
+    100_000,
+    { events: 100, bytes: 0 },
+  );
 });
 
 // ---------------------------------------------------------------------------------------
@@ -875,68 +1058,86 @@ type HubOp =
   | { op: "join"; since: number | null }
   | { op: "leave"; pick: number };
 
-Deno.test("hub gives every subscriber a gap-free, duplicate-free run whatever the arrival order", () => {
-  const opArb: fc.Arbitrary<HubOp> = fc.oneof(
-    fc.record({ op: fc.constant("remoteCommit" as const), count: fc.integer({ min: 1, max: 3 }) }),
-    fc.record({ op: fc.constant("arrive" as const), pick: fc.nat() }),
-    fc.record({ op: fc.constant("local" as const), count: fc.integer({ min: 1, max: 3 }) }),
-    fc.record({
-      op: fc.constant("join" as const),
-      since: fc.option(fc.nat(30), { nil: null }),
-    }),
-    fc.record({ op: fc.constant("leave" as const), pick: fc.nat() }),
-  );
-  fc.assert(
-    fc.property(fc.array(opArb, { maxLength: 40 }), (ops) => {
-      withHub((f) => {
-        createJob(f.store, "j");
-        const inFlight: CommittedEvent[] = [];
-        const active: { recorder: Recorder; start: number }[] = [];
-        const all: { recorder: Recorder; start: number }[] = [];
-        let line = 0;
-        for (const step of ops) {
-          switch (step.op) {
-            case "remoteCommit":
-              inFlight.push(...commit(f.store, "j", ...logs(line + 1, line + step.count)));
-              line += step.count;
-              break;
-            case "arrive": {
-              if (inFlight.length === 0) break;
-              const [event] = inFlight.splice(step.pick % inFlight.length, 1);
-              f.fanout.remote([event!]);
-              break;
+for (
+  const [name, recent] of [
+    ["", DEFAULT_RECENT],
+    [" (recent events: 4 per job, 600 bytes)", { events: 4, bytes: 600 }],
+  ] as const
+) {
+  Deno.test(`hub gives every subscriber a gap-free, duplicate-free run whatever the arrival order${name}`, () => {
+    const opArb: fc.Arbitrary<HubOp> = fc.oneof(
+      fc.record({
+        op: fc.constant("remoteCommit" as const),
+        count: fc.integer({ min: 1, max: 3 }),
+      }),
+      fc.record({ op: fc.constant("arrive" as const), pick: fc.nat() }),
+      fc.record({ op: fc.constant("local" as const), count: fc.integer({ min: 1, max: 3 }) }),
+      fc.record({
+        op: fc.constant("join" as const),
+        since: fc.option(fc.nat(30), { nil: null }),
+      }),
+      fc.record({ op: fc.constant("leave" as const), pick: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 40 }), (ops) => {
+        withHub(
+          (f) => {
+            createJob(f.store, "j");
+            const inFlight: CommittedEvent[] = [];
+            const active: { recorder: Recorder; start: number }[] = [];
+            const all: { recorder: Recorder; start: number }[] = [];
+            let line = 0;
+            for (const step of ops) {
+              switch (step.op) {
+                case "remoteCommit":
+                  inFlight.push(...commit(f.store, "j", ...logs(line + 1, line + step.count)));
+                  line += step.count;
+                  break;
+                case "arrive": {
+                  if (inFlight.length === 0) break;
+                  const [event] = inFlight.splice(step.pick % inFlight.length, 1);
+                  f.fanout.remote([event!]);
+                  break;
+                }
+                case "local":
+                  publish(f, "j", ...logs(line + 1, line + step.count));
+                  line += step.count;
+                  break;
+                case "join": {
+                  const { recorder, replay } = subscribe(f.hub, "j", step.since, 5);
+                  // The run starts at the first replayed event, or after the job's last one.
+                  const entry = { recorder, start: replay.from ?? recorder.cursor + 1 };
+                  active.push(entry);
+                  all.push(entry);
+                  break;
+                }
+                case "leave": {
+                  if (active.length === 0) break;
+                  const [entry] = active.splice(step.pick % active.length, 1);
+                  f.hub.unsubscribe("j", entry!.recorder);
+                  break;
+                }
+              }
             }
-            case "local":
-              publish(f, "j", ...logs(line + 1, line + step.count));
-              line += step.count;
-              break;
-            case "join": {
-              const { recorder, replay } = subscribe(f.hub, "j", step.since, 5);
-              // The run starts at the first replayed event, or after the job's last one.
-              const entry = { recorder, start: replay.from ?? recorder.cursor + 1 };
-              active.push(entry);
-              all.push(entry);
-              break;
+            for (const event of inFlight.splice(0)) f.fanout.remote([event]);
+            const last = f.store.getJob("j")!.last_sequence;
+            const envelopes = storedEnvelopes(f.store, "j");
+            for (const { recorder, start } of all) {
+              const seqs = recorder.sequences;
+              seqs.forEach((seq, i) => assert.equal(seq, start + i, `sequences ${seqs}`));
+              for (const event of recorder.events) {
+                assert.equal(event.envelope, envelopes.get(event.sequence));
+              }
             }
-            case "leave": {
-              if (active.length === 0) break;
-              const [entry] = active.splice(step.pick % active.length, 1);
-              f.hub.unsubscribe("j", entry!.recorder);
-              break;
+            for (const { recorder, start } of active) {
+              assert.deepEqual(recorder.sequences, range(start, last));
             }
-          }
-        }
-        for (const event of inFlight.splice(0)) f.fanout.remote([event]);
-        const last = f.store.getJob("j")!.last_sequence;
-        for (const { recorder, start } of all) {
-          const seqs = recorder.sequences;
-          seqs.forEach((seq, i) => assert.equal(seq, start + i, `sequences ${seqs}`));
-        }
-        for (const { recorder, start } of active) {
-          assert.deepEqual(recorder.sequences, range(start, last));
-        }
-      });
-    }),
-    { numRuns: 300 },
-  );
-});
+          },
+          100_000,
+          recent,
+        );
+      }),
+      { numRuns: 300 },
+    );
+  });
+}
