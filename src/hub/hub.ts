@@ -98,6 +98,8 @@ export class Hub {
   #firehose = new Set<FirehoseSubscriber>();
   #delivered = 0;
   #gapFills = 0;
+  #replayedFromMemory = 0;
+  #replayedFromStore = 0;
 
   #onWatchers: (jobId: string, count: number) => void;
   #onRemote: (message: FanoutMessage) => void;
@@ -193,16 +195,19 @@ export class Hub {
     if (run !== undefined) {
       this.#recent.prepend(run, older);
       const first = run.first;
-      if (first !== undefined && subscriber.cursor >= first - 1) {
+      const from = subscriber.cursor;
+      if (first !== undefined && from >= first - 1) {
         const events = run.events;
-        for (let i = subscriber.cursor + 1 - first; i < events.length; i++) {
+        for (let i = from + 1 - first; i < events.length; i++) {
           const stored = events[i]!;
           if (stored.sequence > last) break;
           send(stored);
         }
+        this.#replayedFromMemory += subscriber.cursor - from;
       }
     }
-    this.#replayFromStore(jobId, subscriber.cursor, last, send);
+    const newer = this.#replayFromStore(jobId, subscriber.cursor, last, send);
+    this.#replayedFromStore += older.length + newer.length;
     subscriber.cursor = last;
     if (isTerminal(job.status)) channel.ended = true;
     channel.subscribers.add(subscriber);
@@ -496,9 +501,24 @@ export class Hub {
     return this.#recent.bytes;
   }
 
-  /** Counters since start: deliveries to subscribers and gaps filled from the store. */
-  get counts(): { delivered: number; gapFills: number; firehose: number } {
-    return { delivered: this.#delivered, gapFills: this.#gapFills, firehose: this.#firehose.size };
+  /**
+   * Counters since start: deliveries to subscribers, gaps filled from the store, and
+   * replayed events taken from memory and from the store; and firehose subscribers now.
+   */
+  get counts(): {
+    delivered: number;
+    gapFills: number;
+    replayedFromMemory: number;
+    replayedFromStore: number;
+    firehose: number;
+  } {
+    return {
+      delivered: this.#delivered,
+      gapFills: this.#gapFills,
+      replayedFromMemory: this.#replayedFromMemory,
+      replayedFromStore: this.#replayedFromStore,
+      firehose: this.#firehose.size,
+    };
   }
 }
 

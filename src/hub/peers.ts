@@ -15,6 +15,11 @@ export interface IsolateFigures {
   published: number;
   delivered: number;
   gapFills: number;
+  /** Replayed events taken from memory, and read from the store. */
+  replayedFromMemory: number;
+  replayedFromStore: number;
+  /** Bytes of recent events kept in memory for replays. */
+  replayCacheBytes: number;
   commits: number;
   appends: number;
   lockWaits: number;

@@ -80,6 +80,10 @@ Deno.test("stats counts open connections by transport, jobs by status and publis
       assert.equal(stats.events.published_total, 5);
       assert.equal(typeof stats.events.delivered_total, "number");
       assert.ok(stats.events.delivered_total >= 2);
+      // Both streams replayed the job's first two events, from memory: they were published here.
+      assert.equal(stats.events.replayed_from_memory_total, 4);
+      assert.equal(stats.events.replayed_from_store_total, 0);
+      assert.ok(stats.replay_cache_bytes > 0);
 
       assert.deepEqual(stats.per_job[id], { connections: 2, last_sequence: 3 });
       assert.ok(!(idle in stats.per_job));
@@ -152,6 +156,9 @@ Deno.test("metrics is Prometheus text with connection and event counters and no 
       assert.equal(values.get('jobwire_connections{transport="sse"}'), 0);
       assert.equal(values.get("jobwire_events_published_total"), 3);
       assert.equal(values.get('jobwire_jobs{status="pending"}'), 1);
+      assert.equal(values.get('jobwire_events_replayed_total{source="memory"}'), 3);
+      assert.equal(values.get('jobwire_events_replayed_total{source="store"}'), 0);
+      assert.ok(values.get("jobwire_replay_cache_bytes")! > 0);
       assert.ok(text.endsWith("\n"));
       for (const line of text.split("\n")) {
         if (line === "") continue;

@@ -403,6 +403,8 @@ Deno.test("hub replays events published here from memory, without reading the st
     const reads = countReads(f.store);
     const { recorder, replay } = subscribe(f.hub, "j", 4);
     assert.equal(reads(), 0);
+    assert.equal(f.hub.counts.replayedFromMemory, 26);
+    assert.equal(f.hub.counts.replayedFromStore, 0);
     assert.equal(replay.count, 26);
     assert.deepEqual(recorder.sequences, range(5, 30));
     sameAsStore(f, "j", recorder);
@@ -419,6 +421,10 @@ Deno.test("hub replays the older part from the store and the newest from memory"
       const reads = countReads(f.store);
       const { recorder } = subscribe(f.hub, "j", 0);
       assert.equal(reads(), 1);
+      // At most 10 kept, and up to a quarter more between trims.
+      const { replayedFromMemory, replayedFromStore } = f.hub.counts;
+      assert.ok(replayedFromMemory >= 10 && replayedFromMemory <= 12, `${replayedFromMemory}`);
+      assert.equal(replayedFromMemory + replayedFromStore, 30);
       assert.deepEqual(recorder.sequences, range(1, 30));
       sameAsStore(f, "j", recorder);
     },
@@ -457,6 +463,8 @@ Deno.test("hub reads from the store the newest events that have not reached this
     const reads = countReads(f.store);
     const { recorder } = subscribe(f.hub, "j", 5);
     assert.equal(reads(), 1);
+    assert.equal(f.hub.counts.replayedFromMemory, 5);
+    assert.equal(f.hub.counts.replayedFromStore, 3);
     assert.deepEqual(recorder.sequences, range(6, 13));
     sameAsStore(f, "j", recorder);
     f.fanout.remote(inFlight);

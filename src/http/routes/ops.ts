@@ -24,6 +24,9 @@ export function localFigures(deps: AppDeps): IsolateFigures {
     published: stats.eventsPublished,
     delivered: hub.counts.delivered,
     gapFills: hub.counts.gapFills,
+    replayedFromMemory: hub.counts.replayedFromMemory,
+    replayedFromStore: hub.counts.replayedFromStore,
+    replayCacheBytes: hub.recentBytes,
     commits: committer.counts.commits,
     appends: committer.counts.appends,
     lockWaits: committer.counts.lockWaits,
@@ -55,6 +58,9 @@ export async function serverFigures(
     "published",
     "delivered",
     "gapFills",
+    "replayedFromMemory",
+    "replayedFromStore",
+    "replayCacheBytes",
     "commits",
     "appends",
     "lockWaits",
@@ -114,7 +120,10 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
       published_total: f.published,
       delivered_total: f.delivered,
       gap_fills_total: f.gapFills,
+      replayed_from_memory_total: f.replayedFromMemory,
+      replayed_from_store_total: f.replayedFromStore,
     },
+    replay_cache_bytes: f.replayCacheBytes,
     rates: {
       events_published_per_second: f.publishedPerSecond,
       messages_delivered_per_second: f.deliveredPerSecond,
@@ -179,6 +188,14 @@ async function metricsText(deps: AppDeps): Promise<string> {
   metric("jobwire_gap_fills_total", "counter", "Gaps filled from the store before delivery.", [[
     "",
     f.gapFills,
+  ]]);
+  metric("jobwire_events_replayed_total", "counter", "Events replayed to joining streams.", [
+    ['{source="memory"}', f.replayedFromMemory],
+    ['{source="store"}', f.replayedFromStore],
+  ]);
+  metric("jobwire_replay_cache_bytes", "gauge", "Recent events kept in memory for replays.", [[
+    "",
+    f.replayCacheBytes,
   ]]);
   metric("jobwire_commits_total", "counter", "Store transactions (group commits).", [[
     "",
