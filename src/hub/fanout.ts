@@ -33,13 +33,15 @@ export interface CarriedEvents {
 
 /**
  * What one request of a commit added to a job: its id, the first and last new sequence,
- * whether the job is finished after them, and the events when they are few.
+ * whether the job is finished after them, when the job was created (which tells it apart
+ * from an earlier job under the same id), and the events when they are few.
  */
 export type CommitEntry = [
   jobId: string,
   first: number,
   last: number,
   terminal: boolean,
+  createdAt: string,
   carried?: CarriedEvents,
 ];
 

@@ -67,9 +67,11 @@ class Channel {
   /** Last sequence delivered to this channel's subscribers. */
   last: number;
   /**
-   * Creation time of the job this channel was made for, when known. A replay takes events
-   * from {@link recent} only when the job it reads from the store has the same: an id
-   * deleted and made again on another isolate must not get the old job's events.
+   * Creation time of the job this channel was made for, when known. A job made again
+   * under a deleted id is always created later, so this tells the two apart: a commit
+   * message of an earlier job is dropped, only events of this job are kept in
+   * {@link recent}, and a replay takes events from there only when the job it reads from
+   * the store has the same time.
    */
   readonly createdAt: string | undefined;
   /** Set once the job has finished: the channel goes when its last subscriber does. */
@@ -320,8 +322,11 @@ export class Hub {
 
   #receiveRemote(message: FanoutMessage): void {
     this.#round(() => {
-      for (const [jobId, first, last, terminal, carried] of message.jobs) {
-        const channel = this.#channel(jobId, first - 1, carried?.job?.created_at);
+      for (const [jobId, first, last, terminal, createdAt, carried] of message.jobs) {
+        const channel = this.#channel(jobId, first - 1, createdAt);
+        // Events of an earlier job under the same id, deleted and made again while this
+        // message travelled: none of them belong to the job followed here now.
+        if (channel.createdAt !== undefined && createdAt < channel.createdAt) continue;
         if (last <= channel.last) continue;
         if (channel.subscribers.size === 0 && this.#firehose.size === 0) {
           // Nobody here to deliver to: the channel only keeps its place (and its recent
@@ -348,6 +353,7 @@ export class Hub {
             this.#deliver(
               channel,
               new WireEvent(stored, sequence === last ? carried.job : undefined),
+              createdAt,
             );
           }
         }
@@ -404,7 +410,7 @@ export class Hub {
       this.#gapFills++;
       this.#readUpTo(channel, event.jobId, event.sequence - 1, false);
     }
-    this.#deliver(channel, event);
+    this.#deliver(channel, event, event.job?.created_at);
     if (event.terminal) this.#ended(channel, event.jobId);
   }
 
@@ -427,6 +433,11 @@ export class Hub {
    *   job's state (read from the store, and only when nothing was committed after it)
    */
   #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): void {
+    // What the store holds now belongs to the job it has now, which may be a newer one
+    // under the same id than this channel's.
+    const generation = channel.createdAt === undefined
+      ? undefined
+      : this.#store.getJob(jobId)?.created_at;
     while (channel.last < last) {
       const page = this.#store.readEvents(
         jobId,
@@ -446,14 +457,22 @@ export class Hub {
           job = this.#store.getJob(jobId);
           if (job?.last_sequence !== last) job = undefined;
         }
-        this.#deliver(channel, new WireEvent(stored, job));
+        this.#deliver(channel, new WireEvent(stored, job), generation);
       }
     }
   }
 
-  #deliver(channel: Channel, event: WireEvent): void {
+  /**
+   * @param generation creation time of the job the event belongs to, when known: only an
+   *   event of the channel's own job is kept for replays
+   */
+  #deliver(channel: Channel, event: WireEvent, generation: string | undefined): void {
     channel.last = event.sequence;
-    this.#recent.append(channel.recent, event.stored);
+    if (generation !== undefined && generation === channel.createdAt) {
+      this.#recent.append(channel.recent, event.stored);
+    } else {
+      this.#recent.release(channel.recent);
+    }
     for (const subscriber of channel.subscribers) {
       if (event.sequence <= subscriber.cursor) continue;
       subscriber.cursor = event.sequence;
@@ -535,6 +554,7 @@ function commitEntry(batch: readonly CommittedEvent[]): CommitEntry | undefined 
     first.event.sequence,
     last.event.sequence,
     isTerminal(last.job.status),
+    last.job.created_at,
   ];
   const carried: CarriedEvents = { timestamp: first.timestamp, types: [], data: [] };
   let bytes = 0;

@@ -39,11 +39,18 @@ export class RecentRun {
   }
 }
 
-/** What an event costs in memory beyond its envelope text (object, fields, array slot). */
-const EVENT_OVERHEAD = 64;
+/**
+ * What an event costs in memory beyond its envelope text: the object and its array slot,
+ * and the job id and type strings of an event read back from the store.
+ */
+const EVENT_OVERHEAD = 160;
 
-function cost(event: StoredEvent): number {
-  return event.envelope.length + EVENT_OVERHEAD;
+/**
+ * Bytes one kept event is counted for. The envelope counts two bytes a character, as a
+ * string holding any character past Latin-1 takes, so that the bound is never exceeded.
+ */
+export function eventCost(event: StoredEvent): number {
+  return 2 * event.envelope.length + EVENT_OVERHEAD;
 }
 
 /** The runs of every job on one isolate, and what they hold in all. */
@@ -69,7 +76,7 @@ export class RecentEvents {
     if (last !== undefined && event.sequence !== last + 1) this.release(run);
     if (run.events.length === 0) this.#runs.add(run);
     run.events.push(event);
-    const bytes = cost(event);
+    const bytes = eventCost(event);
     run.bytes += bytes;
     this.#bytes += bytes;
     this.#bound(run);
@@ -91,7 +98,7 @@ export class RecentEvents {
     if (room <= 0) return;
     const added = events.length > room ? events.slice(events.length - room) : events;
     let bytes = 0;
-    for (const event of added) bytes += cost(event);
+    for (const event of added) bytes += eventCost(event);
     if (run.events.length === 0) {
       run.events = [...added];
       this.#runs.add(run);
@@ -129,7 +136,7 @@ export class RecentEvents {
     if (run.events.length > limit + (limit >> 2)) {
       const dropped = run.events.splice(0, run.events.length - limit);
       let bytes = 0;
-      for (const event of dropped) bytes += cost(event);
+      for (const event of dropped) bytes += eventCost(event);
       run.bytes -= bytes;
       this.#bytes -= bytes;
     }
@@ -144,7 +151,7 @@ export class RecentEvents {
     let drop = 0;
     let bytes = 0;
     while (drop < run.events.length && run.bytes - bytes > target) {
-      bytes += cost(run.events[drop++]!);
+      bytes += eventCost(run.events[drop++]!);
     }
     run.events.splice(0, drop);
     run.bytes -= bytes;

@@ -53,7 +53,7 @@ async function received(
 }
 
 function message(sequence: number): FanoutMessage {
-  return { jobs: [["j", sequence, sequence, false]] };
+  return { jobs: [["j", sequence, sequence, false, "2026-01-01T00:00:00.000Z"]] };
 }
 
 Deno.test("broadcast fanout delivers messages in order to another isolate, none lost", async () => {

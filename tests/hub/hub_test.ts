@@ -16,7 +16,8 @@ import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
 import type { Job, JobRecord } from "../../src/jobs/job.ts";
 import type { RecentLimits } from "../../src/hub/recent.ts";
 
-const T0 = Date.parse("2026-01-01T00:00:00.000Z");
+const T0_ISO = "2026-01-01T00:00:00.000Z";
+const T0 = Date.parse(T0_ISO);
 
 /** A fanout that records what the hub sends and lets the test play the other isolates. */
 class FakeFanout implements Fanout {
@@ -73,6 +74,7 @@ class FakeFanout implements Fanout {
         run[0]!.event.sequence,
         last.event.sequence,
         isTerminal(last.job.status),
+        last.job.created_at,
       ];
       if (carry) {
         entry.push({
@@ -509,6 +511,61 @@ Deno.test("hub never replays a deleted job's events for a new job with the same 
   });
 });
 
+Deno.test("hub never replays an earlier job's events made again within the same millisecond", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    subscribe(f.hub, "j", 0);
+    publish(f, "j", ...logs(1, 10));
+    // Deleted and made again on another isolate within the millisecond the first was
+    // made in; the notices have not arrived.
+    const at = T0;
+    assert.ok(f.store.deleteJob("j", at));
+    const outcome = f.store.createJob({ id: "j", kind: null, owner: null, metadata: {} }, at);
+    assert.ok(outcome.ok);
+    commit(f.store, "j", ...logs(101, 105));
+    const { recorder } = subscribe(f.hub, "j", 0);
+    assert.deepEqual(recorder.sequences, range(1, 5));
+    sameAsStore(f, "j", recorder);
+  });
+});
+
+for (const carry of [true, false]) {
+  Deno.test(
+    `hub drops a late commit message of an earlier job under the same id (${
+      carry ? "carried" : "read from the store"
+    })`,
+    () => {
+      withHub((f) => {
+        f.hub.jobCreated(createJob(f.store, "j"));
+        // Another isolate commits events 1..5 of the first job; its message is on its way.
+        const earlier = commit(f.store, "j", ...logs(1, 5));
+        // A third deletes the job and makes it again; its notices arrive first.
+        assert.ok(f.store.deleteJob("j", T0 + 1000));
+        f.fanout.remoteNotice({ kind: "deleted", jobId: "j" });
+        const made = f.store.createJob(
+          { id: "j", kind: null, owner: null, metadata: {} },
+          T0 + 1000,
+        );
+        assert.ok(made.ok);
+        f.fanout.remoteNotice({ kind: "created", job: made.job });
+        const live = subscribe(f.hub, "j", 0).recorder;
+        const all = firehose();
+        f.hub.subscribeAll(all);
+        f.fanout.remote(earlier, carry);
+        assert.deepEqual(live.events, []);
+        assert.deepEqual(all.events, []);
+        f.fanout.remote(commit(f.store, "j", ...logs(101, 107)), carry);
+        const late = subscribe(f.hub, "j", 0).recorder;
+        assert.deepEqual(live.sequences, range(1, 7));
+        assert.deepEqual(late.sequences, range(1, 7));
+        sameAsStore(f, "j", live);
+        sameAsStore(f, "j", late);
+        assert.match(late.events[0]!.envelope, /"line":"101"/);
+      });
+    },
+  );
+}
+
 Deno.test("hub keeps at most the byte bound of recent events, dropping the oldest runs first", () => {
   withHub(
     (f) => {
@@ -516,7 +573,8 @@ Deno.test("hub keeps at most the byte bound of recent events, dropping the oldes
         createJob(f.store, id);
         publish(f, id, ...logs(1, 5));
       }
-      assert.ok(f.hub.recentBytes > 0 && f.hub.recentBytes <= 1500, `${f.hub.recentBytes}`);
+      // Five events of each job take about 1,900 bytes: two jobs' fit, three do not.
+      assert.ok(f.hub.recentBytes > 0 && f.hub.recentBytes <= 5000, `${f.hub.recentBytes}`);
       // "a" was dropped: its replay reads the store, "c" is still in memory.
       const reads = countReads(f.store);
       const c = subscribe(f.hub, "c", 0).recorder;
@@ -528,7 +586,7 @@ Deno.test("hub keeps at most the byte bound of recent events, dropping the oldes
       sameAsStore(f, "c", c);
     },
     100_000,
-    { events: 100, bytes: 1500 },
+    { events: 100, bytes: 5000 },
   );
 });
 
@@ -579,18 +637,18 @@ Deno.test("hub publishLocal tells the fanout what each request added, carrying s
     f.hub.publishLocal([j, k, big]);
     assert.deepEqual(f.fanout.published, [{
       jobs: [
-        ["j", 1, 3, false, {
+        ["j", 1, 3, false, T0_ISO, {
           timestamp: j[0]!.timestamp,
           types: ["log", "log", "log"],
           data: j.map((c) => JSON.stringify(JSON.parse(c.event.envelope).data)),
         }],
-        ["k", 1, 2, true, {
+        ["k", 1, 2, true, T0_ISO, {
           timestamp: k[0]!.timestamp,
           types: ["status", "status"],
           data: ['{"status":"running"}', '{"status":"completed"}'],
           job: k[1]!.job,
         }],
-        ["big", 1, 200, false],
+        ["big", 1, 200, false, T0_ISO],
       ],
     }]);
   });
@@ -1069,7 +1127,7 @@ type HubOp =
 for (
   const [name, recent] of [
     ["", DEFAULT_RECENT],
-    [" (recent events: 4 per job, 600 bytes)", { events: 4, bytes: 600 }],
+    [" (recent events: 4 per job, 1,200 bytes)", { events: 4, bytes: 1200 }],
   ] as const
 ) {
   Deno.test(`hub gives every subscriber a gap-free, duplicate-free run whatever the arrival order${name}`, () => {

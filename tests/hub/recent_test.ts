@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { RecentEvents, RecentRun } from "../../src/hub/recent.ts";
+import { eventCost, RecentEvents, RecentRun } from "../../src/hub/recent.ts";
 import type { StoredEvent } from "../../src/jobs/envelope.ts";
 
-/** An event whose envelope is 36 characters: it costs 100 bytes with the per-event overhead. */
+/** An event whose envelope is 36 characters, as every event here: each costs {@link C}. */
 function event(sequence: number): StoredEvent {
   return {
     job_id: "j",
@@ -11,6 +11,9 @@ function event(sequence: number): StoredEvent {
     envelope: `{"sequence":${String(sequence).padStart(6, "0")},"x":"abcdefghij"}`,
   };
 }
+
+/** What one event is counted for. */
+const C = eventCost(event(1));
 
 const events = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, i) => event(from + i));
@@ -24,7 +27,7 @@ Deno.test("recent events: an event that does not follow the run starts it again"
   recent.append(run, event(7));
   assert.deepEqual(sequences(run), [7]);
   assert.equal(recent.bytes, run.bytes);
-  assert.equal(run.bytes, 100);
+  assert.equal(run.bytes, C);
 });
 
 Deno.test("recent events: a run keeps the newest events, trimmed a quarter past its bound", () => {
@@ -34,7 +37,7 @@ Deno.test("recent events: a run keeps the newest events, trimmed a quarter past 
   assert.deepEqual(sequences(run), events(1, 10).map((e) => e.sequence));
   recent.append(run, event(11));
   assert.deepEqual(sequences(run), [4, 5, 6, 7, 8, 9, 10, 11]);
-  assert.equal(recent.bytes, 800);
+  assert.equal(recent.bytes, 8 * C);
 });
 
 Deno.test("recent events: prepend takes only events that end right before the run", () => {
@@ -48,7 +51,7 @@ Deno.test("recent events: prepend takes only events that end right before the ru
   assert.deepEqual(sequences(run), [5, 6, 7, 8, 9]);
   recent.prepend(run, events(2, 4));
   assert.deepEqual(sequences(run), [2, 3, 4, 5, 6, 7, 8, 9]);
-  assert.equal(recent.bytes, 800);
+  assert.equal(recent.bytes, 8 * C);
 });
 
 Deno.test("recent events: prepend keeps the newest of what was read, within the run's bound", () => {
@@ -58,39 +61,39 @@ Deno.test("recent events: prepend keeps the newest of what was read, within the 
   assert.deepEqual(sequences(run), [7, 8, 9, 10]);
   recent.prepend(run, events(1, 6));
   assert.deepEqual(sequences(run), [7, 8, 9, 10]);
-  assert.equal(recent.bytes, 400);
+  assert.equal(recent.bytes, 4 * C);
 });
 
 Deno.test("recent events: past the byte bound the run started longest ago goes whole", () => {
-  const recent = new RecentEvents({ events: 100, bytes: 1000 });
+  const recent = new RecentEvents({ events: 100, bytes: 10 * C });
   const [a, b, c] = [new RecentRun(), new RecentRun(), new RecentRun()];
   recent.prepend(a, events(1, 4));
   recent.prepend(b, events(1, 4));
-  assert.equal(recent.bytes, 800);
+  assert.equal(recent.bytes, 8 * C);
   recent.prepend(c, events(1, 3));
   assert.deepEqual(sequences(a), []);
   assert.deepEqual(sequences(b), [1, 2, 3, 4]);
   assert.deepEqual(sequences(c), [1, 2, 3]);
-  assert.equal(recent.bytes, 700);
+  assert.equal(recent.bytes, 7 * C);
   recent.release(b);
-  assert.equal(recent.bytes, 300);
+  assert.equal(recent.bytes, 3 * C);
   recent.clear();
   assert.equal(recent.bytes, 0);
   assert.deepEqual(sequences(c), []);
 });
 
 Deno.test("recent events: a run alone over the byte bound keeps its newest events", () => {
-  const recent = new RecentEvents({ events: 100, bytes: 1000 });
+  const recent = new RecentEvents({ events: 100, bytes: 10 * C });
   const [a, b] = [new RecentRun(), new RecentRun()];
   recent.prepend(a, events(1, 2));
   for (const e of events(1, 10)) recent.append(b, e);
   assert.deepEqual(sequences(a), []);
   assert.deepEqual(sequences(b), events(1, 10).map((e) => e.sequence));
-  assert.equal(recent.bytes, 1000);
+  assert.equal(recent.bytes, 10 * C);
   // Over the bound: down to three quarters of it, the newest kept.
   recent.append(b, event(11));
   assert.deepEqual(sequences(b), [5, 6, 7, 8, 9, 10, 11]);
-  assert.equal(recent.bytes, 700);
+  assert.equal(recent.bytes, 7 * C);
 });
 
 Deno.test("recent events: a byte bound of 0 keeps nothing", () => {

@@ -550,6 +550,21 @@ storeTest("createJob with a deleted id clears the tombstone and starts afresh", 
   assert.equal(fresh.replayed, false);
 });
 
+storeTest("a job made again under a deleted id is created after the earlier one went", (store) => {
+  const first = create(store, "j", T0);
+  store.deleteJob("j", T0);
+  // Within the same millisecond, and with the clock behind the deletion.
+  const second = create(store, "j", T0);
+  assert.equal(first.created_at, new Date(T0).toISOString());
+  assert.equal(second.created_at, new Date(T0 + 1).toISOString());
+  store.deleteJob("j", T0 + 5000);
+  const third = create(store, "j", T0 + 3000);
+  assert.equal(third.created_at, new Date(T0 + 5001).toISOString());
+  assert.equal(store.getJob("j")?.created_at, third.created_at);
+  // An id never deleted takes the time it is given.
+  assert.equal(create(store, "k", T0).created_at, new Date(T0).toISOString());
+});
+
 // ---------------------------------------------------------------------------------------
 // Listing and counting
 
