@@ -3,7 +3,8 @@
  * same jobs. A `BroadcastChannel` does not deliver to its own poster, so the hub serves
  * its local subscribers directly and uses a fanout only for the others.
  *
- * A commit message names what each request added (job, first and last sequence) and,
+ * A commit message names what each request added (job, first and last sequence, and the
+ * job's creation time, which tells it from an earlier job under the same id) and,
  * for a request of a few events, carries what their envelopes hold beyond that: the
  * commit time once, and each event's type and data as text, from which the receiver
  * rebuilds the envelopes byte for byte. A larger request's events stay in the database

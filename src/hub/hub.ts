@@ -9,6 +9,9 @@
  * remembers the last sequence it delivered, drops what it has seen and fills a gap from
  * the store before delivering what follows it.
  *
+ * Each channel also keeps its job's newest events ({@link RecentEvents}), so a replay
+ * reads from the store only what is older, or what has not reached this isolate yet.
+ *
  * @module
  */
 import type { Job, JobRecord } from "../jobs/job.ts";
