@@ -196,7 +196,8 @@ export class Hub {
     // Three parts, each possibly empty: from the store up to the events kept in memory,
     // those kept in memory, and from the store again the newest ones committed on another
     // isolate that have not reached this one yet.
-    const older = this.#replayFromStore(jobId, after, Math.min(last, runFirst - 1), send);
+    const older: StoredEvent[] = [];
+    let fromStore = this.#replayFromStore(jobId, after, Math.min(last, runFirst - 1), send, older);
     if (run !== undefined) {
       this.#recent.prepend(run, older);
       const first = run.first;
@@ -211,8 +212,8 @@ export class Hub {
         this.#replayedFromMemory += subscriber.cursor - from;
       }
     }
-    const newer = this.#replayFromStore(jobId, subscriber.cursor, last, send);
-    this.#replayedFromStore += older.length + newer.length;
+    fromStore += this.#replayFromStore(jobId, subscriber.cursor, last, send);
+    this.#replayedFromStore += fromStore;
     subscriber.cursor = last;
     if (isTerminal(job.status)) channel.ended = true;
     channel.subscribers.add(subscriber);
@@ -223,15 +224,17 @@ export class Hub {
   /**
    * Hands `send` a job's events after `after` up to `last`, read from the store.
    *
-   * @returns the events read, in order (the caller may keep them in memory)
+   * @param into also gets the events, in order (to keep them in memory)
+   * @returns how many were read
    */
   #replayFromStore(
     jobId: string,
     after: number,
     last: number,
     send: (stored: StoredEvent) => void,
-  ): StoredEvent[] {
-    const read: StoredEvent[] = [];
+    into?: StoredEvent[],
+  ): number {
+    let read = 0;
     let cursor = after;
     while (cursor < last) {
       const page = this.#store.readEvents(jobId, cursor, Math.min(REPLAY_PAGE, last - cursor));
@@ -239,7 +242,8 @@ export class Hub {
       for (const stored of page) {
         if (stored.sequence > last) break;
         send(stored);
-        read.push(stored);
+        into?.push(stored);
+        read++;
         cursor = stored.sequence;
       }
     }
@@ -436,11 +440,10 @@ export class Hub {
    *   job's state (read from the store, and only when nothing was committed after it)
    */
   #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): void {
-    // What the store holds now belongs to the job it has now, which may be a newer one
-    // under the same id than this channel's.
-    const generation = channel.createdAt === undefined
-      ? undefined
-      : this.#store.getJob(jobId)?.created_at;
+    // One read of the job serves the whole call (the store cannot change meanwhile): what
+    // the store holds belongs to the job it has now, which may be a newer one under the same
+    // id than this channel's, and its state goes with the event at `last`.
+    const current = this.#store.getJob(jobId);
     while (channel.last < last) {
       const page = this.#store.readEvents(
         jobId,
@@ -455,12 +458,11 @@ export class Hub {
       }
       for (const stored of page) {
         if (stored.sequence > last) return;
-        let job: JobRecord | undefined;
-        if (snapshot && stored.sequence === last && changesState(stored.type)) {
-          job = this.#store.getJob(jobId);
-          if (job?.last_sequence !== last) job = undefined;
-        }
-        this.#deliver(channel, new WireEvent(stored, job), generation);
+        const job = snapshot && stored.sequence === last && changesState(stored.type) &&
+            current?.last_sequence === last
+          ? current
+          : undefined;
+        this.#deliver(channel, new WireEvent(stored, job), current?.created_at);
       }
     }
   }

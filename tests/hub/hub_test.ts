@@ -168,8 +168,8 @@ function withHub(
   }
 }
 
-function createJob(store: SqliteStore, id: string): JobRecord {
-  const outcome = store.createJob({ id, kind: null, owner: null, metadata: {} }, T0);
+function createJob(store: SqliteStore, id: string, at = T0): JobRecord {
+  const outcome = store.createJob({ id, kind: null, owner: null, metadata: {} }, at);
   if (!outcome.ok) assert.fail(`could not create ${id}`);
   return outcome.job;
 }
@@ -498,11 +498,7 @@ Deno.test("hub never replays a deleted job's events for a new job with the same 
     publish(f, "j", ...logs(1, 10));
     // Another isolate deletes the job and makes it again; its notices have not arrived.
     assert.ok(f.store.deleteJob("j", T0 + 1000));
-    const outcome = f.store.createJob(
-      { id: "j", kind: null, owner: null, metadata: {} },
-      T0 + 2000,
-    );
-    assert.ok(outcome.ok);
+    createJob(f.store, "j", T0 + 2000);
     commit(f.store, "j", ...logs(101, 112));
     const { recorder } = subscribe(f.hub, "j", 0);
     assert.deepEqual(recorder.sequences, range(1, 12));
@@ -520,8 +516,7 @@ Deno.test("hub never replays an earlier job's events made again within the same 
     // made in; the notices have not arrived.
     const at = T0;
     assert.ok(f.store.deleteJob("j", at));
-    const outcome = f.store.createJob({ id: "j", kind: null, owner: null, metadata: {} }, at);
-    assert.ok(outcome.ok);
+    createJob(f.store, "j", at);
     commit(f.store, "j", ...logs(101, 105));
     const { recorder } = subscribe(f.hub, "j", 0);
     assert.deepEqual(recorder.sequences, range(1, 5));
@@ -542,12 +537,7 @@ for (const carry of [true, false]) {
         // A third deletes the job and makes it again; its notices arrive first.
         assert.ok(f.store.deleteJob("j", T0 + 1000));
         f.fanout.remoteNotice({ kind: "deleted", jobId: "j" });
-        const made = f.store.createJob(
-          { id: "j", kind: null, owner: null, metadata: {} },
-          T0 + 1000,
-        );
-        assert.ok(made.ok);
-        f.fanout.remoteNotice({ kind: "created", job: made.job });
+        f.fanout.remoteNotice({ kind: "created", job: createJob(f.store, "j", T0 + 1000) });
         const live = subscribe(f.hub, "j", 0).recorder;
         const all = firehose();
         f.hub.subscribeAll(all);
