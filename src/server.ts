@@ -9,7 +9,6 @@
 import type { Config } from "./config.ts";
 import { openSqliteStore } from "./store/sqlite_store.ts";
 import { Committer } from "./store/committer.ts";
-import { Appender, type ForwardTag, type PublishReply, summarize } from "./store/appender.ts";
 import { Sweeper, sweepInterval } from "./store/sweeper.ts";
 import { Hub } from "./hub/hub.ts";
 import { type Fanout, LocalFanout } from "./hub/fanout.ts";
@@ -103,39 +102,23 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     },
     () => localFigures(deps),
   );
-  // An isolate waiting for the write lock retries when another says it has committed: the
-  // events message of a commit says so, and a commit with nothing to send says it alone.
-  // The same message settles the publishes other isolates forwarded to this one.
+  // Every isolate commits what it receives. One waiting for the write lock retries when
+  // another says it has committed: the events message of a commit says so, and a commit
+  // with nothing to send says it alone.
   // deno-lint-ignore prefer-const -- assigned below; the hub's callbacks read it later
   let committer!: Committer;
-  // deno-lint-ignore prefer-const -- as above
-  let appender!: Appender;
   const hub = new Hub(
     store,
     fanout,
     (jobId, count) => peers.setCount(watcherKey(jobId), count),
-    (message) => {
-      committer.lockReleased();
-      appender.receive(message.replies);
-    },
+    () => committer.lockReleased(),
     deliveryRound,
     { events: config.maxEventsPerJob, bytes: config.replayCacheBytes },
   );
-  committer = new Committer(store, (outcomes, tags) => {
+  committer = new Committer(store, (outcomes) => {
     const batches = outcomes.flatMap((outcome) => (outcome.ok ? [outcome.committed] : []));
-    const replies: PublishReply[] = [];
-    outcomes.forEach((outcome, i) => {
-      const tag = tags[i] as ForwardTag | undefined;
-      if (tag !== undefined) replies.push({ ...tag, outcome: summarize(outcome) });
-    });
-    if (!hub.publishLocal(batches, replies)) peers.unlocked();
+    if (!hub.publishLocal(batches)) peers.unlocked();
   });
-  appender = new Appender(
-    committer,
-    store,
-    options.cluster === undefined ? undefined : `${options.cluster}:writer`,
-    peers.id,
-  );
   peers.onUnlocked = () => committer.lockReleased();
   const sessions = new Sessions(config.heartbeatMs);
   const stats = new Stats(() => hub.counts.delivered);
@@ -193,7 +176,6 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     visitors,
     peers,
     instance: options.cluster ?? `jobwire-${crypto.randomUUID()}`,
-    appender,
   };
   const app = createApp(deps);
 
@@ -225,7 +207,6 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       sweeper.stop();
       stats.stop();
       sessions.stop();
-      appender.close();
       peers.close();
       fanout.close();
       store.close();

@@ -9,7 +9,6 @@ import type { Config } from "../config.ts";
 import type { Hub } from "../hub/hub.ts";
 import type { EventStore } from "../store/event_store.ts";
 import type { Committer } from "../store/committer.ts";
-import type { Appender } from "../store/appender.ts";
 import type { Sessions } from "../protocol/sessions.ts";
 import type { Stats } from "../stats.ts";
 import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.ts";
@@ -48,8 +47,6 @@ export interface AppDeps {
   peers: Peers;
   /** Name of this server (shared by its isolates), answered by `/healthz`. */
   instance: string;
-  /** Publishes: committed here, or forwarded to the isolate that writes. */
-  appender: Appender;
 }
 
 /**

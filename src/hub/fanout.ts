@@ -16,7 +16,6 @@
  * @module
  */
 import type { Job } from "../jobs/job.ts";
-import type { PublishReply } from "../store/appender.ts";
 
 /**
  * The events of a small request, carried in its commit message: with the job and the
@@ -49,8 +48,6 @@ export type CommitEntry = [
 /** A commit, as it travels between isolates. */
 export interface FanoutMessage {
   jobs: CommitEntry[];
-  /** Outcomes of publishes other isolates forwarded to the writer, settled after delivery. */
-  replies?: PublishReply[];
 }
 
 /** Notices that are not events: a created or deleted job. */

@@ -19,7 +19,6 @@ import { joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
 import type { CommittedEvent, EventStore } from "../store/event_store.ts";
 import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
-import type { PublishReply } from "../store/appender.ts";
 import { changesState, WireEvent } from "./wire_event.ts";
 import { RecentEvents, type RecentLimits, RecentRun } from "./recent.ts";
 
@@ -274,20 +273,16 @@ export class Hub {
    * their subscribers while this one delivers to its own.
    *
    * @param batches the committed events of each request of one commit
-   * @param replies outcomes for publishes other isolates forwarded, sent with the events
    * @returns whether anything was sent to the other isolates
    */
-  publishLocal(
-    batches: readonly (readonly CommittedEvent[])[],
-    replies: PublishReply[] = [],
-  ): boolean {
+  publishLocal(batches: readonly (readonly CommittedEvent[])[]): boolean {
     const jobs: CommitEntry[] = [];
     for (const batch of batches) {
       const entry = commitEntry(batch);
       if (entry !== undefined) jobs.push(entry);
     }
-    const told = jobs.length > 0 || replies.length > 0;
-    if (told) this.#fanout.publish(replies.length > 0 ? { jobs, replies } : { jobs });
+    const told = jobs.length > 0;
+    if (told) this.#fanout.publish({ jobs });
     this.#round(() => {
       for (const batch of batches) {
         for (const { event, job } of batch) this.#dispatch(new WireEvent(event, job));

@@ -23,8 +23,6 @@ export interface IsolateFigures {
   commits: number;
   appends: number;
   lockWaits: number;
-  /** Whether this isolate commits the publishes. */
-  writer: boolean;
   buffered: number;
   serverErrors: number;
   longPolls: number;

@@ -30,7 +30,6 @@ export function localFigures(deps: AppDeps): IsolateFigures {
     commits: committer.counts.commits,
     appends: committer.counts.appends,
     lockWaits: committer.counts.lockWaits,
-    writer: deps.appender.writer,
     buffered: sessions.buffered(),
     serverErrors: stats.serverErrors,
     longPolls: stats.longPolls,
@@ -107,7 +106,7 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
       published_total: one.published,
       delivered_total: one.delivered,
       commits: one.commits,
-      writer: one.writer,
+      lock_waits: one.lockWaits,
     })),
     connections: { total, ...f.connections, opened_total: f.opened },
     jobs: {

@@ -20,7 +20,7 @@ import {
 } from "../schemas.ts";
 import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts";
 import type { AppendOutcome } from "../../store/event_store.ts";
-import type { PublishOutcome } from "../../store/appender.ts";
+import { canWrite } from "../../auth/principal.ts";
 import { logError } from "../../log.ts";
 import { JOB_ID_PATTERN } from "../schemas.ts";
 import { principalKey, requirePrincipal } from "../access.ts";
@@ -106,13 +106,14 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     const key = header === undefined
       ? undefined
       : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
-    let outcome: PublishOutcome;
+    let outcome: AppendOutcome;
     try {
-      outcome = await deps.appender.append({
+      // Committed on this isolate, whichever it is: isolates take turns at SQLite's write lock.
+      outcome = await deps.committer.append({
         jobId: id,
         events,
         // Checked inside the transaction against the job as it stands: no separate read.
-        principal: { sub: principal.sub, scopes: [...principal.scopes], jobs: [...principal.jobs] },
+        authorize: (job) => canWrite(principal, job),
         ...(key === undefined ? {} : { idempotencyKey: key }),
         ...(expectedSequence === undefined ? {} : { expectedSequence }),
       });
@@ -134,8 +135,8 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       {
         job_id: id,
         sequences: outcome.sequences,
-        last_sequence: outcome.last_sequence,
-        status: outcome.status,
+        last_sequence: outcome.job.last_sequence,
+        status: outcome.job.status,
         watchers,
         replayed: outcome.replayed,
       },
