@@ -51,6 +51,11 @@ export interface ServerOptions {
    * share; a single-isolate server has none.
    */
   cluster?: string;
+  /**
+   * Whether the process that launched the isolates checkpoints the database for them all,
+   * so this isolate starts no checkpointer of its own.
+   */
+  launcherCheckpoints?: boolean;
   /** Cross-isolate fanout to use instead of one made from `cluster`. */
   fanout?: Fanout;
   staticFiles?: StaticFiles;
@@ -59,7 +64,10 @@ export interface ServerOptions {
 /** Builds one isolate's server. */
 export async function createCore(config: Config, options: ServerOptions = {}): Promise<ServerCore> {
   setLogLevel(config.logLevel);
-  const store = openSqliteStore(config.dataDir, { maxEventsPerJob: config.maxEventsPerJob });
+  const store = openSqliteStore(config.dataDir, {
+    maxEventsPerJob: config.maxEventsPerJob,
+    checkpoints: options.launcherCheckpoints === true ? "elsewhere" : "thread",
+  });
   let authenticator: Authenticator | undefined;
   let secretInfo: ServerCore["secret"];
   const authStore = config.noAuth ? undefined : store.authStore();

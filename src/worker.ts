@@ -42,8 +42,11 @@ const stop = () => {
 // Only SIGTERM: it is the signal on which deno serve itself stops accepting and drains. The
 // launcher turns Ctrl-C into SIGTERM for this process group.
 Deno.addSignalListener("SIGTERM", stop);
+const cluster = Deno.env.get(WORKER_CLUSTER_ENV);
 const built = await createCore(config, {
-  cluster: Deno.env.get(WORKER_CLUSTER_ENV) ?? "jobwire",
+  cluster: cluster ?? "jobwire",
+  // Started by the launcher (which names the cluster), which checkpoints for every isolate.
+  launcherCheckpoints: cluster !== undefined,
 });
 life.core = built;
 if (life.stopRequested) stop();

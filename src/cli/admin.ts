@@ -139,7 +139,7 @@ export async function userCommand(args: string[]): Promise<number> {
   const config = configOf(parsed.flags, ["scope"]);
   const store = openSqliteStore(config.dataDir, {
     maxEventsPerJob: config.maxEventsPerJob,
-    backgroundCheckpoints: false,
+    checkpoints: "commits",
   });
   try {
     const users = store.authStore();

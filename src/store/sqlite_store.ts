@@ -36,8 +36,9 @@ const PRAGMAS = `
 `;
 
 /**
- * Checkpoints run on a worker thread ({@link startCheckpointer}), never in a commit: a
- * checkpoint fsyncs, and that wait would stall every stream this isolate serves.
+ * Checkpoints run on a worker thread ({@link startCheckpointer}: this store's, or one the
+ * launcher of several isolates runs for them all), never in a commit: a checkpoint
+ * fsyncs, and that wait would stall every stream this isolate serves.
  */
 const NO_AUTOCHECKPOINT = `PRAGMA wal_autocheckpoint = 0;`;
 
@@ -108,14 +109,16 @@ export interface SqliteStoreOptions {
   /** Most events retained per job; older ones are dropped first. */
   maxEventsPerJob: number;
   /**
-   * Checkpoint on a worker thread (default) rather than during commits. Short-lived
-   * command-line uses turn it off.
+   * Who moves the WAL into the database file: a worker thread this store starts at its
+   * first commit (`"thread"`, the default), SQLite during commits (`"commits"`, for
+   * short-lived command-line uses), or another process sharing the file (`"elsewhere"`:
+   * the launcher of a server on several isolates runs one thread for all of them).
    */
-  backgroundCheckpoints?: boolean;
+  checkpoints?: "thread" | "commits" | "elsewhere";
 }
 
 /** The worker thread that checkpoints a database file, and how to stop it. */
-interface Checkpointer {
+export interface Checkpointer {
   /** Stops the thread and waits (at most a second) until it has closed the file. */
   stop(): void;
 }
@@ -124,7 +127,7 @@ interface Checkpointer {
 const CHECKPOINTER_STOP_MS = 1000;
 
 /** Starts the worker thread that checkpoints the database file at `path`. */
-function startCheckpointer(path: string): Checkpointer {
+export function startCheckpointer(path: string): Checkpointer {
   const worker = new Worker(new URL("./checkpointer_worker.ts", import.meta.url), {
     type: "module",
   });
@@ -182,17 +185,16 @@ export class SqliteStore implements EventStore {
   #checkpointer: Checkpointer | undefined;
   #path: string | undefined;
 
-  /** @param path the database file, when it has one: checkpoints then run on a worker thread */
+  /** @param path the database file, when it has one (see {@link SqliteStoreOptions.checkpoints}) */
   constructor(db: DatabaseSync, options: SqliteStoreOptions, path?: string) {
     this.#db = db;
     this.#options = options;
     try {
       db.exec(PRAGMAS);
       migrate(db);
-      if (path !== undefined && options.backgroundCheckpoints !== false) {
-        db.exec(NO_AUTOCHECKPOINT);
-        this.#path = path;
-      }
+      const checkpoints = options.checkpoints ?? "thread";
+      if (path !== undefined && checkpoints !== "commits") db.exec(NO_AUTOCHECKPOINT);
+      if (path !== undefined && checkpoints === "thread") this.#path = path;
     } catch (error) {
       db.close();
       throw error;
