@@ -21,16 +21,14 @@ const LOCK_RETRY_MS = 2;
 
 interface Pending {
   request: AppendRequest;
-  tag: unknown;
   resolve: (outcome: AppendOutcome) => void;
   reject: (error: unknown) => void;
 }
 
 /**
- * Called after each commit with the outcomes of its requests, in commit order, and the
- * tag each was appended with.
+ * Called after each commit with the outcomes of its requests, in commit order.
  */
-export type CommitListener = (outcomes: readonly AppendOutcome[], tags: readonly unknown[]) => void;
+export type CommitListener = (outcomes: readonly AppendOutcome[]) => void;
 
 /** Batches appends into shared transactions on the next turn of the event loop. */
 export class Committer {
@@ -55,13 +53,12 @@ export class Committer {
   /**
    * Queues `request` for the next group commit.
    *
-   * @param tag handed back to the listener with the outcome (who to answer)
    * @returns the outcome once the transaction holding it has committed
    * @throws whatever the store throws (the whole group fails together)
    */
-  append(request: AppendRequest, tag?: unknown): Promise<AppendOutcome> {
+  append(request: AppendRequest): Promise<AppendOutcome> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ request, tag, resolve, reject });
+      this.#queue.push({ request, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.flush());
@@ -105,7 +102,7 @@ export class Committer {
     // Subscribers hear of the events before producers are acknowledged, so a producer that
     // publishes and then watches never finds its own event missing from the live stream.
     try {
-      this.#listener(outcomes, batch.map((pending) => pending.tag));
+      this.#listener(outcomes);
     } catch (error) {
       // The events are committed whatever a listener does; a delivery fault must not
       // turn into a failed publish or an uncaught error.
