@@ -127,3 +127,84 @@ Deno.test("two isolates deliver every event in order to subscribers on either is
 function firstOf(data: { replay: { from: number | null }; last_sequence: number }): number {
   return data.replay.from ?? data.last_sequence + 1;
 }
+
+Deno.test("on two isolates, each Idempotency-Key and each expected sequence commits once", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-parallel-" });
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    "--no-auth",
+    "--workers",
+    "2",
+    "--max-publish-rate",
+    "0",
+  ]);
+  // A connection per request, so the same publish reaches both isolates at once.
+  const clients = Array.from({ length: 8 }, () => Deno.createHttpClient({ poolMaxIdlePerHost: 0 }));
+  const post = async (client: Deno.HttpClient, path: string, body: unknown, key?: string) => {
+    const init: RequestInit & { client: Deno.HttpClient } = {
+      method: "POST",
+      client,
+      headers: {
+        "content-type": "application/json",
+        ...(key === undefined ? {} : { "idempotency-key": key }),
+      },
+      body: JSON.stringify(body),
+    };
+    const reply = await fetch(`${server.url}${path}`, init);
+    return { status: reply.status, json: await reply.json() };
+  };
+  try {
+    assert.equal((await http(server.url, "POST", "/jobs", { id: "once" })).status, 201);
+    const keys = 30;
+    for (let k = 0; k < keys; k++) {
+      const batch = {
+        events: [{ type: "log", data: { line: `${k}a` } }, {
+          type: "log",
+          data: { line: `${k}b` },
+        }],
+      };
+      const replies = await Promise.all(
+        clients.map((client) => post(client, "/jobs/once/events", batch, `key-${k}`)),
+      );
+      for (const reply of replies) assert.equal(reply.status, 201, JSON.stringify(reply.json));
+      assert.equal(replies.filter((r) => r.json.replayed === false).length, 1, `key-${k}`);
+      assert.equal(new Set(replies.map((r) => r.json.sequences.join())).size, 1, `key-${k}`);
+    }
+    // Expected sequences: of the same next event sent to both isolates, one commits and the
+    // others are told the sequence has moved on (or that it is already there, unchanged).
+    for (let n = 1; n <= 20; n++) {
+      const expected = 2 * keys + n;
+      const replies = await Promise.all(clients.map((client) =>
+        post(client, "/jobs/once/events", {
+          type: "log",
+          data: { line: `next ${n}` },
+          expected_sequence: expected,
+        })
+      ));
+      const written = replies.filter((r) => r.status === 201 && r.json.replayed === false);
+      assert.equal(written.length, 1, `expected sequence ${expected}`);
+      for (const reply of replies) {
+        assert.ok(
+          reply.status === 409 || (reply.status === 201 && reply.json.sequences[0] === expected),
+          JSON.stringify(reply),
+        );
+      }
+    }
+    const page = await http(server.url, "GET", "/jobs/once/events?since=0&limit=1000");
+    assert.equal(page.json.last_sequence, 2 * keys + 20);
+    assert.deepEqual(
+      page.json.events.map((e: Msg) => e.sequence),
+      Array.from({ length: 2 * keys + 20 }, (_, i) => i + 1),
+    );
+    const stats = await http(server.url, "GET", "/stats");
+    const isolates = stats.json.per_isolate as { commits: number }[];
+    assert.ok(isolates.every((one) => one.commits > 0), "commits on both isolates");
+  } finally {
+    for (const client of clients) client.close();
+    await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
