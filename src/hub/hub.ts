@@ -195,9 +195,10 @@ export class Hub {
     // Three parts, each possibly empty: from the store up to the events kept in memory,
     // those kept in memory, and from the store again the newest ones committed on another
     // isolate that have not reached this one yet.
-    const older: StoredEvent[] = [];
+    // Collected only when there is a run to put them in front of.
+    const older: StoredEvent[] | undefined = run === undefined ? undefined : [];
     let fromStore = this.#replayFromStore(jobId, after, Math.min(last, runFirst - 1), send, older);
-    if (run !== undefined) {
+    if (run !== undefined && older !== undefined) {
       this.#recent.prepend(run, older);
       const first = run.first;
       const from = subscriber.cursor;

@@ -53,6 +53,13 @@ export function eventCost(event: StoredEvent): number {
   return 2 * event.envelope.length + EVENT_OVERHEAD;
 }
 
+/** Bytes `events` are counted for in all. */
+function costOf(events: readonly StoredEvent[]): number {
+  let bytes = 0;
+  for (const event of events) bytes += eventCost(event);
+  return bytes;
+}
+
 /** The runs of every job on one isolate, and what they hold in all. */
 export class RecentEvents {
   #limits: RecentLimits;
@@ -97,8 +104,7 @@ export class RecentEvents {
     const room = this.#limits.events - run.events.length;
     if (room <= 0) return;
     const added = events.length > room ? events.slice(events.length - room) : events;
-    let bytes = 0;
-    for (const event of added) bytes += eventCost(event);
+    const bytes = costOf(added);
     if (run.events.length === 0) {
       run.events = [...added];
       this.#runs.add(run);
@@ -134,9 +140,7 @@ export class RecentEvents {
     // Trimmed in steps of a quarter, so appending stays cheap for a job at its bound.
     const limit = this.#limits.events;
     if (run.events.length > limit + (limit >> 2)) {
-      const dropped = run.events.splice(0, run.events.length - limit);
-      let bytes = 0;
-      for (const event of dropped) bytes += eventCost(event);
+      const bytes = costOf(run.events.splice(0, run.events.length - limit));
       run.bytes -= bytes;
       this.#bytes -= bytes;
     }

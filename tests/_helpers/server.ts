@@ -154,6 +154,39 @@ export async function spawnServer(
   throw new Error(`Server did not start:\n${text}`);
 }
 
+/**
+ * Runs `test` against `main.ts` serving without auth on `workers` isolates, on a port of
+ * its own and a temporary data directory (`args` are added to the command line). The
+ * server is stopped and the directory removed afterwards; stopping it in `test` too is
+ * harmless.
+ */
+export async function withChildServer(
+  workers: number,
+  args: string[],
+  test: (server: ChildServer, dataDir: string) => Promise<void>,
+): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-child-" });
+  try {
+    const server = await spawnServer([
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--no-auth",
+      "--workers",
+      String(workers),
+      ...args,
+    ]);
+    try {
+      await test(server, dataDir);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
 /** Runs `main.ts` to completion with `args`; returns its exit code and output. */
 export async function runMain(
   args: string[],

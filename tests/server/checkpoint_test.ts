@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { http, waitFor } from "../_helpers/clients.ts";
-import { spawnServer } from "../_helpers/server.ts";
+import { withChildServer } from "../_helpers/server.ts";
 
 /** Bytes of event data published: well above what the empty database file holds. */
 const PUBLISHED = 1_000_000;
@@ -15,21 +15,8 @@ const LINE = "x".repeat(1000);
 
 for (const workers of [1, 2]) {
   Deno.test(`on ${workers} isolate(s), committed events reach the database file and the WAL goes at exit`, async () => {
-    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-checkpoint-" });
-    const database = join(dataDir, "jobwire.db");
-    const server = await spawnServer([
-      "--port",
-      "0",
-      "--data-dir",
-      dataDir,
-      "--no-auth",
-      "--workers",
-      String(workers),
-      "--max-publish-rate",
-      "0",
-    ]);
-    let stopped = false;
-    try {
+    await withChildServer(workers, ["--max-publish-rate", "0"], async (server, dataDir) => {
+      const database = join(dataDir, "jobwire.db");
       assert.equal((await http(server.url, "POST", "/jobs", { id: "big" })).status, 201);
       const before = (await Deno.stat(database)).size;
       const batch = {
@@ -45,13 +32,9 @@ for (const workers of [1, 2]) {
         "the events in the database file",
       );
       const status = await server.stop();
-      stopped = true;
       assert.equal(status.code, 0, server.output());
       // The last connection to close checkpoints everything and removes the WAL.
       await assert.rejects(() => Deno.stat(`${database}-wal`), Deno.errors.NotFound);
-    } finally {
-      if (!stopped) await server.stop();
-      await Deno.remove(dataDir, { recursive: true });
-    }
+    });
   });
 }

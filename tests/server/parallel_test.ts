@@ -4,123 +4,132 @@
  */
 import assert from "node:assert/strict";
 import { http, type Msg, StreamClient, waitFor, WsClient } from "../_helpers/clients.ts";
-import { spawnServer } from "../_helpers/server.ts";
+import { withChildServer } from "../_helpers/server.ts";
 
 const EVENTS = 240;
 const PUBLISHERS = 4;
 const SUBSCRIBERS = 24;
 
+/**
+ * Clients that open a connection per request (no keep-alive), which the kernel gives to
+ * either isolate: the same publish sent through several of them reaches both at once.
+ */
+function freshConnections(count: number): Deno.HttpClient[] {
+  return Array.from({ length: count }, () => Deno.createHttpClient({ poolMaxIdlePerHost: 0 }));
+}
+
+/** Posts JSON through `client`; the reply's status and JSON body. */
+async function post(
+  client: Deno.HttpClient,
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  // deno-lint-ignore no-explicit-any
+): Promise<{ status: number; json: any }> {
+  const init: RequestInit & { client: Deno.HttpClient } = {
+    method: "POST",
+    client,
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  };
+  const reply = await fetch(url, init);
+  return { status: reply.status, json: await reply.json() };
+}
+
 Deno.test("two isolates deliver every event in order to subscribers on either isolate", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-parallel-" });
-  const server = await spawnServer([
-    "--port",
-    "0",
-    "--data-dir",
-    dataDir,
-    "--no-auth",
-    "--workers",
-    "2",
-  ]);
-  const followers: {
-    sequences: () => number[];
-    close: () => Promise<void>;
-    first: () => Promise<number>;
-  }[] = [];
-  try {
-    const health = await http(server.url, "GET", "/healthz");
-    assert.equal(health.json.isolates, 2);
-    const created = await http(server.url, "POST", "/jobs", { id: "parallel-1" });
-    assert.equal(created.status, 201);
+  await withChildServer(2, [], async (server) => {
+    const followers: {
+      sequences: () => number[];
+      close: () => Promise<void>;
+      first: () => Promise<number>;
+    }[] = [];
+    try {
+      const health = await http(server.url, "GET", "/healthz");
+      assert.equal(health.json.isolates, 2);
+      const created = await http(server.url, "POST", "/jobs", { id: "parallel-1" });
+      assert.equal(created.status, 201);
 
-    // Without keep-alive every publish opens a connection, which the kernel gives to
-    // either isolate: the publishes land on both, and each isolate commits its own, taking
-    // turns at the write lock while the other commits to the same job.
-    const clients = Array.from(
-      { length: PUBLISHERS },
-      () => Deno.createHttpClient({ poolMaxIdlePerHost: 0 }),
-    );
-    let published = 0;
-    const publishing = clients.map(async (client) => {
-      while (published < EVENTS) {
-        published++;
-        const init: RequestInit & { client: Deno.HttpClient } = {
-          method: "POST",
-          client,
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ type: "log", data: { line: `line ${published}` } }),
-        };
-        const reply = await fetch(`${server.url}/jobs/parallel-1/events`, init);
-        const text = await reply.text();
-        assert.equal(reply.status, 201, text);
-      }
-    });
-    const joining = (async () => {
-      for (let i = 0; i < SUBSCRIBERS; i++) {
-        await new Promise((r) => setTimeout(r, 5));
-        const since = i % 3 === 0 ? "" : "?since=0";
-        if (i % 2 === 0) {
-          const ws = await WsClient.connect(`${server.url}/ws/jobs/parallel-1${since}`);
-          followers.push({
-            sequences: () =>
-              ws.messages.filter((m: Msg) => m.sequence !== null).map((m: Msg) => m.sequence),
-            close: () => ws.close(),
-            first: async () => firstOf((await ws.next((m: Msg) => m.type === "connection")).data),
+      // Without keep-alive every publish opens a connection, which the kernel gives to
+      // either isolate: the publishes land on both, and each isolate commits its own, taking
+      // turns at the write lock while the other commits to the same job.
+      const clients = freshConnections(PUBLISHERS);
+      let published = 0;
+      const publishing = clients.map(async (client) => {
+        while (published < EVENTS) {
+          published++;
+          const reply = await post(client, `${server.url}/jobs/parallel-1/events`, {
+            type: "log",
+            data: { line: `line ${published}` },
           });
-        } else {
-          const sse = await StreamClient.open(
-            `${server.url}/jobs/parallel-1/events${since}`,
-            "sse",
-          );
-          followers.push({
-            sequences: () =>
-              sse.messages.filter((m: Msg) => m.json.sequence !== null).map((m: Msg) =>
-                m.json.sequence
-              ),
-            close: () => sse.close(),
-            first: async () =>
-              firstOf((await sse.next((m: Msg) => m.event === "connection")).json.data),
-          });
+          assert.equal(reply.status, 201, JSON.stringify(reply.json));
         }
+      });
+      const joining = (async () => {
+        for (let i = 0; i < SUBSCRIBERS; i++) {
+          await new Promise((r) => setTimeout(r, 5));
+          const since = i % 3 === 0 ? "" : "?since=0";
+          if (i % 2 === 0) {
+            const ws = await WsClient.connect(`${server.url}/ws/jobs/parallel-1${since}`);
+            followers.push({
+              sequences: () =>
+                ws.messages.filter((m: Msg) => m.sequence !== null).map((m: Msg) => m.sequence),
+              close: () => ws.close(),
+              first: async () => firstOf((await ws.next((m: Msg) => m.type === "connection")).data),
+            });
+          } else {
+            const sse = await StreamClient.open(
+              `${server.url}/jobs/parallel-1/events${since}`,
+              "sse",
+            );
+            followers.push({
+              sequences: () =>
+                sse.messages.filter((m: Msg) => m.json.sequence !== null).map((m: Msg) =>
+                  m.json.sequence
+                ),
+              close: () => sse.close(),
+              first: async () =>
+                firstOf((await sse.next((m: Msg) => m.event === "connection")).json.data),
+            });
+          }
+        }
+      })();
+      await Promise.all([...publishing, joining]);
+      for (const client of clients) client.close();
+
+      const page = await http(server.url, "GET", "/jobs/parallel-1/events?since=0&limit=1000");
+      const total = page.json.last_sequence;
+      assert.equal(total, page.json.events.length);
+      assert.ok(total >= EVENTS);
+      for (const follower of followers) {
+        const first = await follower.first();
+        await waitFor(() => follower.sequences().at(-1) === total, 10_000, `sequence ${total}`);
+        assert.deepEqual(
+          follower.sequences(),
+          Array.from({ length: total - first + 1 }, (_, i) => first + i),
+        );
       }
-    })();
-    await Promise.all([...publishing, joining]);
-    for (const client of clients) client.close();
 
-    const page = await http(server.url, "GET", "/jobs/parallel-1/events?since=0&limit=1000");
-    const total = page.json.last_sequence;
-    assert.equal(total, page.json.events.length);
-    assert.ok(total >= EVENTS);
-    for (const follower of followers) {
-      const first = await follower.first();
-      await waitFor(() => follower.sequences().at(-1) === total, 10_000, `sequence ${total}`);
-      assert.deepEqual(
-        follower.sequences(),
-        Array.from({ length: total - first + 1 }, (_, i) => first + i),
+      const stats = await http(server.url, "GET", "/stats");
+      assert.equal(stats.json.isolates, 2);
+      const isolates = stats.json.per_isolate as {
+        connections: number;
+        published_total: number;
+        commits: number;
+      }[];
+      assert.equal(isolates.length, 2);
+      assert.ok(isolates.every((one) => one.connections > 0), "subscribers on both isolates");
+      assert.ok(
+        isolates.every((one) => one.published_total > 0),
+        "publishes handled on both isolates",
       );
+      assert.ok(isolates.every((one) => one.commits > 0), "commits on both isolates");
+      assert.equal(stats.json.events.published_total, total);
+      // One publish request per event, each committed once, whichever isolate took it.
+      assert.equal(stats.json.commits.appends, total);
+    } finally {
+      await Promise.all(followers.map((f) => f.close()));
     }
-
-    const stats = await http(server.url, "GET", "/stats");
-    assert.equal(stats.json.isolates, 2);
-    const isolates = stats.json.per_isolate as {
-      connections: number;
-      published_total: number;
-      commits: number;
-    }[];
-    assert.equal(isolates.length, 2);
-    assert.ok(isolates.every((one) => one.connections > 0), "subscribers on both isolates");
-    assert.ok(
-      isolates.every((one) => one.published_total > 0),
-      "publishes handled on both isolates",
-    );
-    assert.ok(isolates.every((one) => one.commits > 0), "commits on both isolates");
-    assert.equal(stats.json.events.published_total, total);
-    // One publish request per event, each committed once, whichever isolate took it.
-    assert.equal(stats.json.commits.appends, total);
-  } finally {
-    await Promise.all(followers.map((f) => f.close()));
-    await server.stop();
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  });
 });
 
 /** The first sequence a subscriber gets after its `connection` message. */
@@ -129,82 +138,63 @@ function firstOf(data: { replay: { from: number | null }; last_sequence: number 
 }
 
 Deno.test("on two isolates, each Idempotency-Key and each expected sequence commits once", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-parallel-" });
-  const server = await spawnServer([
-    "--port",
-    "0",
-    "--data-dir",
-    dataDir,
-    "--no-auth",
-    "--workers",
-    "2",
-    "--max-publish-rate",
-    "0",
-  ]);
-  // A connection per request, so the same publish reaches both isolates at once.
-  const clients = Array.from({ length: 8 }, () => Deno.createHttpClient({ poolMaxIdlePerHost: 0 }));
-  const post = async (client: Deno.HttpClient, path: string, body: unknown, key?: string) => {
-    const init: RequestInit & { client: Deno.HttpClient } = {
-      method: "POST",
-      client,
-      headers: {
-        "content-type": "application/json",
-        ...(key === undefined ? {} : { "idempotency-key": key }),
-      },
-      body: JSON.stringify(body),
-    };
-    const reply = await fetch(`${server.url}${path}`, init);
-    return { status: reply.status, json: await reply.json() };
-  };
-  try {
-    assert.equal((await http(server.url, "POST", "/jobs", { id: "once" })).status, 201);
-    const keys = 30;
-    for (let k = 0; k < keys; k++) {
-      const batch = {
-        events: [{ type: "log", data: { line: `${k}a` } }, {
-          type: "log",
-          data: { line: `${k}b` },
-        }],
-      };
-      const replies = await Promise.all(
-        clients.map((client) => post(client, "/jobs/once/events", batch, `key-${k}`)),
+  await withChildServer(2, ["--max-publish-rate", "0"], async (server) => {
+    const clients = freshConnections(8);
+    const publish = (client: Deno.HttpClient, body: unknown, key?: string) =>
+      post(
+        client,
+        `${server.url}/jobs/once/events`,
+        body,
+        key === undefined ? {} : { "idempotency-key": key },
       );
-      for (const reply of replies) assert.equal(reply.status, 201, JSON.stringify(reply.json));
-      assert.equal(replies.filter((r) => r.json.replayed === false).length, 1, `key-${k}`);
-      assert.equal(new Set(replies.map((r) => r.json.sequences.join())).size, 1, `key-${k}`);
-    }
-    // Expected sequences: of the same next event sent to both isolates, one commits and the
-    // others are told the sequence has moved on (or that it is already there, unchanged).
-    for (let n = 1; n <= 20; n++) {
-      const expected = 2 * keys + n;
-      const replies = await Promise.all(clients.map((client) =>
-        post(client, "/jobs/once/events", {
-          type: "log",
-          data: { line: `next ${n}` },
-          expected_sequence: expected,
-        })
-      ));
-      const written = replies.filter((r) => r.status === 201 && r.json.replayed === false);
-      assert.equal(written.length, 1, `expected sequence ${expected}`);
-      for (const reply of replies) {
-        assert.ok(
-          reply.status === 409 || (reply.status === 201 && reply.json.sequences[0] === expected),
-          JSON.stringify(reply),
+    try {
+      assert.equal((await http(server.url, "POST", "/jobs", { id: "once" })).status, 201);
+      const keys = 30;
+      for (let k = 0; k < keys; k++) {
+        const batch = {
+          events: [{ type: "log", data: { line: `${k}a` } }, {
+            type: "log",
+            data: { line: `${k}b` },
+          }],
+        };
+        const replies = await Promise.all(
+          clients.map((client) => publish(client, batch, `key-${k}`)),
         );
+        for (const reply of replies) assert.equal(reply.status, 201, JSON.stringify(reply.json));
+        assert.equal(replies.filter((r) => r.json.replayed === false).length, 1, `key-${k}`);
+        assert.equal(new Set(replies.map((r) => r.json.sequences.join())).size, 1, `key-${k}`);
       }
+      // Expected sequences: of the same next event sent to both isolates, one commits and the
+      // others are told the sequence has moved on (or that it is already there, unchanged).
+      for (let n = 1; n <= 20; n++) {
+        const expected = 2 * keys + n;
+        const replies = await Promise.all(clients.map((client) =>
+          publish(client, {
+            type: "log",
+            data: { line: `next ${n}` },
+            expected_sequence: expected,
+          })
+        ));
+        const written = replies.filter((r) => r.status === 201 && r.json.replayed === false);
+        assert.equal(written.length, 1, `expected sequence ${expected}`);
+        for (const reply of replies) {
+          assert.ok(
+            reply.status === 409 || (reply.status === 201 && reply.json.sequences[0] === expected),
+            JSON.stringify(reply),
+          );
+        }
+      }
+      const page = await http(server.url, "GET", "/jobs/once/events?since=0&limit=1000");
+      assert.equal(page.json.last_sequence, 2 * keys + 20);
+      assert.deepEqual(
+        page.json.events.map((e: Msg) => e.sequence),
+        Array.from({ length: 2 * keys + 20 }, (_, i) => i + 1),
+      );
+      const stats = await http(server.url, "GET", "/stats");
+      const isolates = stats.json.per_isolate as { commits: number }[];
+      assert.ok(isolates.every((one) => one.commits > 0), "commits on both isolates");
+    } finally {
+      for (const client of clients) client.close();
     }
-    const page = await http(server.url, "GET", "/jobs/once/events?since=0&limit=1000");
-    assert.equal(page.json.last_sequence, 2 * keys + 20);
-    assert.deepEqual(
-      page.json.events.map((e: Msg) => e.sequence),
-      Array.from({ length: 2 * keys + 20 }, (_, i) => i + 1),
-    );
-    const stats = await http(server.url, "GET", "/stats");
-    const isolates = stats.json.per_isolate as { commits: number }[];
-    assert.ok(isolates.every((one) => one.commits > 0), "commits on both isolates");
-  } finally {
-    for (const client of clients) client.close();
-    await server.stop();
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  });
 });
