@@ -48,3 +48,26 @@ export function joinEnvelope(
 ): string {
   return `${envelopeHead(type, jobId, sequence, timestamp)}${data}}`;
 }
+
+/**
+ * Rebuilds the envelopes of one job's stored events, as {@link joinEnvelope} writes them.
+ * What consecutive events share (the job, their types, the time of a commit) is quoted
+ * once: a replay rebuilds up to thousands at a time.
+ */
+export function envelopesOf(
+  jobId: string,
+): (type: string, sequence: number, timestamp: string, data: string) => string {
+  const job = `,"job_id":${JSON.stringify(jobId)},"sequence":`;
+  const types = new Map<string, string>();
+  let time: string | undefined;
+  let timeJson = "";
+  return (type, sequence, timestamp, data) => {
+    let typeJson = types.get(type);
+    if (typeJson === undefined) types.set(type, typeJson = `{"type":${JSON.stringify(type)}`);
+    if (timestamp !== time) {
+      time = timestamp;
+      timeJson = `,"timestamp":${JSON.stringify(timestamp)},"data":`;
+    }
+    return typeJson + job + sequence + timeJson + data + "}";
+  };
+}

@@ -95,6 +95,28 @@ export const MIGRATIONS: readonly string[] = [
   `
   DROP INDEX jobs_running;
   `,
+  // Events keep their type, time and data, not the whole envelope: its job and sequence
+  // are the row's key already, and the envelope is rebuilt from the parts byte for byte.
+  // Rows become about half as large, and a commit writes fewer pages. An envelope is
+  // \`{"type":…,"job_id":…,"sequence":…,"timestamp":…,"data":<data>}\`, and neither a type
+  // nor a job id can hold a quote, so its data starts after the first \`"data":\`.
+  `
+  CREATE TABLE events_parts (
+    job_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, sequence)
+  ) WITHOUT ROWID;
+  INSERT INTO events_parts (job_id, sequence, type, timestamp, data)
+    SELECT job_id, sequence, type, json_extract(envelope, '$.timestamp'),
+      substr(envelope, instr(envelope, '"data":') + 7,
+        length(envelope) - instr(envelope, '"data":') - 7)
+    FROM events;
+  DROP TABLE events;
+  ALTER TABLE events_parts RENAME TO events;
+  `,
 ];
 
 /**

@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { JobError, JobRecord } from "../jobs/job.ts";
 import { applyEvent, isRefusal } from "../jobs/reducer.ts";
-import { joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
+import { envelopesOf, joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import type {
   AppendOutcome,
@@ -70,7 +70,7 @@ const SQL = {
     ended_at = ? WHERE id = ?`,
   deleteJob: `DELETE FROM jobs WHERE id = ?`,
   countByStatus: `SELECT status, COUNT(*) AS n FROM jobs GROUP BY status`,
-  selectEvents: `SELECT sequence, type, envelope FROM events
+  selectEvents: `SELECT sequence, type, timestamp, data FROM events
     WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`,
   deleteEventsBelow: `DELETE FROM events WHERE job_id = ? AND sequence < ?`,
   deleteEvents: `DELETE FROM events WHERE job_id = ?`,
@@ -96,11 +96,16 @@ const SQL = {
 
 /** Most events one INSERT writes; there is a statement for each count up to it. */
 const INSERT_ROWS = 16;
+/**
+ * A row holds what an envelope says beyond its job and sequence: its type, time and data.
+ * The envelope is rebuilt on reading (`envelopesOf`), byte for byte; a row is then about
+ * half the size, and a commit writes fewer pages.
+ */
 const INSERT_EVENTS = Array.from(
   { length: INSERT_ROWS },
   (_, i) =>
-    `INSERT INTO events (job_id, sequence, type, envelope) VALUES ${
-      Array(i + 1).fill("(?, ?, ?, ?)").join(", ")
+    `INSERT INTO events (job_id, sequence, type, timestamp, data) VALUES ${
+      Array(i + 1).fill("(?, ?, ?, ?, ?)").join(", ")
     }`,
 );
 
@@ -479,7 +484,9 @@ export class SqliteStore implements EventStore {
     for (let at = 0; at < committed.length; at += INSERT_ROWS) {
       const rows = committed.slice(at, at + INSERT_ROWS);
       const values: (string | number)[] = [];
-      for (const { event } of rows) values.push(jobId, event.sequence, event.type, event.envelope);
+      for (const { event, timestamp, data } of rows) {
+        values.push(jobId, event.sequence, event.type, timestamp, data);
+      }
       this.#stmt(INSERT_EVENTS[rows.length - 1]!).run(...values);
     }
     const cap = this.#options.maxEventsPerJob;
@@ -570,11 +577,19 @@ export class SqliteStore implements EventStore {
       number,
       string,
       string,
+      string,
     ][];
+    const envelope = envelopesOf(jobId);
     const events: StoredEvent[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i]!;
-      events[i] = { job_id: jobId, sequence: row[0], type: row[1], envelope: row[2] };
+      // Indexed rather than destructured: destructuring doubled this loop's time.
+      events[i] = {
+        job_id: jobId,
+        sequence: row[0],
+        type: row[1],
+        envelope: envelope(row[1], row[0], row[2], row[3]),
+      };
     }
     return events;
   }

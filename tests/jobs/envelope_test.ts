@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { encodeEnvelope, joinEnvelope } from "../../src/jobs/envelope.ts";
+import { encodeEnvelope, envelopesOf, joinEnvelope } from "../../src/jobs/envelope.ts";
 
 Deno.test("joinEnvelope around the data's JSON text gives encodeEnvelope's envelope byte for byte", () => {
   fc.assert(
@@ -19,5 +19,30 @@ Deno.test("joinEnvelope around the data's JSON text gives encodeEnvelope's envel
       },
     ),
     { numRuns: 2000 },
+  );
+});
+
+Deno.test("envelopesOf rebuilds a job's envelopes byte for byte, whatever repeats between them", () => {
+  const part = fc.record({
+    // Few types and times, so that consecutive events share them as commits do.
+    type: fc.constantFrom("progress", "log", "status", 'é"type\n'),
+    timestamp: fc.constantFrom("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.001Z"),
+    data: fc.jsonValue(),
+  });
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "binary" }),
+      fc.array(part, { maxLength: 20 }),
+      (jobId, events) => {
+        const envelope = envelopesOf(jobId);
+        events.forEach(({ type, timestamp, data }, i) => {
+          assert.equal(
+            envelope(type, i + 1, timestamp, JSON.stringify(data)),
+            encodeEnvelope(type, jobId, i + 1, timestamp, data),
+          );
+        });
+      },
+    ),
+    { numRuns: 500 },
   );
 });

@@ -15,6 +15,8 @@ import type {
   SweepPolicy,
 } from "../../src/store/event_store.ts";
 import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
+import { encodeEnvelope } from "../../src/jobs/envelope.ts";
+import fc from "fast-check";
 
 const T0 = Date.parse("2026-01-01T00:00:00.000Z");
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -975,6 +977,73 @@ Deno.test("opening a store waits for a lock another connection holds instead of 
     await released;
   } finally {
     holder.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("events stored as whole envelopes are split into parts and read back byte for byte", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+  try {
+    // A database as the schema stood before events were stored in parts.
+    const old = new DatabaseSync(join(dir, DATABASE_FILE));
+    const partsStep = MIGRATIONS.findIndex((step) => step.includes("events_parts"));
+    assert.ok(partsStep > 0, "the step that splits events exists");
+    for (const step of MIGRATIONS.slice(0, partsStep)) old.exec(step);
+    old.exec(`PRAGMA user_version = ${partsStep}`);
+    const data = fc.sample(
+      fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 4 }),
+      { numRuns: 200, seed: 42 },
+    );
+    data.push(
+      { message: 'says "data": here', nested: { data: { data: 1 } } },
+      { text: "é ü 😀 \u2028 \\ \n \t", big: 1e21, small: 5e-7, neg: -0 },
+      {},
+    );
+    const at = (i: number) => iso(T0 + i * 1000);
+    const envelopes = data.map((d, i) =>
+      encodeEnvelope(i % 2 === 0 ? "progress" : "log.line", "old-job.1:a", i + 1, at(i), d)
+    );
+    old.prepare(
+      `INSERT INTO jobs (id, status, created_at, updated_at, last_sequence, last_event_at)
+       VALUES (?, 'running', ?, ?, ?, ?)`,
+    ).run("old-job.1:a", at(0), at(0), envelopes.length, T0);
+    const insert = old.prepare(
+      "INSERT INTO events (job_id, sequence, type, envelope) VALUES (?, ?, ?, ?)",
+    );
+    envelopes.forEach((envelope, i) =>
+      insert.run("old-job.1:a", i + 1, i % 2 === 0 ? "progress" : "log.line", envelope)
+    );
+    old.close();
+
+    const store = openSqliteStore(dir, DEFAULTS);
+    try {
+      const read = store.readEvents("old-job.1:a", 0, 10_000);
+      assert.equal(read.length, envelopes.length);
+      read.forEach((event, i) => {
+        assert.equal(event.sequence, i + 1);
+        assert.equal(event.envelope, envelopes[i], `event ${i + 1}`);
+        assert.deepEqual(JSON.parse(event.envelope).data, JSON.parse(JSON.stringify(data[i])));
+      });
+      // The job goes on after the migration, numbered after the old events.
+      const outcome = store.appendBatch(
+        [{ jobId: "old-job.1:a", events: [ev("log", { line: "after" })] }],
+        T0 + 1_000_000,
+      )[0]!;
+      assert.ok(outcome.ok);
+      assert.deepEqual(outcome.sequences, [envelopes.length + 1]);
+      const [last] = store.readEvents("old-job.1:a", envelopes.length, 10);
+      assert.equal(last?.envelope, outcome.committed[0]?.event.envelope);
+      assert.deepEqual(JSON.parse(last!.envelope), {
+        type: "log",
+        job_id: "old-job.1:a",
+        sequence: envelopes.length + 1,
+        timestamp: iso(T0 + 1_000_000),
+        data: { line: "after", level: "info" },
+      });
+    } finally {
+      store.close();
+    }
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
