@@ -6,6 +6,7 @@
  * @module
  */
 import type { DatabaseSync } from "node:sqlite";
+import { log } from "../log.ts";
 
 /** Ordered schema steps; step `i` moves the database to version `i + 1`. Append only. */
 export const MIGRATIONS: readonly string[] = [
@@ -142,9 +143,21 @@ export function migrate(db: DatabaseSync): void {
         db.exec("COMMIT");
         return;
       }
+      // A new database takes every step at once; an existing one is said to be upgraded,
+      // since a step that rewrites a large table keeps the server from starting for a while.
+      const started = performance.now();
+      if (current > 0) {
+        log("info", "upgrading the database schema", { from: current, to: current + 1 });
+      }
       db.exec(MIGRATIONS[current]!);
       db.exec(`PRAGMA user_version = ${current + 1}`);
       db.exec("COMMIT");
+      if (current > 0) {
+        log("info", "upgraded the database schema", {
+          version: current + 1,
+          ms: Math.round(performance.now() - started),
+        });
+      }
     } catch (error) {
       db.exec("ROLLBACK");
       throw error;
