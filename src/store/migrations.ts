@@ -128,6 +128,8 @@ export const MIGRATIONS: readonly string[] = [
 export function migrate(db: DatabaseSync): void {
   const version = () =>
     (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+  /** The database had a schema before: its steps are logged (a new one takes them silently). */
+  let upgrading: boolean | undefined;
   for (;;) {
     // The version is read inside the write transaction: several isolates may open the
     // same file at once, and only one of them may apply each step.
@@ -143,16 +145,17 @@ export function migrate(db: DatabaseSync): void {
         db.exec("COMMIT");
         return;
       }
-      // A new database takes every step at once; an existing one is said to be upgraded,
-      // since a step that rewrites a large table keeps the server from starting for a while.
+      // An existing database is said to be upgraded: a step that rewrites a large table
+      // keeps the server from starting for a while.
+      upgrading ??= current > 0;
       const started = performance.now();
-      if (current > 0) {
+      if (upgrading) {
         log("info", "upgrading the database schema", { from: current, to: current + 1 });
       }
       db.exec(MIGRATIONS[current]!);
       db.exec(`PRAGMA user_version = ${current + 1}`);
       db.exec("COMMIT");
-      if (current > 0) {
+      if (upgrading) {
         log("info", "upgraded the database schema", {
           version: current + 1,
           ms: Math.round(performance.now() - started),
