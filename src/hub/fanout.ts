@@ -19,7 +19,7 @@ import type { Job } from "../jobs/job.ts";
 
 /**
  * The events of a small request, carried in its commit message: with the job and the
- * sequences of its entry, enough to rebuild each envelope (`joinEnvelope`).
+ * sequences of its entry, enough to rebuild each envelope (`envelopesOf`).
  */
 export interface CarriedEvents {
   /** When the request was committed; one time for all its events. */

@@ -15,7 +15,7 @@
  * @module
  */
 import type { Job, JobRecord } from "../jobs/job.ts";
-import { joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
+import { envelopesOf, type StoredEvent } from "../jobs/envelope.ts";
 import type { CommittedEvent, EventStore } from "../store/event_store.ts";
 import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
@@ -344,6 +344,7 @@ export class Hub {
             this.#gapFills++;
             this.#readUpTo(channel, jobId, first - 1, false);
           }
+          const envelope = envelopesOf(jobId);
           for (let i = Math.max(0, channel.last + 1 - first); i < carried.data.length; i++) {
             const sequence = first + i;
             const type = carried.types[i]!;
@@ -351,7 +352,7 @@ export class Hub {
               job_id: jobId,
               sequence,
               type,
-              envelope: joinEnvelope(type, jobId, sequence, carried.timestamp, carried.data[i]!),
+              envelope: envelope(type, sequence, carried.timestamp, carried.data[i]!),
             };
             this.#deliver(
               channel,

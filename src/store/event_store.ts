@@ -37,7 +37,7 @@ export interface CommittedEvent {
   job: JobRecord;
   /** When it was committed (ISO 8601), as its envelope says. */
   timestamp: string;
-  /** The event's data as JSON text, as its envelope holds it (`joinEnvelope`). */
+  /** The event's data as JSON text, as its envelope holds it (`envelopesOf`). */
   data: string;
 }
 

@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { JobError, JobRecord } from "../jobs/job.ts";
 import { applyEvent, isRefusal } from "../jobs/reducer.ts";
-import { envelopesOf, joinEnvelope, type StoredEvent } from "../jobs/envelope.ts";
+import { envelopesOf, type StoredEvent } from "../jobs/envelope.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import type {
   AppendOutcome,
@@ -461,16 +461,17 @@ export class SqliteStore implements EventStore {
     const committed: CommittedEvent[] = [];
     const sequences: number[] = [];
     const timestamp = new Date(now).toISOString();
+    const envelopeOf = envelopesOf(jobId);
     let record = before;
     for (const event of request.events) {
-      const applied = applyEvent(record, event, now);
+      const applied = applyEvent(record, event, now, timestamp);
       if (isRefusal(applied)) return { ok: false, ...applied };
       record = applied.record;
       const sequence = record.last_sequence;
       // The data is serialized once: the envelope is built around it, and a commit message to
       // other isolates carries it alone.
       const data = JSON.stringify(applied.data);
-      const envelope = joinEnvelope(event.type, jobId, sequence, timestamp, data);
+      const envelope = envelopeOf(event.type, sequence, timestamp, data);
       committed.push({
         event: { job_id: jobId, sequence, type: event.type, envelope },
         job: record,

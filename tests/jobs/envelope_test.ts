@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { encodeEnvelope, envelopesOf, joinEnvelope } from "../../src/jobs/envelope.ts";
+import { encodeEnvelope, envelopesOf } from "../../src/jobs/envelope.ts";
 
-Deno.test("joinEnvelope around the data's JSON text gives encodeEnvelope's envelope byte for byte", () => {
+Deno.test("envelopesOf around the data's JSON text gives encodeEnvelope's envelope byte for byte", () => {
   fc.assert(
     fc.property(
       fc.string({ unit: "grapheme" }),
@@ -13,7 +13,7 @@ Deno.test("joinEnvelope around the data's JSON text gives encodeEnvelope's envel
       (type, jobId, sequence, timestamp, data) => {
         const envelope = encodeEnvelope(type, jobId, sequence, timestamp, data);
         assert.equal(
-          joinEnvelope(type, jobId, sequence, timestamp, JSON.stringify(data)),
+          envelopesOf(jobId)(type, sequence, timestamp, JSON.stringify(data)),
           envelope,
         );
       },
