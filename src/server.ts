@@ -13,7 +13,7 @@ import { Sweeper, sweepInterval } from "./store/sweeper.ts";
 import { Hub } from "./hub/hub.ts";
 import { type Fanout, LocalFanout } from "./hub/fanout.ts";
 import { BroadcastFanout } from "./hub/broadcast_fanout.ts";
-import { Peers, watcherKey } from "./hub/peers.ts";
+import { FIREHOSE_KEY, Peers, watcherKey } from "./hub/peers.ts";
 import { Sessions } from "./protocol/sessions.ts";
 import { deliveryRound } from "./protocol/outbox.ts";
 import { CLOSE } from "./protocol/session.ts";
@@ -106,6 +106,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       for (const [jobId, count] of Object.entries(deps.hub.watcherCounts())) {
         counts[watcherKey(jobId)] = count;
       }
+      counts[FIREHOSE_KEY] = deps.hub.counts.firehose;
       return counts;
     },
     () => localFigures(deps),
@@ -115,14 +116,17 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
   // with nothing to send says it alone.
   // deno-lint-ignore prefer-const -- assigned below; the hub's callbacks read it later
   let committer!: Committer;
-  const hub = new Hub(
-    store,
-    fanout,
-    (jobId, count) => peers.setCount(watcherKey(jobId), count),
-    () => committer.lockReleased(),
-    deliveryRound,
-    { events: config.maxEventsPerJob, bytes: config.replayCacheBytes },
-  );
+  const hub = new Hub(store, fanout, {
+    onWatchers: (jobId, count) => peers.setCount(watcherKey(jobId), count),
+    onFirehose: (count) => peers.setCount(FIREHOSE_KEY, count),
+    onRemote: () => committer.lockReleased(),
+    round: deliveryRound,
+    recent: { events: config.maxEventsPerJob, bytes: config.replayCacheBytes },
+    // Counts of other isolates arrive by message, so they may lag; an isolate that gets a
+    // job's events without them reads them from the store.
+    watchedElsewhere: (jobId) =>
+      peers.remoteWatchers(jobId) > 0 || peers.remoteCount(FIREHOSE_KEY) > 0,
+  });
   committer = new Committer(store, (outcomes) => {
     const batches = outcomes.flatMap((outcome) => (outcome.ok ? [outcome.committed] : []));
     if (!hub.publishLocal(batches)) peers.unlocked();

@@ -53,6 +53,29 @@ export interface ReplayInfo {
   first_available: number;
 }
 
+/** What a hub tells, and asks, the rest of the server. */
+export interface HubOptions {
+  /**
+   * Told whenever the number of subscribers of a job changes here (so other isolates can
+   * count whole-server watchers).
+   */
+  onWatchers?: (jobId: string, count: number) => void;
+  /** Told whenever the number of subscribers to every job changes here. */
+  onFirehose?: (count: number) => void;
+  /** Told after a commit message of another isolate was delivered here. */
+  onRemote?: (message: FanoutMessage) => void;
+  /** Runs each batch of deliveries (the transports gather writes per round). */
+  round?: (deliver: () => void) => void;
+  /** Bounds of the recent events kept in memory for replays. */
+  recent?: RecentLimits;
+  /**
+   * Whether another isolate may have someone following a job (its subscribers, or any
+   * subscriber to every job). A commit message carries the events only of such jobs; an
+   * isolate whose subscriber came meanwhile reads them from the store. Default: always.
+   */
+  watchedElsewhere?: (jobId: string) => boolean;
+}
+
 /** Most bytes of event data of one request that its commit message carries to other isolates. */
 const CARRY_BYTES = 2048;
 
@@ -106,30 +129,20 @@ export class Hub {
   #replayedFromStore = 0;
 
   #onWatchers: (jobId: string, count: number) => void;
+  #onFirehose: (count: number) => void;
   #onRemote: (message: FanoutMessage) => void;
   #round: (deliver: () => void) => void;
+  #watchedElsewhere: (jobId: string) => boolean;
 
-  /**
-   * @param onWatchers told whenever the number of subscribers of a job changes here (so
-   *   other isolates can count whole-server watchers)
-   * @param onRemote told after a commit message of another isolate was delivered here
-   * @param round runs each batch of deliveries (the transports gather writes per round)
-   * @param recent bounds of the recent events kept in memory for replays
-   */
-  constructor(
-    store: EventStore,
-    fanout: Fanout,
-    onWatchers: (jobId: string, count: number) => void = () => {},
-    onRemote: (message: FanoutMessage) => void = () => {},
-    round: (deliver: () => void) => void = (deliver) => deliver(),
-    recent: RecentLimits = DEFAULT_RECENT,
-  ) {
-    this.#recent = new RecentEvents(recent);
+  constructor(store: EventStore, fanout: Fanout, options: HubOptions = {}) {
+    this.#recent = new RecentEvents(options.recent ?? DEFAULT_RECENT);
     this.#store = store;
     this.#fanout = fanout;
-    this.#onWatchers = onWatchers;
-    this.#onRemote = onRemote;
-    this.#round = round;
+    this.#onWatchers = options.onWatchers ?? (() => {});
+    this.#onFirehose = options.onFirehose ?? (() => {});
+    this.#onRemote = options.onRemote ?? (() => {});
+    this.#round = options.round ?? ((deliver) => deliver());
+    this.#watchedElsewhere = options.watchedElsewhere ?? (() => true);
     for (const { id, last_sequence, created_at } of store.openJobs(MAX_TRACKED_AT_START)) {
       this.#channels.set(id, new Channel(last_sequence, created_at));
     }
@@ -262,10 +275,11 @@ export class Hub {
   /** Adds a subscriber to every job's events. */
   subscribeAll(subscriber: FirehoseSubscriber): void {
     this.#firehose.add(subscriber);
+    this.#onFirehose(this.#firehose.size);
   }
 
   unsubscribeAll(subscriber: FirehoseSubscriber): void {
-    this.#firehose.delete(subscriber);
+    if (this.#firehose.delete(subscriber)) this.#onFirehose(this.#firehose.size);
   }
 
   /**
@@ -279,8 +293,9 @@ export class Hub {
   publishLocal(batches: readonly (readonly CommittedEvent[])[]): boolean {
     const jobs: CommitEntry[] = [];
     for (const batch of batches) {
-      const entry = commitEntry(batch);
-      if (entry !== undefined) jobs.push(entry);
+      const jobId = batch[0]?.event.job_id;
+      if (jobId === undefined) continue;
+      jobs.push(commitEntry(batch, this.#watchedElsewhere(jobId)));
     }
     const told = jobs.length > 0;
     if (told) this.#fanout.publish({ jobs });
@@ -545,12 +560,12 @@ export class Hub {
 
 /**
  * What one request of a commit added, as other isolates learn it: the job, the first and
- * last sequence, whether the job is finished, and the events when they are small.
+ * last sequence, whether the job is finished, and the events when they are small and
+ * `carry` (someone may follow the job on another isolate).
  */
-function commitEntry(batch: readonly CommittedEvent[]): CommitEntry | undefined {
-  const first = batch[0];
-  const last = batch[batch.length - 1];
-  if (first === undefined || last === undefined) return undefined;
+function commitEntry(batch: readonly CommittedEvent[], carry: boolean): CommitEntry {
+  const first = batch[0]!;
+  const last = batch[batch.length - 1]!;
   const entry: CommitEntry = [
     last.job.id,
     first.event.sequence,
@@ -558,6 +573,7 @@ function commitEntry(batch: readonly CommittedEvent[]): CommitEntry | undefined 
     isTerminal(last.job.status),
     last.job.created_at,
   ];
+  if (!carry) return entry;
   const carried: CarriedEvents = { timestamp: first.timestamp, types: [], data: [] };
   let bytes = 0;
   for (const { event, data } of batch) {

@@ -42,6 +42,9 @@ type Wire =
   | { kind: "stats-request"; from: string; id: number }
   | { kind: "stats-reply"; from: string; to: string; id: number; figures: IsolateFigures };
 
+/** Key of the count of subscribers to every job (`all=1` streams). */
+export const FIREHOSE_KEY = "firehose";
+
 /** Key of the watcher count of a job. */
 export function watcherKey(jobId: string): string {
   return `w:${jobId}`;

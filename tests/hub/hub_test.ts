@@ -161,7 +161,7 @@ function withHub(
   const store = openSqliteStore(":memory:", { maxEventsPerJob });
   try {
     const fanout = new FakeFanout();
-    const hub = new Hub(store, fanout, undefined, undefined, undefined, recent);
+    const hub = new Hub(store, fanout, { recent });
     fn({ store, fanout, hub });
   } finally {
     store.close();
@@ -687,6 +687,48 @@ Deno.test("hub tells the other isolates about a commit before it delivers here",
     assert.deepEqual(deliveredWhenSent, [0, 2]);
     assert.deepEqual(recorder.sequences, [1, 2, 3]);
   });
+});
+
+Deno.test("hub carries the events only of jobs someone may follow on another isolate", () => {
+  const store = openSqliteStore(":memory:", { maxEventsPerJob: 1000 });
+  try {
+    const fanout = new FakeFanout();
+    const hub = new Hub(store, fanout, { watchedElsewhere: (jobId) => jobId === "watched" });
+    createJob(store, "watched");
+    createJob(store, "quiet");
+    hub.publishLocal([commit(store, "watched", log(1), log(2)), commit(store, "quiet", log(1))]);
+    const [message] = fanout.published;
+    assert.deepEqual(message?.jobs.map((entry) => entry.slice(0, 5)), [
+      ["watched", 1, 2, false, T0_ISO],
+      ["quiet", 1, 1, false, T0_ISO],
+    ]);
+    assert.deepEqual(message?.jobs[0]?.[5]?.data, [
+      '{"line":"1","level":"info"}',
+      '{"line":"2","level":"info"}',
+    ]);
+    assert.equal(message?.jobs[1]?.length, 5, "no events for a job nobody follows elsewhere");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("hub reports the number of subscribers to every job as it changes", () => {
+  const store = openSqliteStore(":memory:", { maxEventsPerJob: 1000 });
+  try {
+    const counts: number[] = [];
+    const hub = new Hub(store, new FakeFanout(), { onFirehose: (count) => counts.push(count) });
+    const a = firehose();
+    const b = firehose();
+    hub.subscribeAll(a);
+    hub.subscribeAll(b);
+    hub.unsubscribeAll(a);
+    hub.unsubscribeAll(a);
+    hub.unsubscribeAll(b);
+    assert.deepEqual(counts, [1, 2, 1, 0]);
+    assert.equal(hub.counts.firehose, 0);
+  } finally {
+    store.close();
+  }
 });
 
 Deno.test("hub publishLocal with no events sends nothing", () => {

@@ -198,3 +198,56 @@ Deno.test("on two isolates, each Idempotency-Key and each expected sequence comm
     }
   });
 });
+
+Deno.test("on two isolates, subscribers to every job get every job's events in order", async () => {
+  await withChildServer(2, [], async (server) => {
+    const jobs = ["every-a", "every-b", "every-c"];
+    const perJob = 40;
+    for (const id of jobs) {
+      assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+    }
+    // Opened one after another, so the kernel gives them to both isolates.
+    const watchers: WsClient[] = [];
+    try {
+      for (let i = 0; i < 6; i++) {
+        const ws = await WsClient.connect(`${server.url}/ws?all=1`);
+        await ws.next((m: Msg) => m.type === "connection");
+        watchers.push(ws);
+      }
+      // Without keep-alive the publishes land on both isolates too: each watcher gets events
+      // committed on its own isolate and on the other.
+      const clients = freshConnections(PUBLISHERS);
+      let next = 0;
+      await Promise.all(clients.map(async (client) => {
+        while (next < jobs.length * perJob) {
+          const n = next++;
+          const reply = await post(client, `${server.url}/jobs/${jobs[n % jobs.length]}/events`, {
+            type: "log",
+            data: { line: `line ${n}` },
+          });
+          assert.equal(reply.status, 201, JSON.stringify(reply.json));
+        }
+      }));
+      for (const client of clients) client.close();
+      const stats = await http(server.url, "GET", "/stats");
+      const isolates = stats.json.per_isolate as { connections: number; commits: number }[];
+      assert.ok(isolates.every((one) => one.connections > 0), "watchers on both isolates");
+      assert.ok(isolates.every((one) => one.commits > 0), "commits on both isolates");
+      const expected = Array.from({ length: perJob }, (_, i) => i + 1);
+      for (const ws of watchers) {
+        const of = (id: string) =>
+          ws.messages.filter((m: Msg) => m.job_id === id && m.sequence !== null).map((m: Msg) =>
+            m.sequence
+          );
+        await waitFor(
+          () => jobs.every((id) => of(id).length >= perJob),
+          10_000,
+          "every job's events",
+        );
+        for (const id of jobs) assert.deepEqual(of(id), expected, id);
+      }
+    } finally {
+      await Promise.all(watchers.map((ws) => ws.close()));
+    }
+  });
+});
