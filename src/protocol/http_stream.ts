@@ -47,7 +47,7 @@ export function serveHttpStream(
   // Frames wait here until the response asks for bytes; it then takes everything that
   // gathered as one chunk, so a reader that falls behind costs one write per catch-up
   // instead of one per event.
-  let pending: Uint8Array[] = [];
+  const pending: Uint8Array[] = [];
   let pendingBytes = 0;
   /** The response asked for bytes and got none yet. */
   let wanted = false;
@@ -55,7 +55,8 @@ export function serveHttpStream(
   const flush = () => {
     if (pendingBytes === 0 || !open) return;
     const chunk = join(pending, pendingBytes);
-    pending = [];
+    // Emptied in place: a new array for every flush of every stream is garbage per event.
+    pending.length = 0;
     pendingBytes = 0;
     wanted = false;
     try {
