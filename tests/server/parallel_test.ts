@@ -206,13 +206,18 @@ Deno.test("on two isolates, subscribers to every job get every job's events in o
     for (const id of jobs) {
       assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
     }
-    // Opened one after another, so the kernel gives them to both isolates.
+    // Which isolate takes a connection is up to the kernel: watchers are opened one after
+    // another until both isolates have some (a burst may land on one alone).
     const watchers: WsClient[] = [];
+    const connectionsPerIsolate = async () =>
+      ((await http(server.url, "GET", "/stats")).json.per_isolate as { connections: number }[])
+        .map((one) => one.connections);
     try {
-      for (let i = 0; i < 6; i++) {
+      for (let i = 0; i < 40; i++) {
         const ws = await WsClient.connect(`${server.url}/ws?all=1`);
         await ws.next((m: Msg) => m.type === "connection");
         watchers.push(ws);
+        if (watchers.length >= 4 && (await connectionsPerIsolate()).every((n) => n > 0)) break;
       }
       // Without keep-alive the publishes land on both isolates too: each watcher gets events
       // committed on its own isolate and on the other.
@@ -231,6 +236,7 @@ Deno.test("on two isolates, subscribers to every job get every job's events in o
       for (const client of clients) client.close();
       const stats = await http(server.url, "GET", "/stats");
       const isolates = stats.json.per_isolate as { connections: number; commits: number }[];
+      assert.equal(isolates.length, 2);
       assert.ok(isolates.every((one) => one.connections > 0), "watchers on both isolates");
       assert.ok(isolates.every((one) => one.commits > 0), "commits on both isolates");
       const expected = Array.from({ length: perJob }, (_, i) => i + 1);
