@@ -38,6 +38,8 @@ export const CUSTOM_TYPE_PATTERN = /^[a-z][a-z0-9_.:-]{0,63}$/;
 export interface NewEvent {
   type: string;
   data: Record<string, unknown>;
+  /** `data` as JSON text, when it was serialized already (to check its size): stored as is. */
+  json?: string;
 }
 
 /** One validation problem, with the path of the offending field. */

@@ -468,9 +468,12 @@ export class SqliteStore implements EventStore {
       if (isRefusal(applied)) return { ok: false, ...applied };
       record = applied.record;
       const sequence = record.last_sequence;
-      // The data is serialized once: the envelope is built around it, and a commit message to
-      // other isolates carries it alone.
-      const data = JSON.stringify(applied.data);
+      // The data is serialized once (by the publish route already, unless applying the event
+      // added to it): the envelope is built around it, and a commit message to other
+      // isolates carries it alone.
+      const data = applied.data === event.data && event.json !== undefined
+        ? event.json
+        : JSON.stringify(applied.data);
       const envelope = envelopeOf(event.type, sequence, timestamp, data);
       committed.push({
         event: { job_id: jobId, sequence, type: event.type, envelope },

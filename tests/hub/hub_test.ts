@@ -4,6 +4,7 @@ import {
   DEFAULT_RECENT,
   type FirehoseSubscriber,
   Hub,
+  type HubOptions,
   type ReplayInfo,
   type Subscriber,
 } from "../../src/hub/hub.ts";
@@ -156,12 +157,12 @@ interface Fixture {
 function withHub(
   fn: (f: Fixture) => void,
   maxEventsPerJob = 100_000,
-  recent: RecentLimits = DEFAULT_RECENT,
+  options: HubOptions = {},
 ): void {
   const store = openSqliteStore(":memory:", { maxEventsPerJob });
   try {
     const fanout = new FakeFanout();
-    const hub = new Hub(store, fanout, { recent });
+    const hub = new Hub(store, fanout, options);
     fn({ store, fanout, hub });
   } finally {
     store.close();
@@ -431,7 +432,7 @@ Deno.test("hub replays the older part from the store and the newest from memory"
       sameAsStore(f, "j", recorder);
     },
     100_000,
-    { events: 10, bytes: 1_000_000 },
+    { recent: { events: 10, bytes: 1_000_000 } },
   );
 });
 
@@ -576,7 +577,7 @@ Deno.test("hub keeps at most the byte bound of recent events, dropping the oldes
       sameAsStore(f, "c", c);
     },
     100_000,
-    { events: 100, bytes: 5000 },
+    { recent: { events: 100, bytes: 5000 } },
   );
 });
 
@@ -608,7 +609,7 @@ Deno.test("hub keeps nothing in memory when the byte bound is 0", () => {
       sameAsStore(f, "j", recorder);
     },
     100_000,
-    { events: 100, bytes: 0 },
+    { recent: { events: 100, bytes: 0 } },
   );
 });
 
@@ -690,45 +691,47 @@ Deno.test("hub tells the other isolates about a commit before it delivers here",
 });
 
 Deno.test("hub carries the events only of jobs someone may follow on another isolate", () => {
-  const store = openSqliteStore(":memory:", { maxEventsPerJob: 1000 });
-  try {
-    const fanout = new FakeFanout();
-    const hub = new Hub(store, fanout, { watchedElsewhere: (jobId) => jobId === "watched" });
-    createJob(store, "watched");
-    createJob(store, "quiet");
-    hub.publishLocal([commit(store, "watched", log(1), log(2)), commit(store, "quiet", log(1))]);
-    const [message] = fanout.published;
-    assert.deepEqual(message?.jobs.map((entry) => entry.slice(0, 5)), [
-      ["watched", 1, 2, false, T0_ISO],
-      ["quiet", 1, 1, false, T0_ISO],
-    ]);
-    assert.deepEqual(message?.jobs[0]?.[5]?.data, [
-      '{"line":"1","level":"info"}',
-      '{"line":"2","level":"info"}',
-    ]);
-    assert.equal(message?.jobs[1]?.length, 5, "no events for a job nobody follows elsewhere");
-  } finally {
-    store.close();
-  }
+  withHub(
+    (f) => {
+      createJob(f.store, "watched");
+      createJob(f.store, "quiet");
+      f.hub.publishLocal([
+        commit(f.store, "watched", log(1), log(2)),
+        commit(f.store, "quiet", log(1)),
+      ]);
+      const [message] = f.fanout.published;
+      assert.deepEqual(message?.jobs.map((entry) => entry.slice(0, 5)), [
+        ["watched", 1, 2, false, T0_ISO],
+        ["quiet", 1, 1, false, T0_ISO],
+      ]);
+      assert.deepEqual(message?.jobs[0]?.[5]?.data, [
+        '{"line":"1","level":"info"}',
+        '{"line":"2","level":"info"}',
+      ]);
+      assert.equal(message?.jobs[1]?.length, 5, "no events for a job nobody follows elsewhere");
+    },
+    1000,
+    { watchedElsewhere: (jobId) => jobId === "watched" },
+  );
 });
 
 Deno.test("hub reports the number of subscribers to every job as it changes", () => {
-  const store = openSqliteStore(":memory:", { maxEventsPerJob: 1000 });
-  try {
-    const counts: number[] = [];
-    const hub = new Hub(store, new FakeFanout(), { onFirehose: (count) => counts.push(count) });
-    const a = firehose();
-    const b = firehose();
-    hub.subscribeAll(a);
-    hub.subscribeAll(b);
-    hub.unsubscribeAll(a);
-    hub.unsubscribeAll(a);
-    hub.unsubscribeAll(b);
-    assert.deepEqual(counts, [1, 2, 1, 0]);
-    assert.equal(hub.counts.firehose, 0);
-  } finally {
-    store.close();
-  }
+  const counts: number[] = [];
+  withHub(
+    ({ hub }) => {
+      const a = firehose();
+      const b = firehose();
+      hub.subscribeAll(a);
+      hub.subscribeAll(b);
+      hub.unsubscribeAll(a);
+      hub.unsubscribeAll(a);
+      hub.unsubscribeAll(b);
+      assert.deepEqual(counts, [1, 2, 1, 0]);
+      assert.equal(hub.counts.firehose, 0);
+    },
+    1000,
+    { onFirehose: (count) => counts.push(count) },
+  );
 });
 
 Deno.test("hub publishLocal with no events sends nothing", () => {
@@ -1232,7 +1235,7 @@ for (
             }
           },
           100_000,
-          recent,
+          { recent },
         );
       }),
       { numRuns: 300 },
@@ -1320,7 +1323,7 @@ function playJobs(
       assert.equal(f.hub.recentBytes, 0, "bytes left after every job went");
     },
     cap,
-    recent,
+    { recent },
   );
   return { received, fromMemory };
 }

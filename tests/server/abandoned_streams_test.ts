@@ -4,24 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { http, waitFor } from "../_helpers/clients.ts";
-import { spawnServer } from "../_helpers/server.ts";
+import { withChildServer } from "../_helpers/server.ts";
 
 const STREAMS = 500;
 
 // The race is narrow: a few rounds per server shape make it show on a build that has it.
-for (const [workers, round] of [1, 2].flatMap((w) => [1, 2, 3].map((r) => [w, r]))) {
+for (const [workers, round] of [1, 2].flatMap((w) => [1, 2, 3].map((r) => [w, r] as const))) {
   Deno.test(`a server (${workers} isolate(s)) stops cleanly right after its SSE clients left (${round})`, async () => {
-    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-abandoned-" });
-    const server = await spawnServer([
-      "--port",
-      "0",
-      "--data-dir",
-      dataDir,
-      "--no-auth",
-      "--workers",
-      String(workers),
-    ]);
-    try {
+    await withChildServer(workers, [], async (server) => {
       assert.equal((await http(server.url, "POST", "/jobs", { id: "left" })).status, 201);
       // Raw connections that never read: closing one with unread bytes resets it, as a
       // client process that exits does.
@@ -55,9 +45,6 @@ for (const [workers, round] of [1, 2].flatMap((w) => [1, 2, 3].map((r) => [w, r]
       const status = await server.stop("SIGTERM");
       assert.doesNotMatch(server.output(), /Uncaught|error:/);
       assert.equal(status.code, 0);
-    } finally {
-      await server.stop("SIGKILL");
-      await Deno.remove(dataDir, { recursive: true });
-    }
+    });
   });
 }

@@ -55,7 +55,8 @@ function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEven
     );
   }
   events.forEach((event, i) => {
-    const size = sizeOver(JSON.stringify(event.data), maxEventBytes);
+    event.json = JSON.stringify(event.data);
+    const size = sizeOver(event.json, maxEventBytes);
     if (size !== undefined) {
       throw new ApiError(
         "event_too_large",
