@@ -379,7 +379,9 @@ export class SqliteStore implements EventStore {
       this.#stmt(SQL.waitForLock).run();
     }
     try {
-      const outcomes = requests.map((request) => this.#appendOne(request, now));
+      // One commit time for the whole group, formatted once.
+      const timestamp = new Date(now).toISOString();
+      const outcomes = requests.map((request) => this.#appendOne(request, now, timestamp));
       this.#stmt(SQL.commit).run();
       // Started with the first commit, so stores that never write start no thread.
       if (this.#path !== undefined && this.#checkpointer === undefined) {
@@ -420,7 +422,7 @@ export class SqliteStore implements EventStore {
     this.#records.set(jobId, { position, record });
   }
 
-  #appendOne(request: AppendRequest, now: number): AppendOutcome {
+  #appendOne(request: AppendRequest, now: number, timestamp: string): AppendOutcome {
     const { jobId } = request;
     const before = this.#current(jobId);
     if (before === undefined) {
@@ -460,7 +462,6 @@ export class SqliteStore implements EventStore {
     // Every event is applied in memory first: a refused one leaves nothing to undo.
     const committed: CommittedEvent[] = [];
     const sequences: number[] = [];
-    const timestamp = new Date(now).toISOString();
     const envelopeOf = envelopesOf(jobId);
     let record = before;
     for (const event of request.events) {
