@@ -3,8 +3,13 @@
  * `Deno.serve` broadcaster with no persistence and no auth) under the same load, in the
  * same run, and prints a table and one JSON line. Figures are medians of `--runs` runs
  * (default 3); each scenario gets a fresh server and a load client in its own process.
+ * When nginx and its nchan module are installed (Debian: `apt-get install nginx
+ * libnginx-mod-nchan`), nchan gets the same load too, with as many worker processes as
+ * jobwire has isolates, and its figures are printed beside the others (`--no-nchan` skips
+ * it). The targets stay ratios to the reference.
  *
  *   deno task bench [--runs 3] [--workers N] [--quick] [--only ws_fanout_1x1000x200,…]
+ *                   [--no-nchan]
  *
  * The main figure is server µs per delivery: the server's CPU time (its process tree,
  * from /proc) divided by deliveries, which stays meaningful when the load client
@@ -28,6 +33,22 @@ const runs = Number(flag("runs") ?? 3);
 const workers = Number(flag("workers") ?? Math.max(1, navigator.hardwareConcurrency || 1));
 const quick = Deno.args.includes("--quick");
 const only = flag("only")?.split(",");
+
+/** nginx's nchan module, as Debian's `libnginx-mod-nchan` installs it. */
+const NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so";
+
+/** Whether nginx with the nchan module can run here (and was not turned off). */
+function nchanAvailable(): boolean {
+  if (Deno.args.includes("--no-nchan")) return false;
+  try {
+    Deno.statSync(NCHAN_MODULE);
+    return new Deno.Command("nginx", { args: ["-v"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+const withNchan = nchanAvailable();
 
 interface Case {
   name: string;
@@ -183,7 +204,80 @@ async function readUntil(
   throw new Error(`server did not start: ${text.slice(-2000)}`);
 }
 
+/** A free TCP port on loopback (nginx takes no port 0 it would report back). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
+/**
+ * nginx in the foreground (its master process is the tree's root, one worker process per
+ * jobwire isolate) with nchan's publisher and subscribers on the reference's routes. Its
+ * defaults otherwise: messages kept in shared memory, the newest 10 per channel.
+ */
+async function startNchan(): Promise<Server> {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-bench-nchan-" });
+  const port = freePort();
+  await Deno.writeTextFile(
+    join(dir, "nginx.conf"),
+    `load_module ${NCHAN_MODULE};
+daemon off;
+master_process on;
+worker_processes ${workers};
+pid ${join(dir, "nginx.pid")};
+error_log ${join(dir, "error.log")} warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path ${join(dir, "body")};
+  server {
+    listen 127.0.0.1:${port};
+    location = /healthz { return 200 "ok"; }
+    location = /publish { nchan_publisher; nchan_channel_id $arg_job; }
+    location = /ws { nchan_subscriber websocket; nchan_channel_id $arg_job; }
+    location = /sse { nchan_subscriber eventsource; nchan_channel_id $arg_job; }
+  }
+}
+`,
+  );
+  const child = new Deno.Command("nginx", {
+    args: ["-p", dir, "-c", join(dir, "nginx.conf")],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    await child.output().catch(() => {});
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    try {
+      const reply = await fetch(`${url}/healthz`);
+      await reply.body?.cancel();
+      if (reply.ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) {
+      const log = await Deno.readTextFile(join(dir, "error.log")).catch(() => "");
+      await stop();
+      throw new Error(`nginx with nchan did not start: ${log.slice(-2000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { target: { kind: "nchan", url, pid: child.pid }, stop };
+}
+
 async function startServer(kind: Target["kind"]): Promise<Server> {
+  if (kind === "nchan") return await startNchan();
   let dataDir: string | undefined;
   let args: string[];
   if (kind === "reference") {
@@ -253,11 +347,16 @@ function median(values: number[]): number {
 
 const results: Record<string, Record<string, Record<string, number[]>>> = {};
 
+if (!withNchan && !Deno.args.includes("--no-nchan")) {
+  progress("nchan not installed (apt-get install nginx libnginx-mod-nchan): measuring without it");
+}
+const servers: Target["kind"][] = withNchan
+  ? ["reference", "nchan", "jobwire"]
+  : ["reference", "jobwire"];
+
 for (let run = 1; run <= runs; run++) {
   for (const c of selected) {
-    for (
-      const kind of (c.jobwireOnly ? ["jobwire"] : ["reference", "jobwire"]) as Target["kind"][]
-    ) {
+    for (const kind of c.jobwireOnly ? ["jobwire" as const] : servers) {
       progress(`run ${run}/${runs}: ${c.name} on ${kind}`);
       const server = await startServer(kind);
       try {
@@ -279,14 +378,17 @@ for (const [name, byKind] of Object.entries(results)) {
       Object.entries(fields).map(([k, v]) => [k, median(v)]),
     );
   }
-  const ref = summary[name].reference;
   const jw = summary[name].jobwire;
-  if (ref !== undefined && jw !== undefined) {
-    summary[name].ratio = Object.fromEntries(
+  // jobwire's figures over the reference's (the targets) and over nchan's.
+  for (const [key, other] of [["ratio", "reference"], ["ratio_nchan", "nchan"]] as const) {
+    const base = summary[name][other];
+    if (base === undefined || jw === undefined) continue;
+    summary[name][key] = Object.fromEntries(
       Object.keys(jw).filter((k) =>
-        typeof ref[k] === "number" && ref[k] !== 0 && !/missing|duplicated|out_of_order/.test(k)
+        typeof base[k] === "number" && base[k] !== 0 &&
+        !/missing|duplicated|out_of_order|busiest_isolate_share/.test(k)
       )
-        .map((k) => [k, jw[k]! / ref[k]!]),
+        .map((k) => [k, jw[k]! / base[k]!]),
     );
   }
 }
@@ -370,21 +472,27 @@ const fmt = (n: number | undefined) =>
     : n.toFixed(2);
 const lines: string[] = [];
 lines.push(
-  `jobwire benchmark: ${runs} run(s), medians; jobwire with ${workers} isolate(s); ${
-    quick ? "QUICK sizes" : "full sizes"
-  }`,
+  `jobwire benchmark: ${runs} run(s), medians; jobwire with ${workers} isolate(s)${
+    withNchan ? `, nchan with ${workers} worker process(es)` : ""
+  }; ${quick ? "QUICK sizes" : "full sizes"}`,
 );
 lines.push("");
-lines.push("| scenario | figure | reference | jobwire | ratio |");
-lines.push("| --- | --- | ---: | ---: | ---: |");
+if (withNchan) {
+  lines.push("| scenario | figure | reference | nchan | jobwire | ratio | vs nchan |");
+  lines.push("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+} else {
+  lines.push("| scenario | figure | reference | jobwire | ratio |");
+  lines.push("| --- | --- | ---: | ---: | ---: |");
+}
 for (const [name, byKind] of Object.entries(summary)) {
-  const keys = Object.keys(byKind.jobwire ?? byKind.reference ?? {});
+  const keys = new Set(
+    [byKind.reference, byKind.nchan, byKind.jobwire].flatMap((f) => Object.keys(f ?? {})),
+  );
   for (const key of keys) {
-    lines.push(
-      `| ${name} | ${key} | ${fmt(byKind.reference?.[key])} | ${fmt(byKind.jobwire?.[key])} | ${
-        fmt(byKind.ratio?.[key])
-      } |`,
-    );
+    const cells = withNchan
+      ? [byKind.reference, byKind.nchan, byKind.jobwire, byKind.ratio, byKind.ratio_nchan]
+      : [byKind.reference, byKind.jobwire, byKind.ratio];
+    lines.push(`| ${name} | ${key} | ${cells.map((f) => fmt(f?.[key])).join(" | ")} |`);
   }
 }
 lines.push("");
@@ -394,4 +502,6 @@ for (const c of checks) {
   lines.push(`| ${c.name} | ${fmt(c.value)} | ${c.limit} | ${c.pass ? "pass" : "MISS"} |`);
 }
 console.log(lines.join("\n"));
-console.log(JSON.stringify({ runs, workers, quick, scenarios: summary, targets: checks }));
+console.log(
+  JSON.stringify({ runs, workers, quick, nchan: withNchan, scenarios: summary, targets: checks }),
+);

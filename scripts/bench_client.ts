@@ -9,9 +9,12 @@
  */
 import { cpuSeconds, rssBytes } from "./_proc.ts";
 
-/** The server under test. */
+/**
+ * The server under test. `nchan` is nginx with the nchan module: it relays message bodies
+ * as they are, so this client writes the envelopes (and their sequences) itself.
+ */
 export interface Target {
-  kind: "jobwire" | "reference";
+  kind: "jobwire" | "reference" | "nchan";
   url: string;
   token?: string;
   /** Root of the server's process tree, for CPU and memory. */
@@ -71,7 +74,7 @@ function sentAt(text: string): number {
 
 function wsUrl(job: string, since?: number): string {
   const base = target.url.replace(/^http/, "ws");
-  if (target.kind === "reference") return `${base}/ws?job=${job}`;
+  if (target.kind !== "jobwire") return `${base}/ws?job=${job}`;
   const query = new URLSearchParams({ token: target.token ?? "" });
   if (since !== undefined) query.set("since", String(since));
   return `${base}/ws/jobs/${job}?${query}`;
@@ -79,6 +82,9 @@ function wsUrl(job: string, since?: number): string {
 
 function sseRequest(job: string, since?: number): [string, RequestInit] {
   if (target.kind === "reference") return [`${target.url}/sse?job=${job}`, {}];
+  if (target.kind === "nchan") {
+    return [`${target.url}/sse?job=${job}`, { headers: { accept: "text/event-stream" } }];
+  }
   const query = since === undefined ? "" : `?since=${since}`;
   return [`${target.url}/jobs/${job}/events${query}`, {
     headers: {
@@ -89,7 +95,7 @@ function sseRequest(job: string, since?: number): [string, RequestInit] {
 }
 
 async function createJob(id: string): Promise<void> {
-  if (target.kind === "reference") return;
+  if (target.kind !== "jobwire") return;
   const reply = await fetch(`${target.url}/jobs`, {
     method: "POST",
     headers,
@@ -99,6 +105,7 @@ async function createJob(id: string): Promise<void> {
 }
 
 async function publish(job: string, events: { type: string; data: unknown }[]): Promise<void> {
+  if (target.kind === "nchan") return await publishToNchan(job, events);
   const url = target.kind === "reference"
     ? `${target.url}/publish?job=${job}`
     : `${target.url}/jobs/${job}/events`;
@@ -108,6 +115,38 @@ async function publish(job: string, events: { type: string; data: unknown }[]): 
     throw new Error(`publish ${job}: ${reply.status} ${await reply.text()}`);
   }
   await reply.body?.cancel();
+}
+
+/** Per job: the last sequence written and the chain of its publishes (nchan only). */
+const nchanJobs = new Map<string, { sequence: number; chain: Promise<void> }>();
+
+/**
+ * nchan takes one message per request and relays its body as it is, so each event is its
+ * own request carrying an envelope this client numbers. A job's publishes go one after the
+ * other (concurrent ones could arrive in another order than they were numbered); publishes
+ * to different jobs still overlap. nchan answers 201, or 202 when nobody is subscribed.
+ */
+function publishToNchan(job: string, events: { type: string; data: unknown }[]): Promise<void> {
+  const entry = nchanJobs.get(job) ?? { sequence: 0, chain: Promise.resolve() };
+  nchanJobs.set(job, entry);
+  const done = entry.chain.then(async () => {
+    for (const event of events) {
+      const body = JSON.stringify({
+        type: event.type,
+        job_id: job,
+        sequence: ++entry.sequence,
+        timestamp: new Date().toISOString(),
+        data: event.data,
+      });
+      const reply = await fetch(`${target.url}/publish?job=${job}`, { method: "POST", body });
+      await reply.body?.cancel();
+      if (reply.status !== 201 && reply.status !== 202) {
+        throw new Error(`publish ${job}: ${reply.status}`);
+      }
+    }
+  });
+  entry.chain = done.catch(() => {});
+  return done;
 }
 
 /** Correctness of what one subscriber received. */
@@ -135,7 +174,10 @@ interface Subscriber {
   close(): void;
 }
 
-/** Opens a WebSocket subscriber; resolves once its first (connection) message arrived. */
+/**
+ * Opens a WebSocket subscriber; resolves once its first (connection) message arrived, or
+ * for nchan, which sends none, once it is open.
+ */
 function openWs(
   job: string,
   onMessage: (text: string, tally: Tally) => void,
@@ -146,6 +188,13 @@ function openWs(
     const socket = new WebSocket(wsUrl(job, since));
     let ready = false;
     const timer = setTimeout(() => reject(new Error("websocket connect timed out")), 30_000);
+    if (target.kind === "nchan") {
+      socket.onopen = () => {
+        ready = true;
+        clearTimeout(timer);
+        resolve({ tally, close: () => socket.close() });
+      };
+    }
     socket.onmessage = (e) => {
       const text = e.data as string;
       if (!ready) {
@@ -159,7 +208,10 @@ function openWs(
   });
 }
 
-/** Opens an SSE subscriber over streamed fetch; resolves once the first bytes arrived. */
+/**
+ * Opens an SSE subscriber over streamed fetch; resolves once the first bytes arrived (the
+ * connection event, or nchan's `: hi` comment).
+ */
 async function openSse(
   job: string,
   onMessage: (text: string, tally: Tally) => void,
@@ -214,7 +266,7 @@ async function waitUntil(done: () => boolean, what: string): Promise<void> {
 /**
  * Share of the stream connections held by jobwire's busiest isolate (from `/stats`):
  * `deno serve --parallel` can put most of a burst of connections on one isolate, which moves
- * the figures between runs. Nothing for the reference or a single isolate.
+ * the figures between runs. Nothing for the other servers or a single isolate.
  */
 async function busiestIsolateShare(): Promise<Record<string, number>> {
   if (target.kind !== "jobwire") return {};
