@@ -6,8 +6,9 @@
  */
 import type { AppDeps } from "./app.ts";
 import { canRead, type Principal } from "../auth/principal.ts";
-import type { SessionContext } from "../protocol/session.ts";
-import type { Session } from "../protocol/session.ts";
+import type { Session, SessionContext } from "../protocol/session.ts";
+import type { Outbox, OutboxLimits } from "../protocol/outbox.ts";
+import type { Job, JobRecord } from "../jobs/job.ts";
 import type { MessageFormat, Transport } from "../protocol/codec.ts";
 import { ApiError } from "./errors.ts";
 
@@ -24,24 +25,69 @@ export function sessionContext(
   principal: Principal,
   release: () => void,
 ): SessionContext {
-  const { hub, store, sessions, config } = deps;
-  return {
-    hub,
-    job: (id) => store.getJob(id),
-    visible: (job) => canRead(principal, job),
-    limits: { highWater: STREAM_HIGH_WATER, maxQueued: config.sendBuffer },
-    onBacklog: (outbox) => sessions.backlogged(outbox),
-    onClose: (session: Session) => {
-      release();
-      sessions.remove(session);
-    },
-    window: config.replayWindow,
-    expiresAt: principal.expiresAt,
-  };
+  return new StreamContext(deps, principal, release);
+}
+
+/** What every connection of one server shares: outbox bounds and the backlog hook. */
+interface Shared {
+  limits: OutboxLimits;
+  onBacklog: (outbox: Outbox) => void;
+}
+const sharedOf = new WeakMap<AppDeps, Shared>();
+
+/**
+ * A connection's context: its fields, with methods shared by every connection (a server
+ * holds thousands of idle ones; closures per connection would cost each about 400 bytes).
+ */
+class StreamContext implements SessionContext {
+  readonly hub: AppDeps["hub"];
+  readonly limits: OutboxLimits;
+  /** A shared function, not a method: the session hands it to its outbox on its own. */
+  readonly onBacklog: (outbox: Outbox) => void;
+  readonly window: number;
+  readonly expiresAt: number | null;
+  readonly #deps: AppDeps;
+  readonly #principal: Principal;
+  readonly #release: () => void;
+
+  constructor(deps: AppDeps, principal: Principal, release: () => void) {
+    this.hub = deps.hub;
+    let shared = sharedOf.get(deps);
+    if (shared === undefined) {
+      shared = {
+        limits: { highWater: STREAM_HIGH_WATER, maxQueued: deps.config.sendBuffer },
+        onBacklog: (outbox) => deps.sessions.backlogged(outbox),
+      };
+      sharedOf.set(deps, shared);
+    }
+    this.limits = shared.limits;
+    this.onBacklog = shared.onBacklog;
+    this.window = deps.config.replayWindow;
+    this.expiresAt = principal.expiresAt;
+    this.#deps = deps;
+    this.#principal = principal;
+    this.#release = release;
+  }
+
+  job(id: string): JobRecord | undefined {
+    return this.#deps.store.getJob(id);
+  }
+
+  visible(job: Job): boolean {
+    return canRead(this.#principal, job);
+  }
+
+  onClose(session: Session): void {
+    this.#release();
+    this.#deps.sessions.remove(session);
+  }
 }
 
 /** A `since` for every job, or one per job (`a:5,b:7`). */
-export type Since = { all: number | null; perJob: Map<string, number> };
+export type Since = { all: number | null; perJob: ReadonlyMap<string, number> };
+
+/** `perJob` of a `since` that names no job (most streams): one map for all of them. */
+const NO_JOBS: ReadonlyMap<string, number> = new Map();
 
 const SEQUENCE = /^\d{1,15}$/;
 
@@ -51,12 +97,9 @@ const SEQUENCE = /^\d{1,15}$/;
  * @throws {ApiError} 422 naming the bad part
  */
 export function parseSince(value: string | undefined): Since {
-  const since: Since = { all: null, perJob: new Map() };
-  if (value === undefined || value === "") return since;
-  if (SEQUENCE.test(value)) {
-    since.all = Number(value);
-    return since;
-  }
+  if (value === undefined || value === "") return { all: null, perJob: NO_JOBS };
+  if (SEQUENCE.test(value)) return { all: Number(value), perJob: NO_JOBS };
+  const perJob = new Map<string, number>();
   for (const part of value.split(",")) {
     const colon = part.lastIndexOf(":");
     const seq = part.slice(colon + 1);
@@ -65,9 +108,9 @@ export function parseSince(value: string | undefined): Since {
         { path: "since", message: `Cannot read ${JSON.stringify(part).slice(0, 80)}` },
       ]);
     }
-    since.perJob.set(part.slice(0, colon), Number(seq));
+    perJob.set(part.slice(0, colon), Number(seq));
   }
-  return since;
+  return { all: null, perJob };
 }
 
 /** The `since` of one job: its own entry, else the global one. */
@@ -84,7 +127,7 @@ export function lastEventId(header: string | null, jobIds: readonly string[]): S
   if (header === null || header.trim() === "") return undefined;
   const parts = header.trim().split(",");
   if (!parts.every((p) => SEQUENCE.test(p))) return undefined;
-  if (jobIds.length <= 1 && parts.length === 1) return { all: Number(parts[0]), perJob: new Map() };
+  if (jobIds.length <= 1 && parts.length === 1) return { all: Number(parts[0]), perJob: NO_JOBS };
   if (parts.length !== jobIds.length) return undefined;
   return { all: null, perJob: new Map(jobIds.map((id, i) => [id, Number(parts[i])])) };
 }
