@@ -36,13 +36,22 @@ const only = flag("only")?.split(",");
 
 /** nginx's nchan module, as Debian's `libnginx-mod-nchan` installs it. */
 const NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so";
+/** Debian's nginx, which is outside the PATH of users other than root; else the PATH's. */
+const NGINX = (() => {
+  try {
+    Deno.statSync("/usr/sbin/nginx");
+    return "/usr/sbin/nginx";
+  } catch {
+    return "nginx";
+  }
+})();
 
 /** Whether nginx with the nchan module can run here (and was not turned off). */
 function nchanAvailable(): boolean {
   if (Deno.args.includes("--no-nchan")) return false;
   try {
     Deno.statSync(NCHAN_MODULE);
-    return new Deno.Command("nginx", { args: ["-v"], stdout: "null", stderr: "null" })
+    return new Deno.Command(NGINX, { args: ["-v"], stdout: "null", stderr: "null" })
       .outputSync().success;
   } catch {
     return false;
@@ -242,7 +251,7 @@ http {
 }
 `,
   );
-  const child = new Deno.Command("nginx", {
+  const child = new Deno.Command(NGINX, {
     args: ["-p", dir, "-c", join(dir, "nginx.conf")],
     stdout: "null",
     stderr: "piped",

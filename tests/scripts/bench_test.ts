@@ -1,0 +1,94 @@
+/**
+ * `deno task bench` at its quick sizes, end to end: real servers (jobwire as `deno task
+ * start` runs it, the reference, and nchan when nginx and its module are installed), a
+ * load client in its own process, and the JSON line it prints. It checks what each server
+ * delivered and that nothing was lost, never how fast.
+ */
+import assert from "node:assert/strict";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const SCENARIOS = ["ws_fanout_1x1000x200", "sse_fanout_1x1000x200", "idle_rss_10k"];
+
+/** Whether the bench will find nchan (the same test it makes). */
+function haveNchan(): boolean {
+  try {
+    Deno.statSync("/usr/lib/nginx/modules/ngx_nchan_module.so");
+    for (const nginx of ["/usr/sbin/nginx", "nginx"]) {
+      try {
+        if (
+          new Deno.Command(nginx, { args: ["-v"], stdout: "null", stderr: "null" }).outputSync()
+            .success
+        ) {
+          return true;
+        }
+      } catch {
+        // Not there: try the next.
+      }
+    }
+    return false;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "the quick bench drives every server with the same load and counts nothing missing",
+  // The bench's children (servers, nginx, the load client) end before it returns.
+  sanitizeResources: false,
+  async fn() {
+    const nchan = haveNchan();
+    if (!nchan) {
+      console.warn(
+        "nchan is not installed (apt-get install -y nginx libnginx-mod-nchan): " +
+          "the bench is checked against the reference only.",
+      );
+    }
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--cwd",
+        ROOT,
+        "bench",
+        "--quick",
+        "--runs",
+        "1",
+        "--workers",
+        "2",
+        "--only",
+        SCENARIOS.join(","),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, stderr.slice(-3000));
+    const report = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    assert.equal(report.nchan, nchan);
+    assert.match(
+      stdout,
+      nchan ? /\| reference \| nchan \| jobwire \|/ : /\| reference \| jobwire \|/,
+    );
+    const servers = nchan ? ["reference", "nchan", "jobwire"] : ["reference", "jobwire"];
+    for (const name of SCENARIOS) {
+      for (const server of servers) {
+        const figures = report.scenarios[name]?.[server];
+        assert.ok(figures, `${name} on ${server}: ${JSON.stringify(report.scenarios[name])}`);
+        if (name === "idle_rss_10k") {
+          assert.equal(figures.connections, 500);
+          assert.ok(figures.rss_per_connection_bytes > 0, `${server}: ${JSON.stringify(figures)}`);
+        } else {
+          // 100 subscribers × 50 events at the quick sizes, all counted in order.
+          assert.equal(figures.deliveries, 5000, `${name} on ${server}`);
+          assert.equal(figures.missing, 0, `${name} on ${server}`);
+          assert.equal(figures.duplicated, 0, `${name} on ${server}`);
+          assert.equal(figures.out_of_order, 0, `${name} on ${server}`);
+          assert.ok(Number.isFinite(figures.server_cpu_seconds), `${name} on ${server}`);
+        }
+      }
+      assert.ok(report.scenarios[name].ratio, `${name}: ratio to the reference`);
+      if (nchan) assert.ok(report.scenarios[name].ratio_nchan, `${name}: ratio to nchan`);
+    }
+  },
+});
