@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Codec } from "./codec.ts";
+import type { Codec, Frame } from "./codec.ts";
 import type { Sink } from "./outbox.ts";
 import { encodeEnvelope } from "../jobs/envelope.ts";
 import { CLOSE, Session, type SessionContext } from "./session.ts";
@@ -42,97 +42,16 @@ export function serveHttpStream(
   options: HttpStreamOptions,
   setup: (session: Session) => void,
 ): Response {
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  let open = true;
-  // Frames wait here until the response asks for bytes; it then takes everything that
-  // gathered as one chunk, so a reader that falls behind costs one write per catch-up
-  // instead of one per event.
-  const pending: Uint8Array[] = [];
-  let pendingBytes = 0;
-  /** The response asked for bytes and got none yet. */
-  let wanted = false;
-  let corked = false;
-  const flush = () => {
-    if (pendingBytes === 0 || !open) return;
-    const chunk = join(pending, pendingBytes);
-    // Emptied in place: a new array for every flush of every stream is garbage per event.
-    pending.length = 0;
-    pendingBytes = 0;
-    wanted = false;
-    try {
-      controller.enqueue(chunk);
-    } catch {
-      // The runtime ended the response (its client left) and has not called cancel yet.
-      open = false;
-      session.dispose();
-    }
-  };
-  const sink: Sink = {
-    write(frame) {
-      if (!open) return;
-      const bytes = typeof frame === "string" ? utf8.encode(frame) : frame;
-      pending.push(bytes);
-      pendingBytes += bytes.byteLength;
-      if (wanted && !corked) flush();
-    },
-    cork() {
-      corked = true;
-    },
-    uncork() {
-      corked = false;
-      if (wanted) flush();
-    },
-    backlog: () => (open ? pendingBytes - (controller.desiredSize ?? 0) : 0),
-    close(code, reason) {
-      if (!open) return;
-      const error = END_CODES[code];
-      if (error !== undefined && codec.format === "envelope") {
-        const json = encodeEnvelope("error", null, null, new Date().toISOString(), {
-          error: reason,
-          error_type: "system_error",
-          code: error,
-          close_code: code,
-        });
-        sink.write(
-          codec.transport === "sse" ? formatSse({ event: "error", data: json }) : json + "\n",
-        );
-      }
-      // What gathered goes out before the end.
-      flush();
-      if (!open) return; // the flush found the response gone
-      open = false;
-      try {
-        controller.close();
-      } catch {
-        // Already ended by the runtime: a client that left just now, as this closes.
-      }
-      session.dispose();
-    },
-  };
-  const session = new Session(codec, sink, context, options);
+  const stream = new HttpStream(codec, context, options);
   const body = new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        controller = c;
-      },
-      pull() {
-        // Frames waiting in the outbox join this chunk too.
-        session.outbox.drain();
-        wanted = true;
-        if (!corked) flush();
-      },
-      cancel() {
-        open = false;
-        session.dispose();
-      },
-    },
+    stream,
     new ByteLengthQueuingStrategy({ highWaterMark: 0 }),
   );
   if (codec.transport === "sse") {
     // `retry:` first, then a comment so proxies pass the headers and first bytes at once.
-    sink.write(`retry: ${SSE_RETRY_MS}\n` + formatSseComment("jobwire"));
+    stream.write(`retry: ${SSE_RETRY_MS}\n` + formatSseComment("jobwire"));
   }
-  setup(session);
+  setup(stream.session);
   const headers: Record<string, string> = {
     "content-type": codec.transport === "sse"
       ? "text/event-stream; charset=utf-8"
@@ -141,6 +60,116 @@ export function serveHttpStream(
     "x-accel-buffering": "no",
   };
   return new Response(body, { headers });
+}
+
+/**
+ * One stream: the session's sink and the source of the response's bytes. A server holds
+ * thousands of idle streams, so this is one object with shared methods rather than a
+ * closure per callback (about 1 KB each less heap).
+ *
+ * Frames wait here until the response asks for bytes; it then takes everything that
+ * gathered as one chunk, so a reader that falls behind costs one write per catch-up
+ * instead of one per event.
+ */
+class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
+  readonly session: Session;
+  readonly #codec: Codec;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #open = true;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  /** The response asked for bytes and got none yet. */
+  #wanted = false;
+  #corked = false;
+
+  constructor(codec: Codec, context: SessionContext, options: HttpStreamOptions) {
+    this.#codec = codec;
+    this.session = new Session(codec, this, context, options);
+  }
+
+  // The response's side (the stream calls these with this object as `this`).
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#controller = controller;
+  }
+
+  pull(): void {
+    // Frames waiting in the outbox join this chunk too.
+    this.session.outbox.drain();
+    this.#wanted = true;
+    if (!this.#corked) this.#flush();
+  }
+
+  cancel(): void {
+    this.#open = false;
+    this.session.dispose();
+  }
+
+  // The session's side.
+
+  write(frame: Frame): void {
+    if (!this.#open) return;
+    const bytes = typeof frame === "string" ? utf8.encode(frame) : frame;
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.byteLength;
+    if (this.#wanted && !this.#corked) this.#flush();
+  }
+
+  cork(): void {
+    this.#corked = true;
+  }
+
+  uncork(): void {
+    this.#corked = false;
+    if (this.#wanted) this.#flush();
+  }
+
+  backlog(): number {
+    return this.#open ? this.#pendingBytes - (this.#controller.desiredSize ?? 0) : 0;
+  }
+
+  close(code: number, reason: string): void {
+    if (!this.#open) return;
+    const codec = this.#codec;
+    const error = END_CODES[code];
+    if (error !== undefined && codec.format === "envelope") {
+      const json = encodeEnvelope("error", null, null, new Date().toISOString(), {
+        error: reason,
+        error_type: "system_error",
+        code: error,
+        close_code: code,
+      });
+      this.write(
+        codec.transport === "sse" ? formatSse({ event: "error", data: json }) : json + "\n",
+      );
+    }
+    // What gathered goes out before the end.
+    this.#flush();
+    if (!this.#open) return; // the flush found the response gone
+    this.#open = false;
+    try {
+      this.#controller.close();
+    } catch {
+      // Already ended by the runtime: a client that left just now, as this closes.
+    }
+    this.session.dispose();
+  }
+
+  #flush(): void {
+    if (this.#pendingBytes === 0 || !this.#open) return;
+    const chunk = join(this.#pending, this.#pendingBytes);
+    // Emptied in place: a new array for every flush of every stream is garbage per event.
+    this.#pending.length = 0;
+    this.#pendingBytes = 0;
+    this.#wanted = false;
+    try {
+      this.#controller.enqueue(chunk);
+    } catch {
+      // The runtime ended the response (its client left) and has not called cancel yet.
+      this.#open = false;
+      this.session.dispose();
+    }
+  }
 }
 
 /** The chunks as one. */
