@@ -20,6 +20,7 @@
 import { SignJWT } from "jose";
 import { join } from "node:path";
 import type { Scenario, Target } from "./bench_client.ts";
+import { NCHAN_MODULE, nchanInstalled, NGINX } from "./_nchan.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SECRET = "bench-secret-bench-secret-0123456789";
@@ -34,30 +35,8 @@ const workers = Number(flag("workers") ?? Math.max(1, navigator.hardwareConcurre
 const quick = Deno.args.includes("--quick");
 const only = flag("only")?.split(",");
 
-/** nginx's nchan module, as Debian's `libnginx-mod-nchan` installs it. */
-const NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so";
-/** Debian's nginx, which is outside the PATH of users other than root; else the PATH's. */
-const NGINX = (() => {
-  try {
-    Deno.statSync("/usr/sbin/nginx");
-    return "/usr/sbin/nginx";
-  } catch {
-    return "nginx";
-  }
-})();
-
-/** Whether nginx with the nchan module can run here (and was not turned off). */
-function nchanAvailable(): boolean {
-  if (Deno.args.includes("--no-nchan")) return false;
-  try {
-    Deno.statSync(NCHAN_MODULE);
-    return new Deno.Command(NGINX, { args: ["-v"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-const withNchan = nchanAvailable();
+/** nchan is measured when installed, unless turned off. */
+const withNchan = !Deno.args.includes("--no-nchan") && nchanInstalled();
 
 interface Case {
   name: string;

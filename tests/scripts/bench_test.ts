@@ -5,38 +5,17 @@
  * delivered and that nothing was lost, never how fast.
  */
 import assert from "node:assert/strict";
+import { nchanInstalled } from "../../scripts/_nchan.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const SCENARIOS = ["ws_fanout_1x1000x200", "sse_fanout_1x1000x200", "idle_rss_10k"];
-
-/** Whether the bench will find nchan (the same test it makes). */
-function haveNchan(): boolean {
-  try {
-    Deno.statSync("/usr/lib/nginx/modules/ngx_nchan_module.so");
-    for (const nginx of ["/usr/sbin/nginx", "nginx"]) {
-      try {
-        if (
-          new Deno.Command(nginx, { args: ["-v"], stdout: "null", stderr: "null" }).outputSync()
-            .success
-        ) {
-          return true;
-        }
-      } catch {
-        // Not there: try the next.
-      }
-    }
-    return false;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   name: "the quick bench drives every server with the same load and counts nothing missing",
   // The bench's children (servers, nginx, the load client) end before it returns.
   sanitizeResources: false,
   async fn() {
-    const nchan = haveNchan();
+    const nchan = nchanInstalled();
     if (!nchan) {
       console.warn(
         "nchan is not installed (apt-get install -y nginx libnginx-mod-nchan): " +
