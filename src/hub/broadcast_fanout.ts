@@ -14,8 +14,14 @@ import type { Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { logError } from "../log.ts";
 
 type Wire =
-  & { from: string; n: number }
-  & ({ kind: "events"; message: FanoutMessage } | { kind: "notice"; notice: FanoutNotice });
+  | { kind: "wake" }
+  | (
+    & { from: string; n: number }
+    & ({ kind: "events"; message: FanoutMessage } | { kind: "notice"; notice: FanoutNotice })
+  );
+
+/** A wake carries nothing and is not numbered: losing one costs only its purpose. */
+const WAKE: Wire = { kind: "wake" };
 
 /** {@link Fanout} over a `BroadcastChannel`. */
 export class BroadcastFanout implements Fanout {
@@ -41,6 +47,11 @@ export class BroadcastFanout implements Fanout {
     this.#channel.postMessage({ kind: "notice", from: this.#id, n: ++this.#sent, notice });
   }
 
+  wake(): void {
+    if (this.#closed) return;
+    this.#channel.postMessage(WAKE);
+  }
+
   listen(
     onEvents: (message: FanoutMessage) => void,
     onNotice: (notice: FanoutNotice) => void,
@@ -49,6 +60,8 @@ export class BroadcastFanout implements Fanout {
     this.#channel.onmessage = (e: MessageEvent<Wire>) => {
       try {
         const wire = e.data;
+        // Receiving it was the point: this isolate is awake for the commit that follows.
+        if (wire.kind === "wake") return;
         const previous = this.#heard.get(wire.from);
         this.#heard.set(wire.from, wire.n);
         // Caught up first: what this message says then applies on top of a current state.

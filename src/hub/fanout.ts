@@ -62,6 +62,13 @@ export interface Fanout {
   /** Sends a notice to every other isolate. */
   notify(notice: FanoutNotice): void;
   /**
+   * Tells the other isolates that a commit message is about to follow, so that an idle
+   * one is awake when it comes: waking an idle thread takes about 0.3 ms on the machines
+   * this was measured on, which every event delivered there would otherwise wait for.
+   * Carries nothing; a fanout without idle peers may ignore it.
+   */
+  wake(): void;
+  /**
    * Registers the receiver of what other isolates send. `onLost` is told when messages
    * were dropped on the way (a receiver that fell far behind), so it can catch up from
    * the database.
@@ -78,6 +85,7 @@ export interface Fanout {
 export class LocalFanout implements Fanout {
   publish(_message: FanoutMessage): void {}
   notify(_notice: FanoutNotice): void {}
+  wake(): void {}
   listen(): void {}
   close(): void {}
 }

@@ -76,6 +76,13 @@ export interface HubOptions {
   watchedElsewhere?: (jobId: string) => boolean;
 }
 
+/**
+ * How long after the isolates last exchanged a message the others are taken to be idle
+ * again, in ms: a publish then wakes them first (see {@link Hub.prepare}). Under steady
+ * load messages follow each other more closely than this and few wakes are sent.
+ */
+const IDLE_AFTER_MS = 1;
+
 /** Most bytes of event data of one request that its commit message carries to other isolates. */
 const CARRY_BYTES = 2048;
 
@@ -133,6 +140,11 @@ export class Hub {
   #onRemote: (message: FanoutMessage) => void;
   #round: (deliver: () => void) => void;
   #watchedElsewhere: (jobId: string) => boolean;
+  /**
+   * When this isolate last sent the others a commit message or a wake, or heard a commit
+   * message from them (`performance.now()`): either way they were awake then.
+   */
+  #lastContact = -Infinity;
 
   constructor(store: EventStore, fanout: Fanout, options: HubOptions = {}) {
     this.#recent = new RecentEvents(options.recent ?? DEFAULT_RECENT);
@@ -298,13 +310,30 @@ export class Hub {
       jobs.push(commitEntry(batch, this.#watchedElsewhere(jobId)));
     }
     const told = jobs.length > 0;
-    if (told) this.#fanout.publish({ jobs });
+    if (told) {
+      this.#fanout.publish({ jobs });
+      this.#lastContact = performance.now();
+    }
     this.#round(() => {
       for (const batch of batches) {
         for (const { event, job } of batch) this.#dispatch(new WireEvent(event, job));
       }
     });
     return told;
+  }
+
+  /**
+   * Called when a publish to `jobId` is about to be committed here. When someone follows
+   * the job on another isolate and the isolates have exchanged nothing for a while, the
+   * others are woken now, so that they are awake when the commit message comes, a commit later
+   * (about 0.25 ms): a hop to an idle isolate otherwise took 0.27–0.5 ms (median) on the
+   * machines this was measured on, and 0.1 ms after a wake.
+   */
+  prepare(jobId: string): void {
+    const now = performance.now();
+    if (now - this.#lastContact < IDLE_AFTER_MS || !this.#watchedElsewhere(jobId)) return;
+    this.#lastContact = now;
+    this.#fanout.wake();
   }
 
   /** Announces a new job to firehose subscribers here and on other isolates. */
@@ -339,6 +368,7 @@ export class Hub {
   }
 
   #receiveRemote(message: FanoutMessage): void {
+    this.#lastContact = performance.now();
     this.#round(() => {
       for (const [jobId, first, last, terminal, createdAt, carried] of message.jobs) {
         const channel = this.#channel(jobId, first - 1, createdAt);

@@ -56,13 +56,17 @@ function message(sequence: number): FanoutMessage {
   return { jobs: [["j", sequence, sequence, false, "2026-01-01T00:00:00.000Z"]] };
 }
 
-Deno.test("broadcast fanout delivers messages in order to another isolate, none lost", async () => {
+Deno.test("broadcast fanout delivers messages in order to another isolate, none lost, wakes unseen", async () => {
   const name = `test-${crypto.randomUUID()}`;
   const worker = receiver(name, 0);
   assert.equal(await next(worker), "ready");
   const fanout = new BroadcastFanout(name);
   try {
-    for (let i = 1; i <= 100; i++) fanout.publish(message(i));
+    for (let i = 1; i <= 100; i++) {
+      // Wakes go between the messages: the receiver neither sees them nor counts a gap.
+      if (i % 10 === 0) fanout.wake();
+      fanout.publish(message(i));
+    }
     fanout.notify({ kind: "deleted", jobId: "j" });
     const seen = await received(worker);
     assert.deepEqual(seen.events, Array.from({ length: 100 }, (_, i) => i + 1));

@@ -32,6 +32,12 @@ class FakeFanout implements Fanout {
   /** Called as each message is sent. */
   onPublish: (() => void) | undefined;
 
+  wakes = 0;
+
+  wake(): void {
+    this.wakes++;
+  }
+
   publish(message: FanoutMessage): void {
     this.published.push(message);
     this.onPublish?.();
@@ -164,6 +170,19 @@ function withHub(
     const fanout = new FakeFanout();
     const hub = new Hub(store, fanout, options);
     fn({ store, fanout, hub });
+  } finally {
+    store.close();
+  }
+}
+
+async function withHubAsync(
+  fn: (f: Fixture) => Promise<void>,
+  options: HubOptions = {},
+): Promise<void> {
+  const store = openSqliteStore(":memory:", { maxEventsPerJob: 1000 });
+  try {
+    const fanout = new FakeFanout();
+    await fn({ store, fanout, hub: new Hub(store, fanout, options) });
   } finally {
     store.close();
   }
@@ -711,6 +730,35 @@ Deno.test("hub carries the events only of jobs someone may follow on another iso
       assert.equal(message?.jobs[1]?.length, 5, "no events for a job nobody follows elsewhere");
     },
     1000,
+    { watchedElsewhere: (jobId) => jobId === "watched" },
+  );
+});
+
+Deno.test("hub wakes the other isolates before a publish to a job followed there, once while idle", async () => {
+  await withHubAsync(
+    async (f) => {
+      createJob(f.store, "watched");
+      createJob(f.store, "quiet");
+      f.hub.prepare("quiet");
+      assert.equal(f.fanout.wakes, 0, "nobody follows it elsewhere");
+      f.hub.prepare("watched");
+      assert.equal(f.fanout.wakes, 1);
+      f.hub.prepare("watched");
+      assert.equal(f.fanout.wakes, 1, "just woken: no second wake");
+      await new Promise((r) => setTimeout(r, 5));
+      f.hub.prepare("watched");
+      assert.equal(f.fanout.wakes, 2, "idle again");
+      publish(f, "watched", log(1));
+      f.hub.prepare("watched");
+      assert.equal(f.fanout.wakes, 2, "a commit message was just sent");
+      await new Promise((r) => setTimeout(r, 5));
+      f.fanout.remote(commit(f.store, "watched", log(2)));
+      f.hub.prepare("watched");
+      assert.equal(f.fanout.wakes, 2, "a commit message was just heard");
+      await new Promise((r) => setTimeout(r, 5));
+      f.hub.prepare("watched");
+      assert.equal(f.fanout.wakes, 3);
+    },
     { watchedElsewhere: (jobId) => jobId === "watched" },
   );
 });

@@ -110,6 +110,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     let outcome: AppendOutcome;
     try {
       // Committed on this isolate, whichever it is: isolates take turns at SQLite's write lock.
+      hub.prepare(id);
       outcome = await deps.committer.append({
         jobId: id,
         events,
