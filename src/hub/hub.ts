@@ -456,8 +456,17 @@ export class Hub {
     const channel = this.#channel(event.jobId, event.sequence - 1, event.job?.created_at);
     if (event.sequence <= channel.last) return;
     if (event.sequence > channel.last + 1) {
-      this.#gapFills++;
-      this.#readUpTo(channel, event.jobId, event.sequence - 1, false);
+      if (channel.subscribers.size === 0 && this.#firehose.size === 0) {
+        // Another isolate committed the events in between, and nobody here follows the
+        // job: nothing to read back, the channel only keeps its place (a subscriber who
+        // comes later replays from the store, and the other isolate's message finds them
+        // passed).
+        channel.last = event.sequence - 1;
+        this.#recent.release(channel.recent);
+      } else {
+        this.#gapFills++;
+        this.#readUpTo(channel, event.jobId, event.sequence - 1, false);
+      }
     }
     this.#deliver(channel, event, event.job?.created_at);
     if (event.terminal) this.#ended(channel, event.jobId);

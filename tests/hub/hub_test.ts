@@ -856,6 +856,41 @@ Deno.test("hub fills a gap from the store before delivering a later remote event
   });
 });
 
+Deno.test("hub passes over another isolate's events of a job nobody follows here without reading them", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const reads = countReads(f.store);
+    publish(f, "j", log(1));
+    // Committed on another isolate, whose message has not come yet.
+    const elsewhere = commit(f.store, "j", ...logs(2, 4));
+    publish(f, "j", log(5));
+    assert.equal(reads(), 0, "nothing read back for nobody");
+    assert.equal(f.hub.counts.gapFills, 0);
+    // The message, when it comes, finds them passed.
+    f.fanout.remote(elsewhere, true);
+    // A subscriber who comes now replays all of them in order, then follows live.
+    const { recorder } = subscribe(f.hub, "j", 0);
+    publish(f, "j", log(6));
+    assert.deepEqual(recorder.sequences, range(1, 6));
+    assert.deepEqual(
+      recorder.events.map((e) => JSON.parse(e.envelope).data.line),
+      ["1", "2", "3", "4", "5", "6"],
+    );
+  });
+});
+
+Deno.test("hub fills the gap before its own commit from the store when someone here follows the job", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    publish(f, "j", log(1));
+    commit(f.store, "j", ...logs(2, 4));
+    publish(f, "j", log(5));
+    assert.deepEqual(recorder.sequences, range(1, 5));
+    assert.equal(f.hub.counts.gapFills, 1);
+  });
+});
+
 Deno.test("hub fills a gap longer than one store page", () => {
   withHub((f) => {
     createJob(f.store, "j");
