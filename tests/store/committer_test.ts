@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { setImmediate } from "node:timers";
 import { Committer } from "../../src/store/committer.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite_store.ts";
 import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
@@ -31,21 +30,9 @@ Deno.test("committer: publishes made in one turn share one transaction, in order
   });
 });
 
-Deno.test("committer: after a quiet spell a publish commits before the event loop turns", async () => {
+Deno.test("committer: it waits a turn and gathers the publishes that arrive meanwhile", async () => {
   await withStore(async (store) => {
     const committer = new Committer(store, () => {});
-    let turned = false;
-    setImmediate(() => turned = true);
-    const outcome = await committer.append({ jobId: "j", events: [log(1)] });
-    assert.deepEqual(sequencesOf(outcome), [1]);
-    assert.equal(turned, false, "committed without waiting for the next turn");
-  });
-});
-
-Deno.test("committer: under load it waits a turn and gathers what arrives meanwhile", async () => {
-  await withStore(async (store) => {
-    // Never idle: every commit follows the last closely enough.
-    const committer = new Committer(store, () => {}, { idleAfterMs: 60_000 });
     await committer.append({ jobId: "j", events: [log(1)] });
     assert.equal(committer.counts.commits, 1);
     // Publishes whose handlers reach the committer a few steps apart, as concurrent
