@@ -6,6 +6,7 @@
  * @module
  */
 import { ApiError } from "./errors.ts";
+import { jsonProblem } from "../jobs/input.ts";
 
 /**
  * Media types accepted as JSON. Besides JSON itself, `text/plain` and curl's default
@@ -22,7 +23,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  *
  * @returns the parsed value, or `undefined` for an empty body
  * @throws {ApiError} 413 past `maxBytes`, 415 for a non-JSON media type, 400 for bytes
- *   that are not UTF-8 JSON
+ *   that are not UTF-8 JSON, 422 for JSON nested too deeply or with a number out of range
  */
 export async function readJson(request: Request, maxBytes: number): Promise<unknown> {
   const type = request.headers.get("content-type");
@@ -97,12 +98,24 @@ function parseBytes(bytes: Uint8Array): unknown {
     throw new ApiError("malformed_json", "The request body is not valid UTF-8");
   }
   if (text.trim() === "") return undefined;
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw new ApiError(
       "malformed_json",
       `The request body is not valid JSON: ${(error as Error).message}`,
     );
   }
+  const problem = jsonProblem(value);
+  if (problem !== undefined) {
+    throw new ApiError(
+      "validation_error",
+      `The request body is invalid: ${
+        problem.path === "" ? "" : `${problem.path}: `
+      }${problem.message}`,
+      [problem],
+    );
+  }
+  return value;
 }

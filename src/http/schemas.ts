@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { JOB_STATUSES, normalizeStatus } from "../jobs/status.ts";
 import { ApiError, type ErrorCode } from "./errors.ts";
+import { storedText } from "../jobs/input.ts";
 
 /** Pattern of a client-chosen job id (DESIGN §2). */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -22,9 +23,9 @@ const jsonObject = z.record(z.string(), z.unknown());
 /** `POST /jobs` body. */
 export const createJobBody = z.strictObject({
   id: jobId.optional(),
-  kind: z.string().min(1).max(128).optional(),
+  kind: storedText().min(1).max(128).optional(),
   metadata: jsonObject.optional(),
-  owner: z.string().min(1).max(256).optional(),
+  owner: storedText().min(1).max(256).optional(),
 });
 
 const status = z.string().transform((value, ctx) => {

@@ -39,12 +39,32 @@ export class BroadcastFanout implements Fanout {
 
   publish(message: FanoutMessage): void {
     if (this.#closed) return;
-    this.#channel.postMessage({ kind: "events", from: this.#id, n: ++this.#sent, message });
+    this.#post({ kind: "events", from: this.#id, n: ++this.#sent, message });
   }
 
   notify(notice: FanoutNotice): void {
     if (this.#closed) return;
-    this.#channel.postMessage({ kind: "notice", from: this.#id, n: ++this.#sent, notice });
+    this.#post({ kind: "notice", from: this.#id, n: ++this.#sent, notice });
+  }
+
+  /**
+   * Posts a numbered message. One the channel cannot take (a value it cannot clone) is
+   * logged and followed by an empty one, whose number jumps: the other isolates then catch
+   * up from the database at once, so what the lost message told is not lost with it.
+   */
+  #post(wire: Wire): void {
+    try {
+      this.#channel.postMessage(wire);
+    } catch (error) {
+      logError("a message to the other isolates could not be sent", error);
+      const empty: FanoutMessage = { jobs: [] };
+      this.#channel.postMessage({
+        kind: "events",
+        from: this.#id,
+        n: ++this.#sent,
+        message: empty,
+      });
+    }
   }
 
   wake(): void {

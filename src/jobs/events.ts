@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { normalizeStatus } from "./status.ts";
+import { storedText } from "./input.ts";
 
 /** Event types with a schema and an effect on the job snapshot. */
 export const BUILT_IN_TYPES = ["status", "progress", "log", "result", "error"] as const;
@@ -55,13 +56,13 @@ const jsonObject = z.record(z.string(), z.unknown());
 
 const statusData = z.looseObject({
   status: z.string(),
-  message: z.string().nullish(),
+  message: storedText().nullish(),
 });
 
 const progressData = z.looseObject({
   progress: z.number().min(0).max(100).optional(),
-  stage: z.string().nullish(),
-  message: z.string().nullish(),
+  stage: storedText().nullish(),
+  message: storedText().nullish(),
   current: z.number().min(0).optional(),
   total: z.number().positive().optional(),
   eta_seconds: z.number().min(0).nullish(),
@@ -132,7 +133,9 @@ function fail(path: string, message: string): EventCheck {
 }
 
 /**
- * Validates one `{type, data}` event and normalizes its data.
+ * Validates one `{type, data}` event and normalizes its data. The schemas only check:
+ * what is kept is built from the data as sent, since a schema's copy of an object loses a
+ * key named `__proto__` (assigning it sets the copy's prototype instead).
  *
  * @param input untrusted JSON value
  * @param path prefix for issue paths, such as `events.3`
@@ -158,7 +161,7 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
           `Unknown status: ${JSON.stringify(parsed.data.status).slice(0, 80)}`,
         );
       }
-      return { ok: true, event: { type, data: { ...parsed.data, status } } };
+      return { ok: true, event: { type, data: { ...data, status } } };
     }
     case "progress": {
       const parsed = progressData.safeParse(data);
@@ -168,7 +171,7 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
         Math.min(100, ((d.current ?? 0) / (d.total ?? 1)) * 100);
       return {
         ok: true,
-        event: { type, data: { ...d, progress, percentage: formatPercentage(progress) } },
+        event: { type, data: { ...data, progress, percentage: formatPercentage(progress) } },
       };
     }
     case "log": {
@@ -178,7 +181,7 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
       if (level === undefined) {
         return fail(at("data.level"), `Unknown level; expected one of ${LOG_LEVELS.join(", ")}`);
       }
-      return { ok: true, event: { type, data: { ...parsed.data, level } } };
+      return { ok: true, event: { type, data: { ...data, level } } };
     }
     case "result": {
       const withAlias = "results" in data || !("result" in data)
@@ -187,7 +190,7 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
       const parsed = resultData.safeParse(withAlias);
       if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
       if (!("results" in withAlias)) return fail(at("data.results"), "Required");
-      return { ok: true, event: { type, data: parsed.data } };
+      return { ok: true, event: { type, data: withAlias } };
     }
     case "error": {
       const parsed = errorData.safeParse(data);
@@ -196,7 +199,7 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
         ok: true,
         event: {
           type,
-          data: { ...parsed.data, error_type: parsed.data.error_type ?? "general" },
+          data: { ...data, error_type: parsed.data.error_type ?? "general" },
         },
       };
     }

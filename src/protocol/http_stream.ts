@@ -52,14 +52,26 @@ export function serveHttpStream(
     stream.write(`retry: ${SSE_RETRY_MS}\n` + formatSseComment("jobwire"));
   }
   setup(stream.session);
-  const headers: Record<string, string> = {
+  return new Response(body, { headers: streamHeaders(codec) });
+}
+
+/**
+ * The answer to `HEAD` on a stream: its headers and no session. The runtime never reads
+ * nor cancels the body of a response to `HEAD`, so a session opened for one would hold
+ * its connection slot for good.
+ */
+export function streamHead(codec: Codec): Response {
+  return new Response(null, { headers: streamHeaders(codec) });
+}
+
+function streamHeaders(codec: Codec): Record<string, string> {
+  return {
     "content-type": codec.transport === "sse"
       ? "text/event-stream; charset=utf-8"
       : "application/x-ndjson; charset=utf-8",
     "cache-control": "no-cache, no-store",
     "x-accel-buffering": "no",
   };
-  return new Response(body, { headers });
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { logError } from "../log.ts";
+import { jsonProblem } from "../jobs/input.ts";
 import type { Codec, Frame } from "./codec.ts";
 import type { Sink } from "./outbox.ts";
 import { CLOSE, Session, type SessionContext } from "./session.ts";
@@ -152,6 +153,11 @@ class WebSocketConnection implements Sink, EventListenerObject {
       parsed = JSON.parse(data);
     } catch {
       session.error("invalid_message", "The message is not valid JSON");
+      return;
+    }
+    const problem = jsonProblem(parsed);
+    if (problem !== undefined) {
+      session.error("invalid_message", `Invalid message: ${problem.path}: ${problem.message}`);
       return;
     }
     const checked = clientMessage.safeParse(parsed);

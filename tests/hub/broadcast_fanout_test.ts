@@ -19,7 +19,7 @@ function receiver(name: string, stallMs: number): Worker {
           const until = Date.now() + ${stallMs};
           while (Date.now() < until) { /* hold the thread */ }
         }
-        seen.events.push(message.jobs[0][2]);
+        for (const entry of message.jobs) seen.events.push(entry[2]);
       },
       () => { seen.notices++; },
       () => { seen.lost++; },
@@ -92,6 +92,27 @@ Deno.test("broadcast fanout tells a receiver that fell behind that messages were
     assert.ok(seen.events.length < 1000, "the channel dropped messages");
     assert.ok(seen.lost >= 1, "the receiver was told");
     assert.ok(seen.events.every((n, i) => i === 0 || n > seen.events[i - 1]!), "in order");
+  } finally {
+    fanout.close();
+    worker.postMessage("close");
+  }
+});
+
+Deno.test("broadcast fanout: a message the channel cannot take makes the receiver catch up at once", async () => {
+  const name = `test-${crypto.randomUUID()}`;
+  const worker = receiver(name, 0);
+  assert.equal(await next(worker), "ready");
+  const fanout = new BroadcastFanout(name);
+  try {
+    fanout.publish(message(1));
+    // A function cannot be cloned: postMessage throws, and nothing of this message goes out.
+    const uncloneable = message(2);
+    uncloneable.jobs[0]![5] = { timestamp: "t", types: [], data: [], job: (() => {}) as never };
+    fanout.publish(uncloneable);
+    fanout.notify({ kind: "deleted", jobId: "j" });
+    const seen = await received(worker);
+    assert.deepEqual(seen.events, [1]);
+    assert.equal(seen.lost, 1, "told before any later commit");
   } finally {
     fanout.close();
     worker.postMessage("close");

@@ -9,7 +9,7 @@ import { ApiError } from "../errors.ts";
 import { eventsPageQuery, parseOr, streamQuery } from "../schemas.ts";
 import { canRead } from "../../auth/principal.ts";
 import { codecFor } from "../../protocol/codec.ts";
-import { serveHttpStream } from "../../protocol/http_stream.ts";
+import { serveHttpStream, streamHead } from "../../protocol/http_stream.ts";
 import { CLOSE } from "../../protocol/session.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { findJob, waitForEvent } from "../lookup.ts";
@@ -74,6 +74,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       return c.body(null, 204);
     }
     const codec = codecFor(wanted.transport, wanted.format);
+    if (c.req.method === "HEAD") return streamHead(codec);
     const release = admitStream(c, deps, principal);
     return serveHttpStream(
       codec,

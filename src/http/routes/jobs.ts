@@ -6,6 +6,7 @@
 import type { App, AppDeps } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
+import { sizeOver } from "../../jobs/input.ts";
 import { createJobBody, getJobQuery, listJobsQuery, parseOr } from "../schemas.ts";
 import {
   canCreate,
@@ -74,13 +75,19 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     if (!canCreate(principal)) {
       throw new ApiError("forbidden", "Creating jobs needs the write scope");
     }
-    const body = parseOr(createJobBody, (await readJson(c.req.raw, config.maxBodyBytes)) ?? {});
+    const raw = (await readJson(c.req.raw, config.maxBodyBytes)) ?? {};
+    const body = parseOr(createJobBody, raw);
     if (body.owner !== undefined && !isAdmin(principal) && body.owner !== principal.sub) {
       throw new ApiError("forbidden", "Only an admin may create a job for another owner");
     }
-    const metadata = body.metadata ?? {};
-    if (JSON.stringify(metadata).length > config.maxEventBytes) {
-      throw new ApiError("payload_too_large", `metadata is over ${config.maxEventBytes} bytes`);
+    // Kept as sent: the schema's copy would lose a key named `__proto__`.
+    const metadata = (raw as { metadata?: Record<string, unknown> }).metadata ?? {};
+    const size = sizeOver(JSON.stringify(metadata), config.maxEventBytes);
+    if (size !== undefined) {
+      throw new ApiError(
+        "payload_too_large",
+        `metadata has ${size} bytes as JSON; the limit is ${config.maxEventBytes}`,
+      );
     }
     const wait = deps.visitors.allowPublish(principalKey(principal, c.get("ip"), config), 1);
     if (wait > 0) {

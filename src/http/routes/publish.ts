@@ -19,23 +19,12 @@ import {
   statusShortcutBody,
 } from "../schemas.ts";
 import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts";
+import { sizeOver } from "../../jobs/input.ts";
 import type { AppendOutcome } from "../../store/event_store.ts";
 import { canWrite } from "../../auth/principal.ts";
 import { logError } from "../../log.ts";
 import { JOB_ID_PATTERN } from "../schemas.ts";
 import { principalKey, requirePrincipal } from "../access.ts";
-
-const utf8 = new TextEncoder();
-
-/**
- * UTF-8 size of `text` when it is over `limit` bytes, else `undefined`. A UTF-16 code unit
- * takes one to three UTF-8 bytes, so only strings near the limit are encoded.
- */
-function sizeOver(text: string, limit: number): number | undefined {
-  if (text.length * 3 <= limit) return undefined;
-  const size = text.length > limit ? text.length : utf8.encode(text).byteLength;
-  return size > limit ? size : undefined;
-}
 
 /** Validates raw events; throws 422 with every failing field, or 413 for a large one. */
 function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEvent[] {
@@ -197,9 +186,11 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     const defaults: Record<string, unknown> = {};
     if (input.level !== undefined) defaults.level = input.level;
     if (input.source !== undefined) defaults.source = input.source;
+    // The lines as sent: the schema's copy of an object would lose a key named `__proto__`.
+    const lines = (raw as { lines: (string | Record<string, unknown>)[] }).lines;
     return publish(
       c,
-      input.lines.map((line) => ({
+      lines.map((line) => ({
         type: "log",
         data: typeof line === "string" ? { ...defaults, line } : { ...defaults, ...line },
       })),

@@ -14,7 +14,7 @@ import { parseOr, streamQuery } from "../schemas.ts";
 import { canRead, type Principal } from "../../auth/principal.ts";
 import { codecFor } from "../../protocol/codec.ts";
 import { serveWebSocket } from "../../protocol/websocket.ts";
-import { serveHttpStream } from "../../protocol/http_stream.ts";
+import { serveHttpStream, streamHead } from "../../protocol/http_stream.ts";
 import { CLOSE, type FirehoseFilter, type Session } from "../../protocol/session.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
 import type { JobStatus } from "../../jobs/status.ts";
@@ -182,6 +182,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     const since: Since = lastEventId(c.req.header("last-event-id") ?? null, jobs) ??
       parseSince(options.since);
     const codec = codecFor(transport, wanted.format);
+    if (c.req.method === "HEAD") return streamHead(codec);
     const release = admitStream(c, deps, principal);
     return serveHttpStream(
       codec,
