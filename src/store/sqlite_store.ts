@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { JobError, JobRecord } from "../jobs/job.ts";
 import { applyEvent, isRefusal } from "../jobs/reducer.ts";
 import { envelopesOf, type StoredEvent } from "../jobs/envelope.ts";
+import type { NewEvent } from "../jobs/events.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import type {
   AppendOutcome,
@@ -417,6 +418,28 @@ export class SqliteStore implements EventStore {
     return record;
   }
 
+  /**
+   * Whether the events from sequence `first` on are `events` as they were written: a
+   * retry, not another producer's publish at a place already taken. Every field sent must
+   * be there with the same value; the server may have added others (an estimated ETA in
+   * place of a missing or null one). Events already pruned cannot be compared and count
+   * as the same.
+   */
+  #wroteAlready(jobId: string, first: number, events: readonly NewEvent[]): boolean {
+    const stored = this.readEvents(jobId, first - 1, events.length);
+    return stored.every((row) => {
+      const sent = events[row.sequence - first];
+      if (sent === undefined) return true;
+      const written = JSON.parse(row.envelope) as { type: string; data: Record<string, unknown> };
+      if (written.type !== sent.type) return false;
+      for (const key in sent.data) {
+        if (key === "eta_seconds" && written.data.eta_estimated === true) continue;
+        if (JSON.stringify(written.data[key]) !== JSON.stringify(sent.data[key])) return false;
+      }
+      return true;
+    });
+  }
+
   #remember(jobId: string, position: number, record: JobRecord): void {
     if (this.#records.size >= RECORD_CACHE_LIMIT) this.#records.clear();
     this.#records.set(jobId, { position, record });
@@ -446,6 +469,15 @@ export class SqliteStore implements EventStore {
     if (request.expectedSequence !== undefined) {
       const expected = request.expectedSequence;
       if (before.last_sequence >= expected + count - 1 && expected >= 1) {
+        if (!this.#wroteAlready(jobId, expected, request.events)) {
+          return {
+            ok: false,
+            code: "sequence_conflict",
+            message: `Sequences ${expected}-${
+              expected + count - 1
+            } of job ${jobId} hold other events: this is not a retry of them`,
+          };
+        }
         const sequences = Array.from({ length: count }, (_, i) => expected + i);
         return { ok: true, sequences, committed: [], job: before, replayed: true };
       }

@@ -843,6 +843,52 @@ Deno.test("an Idempotency-Key of a refused publish is not remembered", async () 
   });
 });
 
+Deno.test("expected_sequence at a place other events hold is a conflict, not a retry", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const at = (expected: number, event: Record<string, unknown>) =>
+      http(server.url, "POST", `/jobs/${id}/events`, { ...event, expected_sequence: expected });
+    assert.equal((await at(1, logEvent("mine"))).status, 201);
+    const written = await persisted(server.url, id);
+    const other = await at(1, logEvent("theirs"));
+    assertError(other, 409, "sequence_conflict");
+    assert.match(other.json.error.message, /not a retry/);
+    assertError(
+      await at(1, { type: "custom.x", data: { line: "mine" } }),
+      409,
+      "sequence_conflict",
+    );
+    await assertUnchanged(server.url, id, written);
+
+    // Producers racing for the same place: one writes, every other one is told.
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => at(2, logEvent(`racer ${i}`))),
+    );
+    const winners = replies.filter((r) => r.status === 201);
+    assert.equal(winners.length, 1, JSON.stringify(replies.map((r) => r.json)));
+    assert.equal(winners[0]!.json.replayed, false);
+    for (const reply of replies) {
+      if (reply.status !== 201) assertError(reply, 409, "sequence_conflict");
+    }
+
+    // A retry is still one, with what the server added to the event (an estimated ETA).
+    await at(3, { type: "progress", data: { progress: 10 } });
+    // At 100% the ETA is estimated at once: 0.
+    const progress = { type: "progress", data: { progress: 100, eta_seconds: null } };
+    const first = await at(4, progress);
+    assert.equal(first.status, 201, first.text);
+    const stored = (await eventsOf(server.url, id)).at(-1)!;
+    assert.equal(stored.data.eta_estimated, true, JSON.stringify(stored));
+    const retry = await at(4, progress);
+    assert.equal(retry.status, 201, retry.text);
+    assert.equal(retry.json.replayed, true);
+    assert.deepEqual(
+      (await eventsOf(server.url, id)).map((e) => e.sequence),
+      [1, 2, 3, 4],
+    );
+  });
+});
+
 Deno.test("expected_sequence writes when it is next, replays a retry, and refuses a gap with 409", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
