@@ -29,6 +29,10 @@ export const ERRORS = {
   job_finished: { status: 409, message: "The job has finished: it accepts no more events" },
   invalid_transition: { status: 409, message: "The job cannot move to that status" },
   sequence_conflict: { status: 409, message: "expected_sequence does not match the job" },
+  idempotency_key_reused: {
+    status: 422,
+    message: "The Idempotency-Key was used for a request with other events",
+  },
   job_gone: { status: 410, message: "The job was purged" },
   upgrade_required: { status: 426, message: "Connect with a WebSocket upgrade" },
   payload_too_large: { status: 413, message: "The request body is too large" },

@@ -144,6 +144,7 @@ export function openApiDocument(): Record<string, unknown> {
               "job_finished",
               "invalid_transition",
               "sequence_conflict",
+              "idempotency_key_reused",
               "job_gone",
               "payload_too_large",
               "event_too_large",

@@ -50,6 +50,7 @@ export type AppendRefusal = {
     | "job_finished"
     | "invalid_transition"
     | "sequence_conflict"
+    | "idempotency_key_reused"
     | "forbidden";
   message: string;
 };

@@ -118,6 +118,11 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE events;
   ALTER TABLE events_parts RENAME TO events;
   `,
+  // What each key was first sent with, so that a key reused for other events is refused
+  // rather than answered with the first request's sequences. Keys stored before have none.
+  `
+  ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;
+  `,
 ];
 
 /**

@@ -7,6 +7,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { createHash } from "node:crypto";
 import type { JobError, JobRecord } from "../jobs/job.ts";
 import { applyEvent, isRefusal } from "../jobs/reducer.ts";
 import { envelopesOf, type StoredEvent } from "../jobs/envelope.ts";
@@ -75,9 +76,9 @@ const SQL = {
     WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`,
   deleteEventsBelow: `DELETE FROM events WHERE job_id = ? AND sequence < ?`,
   deleteEvents: `DELETE FROM events WHERE job_id = ?`,
-  selectIdempotency: `SELECT sequences FROM idempotency WHERE job_id = ? AND key = ?`,
-  insertIdempotency: `INSERT INTO idempotency (job_id, key, sequences, created_at)
-    VALUES (?, ?, ?, ?)`,
+  selectIdempotency: `SELECT sequences, fingerprint FROM idempotency WHERE job_id = ? AND key = ?`,
+  insertIdempotency: `INSERT INTO idempotency (job_id, key, sequences, created_at, fingerprint)
+    VALUES (?, ?, ?, ?, ?)`,
   deleteIdempotencyOfJob: `DELETE FROM idempotency WHERE job_id = ?`,
   expireIdempotency: `DELETE FROM idempotency WHERE created_at < ?`,
   selectTombstone: `SELECT gone_at FROM tombstones WHERE id = ?`,
@@ -461,6 +462,14 @@ export class SqliteStore implements EventStore {
         | Row
         | undefined;
       if (seen !== undefined) {
+        if (seen.fingerprint !== null && seen.fingerprint !== fingerprintOf(request.events)) {
+          return {
+            ok: false,
+            code: "idempotency_key_reused",
+            message:
+              `The Idempotency-Key ${request.idempotencyKey} was used for other events on job ${jobId}`,
+          };
+        }
         const sequences = JSON.parse(String(seen.sequences)) as number[];
         return { ok: true, sequences, committed: [], job: before, replayed: true };
       }
@@ -539,6 +548,7 @@ export class SqliteStore implements EventStore {
         request.idempotencyKey,
         JSON.stringify(sequences),
         now,
+        fingerprintOf(request.events),
       );
     }
     const cached = this.#records.get(jobId);
@@ -722,6 +732,17 @@ function nullableString(value: unknown): string | null {
 
 function nullableNumber(value: unknown): number | null {
   return value === null || value === undefined ? null : Number(value);
+}
+
+/** A digest of the events a request sent (their types and data), to tell a retry from another request. */
+function fingerprintOf(events: readonly NewEvent[]): string {
+  const hash = createHash("sha256");
+  for (const event of events) {
+    hash.update(event.type).update("\n").update(event.json ?? JSON.stringify(event.data)).update(
+      "\n",
+    );
+  }
+  return hash.digest("base64");
 }
 
 function toRecord(row: Row): JobRecord {

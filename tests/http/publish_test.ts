@@ -783,6 +783,37 @@ Deno.test("a publish retried with the same Idempotency-Key returns the same sequ
   });
 });
 
+Deno.test("an Idempotency-Key reused for other events is refused with 422 and writes nothing", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const send = (key: string, body: unknown) =>
+      http(server.url, "POST", `/jobs/${id}/events`, body, { "idempotency-key": key });
+    const first = await send("req-1", { events: [logEvent("a"), logEvent("b")] });
+    assert.equal(first.status, 201, first.text);
+    const written = await persisted(server.url, id);
+    for (
+      const body of [
+        { events: [logEvent("a"), logEvent("other")] },
+        { events: [logEvent("a")] },
+        { events: [logEvent("a"), logEvent("b"), logEvent("c")] },
+        { type: "custom.a", data: { line: "a", level: "info" } },
+      ]
+    ) {
+      const reused = await send("req-1", body);
+      assertError(reused, 422, "idempotency_key_reused");
+      assert.match(reused.json.error.message, /req-1/);
+    }
+    await assertUnchanged(server.url, id, written);
+    // The same events, written another way (a level alias), are the same request.
+    const retry = await send("req-1", {
+      events: [logEvent("a"), { type: "log", data: { line: "b", level: "INFO" } }],
+    });
+    assert.equal(retry.status, 201, retry.text);
+    assert.equal(retry.json.replayed, true);
+    assert.deepEqual(retry.json.sequences, [1, 2]);
+  });
+});
+
 Deno.test("concurrent publishes with the same Idempotency-Key write once", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
