@@ -61,6 +61,31 @@ export type AppEnv = {
 /** The application type routes register on. */
 export type App = Hono<AppEnv>;
 
+/**
+ * The methods each route path answers, for a 405 with `Allow` when a known path is asked
+ * with another method. Middleware and the static files' catch-all name no path of their own.
+ */
+function methodsByRoute(app: App): (path: string) => string[] {
+  const routes = app.routes
+    .filter((route) => route.method !== "ALL" && !route.path.includes("*"))
+    .map((route) => ({
+      method: route.method,
+      pattern: new RegExp(
+        `^${
+          route.path.split("/").map((part) =>
+            part.startsWith(":") ? "[^/]+" : part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")
+          ).join("/")
+        }$`,
+      ),
+    }));
+  return (path) => {
+    const methods = new Set<string>();
+    for (const route of routes) if (route.pattern.test(path)) methods.add(route.method);
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods];
+  };
+}
+
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
@@ -110,11 +135,22 @@ export function createApp(deps: AppDeps): App {
   registerStreamRoutes(app, deps);
   registerOpsRoutes(app, deps);
   registerStaticRoutes(app, deps.staticFiles);
-  app.notFound((c) =>
-    errorResponse(
-      new ApiError("not_found", `No route ${c.req.method} ${new URL(c.req.url).pathname}`),
-    )
-  );
+  const allowed = methodsByRoute(app);
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname;
+    const methods = allowed(path);
+    if (methods.length > 0) {
+      return errorResponse(
+        new ApiError(
+          "method_not_allowed",
+          `${c.req.method} is not allowed on ${path}: use ${methods.join(", ")}`,
+          undefined,
+          { allow: methods.join(", ") },
+        ),
+      );
+    }
+    return errorResponse(new ApiError("not_found", `No route ${c.req.method} ${path}`));
+  });
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(error);
     deps.stats.serverErrors++;

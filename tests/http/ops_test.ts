@@ -212,3 +212,26 @@ Deno.test("an unknown route answers 404 with the JSON error shape", async () => 
     }
   });
 });
+
+Deno.test("a known route asked with another method answers 405 with Allow", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    for (
+      const [method, path, allow] of [
+        ["PUT", `/jobs/${id}`, ["DELETE", "GET", "HEAD"]],
+        ["PATCH", "/jobs", ["GET", "HEAD", "POST"]],
+        ["POST", "/healthz", ["GET", "HEAD"]],
+        ["DELETE", `/jobs/${id}/events`, ["GET", "HEAD", "POST"]],
+      ] as const
+    ) {
+      const reply = await http(server.url, method, path);
+      assert.equal(reply.status, 405, `${method} ${path}: ${reply.text}`);
+      assert.equal(reply.json.error.code, "method_not_allowed");
+      assert.match(reply.json.error.message, new RegExp(`${method} is not allowed`));
+      const listed = (reply.headers.get("allow") ?? "").split(", ").sort();
+      for (const m of allow) assert.ok(listed.includes(m), `${path} allows ${m}: ${listed}`);
+    }
+    // The job is untouched by the refused methods.
+    assert.equal((await http(server.url, "GET", `/jobs/${id}`)).status, 200);
+  });
+});
