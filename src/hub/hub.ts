@@ -371,6 +371,11 @@ export class Hub {
     this.#lastContact = performance.now();
     this.#round(() => {
       for (const [jobId, first, last, terminal, createdAt, carried] of message.jobs) {
+        // Every job made since start has its channel here: one missing is a job deleted
+        // while the message travelled (unless the store has it, as it was then).
+        if (!this.#channels.has(jobId) && this.#store.getJob(jobId)?.created_at !== createdAt) {
+          continue;
+        }
         const channel = this.#channel(jobId, first - 1, createdAt);
         // Events of an earlier job under the same id, deleted and made again while this
         // message travelled: none of them belong to the job followed here now.
@@ -442,8 +447,22 @@ export class Hub {
     }
   }
 
+  /**
+   * The channel of a job, made when missing. A channel left from an earlier job under the
+   * same id (deleted, and its notice or a late message of it came after) is replaced once a
+   * later job shows up: it would take the new job's first events for ones delivered already.
+   */
   #channel(jobId: string, last: number, createdAt: string | undefined): Channel {
     let channel = this.#channels.get(jobId);
+    if (
+      channel !== undefined && createdAt !== undefined && channel.createdAt !== undefined &&
+      createdAt > channel.createdAt
+    ) {
+      this.#drop(jobId, channel);
+      if (channel.subscribers.size > 0) this.#onWatchers(jobId, 0);
+      for (const subscriber of channel.subscribers) subscriber.end("job deleted");
+      channel = undefined;
+    }
     if (channel === undefined) {
       channel = new Channel(last, createdAt);
       this.#channels.set(jobId, channel);

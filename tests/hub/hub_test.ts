@@ -564,6 +564,59 @@ for (const carry of [true, false]) {
   );
 }
 
+for (const carry of [true, false]) {
+  Deno.test(
+    `hub follows a job made again after a late message of the deleted one (${
+      carry ? "carried" : "read from the store"
+    })`,
+    () => {
+      withHub((f) => {
+        f.hub.jobCreated(createJob(f.store, "j"));
+        const old = subscribe(f.hub, "j", 0).recorder;
+        // Another isolate commits 1..5 of the first job; a third deletes it, and the delete
+        // notice overtakes the commit message.
+        const earlier = commit(f.store, "j", ...logs(1, 5));
+        assert.ok(f.store.deleteJob("j", T0 + 1000));
+        f.fanout.remoteNotice({ kind: "deleted", jobId: "j" });
+        assert.deepEqual(old.ended, ["job deleted"]);
+        f.fanout.remote(earlier, carry);
+        assert.equal(f.hub.lastSequence("j"), undefined, "no channel for a deleted job");
+        // Made again; this time the late message comes after the new job is in the store.
+        const again = createJob(f.store, "j", T0 + 2000);
+        f.fanout.remote(earlier, carry);
+        f.fanout.remoteNotice({ kind: "created", job: again });
+        const live = subscribe(f.hub, "j", 0).recorder;
+        f.fanout.remote(commit(f.store, "j", ...logs(101, 103)), carry);
+        publish(f, "j", ...logs(104, 105));
+        assert.deepEqual(live.sequences, range(1, 5));
+        sameAsStore(f, "j", live);
+        assert.equal(f.hub.lastSequence("j"), 5);
+        assert.deepEqual(old.events.map((e) => e.sequence), []);
+      });
+    },
+  );
+}
+
+Deno.test("hub replaces a channel left from a deleted job when the job is made again", () => {
+  withHub((f) => {
+    f.hub.jobCreated(createJob(f.store, "j"));
+    const old = subscribe(f.hub, "j", 0).recorder;
+    publish(f, "j", ...logs(1, 8));
+    // Deleted and made again elsewhere; no notice has come: the channel still says 8.
+    assert.ok(f.store.deleteJob("j", T0 + 1000));
+    const again = createJob(f.store, "j", T0 + 2000);
+    // Whatever shows the new job first replaces the channel: here, this isolate's publish.
+    publish(f, "j", ...logs(101, 102));
+    assert.deepEqual(old.ended, ["job deleted"], "the old job's subscriber was ended");
+    assert.deepEqual(old.sequences, range(1, 8));
+    const live = subscribe(f.hub, "j", 0).recorder;
+    f.fanout.remoteNotice({ kind: "created", job: again });
+    publish(f, "j", log(103));
+    assert.deepEqual(live.sequences, range(1, 3));
+    sameAsStore(f, "j", live);
+  });
+});
+
 Deno.test("hub keeps at most the byte bound of recent events, dropping the oldest runs first", () => {
   withHub(
     (f) => {
