@@ -55,7 +55,12 @@ class StreamContext implements SessionContext {
     let shared = sharedOf.get(deps);
     if (shared === undefined) {
       shared = {
-        limits: { highWater: STREAM_HIGH_WATER, maxQueued: deps.config.sendBuffer },
+        limits: {
+          highWater: STREAM_HIGH_WATER,
+          maxQueued: deps.config.sendBuffer,
+          // As many events of the largest size as the send buffer holds: 64 MiB by default.
+          maxUnread: deps.config.sendBuffer * deps.config.maxEventBytes,
+        },
         onBacklog: (outbox) => deps.sessions.backlogged(outbox),
       };
       sharedOf.set(deps, shared);

@@ -29,6 +29,12 @@ export interface OutboxLimits {
   highWater: number;
   /** Waiting frames (not counting replay) above which the connection is closed. */
   maxQueued: number;
+  /**
+   * Bytes the client may leave unread when a replay starts; past it the connection is
+   * closed instead. A replay goes out whole and is bounded by the job's cap, but a client
+   * that never reads and subscribes again and again would pile up replays without end.
+   */
+  maxUnread?: number;
 }
 
 /** Outboxes corked during the current delivery round, if one is running. */
@@ -70,6 +76,7 @@ export class Outbox {
   /** Waiting frames by coalescing key; made when a first frame waits (idle connections have none). */
   #keyed: Map<string, Entry> | undefined;
   #onBacklog: (outbox: Outbox) => void;
+  #onClose: () => void;
   #closed = false;
   #coalesced = 0;
   /** Bytes that may still be written before the socket's backlog must be read again. */
@@ -80,11 +87,18 @@ export class Outbox {
   /**
    * @param onBacklog called when frames start waiting, so the owner can call
    *   {@link drain} once the socket has room again
+   * @param onClose called once when the outbox closes the connection, for whatever reason
    */
-  constructor(sink: Sink, limits: OutboxLimits, onBacklog: (outbox: Outbox) => void) {
+  constructor(
+    sink: Sink,
+    limits: OutboxLimits,
+    onBacklog: (outbox: Outbox) => void,
+    onClose: () => void = () => {},
+  ) {
     this.#sink = sink;
     this.#limits = limits;
     this.#onBacklog = onBacklog;
+    this.#onClose = onClose;
   }
 
   /**
@@ -159,6 +173,12 @@ export class Outbox {
     return true;
   }
 
+  /** Whether the client has left more unread than a replay may start on (`maxUnread`). */
+  overfull(): boolean {
+    const max = this.#limits.maxUnread;
+    return max !== undefined && !this.#closed && this.#sink.backlog() > max;
+  }
+
   /** Gathers writes until {@link uncork} (see {@link Sink.cork}). */
   cork(): void {
     this.#sink.cork?.();
@@ -204,5 +224,6 @@ export class Outbox {
     this.#head = 0;
     this.#keyed = undefined;
     this.#sink.close(code, reason);
+    this.#onClose();
   }
 }

@@ -110,6 +110,8 @@ export class Session {
   readonly cursorIds: string[] | undefined;
   #outbox: Outbox;
   #subs = new Map<string, JobSubscription>();
+  /** The `since` of each job a multi-job stream is about to follow (see {@link expect}). */
+  #since: Map<string, number> | undefined;
   #firehose: FirehoseSubscription | undefined;
   #replaying = false;
   #closed = false;
@@ -131,7 +133,9 @@ export class Session {
     this.closeOnFinish = options.closeOnFinish;
     this.#single = options.single;
     this.cursorIds = options.cursorIds;
-    this.#outbox = new Outbox(sink, context.limits, context.onBacklog);
+    // An outbox that closes the connection itself (a consumer too slow) ends the session
+    // now, not when the client answers the close: its subscriptions and slot go at once.
+    this.#outbox = new Outbox(sink, context.limits, context.onBacklog, () => this.dispose());
   }
 
   get closed(): boolean {
@@ -155,6 +159,10 @@ export class Session {
   subscribe(jobId: string, since: number | null): SubscribeResult {
     if (this.#closed) return "ok";
     if (this.#subs.has(jobId)) return "already";
+    if (this.#outbox.overfull()) {
+      this.close(CLOSE.slowConsumer, "slow consumer: resume with since");
+      return "ok";
+    }
     const sub = new JobSubscription(this, jobId);
     const snapshot = this.codec.format === "snapshot";
     const first = this.#single && this.#subs.size === 0;
@@ -201,6 +209,12 @@ export class Session {
     }
     if (denied) return "forbidden";
     if (joined === undefined) return "not_found";
+    if (this.#closed) {
+      // Closed by its own replay (the terminal event of a job followed with close_on_finish):
+      // the hub registered the subscription after the close let go of the others.
+      this.context.hub.unsubscribe(jobId, sub);
+      return "ok";
+    }
     if (isTerminal(joined.job.status)) this.#finished(sub);
     return "ok";
   }
@@ -293,8 +307,19 @@ export class Session {
     this.finish(CLOSE.normal, "job finished");
   }
 
+  /**
+   * Tells a multi-job stream where the client stands on a job it is about to follow: event
+   * ids then carry that place for the job until it is followed, and a client resuming from
+   * an event of an earlier job is not sent this one's history again.
+   */
+  expect(jobId: string, since: number | null): void {
+    if (since !== null) (this.#since ??= new Map()).set(jobId, since);
+  }
+
   #cursor(): string {
-    return (this.cursorIds ?? []).map((id) => this.#subs.get(id)?.cursor ?? 0).join(",");
+    return (this.cursorIds ?? []).map((id) =>
+      this.#subs.get(id)?.cursor ?? this.#since?.get(id) ?? 0
+    ).join(",");
   }
 
   /** Sends a keep-alive: `heartbeat` with each job's high-water mark, or `ping` for snapshots. */

@@ -207,6 +207,38 @@ Deno.test("multi-job SSE ids carry every job's position and resume them all", as
   });
 });
 
+Deno.test("multi-job SSE ids name each job's since until its replay, so a resume sends nothing twice", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(server.url, a, logEvent("a1"), logEvent("a2"), logEvent("a3"));
+    await publish(server.url, b, ...[1, 2, 3, 4, 5].map((n) => logEvent(`b${n}`)));
+    // The client has every event of b, none of a.
+    const url = `${server.url}/events?jobs=${a},${b}&since=${a}:0,${b}:5`;
+    const sse = await StreamClient.open(url, "sse");
+    let firstId: string;
+    try {
+      const events = (await sse.until((m) => m.json?.sequence === 3)).filter(isEvent);
+      assert.deepEqual(events.map((m) => m.id), ["1,5", "2,5", "3,5"]);
+      firstId = events[0]!.id!;
+    } finally {
+      await sse.close();
+    }
+    // Resuming from the first event: a's rest, and nothing of b again.
+    await publish(server.url, b, logEvent("b6"));
+    const resumed = await StreamClient.open(url, "sse", { "last-event-id": firstId });
+    try {
+      const events = await resumed.until((m) => m.json?.job_id === b && m.json.sequence === 6);
+      assert.deepEqual(
+        events.filter(isEvent).map((m) => `${m.json.job_id === a ? "a" : "b"}${m.json.sequence}`),
+        ["a2", "a3", "b6"],
+      );
+    } finally {
+      await resumed.close();
+    }
+  });
+});
+
 Deno.test("/events with all=1 streams every visible job; without jobs or all it is a 422", async () => {
   await withServer({}, async (server) => {
     const bad = await http(server.url, "GET", "/events");

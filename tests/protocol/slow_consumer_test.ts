@@ -4,7 +4,7 @@
  * closes with 4008.
  */
 import assert from "node:assert/strict";
-import { createJob, http } from "../_helpers/clients.ts";
+import { createJob, http, type Msg } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 
 /** A WebSocket client on a bare TCP connection, which reads only when told to. */
@@ -62,6 +62,19 @@ class StalledSocket {
       frames = parseFrames(concat(parts));
     }
     return frames;
+  }
+
+  /** Sends a text message (masked, as a client must). */
+  async send(text: string): Promise<void> {
+    const payload = new TextEncoder().encode(text);
+    assert.ok(payload.length < 126, "short messages only");
+    const mask = crypto.getRandomValues(new Uint8Array(4));
+    const frame = new Uint8Array(6 + payload.length);
+    frame[0] = 0x81;
+    frame[1] = 0x80 | payload.length;
+    frame.set(mask, 2);
+    payload.forEach((byte, i) => (frame[6 + i] = byte ^ mask[i % 4]!));
+    await this.#conn.write(frame);
   }
 
   close(): void {
@@ -182,6 +195,44 @@ Deno.test("progress updates waiting for a slow client are coalesced to the newes
       for (const event of page.json.events) {
         if (missing.has(event.sequence)) assert.equal(event.type, "progress");
       }
+    } finally {
+      socket.close();
+    }
+  });
+});
+
+Deno.test("a client that never reads cannot pile up replays: subscribing past the unread bound closes 4008", async () => {
+  // At most 20 events of 4 KiB unread (80 KiB) when a replay starts.
+  await withServer({ "send-buffer": 20, "max-event-bytes": 4096 }, async (server) => {
+    const id = await createJob(server.url);
+    const pad = "z".repeat(3500);
+    for (let i = 0; i < 4; i++) {
+      const events = Array.from({ length: 250 }, () => ({ type: "log", data: { line: pad } }));
+      assert.equal((await http(server.url, "POST", `/jobs/${id}/events`, { events })).status, 201);
+    }
+    const socket = await StalledSocket.open(server.url, "/ws");
+    try {
+      // Each replay is about 3.6 MB; the socket's kernel buffers take the first ones. (Nothing
+      // is sent after the subscribe that is refused: a frame from the client while the close
+      // waits behind megabytes makes the runtime drop the connection without it.)
+      let cycles = 0;
+      let stats: Msg | undefined;
+      for (; cycles < 20; cycles++) {
+        if (cycles > 0) await socket.send(JSON.stringify({ type: "unsubscribe", job_id: id }));
+        await socket.send(JSON.stringify({ type: "subscribe", job_id: id, since: 0 }));
+        await new Promise((r) => setTimeout(r, 50));
+        stats = (await http(server.url, "GET", "/stats")).json;
+        if (stats!.connections.websocket === 0) break;
+      }
+      assert.ok(
+        cycles < 20,
+        `closed after ${cycles} cycles: ${JSON.stringify(stats?.connections)}`,
+      );
+      // Released at once, though the client has not read, let alone answered, the close.
+      assert.equal(stats!.connections.total, 0);
+      const { texts, closeCode } = await socket.read((f) => f.closeCode !== undefined);
+      assert.equal(closeCode, 4008);
+      assert.ok(texts.length > 1000, "the replays before it arrive whole");
     } finally {
       socket.close();
     }

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { createJob, http, logEvent, publish, WsClient } from "../_helpers/clients.ts";
+import {
+  createJob,
+  http,
+  logEvent,
+  publish,
+  StreamClient,
+  waitFor,
+  WsClient,
+} from "../_helpers/clients.ts";
 import { startTestServer, withServer } from "../_helpers/server.ts";
 
 const isEvent = (m: { sequence: number | null }) => m.sequence !== null;
@@ -270,6 +278,32 @@ Deno.test("close_on_finish closes with 1000 after the terminal status, after eve
     const late = await WsClient.connect(`${server.url}/ws/jobs/${id}?close_on_finish=1&since=0`);
     assert.equal((await late.closed).code, 1000);
     assert.equal(late.messages.filter(isEvent).length, 4);
+  });
+});
+
+Deno.test("close_on_finish on a finished job leaves no subscriber behind", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await http(server.url, "POST", `/jobs/${id}/start`);
+    await http(server.url, "POST", `/jobs/${id}/complete`);
+    for (let i = 0; i < 5; i++) {
+      const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=0&close_on_finish=1`);
+      assert.equal((await ws.closed).code, 1000);
+    }
+    const sse = await StreamClient.open(
+      `${server.url}/jobs/${id}/events?since=0&close_on_finish=1`,
+      "sse",
+    );
+    await sse.done;
+    const stats = await waitFor(
+      async () => {
+        const reply = (await http(server.url, "GET", "/stats")).json;
+        return reply.connections.total === 0 ? reply : undefined;
+      },
+      5000,
+      "the streams to close",
+    );
+    assert.equal(stats.per_job?.[id], undefined, JSON.stringify(stats.per_job));
   });
 });
 

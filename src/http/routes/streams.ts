@@ -93,6 +93,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       return;
     }
     session.greet(jobs);
+    for (const id of jobs) session.expect(id, sinceFor(since, id));
     for (const id of jobs) subscribeNamed(session, id, sinceFor(since, id));
   }
 
