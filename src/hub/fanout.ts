@@ -27,8 +27,13 @@ export interface CarriedEvents {
   types: string[];
   /** Each event's data as JSON text. */
   data: string[];
-  /** The job after the last event, when that event changes the job's state. */
+  /**
+   * The job after the request's last event that changes its state (a snapshot stream
+   * sends it then), when there is one.
+   */
   job?: Job;
+  /** Index of the event `job` goes with, when not the last one. */
+  jobAt?: number;
 }
 
 /**

@@ -404,9 +404,10 @@ export class Hub {
               type,
               envelope: envelope(type, sequence, carried.timestamp, carried.data[i]!),
             };
+            const withJob = i === (carried.jobAt ?? carried.data.length - 1);
             this.#deliver(
               channel,
-              new WireEvent(stored, sequence === last ? carried.job : undefined),
+              new WireEvent(stored, withJob ? carried.job : undefined),
               createdAt,
             );
           }
@@ -506,8 +507,8 @@ export class Hub {
   /**
    * Delivers a job's events from the store, after the channel's last up to `last`.
    *
-   * @param snapshot whether the event at `last`, when it changes the job, carries the
-   *   job's state (read from the store, and only when nothing was committed after it)
+   * @param snapshot whether the last event up to `last` that changes the job carries the
+   *   job's state (read from the store, and only when nothing was committed after `last`)
    */
   #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): void {
     // One read of the job serves the whole call (the store cannot change meanwhile): what
@@ -526,13 +527,22 @@ export class Hub {
         this.#recent.release(channel.recent);
         return;
       }
-      for (const stored of page) {
+      // The job's state goes with the last event up to `last` that changed it, when the page
+      // holds it (events after it change nothing a snapshot shows).
+      let stateAt = -1;
+      if (snapshot && current?.last_sequence === last && page.at(-1)!.sequence >= last) {
+        for (let i = page.length - 1; i >= 0 && stateAt === -1; i--) {
+          if (page[i]!.sequence <= last && changesState(page[i]!.type)) stateAt = i;
+        }
+      }
+      for (let i = 0; i < page.length; i++) {
+        const stored = page[i]!;
         if (stored.sequence > last) return;
-        const job = snapshot && stored.sequence === last && changesState(stored.type) &&
-            current?.last_sequence === last
-          ? current
-          : undefined;
-        this.#deliver(channel, new WireEvent(stored, job), current?.created_at);
+        this.#deliver(
+          channel,
+          new WireEvent(stored, i === stateAt ? current : undefined),
+          current?.created_at,
+        );
       }
     }
   }
@@ -641,7 +651,14 @@ function commitEntry(batch: readonly CommittedEvent[], carry: boolean): CommitEn
     carried.data.push(data);
   }
   if (bytes <= CARRY_BYTES) {
-    if (changesState(last.event.type)) carried.job = last.job;
+    // The state goes with the last event that changed it: events after it (logs) change
+    // nothing a snapshot shows.
+    let at = batch.length - 1;
+    while (at >= 0 && !changesState(batch[at]!.event.type)) at--;
+    if (at >= 0) {
+      carried.job = batch[at]!.job;
+      if (at < batch.length - 1) carried.jobAt = at;
+    }
     entry.push(carried);
   }
   return entry;

@@ -96,6 +96,12 @@ class FakeFanout implements Fanout {
     this.#onEvents({ jobs });
   }
 
+  /** Hands the hub a message as another isolate's hub sent it. */
+  receive(message: FanoutMessage): void {
+    assert.ok(this.#onEvents !== undefined, "the hub did not listen");
+    this.#onEvents(message);
+  }
+
   /** Tells the hub that messages from other isolates were dropped. */
   lost(): void {
     assert.ok(this.#onLost !== undefined, "the hub did not listen");
@@ -148,6 +154,12 @@ const firehose = () => new FirehoseRecorder();
 
 function log(line: string | number): NewEvent {
   const check = checkEvent({ type: "log", data: { line: String(line) } });
+  if (!check.ok) throw new TypeError("invalid test event");
+  return check.event;
+}
+
+function progress(p: number): NewEvent {
+  const check = checkEvent({ type: "progress", data: { progress: p } });
   if (!check.ok) throw new TypeError("invalid test event");
   return check.event;
 }
@@ -614,6 +626,39 @@ Deno.test("hub replaces a channel left from a deleted job when the job is made a
     publish(f, "j", log(103));
     assert.deepEqual(live.sequences, range(1, 3));
     sameAsStore(f, "j", live);
+  });
+});
+
+Deno.test("hub hands another isolate the job's state with a request's last state change, though logs follow it", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    // This hub publishes; a second hub on the same store plays the other isolate.
+    const fanout = new FakeFanout();
+    const other = new Hub(f.store, fanout);
+    const { recorder } = subscribe(other, "j", 0);
+    for (const batch of [[progress(10), log(1)], [progress(20), log(2), log(3)], [log(4)]]) {
+      f.hub.publishLocal([commit(f.store, "j", ...batch)]);
+      fanout.receive(f.fanout.published.at(-1)!);
+    }
+    const states = recorder.events.filter((e) => e.job !== undefined).map((
+      e,
+    ) => [e.sequence, e.job!.progress]);
+    assert.deepEqual(states, [[1, 10], [3, 20]]);
+    assert.deepEqual(recorder.sequences, range(1, 6));
+  });
+});
+
+Deno.test("hub filling a gap from the store hands the job's state with the last state change", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    // Another isolate's message carries no events: they are read back.
+    f.fanout.remote(commit(f.store, "j", status("running"), progress(30), log(1), log(2)));
+    const states = recorder.events.filter((e) => e.job !== undefined).map((
+      e,
+    ) => [e.sequence, e.job!.progress, e.job!.status]);
+    assert.deepEqual(states, [[2, 30, "running"]]);
+    assert.deepEqual(recorder.sequences, range(1, 4));
   });
 });
 
