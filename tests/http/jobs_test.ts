@@ -426,6 +426,26 @@ Deno.test("GET /jobs/:id?wait=terminal answers when the job completes from anoth
   });
 });
 
+Deno.test("GET /jobs/:id?wait=terminal answers 410 job_gone when the job is deleted meanwhile", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await http(server.url, "POST", `/jobs/${id}/start`);
+    const waiting = http(server.url, "GET", `/jobs/${id}?wait=terminal&timeout=30`);
+    await waitFor(
+      async () => {
+        const probe = await http(server.url, "GET", `/jobs/${id}`);
+        return Number(probe.headers.get("x-watchers")) >= 1;
+      },
+      5000,
+      "the wait to register",
+    );
+    assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+    const reply = await waiting;
+    assert.equal(reply.status, 410, reply.text);
+    assert.equal(reply.json.error.code, "job_gone");
+  });
+});
+
 Deno.test("GET /jobs/:id?wait=terminal answers at once for a job that already ended", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);

@@ -40,7 +40,10 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         since <= job.last_sequence
       ) {
         stats.longPolls++;
-        await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+        const ended = await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+        if (ended === "deleted" || store.getJob(id) === undefined) {
+          throw new ApiError("job_gone", `Job ${id} was deleted while waiting for its events`);
+        }
         events = store.readEvents(id, since, limit);
       }
       const current = store.getJob(id) ?? job;

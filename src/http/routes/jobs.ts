@@ -142,7 +142,11 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       if (!isTerminal(record.status)) {
         const timeoutMs = (query.timeout ?? DEFAULT_TERMINAL_WAIT_SECONDS) * 1000;
         const ended = await waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal);
-        record = store.getJob(id) ?? record;
+        const now = store.getJob(id);
+        if (ended === "deleted" || now === undefined) {
+          throw new ApiError("job_gone", `Job ${id} was deleted while waiting for it to end`);
+        }
+        record = now;
         outcome = ended === "event" && isTerminal(record.status) ? "terminal" : ended;
       }
     }
