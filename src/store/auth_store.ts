@@ -21,6 +21,8 @@ const SQL = {
   countFailures:
     `SELECT COUNT(*) AS n, MIN(at) AS first FROM login_failures WHERE key = ? AND at >= ?`,
   clearFailures: `DELETE FROM login_failures WHERE key = ?`,
+  forgetFailure: `DELETE FROM login_failures
+    WHERE rowid = (SELECT rowid FROM login_failures WHERE key = ? AND at = ? LIMIT 1)`,
   expireFailures: `DELETE FROM login_failures WHERE at < ?`,
 } as const;
 
@@ -125,6 +127,11 @@ export class AuthStore {
 
   clearLoginFailures(key: string): void {
     this.#stmt(SQL.clearFailures).run(key);
+  }
+
+  /** Forgets one failure of `key` recorded at `at` (an attempt that turned out right). */
+  forgetLoginFailure(key: string, at: number): void {
+    this.#stmt(SQL.forgetFailure).run(key, at);
   }
 
   /** Forgets expired tickets and old login failures. */

@@ -168,6 +168,39 @@ Deno.test("five failed sign-ins lock the user out (429 with Retry-After), even w
   }
 });
 
+Deno.test("sign-ins sent in parallel are counted before their passwords are checked", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false, "limits-exempt-ips": "none" }, {
+    dataDir,
+  });
+  try {
+    // Thirty guesses at once, the last one right: at most five passwords are checked.
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        login(server, {
+          username: "alice",
+          password: i === 29 ? ALICE_PASSWORD : `wrong-${i}`,
+        })),
+    );
+    const statuses = replies.map((r) => r.status);
+    const checked = statuses.filter((s) => s !== 429).length;
+    assert.ok(checked <= 5, `passwords checked: ${checked} (${statuses.join(",")})`);
+    assert.ok(statuses.every((s) => s === 401 || s === 429), statuses.join(","));
+    assert.equal(
+      (await login(server, { username: "alice", password: ALICE_PASSWORD })).status,
+      429,
+    );
+    // A right password does not count against the address: bob signs in twenty times.
+    for (let i = 0; i < 20; i++) {
+      const bob = await login(server, { username: "bob", password: BOB_PASSWORD });
+      assert.equal(bob.status, 200, `sign-in ${i + 1}: ${bob.text}`);
+    }
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
 Deno.test("twenty failed sign-ins from one counted address lock that address out; loopback is exempt by default", async () => {
   const dataDir = await usersDir();
   try {

@@ -67,17 +67,21 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
         });
       }
     }
+    // Counted as a failure before the password is checked, and forgotten if it was right:
+    // attempts that come while earlier ones are being checked (scrypt takes a while) see
+    // them, so guesses sent in parallel cannot get past the limit.
+    store.recordLoginFailure(counted.map(([key]) => key), now);
     const user = store.getUser(body.username);
     // An unknown user costs the same scrypt as a known one, so timing tells nothing.
     const credential = user ?? DUMMY_CREDENTIAL;
     const ok = await verifyPassword(body.password, credential.salt, credential.hash) &&
       user !== undefined;
     if (!ok || user === undefined) {
-      store.recordLoginFailure(counted.map(([key]) => key), now);
       log("warn", "failed sign-in", { user: body.username, ip: c.get("ip") });
       throw new ApiError("invalid_credentials");
     }
     store.clearLoginFailures(userKey);
+    if (address !== null) store.forgetLoginFailure(`ip:${address}`, now);
     const token = await signToken(
       keys,
       { sub: user.username, scope: user.scopes.join(" ") },
