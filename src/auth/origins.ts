@@ -37,7 +37,8 @@ export function crossOrigin(origin: string | null, host: string | null): boolean
 /** Headers a cross-origin caller may send. */
 const ALLOWED_HEADERS = "authorization, content-type, idempotency-key, last-event-id, accept";
 /** Response headers a cross-origin caller may read. */
-const EXPOSED_HEADERS = "x-watchers, idempotent-replayed, x-wait-result, location, retry-after";
+const EXPOSED_HEADERS =
+  "x-watchers, idempotent-replayed, x-wait-result, location, retry-after, www-authenticate, allow";
 
 /** CORS headers for an allowed cross-origin request. */
 export function corsHeaders(origin: string): Record<string, string> {

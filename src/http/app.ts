@@ -152,10 +152,27 @@ export function createApp(deps: AppDeps): App {
     return errorResponse(new ApiError("not_found", `No route ${c.req.method} ${path}`));
   });
   app.onError((error, c) => {
-    if (error instanceof ApiError) return errorResponse(error);
-    deps.stats.serverErrors++;
-    logError("request failed", error, { method: c.req.method, url: redactUrl(c.req.url) });
-    return errorResponse(new ApiError("internal_error"));
+    let response: Response;
+    if (error instanceof ApiError) {
+      response = errorResponse(error);
+    } else {
+      deps.stats.serverErrors++;
+      logError("request failed", error, { method: c.req.method, url: redactUrl(c.req.url) });
+      response = errorResponse(new ApiError("internal_error"));
+    }
+    // An error thrown before the routes (a missing token on a write) gets the CORS headers
+    // too: an allowed page must be able to read why it was refused.
+    const origin = c.req.header("origin") ?? null;
+    const host = c.req.header("host") ?? null;
+    if (
+      origin !== null && crossOrigin(origin, host) &&
+      originAllowed(origin, host, deps.config.allowedOrigins)
+    ) {
+      for (const [name, value] of Object.entries(corsHeaders(origin))) {
+        response.headers.set(name, value);
+      }
+    }
+    return response;
   });
   return app;
 }

@@ -95,6 +95,17 @@ Deno.test("Origin allow-list over HTTP: foreign Origin 403, allowed Origin gets 
     const unauthorized = await http(base, "GET", "/jobs", undefined, { origin: GOOD });
     assert.equal(unauthorized.status, 401);
     assert.equal(unauthorized.headers.get("access-control-allow-origin"), GOOD);
+    // So does the 401 of a write refused before its route, and the page may read why.
+    for (const [method, path] of [["POST", "/jobs"], ["DELETE", `/jobs/${id}`]] as const) {
+      const refused = await http(base, method, path, method === "POST" ? {} : undefined, {
+        origin: GOOD,
+      });
+      assert.equal(refused.status, 401, refused.text);
+      assert.equal(refused.headers.get("access-control-allow-origin"), GOOD, `${method} ${path}`);
+      assert.match(refused.headers.get("access-control-expose-headers") ?? "", /www-authenticate/);
+    }
+    const foreign = await http(base, "POST", "/jobs", {}, { origin: EVIL });
+    assert.equal(foreign.headers.get("access-control-allow-origin"), null);
 
     // Preflight from the allowed origin.
     const preflight = await fetch(`${base}/jobs/${id}/events`, {
