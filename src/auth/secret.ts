@@ -34,7 +34,8 @@ export function loadOrCreateSecret(
   if (dataDir === ":memory:") {
     return { secret: utf8.encode(randomSecret()), created: true, path: null };
   }
-  mkdirSync(dataDir, { recursive: true });
+  // Private, as the store makes it: this may be the first to make it (`main.ts token`).
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, SECRET_FILE);
   try {
     // createNew: of several isolates starting together exactly one writes; the others read.

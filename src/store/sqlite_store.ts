@@ -174,6 +174,13 @@ export function openSqliteStore(dataDir: string, options: SqliteStoreOptions): S
   // The database holds password hashes and tickets: a directory made here is private.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, DATABASE_FILE);
+  try {
+    // Made here, and private whatever the directory's mode: SQLite gives its WAL and shared
+    // memory files the mode of the database file (an empty file is an empty database).
+    Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o600 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
   return new SqliteStore(new DatabaseSync(path), options, path);
 }
 

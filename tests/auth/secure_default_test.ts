@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { http } from "../_helpers/clients.ts";
-import { type ChildServer, spawnServer } from "../_helpers/server.ts";
+import { type ChildServer, runMain, spawnServer } from "../_helpers/server.ts";
 import {
   bearer,
   claimsOf,
@@ -90,6 +90,40 @@ Deno.test("no key and no --no-auth: a 0600 secret in the data dir, an admin toke
   } finally {
     await server?.stop();
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("the data directory, database and secret are private, whoever makes the directory", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "jobwire-modes-" });
+  const modeOf = async (path: string) => (await Deno.stat(path)).mode! & 0o777;
+  try {
+    // Made first by the token command, then used by the server.
+    const dataDir = join(parent, "made-by-token");
+    const minted = await runMain(["token", "--data-dir", dataDir, "--sub", "a", "--scope", "read"]);
+    assert.equal(minted.code, 0, minted.stderr);
+    assert.equal(await modeOf(dataDir), 0o700);
+    // A directory that exists already, readable by everyone: the files in it are still private.
+    const shared = join(parent, "shared");
+    await Deno.mkdir(shared, { mode: 0o755 });
+    await Deno.chmod(shared, 0o755);
+    for (const dir of [dataDir, shared]) {
+      const server = await spawnServer(["--port", "0", "--data-dir", dir]);
+      try {
+        await startLines(server);
+      } finally {
+        await server.stop();
+      }
+      for (const file of ["jobwire.db", "jwt-secret"]) {
+        assert.equal(await modeOf(join(dir, file)), 0o600, `${dir}/${file}`);
+      }
+      for await (const entry of Deno.readDir(dir)) {
+        if (entry.name.startsWith("jobwire.db")) {
+          assert.equal(await modeOf(join(dir, entry.name)), 0o600, entry.name);
+        }
+      }
+    }
+  } finally {
+    await Deno.remove(parent, { recursive: true });
   }
 });
 
