@@ -59,6 +59,19 @@ export function loadStaticFiles(dir: string = STATIC_DIR): StaticFiles {
   return files;
 }
 
+/**
+ * The status page loads only its own scripts, styles and connections, and no other site
+ * may frame it (a signed-in page in a hidden frame could be clicked through).
+ */
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
 /** Serves the files; `/` is `index.html`. Registered last, after every API route. */
 export function registerStaticRoutes(app: App, files: StaticFiles): void {
   app.get("*", (c, next) => {
@@ -69,6 +82,9 @@ export function registerStaticRoutes(app: App, files: StaticFiles): void {
       "content-type": file.type,
       "cache-control": "no-cache",
       "x-content-type-options": "nosniff",
+      "content-security-policy": CONTENT_SECURITY_POLICY,
+      "x-frame-options": "DENY",
+      "referrer-policy": "no-referrer",
     });
   });
 }

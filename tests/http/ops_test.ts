@@ -235,3 +235,17 @@ Deno.test("a known route asked with another method answers 405 with Allow", asyn
     assert.equal((await http(server.url, "GET", `/jobs/${id}`)).status, 200);
   });
 });
+
+Deno.test("the status page and its files are served with a content security policy and no framing", async () => {
+  await withServer({}, async (server) => {
+    for (const path of ["/", "/app/main.js", "/style.css"]) {
+      const reply = await http(server.url, "GET", path);
+      assert.equal(reply.status, 200, path);
+      const policy = reply.headers.get("content-security-policy") ?? "";
+      assert.match(policy, /default-src 'self'/, path);
+      assert.match(policy, /frame-ancestors 'none'/, path);
+      assert.equal(reply.headers.get("x-frame-options"), "DENY", path);
+      assert.equal(reply.headers.get("x-content-type-options"), "nosniff", path);
+    }
+  });
+});
