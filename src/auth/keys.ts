@@ -126,13 +126,15 @@ export async function loadKeys(options: {
 
 /**
  * Verifies a token: HS256 against the server's secret, any other algorithm against the
- * external key, each with its pinned algorithms; `exp` and `nbf` are always checked,
- * `iss` and `aud` when configured.
+ * external key, each with its pinned algorithms; `exp` is required and checked, `nbf`
+ * checked when present, `iss` and `aud` when configured.
  *
  * @throws the jose error (its `code` tells expired from invalid)
  */
 export async function verifyToken(keys: TokenKeys, token: string): Promise<JWTPayload> {
   const options = {
+    // A token without an expiry would never expire: refused.
+    requiredClaims: ["exp"],
     ...(keys.issuer === undefined ? {} : { issuer: keys.issuer }),
     ...(keys.audience === undefined ? {} : { audience: keys.audience }),
   };
