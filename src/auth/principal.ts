@@ -43,9 +43,10 @@ export function canReadAll(p: Principal): boolean {
 /** Whether the principal may see a job and follow its events. */
 export function canRead(p: Principal, job: Pick<Job, "id" | "owner">): boolean {
   if (canReadAll(p)) return true;
-  if (p.jobs.has(job.id)) return true;
-  return p.sub !== null && job.owner === p.sub &&
-    (p.scopes.has("read") || p.scopes.has("write"));
+  // Reading is what `read` grants (or `write`, which includes it): on own jobs and on those
+  // a `jobs` claim lists. A token with neither scope reads nothing.
+  if (!p.scopes.has("read") && !p.scopes.has("write")) return false;
+  return p.jobs.has(job.id) || (p.sub !== null && job.owner === p.sub);
 }
 
 /** Whether the principal may publish to, or delete, a job. */

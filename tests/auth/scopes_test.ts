@@ -34,6 +34,8 @@ interface World {
   admin: string;
   /** A subject with no scope at all. */
   nobody: string;
+  /** bob's job in a `jobs` claim, but no scope to read it with. */
+  claimOnly: string;
   jobA: string;
   jobB: string;
 }
@@ -53,6 +55,7 @@ async function world(server: TestServer): Promise<World> {
     writeAll: await tokenFor("operator", "write:all"),
     admin: await tokenFor("root", "admin"),
     nobody: await tokenFor("nobody", ""),
+    claimOnly: await tokenFor("dave", "", { jobs: [jobB] }),
     jobA,
     jobB,
   };
@@ -102,6 +105,7 @@ Deno.test("GET /jobs/:id and its event page: owner, other user, jobs claim, read
       ["write:all", w.writeAll, w.jobB, 200],
       ["admin", w.admin, w.jobB, 200],
       ["no scope", w.nobody, w.jobA, 403],
+      ["jobs claim without read", w.claimOnly, w.jobB, 403],
     ];
     for (const [who, token, job, status] of cases) {
       const paths = [`/jobs/${job}`, `/jobs/${job}/events`];
