@@ -10,7 +10,7 @@ import type { Config } from "./config.ts";
 import { openSqliteStore } from "./store/sqlite_store.ts";
 import { Committer } from "./store/committer.ts";
 import { Sweeper, sweepInterval } from "./store/sweeper.ts";
-import { Hub } from "./hub/hub.ts";
+import { Hub, SHUTTING_DOWN } from "./hub/hub.ts";
 import { type Fanout, LocalFanout } from "./hub/fanout.ts";
 import { BroadcastFanout } from "./hub/broadcast_fanout.ts";
 import { FIREHOSE_KEY, Peers, watcherKey } from "./hub/peers.ts";
@@ -209,7 +209,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     },
     closeStreams() {
       sessions.closeAll(CLOSE.goingAway, "server shutting down");
-      hub.closeAll("server shutting down");
+      hub.closeAll(SHUTTING_DOWN);
       committer.flush();
     },
     close() {

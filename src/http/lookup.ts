@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Hub, Subscriber } from "../hub/hub.ts";
+import { type Hub, SHUTTING_DOWN, type Subscriber } from "../hub/hub.ts";
 import type { WireEvent } from "../hub/wire_event.ts";
 import type { JobRecord } from "../jobs/job.ts";
 import type { EventStore } from "../store/event_store.ts";
@@ -25,12 +25,19 @@ export function findJob(store: EventStore, id: string): JobRecord {
   throw new ApiError("job_not_found", `No job ${id}`);
 }
 
+/** The answer to a wait the server's stopping ended: the client tries again (elsewhere, or later). */
+export function shuttingDown(): ApiError {
+  return new ApiError("unavailable", "The server is shutting down: retry", undefined, {
+    "retry-after": "1",
+  });
+}
+
 /** How a wait ended. */
-export type WaitOutcome = "event" | "timeout" | "aborted" | "deleted";
+export type WaitOutcome = "event" | "timeout" | "aborted" | "deleted" | "shutdown";
 
 /**
  * Resolves when an event of the job that satisfies `match` is committed after this call,
- * or on timeout, abort or deletion of the job.
+ * or on timeout, abort, deletion of the job or the server stopping.
  */
 export function waitForEvent(
   hub: Hub,
@@ -54,7 +61,7 @@ export function waitForEvent(
       deliver: (event) => {
         if (match(event)) queueMicrotask(() => finish("event"));
       },
-      end: () => finish("deleted"),
+      end: (reason) => finish(reason === SHUTTING_DOWN ? "shutdown" : "deleted"),
     };
     const onAbort = () => finish("aborted");
     const timer = setTimeout(() => finish("timeout"), timeoutMs);

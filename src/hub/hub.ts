@@ -123,6 +123,9 @@ const MAX_TRACKED_AT_START = 1_000_000;
 /** Recent events kept for replays when the server does not say: 10,000 per job, 32 MiB in all. */
 export const DEFAULT_RECENT: RecentLimits = { events: 10_000, bytes: 32 * 1024 * 1024 };
 
+/** The reason subscribers are ended with when the server stops (the job itself is still there). */
+export const SHUTTING_DOWN = "server shutting down";
+
 /** Fan-out of committed events on one isolate. */
 export class Hub {
   #store: EventStore;
@@ -358,7 +361,7 @@ export class Hub {
   }
 
   /** Ends every subscription (shutdown): waiters answer, streams close. */
-  closeAll(reason: string): void {
+  closeAll(reason: string = SHUTTING_DOWN): void {
     const channels = [...this.#channels.values()];
     this.#channels.clear();
     this.#recent.clear();

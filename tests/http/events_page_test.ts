@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createJob, http, logEvent, publish, type Reply, waitFor } from "../_helpers/clients.ts";
-import { withServer } from "../_helpers/server.ts";
+import { startTestServer, withServer } from "../_helpers/server.ts";
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -248,6 +248,27 @@ Deno.test("events page long-poll ends when the job is deleted while it waits", a
     assert.equal(reply.json.error.code, "job_gone");
     assert.match(reply.json.error.message, /deleted while waiting/);
   });
+});
+
+Deno.test("a long-poll or wait=terminal the server's shutdown ends answers 503 with Retry-After, not 410", async () => {
+  const server = await startTestServer();
+  const id = await createJob(server.url);
+  await http(server.url, "POST", `/jobs/${id}/start`);
+  const poll = http(server.url, "GET", `/jobs/${id}/events?since=1&wait=30`);
+  const wait = http(server.url, "GET", `/jobs/${id}?wait=terminal&timeout=30`);
+  await waitFor(
+    async () =>
+      Number((await http(server.url, "GET", `/jobs/${id}`)).headers.get("x-watchers")) >= 2,
+    5000,
+    "both waits to register",
+  );
+  const closing = server.close();
+  for (const reply of await Promise.all([poll, wait])) {
+    assert.equal(reply.status, 503, reply.text);
+    assert.equal(reply.json.error.code, "unavailable");
+    assert.equal(reply.headers.get("retry-after"), "1");
+  }
+  await closing;
 });
 
 Deno.test("events page refuses a bad query with 422 invalid_query", async () => {

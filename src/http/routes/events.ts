@@ -12,7 +12,7 @@ import { codecFor } from "../../protocol/codec.ts";
 import { serveHttpStream, streamHead } from "../../protocol/http_stream.ts";
 import { CLOSE } from "../../protocol/session.ts";
 import { isTerminal } from "../../jobs/status.ts";
-import { findJob, waitForEvent } from "../lookup.ts";
+import { findJob, shuttingDown, waitForEvent } from "../lookup.ts";
 import { admitStream, streamPrincipal } from "../access.ts";
 import { lastEventId, negotiate, parseSince, sessionContext, sinceFor } from "../streaming.ts";
 
@@ -41,6 +41,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       ) {
         stats.longPolls++;
         const ended = await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+        if (ended === "shutdown") throw shuttingDown();
         if (ended === "deleted" || store.getJob(id) === undefined) {
           throw new ApiError("job_gone", `Job ${id} was deleted while waiting for its events`);
         }
