@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { cleanLine } from "./terminal_text.ts";
 import type { JobEvent, JobSnapshot } from "../client/types.ts";
 
 /** `45s`, `3m02s`, `1h05m`, `2d03h`; seconds are rounded down. */
@@ -123,11 +124,11 @@ export function statusLine(
     [job.status, STATUS_COLOUR[job.status]],
     [`[${progressBar(job.progress, BAR_CELLS)}]`, "cyan"],
     [formatPercent(job.progress)],
-    [job.stage ?? "", "dim"],
+    [shown(job.stage ?? ""), "dim"],
     [options.count ?? ""],
     [eta === undefined ? "" : `ETA ${formatDuration(eta)}`],
     [`elapsed ${formatDuration(elapsedSeconds(job, now))}`, "dim"],
-    [job.message ?? "", "dim"],
+    [shown(job.message ?? ""), "dim"],
   ];
   return fit(parts, Math.max(10, width), color);
 }
@@ -142,12 +143,21 @@ export function clockTime(iso: string): string {
 
 /** At most `max` characters of JSON text. */
 function jsonText(value: unknown, max = 500): string {
-  const text = JSON.stringify(value) ?? "null";
+  const text = shown(JSON.stringify(value) ?? "null");
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+/**
+ * Text from a job, fit to print on one terminal line: its escape sequences and control
+ * characters would otherwise reach the terminal (a log line could clear the screen, retitle
+ * the window or forge lines of its own), and a newline shows as `↵`.
+ */
+function shown(text: string): string {
+  return cleanLine(text).replaceAll("\n", " ↵ ");
+}
+
 function str(value: unknown): string | undefined {
-  return typeof value === "string" && value !== "" ? value : undefined;
+  return typeof value === "string" && value !== "" ? shown(value) : undefined;
 }
 
 /**
@@ -162,11 +172,11 @@ export function eventLine(event: JobEvent, color: boolean): string {
   switch (event.type) {
     case "log": {
       const level = str(d.level) ?? "info";
-      const text = String(d.line ?? "");
+      const text = shown(String(d.line ?? ""));
       return line(level, LEVEL_COLOUR[level], level === "error" ? paint(text, "red", color) : text);
     }
     case "status": {
-      const status = String(d.status);
+      const status = shown(String(d.status));
       const message = str(d.message);
       return line(
         "status",
@@ -177,22 +187,24 @@ export function eventLine(event: JobEvent, color: boolean): string {
     }
     case "progress": {
       const pieces = [formatPercent(Number(d.progress ?? 0))];
-      if (str(d.stage) !== undefined) pieces.push(String(d.stage));
+      const stage = str(d.stage);
+      if (stage !== undefined) pieces.push(stage);
       if (typeof d.current === "number" && typeof d.total === "number") {
         pieces.push(`${d.current}/${d.total}`);
       }
       if (typeof d.eta_seconds === "number") pieces.push(`ETA ${formatDuration(d.eta_seconds)}`);
-      if (str(d.message) !== undefined) pieces.push(`— ${d.message}`);
+      const message = str(d.message);
+      if (message !== undefined) pieces.push(`— ${message}`);
       return line("progress", "cyan", pieces.join(" "));
     }
     case "result":
       return line("result", "green", jsonText(d.results));
     case "error": {
       const type = str(d.error_type) ?? "general";
-      return line("error", "red", `[${type}] ${String(d.error ?? "")}`);
+      return line("error", "red", `[${type}] ${shown(String(d.error ?? ""))}`);
     }
     default:
-      return line("event", "dim", `${event.type} ${jsonText(d)}`);
+      return line("event", "dim", `${shown(event.type)} ${jsonText(d)}`);
   }
 }
 
@@ -200,6 +212,6 @@ export function eventLine(event: JobEvent, color: boolean): string {
 export function summaryLine(jobId: string, job: JobSnapshot | undefined, color: boolean): string {
   const status = job?.status ?? "unknown";
   const took = job === undefined ? "" : ` in ${formatDuration(elapsedSeconds(job, Date.now()))}`;
-  const error = status === "failed" && job?.error ? `: ${job.error.error}` : "";
+  const error = status === "failed" && job?.error ? `: ${shown(job.error.error)}` : "";
   return `job ${jobId} ${paint(status, STATUS_COLOUR[status], color)}${took}${error}`;
 }

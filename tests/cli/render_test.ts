@@ -116,6 +116,33 @@ Deno.test("eventLine colours levels and statuses when asked", () => {
   has(eventLine(event("status", { status: "completed" }), true), `${ESC}[32mcompleted`);
 });
 
+Deno.test("job text reaches the terminal without escape sequences, control characters or line breaks", () => {
+  const evil = `evil ${ESC}]0;PWNED\x07 ${ESC}[2J\nfake line\r${ESC}[31mx\x9b2J`;
+  const lines = [
+    eventLine(event("log", { line: evil }), false),
+    eventLine(event("status", { status: "running", message: evil }), false),
+    eventLine(event("progress", { progress: 5, stage: evil, message: evil }), false),
+    eventLine(event("error", { error: evil }), false),
+    eventLine(event("model.x", { note: evil }), false),
+    statusLine(job({ stage: evil, message: evil }), { now: T0, width: 400, color: false }),
+    summaryLine(
+      "build-42",
+      job({ status: "failed", error: { error: evil, error_type: "general" } }),
+      false,
+    ),
+  ];
+  for (const line of lines) {
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(line, /[\x00-\x08\x0a-\x1f\x7f-\x9f]/, JSON.stringify(line));
+  }
+  // Shown as text, the sequences are gone; a custom event's data is JSON, its controls escaped.
+  for (const line of lines.filter((_, i) => i !== 4)) {
+    assert.ok(!line.includes("PWNED"), JSON.stringify(line));
+  }
+  assert.ok(lines[4]!.includes("\\u001b]0;PWNED"), lines[4]);
+  assert.match(lines[0]!, /evil +↵ fake linex2J$/);
+});
+
 Deno.test("summaryLine says how the job ended and how long it took", () => {
   const done = job({ status: "completed", completed_at: new Date(T0 + 62_000).toISOString() });
   assert.equal(summaryLine("build-42", done, false), "job build-42 completed in 1m02s");
