@@ -29,6 +29,9 @@ first (as timeout(1) does); 3 when the job cannot be waited for (unknown job, no
 /** Exit status when the timeout passes before the job ends (as `timeout(1)`). */
 export const EXIT_TIMEOUT = 124;
 
+/** How long past the deadline the last look at the job may take, in milliseconds. */
+const FINAL_LOOK_MS = 1000;
+
 /** Longest single wait asked of the server, in seconds (it allows up to 3600). */
 const CHUNK_SECONDS = 60;
 
@@ -56,25 +59,30 @@ export async function waitForJob(
     // The server takes whole seconds: wait out a fraction here, then look once more.
     const chunk = Math.min(CHUNK_SECONDS, Math.floor(Math.max(0, left)));
     if (chunk === 0 && left > 0 && job !== undefined) await sleep(left * 1000);
+    // No request outlives the deadline by more than a moment, even to a server that hangs.
+    const cut = deadline === Infinity
+      ? undefined
+      : AbortSignal.timeout(Math.max(0, deadline - Date.now()) + FINAL_LOOK_MS);
     try {
       job = await getJson<JobSnapshot>(
         http,
         jobPath(jobId),
         { wait: "terminal", timeout: chunk },
-        undefined,
+        cut,
         chunk * 1000,
       );
       attempt = 0;
     } catch (error) {
+      if (Date.now() >= deadline) return { kind: "timeout", job };
       if (!(error instanceof JobwireError) || !error.retryable) {
         if (error instanceof JobwireError) return { kind: "refused", error };
         throw error;
       }
       attempt++;
       onRetry(error, attempt);
+      // Waits out the backoff, or what is left of the timeout and then looks once more.
       const delay = backoffDelay(attempt, { initialDelayMs: 500, maxDelayMs: 10_000 });
-      if (Date.now() + delay >= deadline) return { kind: "timeout", job };
-      await sleep(delay);
+      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
       continue;
     }
     if (isTerminalStatus(job.status)) return { kind: "ended", job };

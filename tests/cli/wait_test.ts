@@ -71,6 +71,30 @@ Deno.test("wait exits 124 when --timeout passes first, saying where the job stan
   });
 });
 
+Deno.test("wait keeps --timeout against a server that accepts connections and never answers", async () => {
+  // A listener that takes connections and holds them, as a hung server does.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })();
+  try {
+    const server = `http://127.0.0.1:${listener.addr.port}`;
+    const started = Date.now();
+    const out = await runCli(["wait", "hung", "--server", server, "--timeout", "2"]);
+    const took = Date.now() - started;
+    assert.equal(out.code, 124, out.stderr);
+    assert.match(out.stderr, /timed out after 2s/);
+    // The deadline and one last look of at most a second, plus the CLI's start-up; the
+    // request timeout alone is 30 s.
+    assert.ok(took < 15_000, `exited after ${took} ms`);
+  } finally {
+    listener.close();
+    for (const conn of held) conn.close();
+    await accepting.catch(() => {});
+  }
+});
+
 Deno.test("wait on a job that already ended answers at once", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url, { id: "wt-over" });
