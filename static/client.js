@@ -1348,7 +1348,7 @@ var Sequencer = class {
         first_available: replay.first_available
       });
       const after = replay.from !== null ? replay.from - 1 : job.last_sequence;
-      if (after > track.cursor) track.cursor = after;
+      if (after > track.cursor || track.cursor > job.last_sequence) track.cursor = after;
     }
     this.#setJob(jobId, track, job);
   }

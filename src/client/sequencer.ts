@@ -160,9 +160,11 @@ export class Sequencer {
         since: track.cursor,
         first_available: replay.first_available,
       });
-      // Purged events cannot come back: continue from what the server still has.
+      // Purged events cannot come back: continue from what the server still has. A cursor
+      // ahead of the job (a job made again under its id, or a since past its end) goes back
+      // to where the job is, or every event up to the old cursor would be taken for a repeat.
       const after = replay.from !== null ? replay.from - 1 : job.last_sequence;
-      if (after > track.cursor) track.cursor = after;
+      if (after > track.cursor || track.cursor > job.last_sequence) track.cursor = after;
     }
     this.#setJob(jobId, track, job);
   }
