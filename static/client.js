@@ -429,12 +429,14 @@ function fatalError(info, refreshable) {
   if (info.code === POLICY && !refreshable) {
     return new JobwireError("forbidden", info.reason || "Policy violation");
   }
-  return isFatal(info.error) ? info.error : void 0;
+  return isFatal(info.error, refreshable) ? info.error : void 0;
 }
-function isFatal(error) {
-  return error instanceof JobwireError && error.status !== null && FATAL_STATUSES.has(error.status);
+function isFatal(error, refreshable) {
+  if (!(error instanceof JobwireError) || error.status === null) return false;
+  if (error.status === 401 && refreshable) return false;
+  return FATAL_STATUSES.has(error.status);
 }
-async function probeServer(http, jobId, since, signal) {
+async function probeServer(http, jobId, since, signal, refreshable = false) {
   try {
     if (jobId === void 0) await getJson(http, "/jobs", {
       limit: 1
@@ -445,7 +447,7 @@ async function probeServer(http, jobId, since, signal) {
     }, signal);
     return "ok";
   } catch (error) {
-    return isFatal(error) ? error : "unreachable";
+    return isFatal(error, refreshable) ? error : "unreachable";
   }
 }
 
@@ -1046,7 +1048,7 @@ var ConnectionLoop = class {
       const unsupported = info.unsupported === true;
       const [first] = targetJobIds(this.#target);
       const since = first === void 0 ? 0 : this.#sequencer.tracks.get(first)?.cursor ?? 0;
-      const probe = unsupported ? "ok" : await probeServer(this.#http, first, since, this.#abort.signal);
+      const probe = unsupported ? "ok" : await probeServer(this.#http, first, since, this.#abort.signal, refreshable);
       if (this.#stopped) return;
       if (probe instanceof JobwireError) {
         this.#fail(probe);

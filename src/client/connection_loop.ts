@@ -270,7 +270,7 @@ export class ConnectionLoop {
       const since = first === undefined ? 0 : (this.#sequencer.tracks.get(first)?.cursor ?? 0);
       const probe = unsupported
         ? "ok"
-        : await probeServer(this.#http, first, since, this.#abort.signal);
+        : await probeServer(this.#http, first, since, this.#abort.signal, refreshable);
       if (this.#stopped) return;
       if (probe instanceof JobwireError) {
         this.#fail(probe);

@@ -30,11 +30,14 @@ export function fatalError(info: CloseInfo, refreshable: boolean): JobwireError 
   if (info.code === POLICY && !refreshable) {
     return new JobwireError("forbidden", info.reason || "Policy violation");
   }
-  return isFatal(info.error) ? info.error : undefined;
+  return isFatal(info.error, refreshable) ? info.error : undefined;
 }
 
-function isFatal(error: unknown): error is JobwireError {
-  return error instanceof JobwireError && error.status !== null && FATAL_STATUSES.has(error.status);
+/** Whether `error` ends the watch; a 401 does not when the next try has new credentials. */
+function isFatal(error: unknown, refreshable: boolean): error is JobwireError {
+  if (!(error instanceof JobwireError) || error.status === null) return false;
+  if (error.status === 401 && refreshable) return false;
+  return FATAL_STATUSES.has(error.status);
 }
 
 /**
@@ -48,12 +51,13 @@ export async function probeServer(
   jobId: string | undefined,
   since: number,
   signal: AbortSignal,
+  refreshable = false,
 ): Promise<"ok" | "unreachable" | JobwireError> {
   try {
     if (jobId === undefined) await getJson(http, "/jobs", { limit: 1 }, signal);
     else await fetchEventsPage(http, jobId, { since, limit: 1 }, signal);
     return "ok";
   } catch (error) {
-    return isFatal(error) ? error : "unreachable";
+    return isFatal(error, refreshable) ? error : "unreachable";
   }
 }

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { type FetchLike, watchJob } from "../../src/client/mod.ts";
 import { createJob, logEvent, publish } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
+import { AUTH, tokenFor } from "../_helpers/tokens.ts";
+import { createJobAs } from "../auth/_support.ts";
 import { failingWebSocket, filteredWebSocket, Recorder } from "../_helpers/watch.ts";
 
 /** The real network, with the URL and headers of every request recorded. */
@@ -90,3 +92,30 @@ Deno.test("a watcher given an aborted signal never connects; aborting later clos
     assert.equal((await rec.next("closed")).reason, "aborted");
   });
 });
+
+for (const transport of ["sse", "poll"] as const) {
+  Deno.test(`a token function is asked again after a 401 over ${transport}, not given up on`, async () => {
+    await withServer(AUTH, async (server) => {
+      const good = await tokenFor("alice", "read write");
+      const id = await createJobAs(server.url, good);
+      let calls = 0;
+      const watcher = watchJob(server.url, id, {
+        token: () => ++calls === 1 ? "stale" : good,
+        transports: [transport],
+        initialDelayMs: 5,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await fetch(`${server.url}/jobs/${id}/events`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${good}`, "content-type": "application/json" },
+          body: JSON.stringify(logEvent(1)),
+        }).then((r) => r.body?.cancel());
+        assert.deepEqual(await rec.until(1), [1]);
+        assert.ok(calls >= 2, `token asked ${calls} times`);
+      } finally {
+        watcher.close();
+      }
+    });
+  });
+}
