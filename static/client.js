@@ -196,6 +196,12 @@ function targetJobIds(target) {
       return [];
   }
 }
+function followedJobIds(options) {
+  const all = targetJobIds(options.target);
+  if (options.target.kind !== "jobs") return all;
+  const live = all.filter((id) => options.cursors.has(id));
+  return live.length > 0 ? live : all;
+}
 function streamLocation(options, transport) {
   const { target, cursors } = options;
   const query = {
@@ -220,8 +226,9 @@ function streamLocation(options, transport) {
       query
     };
   }
-  query.jobs = target.jobIds.join(",");
-  query.since = target.jobIds.map((id) => `${id}:${cursors.get(id) ?? 0}`).join(",");
+  const ids = followedJobIds(options);
+  query.jobs = ids.join(",");
+  query.since = ids.map((id) => `${id}:${cursors.get(id) ?? 0}`).join(",");
   return {
     path: transport === "websocket" ? "/ws" : "/events",
     query
@@ -283,7 +290,8 @@ function openPoll(options, handlers) {
     abort.abort();
     handlers.close(info);
   };
-  const jobIds = targetJobIds(options.target);
+  const jobIds = followedJobIds(options);
+  let following = jobIds.length;
   if (jobIds.length === 0) {
     setTimeout(() => finish({
       opened: false,
@@ -293,14 +301,29 @@ function openPoll(options, handlers) {
     }), 0);
   } else {
     const loops = jobIds.map(async (jobId, i) => {
-      const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal);
-      if (done) return;
-      if (!opened) {
-        opened = true;
-        handlers.open();
+      try {
+        const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal);
+        if (done) return;
+        if (!opened) {
+          opened = true;
+          handlers.open();
+        }
+        handlers.message(greeting);
+        await follow(options, handlers, jobId, abort.signal, () => done);
+      } catch (error) {
+        const gone = error instanceof JobwireError && (error.status === 404 || error.status === 410);
+        if (!gone || done || following <= 1) throw error;
+        following--;
+        handlers.message({
+          type: "deleted",
+          job_id: jobId,
+          sequence: null,
+          timestamp: (/* @__PURE__ */ new Date()).toISOString(),
+          data: {
+            reason: error.message
+          }
+        });
       }
-      handlers.message(greeting);
-      await follow(options, handlers, jobId, abort.signal, () => done);
     });
     Promise.all(loops).then(() => finish({
       opened: true,

@@ -16,7 +16,7 @@ import {
   type Connection,
   type ConnectionHandlers,
   type ConnectOptions,
-  targetJobIds,
+  followedJobIds,
 } from "./transport.ts";
 import { isTerminalStatus } from "./types.ts";
 
@@ -31,7 +31,9 @@ export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers):
     abort.abort();
     handlers.close(info);
   };
-  const jobIds = targetJobIds(options.target);
+  const jobIds = followedJobIds(options);
+  /** Loops still following their job: one of several whose job goes away ends alone. */
+  let following = jobIds.length;
   if (jobIds.length === 0) {
     setTimeout(() =>
       finish({
@@ -42,14 +44,29 @@ export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers):
       }), 0);
   } else {
     const loops = jobIds.map(async (jobId, i) => {
-      const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal);
-      if (done) return;
-      if (!opened) {
-        opened = true;
-        handlers.open();
+      try {
+        const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal);
+        if (done) return;
+        if (!opened) {
+          opened = true;
+          handlers.open();
+        }
+        handlers.message(greeting);
+        await follow(options, handlers, jobId, abort.signal, () => done);
+      } catch (error) {
+        const gone = error instanceof JobwireError &&
+          (error.status === 404 || error.status === 410);
+        if (!gone || done || following <= 1) throw error;
+        // The others go on; the watcher hears that this one went, as a stream would say.
+        following--;
+        handlers.message({
+          type: "deleted",
+          job_id: jobId,
+          sequence: null,
+          timestamp: new Date().toISOString(),
+          data: { reason: error.message },
+        });
       }
-      handlers.message(greeting);
-      await follow(options, handlers, jobId, abort.signal, () => done);
     });
     Promise.all(loops).then(
       () => finish({ opened: true, code: 1000, reason: "closed" }),

@@ -75,6 +75,18 @@ export type Connector = (options: ConnectOptions, handlers: ConnectionHandlers) 
  * Path and query of a stream (WebSocket or SSE). `since` goes in the query for
  * WebSocket and multi-job streams; single-job SSE sends `Last-Event-ID` instead.
  */
+/**
+ * The jobs a connection asks for: those of the target still followed (a job deleted
+ * meanwhile is left out, or the server would refuse the whole stream for it), or all of
+ * them when none is left, for the server to say why.
+ */
+export function followedJobIds(options: ConnectOptions): string[] {
+  const all = targetJobIds(options.target);
+  if (options.target.kind !== "jobs") return all;
+  const live = all.filter((id) => options.cursors.has(id));
+  return live.length > 0 ? live : all;
+}
+
 export function streamLocation(
   options: ConnectOptions,
   transport: "websocket" | "sse",
@@ -94,7 +106,8 @@ export function streamLocation(
     const path = `/jobs/${encodeURIComponent(target.jobId)}`;
     return { path: transport === "websocket" ? `/ws${path}` : `${path}/events`, query };
   }
-  query.jobs = target.jobIds.join(",");
-  query.since = target.jobIds.map((id) => `${id}:${cursors.get(id) ?? 0}`).join(",");
+  const ids = followedJobIds(options);
+  query.jobs = ids.join(",");
+  query.since = ids.map((id) => `${id}:${cursors.get(id) ?? 0}`).join(",");
   return { path: transport === "websocket" ? "/ws" : "/events", query };
 }

@@ -36,6 +36,44 @@ Deno.test("watchJobs follows several jobs over one socket and resumes each from 
   }
 });
 
+for (const transport of ["sse", "poll"] as const) {
+  Deno.test(`watchJobs over ${transport} goes on with the other jobs when one is deleted, across a restart`, async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
+    let server: TestServer = await startTestServer({}, { dataDir });
+    const port = server.port;
+    const a = await createJob(server.url, { id: "gone-a" });
+    const b = await createJob(server.url, { id: "kept-b" });
+    const watcher = watchJobs(server.url, {
+      jobs: [a, b],
+      transports: [transport],
+      initialDelayMs: 10,
+      maxDelayMs: 200,
+      pollWaitSeconds: 1,
+    });
+    const rec = new Recorder(watcher);
+    try {
+      await publish(server.url, b, logEvent("b1"));
+      await rec.until(1, b);
+      assert.equal((await http(server.url, "DELETE", `/jobs/${a}`)).status, 200);
+      const deleted = await rec.next("deleted");
+      assert.equal(deleted.job_id, a);
+      await publish(server.url, b, logEvent("b2"));
+      await rec.until(2, b);
+      // A restart makes the stream reconnect: it must not name the deleted job again.
+      await server.shutdown();
+      server = await startTestServer({ port }, { dataDir });
+      await publish(server.url, b, logEvent("b3"));
+      await rec.until(3, b);
+      assert.deepEqual(rec.sequences(b), range(3));
+      assert.equal(rec.all("closed").length, 0, "the watcher is still open");
+    } finally {
+      watcher.close();
+      await server.shutdown();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  });
+}
+
 Deno.test("watchJobs with all follows every visible job, including new ones", async () => {
   await withServer({}, async (server) => {
     const old = await createJob(server.url, { kind: "train" });
