@@ -398,21 +398,25 @@ Deno.test("GET /jobs/:id leaves queued_at null when a job goes straight to runni
   });
 });
 
+/**
+ * A running job and a `wait=terminal` request on it, once the server holds the request: the
+ * waiter counts as a watcher then, so what the test does next happens during the wait.
+ */
+async function heldWait(base: string): Promise<{ id: string; waiting: Promise<Reply> }> {
+  const id = await createJob(base);
+  await http(base, "POST", `/jobs/${id}/start`);
+  const waiting = http(base, "GET", `/jobs/${id}?wait=terminal&timeout=30`);
+  await waitFor(
+    async () => Number((await http(base, "GET", `/jobs/${id}`)).headers.get("x-watchers")) >= 1,
+    5000,
+    "the wait to register",
+  );
+  return { id, waiting };
+}
+
 Deno.test("GET /jobs/:id?wait=terminal answers when the job completes from another request", async () => {
   await withServer({}, async (server) => {
-    const id = await createJob(server.url);
-    await http(server.url, "POST", `/jobs/${id}/start`);
-    const waiting = http(server.url, "GET", `/jobs/${id}?wait=terminal&timeout=30`);
-    // The waiter counts as a watcher once it is registered: only then complete the job, so
-    // the test exercises the wait and not an already-finished job.
-    await waitFor(
-      async () => {
-        const probe = await http(server.url, "GET", `/jobs/${id}`);
-        return Number(probe.headers.get("x-watchers")) >= 1;
-      },
-      5000,
-      "the wait to register",
-    );
+    const { id, waiting } = await heldWait(server.url);
     await publish(server.url, id, logEvent("not terminal"));
     const done = await http(server.url, "POST", `/jobs/${id}/complete`, { result: { ok: true } });
     assert.equal(done.status, 201, done.text);
@@ -428,17 +432,7 @@ Deno.test("GET /jobs/:id?wait=terminal answers when the job completes from anoth
 
 Deno.test("GET /jobs/:id?wait=terminal answers 410 job_gone when the job is deleted meanwhile", async () => {
   await withServer({}, async (server) => {
-    const id = await createJob(server.url);
-    await http(server.url, "POST", `/jobs/${id}/start`);
-    const waiting = http(server.url, "GET", `/jobs/${id}?wait=terminal&timeout=30`);
-    await waitFor(
-      async () => {
-        const probe = await http(server.url, "GET", `/jobs/${id}`);
-        return Number(probe.headers.get("x-watchers")) >= 1;
-      },
-      5000,
-      "the wait to register",
-    );
+    const { id, waiting } = await heldWait(server.url);
     assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
     const reply = await waiting;
     assert.equal(reply.status, 410, reply.text);
