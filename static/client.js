@@ -255,8 +255,9 @@ async function streamCredentials(transport, target, options) {
 }
 
 // src/client/greeting.ts
-async function fetchGreeting(http, jobId, first, signal) {
+async function fetchGreeting(http, jobId, first, signal, since) {
   const job = await fetchJob(http, jobId, signal);
+  const ahead = since !== void 0 && since > job.last_sequence;
   return {
     type: first ? "connection" : "subscribed",
     job_id: jobId,
@@ -264,7 +265,17 @@ async function fetchGreeting(http, jobId, first, signal) {
     timestamp: (/* @__PURE__ */ new Date()).toISOString(),
     data: {
       last_sequence: job.last_sequence,
-      job
+      job,
+      ...ahead ? {
+        replay: {
+          since,
+          count: 0,
+          from: null,
+          to: null,
+          truncated: true,
+          first_available: job.first_sequence ?? 1
+        }
+      } : {}
     }
   };
 }
@@ -302,7 +313,7 @@ function openPoll(options, handlers) {
   } else {
     const loops = jobIds.map(async (jobId, i) => {
       try {
-        const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal);
+        const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal, options.cursors.get(jobId));
         if (done) return;
         if (!opened) {
           opened = true;
@@ -376,9 +387,8 @@ async function follow(options, handlers, jobId, signal, closed) {
           last_sequence: page.last_sequence
         }
       });
-      if (isTerminalStatus(page.status) || since > page.last_sequence) {
-        await sleep(options.pollWaitSeconds * 1e3, signal);
-      }
+      if (since > page.last_sequence) since = page.last_sequence;
+      else if (isTerminalStatus(page.status)) await sleep(options.pollWaitSeconds * 1e3, signal);
     }
   }
 }

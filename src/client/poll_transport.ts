@@ -45,7 +45,13 @@ export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers):
   } else {
     const loops = jobIds.map(async (jobId, i) => {
       try {
-        const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal);
+        const greeting = await fetchGreeting(
+          options.http,
+          jobId,
+          i === 0,
+          abort.signal,
+          options.cursors.get(jobId),
+        );
         if (done) return;
         if (!opened) {
           opened = true;
@@ -123,10 +129,11 @@ async function follow(
         timestamp: new Date().toISOString(),
         data: { last_sequence: page.last_sequence },
       });
-      // For a finished job (or a cursor past its end) the server answers at once.
-      if (isTerminalStatus(page.status) || since > page.last_sequence) {
-        await sleep(options.pollWaitSeconds * 1000, signal);
-      }
+      // A cursor past the job's end (a job made again under its id, a since too far) goes
+      // back to where the job is, as the greeting's truncated replay tells the sequencer.
+      if (since > page.last_sequence) since = page.last_sequence;
+      // For a finished job the server answers at once.
+      else if (isTerminalStatus(page.status)) await sleep(options.pollWaitSeconds * 1000, signal);
     }
   }
 }

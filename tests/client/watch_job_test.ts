@@ -108,18 +108,24 @@ Deno.test("watchJob with since resumes after that sequence", async () => {
   });
 });
 
-Deno.test("watchJob with since past the job's end follows the job from where it is", async () => {
-  await withServer({}, async (server) => {
-    const id = await createJob(server.url);
-    await publish(server.url, id, logEvent(1));
-    const watcher = watchJob(server.url, id, { since: 50 });
-    const rec = new Recorder(watcher);
-    try {
-      await rec.next("truncated");
-      await publish(server.url, id, logEvent(2), logEvent(3), logEvent(4));
-      assert.deepEqual(await rec.until(4), [2, 3, 4]);
-    } finally {
-      watcher.close();
-    }
+for (const transport of ["websocket", "sse", "poll"] as const) {
+  Deno.test(`watchJob over ${transport} with since past the job's end follows the job from where it is`, async () => {
+    await withServer({}, async (server) => {
+      const id = await createJob(server.url);
+      await publish(server.url, id, logEvent(1));
+      const watcher = watchJob(server.url, id, {
+        since: 50,
+        transports: [transport],
+        pollWaitSeconds: 1,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("truncated");
+        await publish(server.url, id, logEvent(2), logEvent(3), logEvent(4));
+        assert.deepEqual(await rec.until(4), [2, 3, 4]);
+      } finally {
+        watcher.close();
+      }
+    });
   });
-});
+}

@@ -191,6 +191,8 @@ Deno.test("events page with since beyond the last sequence is truncated and does
     assert.equal(reply.json.truncated, true);
     assert.equal(reply.json.last_sequence, 2);
     assert.equal(reply.json.first_available, 1);
+    // Following next_since goes on from where the job is, not from past its end.
+    assert.equal(reply.json.next_since, 2);
     assert.equal(await longPolls(server.url), 0);
   });
 });

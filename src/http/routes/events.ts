@@ -53,8 +53,11 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       const body = `{"job_id":${JSON.stringify(id)},"events":[${
         events.map((e) => e.envelope).join(",")
       }],"last_sequence":${current.last_sequence},"next_since":${
-        last ?? Math.max(since, 0)
-      },"first_available":${current.first_sequence},"truncated":${
+        // Past the job's end (a job made again under its id): on from where the job is.
+        last ??
+          (since > current.last_sequence
+            ? current.last_sequence
+            : Math.max(since, 0))},"first_available":${current.first_sequence},"truncated":${
         since < current.first_sequence - 1 || since > current.last_sequence
       },"has_more":${(last ?? since) < current.last_sequence},"status":${
         JSON.stringify(current.status)
