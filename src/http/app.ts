@@ -86,6 +86,11 @@ function methodsByRoute(app: App): (path: string) => string[] {
   };
 }
 
+/** Lets an allowed cross-origin caller read a response. */
+function addCors(headers: Headers, origin: string): void {
+  for (const [name, value] of Object.entries(corsHeaders(origin))) headers.set(name, value);
+}
+
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
@@ -121,11 +126,7 @@ export function createApp(deps: AppDeps): App {
       if (c.req.path !== "/auth/login" && c.req.path !== "/auth/logout") requirePrincipal(c);
     }
     await next();
-    if (cross && c.res.status !== 101) {
-      for (const [name, value] of Object.entries(corsHeaders(origin))) {
-        c.res.headers.set(name, value);
-      }
-    }
+    if (cross && c.res.status !== 101) addCors(c.res.headers, origin);
     return undefined;
   });
   registerAuthRoutes(app, deps);
@@ -168,9 +169,7 @@ export function createApp(deps: AppDeps): App {
       origin !== null && crossOrigin(origin, host) &&
       originAllowed(origin, host, deps.config.allowedOrigins)
     ) {
-      for (const [name, value] of Object.entries(corsHeaders(origin))) {
-        response.headers.set(name, value);
-      }
+      addCors(response.headers, origin);
     }
     return response;
   });

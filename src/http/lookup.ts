@@ -25,11 +25,29 @@ export function findJob(store: EventStore, id: string): JobRecord {
   throw new ApiError("job_not_found", `No job ${id}`);
 }
 
-/** The answer to a wait the server's stopping ended: the client tries again (elsewhere, or later). */
-export function shuttingDown(): ApiError {
-  return new ApiError("unavailable", "The server is shutting down: retry", undefined, {
-    "retry-after": "1",
-  });
+/**
+ * The job after a wait, or the answer when the wait could not end well: 503 when the
+ * server's stopping ended it (the client tries again, later or elsewhere), 410 when the
+ * job was deleted meanwhile.
+ *
+ * @param what what was waited for, for the message
+ */
+export function jobAfterWait(
+  store: EventStore,
+  id: string,
+  ended: WaitOutcome,
+  what: string,
+): JobRecord {
+  if (ended === "shutdown") {
+    throw new ApiError("unavailable", "The server is shutting down: retry", undefined, {
+      "retry-after": "1",
+    });
+  }
+  const job = store.getJob(id);
+  if (ended === "deleted" || job === undefined) {
+    throw new ApiError("job_gone", `Job ${id} was deleted while waiting for ${what}`);
+  }
+  return job;
 }
 
 /** How a wait ended. */

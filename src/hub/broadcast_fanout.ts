@@ -57,12 +57,11 @@ export class BroadcastFanout implements Fanout {
       this.#channel.postMessage(wire);
     } catch (error) {
       logError("a message to the other isolates could not be sent", error);
-      const empty: FanoutMessage = { jobs: [] };
       this.#channel.postMessage({
         kind: "events",
         from: this.#id,
         n: ++this.#sent,
-        message: empty,
+        message: { jobs: [] },
       });
     }
   }

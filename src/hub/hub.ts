@@ -354,10 +354,15 @@ export class Hub {
 
   #endJob(jobId: string, reason: string): void {
     const channel = this.#channels.get(jobId);
-    if (channel !== undefined) this.#drop(jobId, channel);
-    if ((channel?.subscribers.size ?? 0) > 0) this.#onWatchers(jobId, 0);
-    for (const subscriber of channel?.subscribers ?? []) subscriber.end(reason);
+    if (channel !== undefined) this.#endChannel(jobId, channel, reason);
     for (const subscriber of this.#firehose) subscriber.deleted(jobId);
+  }
+
+  /** Stops tracking a job here and ends its subscribers. */
+  #endChannel(jobId: string, channel: Channel, reason: string): void {
+    this.#drop(jobId, channel);
+    if (channel.subscribers.size > 0) this.#onWatchers(jobId, 0);
+    for (const subscriber of channel.subscribers) subscriber.end(reason);
   }
 
   /** Ends every subscription (shutdown): waiters answer, streams close. */
@@ -462,9 +467,7 @@ export class Hub {
       channel !== undefined && createdAt !== undefined && channel.createdAt !== undefined &&
       createdAt > channel.createdAt
     ) {
-      this.#drop(jobId, channel);
-      if (channel.subscribers.size > 0) this.#onWatchers(jobId, 0);
-      for (const subscriber of channel.subscribers) subscriber.end("job deleted");
+      this.#endChannel(jobId, channel, "job deleted");
       channel = undefined;
     }
     if (channel === undefined) {

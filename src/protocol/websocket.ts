@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { logError } from "../log.ts";
-import { jsonProblem } from "../jobs/input.ts";
+import { jsonProblem, sizeOver } from "../jobs/input.ts";
 import type { Codec, Frame } from "./codec.ts";
 import type { Sink } from "./outbox.ts";
 import { CLOSE, Session, type SessionContext } from "./session.ts";
@@ -34,13 +34,6 @@ const clientMessage = z.discriminatedUnion("type", [
   }).loose(),
   z.object({ type: z.literal("unsubscribe"), job_id: z.string().min(1).max(128) }).loose(),
 ]);
-
-const utf8 = new TextEncoder();
-
-/** UTF-8 size of a text message; exact only when it could be over `limit` (a UTF-16 unit is 1–3 bytes). */
-function utf8Size(text: string, limit: number): number {
-  return text.length * 3 <= limit ? text.length : utf8.encode(text).byteLength;
-}
 
 /** Longest close reason a WebSocket close frame can carry, in bytes. */
 const MAX_REASON_BYTES = 123;
@@ -137,10 +130,10 @@ class WebSocketConnection implements Sink, EventListenerObject {
     const session = this.#session;
     const options = this.#options;
     if (session.closed) return;
-    const size = typeof data === "string"
-      ? utf8Size(data, options.maxMessageBytes)
-      : (data as ArrayBuffer).byteLength ?? 0;
-    if (size > options.maxMessageBytes) {
+    const tooBig = typeof data === "string"
+      ? sizeOver(data, options.maxMessageBytes) !== undefined
+      : ((data as ArrayBuffer).byteLength ?? 0) > options.maxMessageBytes;
+    if (tooBig) {
       session.close(CLOSE.tooBig, `message too big: the limit is ${options.maxMessageBytes} bytes`);
       return;
     }

@@ -745,9 +745,7 @@ function nullableNumber(value: unknown): number | null {
 function fingerprintOf(events: readonly NewEvent[]): string {
   const hash = createHash("sha256");
   for (const event of events) {
-    hash.update(event.type).update("\n").update(event.json ?? JSON.stringify(event.data)).update(
-      "\n",
-    );
+    hash.update(`${event.type}\n${event.json ?? JSON.stringify(event.data)}\n`);
   }
   return hash.digest("base64");
 }

@@ -12,7 +12,7 @@ import { codecFor } from "../../protocol/codec.ts";
 import { serveHttpStream, streamHead } from "../../protocol/http_stream.ts";
 import { CLOSE } from "../../protocol/session.ts";
 import { isTerminal } from "../../jobs/status.ts";
-import { findJob, shuttingDown, waitForEvent } from "../lookup.ts";
+import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
 import { admitStream, streamPrincipal } from "../access.ts";
 import { lastEventId, negotiate, parseSince, sessionContext, sinceFor } from "../streaming.ts";
 
@@ -41,23 +41,17 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       ) {
         stats.longPolls++;
         const ended = await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
-        if (ended === "shutdown") throw shuttingDown();
-        if (ended === "deleted" || store.getJob(id) === undefined) {
-          throw new ApiError("job_gone", `Job ${id} was deleted while waiting for its events`);
-        }
+        jobAfterWait(store, id, ended, "its events");
         events = store.readEvents(id, since, limit);
       }
       const current = store.getJob(id) ?? job;
       const last = events.at(-1)?.sequence;
+      // Past the job's end (a job made again under its id): on from where the job is.
+      const next = last ?? Math.max(0, Math.min(since, current.last_sequence));
       // Envelopes are stored as JSON text: the page is assembled without parsing them.
       const body = `{"job_id":${JSON.stringify(id)},"events":[${
         events.map((e) => e.envelope).join(",")
-      }],"last_sequence":${current.last_sequence},"next_since":${
-        // Past the job's end (a job made again under its id): on from where the job is.
-        last ??
-          (since > current.last_sequence
-            ? current.last_sequence
-            : Math.max(since, 0))},"first_available":${current.first_sequence},"truncated":${
+      }],"last_sequence":${current.last_sequence},"next_since":${next},"first_available":${current.first_sequence},"truncated":${
         since < current.first_sequence - 1 || since > current.last_sequence
       },"has_more":${(last ?? since) < current.last_sequence},"status":${
         JSON.stringify(current.status)

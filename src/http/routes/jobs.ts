@@ -20,7 +20,7 @@ import { principalKey, requirePrincipal } from "../access.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { decodeCursor } from "../../store/cursor.ts";
-import { findJob, shuttingDown, waitForEvent } from "../lookup.ts";
+import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
 
 /** Absolute URLs a client uses to follow a job, from the origin the request came to. */
 export function jobUrls(requestUrl: string, id: string): Record<string, string> {
@@ -142,12 +142,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       if (!isTerminal(record.status)) {
         const timeoutMs = (query.timeout ?? DEFAULT_TERMINAL_WAIT_SECONDS) * 1000;
         const ended = await waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal);
-        if (ended === "shutdown") throw shuttingDown();
-        const now = store.getJob(id);
-        if (ended === "deleted" || now === undefined) {
-          throw new ApiError("job_gone", `Job ${id} was deleted while waiting for it to end`);
-        }
-        record = now;
+        record = jobAfterWait(store, id, ended, "it to end");
         outcome = ended === "event" && isTerminal(record.status) ? "terminal" : ended;
       }
     }
