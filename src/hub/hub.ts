@@ -74,6 +74,8 @@ export interface HubOptions {
    * isolate whose subscriber came meanwhile reads them from the store. Default: always.
    */
   watchedElsewhere?: (jobId: string) => boolean;
+  /** The clock that tells whether the isolates are idle, in ms. Default `performance.now()`. */
+  clock?: () => number;
 }
 
 /**
@@ -143,9 +145,10 @@ export class Hub {
   #onRemote: (message: FanoutMessage) => void;
   #round: (deliver: () => void) => void;
   #watchedElsewhere: (jobId: string) => boolean;
+  #clock: () => number;
   /**
    * When this isolate last sent the others a commit message or a wake, or heard a commit
-   * message from them (`performance.now()`): either way they were awake then.
+   * message from them (by {@link HubOptions.clock}): either way they were awake then.
    */
   #lastContact = -Infinity;
 
@@ -158,6 +161,7 @@ export class Hub {
     this.#onRemote = options.onRemote ?? (() => {});
     this.#round = options.round ?? ((deliver) => deliver());
     this.#watchedElsewhere = options.watchedElsewhere ?? (() => true);
+    this.#clock = options.clock ?? (() => performance.now());
     for (const { id, last_sequence, created_at } of store.openJobs(MAX_TRACKED_AT_START)) {
       this.#channels.set(id, new Channel(last_sequence, created_at));
     }
@@ -315,7 +319,7 @@ export class Hub {
     const told = jobs.length > 0;
     if (told) {
       this.#fanout.publish({ jobs });
-      this.#lastContact = performance.now();
+      this.#lastContact = this.#clock();
     }
     this.#round(() => {
       for (const batch of batches) {
@@ -333,7 +337,7 @@ export class Hub {
    * machines this was measured on, and 0.1 ms after a wake.
    */
   prepare(jobId: string): void {
-    const now = performance.now();
+    const now = this.#clock();
     if (now - this.#lastContact < IDLE_AFTER_MS || !this.#watchedElsewhere(jobId)) return;
     this.#lastContact = now;
     this.#fanout.wake();
@@ -376,7 +380,7 @@ export class Hub {
   }
 
   #receiveRemote(message: FanoutMessage): void {
-    this.#lastContact = performance.now();
+    this.#lastContact = this.#clock();
     this.#round(() => {
       for (const [jobId, first, last, terminal, createdAt, carried] of message.jobs) {
         // Every job made since start has its channel here: one missing is a job deleted
