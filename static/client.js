@@ -75,6 +75,24 @@ function asJobwireError(error, code) {
     cause: error
   });
 }
+function unreachable(baseUrl, error) {
+  let server = baseUrl;
+  try {
+    server = new URL(baseUrl).origin;
+  } catch {
+  }
+  return new JobwireError("network_error", `Cannot reach ${server}: ${networkReason(error)}`, {
+    cause: error
+  });
+}
+function networkReason(error) {
+  let inner = error;
+  for (let depth = 0; depth < 5 && inner instanceof Error && inner.cause !== void 0; depth++) {
+    inner = inner.cause;
+  }
+  const message = inner instanceof Error ? inner.message : String(inner);
+  return message.replace(/^error sending request for url \([^)]*\): /, "").replace(/^client error \(\w+\): /, "") || "no response";
+}
 
 // src/client/http.ts
 function joinUrl(base, path, query = {}) {
@@ -113,7 +131,7 @@ async function getJson(http, path, query = {}, signal, waitMs = 0) {
         signal: deadline.signal
       });
     } catch (error) {
-      throw deadline.explain(error, "network_error", `Cannot reach the server: ${error}`);
+      throw deadline.explainUnreachable(error, http.baseUrl);
     }
     if (!response.ok) throw await errorFromResponse(response);
     try {
@@ -161,6 +179,17 @@ var Deadline = class {
     return new JobwireError(code, message, {
       cause: error
     });
+  }
+  /** {@link explain} for a request that got no response: {@link unreachable}. */
+  explainUnreachable(error, baseUrl) {
+    if (this.#timedOut || isAbort(error) || error instanceof JobwireError) {
+      return this.explain(error, "network_error", "");
+    }
+    return unreachable(baseUrl, error);
+  }
+  /** Whether the timer fired (not the parent signal). */
+  get timedOut() {
+    return this.#timedOut;
   }
   /** Cancels the timer. */
   clear() {
@@ -469,18 +498,32 @@ function isFatal(error, refreshable) {
   if (error.status === 401 && refreshable) return false;
   return FATAL_STATUSES.has(error.status);
 }
-async function probeServer(http, jobId, since, signal, refreshable = false) {
+async function probeServer(http, jobId, since, signal, refreshable = false, timeoutMs = 1e4) {
+  const deadline = new Deadline(timeoutMs, signal);
   try {
     if (jobId === void 0) await getJson(http, "/jobs", {
       limit: 1
-    }, signal);
+    }, deadline.signal);
     else await fetchEventsPage(http, jobId, {
       since,
       limit: 1
-    }, signal);
-    return "ok";
-  } catch (error) {
-    return isFatal(error, refreshable) ? error : "unreachable";
+    }, deadline.signal);
+    return {
+      ok: true
+    };
+  } catch (caught) {
+    const error = deadline.timedOut ? new JobwireError("network_error", `No answer from ${http.baseUrl} within ${timeoutMs} ms`, {
+      cause: caught
+    }) : caught instanceof JobwireError ? caught : new JobwireError("network_error", String(caught), {
+      cause: caught
+    });
+    return {
+      ok: false,
+      fatal: isFatal(error, refreshable),
+      error
+    };
+  } finally {
+    deadline.clear();
   }
 }
 
@@ -1081,14 +1124,18 @@ var ConnectionLoop = class {
       const unsupported = info.unsupported === true;
       const [first] = targetJobIds(this.#target);
       const since = first === void 0 ? 0 : this.#sequencer.tracks.get(first)?.cursor ?? 0;
-      const probe = unsupported ? "ok" : await probeServer(this.#http, first, since, this.#abort.signal, refreshable);
+      const probe = unsupported ? {
+        ok: true
+      } : await probeServer(this.#http, first, since, this.#abort.signal, refreshable, this.#options.connectTimeoutMs);
       if (this.#stopped) return;
-      if (probe instanceof JobwireError) {
-        this.#fail(probe);
+      if (!probe.ok && probe.fatal) {
+        this.#fail(probe.error);
         return;
       }
-      if (probe !== "ok") this.#ladder.serverDown();
-      else if (this.#ladder.failed(unsupported) === "step") {
+      if (!probe.ok) {
+        this.#emitter.emit("error", probe.error);
+        this.#ladder.serverDown();
+      } else if (this.#ladder.failed(unsupported) === "step") {
         this.#ladder.step();
         stepped = true;
       }
@@ -1710,7 +1757,7 @@ async function sendWithRetry(http, request, policy, onRetry) {
       if (!failure.retryable) throw failure;
       waitMs = retryAfterMs(response.headers.get("retry-after"));
     } catch (caught) {
-      const error = deadline.explain(caught, "network_error", `Cannot reach the server: ${caught}`);
+      const error = deadline.explainUnreachable(caught, http.baseUrl);
       if (!(error instanceof JobwireError) || !error.retryable) throw error;
       failure = error;
     } finally {

@@ -268,16 +268,24 @@ export class ConnectionLoop {
       const unsupported = info.unsupported === true;
       const [first] = targetJobIds(this.#target);
       const since = first === undefined ? 0 : (this.#sequencer.tracks.get(first)?.cursor ?? 0);
-      const probe = unsupported
-        ? "ok"
-        : await probeServer(this.#http, first, since, this.#abort.signal, refreshable);
+      const probe = unsupported ? { ok: true as const } : await probeServer(
+        this.#http,
+        first,
+        since,
+        this.#abort.signal,
+        refreshable,
+        this.#options.connectTimeoutMs,
+      );
       if (this.#stopped) return;
-      if (probe instanceof JobwireError) {
-        this.#fail(probe);
+      if (!probe.ok && probe.fatal) {
+        this.#fail(probe.error);
         return;
       }
-      if (probe !== "ok") this.#ladder.serverDown();
-      else if (this.#ladder.failed(unsupported) === "step") {
+      if (!probe.ok) {
+        // Why the server cannot be reached says more than why the stream failed.
+        this.#emitter.emit("error", probe.error);
+        this.#ladder.serverDown();
+      } else if (this.#ladder.failed(unsupported) === "step") {
         this.#ladder.step();
         stepped = true;
       }

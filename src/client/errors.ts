@@ -87,3 +87,33 @@ export function asJobwireError(error: unknown, code: ClientErrorCode): JobwireEr
     ? error
     : new JobwireError(code, String(error), { cause: error });
 }
+
+/**
+ * The `network_error` of a request that got no response: `Cannot reach <server>: <why>`,
+ * where the reason is the runtime's innermost one without the request's own address
+ * (Deno: `tcp connect error: Connection refused (os error 111)`; browsers say only
+ * `Failed to fetch`).
+ */
+export function unreachable(baseUrl: string, error: unknown): JobwireError {
+  let server = baseUrl;
+  try {
+    server = new URL(baseUrl).origin;
+  } catch {
+    // Shown as given.
+  }
+  return new JobwireError("network_error", `Cannot reach ${server}: ${networkReason(error)}`, {
+    cause: error,
+  });
+}
+
+/** The most specific words of a network failure. */
+function networkReason(error: unknown): string {
+  let inner = error;
+  for (let depth = 0; depth < 5 && inner instanceof Error && inner.cause !== undefined; depth++) {
+    inner = inner.cause;
+  }
+  const message = inner instanceof Error ? inner.message : String(inner);
+  return message
+    .replace(/^error sending request for url \([^)]*\): /, "")
+    .replace(/^client error \(\w+\): /, "") || "no response";
+}

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { errorFromResponse, isAbort, JobwireError } from "./errors.ts";
+import { errorFromResponse, isAbort, JobwireError, unreachable } from "./errors.ts";
 import type { EventsPage, FetchLike, JobSnapshot, TokenSource } from "./types.ts";
 
 /** Query parameters; `undefined` values are left out. */
@@ -79,7 +79,7 @@ export async function getJson<T>(
         signal: deadline.signal,
       });
     } catch (error) {
-      throw deadline.explain(error, "network_error", `Cannot reach the server: ${error}`);
+      throw deadline.explainUnreachable(error, http.baseUrl);
     }
     if (!response.ok) throw await errorFromResponse(response);
     try {
@@ -127,6 +127,19 @@ export class Deadline {
     }
     if (isAbort(error) || error instanceof JobwireError) return error;
     return new JobwireError(code, message, { cause: error });
+  }
+
+  /** {@link explain} for a request that got no response: {@link unreachable}. */
+  explainUnreachable(error: unknown, baseUrl: string): unknown {
+    if (this.#timedOut || isAbort(error) || error instanceof JobwireError) {
+      return this.explain(error, "network_error", "");
+    }
+    return unreachable(baseUrl, error);
+  }
+
+  /** Whether the timer fired (not the parent signal). */
+  get timedOut(): boolean {
+    return this.#timedOut;
   }
 
   /** Cancels the timer. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { JobwireError } from "./errors.ts";
-import { fetchEventsPage, getJson, type HttpContext } from "./http.ts";
+import { Deadline, fetchEventsPage, getJson, type HttpContext } from "./http.ts";
 import type { CloseInfo } from "./transport.ts";
 
 /** HTTP statuses after which reconnecting cannot help. */
@@ -40,11 +40,15 @@ function isFatal(error: unknown, refreshable: boolean): error is JobwireError {
   return FATAL_STATUSES.has(error.status);
 }
 
+/** What {@link probeServer} found. */
+export type Probe =
+  | { ok: true }
+  /** `fatal` when no retry can help (an unknown job, no access); else the server is down. */
+  | { ok: false; fatal: boolean; error: JobwireError };
+
 /**
  * Asks the server a small question over plain HTTP: one event of `jobId` after `since`
- * (or one job of the list when there is no job id).
- *
- * @returns `ok`, `unreachable`, or the refusal when it is fatal (unknown job, no access)
+ * (or one job of the list when there is no job id), allowing it `timeoutMs` to answer.
  */
 export async function probeServer(
   http: HttpContext,
@@ -52,12 +56,25 @@ export async function probeServer(
   since: number,
   signal: AbortSignal,
   refreshable = false,
-): Promise<"ok" | "unreachable" | JobwireError> {
+  timeoutMs = 10_000,
+): Promise<Probe> {
+  const deadline = new Deadline(timeoutMs, signal);
   try {
-    if (jobId === undefined) await getJson(http, "/jobs", { limit: 1 }, signal);
-    else await fetchEventsPage(http, jobId, { since, limit: 1 }, signal);
-    return "ok";
-  } catch (error) {
-    return isFatal(error, refreshable) ? error : "unreachable";
+    if (jobId === undefined) await getJson(http, "/jobs", { limit: 1 }, deadline.signal);
+    else await fetchEventsPage(http, jobId, { since, limit: 1 }, deadline.signal);
+    return { ok: true };
+  } catch (caught) {
+    const error = deadline.timedOut
+      ? new JobwireError(
+        "network_error",
+        `No answer from ${http.baseUrl} within ${timeoutMs} ms`,
+        { cause: caught },
+      )
+      : caught instanceof JobwireError
+      ? caught
+      : new JobwireError("network_error", String(caught), { cause: caught });
+    return { ok: false, fatal: isFatal(error, refreshable), error };
+  } finally {
+    deadline.clear();
   }
 }

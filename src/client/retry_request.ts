@@ -73,7 +73,7 @@ export async function sendWithRetry<T>(
       if (!failure.retryable) throw failure;
       waitMs = retryAfterMs(response.headers.get("retry-after"));
     } catch (caught) {
-      const error = deadline.explain(caught, "network_error", `Cannot reach the server: ${caught}`);
+      const error = deadline.explainUnreachable(caught, http.baseUrl);
       if (!(error instanceof JobwireError) || !error.retryable) throw error;
       // A lost reply (the body cut off) is retried like a lost request: the key makes it safe.
       failure = error;

@@ -190,6 +190,22 @@ Deno.test("watch reconnects across a server restart and resumes without repeatin
   }
 });
 
+Deno.test("watch says why the server cannot be reached while it retries", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const server = `http://127.0.0.1:${closed.addr.port}`;
+  closed.close();
+  const watch = spawnMain(["watch", "w-nowhere", "--server", server]);
+  try {
+    const escaped = server.replaceAll(".", "\\.");
+    await watch.waitForOutput(
+      new RegExp(`no connection: Cannot reach ${escaped}: .*refused.*; retrying`, "i"),
+      "stderr",
+    );
+  } finally {
+    await watch.kill();
+  }
+});
+
 Deno.test("watch refuses a missing job id and a bad --since with exit 2", async () => {
   assert.equal((await runCli(["watch"])).code, 2);
   const bad = await runCli(["watch", "x", "--since", "-1"]);

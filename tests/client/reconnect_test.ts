@@ -95,6 +95,46 @@ Deno.test("watchJob emits max_reconnect_attempts when the server stays down, and
   }
 });
 
+Deno.test("a watcher says why the server cannot be reached: refused, or no answer in time", async () => {
+  // Refused: a port nobody listens on (taken, then let go).
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedUrl = `http://127.0.0.1:${closed.addr.port}`;
+  closed.close();
+  const refused = watchJob(closedUrl, "j", { ...FAST, maxAttempts: 1 });
+  const refusedRec = new Recorder(refused);
+  // Hung: a listener that takes connections and never answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })();
+  const hungUrl = `http://127.0.0.1:${listener.addr.port}`;
+  const hung = watchJob(hungUrl, "j", { ...FAST, maxAttempts: 1, connectTimeoutMs: 300 });
+  const hungRec = new Recorder(hung);
+  try {
+    await refusedRec.next("max_reconnect_attempts");
+    const refusedWhy = refusedRec.all("error").map((e) => e.message);
+    assert.ok(
+      refusedWhy.some((m) => m.startsWith(`Cannot reach ${closedUrl}: `) && /refused/i.test(m)),
+      refusedWhy.join(" | "),
+    );
+    assert.equal(refusedRec.all("error").at(-1)?.code, "network_error");
+
+    await hungRec.next("max_reconnect_attempts");
+    const hungWhy = hungRec.all("error").map((e) => e.message);
+    assert.deepEqual(hungWhy.slice(0, 2), [
+      "No greeting within 300 ms",
+      `No answer from ${hungUrl} within 300 ms`,
+    ]);
+  } finally {
+    refused.close();
+    hung.close();
+    listener.close();
+    for (const conn of held) conn.close();
+    await accepting.catch(() => {});
+  }
+});
+
 Deno.test("reconnect attempts restart at 1 after a successful connection", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
   let server: TestServer = await startTestServer({}, { dataDir });
