@@ -196,6 +196,12 @@ export const OPTIONS = {
     default: "",
     help: "Browser origins allowed besides the server's own (comma-separated; * for any)",
   },
+  "allowed-hosts": {
+    schema: z.string(),
+    default: "",
+    help:
+      "Host names a --no-auth server answers besides localhost and IPs (comma-separated; .example.com with subdomains; * for any)",
+  },
   "max-connections": {
     schema: integer(0, 10_000_000),
     default: 100_000,
@@ -261,6 +267,8 @@ export interface Config {
   readonly ticketTtlMs: number;
   /** Origins allowed besides the server's own; `["*"]` allows any. */
   readonly allowedOrigins: readonly string[];
+  /** Lower-case host names (a leading dot takes in subdomains), or `*`. */
+  readonly allowedHosts: readonly string[];
   readonly maxConnections: number;
   readonly maxConnectionsPerPrincipal: number;
   readonly maxConnectionsPerIp: number;
@@ -352,6 +360,7 @@ const FIELD: Record<OptionName, keyof Config> = {
   "token-ttl": "tokenTtlMs",
   "ticket-ttl": "ticketTtlMs",
   "allowed-origins": "allowedOrigins",
+  "allowed-hosts": "allowedHosts",
   "max-connections": "maxConnections",
   "max-connections-per-principal": "maxConnectionsPerPrincipal",
   "max-connections-per-ip": "maxConnectionsPerIp",
@@ -429,6 +438,7 @@ export function resolveConfig(
     out[FIELD[name] ?? camel(name)] = parsed.data;
   }
   out.allowedOrigins = parseOrigins(String(out.allowedOrigins ?? ""));
+  out.allowedHosts = parseHosts(String(out.allowedHosts ?? ""));
   out.limitsExemptIps = parseExemptIps(String(out.limitsExemptIps ?? ""));
   return Object.freeze(out) as unknown as Config;
 }
@@ -461,6 +471,26 @@ export function parseOrigins(list: string): string[] {
     origins.push(origin);
   }
   return origins;
+}
+
+/**
+ * Splits a host name list into lower-case names (`.example.com` takes in subdomains).
+ *
+ * @throws {ConfigError} naming the entry that is not a host name
+ */
+export function parseHosts(list: string): string[] {
+  const hosts: string[] = [];
+  for (const raw of list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "")) {
+    if (raw !== "*" && !/^\.?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?$/.test(raw)) {
+      throw new ConfigError(
+        `Invalid value for --allowed-hosts: ${
+          JSON.stringify(raw)
+        } is not a host name such as jobs.example.com (no scheme, no port)`,
+      );
+    }
+    hosts.push(raw);
+  }
+  return hosts;
 }
 
 /**

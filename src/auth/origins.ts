@@ -24,6 +24,39 @@ export function originAllowed(
   }
 }
 
+/**
+ * Whether a server without authentication answers a request for `host` (the `Host`
+ * header). A web page that makes its own name resolve to 127.0.0.1 (DNS rebinding) is
+ * same-origin with the server under that name, so neither the Origin check nor CORS stops
+ * it reading and writing jobs: only names the server is known by are answered. Those are
+ * IP addresses, `localhost` and its subdomains, the interface it listens on, and
+ * `allowed`.
+ */
+export function hostAllowed(
+  host: string | null,
+  allowed: readonly string[],
+  listenHost: string,
+): boolean {
+  if (host === null || allowed.includes("*")) return true;
+  const name = hostName(host);
+  if (name === undefined) return false;
+  if (name.startsWith("[") || /^\d{1,3}(\.\d{1,3}){3}$/.test(name)) return true;
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  if (name === listenHost.toLowerCase()) return true;
+  return allowed.some((entry) =>
+    entry.startsWith(".") ? name === entry.slice(1) || name.endsWith(entry) : name === entry
+  );
+}
+
+/** The lower-case name of a `Host` header without its port or final dot. */
+function hostName(host: string): string | undefined {
+  try {
+    return new URL(`http://${host}`).hostname.replace(/\.$/, "");
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether the request is cross-origin (so it needs CORS headers). */
 export function crossOrigin(origin: string | null, host: string | null): boolean {
   if (origin === null) return false;

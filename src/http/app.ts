@@ -15,7 +15,13 @@ import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.ts";
 import type { Authenticator, AuthFailure } from "../auth/authenticator.ts";
 import type { Visitors } from "../auth/limits.ts";
 import type { Peers } from "../hub/peers.ts";
-import { corsHeaders, crossOrigin, originAllowed, preflightHeaders } from "../auth/origins.ts";
+import {
+  corsHeaders,
+  crossOrigin,
+  hostAllowed,
+  originAllowed,
+  preflightHeaders,
+} from "../auth/origins.ts";
 import type { AuthStore } from "../store/auth_store.ts";
 import { refuseWebSocket, requirePrincipal } from "./access.ts";
 import { CLOSE } from "../protocol/session.ts";
@@ -100,6 +106,19 @@ export function createApp(deps: AppDeps): App {
     c.set("ip", remote !== undefined && "hostname" in remote ? remote.hostname : "unknown");
     const origin = request.headers.get("origin");
     const host = request.headers.get("host");
+    if (
+      deps.authenticator === undefined &&
+      !hostAllowed(host, deps.config.allowedHosts, deps.config.host)
+    ) {
+      if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
+        return refuseWebSocket(request, CLOSE.policy, "host not allowed");
+      }
+      throw new ApiError(
+        "host_not_allowed",
+        `This server runs without authentication and does not answer to ${host}, ` +
+          "as a guard against DNS rebinding: add the name with --allowed-hosts",
+      );
+    }
     const allowed = originAllowed(origin, host, deps.config.allowedOrigins);
     if (!allowed) {
       if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {

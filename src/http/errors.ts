@@ -21,6 +21,11 @@ export const ERRORS = {
     status: 403,
     message: "This Origin may not use the API (see --allowed-origins)",
   },
+  host_not_allowed: {
+    status: 403,
+    message: "This server without authentication does not answer to this host name " +
+      "(see --allowed-hosts)",
+  },
   not_found: { status: 404, message: "No such route" },
   job_not_found: { status: 404, message: "No such job" },
   method_not_allowed: { status: 405, message: "Method not allowed on this route" },
