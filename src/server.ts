@@ -77,6 +77,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       if (config.jwtSecret === undefined) {
         secretInfo = { path: secret.path, created: secret.created };
       }
+      const revocations = authStore!;
       authenticator = new Authenticator(
         await loadKeys({
           secret: secret.secret,
@@ -85,6 +86,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
           issuer: config.jwtIssuer,
           audience: config.jwtAudience,
         }),
+        (tokenId) => revocations.isRevoked(tokenId),
       );
     } catch (error) {
       store.close();

@@ -14,7 +14,11 @@ import { type TokenKeys, verifyToken } from "./keys.ts";
 export const TOKEN_COOKIE = "jobwire_token";
 
 /** Why a request has no principal. */
-export type AuthFailure = "authentication_required" | "invalid_token" | "token_expired";
+export type AuthFailure =
+  | "authentication_required"
+  | "invalid_token"
+  | "token_expired"
+  | "token_revoked";
 
 /** The outcome of authenticating a request. */
 export type AuthOutcome =
@@ -46,6 +50,7 @@ export function principalFromClaims(payload: JWTPayload): Principal {
     scopes,
     jobs: new Set(jobs),
     expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 : null,
+    tokenId: typeof payload.jti === "string" && payload.jti !== "" ? payload.jti : undefined,
   };
 }
 
@@ -81,9 +86,15 @@ export function credentialOf(request: Request, url: URL): string | undefined {
 export class Authenticator {
   #keys: TokenKeys;
   #cache = new Map<string, Principal>();
+  #revoked: (tokenId: string) => boolean;
 
-  constructor(keys: TokenKeys) {
+  /**
+   * @param revoked whether a token id was revoked (signed out); asked on every use of a
+   *   token that has one, cached or not, since any isolate may have revoked it
+   */
+  constructor(keys: TokenKeys, revoked: (tokenId: string) => boolean = () => false) {
     this.#keys = keys;
+    this.#revoked = revoked;
   }
 
   get keys(): TokenKeys {
@@ -99,6 +110,13 @@ export class Authenticator {
 
   /** Verifies one token. */
   async verify(token: string): Promise<AuthOutcome> {
+    const outcome = await this.#verify(token);
+    const id = outcome.principal?.tokenId;
+    if (id !== undefined && this.#revoked(id)) return { principal: null, failure: "token_revoked" };
+    return outcome;
+  }
+
+  async #verify(token: string): Promise<AuthOutcome> {
     const cached = this.#cache.get(token);
     if (cached !== undefined) {
       if (cached.expiresAt === null || cached.expiresAt > Date.now()) return { principal: cached };

@@ -154,6 +154,8 @@ export interface IssuedClaims {
   sub: string;
   scope: string;
   jobs?: string[];
+  /** Token id, by which signing out revokes the token (sign-in tokens have one). */
+  jti?: string;
 }
 
 /** Signs an HS256 token with the server's secret, valid for `ttlMs`. */
@@ -171,6 +173,7 @@ export function signToken(
     .setSubject(claims.sub)
     .setIssuedAt(now)
     .setExpirationTime(now + Math.max(1, Math.round(ttlMs / 1000)));
+  if (claims.jti !== undefined) jwt = jwt.setJti(claims.jti);
   if (keys.issuer !== undefined) jwt = jwt.setIssuer(keys.issuer);
   if (keys.audience !== undefined) jwt = jwt.setAudience(keys.audience);
   return jwt.sign(keys.secret);

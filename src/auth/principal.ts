@@ -20,6 +20,8 @@ export interface Principal {
   readonly jobs: ReadonlySet<string>;
   /** When the credential stops being valid (epoch ms), or `null` for never. */
   readonly expiresAt: number | null;
+  /** The token's `jti`, by which it can be revoked, when it has one. */
+  readonly tokenId?: string | undefined;
 }
 
 /** The principal of a server running with `--no-auth`: allowed everything. */

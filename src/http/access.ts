@@ -32,6 +32,11 @@ export function requirePrincipal(c: Context<AppEnv>): Principal {
       throw new ApiError("invalid_token", undefined, undefined, {
         "www-authenticate": `${CHALLENGE}, error="invalid_token"`,
       });
+    case "token_revoked":
+      throw new ApiError("invalid_token", "The token was revoked: it was signed out", undefined, {
+        "www-authenticate":
+          `${CHALLENGE}, error="invalid_token", error_description="The token was revoked"`,
+      });
     default:
       throw new ApiError(
         "unauthorized",

@@ -24,6 +24,9 @@ const SQL = {
   forgetFailure: `DELETE FROM login_failures
     WHERE rowid = (SELECT rowid FROM login_failures WHERE key = ? AND at = ? LIMIT 1)`,
   expireFailures: `DELETE FROM login_failures WHERE at < ?`,
+  insertRevoked: `INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)`,
+  selectRevoked: `SELECT 1 AS revoked FROM revoked_tokens WHERE jti = ?`,
+  expireRevoked: `DELETE FROM revoked_tokens WHERE expires_at < ?`,
 } as const;
 
 /** A stored user: scrypt hash and salt (base64), scopes. */
@@ -134,10 +137,21 @@ export class AuthStore {
     this.#stmt(SQL.forgetFailure).run(key, at);
   }
 
-  /** Forgets expired tickets and old login failures. */
+  /** Refuses the token with this `jti` from now on, until it would expire anyway (epoch ms). */
+  revokeToken(jti: string, expiresAt: number): void {
+    this.#stmt(SQL.insertRevoked).run(jti, expiresAt);
+  }
+
+  /** Whether the token with this `jti` was revoked. */
+  isRevoked(jti: string): boolean {
+    return this.#stmt(SQL.selectRevoked).get(jti) !== undefined;
+  }
+
+  /** Forgets expired tickets, old login failures and revocations of expired tokens. */
   sweep(now: number, failuresBefore: number): void {
     this.#stmt(SQL.expireTickets).run(now);
     this.#stmt(SQL.expireFailures).run(failuresBefore);
+    this.#stmt(SQL.expireRevoked).run(now);
   }
 }
 

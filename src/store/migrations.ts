@@ -123,6 +123,14 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;
   `,
+  // Tokens signed out before they expire (`jti` of tokens from POST /auth/login), kept
+  // until then.
+  `
+  CREATE TABLE revoked_tokens (
+    jti TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /**

@@ -5,9 +5,24 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { http } from "../_helpers/clients.ts";
-import { runMain, startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
-import { bearer, claimsOf } from "../_helpers/tokens.ts";
-import { assertForbidden, assertUnauthorized, call, createJobAs } from "./_support.ts";
+import {
+  runMain,
+  spawnServer,
+  startTestServer,
+  type TestServer,
+  withServer,
+} from "../_helpers/server.ts";
+import { AUTH, bearer, claimsOf, tokenFor } from "../_helpers/tokens.ts";
+import {
+  assertForbidden,
+  assertUnauthorized,
+  call,
+  createJobAs,
+  expectWsRefused,
+} from "./_support.ts";
+
+/** The tests' own secret, so that `tokenFor` mints tokens the server accepts. */
+const AUTH_SECRET = { "jwt-secret": AUTH["jwt-secret"] };
 
 const ALICE_PASSWORD = "correct horse battery staple";
 const BOB_PASSWORD = "b0b-s3cret-pass";
@@ -389,4 +404,98 @@ Deno.test("with --no-auth, /auth/login answers 400 auth_disabled", async () => {
     assert.equal(reply.status, 400, reply.text);
     assert.equal(reply.json.error.code, "auth_disabled");
   });
+});
+
+Deno.test("signing out revokes the sign-in's token, also after a restart; other tokens keep working", async () => {
+  const dataDir = await usersDir();
+  let server = await startTestServer({ "no-auth": false, ...AUTH_SECRET }, { dataDir });
+  try {
+    const first = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    const second = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    const token = first.json.access_token as string;
+    assert.equal(typeof claimsOf(token).jti, "string");
+    assert.notEqual(claimsOf(token).jti, claimsOf(second.json.access_token).jti);
+    const id = await createJobAs(server.url, token);
+    assert.equal((await call(server.url, token, "GET", `/jobs/${id}`)).status, 200);
+
+    const out = await http(server.url, "POST", "/auth/logout", undefined, bearer(token));
+    assert.equal(out.status, 200, out.text);
+    assert.deepEqual(out.json, { signed_out: true, revoked: true });
+    // The token is refused everywhere from now on, with a reason.
+    const refused = await call(server.url, token, "GET", `/jobs/${id}`);
+    assert.equal(refused.status, 401, refused.text);
+    assert.equal(refused.json.error.code, "invalid_token");
+    assert.match(refused.json.error.message, /revoked/);
+    assert.match(refused.headers.get("www-authenticate") ?? "", /revoked/);
+    assertUnauthorized(await call(server.url, token, "POST", `/jobs/${id}/log`, { message: "x" }));
+    await expectWsRefused(`${server.url}/ws/jobs/${id}?token=${token}`, 1008, "invalid token");
+    const session = await http(server.url, "GET", "/auth/session", undefined, bearer(token));
+    assert.equal(session.json.signed_in, false);
+    assert.equal(session.json.failure, "token_revoked");
+    // Signing out one sign-in leaves the other, and a token without an id, alone.
+    const other = second.json.access_token as string;
+    assert.equal((await call(server.url, other, "GET", `/jobs/${id}`)).status, 200);
+    const minted = await tokenFor("alice", "read write");
+    const mintedOut = await http(server.url, "POST", "/auth/logout", undefined, bearer(minted));
+    assert.deepEqual(mintedOut.json, { signed_out: true, revoked: false });
+    assert.equal((await call(server.url, minted, "GET", `/jobs/${id}`)).status, 200);
+
+    // The revocation is kept in the database.
+    await server.close();
+    server = await startTestServer({ "no-auth": false, ...AUTH_SECRET }, { dataDir });
+    assert.equal((await call(server.url, token, "GET", `/jobs/${id}`)).status, 401);
+    assert.equal((await call(server.url, other, "GET", `/jobs/${id}`)).status, 200);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a token signed out on one isolate is refused by the other, whose cache had it", async () => {
+  const dataDir = await usersDir();
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    "--workers",
+    "2",
+    "--log-level",
+    "error",
+  ]);
+  // A connection per request, so that requests land on either isolate.
+  const fresh = async (token: string, method = "GET", path = "/jobs") => {
+    const { hostname, port } = new URL(server.url);
+    const conn = await Deno.connect({ hostname, port: Number(port) });
+    try {
+      const head = `${method} ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+        `Authorization: Bearer ${token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
+      await conn.write(new TextEncoder().encode(head));
+      const buffer = new Uint8Array(64);
+      let text = "";
+      while (text.length < 12) {
+        const n = await conn.read(buffer);
+        if (n === null) break;
+        text += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      return Number(text.slice(9, 12));
+    } finally {
+      conn.close();
+    }
+  };
+  try {
+    const reply = await http(server.url, "POST", "/auth/login", {
+      username: "alice",
+      password: ALICE_PASSWORD,
+    });
+    const token = reply.json.access_token as string;
+    const before = await Promise.all(Array.from({ length: 16 }, () => fresh(token)));
+    assert.deepEqual(before, Array(16).fill(200));
+    assert.equal(await fresh(token, "POST", "/auth/logout"), 200);
+    const after = await Promise.all(Array.from({ length: 16 }, () => fresh(token)));
+    assert.deepEqual(after, Array(16).fill(401));
+  } finally {
+    await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });

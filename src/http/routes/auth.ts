@@ -1,7 +1,8 @@
 /**
  * Sign-in and stream tickets: `POST /auth/login` (username and password → token),
  * `GET /auth/session` (who the caller is), `POST /auth/logout` (clears the status page's
- * cookie), `POST /tickets` (a single-use ticket for one job's stream).
+ * cookie and revokes a sign-in's token), `POST /tickets` (a single-use ticket for one job's
+ * stream).
  *
  * @module
  */
@@ -84,7 +85,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     if (address !== null) store.forgetLoginFailure(`ip:${address}`, now);
     const token = await signToken(
       keys,
-      { sub: user.username, scope: user.scopes.join(" ") },
+      { sub: user.username, scope: user.scopes.join(" "), jti: crypto.randomUUID() },
       config.tokenTtlMs,
     );
     const expiresIn = Math.round(config.tokenTtlMs / 1000);
@@ -122,9 +123,18 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     );
   });
 
+  // Clears the cookie, and revokes the caller's token when it came from a sign-in (it has
+  // a `jti`): the token is refused from then on, by every isolate, even if it was copied.
   app.post("/auth/logout", (c) => {
+    const principal = c.get("principal");
+    const tokenId = principal?.tokenId;
+    let revoked = false;
+    if (deps.authStore !== undefined && tokenId !== undefined) {
+      deps.authStore.revokeToken(tokenId, principal?.expiresAt ?? Date.now() + config.tokenTtlMs);
+      revoked = true;
+    }
     c.header("set-cookie", `${TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict`);
-    return c.json({ signed_out: true });
+    return c.json({ signed_out: true, revoked });
   });
 
   app.post("/tickets", async (c) => {
