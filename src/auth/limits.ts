@@ -138,6 +138,13 @@ export class Visitors {
     return Math.max(1, Math.ceil((cost - visitor.tokens) / rate));
   }
 
+  /** Gives back what {@link allowPublish} took for events that were not stored after all. */
+  refundPublish(principal: string | null, events: number): void {
+    if (this.#options.publishRate <= 0 || principal === null) return;
+    const visitor = this.#visitor(`p:${principal}`, Date.now());
+    visitor.tokens = Math.min(this.#burst(), visitor.tokens + Math.min(events, this.#burst()));
+  }
+
   /** This isolate's connection counts by shared key (for isolates that join later). */
   counts(): Record<string, number> {
     const counts: Record<string, number> = { "c:total": this.#total };

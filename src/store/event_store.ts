@@ -116,6 +116,8 @@ export interface EventStore {
   readEvents(jobId: string, after: number, limit: number): StoredEvent[];
   /** Removes a job and its events, leaving a tombstone; false when there was none. */
   deleteJob(id: string, now: number): boolean;
+  /** Whether a request with this Idempotency-Key was stored for the job (and is still kept). */
+  knowsIdempotencyKey(jobId: string, key: string): boolean;
   /** Purges expired jobs, tombstones and idempotency keys; returns the purged job ids. */
   sweep(now: number, policy: SweepPolicy): string[];
   /**

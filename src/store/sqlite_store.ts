@@ -677,6 +677,10 @@ export class SqliteStore implements EventStore {
     return true;
   }
 
+  knowsIdempotencyKey(jobId: string, key: string): boolean {
+    return this.#stmt(SQL.selectIdempotency).get(jobId, key) !== undefined;
+  }
+
   sweep(now: number, policy: SweepPolicy): string[] {
     return this.#transaction(() => {
       const expired = this.#stmt(SQL.selectExpired).all(

@@ -184,6 +184,46 @@ Deno.test("publish rate: over the burst answers 429 with Retry-After, refused ev
   });
 });
 
+Deno.test("publish rate: a retry with a stored Idempotency-Key is answered whatever the rate and costs nothing", async () => {
+  // One event per second, ten at once: the test runs well inside the first seconds.
+  await withServer({ ...AUTH, "max-publish-rate": 1, "publish-burst": 10 }, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const path = `/jobs/${id}/events`;
+    const batch = { events: [logEvent("a"), logEvent("b")] };
+    const send = (body: unknown, key?: string) =>
+      call(
+        server.url,
+        alice,
+        "POST",
+        path,
+        body,
+        key === undefined ? {} : { "idempotency-key": key },
+      );
+    const first = await send(batch, "k1");
+    assert.equal(first.status, 201, first.text);
+    // Retries while the bucket has room are given back what they were charged ...
+    for (let i = 0; i < 4; i++) {
+      const retry = await send(batch, "k1");
+      assert.equal(retry.status, 201, retry.text);
+      assert.equal(retry.json.replayed, true);
+    }
+    // ... so the rest of the burst is still there: the job's creation, 2 events and 7 more.
+    const rest = await send({ events: Array.from({ length: 7 }, (_, i) => logEvent(i)) });
+    assert.equal(rest.status, 201, rest.text);
+    // With the bucket empty, a retry is still answered, and new events are limited.
+    const late = await send(batch, "k1");
+    assert.equal(late.status, 201, late.text);
+    assert.deepEqual(late.json.sequences, first.json.sequences);
+    const limited = await send({ events: Array.from({ length: 5 }, (_, i) => logEvent(i)) });
+    assert.equal(limited.status, 429, limited.text);
+    // An unknown key is new events: limited too.
+    assert.equal((await send(batch, "k2")).status, 429);
+    // Stored: the first request's events once, and the 7.
+    assert.equal(await lastSequence(server.url, alice, id), 2 + 7);
+  });
+});
+
 Deno.test("connections per principal: the third WebSocket closes 1013 and the third SSE gets 429", async () => {
   await withServer({ ...AUTH, "max-connections-per-principal": 2 }, async (server) => {
     const alice = await tokenFor("alice", "read write");

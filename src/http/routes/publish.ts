@@ -80,11 +80,16 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       );
     }
     const events = validateEvents(rawEvents, config.maxEventBytes);
-    const wait = deps.visitors.allowPublish(
-      principalKey(principal, c.get("ip"), config),
-      events.length,
-    );
-    if (wait > 0) {
+    const header = c.req.header("idempotency-key");
+    const key = header === undefined
+      ? undefined
+      : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
+    // A retry of a stored request stores nothing: it is answered whatever the rate, and what
+    // it was charged is given back once it turns out a replay.
+    const rateKey = principalKey(principal, c.get("ip"), config);
+    const wait = deps.visitors.allowPublish(rateKey, events.length);
+    const charged = wait === 0;
+    if (!charged && (key === undefined || !deps.store.knowsIdempotencyKey(id, key))) {
       throw new ApiError(
         "rate_limited",
         `Publishing faster than ${config.maxPublishRate} events per second: retry in ${wait} s`,
@@ -92,10 +97,6 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
         { "retry-after": String(wait) },
       );
     }
-    const header = c.req.header("idempotency-key");
-    const key = header === undefined
-      ? undefined
-      : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
     let outcome: AppendOutcome;
     try {
       // Committed on this isolate, whichever it is: isolates take turns at SQLite's write lock.
@@ -118,6 +119,9 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
           "retry-after": "1",
         },
       );
+    }
+    if (charged && outcome.ok && outcome.replayed) {
+      deps.visitors.refundPublish(rateKey, events.length);
     }
     if (!outcome.ok) throw refusal(outcome);
     if (!outcome.replayed) stats.eventsPublished += outcome.sequences.length;
