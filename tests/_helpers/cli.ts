@@ -7,6 +7,7 @@
  */
 import { MAIN, SERVER_PERMISSIONS } from "./server.ts";
 import { http, waitFor } from "./clients.ts";
+import { concat } from "./bytes.ts";
 
 /** A running `main.ts` subcommand. */
 export interface CliProcess {
@@ -22,16 +23,6 @@ export interface CliProcess {
   finished(): Promise<{ code: number; signal: Deno.Signal | null }>;
   /** Kills it if still running and waits (for `finally`). */
   kill(): Promise<void>;
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 /** Starts `main.ts ARGS` with stdin closed, `NO_COLOR=1` and `env`. */

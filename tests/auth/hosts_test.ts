@@ -8,6 +8,7 @@ import { hostAllowed } from "../../src/auth/origins.ts";
 import { ConfigError, parseHosts } from "../../src/config.ts";
 import { withServer } from "../_helpers/server.ts";
 import { AUTH, tokenFor } from "../_helpers/tokens.ts";
+import { concat } from "../_helpers/bytes.ts";
 
 /** One raw HTTP/1.1 exchange, so that the `Host` header is the test's own. */
 async function raw(
@@ -50,16 +51,6 @@ async function raw(
       // Closed by the deadline.
     }
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
 }
 
 const UPGRADE = [

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createJob, http, type Msg } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
+import { concat } from "../_helpers/bytes.ts";
 
 /** A WebSocket client on a bare TCP connection, which reads only when told to. */
 class StalledSocket {
@@ -88,16 +89,6 @@ class StalledSocket {
 
 function indexOf(bytes: Uint8Array, text: string): number {
   return new TextDecoder().decode(bytes).indexOf(text);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** Parses unmasked server frames (text and close) from the start of `bytes`. */
