@@ -101,6 +101,8 @@ export const publishBody = z.union([publishOneBody, publishBatchBody]);
 /** `POST /jobs/:id/complete` body. */
 export const completeBody = z.looseObject({
   result: z.unknown().optional(),
+  /** The name the result event gives it. */
+  results: z.unknown().optional(),
   message: z.string().optional(),
 });
 

@@ -7,7 +7,7 @@
  * @module
  */
 import { z } from "zod";
-import { normalizeStatus } from "./status.ts";
+import { normalizeStatus, STATUS_WORDS } from "./status.ts";
 import { storedText } from "./input.ts";
 
 /** Event types with a schema and an effect on the job snapshot. */
@@ -66,6 +66,8 @@ const progressData = z.looseObject({
   current: z.number().min(0).optional(),
   total: z.number().positive().optional(),
   eta_seconds: z.number().min(0).nullish(),
+  /** The name snapshots give the ETA, taken for `eta_seconds` when that is not sent. */
+  estimated_time_remaining: z.number().min(0).nullish(),
 }).refine((d) => d.progress !== undefined || (d.current !== undefined && d.total !== undefined), {
   message: "Either progress (0-100) or both current and total are required",
   path: ["progress"],
@@ -89,7 +91,8 @@ const resultData = z.looseObject({ results: z.unknown() });
 
 const errorData = z.looseObject({
   error: z.string().min(1),
-  error_type: z.string().regex(/^[a-z_]+$/, "Expected lower-case letters and underscores")
+  // Any letter case (`MEMORY_ERROR`); kept in lower case.
+  error_type: z.string().regex(/^[A-Za-z_]+$/, "Expected letters and underscores")
     .optional(),
   details: z.unknown().optional(),
 });
@@ -102,14 +105,36 @@ const envelopeInput = z.object({
 /**
  * The type and data of a well-formed `{type, data?}` (what {@link envelopeInput} accepts),
  * checked without copying the data: the schema's copy of every field was most of what
- * validating a custom event allocated.
+ * validating a custom event allocated. An event sent flat, `{type, ...fields}` with no
+ * `data`, has its other fields as data.
  */
 function plainEvent(input: unknown): NewEvent | undefined {
   if (!isObject(input)) return undefined;
   const { type, data } = input;
   if (typeof type !== "string") return undefined;
-  if (data === undefined) return { type, data: {} };
+  if (data === undefined) return { type, data: fieldsBesideType(input) };
   return isObject(data) ? { type, data } : undefined;
+}
+
+/** The fields of a flat event other than its `type` (a `__proto__` key included). */
+function fieldsBesideType(input: Record<string, unknown>): Record<string, unknown> {
+  const data: Record<string, unknown> = {};
+  for (const key of Object.keys(input)) {
+    if (key === "type") continue;
+    Object.defineProperty(data, key, {
+      value: input[key],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return data;
+}
+
+/** Fields of an event beside `type` and `data`, which would be lost. */
+function strayFields(input: unknown): string[] {
+  if (!isObject(input) || input.data === undefined) return [];
+  return Object.keys(input).filter((key) => key !== "type" && key !== "data");
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -141,6 +166,15 @@ function fail(path: string, message: string): EventCheck {
  * @param path prefix for issue paths, such as `events.3`
  */
 export function checkEvent(input: unknown, path = ""): EventCheck {
+  const stray = strayFields(input);
+  if (stray.length > 0) {
+    return fail(
+      [path, stray[0]!].filter((p) => p !== "").join("."),
+      `Fields beside type and data would be lost (${
+        stray.slice(0, 5).join(", ")
+      }): put them in data, or send the event flat, with no data`,
+    );
+  }
   let outer = plainEvent(input);
   if (outer === undefined) {
     // Only a malformed event gets here: the schema says what is wrong with it.
@@ -158,7 +192,9 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
       if (status === undefined) {
         return fail(
           at("data.status"),
-          `Unknown status: ${JSON.stringify(parsed.data.status).slice(0, 80)}`,
+          `Unknown status: ${JSON.stringify(parsed.data.status).slice(0, 80)}; a job's status is ` +
+            `one of ${STATUS_WORDS}, and a step of the work (such as "transcribing") goes in ` +
+            "a progress event's stage",
         );
       }
       return { ok: true, event: { type, data: { ...data, status } } };
@@ -169,10 +205,15 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
       const d = parsed.data;
       const progress = d.progress ??
         Math.min(100, ((d.current ?? 0) / (d.total ?? 1)) * 100);
-      return {
-        ok: true,
-        event: { type, data: { ...data, progress, percentage: formatPercentage(progress) } },
+      const normalized: Record<string, unknown> = {
+        ...data,
+        progress,
+        percentage: formatPercentage(progress),
       };
+      if (d.eta_seconds === undefined && typeof d.estimated_time_remaining === "number") {
+        normalized.eta_seconds = d.estimated_time_remaining;
+      }
+      return { ok: true, event: { type, data: normalized } };
     }
     case "log": {
       const parsed = logData.safeParse(data);
@@ -199,7 +240,7 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
         ok: true,
         event: {
           type,
-          data: { ...data, error_type: parsed.data.error_type ?? "general" },
+          data: { ...data, error_type: parsed.data.error_type?.toLowerCase() ?? "general" },
         },
       };
     }

@@ -28,6 +28,9 @@ const ALIASES: Readonly<Record<string, JobStatus>> = {
   canceled: "cancelled",
 };
 
+/** The statuses and their input spellings, for messages: `pending, queued, … (also in_progress, …)`. */
+export const STATUS_WORDS = `${JOB_STATUSES.join(", ")} (also ${Object.keys(ALIASES).join(", ")})`;
+
 /** Allowed next statuses; a status may always repeat itself while it is not terminal. */
 const NEXT: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
   pending: ["queued", "running", "failed", "cancelled"],

@@ -747,6 +747,103 @@ Deno.test("fail writes the error and the failed status atomically", async () => 
   });
 });
 
+Deno.test("an event sent flat keeps its fields as data; fields beside data are refused, not dropped", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const path = `/jobs/${id}/events`;
+    const flat = await http(server.url, "POST", path, {
+      type: "model_deployed",
+      model_name: "Customer Predictor v3.2",
+      model_version: "v3.2",
+      expected_sequence: 1,
+    });
+    assert.equal(flat.status, 201, flat.text);
+    const batch = await http(server.url, "POST", path, {
+      events: [{ type: "progress", progress: 45, stage: "train" }, {
+        type: "system_alert",
+        alert: { level: "high" },
+      }],
+    });
+    assert.equal(batch.status, 201, batch.text);
+    let events = await eventsOf(server.url, id);
+    assert.deepEqual(events.map((e) => [e.type, e.data]), [
+      ["model_deployed", { model_name: "Customer Predictor v3.2", model_version: "v3.2" }],
+      ["progress", { progress: 45, stage: "train", percentage: "45%" }],
+      ["system_alert", { alert: { level: "high" } }],
+    ]);
+    // With data, other fields would be lost: refused, naming them, and nothing is written.
+    const before = await persisted(server.url, id);
+    const mixed = await http(server.url, "POST", path, {
+      type: "recommendation_update",
+      diagnosis_id: 123,
+      data: { text: "rest" },
+    });
+    assertInvalid(mixed, "diagnosis_id");
+    assert.match(mixed.json.error.details[0].message, /put them in data/);
+    const mixedBatch = await http(server.url, "POST", path, {
+      events: [logEvent("fine"), { type: "x_y", foo: 1, data: {} }],
+    });
+    assertInvalid(mixedBatch, "events.1.foo");
+    await assertUnchanged(server.url, id, before);
+    events = await eventsOf(server.url, id);
+    assert.equal(events.length, 3);
+  });
+});
+
+Deno.test("shortcuts keep fields they do not know in the event they write; complete takes results too", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const started = await http(server.url, "POST", `/jobs/${id}/start`, { worker: "w-7" });
+    assert.equal(started.status, 201, started.text);
+    const done = await http(server.url, "POST", `/jobs/${id}/complete`, {
+      results: { accuracy: 0.9 },
+      duration_ms: 1200,
+    });
+    assert.equal(done.status, 201, done.text);
+    const { job, events } = await persisted(server.url, id);
+    assert.deepEqual(events.map((e) => [e.type, e.data]), [
+      ["status", { worker: "w-7", status: "running" }],
+      ["result", { results: { accuracy: 0.9 } }],
+      ["status", { duration_ms: 1200, status: "completed" }],
+    ]);
+    assert.deepEqual(job.result, { accuracy: 0.9 });
+
+    const failing = await createJob(server.url);
+    const failed = await http(server.url, "POST", `/jobs/${failing}/fail`, {
+      error: "Insufficient memory",
+      error_type: "MEMORY_ERROR",
+      error_code: "E_OOM",
+      suggestions: ["Reduce the batch size"],
+    });
+    assert.equal(failed.status, 201, failed.text);
+    const error = (await eventsOf(server.url, failing))[0]!;
+    assert.deepEqual(error.data, {
+      error: "Insufficient memory",
+      error_type: "memory_error",
+      error_code: "E_OOM",
+      suggestions: ["Reduce the batch size"],
+    });
+  });
+});
+
+Deno.test("progress takes estimated_time_remaining for eta_seconds; an unknown status says where steps go", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const reply = await http(server.url, "POST", `/jobs/${id}/progress`, {
+      progress: 45,
+      stage: "transcribing",
+      estimated_time_remaining: 30,
+    });
+    assert.equal(reply.status, 201, reply.text);
+    const job = (await http(server.url, "GET", `/jobs/${id}`)).json;
+    assert.equal(job.eta_seconds, 30);
+    const refused = await http(server.url, "POST", `/jobs/${id}/events`, status("transcribing"));
+    assertInvalid(refused, "data.status");
+    assert.match(refused.json.error.details[0].message, /pending, queued, running/);
+    assert.match(refused.json.error.details[0].message, /stage/);
+  });
+});
+
 Deno.test("a publish retried with the same Idempotency-Key returns the same sequences and writes nothing twice", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);

@@ -257,8 +257,16 @@ Deno.test("checkEvent accepts built-in and custom lower-case error types with de
   }
 });
 
-Deno.test("checkEvent refuses an error_type outside [a-z_]+ at data.error_type", () => {
-  for (const errorType of ["Validation", "system-error", "e1", "", "a b"]) {
+Deno.test("checkEvent keeps an error_type of any letter case in lower case", () => {
+  for (const [sent, kept] of [["MEMORY_ERROR", "memory_error"], ["Validation", "validation"]]) {
+    const check = checkEvent({ type: "error", data: { error: "e", error_type: sent } });
+    assert.ok(check.ok, JSON.stringify(check));
+    assert.equal(check.event.data.error_type, kept);
+  }
+});
+
+Deno.test("checkEvent refuses an error_type outside [A-Za-z_]+ at data.error_type", () => {
+  for (const errorType of ["system-error", "e1", "", "a b", "é"]) {
     assert.deepEqual(
       refusedPaths(checkEvent({ type: "error", data: { error: "e", error_type: errorType } })),
       ["data.error_type"],

@@ -56,6 +56,25 @@ function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEven
   return events;
 }
 
+/**
+ * The fields of a JSON object body other than `known`, as own properties (a `__proto__`
+ * key included).
+ */
+function otherFields(body: unknown, known: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (typeof body !== "object" || body === null) return out;
+  for (const [key, value] of Object.entries(body)) {
+    if (known.includes(key)) continue;
+    Object.defineProperty(out, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
 /** Maps a refused append to its API error. */
 function refusal(outcome: Extract<AppendOutcome, { ok: false }>): ApiError {
   return new ApiError(outcome.code, outcome.message);
@@ -161,16 +180,19 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       return publish(c, batch.events, batch.expected_sequence);
     }
     const one = parseOr(publishOneBody, raw);
-    return publish(c, [{ type: one.type, data: one.data }], one.expected_sequence);
+    // The event as sent (a flat one keeps its fields), without the request's own field.
+    const { expected_sequence: _, ...event } = raw as Record<string, unknown>;
+    return publish(c, [event], one.expected_sequence);
   });
 
   const statusShortcut = (status: string) => async (c: Context<AppEnv>) => {
-    const input = parseOr(statusShortcutBody, await body(c));
+    const raw = await body(c);
+    const input = parseOr(statusShortcutBody, raw);
     const message = input.message ?? input.reason;
-    return publish(c, [{
-      type: "status",
-      data: message === undefined ? { status } : { status, message },
-    }]);
+    const data = otherFields(raw, ["message", "reason", "status"]);
+    data.status = status;
+    if (message !== undefined) data.message = message;
+    return publish(c, [{ type: "status", data }]);
   };
   app.post("/jobs/:id/queue", statusShortcut("queued"));
   app.post("/jobs/:id/start", statusShortcut("running"));
@@ -201,24 +223,28 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     );
   });
 
+  // Fields a shortcut does not know go with the event it writes (the status event of
+  // `complete`, the error event of `fail`), as they would in that event's data.
   app.post("/jobs/:id/complete", async (c) => {
-    const input = parseOr(completeBody, await body(c));
+    const raw = await body(c);
+    const input = parseOr(completeBody, raw);
     const events: unknown[] = [];
-    if ("result" in input) events.push({ type: "result", data: { results: input.result ?? null } });
-    events.push({
-      type: "status",
-      data: input.message === undefined
-        ? { status: "completed" }
-        : { status: "completed", message: input.message },
-    });
+    // `results`, as the result event names it, or `result`.
+    const result = "results" in input ? input.results : input.result;
+    if ("result" in input || "results" in input) {
+      events.push({ type: "result", data: { results: result ?? null } });
+    }
+    const status = otherFields(raw, ["result", "results", "message", "status"]);
+    status.status = "completed";
+    if (input.message !== undefined) status.message = input.message;
+    events.push({ type: "status", data: status });
     return publish(c, events);
   });
 
   app.post("/jobs/:id/fail", async (c) => {
-    const input = parseOr(failBody, await body(c));
-    const error: Record<string, unknown> = { error: input.error };
-    if (input.error_type !== undefined) error.error_type = input.error_type;
-    if (input.details !== undefined) error.details = input.details;
+    const raw = await body(c);
+    const input = parseOr(failBody, raw);
+    const error = otherFields(raw, ["message"]);
     return publish(c, [
       { type: "error", data: error },
       { type: "status", data: { status: "failed", message: input.message ?? input.error } },
