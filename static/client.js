@@ -1049,7 +1049,7 @@ var ConnectionLoop = class {
         reason: "idle"
       }));
     }
-    if (!this.#greeted) {
+    if (!this.#greeted && message.type !== "error") {
       this.#greeted = true;
       this.#timers.clear("connect");
       this.#attempt = 0;

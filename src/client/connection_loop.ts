@@ -194,7 +194,8 @@ export class ConnectionLoop {
         () => this.#drop({ opened: true, code: null, reason: "idle" }),
       );
     }
-    if (!this.#greeted) {
+    // An error before any greeting is a refusal (an unknown job), said before the close.
+    if (!this.#greeted && message.type !== "error") {
       this.#greeted = true;
       this.#timers.clear("connect");
       this.#attempt = 0;

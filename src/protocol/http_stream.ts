@@ -16,11 +16,13 @@ export const SSE_RETRY_MS = 2000;
 
 const utf8 = new TextEncoder();
 
-/** Error codes sent as a last message when a stream ends for a reason other than "done". */
+/**
+ * Error codes sent as a last message when a stream ends for a reason other than "done"
+ * (a job that went away has its own, naming the job: see `Session.jobGone`).
+ */
 const END_CODES: Record<number, string> = {
   [CLOSE.goingAway]: "shutting_down",
   [CLOSE.policy]: "policy_violation",
-  [CLOSE.jobNotFound]: "job_not_found",
   [CLOSE.slowConsumer]: "slow_consumer",
   [CLOSE.overloaded]: "overloaded",
   [CLOSE.serverError]: "server_error",

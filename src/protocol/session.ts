@@ -294,7 +294,7 @@ export class Session {
   jobEnded(sub: JobSubscription, reason: string): void {
     this.#subs.delete(sub.jobId);
     if (this.#single && this.#subs.size === 0) {
-      this.finish(CLOSE.jobNotFound, reason);
+      this.jobGone(sub.jobId, reason);
       return;
     }
     this.#sendMessage("unsubscribed", sub.jobId, { last_sequence: sub.cursor, reason });
@@ -393,6 +393,29 @@ export class Session {
   #push(json: string, type: string, bounded: boolean): void {
     if (this.#closed) return;
     this.#outbox.push(this.codec.session(type, json), undefined, bounded);
+  }
+
+  /**
+   * Ends a one-job stream whose job is unknown, purged or deleted: what is waiting, an
+   * `error` message that names the job, then close 4004.
+   */
+  jobGone(jobId: string, reason: string): void {
+    if (this.#closed) return;
+    if (this.codec.format === "snapshot") {
+      this.#push(
+        JSON.stringify({ type: "error", error: reason, code: "job_not_found" }),
+        "error",
+        false,
+      );
+    } else {
+      this.#sendMessage("error", jobId, {
+        error: reason,
+        error_type: "system_error",
+        code: "job_not_found",
+        close_code: CLOSE.jobNotFound,
+      }, false);
+    }
+    this.finish(CLOSE.jobNotFound, reason);
   }
 
   /** Flushes what is waiting, then closes (normal end, shutdown, job finished). */

@@ -117,12 +117,26 @@ Deno.test("websocket signals truncation when since is beyond the job or before t
   });
 });
 
-Deno.test("websocket to an unknown job closes with 4004", async () => {
+Deno.test("websocket to an unknown job says so in an error message, then closes with 4004", async () => {
   await withServer({}, async (server) => {
     const ws = await WsClient.connect(`${server.url}/ws/jobs/no-such-job`);
     const closed = await ws.closed;
     assert.equal(closed.code, 4004);
     assert.match(closed.reason, /not found/);
+    assert.equal(ws.messages.length, 1, JSON.stringify(ws.messages));
+    const [error] = ws.messages;
+    assert.equal(error.type, "error");
+    assert.equal(error.job_id, "no-such-job");
+    assert.equal(error.sequence, null);
+    assert.equal(error.data.code, "job_not_found");
+    assert.equal(error.data.error, "job not found");
+    assert.equal(error.data.close_code, 4004);
+    // Flat messages for format=snapshot: {type: "error", error}.
+    const flat = await WsClient.connect(`${server.url}/ws/jobs/no-such-job?format=snapshot`);
+    assert.equal((await flat.closed).code, 4004);
+    assert.deepEqual(flat.messages, [
+      { type: "error", error: "job not found", code: "job_not_found" },
+    ]);
   });
 });
 
@@ -380,7 +394,7 @@ Deno.test("websocket message over 64 KiB closes with 1009", async () => {
   });
 });
 
-Deno.test("deleting a job closes its websocket with 4004", async () => {
+Deno.test("deleting a job ends its websocket and SSE streams with an error naming it, then 4004", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
     const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
@@ -388,6 +402,20 @@ Deno.test("deleting a job closes its websocket with 4004", async () => {
     assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
     const closed = await ws.closed;
     assert.equal(closed.code, 4004);
+    const error = ws.messages.at(-1);
+    assert.equal(error.type, "error");
+    assert.equal(error.job_id, id);
+    assert.equal(error.data.code, "job_not_found");
+    assert.match(error.data.error, /deleted/);
+    // SSE names the job in its last message too.
+    const other = await createJob(server.url);
+    const sse = await StreamClient.open(`${server.url}/jobs/${other}/events`, "sse");
+    await sse.inbox.next((m) => m.event === "connection");
+    assert.equal((await http(server.url, "DELETE", `/jobs/${other}`)).status, 200);
+    const last = await sse.inbox.next((m) => m.event === "error");
+    assert.equal(last.json.job_id, other);
+    assert.equal(last.json.data.code, "job_not_found");
+    await sse.done;
   });
 });
 

@@ -144,7 +144,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     return webSocket(c, [id], options, true, (session) => {
       const result = session.subscribe(id, sinceFor(since, id));
       if (result === "not_found") {
-        session.close(CLOSE.jobNotFound, store.isGone(id) ? "job was purged" : "job not found");
+        session.jobGone(id, store.isGone(id) ? "job was purged" : "job not found");
       } else if (result === "forbidden") {
         session.close(CLOSE.policy, "forbidden");
       }
