@@ -1528,6 +1528,26 @@ function isJob(value) {
   return typeof value === "object" && value !== null && typeof value.id === "string" && typeof value.last_sequence === "number";
 }
 
+// src/client/watch_events.ts
+var WATCHER_EVENT_NAMES = /* @__PURE__ */ new Set([
+  "event",
+  "connected",
+  "disconnected",
+  "reconnecting",
+  "error",
+  "max_reconnect_attempts",
+  "quality",
+  "snapshot",
+  "connection",
+  "finished",
+  "transport",
+  "gap",
+  "truncated",
+  "created",
+  "deleted",
+  "closed"
+]);
+
 // src/client/job_watcher.ts
 var JobWatcher = class {
   #emitter = new Emitter();
@@ -1601,11 +1621,22 @@ var JobWatcher = class {
    * @returns a function that removes it
    */
   on(name, listener) {
-    return this.#emitter.on(name, listener);
+    return this.#emitter.on(knownName(name), listener);
+  }
+  /**
+   * Adds a listener of the events of one type (`"model_deployed"`, `"progress"`, …), in
+   * sequence order like {@link on}`("event")`.
+   *
+   * @returns a function that removes it
+   */
+  onEvent(type, listener) {
+    return this.#emitter.on("event", (event) => {
+      if (event.type === type) listener(event);
+    });
   }
   /** Adds a listener called at most once. */
   once(name, listener) {
-    return this.#emitter.once(name, listener);
+    return this.#emitter.once(knownName(name), listener);
   }
   /** Removes a listener. */
   off(name, listener) {
@@ -1623,6 +1654,10 @@ var JobWatcher = class {
     this.#loop.restart();
   }
 };
+function knownName(name) {
+  if (WATCHER_EVENT_NAMES.has(name)) return name;
+  throw new TypeError(`A watcher emits no ${JSON.stringify(name)}: for the events of a type, use onEvent(${JSON.stringify(name)}, listener)`);
+}
 
 // src/client/watch_options.ts
 var DEFAULT_TRANSPORTS = [

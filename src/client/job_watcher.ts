@@ -10,8 +10,14 @@ import { Emitter, type Listener } from "./emitter.ts";
 import { fetchEventsPage, fetchJob, type HttpContext } from "./http.ts";
 import { Sequencer } from "./sequencer.ts";
 import type { StreamTarget } from "./transport.ts";
-import type { ConnectionQuality, ConnectionState, JobSnapshot, TransportName } from "./types.ts";
-import type { WatcherEvents } from "./watch_events.ts";
+import type {
+  ConnectionQuality,
+  ConnectionState,
+  JobEvent,
+  JobSnapshot,
+  TransportName,
+} from "./types.ts";
+import { WATCHER_EVENT_NAMES, type WatcherEvents } from "./watch_events.ts";
 import type { ResolvedWatchOptions } from "./watch_options.ts";
 
 /** Follows jobs and emits {@link WatcherEvents}. */
@@ -100,12 +106,24 @@ export class JobWatcher {
    * @returns a function that removes it
    */
   on<K extends keyof WatcherEvents>(name: K, listener: Listener<WatcherEvents, K>): () => void {
-    return this.#emitter.on(name, listener);
+    return this.#emitter.on(knownName(name), listener);
+  }
+
+  /**
+   * Adds a listener of the events of one type (`"model_deployed"`, `"progress"`, …), in
+   * sequence order like {@link on}`("event")`.
+   *
+   * @returns a function that removes it
+   */
+  onEvent(type: string, listener: (event: JobEvent) => void): () => void {
+    return this.#emitter.on("event", (event) => {
+      if (event.type === type) listener(event);
+    });
   }
 
   /** Adds a listener called at most once. */
   once<K extends keyof WatcherEvents>(name: K, listener: Listener<WatcherEvents, K>): () => void {
-    return this.#emitter.once(name, listener);
+    return this.#emitter.once(knownName(name), listener);
   }
 
   /** Removes a listener. */
@@ -125,4 +143,18 @@ export class JobWatcher {
   reconnect(): void {
     this.#loop.restart();
   }
+}
+
+/**
+ * The name, if a watcher emits it. From JavaScript, a listener of another name would never
+ * be called: most likely an event type, which {@link JobWatcher.onEvent} listens to.
+ *
+ * @throws {TypeError} naming `onEvent`
+ */
+function knownName<K extends keyof WatcherEvents>(name: K): K {
+  if (WATCHER_EVENT_NAMES.has(name)) return name;
+  throw new TypeError(
+    `A watcher emits no ${JSON.stringify(name)}: for the events of a type, use ` +
+      `onEvent(${JSON.stringify(name)}, listener)`,
+  );
 }

@@ -48,3 +48,23 @@ export interface WatcherEvents {
   /** The watcher stopped for good (closed, finished, refused, or out of attempts). */
   closed: { reason: string };
 }
+
+/** Every name of {@link WatcherEvents}, to tell a misspelt or event-type name at run time. */
+export const WATCHER_EVENT_NAMES: ReadonlySet<string> = new Set<keyof WatcherEvents>([
+  "event",
+  "connected",
+  "disconnected",
+  "reconnecting",
+  "error",
+  "max_reconnect_attempts",
+  "quality",
+  "snapshot",
+  "connection",
+  "finished",
+  "transport",
+  "gap",
+  "truncated",
+  "created",
+  "deleted",
+  "closed",
+]);

@@ -129,3 +129,40 @@ for (const transport of ["websocket", "sse", "poll"] as const) {
     });
   });
 }
+
+Deno.test("onEvent listens to the events of one type; on() with a name a watcher never emits throws", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const watcher = watchJob(server.url, id);
+    const rec = new Recorder(watcher);
+    const deployed: number[] = [];
+    const progress: number[] = [];
+    watcher.onEvent("model_deployed", (event) => deployed.push(event.sequence));
+    const off = watcher.onEvent("progress", (event) => progress.push(event.sequence));
+    try {
+      await rec.next("connected");
+      await publish(
+        server.url,
+        id,
+        { type: "model_deployed", data: { model_name: "v3" } },
+        { type: "progress", data: { progress: 10 } },
+        logEvent("x"),
+        { type: "model_deployed", data: { model_name: "v4" } },
+      );
+      await rec.until(4);
+      off();
+      await publish(server.url, id, { type: "progress", data: { progress: 20 } });
+      await rec.until(5);
+      assert.deepEqual(deployed, [1, 4]);
+      assert.deepEqual(progress, [2]);
+      // From JavaScript, a listener of an event type by on() would never be called.
+      const untyped = watcher as unknown as { on(name: string, fn: () => void): void };
+      assert.throws(
+        () => untyped.on("model_deployed", () => {}),
+        (e) => e instanceof TypeError && /onEvent\("model_deployed"/.test(e.message),
+      );
+    } finally {
+      watcher.close();
+    }
+  });
+});
