@@ -35,7 +35,8 @@ export interface Subscriber {
 export interface FirehoseSubscriber {
   deliver(event: WireEvent): void;
   created(job: Job): void;
-  deleted(jobId: string): void;
+  /** A job was deleted or purged; `job` is what it was, when known (not after a purge). */
+  deleted(jobId: string, job?: Job): void;
 }
 
 /** How a join went, for the `connection`/`subscribed` message. */
@@ -350,16 +351,22 @@ export class Hub {
     this.#fanout.notify({ kind: "created", job });
   }
 
-  /** Ends every subscription of a job that was deleted or purged, here and elsewhere. */
-  jobDeleted(jobId: string, reason: string): void {
-    this.#endJob(jobId, reason);
-    this.#fanout.notify({ kind: "deleted", jobId });
+  /**
+   * Ends every subscription of a job that was deleted or purged, here and elsewhere.
+   *
+   * @param job the job as it was, so that streams of every job can tell who may hear of it
+   */
+  jobDeleted(jobId: string, reason: string, job?: Job): void {
+    this.#endJob(jobId, reason, job);
+    this.#fanout.notify(
+      job === undefined ? { kind: "deleted", jobId } : { kind: "deleted", jobId, job },
+    );
   }
 
-  #endJob(jobId: string, reason: string): void {
+  #endJob(jobId: string, reason: string, job?: Job): void {
     const channel = this.#channels.get(jobId);
     if (channel !== undefined) this.#endChannel(jobId, channel, reason);
-    for (const subscriber of this.#firehose) subscriber.deleted(jobId);
+    for (const subscriber of this.#firehose) subscriber.deleted(jobId, job);
   }
 
   /** Stops tracking a job here and ends its subscribers. */
@@ -456,7 +463,7 @@ export class Hub {
       this.#channel(notice.job.id, notice.job.last_sequence, notice.job.created_at);
       for (const subscriber of this.#firehose) subscriber.created(notice.job);
     } else {
-      this.#endJob(notice.jobId, "job deleted");
+      this.#endJob(notice.jobId, "job deleted", notice.job);
     }
   }
 

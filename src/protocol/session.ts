@@ -74,12 +74,20 @@ class FirehoseSubscription implements FirehoseSubscriber {
   #kinds = new Map<string, boolean>();
   constructor(readonly session: Session, readonly filter: FirehoseFilter) {}
 
+  /** Jobs the stream started with: the client knows them, so it hears of their deletion. */
+  started(jobs: readonly Job[]): void {
+    for (const job of jobs) this.#kinds.set(job.id, true);
+  }
+
+  #admits(job: Job | undefined): boolean {
+    return job !== undefined && this.session.context.visible(job) &&
+      (this.filter.kind === undefined || job.kind === this.filter.kind);
+  }
+
   #passes(jobId: string, job: Job | undefined): boolean {
     let seen = this.#kinds.get(jobId);
     if (seen === undefined) {
-      const current = job ?? this.session.context.job(jobId);
-      seen = current !== undefined && this.session.context.visible(current) &&
-        (this.filter.kind === undefined || current.kind === this.filter.kind);
+      seen = this.#admits(job ?? this.session.context.job(jobId));
       this.#kinds.set(jobId, seen);
     }
     if (!seen) return false;
@@ -94,8 +102,11 @@ class FirehoseSubscription implements FirehoseSubscriber {
   created(job: Job): void {
     if (this.#passes(job.id, job)) this.session.sendNotice("created", job.id, { job });
   }
-  deleted(jobId: string): void {
-    if (this.#kinds.get(jobId) === true) this.session.sendNotice("deleted", jobId, {});
+  deleted(jobId: string, job?: Job): void {
+    // Also a job this stream never saw an event of: the client may have listed it itself.
+    if (this.#kinds.get(jobId) ?? this.#admits(job)) {
+      this.session.sendNotice("deleted", jobId, {});
+    }
     this.#kinds.delete(jobId);
   }
 }
@@ -232,6 +243,7 @@ export class Session {
   /** Follows every job the principal may see (`all=1`), with optional filters. */
   subscribeAll(filter: FirehoseFilter, jobs: Job[]): void {
     this.#firehose = new FirehoseSubscription(this, filter);
+    this.#firehose.started(jobs);
     this.context.hub.subscribeAll(this.#firehose);
     if (this.codec.format === "snapshot") {
       for (const job of jobs) this.#push(JSON.stringify(flatSnapshot(job)), "snapshot", false);

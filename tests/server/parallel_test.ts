@@ -257,3 +257,43 @@ Deno.test("on two isolates, subscribers to every job get every job's events in o
     }
   });
 });
+
+Deno.test("streams of every job hear of each deletion, of jobs they started with or never listed, on either isolate", async () => {
+  await withChildServer(2, [], async (server) => {
+    // 203 jobs: a stream of every job starts with the newest 200, so 3 it never lists.
+    const ids: string[] = [];
+    for (let i = 0; i < 203; i++) {
+      const created = await http(server.url, "POST", "/jobs", { id: `del-${i}` });
+      assert.equal(created.status, 201, created.text);
+      ids.push(`del-${i}`);
+    }
+    const streams = await Promise.all(
+      Array.from(
+        { length: 6 },
+        () => WsClient.connect(`${server.url.replace("http", "ws")}/ws?all=1`),
+      ),
+    );
+    const sse = await StreamClient.open(`${server.url}/events?all=1`, "sse");
+    try {
+      for (const ws of streams) await ws.next((m: Msg) => m.type === "connection");
+      await sse.inbox.next((m) => m.event === "connection");
+      const listed = streams[0]!.messages[0].data.jobs.map((j: { id: string }) => j.id);
+      assert.ok(listed.includes("del-202") && !listed.includes("del-0"), listed.length);
+      // One listed and one never listed, deleted through connections landing anywhere.
+      for (const id of ["del-202", "del-0"]) {
+        assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+      }
+      for (const ws of streams) {
+        for (const id of ["del-202", "del-0"]) {
+          await ws.next((m: Msg) => m.type === "deleted" && m.job_id === id);
+        }
+      }
+      for (const id of ["del-202", "del-0"]) {
+        await sse.inbox.next((m) => m.event === "deleted" && m.json.job_id === id);
+      }
+    } finally {
+      for (const ws of streams) await ws.close();
+      await sse.close();
+    }
+  });
+});

@@ -160,7 +160,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("forbidden", `No write access to job ${id}`);
     }
     store.deleteJob(id, Date.now());
-    hub.jobDeleted(id, "job deleted");
+    hub.jobDeleted(id, "job deleted", record);
     return c.json({ id, deleted: true });
   });
 }
