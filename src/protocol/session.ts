@@ -240,8 +240,13 @@ export class Session {
     return true;
   }
 
-  /** Follows every job the principal may see (`all=1`), with optional filters. */
-  subscribeAll(filter: FirehoseFilter, jobs: Job[]): void {
+  /**
+   * Follows every job the principal may see (`all=1`), with optional filters.
+   *
+   * @param jobs the newest of them, sent first
+   * @param more whether there are more than `jobs` (the client lists the rest page by page)
+   */
+  subscribeAll(filter: FirehoseFilter, jobs: Job[], more = false): void {
     this.#firehose = new FirehoseSubscription(this, filter);
     this.#firehose.started(jobs);
     this.context.hub.subscribeAll(this.#firehose);
@@ -255,6 +260,7 @@ export class Session {
       server_time: new Date().toISOString(),
       filter,
       jobs,
+      more_jobs: more,
     }, false);
   }
 

@@ -52,6 +52,19 @@ export function etaSeconds(job, now) {
 }
 
 /**
+ * The ETA as shown: `1m 30s`, or `overdue` once the estimate has run out while the job
+ * goes on; `null` when there is none.
+ *
+ * @param {any} job
+ * @param {number} now
+ */
+export function etaText(job, now) {
+  const eta = etaSeconds(job, now);
+  if (eta === null) return null;
+  return eta > 0 ? duration(eta) : "overdue";
+}
+
+/**
  * `45.5%` (one decimal at most).
  *
  * @param {number} progress 0–100

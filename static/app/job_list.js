@@ -9,7 +9,7 @@
  */
 import { watchJobs } from "/client.js";
 import { currentToken, getJson, withQuery } from "./api.js";
-import { duration, elapsedSeconds, etaSeconds, percent, TERMINAL } from "./format.js";
+import { duration, elapsedSeconds, etaText, percent, TERMINAL } from "./format.js";
 import { frameScheduler } from "./frame.js";
 
 /** Jobs per `GET /jobs` page. */
@@ -32,6 +32,10 @@ export class JobList {
     this.list = /** @type {HTMLUListElement} */ (document.getElementById("jobs"));
     this.empty = /** @type {HTMLElement} */ (document.getElementById("jobs-empty"));
     this.summary = /** @type {HTMLElement} */ (document.getElementById("list-summary"));
+    this.announcer = /** @type {HTMLElement} */ (document.getElementById("list-announce"));
+    this.announce = false;
+    /** Whether the stream's first message held every job there is. */
+    this.streamHasAll = false;
     this.more = /** @type {HTMLButtonElement} */ (document.getElementById("load-more"));
     this.kinds = /** @type {HTMLDataListElement} */ (document.getElementById("kinds"));
     this.statusInput = /** @type {HTMLSelectElement} */ (document.getElementById("filter-status"));
@@ -69,6 +73,8 @@ export class JobList {
       };
       const serverSide = next.status !== this.filters.status || next.kind !== this.filters.kind;
       this.filters = next;
+      // The count is read out after a change of filters, not at every job's change.
+      this.announce = true;
       this.reorder = true;
       this.schedule();
       if (serverSide && this.watcher !== undefined) this.reload();
@@ -86,7 +92,10 @@ export class JobList {
       const typed = this.idInput.value.trim();
       if (typed === "") return;
       const visible = this.#visibleIds();
-      this.options.onOpen(visible.length === 1 ? visible[0] : typed);
+      // The one match, the id typed in full, or (matching nothing loaded) the id on the
+      // server; several partial matches stay listed to choose from.
+      if (visible.length === 1) this.options.onOpen(visible[0]);
+      else if (visible.length === 0 || visible.includes(typed)) this.options.onOpen(typed);
     });
     this.idInput.addEventListener("keydown", (event) => {
       if (event.key === "Enter") {
@@ -113,6 +122,11 @@ export class JobList {
     watcher.on("snapshot", ({ job }) => this.upsert(job));
     watcher.on("created", ({ job }) => this.upsert(job));
     watcher.on("deleted", ({ job_id }) => this.remove(job_id));
+    // The stream starts with the newest jobs: when that is every one, the page has them all.
+    watcher.on("connection", (greeting) => {
+      this.streamHasAll = greeting.data?.more_jobs === false;
+      this.schedule();
+    });
     watcher.on("connected", () => {
       this.#stopOffline();
       // Whatever changed while the stream was down (jobs made or deleted) is read again.
@@ -156,13 +170,24 @@ export class JobList {
    */
   upsert(job) {
     if (job === null || typeof job !== "object" || typeof job.id !== "string") return;
-    const known = this.jobs.get(job.id);
+    let known = this.jobs.get(job.id);
+    // A job made again under a deleted id starts over: it replaces the old one whole (and
+    // news of the old one that comes late changes nothing).
+    if (known?.created_at !== undefined && job.created_at !== undefined) {
+      if (job.created_at < known.created_at) return;
+      if (job.created_at > known.created_at) known = undefined;
+    }
     if (known !== undefined && known.last_sequence > job.last_sequence) return;
     if (known === undefined) this.reorder = true;
     else if (known.status !== job.status) this.reorder = true;
     this.jobs.set(job.id, known === undefined ? job : { ...known, ...job });
     this.dirty.add(job.id);
     this.schedule();
+  }
+
+  /** Puts the keyboard focus on a job's link, if it is listed. @param {string} id */
+  focusJob(id) {
+    this.rows.get(id)?.link.focus({ preventScroll: true });
   }
 
   /** @param {string} id */
@@ -308,16 +333,24 @@ export class JobList {
     for (const job of this.jobs.values()) if (job.status === "running") running++;
     const filtered = this.filters.status !== "" || this.filters.kind !== "" ||
       this.filters.id !== "";
+    // Counts are of the jobs loaded here: with more on the server, the text says so.
+    const more = this.nextCursor !== null && !this.streamHasAll;
     this.summary.textContent = this.loadError !== ""
       ? this.loadError
       : !this.loaded
       ? "Loading jobs…"
       : `${filtered ? `${visible} shown of ` : ""}${total} job${total === 1 ? "" : "s"}${
-        running > 0 ? ` · ${running} running` : ""
-      }`;
+        more ? " loaded (more on the server)" : ""
+      }${running > 0 ? ` · ${running} running` : ""}`;
+    if (this.announce && this.loaded) {
+      this.announce = false;
+      this.announcer.textContent = this.summary.textContent;
+    }
     this.empty.hidden = visible > 0 || !this.loaded;
     this.empty.textContent = total === 0
       ? "No jobs yet. They appear here the moment they are created (POST /jobs)."
+      : more && this.filters.id !== ""
+      ? "No loaded job matches: press Enter to open this id, or load more."
       : "No job matches these filters.";
     this.more.hidden = this.nextCursor === null;
   }
@@ -414,10 +447,10 @@ function updateRow(row, job, now) {
 
 /** @param {ReturnType<typeof makeRow>} row @param {any} job @param {number} now */
 function updateTimes(row, job, now) {
-  const eta = etaSeconds(job, now);
+  const eta = etaText(job, now);
   const elapsed = elapsedSeconds(job, now);
   const parts = [];
-  if (eta !== null) parts.push(`ETA ${duration(eta)}`);
+  if (eta !== null) parts.push(`ETA ${eta}`);
   if (elapsed !== null && job.started_at) {
     parts.push(`${TERMINAL.has(job.status) ? "took" : "elapsed"} ${duration(elapsed)}`);
   }

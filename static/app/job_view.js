@@ -9,7 +9,7 @@
 import { watchJob } from "/client.js";
 import { currentToken, getJson, jobPath } from "./api.js";
 import { ProgressChart } from "./chart.js";
-import { dateTime, duration, elapsedSeconds, etaSeconds, percent, TERMINAL } from "./format.js";
+import { dateTime, duration, elapsedSeconds, etaText, percent, TERMINAL } from "./format.js";
 import { AUTH_CODES } from "./job_list.js";
 import { LogTail } from "./log_tail.js";
 import { frameScheduler } from "./frame.js";
@@ -41,6 +41,8 @@ export class JobView {
     this.job = undefined;
     this.schedule = frameScheduler(() => this.#render());
     this.resultFetched = false;
+    /** Set once the server says the job is not there (deleted, purged or never made). */
+    this.gone = false;
     this.ticker = undefined;
     this.followButton.addEventListener("click", () => {
       this.log.setFollowing(!this.log.following);
@@ -58,6 +60,7 @@ export class JobView {
     this.close();
     this.id = id;
     this.job = undefined;
+    this.gone = false;
     this.resultFetched = false;
     $("job-title").textContent = id;
     document.title = `${id} · jobwire`;
@@ -100,6 +103,10 @@ export class JobView {
       if (watcher !== this.watcher) return;
       if (GONE_CODES.has(error.code)) {
         this.#notice(`There is no job ${id} (it may have been deleted or purged).`);
+        // What is shown is what the job was: nothing of it moves any more.
+        this.gone = true;
+        clearInterval(this.ticker);
+        this.#render();
       } else if (AUTH_CODES.has(error.code) && watcher.state === "closed") {
         if (error.code === "forbidden" && !/token/i.test(error.message)) {
           this.#notice(`You may not see job ${id}.`);
@@ -159,13 +166,18 @@ export class JobView {
     const job = this.job;
     const badge = $("job-status");
     const bar = $("job-bar");
-    if (job === undefined) {
+    if (this.gone) {
+      badge.textContent = job === undefined ? "not found" : "deleted";
+      badge.className = "badge gone";
+      if (job === undefined) return;
+    } else if (job === undefined) {
       badge.textContent = "loading";
       badge.className = "badge";
       return;
+    } else {
+      badge.textContent = job.stalled ? `${job.status} · stalled` : job.status;
+      badge.className = `badge ${job.status}${job.stalled ? " stalled" : ""}`;
     }
-    badge.textContent = job.stalled ? `${job.status} · stalled` : job.status;
-    badge.className = `badge ${job.status}${job.stalled ? " stalled" : ""}`;
     const progress = Math.min(100, Math.max(0, Number(job.progress) || 0));
     bar.setAttribute("aria-valuenow", String(progress));
     bar.setAttribute("aria-valuetext", `${percent(progress)} (${job.status})`);
@@ -216,11 +228,9 @@ export class JobView {
       return;
     }
     const now = Date.now();
-    const eta = etaSeconds(job, now);
-    const elapsed = job.started_at ? elapsedSeconds(job, now) : null;
-    $("job-eta").textContent = eta === null
-      ? (TERMINAL.has(job.status) ? "done" : "–")
-      : duration(eta);
+    const eta = this.gone ? null : etaText(job, now);
+    const elapsed = job.started_at && !this.gone ? elapsedSeconds(job, now) : null;
+    $("job-eta").textContent = eta ?? (TERMINAL.has(job.status) ? "done" : "–");
     $("job-elapsed").textContent = elapsed === null ? "–" : duration(elapsed);
   }
 

@@ -10,6 +10,9 @@
 import { clock } from "./format.js";
 import { frameScheduler } from "./frame.js";
 
+/** Line breaks inside one log line. */
+const LINE_BREAKS = /\r\n|\r|\n/g;
+
 /** Height of a row, in CSS pixels (matches `.log .row` in style.css). */
 const ROW_HEIGHT = 18;
 /** Rows rendered above and below the visible ones. */
@@ -140,7 +143,8 @@ export class LogTail {
       row.dataset.sequence = String(line.sequence);
       row.childNodes[0].textContent = clock(line.timestamp);
       row.childNodes[1].textContent = LEVELS[line.level];
-      row.childNodes[2].textContent = line.text;
+      // A row is one line high: line breaks inside a log line are shown, not followed.
+      row.childNodes[2].textContent = line.text.replace(LINE_BREAKS, "↵");
     }
   }
 

@@ -42,6 +42,10 @@ const view = new JobView({
 /** @type {import("./session.js").Session | undefined} */
 let session;
 let lastAuthLoss = 0;
+/** Where the list was scrolled to, and the job opened from it, to come back to. */
+let listScroll = 0;
+/** @type {string | undefined} */
+let openedJob;
 
 /** @param {"boot" | "sign-in" | "list-view" | "job-view"} name */
 function showSection(name) {
@@ -115,14 +119,23 @@ function route() {
     } catch {
       // Shown as typed; the server answers that it does not know it.
     }
+    if (!$("list-view").hidden) listScroll = scrollY;
     showSection("job-view");
     view.open(id);
+    openedJob = id;
+    // Keyboard and screen reader users land on the job's name, not on the page's top.
+    $("job-title").focus();
     return;
   }
+  const fromJob = !$("job-view").hidden;
   view.close();
   indicator.show(list.watcher);
   document.title = "jobwire";
   showSection("list-view");
+  if (fromJob) {
+    scrollTo(0, listScroll);
+    if (openedJob !== undefined) list.focusJob(openedJob);
+  }
 }
 
 function stopApp() {

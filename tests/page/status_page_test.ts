@@ -292,3 +292,96 @@ browserTest("the page is readable at phone width (375 px) without sideways scrol
     await server.close();
   }
 });
+
+browserTest(
+  "the list drops a job deleted after the page loaded and shows one made again under its id; an open view of it stops",
+  async () => {
+    const server = await startTestServer();
+    const browser = await openBrowser({ viewport: { width: 375, height: 740 } });
+    const { page } = browser;
+    try {
+      // Made before the page loads: the list knows it from its first page only.
+      await http(server.url, "POST", "/jobs", {
+        id: "old-1",
+        kind: "nightly-data-warehouse-export",
+      });
+      await http(server.url, "POST", "/jobs/old-1/progress", {
+        progress: 40,
+        stage: "S".repeat(3000),
+        eta_seconds: 3600,
+      });
+      await page.goto(`${server.url}/`);
+      await connected(page);
+      await rowProgress(page, "old-1", 40);
+      // A long stage and kind wrap or shrink; the id keeps most of the row.
+      assert.equal(await overflowX(page), 0, "the list scrolls sideways");
+      const [idCut, kindWidth] = await row(page, "old-1").evaluate((li) => [
+        li.querySelector(".job-id")!.scrollWidth > li.querySelector(".job-id")!.clientWidth,
+        li.querySelector(".kind")!.getBoundingClientRect().width,
+      ]);
+      assert.equal(idCut, false, "the id is cut while the kind takes the room");
+      assert.ok(Number(kindWidth) < 200, `kind ${kindWidth} px`);
+
+      assert.equal((await http(server.url, "DELETE", "/jobs/old-1")).status, 200);
+      await until(
+        "the deleted job to leave the list",
+        async () => (await row(page, "old-1").count()) === 0 || undefined,
+      );
+      await http(server.url, "POST", "/jobs", { id: "old-1", kind: "again" });
+      await row(page, "old-1").waitFor();
+      assert.equal(await row(page, "old-1").locator(".kind").textContent(), "again");
+      await rowProgress(page, "old-1", 0);
+
+      // The view of a job deleted while open says so and stops counting.
+      await http(server.url, "POST", "/jobs/old-1/start", {});
+      await http(server.url, "POST", "/jobs/old-1/log", { line: "first\nsecond\nthird" });
+      await row(page, "old-1").getByRole("link").click();
+      await logCount(page, 2);
+      assert.equal(
+        await page.evaluate(() => document.activeElement?.id),
+        "job-title",
+        "opening a job puts the focus on its name",
+      );
+      const logged = await page.locator("#log .row").last().textContent() ?? "";
+      assert.match(logged, /first↵second↵third/);
+      assert.equal((await http(server.url, "DELETE", "/jobs/old-1")).status, 200);
+      await until(
+        "the badge to say deleted",
+        async () => (await page.locator("#job-status").textContent()) === "deleted" || undefined,
+      );
+      const elapsed = await page.locator("#job-elapsed").textContent();
+      assert.equal(elapsed, "–");
+      assert.deepEqual(browser.errors.filter((e) => !/404|410/.test(e)), []);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "with more jobs than the first page, counts say they are of the jobs loaded",
+  async () => {
+    const server = await startTestServer();
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      // The stream starts with the newest 200; the first page of the list has 50.
+      for (let i = 0; i < 205; i++) await http(server.url, "POST", "/jobs", { id: `bulk-${i}` });
+      await page.goto(`${server.url}/`);
+      await connected(page);
+      await until("the summary", async () => {
+        const text = await page.locator("#list-summary").textContent() ?? "";
+        return /^200 jobs loaded \(more on the server\)$/.test(text) || new NotYet(text);
+      });
+      // An id that is on the server but not loaded: Enter opens it.
+      await page.locator("#filter-id").fill("bulk-0");
+      await page.locator("#filter-id").press("Enter");
+      await until("the job view", async () => await page.locator("#job-view").isVisible());
+      assert.equal(await page.locator("#job-title").textContent(), "bulk-0");
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);

@@ -63,20 +63,21 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     }
   }
 
-  /** Snapshots of the jobs an `all=1` stream starts with. */
+  /** Snapshots of the jobs an `all=1` stream starts with, and whether there are more. */
   function visibleJobs(
     principal: Principal,
     filter: FirehoseFilter,
-  ): ReturnType<typeof publicJob>[] {
+  ): { jobs: ReturnType<typeof publicJob>[]; more: boolean } {
     const page = store.listJobs({
       ...filter,
       limit: FIREHOSE_SNAPSHOT_LIMIT,
       ...visibility(principal),
     });
-    return page.jobs.filter((job: JobRecord) => canRead(principal, job)).map((job) => {
+    const jobs = page.jobs.filter((job: JobRecord) => canRead(principal, job)).map((job) => {
       const { result: _r, ...rest } = publicJob(job);
       return rest as ReturnType<typeof publicJob>;
     });
+    return { jobs, more: page.next_cursor !== null };
   }
 
   /** Starts a many-job session: every visible job (`all=1`), or the jobs it names. */
@@ -89,7 +90,8 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
   ): void {
     if (options.all === true) {
       const filter = firehoseFilter(options);
-      session.subscribeAll(filter, visibleJobs(principal, filter));
+      const { jobs, more } = visibleJobs(principal, filter);
+      session.subscribeAll(filter, jobs, more);
       return;
     }
     session.greet(jobs);
