@@ -47,6 +47,19 @@ const NO_AUTOCHECKPOINT = `PRAGMA wal_autocheckpoint = 0;`;
 /** Milliseconds between background checkpoints. */
 const CHECKPOINT_INTERVAL_MS = 200;
 
+/**
+ * Size of the WAL file past which a writer checkpoints it itself, right after a commit.
+ * The background checkpoints are passive: under steady writes they never catch up with
+ * the writers, nothing makes the WAL start over, and it grew by tens of megabytes a
+ * second. A checkpoint on the writer's connection between its commits finds no newer
+ * frame, so it can copy all of them (most were copied by the background already), and the
+ * next commit starts the WAL over; `journal_size_limit` then cuts the file back.
+ */
+export const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/** Least time between two looks at the WAL's size, in ms. */
+const WAL_CHECK_MS = 100;
+
 const JOB_COLUMNS = `id, kind, owner, status, progress, stage, message, eta_seconds, created_at,
   queued_at, started_at, updated_at, completed_at, result, error, metadata, last_sequence,
   first_sequence, stalled, eta_base_at, eta_base_progress, last_event_at, ended_at`;
@@ -64,6 +77,7 @@ const SQL = {
   begin: `BEGIN IMMEDIATE`,
   commit: `COMMIT`,
   rollback: `ROLLBACK`,
+  checkpoint: `PRAGMA wal_checkpoint(PASSIVE)`,
   waitForLock: `PRAGMA busy_timeout = 2000`,
   failOnLock: `PRAGMA busy_timeout = 0`,
   updateJob: `UPDATE jobs SET status = ?, progress = ?, stage = ?, message = ?, eta_seconds = ?,
@@ -122,6 +136,8 @@ export interface SqliteStoreOptions {
    * the launcher of a server on several isolates runs one thread for all of them).
    */
   checkpoints?: "thread" | "commits" | "elsewhere";
+  /** Size of the WAL file past which a writer checkpoints it itself; default 64 MiB. */
+  walLimitBytes?: number;
 }
 
 /** The worker thread that checkpoints a database file, and how to stop it. */
@@ -198,20 +214,45 @@ export class SqliteStore implements EventStore {
 
   #checkpointer: Checkpointer | undefined;
   #path: string | undefined;
+  /** The WAL file, when this connection writes a database file (see {@link #boundWal}). */
+  #wal: string | undefined;
+  #walLimit: number;
+  #walCheckedAt = 0;
 
   /** @param path the database file, when it has one (see {@link SqliteStoreOptions.checkpoints}) */
   constructor(db: DatabaseSync, options: SqliteStoreOptions, path?: string) {
     this.#db = db;
     this.#options = options;
+    this.#walLimit = options.walLimitBytes ?? WAL_LIMIT_BYTES;
     try {
       db.exec(PRAGMAS);
       migrate(db);
       const checkpoints = options.checkpoints ?? "thread";
-      if (path !== undefined && checkpoints !== "commits") db.exec(NO_AUTOCHECKPOINT);
+      if (path !== undefined && checkpoints !== "commits") {
+        db.exec(NO_AUTOCHECKPOINT);
+        db.exec(`PRAGMA journal_size_limit = ${this.#walLimit}`);
+        this.#wal = `${path}-wal`;
+      }
       if (path !== undefined && checkpoints === "thread") this.#path = path;
     } catch (error) {
       db.close();
       throw error;
+    }
+  }
+
+  /** After a commit: checkpoints here when the WAL has grown past its limit (see {@link WAL_LIMIT_BYTES}). */
+  #boundWal(): void {
+    if (this.#wal === undefined) return;
+    const now = performance.now();
+    if (now - this.#walCheckedAt < WAL_CHECK_MS) return;
+    this.#walCheckedAt = now;
+    try {
+      if (Deno.statSync(this.#wal).size <= this.#walLimit) return;
+      const { busy } = this.#stmt(SQL.checkpoint).get() as { busy: number };
+      if (busy !== 0) this.#walCheckedAt = 0;
+    } catch {
+      // Another checkpoint is running (the background one): the next commit tries again.
+      this.#walCheckedAt = 0;
     }
   }
 
@@ -396,6 +437,7 @@ export class SqliteStore implements EventStore {
       if (this.#path !== undefined && this.#checkpointer === undefined) {
         this.#checkpointer = startCheckpointer(this.#path);
       }
+      this.#boundWal();
       return outcomes;
     } catch (error) {
       if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();

@@ -8,11 +8,12 @@ import {
   type SqliteStoreOptions,
 } from "../../src/store/sqlite_store.ts";
 import { MIGRATIONS } from "../../src/store/migrations.ts";
-import type {
-  AppendOutcome,
-  AppendRequest,
-  NewJob,
-  SweepPolicy,
+import {
+  type AppendOutcome,
+  type AppendRequest,
+  type NewJob,
+  StoreBusyError,
+  type SweepPolicy,
 } from "../../src/store/event_store.ts";
 import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
 import { encodeEnvelope } from "../../src/jobs/envelope.ts";
@@ -1044,6 +1045,45 @@ Deno.test("events stored as whole envelopes are split into parts and read back b
       store.close();
     }
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("under steady writes the checkpointer keeps the WAL file near its limit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+  const limit = 1024 * 1024;
+  const store = openSqliteStore(dir, { maxEventsPerJob: 1000, walLimitBytes: limit });
+  const wal = join(dir, "jobwire.db-wal");
+  try {
+    create(store, "w");
+    // 10,000 commits of 4 KB events, yielding now and then so the checkpointer runs.
+    const line = "x".repeat(4000);
+    let largest = 0;
+    for (let i = 0; i < 10_000; i++) {
+      // While the checkpointer empties the WAL it holds the write lock: wait, as the
+      // committer does.
+      for (;;) {
+        try {
+          ok(append(store, { jobId: "w", events: [log(`${i} ${line}`)] }));
+          break;
+        } catch (error) {
+          if (!(error instanceof StoreBusyError)) throw error;
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      }
+      if (i % 200 === 0) {
+        largest = Math.max(largest, Deno.statSync(wal).size);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    largest = Math.max(largest, Deno.statSync(wal).size);
+    // Each commit adds about 20 KB to the WAL (the row, its pages, the job, the oldest
+    // events' removal): some 200 MB in all, of which the file holds what was written since
+    // the last look at its size (every 100 ms), not everything.
+    assert.ok(largest < 32 * limit, `WAL grew to ${largest} bytes`);
+    assert.equal(store.getJob("w")?.last_sequence, 10_000);
+  } finally {
+    store.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
