@@ -4,8 +4,10 @@
  *
  * @module
  */
+import { mkdirSync } from "node:fs";
 import {
   BOOLEAN_FLAGS,
+  type Config,
   ConfigError,
   optionsHelp,
   parseArgs,
@@ -13,6 +15,8 @@ import {
   resolveConfig,
 } from "./src/config.ts";
 import { startServer } from "./src/server.ts";
+import { type DataLock, lockDataDir } from "./src/store/data_lock.ts";
+import { startupFailure } from "./src/startup_errors.ts";
 import { parallelUnavailable, startCluster } from "./src/cluster.ts";
 import { log } from "./src/log.ts";
 import { signToken } from "./src/auth/keys.ts";
@@ -62,9 +66,28 @@ async function serve(args: string[]): Promise<number> {
     { flags: parsed.flags, env: Deno.env.toObject(), ...(file === undefined ? {} : { file }) },
     new Set(["config", "help"]),
   );
-  const unavailable = config.workers > 1 ? parallelUnavailable() : undefined;
+  const unavailable = config.workers <= 1
+    ? undefined
+    : config.dataDir === ":memory:"
+    ? "an in-memory database (--data-dir :memory:) lives in one isolate"
+    : parallelUnavailable();
   if (unavailable !== undefined) log("warn", `serving with one isolate: ${unavailable}`);
   const parallel = config.workers > 1 && unavailable === undefined;
+  let lock: DataLock | undefined;
+  if (config.dataDir !== ":memory:") {
+    // The database holds password hashes and tickets: a directory made here is private.
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    lock = lockDataDir(config.dataDir);
+  }
+  try {
+    return await serveLocked(config, parallel);
+  } finally {
+    lock?.release();
+  }
+}
+
+/** Serves `config` until a signal stops it; returns the exit code. */
+async function serveLocked(config: Config, parallel: boolean): Promise<number> {
   let url: string;
   let secret: { secret: Uint8Array; path: string | null; created: boolean } | undefined;
   let stop: ((signal: Deno.Signal) => void) | undefined;
@@ -164,6 +187,12 @@ if (import.meta.main) {
     if (error instanceof ConfigError) {
       console.error(`jobwire: ${error.message}`);
       Deno.exit(2);
+    }
+    // The machine's refusals (a port in use, a file that is not a database…) in one line.
+    const failure = startupFailure(error);
+    if (failure !== undefined) {
+      console.error(`jobwire: ${failure}`);
+      Deno.exit(1);
     }
     throw error;
   }

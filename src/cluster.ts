@@ -66,17 +66,27 @@ async function ipOf(host: string): Promise<string> {
   if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return host;
   if (host.includes(":")) return `[${host.replace(/^\[|\]$/g, "")}]`;
   if (host === "localhost") return "127.0.0.1";
-  const [address] = await Deno.resolveDns(host, "A");
-  if (address === undefined) throw new Error(`Cannot resolve --host ${host}`);
+  let address: string | undefined;
+  try {
+    [address] = await Deno.resolveDns(host, "A");
+  } catch (error) {
+    throw new Deno.errors.NotFound(`cannot resolve --host ${host}: ${(error as Error).message}`);
+  }
+  if (address === undefined) throw new Deno.errors.NotFound(`cannot resolve --host ${host}`);
   return address;
 }
 
-/** A free TCP port on `hostname` (the isolates must all bind the same one). */
-function freePort(hostname: string): number {
-  const listener = Deno.listen({ hostname: hostname.replace(/^\[|\]$/g, ""), port: 0 });
-  const port = listener.addr.port;
+/**
+ * A free TCP port on `hostname` (the isolates must all bind the same one), or `port` when
+ * it is free.
+ *
+ * @throws {Deno.errors.AddrInUse} here, at once, rather than from every isolate later
+ */
+function freePort(hostname: string, port = 0): number {
+  const listener = Deno.listen({ hostname: hostname.replace(/^\[|\]$/g, ""), port });
+  const bound = listener.addr.port;
   listener.close();
-  return port;
+  return bound;
 }
 
 async function forward(stream: ReadableStream<Uint8Array>, to: typeof Deno.stdout): Promise<void> {
@@ -109,7 +119,7 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
   }).close();
   const secret = config.noAuth ? undefined : loadOrCreateSecret(config.dataDir, config.jwtSecret);
   const ip = await ipOf(config.host);
-  const port = config.port === 0 ? freePort(ip) : config.port;
+  const port = freePort(ip, config.port);
   const url = `http://${ip}:${port}`;
   const probe = `http://${
     ip === "0.0.0.0" ? "127.0.0.1" : ip === "[::]" ? "[::1]" : ip

@@ -20,13 +20,23 @@ export function parseDuration(input: string | number): number | undefined {
   return Math.round(value * factor);
 }
 
-const duration = (what: string) =>
+/** Longest interval a timer takes (2^31 - 1 ms, about 24.8 days; longer fire at once). */
+const TIMER_MAX_MS = 24 * 86_400_000;
+
+const duration = (what: string, maxMs = Infinity) =>
   z.union([z.string(), z.number()]).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
       ctx.addIssue({
         code: "custom",
         message: `expected a ${what} such as 30s, 10m, 1h or a number of seconds`,
+      });
+      return z.NEVER;
+    }
+    if (ms > maxMs) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a ${what} of at most ${maxMs / 86_400_000}d`,
       });
       return z.NEVER;
     }
@@ -95,7 +105,7 @@ export const OPTIONS = {
     help: "Events replayed to a stream that gives no `since`",
   },
   heartbeat: {
-    schema: duration("duration"),
+    schema: duration("duration", TIMER_MAX_MS),
     default: "30s",
     help: "Interval of heartbeats on every stream (0 disables them)",
   },

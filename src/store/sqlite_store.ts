@@ -197,7 +197,13 @@ export function openSqliteStore(dataDir: string, options: SqliteStoreOptions): S
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
   }
-  return new SqliteStore(new DatabaseSync(path), options, path);
+  try {
+    return new SqliteStore(new DatabaseSync(path), options, path);
+  } catch (error) {
+    // "file is not a database" says which file.
+    if (error instanceof Error) error.message = `${path}: ${error.message}`;
+    throw error;
+  }
 }
 
 /** {@link EventStore} on one SQLite connection. Synchronous: calls never interleave. */

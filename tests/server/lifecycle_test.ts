@@ -239,3 +239,111 @@ Deno.test("SIGTERM sent the moment the listening line appears stops the server",
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a second server on a data directory in use is refused, naming the first's pid; the first keeps serving", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-lock-" });
+  const first = await spawnServer(["--port", "0", "--data-dir", dir, "--no-auth"]);
+  try {
+    for (const workers of ["1", "2"]) {
+      const second = await runMain([
+        "--port",
+        "0",
+        "--data-dir",
+        dir,
+        "--no-auth",
+        "--workers",
+        workers,
+      ]);
+      assert.equal(second.code, 2, second.stderr);
+      assert.match(second.stderr, /in use by another jobwire server \(pid \d+\)/);
+      assert.doesNotMatch(second.stderr, /Uncaught| {4}at /);
+    }
+    assert.equal((await http(first.url, "GET", "/healthz")).status, 200);
+  } finally {
+    await first.stop();
+  }
+  // Once the first has stopped, the directory is free.
+  const again = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dir,
+    "--no-auth",
+    "--workers",
+    "1",
+  ]);
+  await again.stop();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("start-up failures of the machine are one line, not a stack trace", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-start-" });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await Deno.writeTextFile(join(dir, "jobwire.db"), "not a database\n".repeat(100));
+    const notDb = await runMain(["--port", "0", "--data-dir", dir, "--no-auth"]);
+    assert.equal(notDb.code, 1, notDb.stderr);
+    assert.match(
+      notDb.stderr,
+      /^jobwire: cannot use the database: .*jobwire\.db: file is not a database\n$/m,
+    );
+    assert.doesNotMatch(notDb.stderr, /Uncaught| {4}at /);
+
+    const file = join(dir, "a-file");
+    await Deno.writeTextFile(file, "");
+    const notDir = await runMain(["--port", "0", "--data-dir", file, "--no-auth"]);
+    assert.equal(notDir.code, 1, notDir.stderr);
+    assert.match(notDir.stderr, /jobwire: cannot use the data directory: EEXIST/);
+
+    for (const workers of ["1", "2"]) {
+      const taken = await runMain([
+        "--port",
+        String(listener.addr.port),
+        "--data-dir",
+        join(dir, `taken-${workers}`),
+        "--no-auth",
+        "--workers",
+        workers,
+      ]);
+      assert.equal(taken.code, 1, taken.stderr);
+      assert.match(taken.stderr, /jobwire: cannot listen: the address is in use/);
+      assert.doesNotMatch(taken.stderr, /Uncaught| {4}at /);
+    }
+
+    const heartbeat = await runMain(["--heartbeat", "30d", "--data-dir", join(dir, "hb")]);
+    assert.equal(heartbeat.code, 2);
+    assert.match(heartbeat.stderr, /--heartbeat: expected a duration of at most 24d/);
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an in-memory database serves on one isolate, with a warning", async () => {
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    ":memory:",
+    "--no-auth",
+    "--workers",
+    "2",
+  ]);
+  try {
+    assert.match(server.output(), /serving with one isolate: an in-memory database/);
+    await http(server.url, "POST", "/jobs", { id: "mem" });
+    // Every request finds the job: there is one database, whichever connection asks.
+    for (let i = 0; i < 8; i++) {
+      const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+      try {
+        const reply = await fetch(`${server.url}/jobs/mem`, { client } as RequestInit);
+        assert.equal(reply.status, 200);
+        await reply.body?.cancel();
+      } finally {
+        client.close();
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+});

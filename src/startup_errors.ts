@@ -1,0 +1,41 @@
+/**
+ * The machine's refusals at start-up, said in one line: a port in use, a data directory
+ * that cannot be made, a file that is not a database, a host name that does not resolve.
+ * Anything else is a fault of jobwire's own, and keeps its stack trace.
+ *
+ * @module
+ */
+
+/** What went wrong, in words for the operator, or `undefined` for a fault of jobwire's. */
+export function startupFailure(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `cannot listen: the address is in use (another server, or a jobwire still ` +
+      `shutting down): ${error.message}`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `cannot listen: the address is not one of this machine's: ${error.message}`;
+  }
+  if (/failed to lookup address|Name or service not known/i.test(error.message)) {
+    return `cannot resolve the host to listen on: ${error.message}`;
+  }
+  const code = (error as { code?: unknown }).code;
+  if (code === "ERR_SQLITE_ERROR") return `cannot use the database: ${error.message}`;
+  if (typeof code === "string" && /^E[A-Z]+$/.test(code)) {
+    // Node-style file system errors: EEXIST, ENOTDIR, EACCES, EROFS, ENOSPC…
+    return `cannot use the data directory: ${error.message}`;
+  }
+  for (
+    const kind of [
+      Deno.errors.PermissionDenied,
+      Deno.errors.NotFound,
+      Deno.errors.AlreadyExists,
+      Deno.errors.NotADirectory,
+      Deno.errors.IsADirectory,
+      Deno.errors.ConnectionRefused,
+    ]
+  ) {
+    if (error instanceof kind) return error.message;
+  }
+  return undefined;
+}

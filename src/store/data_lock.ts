@@ -1,0 +1,60 @@
+/**
+ * One server per data directory. Two servers on one database commit to the same jobs,
+ * but each tells only its own watchers: live streams on one miss what the other commits.
+ * The server holds an exclusive SQLite lock on `jobwire.lock` for as long as it runs; the
+ * system lets go of it when the process ends, however it ends.
+ *
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import { ConfigError } from "../config.ts";
+
+/** Name of the lock file inside the data directory. */
+export const LOCK_FILE = "jobwire.lock";
+/** Name of the file that says which process holds the lock. */
+const HOLDER_FILE = "jobwire.pid";
+
+/** A held lock on a data directory. */
+export interface DataLock {
+  release(): void;
+}
+
+/**
+ * Takes the data directory's lock (the directory must exist).
+ *
+ * @throws {ConfigError} naming the process that holds it, when another server does
+ */
+export function lockDataDir(dataDir: string): DataLock {
+  const db = new DatabaseSync(join(dataDir, LOCK_FILE));
+  try {
+    db.exec("PRAGMA busy_timeout = 0");
+    // In exclusive locking mode the lock a write takes is kept until the connection closes.
+    db.exec("PRAGMA locking_mode = EXCLUSIVE");
+    db.exec("BEGIN EXCLUSIVE");
+    db.exec("COMMIT");
+  } catch (error) {
+    db.close();
+    if (!/locked|busy/i.test(String((error as Error).message))) throw error;
+    let holder = "";
+    try {
+      holder = ` (pid ${Deno.readTextFileSync(join(dataDir, HOLDER_FILE)).trim()})`;
+    } catch {
+      // No note of who holds it: the message goes without.
+    }
+    throw new ConfigError(
+      `The data directory ${dataDir} is in use by another jobwire server${holder}: ` +
+        "stop it, or give this one its own --data-dir",
+    );
+  }
+  try {
+    Deno.writeTextFileSync(join(dataDir, HOLDER_FILE), `${Deno.pid}\n`, { mode: 0o600 });
+  } catch {
+    // Only a note for the message above.
+  }
+  return {
+    release() {
+      db.close();
+    },
+  };
+}
