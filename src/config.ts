@@ -92,7 +92,8 @@ export const OPTIONS = {
   "data-dir": {
     schema: z.string().min(1),
     default: "./data",
-    help: "Directory of the SQLite database (`:memory:` keeps nothing)",
+    help:
+      "Directory of the SQLite database, one server each (`:memory:` keeps nothing, on one isolate)",
   },
   retention: {
     schema: duration("duration"),
