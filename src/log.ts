@@ -49,8 +49,26 @@ export function log(level: LogLevel, message: string, fields: Record<string, unk
 
 /** Logs an unexpected error with its stack, for faults that must not crash the server. */
 export function logError(message: string, error: unknown, fields: Record<string, unknown> = {}) {
-  log("error", message, { ...fields, error: error instanceof Error ? error.message : error });
+  const text = error instanceof Error ? error.message : String(error);
+  // The same failure over and over (a full disk fails every commit) is told once per
+  // window, with a count of the others: a log on the same disk would fill it faster.
+  const key = `${message}\u0000${text}`;
+  const now = Date.now();
+  const seen = repeats.get(key);
+  if (seen !== undefined && now - seen.at < REPEAT_WINDOW_MS) {
+    seen.count++;
+    return;
+  }
+  if (repeats.size >= 1000) repeats.clear();
+  repeats.set(key, { at: now, count: 0 });
+  const repeated = seen !== undefined && seen.count > 0 ? { repeated: seen.count } : {};
+  log("error", message, { ...fields, error: text, ...repeated });
   if (error instanceof Error && error.stack !== undefined && RANK[threshold] <= RANK.error) {
     console.error(redactUrl(error.stack));
   }
 }
+
+/** Window in which the same error is logged once. */
+const REPEAT_WINDOW_MS = 10_000;
+/** Per message and error text: when it was last logged, and how often since. */
+const repeats = new Map<string, { at: number; count: number }>();

@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import type { Config } from "../config.ts";
 import type { Hub } from "../hub/hub.ts";
-import type { EventStore } from "../store/event_store.ts";
+import { type EventStore, StoreBusyError } from "../store/event_store.ts";
 import type { Committer } from "../store/committer.ts";
 import type { Sessions } from "../protocol/sessions.ts";
 import type { Stats } from "../stats.ts";
@@ -97,6 +97,12 @@ function addCors(headers: Headers, origin: string): void {
   for (const [name, value] of Object.entries(corsHeaders(origin))) headers.set(name, value);
 }
 
+/** Whether `error` is SQLite's (node:sqlite's errors, or the store's busy one). */
+function isStorageError(error: unknown): boolean {
+  return error instanceof StoreBusyError ||
+    (error instanceof Error && (error as { code?: unknown }).code === "ERR_SQLITE_ERROR");
+}
+
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
@@ -175,6 +181,21 @@ export function createApp(deps: AppDeps): App {
     let response: Response;
     if (error instanceof ApiError) {
       response = errorResponse(error);
+    } else if (isStorageError(error)) {
+      // The database refused (full disk, locked past the wait, damaged): the request may work
+      // later, and it is no fault of the caller's.
+      deps.stats.serverErrors++;
+      logError("the database refused a request", error, { method: c.req.method });
+      response = errorResponse(
+        new ApiError(
+          "unavailable",
+          `The database cannot take this request now: ${(error as Error).message}`,
+          undefined,
+          {
+            "retry-after": "1",
+          },
+        ),
+      );
     } else {
       deps.stats.serverErrors++;
       logError("request failed", error, { method: c.req.method, url: redactUrl(c.req.url) });

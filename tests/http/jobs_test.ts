@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { createJob, http, logEvent, publish, type Reply, waitFor } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 
@@ -537,5 +539,27 @@ Deno.test("a deleted job id can be created again with sequences starting at 1", 
     const job = (await http(server.url, "GET", "/jobs/reused")).json;
     assert.equal(job.kind, "new");
     assert.equal(job.last_sequence, 2);
+  });
+});
+
+Deno.test("a request the database refuses (locked past its wait) answers 503 with Retry-After, not 500", async () => {
+  await withServer({}, async (server) => {
+    await createJob(server.url, { id: "before" });
+    // Another process holds the write lock longer than the server waits for it.
+    const other = new DatabaseSync(join(server.dataDir, "jobwire.db"));
+    other.exec("BEGIN EXCLUSIVE");
+    try {
+      const create = await http(server.url, "POST", "/jobs", { id: "during" });
+      assertError(create, 503, "unavailable");
+      assert.equal(create.headers.get("retry-after"), "1");
+      assert.match(create.json.error.message, /database/);
+      const remove = await http(server.url, "DELETE", "/jobs/before");
+      assertError(remove, 503, "unavailable");
+    } finally {
+      other.exec("COMMIT");
+      other.close();
+    }
+    assert.equal((await http(server.url, "POST", "/jobs", { id: "during" })).status, 201);
+    assert.equal((await http(server.url, "DELETE", "/jobs/before")).status, 200);
   });
 });
