@@ -312,10 +312,20 @@ export class Hub {
    */
   publishLocal(batches: readonly (readonly CommittedEvent[])[]): boolean {
     const jobs: CommitEntry[] = [];
+    // A job past its cap of events loses its oldest at every commit: the other isolates
+    // could find this commit's events gone from the store (by this commit or the next), so
+    // they are carried whatever their size, and even when nobody seems to follow the job
+    // elsewhere (a subscriber there may be newer than what this isolate has heard).
+    const capped = new Set<string>();
+    for (const batch of batches) {
+      const last = batch.at(-1);
+      if (last !== undefined && last.job.first_sequence > 1) capped.add(last.job.id);
+    }
     for (const batch of batches) {
       const jobId = batch[0]?.event.job_id;
       if (jobId === undefined) continue;
-      jobs.push(commitEntry(batch, this.#watchedElsewhere(jobId)));
+      const whole = capped.has(jobId);
+      jobs.push(commitEntry(batch, whole || this.#watchedElsewhere(jobId), whole));
     }
     const told = jobs.length > 0;
     if (told) {
@@ -648,7 +658,15 @@ export class Hub {
  * last sequence, whether the job is finished, and the events when they are small and
  * `carry` (someone may follow the job on another isolate).
  */
-function commitEntry(batch: readonly CommittedEvent[], carry: boolean): CommitEntry {
+/**
+ * @param carry whether to carry the events (as far as {@link CARRY_BYTES} allows)
+ * @param whole whether to carry them all, whatever their size
+ */
+function commitEntry(
+  batch: readonly CommittedEvent[],
+  carry: boolean,
+  whole = false,
+): CommitEntry {
   const first = batch[0]!;
   const last = batch[batch.length - 1]!;
   const entry: CommitEntry = [
@@ -663,11 +681,11 @@ function commitEntry(batch: readonly CommittedEvent[], carry: boolean): CommitEn
   let bytes = 0;
   for (const { event, data } of batch) {
     bytes += data.length + event.type.length;
-    if (bytes > CARRY_BYTES) break;
+    if (bytes > CARRY_BYTES && !whole) break;
     carried.types.push(event.type);
     carried.data.push(data);
   }
-  if (bytes <= CARRY_BYTES) {
+  if (bytes <= CARRY_BYTES || whole) {
     // The state goes with the last event that changed it: events after it (logs) change
     // nothing a snapshot shows.
     let at = batch.length - 1;

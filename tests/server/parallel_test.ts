@@ -297,3 +297,44 @@ Deno.test("streams of every job hear of each deletion, of jobs they started with
     }
   });
 });
+
+Deno.test("with fewer events kept per job than one request holds, live streams on either isolate still get every event", async () => {
+  await withChildServer(2, ["--max-events-per-job", "10"], async (server) => {
+    assert.equal((await http(server.url, "POST", "/jobs", { id: "capped" })).status, 201);
+    const streams = await Promise.all(
+      Array.from(
+        { length: 8 },
+        () => WsClient.connect(`${server.url.replace("http", "ws")}/ws/jobs/capped?since=0`),
+      ),
+    );
+    // One connection: one isolate commits every request, and the other hears of them only
+    // through its commit messages.
+    const [client] = freshConnections(1);
+    try {
+      for (const ws of streams) await ws.next((m: Msg) => m.type === "connection");
+      // Requests of 50 events of 3 KB, more than a commit message carries on its own: each
+      // commit drops most of its own events from the store.
+      const line = "x".repeat(3000);
+      let next = 0;
+      for (let round = 0; round < 6; round++) {
+        const events = Array.from({ length: 50 }, () => ({
+          type: "log",
+          data: { line: `${next++} ${line}` },
+        }));
+        const reply = await post(client!, `${server.url}/jobs/capped/events`, { events });
+        assert.equal(reply.status, 201, JSON.stringify(reply.json));
+      }
+      const total = 6 * 50;
+      for (const ws of streams) {
+        await ws.next((m: Msg) => m.sequence === total, 10_000);
+        const sequences = ws.messages.filter((m: Msg) => m.sequence !== null).map((m: Msg) =>
+          m.sequence
+        );
+        assert.deepEqual(sequences, Array.from({ length: total }, (_, i) => i + 1));
+      }
+    } finally {
+      client!.close();
+      for (const ws of streams) await ws.close();
+    }
+  });
+});
