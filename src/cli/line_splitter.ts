@@ -3,19 +3,24 @@
  * (or `\r\n`). A lone `\r` returns the cursor to the start of the line, as progress bars
  * (tqdm, curl, wget) do to redraw themselves: the text before it is a *transient*
  * segment, shown and then overwritten. Transient segments are read for progress but not
- * logged; the line logged is what stays on screen, the text after the last `\r`.
+ * logged; the line logged is what stays on screen, the text after the last `\r` (or, when
+ * that is empty, as in `abc\r\r\n`, the segment before it).
  *
  * @module
  */
 
 /**
- * Longest line kept whole, in UTF-16 code units: a program that writes megabytes
- * without a newline is cut into pieces of this size rather than held in memory.
+ * Most of one line kept, in UTF-16 code units: of a program that writes megabytes without
+ * a newline, the start of the line is kept and the rest only counted.
  */
 export const MAX_PENDING_CHARS = 65_536;
 
-/** Receives the segments of a stream: `complete` for a line, `false` for a transient one. */
-export type SegmentSink = (text: string, complete: boolean) => void;
+/**
+ * Receives the segments of a stream: `complete` for a line, `false` for a transient one;
+ * `omitted` is the number of characters of the line left out after `text`'s first
+ * {@link MAX_PENDING_CHARS}.
+ */
+export type SegmentSink = (text: string, complete: boolean, omitted: number) => void;
 
 /**
  * Splits chunks of UTF-8 into lines and transient segments. Text after the last line
@@ -34,6 +39,10 @@ export type SegmentSink = (text: string, complete: boolean) => void;
 export class LineSplitter {
   #decoder = new TextDecoder();
   #pending = "";
+  /** Characters of the pending line left out beyond {@link MAX_PENDING_CHARS}. */
+  #omitted = 0;
+  /** The last transient segment of the line under way, if it had one. */
+  #overwritten: string | undefined;
 
   /** Decodes `chunk` and hands every finished segment to `sink`. */
   push(chunk: Uint8Array, sink: SegmentSink): void {
@@ -45,7 +54,22 @@ export class LineSplitter {
     // Only a trailing `\r` can be left in the pending text: #split hands on every other.
     const text = (this.#pending + this.#decoder.decode()).replace(/\r$/, "");
     this.#pending = "";
-    if (text !== "") sink(text, true);
+    if (text !== "") this.#line(text, sink);
+    else if (this.#overwritten !== undefined) this.#line("", sink);
+  }
+
+  /** Hands on a finished line: what stays on screen, with what was left out of it. */
+  #line(text: string, sink: SegmentSink): void {
+    const shown = text === "" && this.#overwritten !== undefined ? this.#overwritten : text;
+    const omitted = this.#omitted;
+    this.#omitted = 0;
+    this.#overwritten = undefined;
+    sink(shown, true, omitted);
+  }
+
+  #transient(text: string, sink: SegmentSink): void {
+    this.#overwritten = text;
+    sink(text, false, 0);
   }
 
   #split(text: string, sink: SegmentSink): void {
@@ -60,20 +84,25 @@ export class LineSplitter {
       while (cr !== -1 && cr < end) {
         // `\r\n` ends a line; a `\r` last in the chunk may be the first half of one.
         if (cr === end - 1) break;
-        sink(text.slice(start, cr), false);
+        this.#transient(text.slice(start, cr), sink);
         start = cr + 1;
         cr = text.indexOf("\r", start);
       }
       if (nl === -1) break;
       const lineEnd = nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-      sink(text.slice(start, lineEnd), true);
+      this.#line(text.slice(start, lineEnd), sink);
       start = nl + 1;
       if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
     }
     let rest = text.slice(start);
-    while (rest.length > MAX_PENDING_CHARS) {
-      sink(rest.slice(0, MAX_PENDING_CHARS), true);
-      rest = rest.slice(MAX_PENDING_CHARS);
+    if (rest.length > MAX_PENDING_CHARS) {
+      // Keep the start of the line (never half of a surrogate pair) and count the rest; a
+      // `\r` at the end may still be half of a line end.
+      const trailingCr = rest.endsWith("\r");
+      let keep = MAX_PENDING_CHARS;
+      if (/[\ud800-\udbff]/.test(rest[keep - 1]!)) keep--;
+      this.#omitted += rest.length - keep - (trailingCr ? 1 : 0);
+      rest = rest.slice(0, keep) + (trailingCr ? "\r" : "");
     }
     this.#pending = rest;
   }

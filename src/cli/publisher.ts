@@ -50,6 +50,9 @@ export const FINISH_STALL_MS = 2_500;
 /** Time left to record the end after a stalled drain, in ms. */
 const END_AFTER_STALL_MS = 1_000;
 
+/** Why queued lines were dropped: they came faster than they could be published. */
+const BEHIND = "the server was slow or out of reach, and more came than the queue holds";
+
 /** Refusals after which publishing to this job can never work again. */
 const FATAL_STATUSES = new Set([401, 403, 404, 409, 410]);
 
@@ -73,6 +76,9 @@ export class RunPublisher {
   #rearm: () => void = () => {};
   #lost = 0;
   #warned = false;
+  /** Most lines, and about the most characters, of one request (lowered after a 413). */
+  #batchLines = 500;
+  #batchChars = 200_000;
   #loop: Promise<void>;
 
   constructor(options: PublisherOptions) {
@@ -136,7 +142,11 @@ export class RunPublisher {
       if (dropped > 0) {
         reporter.log(
           `jobwire: ${dropped} output line${dropped === 1 ? " was" : "s were"} not published ` +
-            "(the server did not keep up)",
+            `(${
+              this.#stalled
+                ? "the server stopped answering before they went out"
+                : "the server was slow, out of reach or refused them"
+            })`,
           "warning",
           "jobwire",
         );
@@ -158,7 +168,12 @@ export class RunPublisher {
     this.#wake?.();
   }
 
-  /** A reporter for this job whose requests `signal` aborts. */
+  /**
+   * A reporter for this job whose requests `signal` aborts. A request is tried again for
+   * as long as it takes (a server restarting, a network down): lines that come meanwhile
+   * wait in the bounded queue, so the command is never held up, and one key per request
+   * keeps a retry from writing twice. Finishing bounds the wait (see {@link finish}).
+   */
   #newReporter(signal: AbortSignal): JobReporter {
     const { server, token, jobId } = this.#options;
     return new JobReporter(server, jobId, {
@@ -166,9 +181,9 @@ export class RunPublisher {
       signal,
       logFlushMs: 60_000,
       logBatchSize: 100_000,
-      retries: 5,
+      retries: Number.MAX_SAFE_INTEGER,
       initialDelayMs: 200,
-      maxDelayMs: 2_000,
+      maxDelayMs: 3_000,
       timeoutMs: 10_000,
     });
   }
@@ -210,8 +225,8 @@ export class RunPublisher {
       this.#problem(error, "could not start the job", "the command runs without publishing");
       return;
     }
-    const batchLines = this.#options.batchLines ?? 500;
-    const batchChars = this.#options.batchChars ?? 200_000;
+    this.#batchLines = this.#options.batchLines ?? 500;
+    this.#batchChars = this.#options.batchChars ?? 200_000;
     const interval = this.#options.progressIntervalMs ?? 250;
     const linger = this.#options.lingerMs ?? 50;
     const reporter = this.#reporter;
@@ -230,27 +245,26 @@ export class RunPublisher {
         continue;
       }
       if (this.#queue.length > 0) {
-        if (!this.#ending && this.#queue.length < batchLines && linger > 0) {
+        if (!this.#ending && this.#queue.length < this.#batchLines && linger > 0) {
           await this.#sleep(linger);
         }
         const dropped = this.#queue.takeDropped();
-        const batch = this.#queue.take(batchLines, batchChars);
+        const batch = this.#queue.take(this.#batchLines, this.#batchChars);
         if (dropped > 0) {
           reporter.log(
             `jobwire: ${dropped} output line${dropped === 1 ? "" : "s"} dropped here ` +
-              "(the server did not keep up)",
+              `(${BEHIND})`,
             "warning",
             "jobwire",
           );
           this.#lost += dropped;
         }
-        for (const item of batch) reporter.log(item.line, item.level, item.source);
-        await reporter.flush().then(
+        await this.#send(reporter, batch).then(
           () => {
             if (this.#state === "failing") this.#state = "open";
             this.#rearm();
           },
-          (e) => this.#failed(e, batch.length),
+          (e: { error: unknown; lost: number }) => this.#failed(e.error, e.lost),
         );
         continue;
       }
@@ -260,6 +274,29 @@ export class RunPublisher {
       }
       if (this.#ending) return;
       await this.#sleep(Infinity);
+    }
+  }
+
+  /**
+   * Publishes `batch`. A request the server finds too large (its `--max-batch` or
+   * `--max-body-bytes` is below this side's batches) is sent again in halves, and later
+   * batches are made that small; one line too large for it is what is lost.
+   *
+   * @throws `{error, lost}`: why the lines were not published, and how many
+   */
+  async #send(reporter: JobReporter, batch: readonly QueuedLine[]): Promise<void> {
+    for (const item of batch) reporter.log(item.line, item.level, item.source);
+    try {
+      await reporter.flush();
+    } catch (error) {
+      if (!(error instanceof JobwireError && error.status === 413 && batch.length > 1)) {
+        throw { error, lost: batch.length };
+      }
+      const half = Math.ceil(batch.length / 2);
+      this.#batchLines = Math.min(this.#batchLines, half);
+      this.#batchChars = Math.max(1, Math.floor(this.#batchChars / 2));
+      await this.#send(reporter, batch.slice(0, half));
+      await this.#send(reporter, batch.slice(half));
     }
   }
 

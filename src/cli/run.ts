@@ -14,7 +14,7 @@ import { connectionOf, flagValue, parseCommandLine, statusPageUrl } from "./clie
 import { LineSplitter } from "./line_splitter.ts";
 import { parseProgress } from "./progress_parse.ts";
 import { RunPublisher } from "./publisher.ts";
-import { cleanLine } from "./terminal_text.ts";
+import { cleanLine, MAX_LINE_CHARS } from "./terminal_text.ts";
 
 export const RUN_USAGE =
   `Usage: main.ts run [--server URL] [--token T] [--id ID] [--kind K] -- CMD [ARGS…]
@@ -41,6 +41,12 @@ const MAX_MESSAGE = 200;
 
 /** Time the pipes may stay quiet after CMD exited before they are closed (a daemon may hold them). */
 const PIPE_GRACE_MS = 500;
+
+/**
+ * Longest time the pipes are read after CMD exited, however much a process it left behind
+ * (a daemon that logs now and then) still writes: the job's end is CMD's.
+ */
+const PIPE_DRAIN_MAX_MS = 3_000;
 
 /** Signals forwarded to CMD; each one cancels the job. */
 const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -137,9 +143,13 @@ export async function runCommand(args: string[]): Promise<number> {
         publisher.abort();
         return;
       }
+      // The first signal is passed on for CMD to stop by itself; another one while it has
+      // not stopped (it ignores them, or takes too long) kills it.
+      const again = interrupted !== undefined;
       interrupted ??= signal;
+      if (again) stderrLine(`jobwire: ${signal} again: killing the command (SIGKILL)`);
       try {
-        child.kill(signal);
+        child.kill(again ? "SIGKILL" : signal);
       } catch {
         // It has just exited.
       }
@@ -161,8 +171,8 @@ export async function runCommand(args: string[]): Promise<number> {
   ): Promise<void> => {
     const level = source === "stdout" ? "info" : "warning";
     const splitter = new LineSplitter();
-    const sink = (text: string, complete: boolean) => {
-      const clean = cleanLine(text);
+    const sink = (text: string, complete: boolean, omitted: number) => {
+      const clean = cleanLine(text, MAX_LINE_CHARS, omitted);
       if (complete) publisher.log(clean, level, source);
       const progress = parseProgress(clean);
       if (progress !== undefined) {
@@ -199,9 +209,12 @@ export async function runCommand(args: string[]): Promise<number> {
 
   const status = await child.status;
   exited = true;
+  const exitedAt = Date.now();
   let done = false;
   pumped.then(() => (done = true));
-  while (!done && Date.now() - lastActivity < PIPE_GRACE_MS) {
+  while (
+    !done && Date.now() - lastActivity < PIPE_GRACE_MS && Date.now() - exitedAt < PIPE_DRAIN_MAX_MS
+  ) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   if (!done) {

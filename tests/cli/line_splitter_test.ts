@@ -45,11 +45,42 @@ Deno.test("LineSplitter decodes UTF-8 split across chunks and replaces invalid b
   ]);
 });
 
-Deno.test("LineSplitter cuts a line longer than MAX_PENDING_CHARS instead of holding it", () => {
+Deno.test("LineSplitter keeps the start of a line longer than MAX_PENDING_CHARS and counts the rest", () => {
+  const segments: [string, boolean, number][] = [];
+  const splitter = new LineSplitter();
+  const sink = (t: string, c: boolean, o: number) => segments.push([t, c, o]);
+  // 10 MB without a line end, in chunks, then the end: one line, not 153 pieces.
+  const chunk = utf8.encode("x".repeat(1_000_000));
+  for (let i = 0; i < 10; i++) splitter.push(chunk, sink);
+  assert.equal(segments.length, 0, "nothing before the line ends");
+  splitter.push(utf8.encode("yz\nnext\n"), sink);
+  assert.equal(segments.length, 2);
+  const [text, complete, omitted] = segments[0]!;
+  assert.equal(complete, true);
+  assert.equal(text.slice(0, MAX_PENDING_CHARS), "x".repeat(MAX_PENDING_CHARS));
+  // What is kept plus what is counted is the whole line.
+  assert.equal(text.length + omitted, 10_000_002);
+  assert.deepEqual(segments[1], ["next", true, 0]);
+  splitter.end(sink);
+  assert.equal(segments.length, 2);
+});
+
+Deno.test("LineSplitter never cuts a long line inside a surrogate pair", () => {
   const segments: string[] = [];
   const splitter = new LineSplitter();
-  splitter.push(utf8.encode("x".repeat(MAX_PENDING_CHARS * 2 + 5)), (t) => segments.push(t));
-  assert.deepEqual(segments.map((s) => s.length), [MAX_PENDING_CHARS, MAX_PENDING_CHARS]);
-  splitter.end((t) => segments.push(t));
-  assert.equal(segments.at(-1), "xxxxx");
+  splitter.push(
+    utf8.encode("A".repeat(MAX_PENDING_CHARS - 1) + "😀".repeat(3) + "B".repeat(70_000) + "\n"),
+    (t) => segments.push(t),
+  );
+  assert.equal(segments.length, 1);
+  const line = segments[0]!;
+  // Every surrogate kept is in a pair.
+  assert.doesNotMatch(
+    line,
+    /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/,
+  );
+});
+
+Deno.test("LineSplitter logs what stays on screen when a line ends with an empty overwrite (abc\\r\\r\\n)", () => {
+  assert.deepEqual(split(["abc\r\r\nxyz\r\n\r\n"]), ["T:abc", "L:abc", "L:xyz", "L:"]);
 });

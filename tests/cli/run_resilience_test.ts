@@ -1,0 +1,164 @@
+/**
+ * `run` when things go wrong around the command: a process it leaves behind keeps
+ * printing, the server restarts mid-run or takes smaller requests than `run` sends, the
+ * command ignores signals, or it writes one enormous line.
+ */
+import assert from "node:assert/strict";
+import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
+import {
+  denoScript,
+  runCli,
+  scriptDir,
+  spawnMain,
+  storedEvents,
+  waitForStatus,
+} from "../_helpers/cli.ts";
+
+const logLines = (events: { type: string; data: Record<string, unknown> }[]) =>
+  events.filter((e) => e.type === "log" && e.data.source !== "jobwire").map((e) =>
+    String(e.data.line)
+  );
+
+Deno.test("run ends with the command, not with a process it left printing", async () => {
+  await withServer({}, async (server) => {
+    // The shell exits at once; the loop it started prints for 8 s more.
+    const out = await runCli([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "forked",
+      "--",
+      "sh",
+      "-c",
+      "(i=0; while [ $i -lt 80 ]; do echo tick $i; i=$((i+1)); sleep 0.1; done) & echo parent exits",
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    const events = await storedEvents(server.url, "forked");
+    assert.equal(events.at(-1)?.data.status, "completed");
+    const ticks = logLines(events).filter((l) => l.startsWith("tick"));
+    assert.ok(ticks.length < 80, `run read all ${ticks.length} ticks of the leftover loop`);
+  });
+});
+
+Deno.test("run loses no line while the server restarts mid-run", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-run-" });
+  let server: TestServer = await startTestServer({}, { dataDir });
+  const port = server.port;
+  const scripts = await scriptDir();
+  try {
+    const child = await scripts.write(
+      "counter.js",
+      `for (let i = 0; i < 50; i++) { console.log("line " + i); await new Promise((r) => setTimeout(r, 100)); }`,
+    );
+    const run = spawnMain([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "restarted",
+      "--",
+      ...denoScript(child),
+    ]);
+    try {
+      await run.waitForOutput(/^line 5$/m);
+      await server.close();
+      await new Promise((r) => setTimeout(r, 2500));
+      server = await startTestServer({ port }, { dataDir });
+      const status = await run.finished();
+      assert.equal(status.code, 0, run.stderr());
+      await waitForStatus(server.url, "restarted", "completed");
+      const lines = logLines(await storedEvents(server.url, "restarted"));
+      assert.deepEqual(lines, Array.from({ length: 50 }, (_, i) => `line ${i}`), run.stderr());
+    } finally {
+      await run.kill();
+    }
+  } finally {
+    await server.close();
+    await scripts.remove();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("run sends smaller requests to a server that takes fewer events than its batches", async () => {
+  await withServer({ "max-batch": 100 }, async (server) => {
+    const out = await runCli([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "small-batches",
+      "--",
+      "sh",
+      "-c",
+      "i=0; while [ $i -lt 3000 ]; do echo n$i; i=$((i+1)); done",
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.doesNotMatch(out.stderr, /refused|not published/);
+    const lines = logLines(await storedEvents(server.url, "small-batches"));
+    assert.deepEqual(lines, Array.from({ length: 3000 }, (_, i) => `n${i}`));
+  });
+});
+
+Deno.test("run kills a command that ignores signals at the second one", async () => {
+  await withServer({}, async (server) => {
+    const scripts = await scriptDir();
+    const child = await scripts.write(
+      "stubborn.js",
+      `for (const s of ["SIGINT", "SIGTERM"]) Deno.addSignalListener(s, () => console.log("ignoring " + s));
+console.log("ready");
+setTimeout(() => {}, 30000);`,
+    );
+    const run = spawnMain([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "stubborn",
+      "--",
+      ...denoScript(child),
+    ]);
+    try {
+      await run.waitForOutput(/^ready$/m);
+      await waitForStatus(server.url, "stubborn", "running");
+      run.process.kill("SIGTERM");
+      await run.waitForOutput(/^ignoring SIGTERM$/m);
+      run.process.kill("SIGTERM");
+      const status = await run.finished();
+      assert.equal(status.code, 137, run.stderr());
+      assert.match(run.stderr(), /SIGTERM again: killing the command/);
+      await waitForStatus(server.url, "stubborn", "cancelled");
+    } finally {
+      await run.kill();
+      await scripts.remove();
+    }
+  });
+});
+
+Deno.test("run logs one enormous line once, cut, with the count of what was left out", async () => {
+  await withServer({}, async (server) => {
+    const scripts = await scriptDir();
+    const child = await scripts.write(
+      "huge.js",
+      `const chunk = new TextEncoder().encode("A".repeat(1_000_000));
+for (let i = 0; i < 10; i++) { let o = 0; while (o < chunk.length) o += Deno.stdout.writeSync(chunk.subarray(o)); }`,
+    );
+    try {
+      const out = await runCli([
+        "run",
+        "--server",
+        server.url,
+        "--id",
+        "huge",
+        "--",
+        ...denoScript(child),
+      ]);
+      assert.equal(out.code, 0, out.stderr);
+      const lines = logLines(await storedEvents(server.url, "huge"));
+      assert.equal(lines.length, 1);
+      assert.match(lines[0]!, /^A{8192}… \[9991808 more characters\]$/);
+    } finally {
+      await scripts.remove();
+    }
+  });
+});
