@@ -101,9 +101,11 @@ const SQL = {
   expireTombstones: `DELETE FROM tombstones WHERE gone_at < ?`,
   expireLeases: `DELETE FROM leases WHERE until < ?`,
   selectExpired: `SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?`,
+  // A lease running later than one taken now was taken by a clock ahead of this one (the
+  // clock stepped back since): it is taken over, not waited out.
   takeLease: `INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
-    WHERE leases.until < ? OR leases.owner = excluded.owner`,
+    WHERE leases.until < ? OR leases.owner = excluded.owner OR leases.until > excluded.until`,
   selectOpen: `SELECT id, last_sequence, created_at FROM jobs
     WHERE status NOT IN ('completed', 'failed', 'cancelled') LIMIT ?`,
   selectStalled: `SELECT id FROM jobs

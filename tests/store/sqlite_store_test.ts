@@ -1087,3 +1087,22 @@ Deno.test("under steady writes the checkpointer keeps the WAL file near its limi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+storeTest(
+  "a lease is held against others until it runs out, and taken over when set by a clock ahead",
+  (store) => {
+    const now = 1_000_000;
+    assert.equal(store.takeLease("sweeper", "a", now + 3000, now), true);
+    assert.equal(store.takeLease("sweeper", "b", now + 1000 + 3000, now + 1000), false, "held");
+    assert.equal(store.takeLease("sweeper", "a", now + 1000 + 3000, now + 1000), true, "renewed");
+    assert.equal(store.takeLease("sweeper", "b", now + 5000 + 3000, now + 5000), true, "run out");
+    // b's clock was a day ahead; back on time, c need not wait a day.
+    assert.equal(store.takeLease("sweeper", "b", now + 86_400_000 + 3000, now + 86_400_000), true);
+    assert.equal(
+      store.takeLease("sweeper", "c", now + 6000 + 3000, now + 6000),
+      true,
+      "taken over",
+    );
+    assert.equal(store.takeLease("sweeper", "b", now + 6500 + 3000, now + 6500), false);
+  },
+);
