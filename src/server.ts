@@ -148,7 +148,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       retentionMs: config.retentionMs,
       tombstoneMs: config.tombstoneTtlMs,
       idempotencyMs: config.idempotencyTtlMs,
-      batch: 500,
+      batch: 100,
     },
     stallAfterMs: config.stallAfterMs,
     intervalMs: sweepInterval(config.retentionMs, config.stallAfterMs),

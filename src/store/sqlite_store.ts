@@ -749,8 +749,17 @@ export class SqliteStore implements EventStore {
     });
   }
 
+  /** @returns false also when another connection holds the write lock: never waits for it */
   takeLease(name: string, owner: string, until: number, now: number): boolean {
-    return this.#stmt(SQL.takeLease).run(name, owner, until, now).changes > 0;
+    this.#stmt(SQL.failOnLock).run();
+    try {
+      return this.#stmt(SQL.takeLease).run(name, owner, until, now).changes > 0;
+    } catch (error) {
+      if (isBusy(error)) return false;
+      throw error;
+    } finally {
+      this.#stmt(SQL.waitForLock).run();
+    }
   }
 
   openJobs(limit: number): { id: string; last_sequence: number; created_at: string }[] {

@@ -33,6 +33,8 @@ export class Sweeper {
   #timer: ReturnType<typeof setInterval>;
   #pendingStall = new Set<string>();
   #owner = crypto.randomUUID();
+  /** The next batch of a purge too large for one go, when one is due. */
+  #more: ReturnType<typeof setTimeout> | undefined;
 
   constructor(store: EventStore, options: SweeperOptions) {
     this.#store = store;
@@ -50,11 +52,17 @@ export class Sweeper {
       if (!this.#store.takeLease("sweeper", this.#owner, now + 3 * this.#options.intervalMs, now)) {
         return;
       }
-      let purged: string[];
-      do {
-        purged = this.#store.sweep(now, this.#options.policy);
-        if (purged.length > 0) this.#options.onPurged(purged);
-      } while (purged.length === this.#options.policy.batch);
+      const purged = this.#store.sweep(now, this.#options.policy);
+      if (purged.length > 0) this.#options.onPurged(purged);
+      if (purged.length === this.#options.policy.batch && this.#more === undefined) {
+        // More to purge: the next batch once this isolate has served what waits, and the
+        // other isolates have had the write lock, rather than all of it in one go.
+        this.#more = setTimeout(() => {
+          this.#more = undefined;
+          this.sweep();
+        }, 0);
+        Deno.unrefTimer(this.#more);
+      }
       if (this.#options.stallAfterMs > 0) {
         const stalled = this.#store.findStalled(now - this.#options.stallAfterMs, STALL_BATCH)
           .filter((id) => !this.#pendingStall.has(id));
@@ -76,6 +84,7 @@ export class Sweeper {
 
   stop(): void {
     clearInterval(this.#timer);
+    clearTimeout(this.#more);
   }
 }
 
