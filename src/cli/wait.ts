@@ -124,7 +124,8 @@ export async function waitCommand(args: string[]): Promise<number> {
         ? ""
         : `; the job is ${job.status} (${formatPercent(job.progress)})`;
       if (json && job !== undefined) console.log(JSON.stringify(job));
-      console.error(`jobwire: timed out after ${formatDuration(timeout ?? 0)}${state}`);
+      const after = (timeout ?? 0) < 60 ? `${timeout ?? 0}s` : formatDuration(timeout ?? 0);
+      console.error(`jobwire: timed out after ${after}${state}`);
       return EXIT_TIMEOUT;
     }
     case "refused": {

@@ -98,8 +98,12 @@ export function followJob(
       lost = false;
       output.setNote(undefined);
     });
-    watcher.on("truncated", ({ first_available }) => {
-      output.notice(`jobwire: events before ${first_available} are no longer kept by the server`);
+    watcher.on("truncated", ({ since, first_available }) => {
+      output.notice(
+        since >= first_available
+          ? `jobwire: job ${jobId} has no events after ${since}: following it from its latest`
+          : `jobwire: events before ${first_available} are no longer kept by the server`,
+      );
     });
     watcher.on("finished", ({ status, job }) => (finished = { status, job }));
     watcher.on("closed", ({ reason }) => {

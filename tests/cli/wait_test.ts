@@ -65,7 +65,7 @@ Deno.test("wait exits 124 when --timeout passes first, saying where the job stan
     const out = await runCli(["wait", id, "--server", server.url, "--timeout", "1.5"]);
     assert.equal(out.code, 124);
     assert.equal(out.stdout, "");
-    assert.match(out.stderr, /timed out after 1s; the job is running \(45%\)/);
+    assert.match(out.stderr, /timed out after 1\.5s; the job is running \(45%\)/);
     const zero = await runCli(["wait", id, "--server", server.url, "--timeout", "0"]);
     assert.equal(zero.code, 124);
   });

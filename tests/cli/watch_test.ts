@@ -123,6 +123,11 @@ Deno.test("watch --since N starts after sequence N; a finished job exits at once
     assert.equal(out.code, 1);
     const sequences = out.stdout.trimEnd().split("\n").map((l) => JSON.parse(l).sequence);
     assert.deepEqual(sequences, [3, 4, 5, 6]);
+    // Past the job's end: nothing was dropped, and the note says so.
+    const past = await runCli(["watch", id, "--server", server.url, "--since", "999"]);
+    assert.equal(past.code, 1);
+    assert.match(past.stderr, /job w-since has no events after 999/);
+    assert.doesNotMatch(past.stderr, /no longer kept/);
   });
 });
 
