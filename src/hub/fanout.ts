@@ -58,7 +58,7 @@ export interface FanoutMessage {
 /** Notices that are not events: a created or deleted job. */
 export type FanoutNotice =
   | { kind: "created"; job: Job }
-  | { kind: "deleted"; jobId: string; job?: Job };
+  | { kind: "deleted"; jobId: string; job?: Job; reason?: string };
 
 /** Carries committed events and notices to the other isolates. */
 export interface Fanout {

@@ -369,7 +369,9 @@ export class Hub {
   jobDeleted(jobId: string, reason: string, job?: Job): void {
     this.#endJob(jobId, reason, job);
     this.#fanout.notify(
-      job === undefined ? { kind: "deleted", jobId } : { kind: "deleted", jobId, job },
+      job === undefined
+        ? { kind: "deleted", jobId, reason }
+        : { kind: "deleted", jobId, job, reason },
     );
   }
 
@@ -473,7 +475,7 @@ export class Hub {
       this.#channel(notice.job.id, notice.job.last_sequence, notice.job.created_at);
       for (const subscriber of this.#firehose) subscriber.created(notice.job);
     } else {
-      this.#endJob(notice.jobId, "job deleted", notice.job);
+      this.#endJob(notice.jobId, notice.reason ?? "job deleted", notice.job);
     }
   }
 

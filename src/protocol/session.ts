@@ -416,20 +416,18 @@ export class Session {
   /**
    * Ends a one-job stream whose job is unknown, purged or deleted: what is waiting, an
    * `error` message that names the job, then close 4004.
+   *
+   * @param code `job_gone` for a job that was there (deleted or purged: its id answers 410)
    */
-  jobGone(jobId: string, reason: string): void {
+  jobGone(jobId: string, reason: string, code: "job_gone" | "job_not_found" = "job_gone"): void {
     if (this.#closed) return;
     if (this.codec.format === "snapshot") {
-      this.#push(
-        JSON.stringify({ type: "error", error: reason, code: "job_not_found" }),
-        "error",
-        false,
-      );
+      this.#push(JSON.stringify({ type: "error", error: reason, code }), "error", false);
     } else {
       this.#sendMessage("error", jobId, {
         error: reason,
         error_type: "system_error",
-        code: "job_not_found",
+        code,
         close_code: CLOSE.jobNotFound,
       }, false);
     }

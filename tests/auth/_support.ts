@@ -132,7 +132,9 @@ export async function expectWsRefused(
     // Nothing of a job reaches a refused socket: at most, for an unknown job, an error
     // naming the id the client asked for.
     const told = code === 4004
-      ? ws.messages.filter((m) => !(m.type === "error" && m.data?.code === "job_not_found"))
+      ? ws.messages.filter((m) =>
+        !(m.type === "error" && ["job_not_found", "job_gone"].includes(m.data?.code))
+      )
       : ws.messages;
     assert.deepEqual(told, [], `messages on a refused socket: ${JSON.stringify(ws.messages)}`);
     for (const message of ws.messages) {

@@ -1135,7 +1135,7 @@ Deno.test("hub jobDeleted ends the job's subscribers and tells the fanout", () =
     assert.deepEqual(b.ended, []);
     assert.equal(f.hub.watchers("a"), 0);
     assert.equal(f.hub.watchers("b"), 1);
-    assert.deepEqual(f.fanout.notices, [{ kind: "deleted", jobId: "a" }]);
+    assert.deepEqual(f.fanout.notices, [{ kind: "deleted", jobId: "a", reason: "job deleted" }]);
   });
 });
 

@@ -405,7 +405,7 @@ Deno.test("deleting a job ends its websocket and SSE streams with an error namin
     const error = ws.messages.at(-1);
     assert.equal(error.type, "error");
     assert.equal(error.job_id, id);
-    assert.equal(error.data.code, "job_not_found");
+    assert.equal(error.data.code, "job_gone");
     assert.match(error.data.error, /deleted/);
     // SSE names the job in its last message too.
     const other = await createJob(server.url);
@@ -414,7 +414,7 @@ Deno.test("deleting a job ends its websocket and SSE streams with an error namin
     assert.equal((await http(server.url, "DELETE", `/jobs/${other}`)).status, 200);
     const last = await sse.inbox.next((m) => m.event === "error");
     assert.equal(last.json.job_id, other);
-    assert.equal(last.json.data.code, "job_not_found");
+    assert.equal(last.json.data.code, "job_gone");
     await sse.done;
   });
 });

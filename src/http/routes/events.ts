@@ -84,7 +84,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       (session) => {
         sessions.add(session);
         const result = session.subscribe(id, start);
-        if (result === "not_found") session.jobGone(id, "job not found");
+        if (result === "not_found") session.jobGone(id, "job not found", "job_not_found");
         if (result === "forbidden") session.close(CLOSE.policy, "forbidden");
       },
     );

@@ -146,7 +146,8 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     return webSocket(c, [id], options, true, (session) => {
       const result = session.subscribe(id, sinceFor(since, id));
       if (result === "not_found") {
-        session.jobGone(id, store.isGone(id) ? "job was purged" : "job not found");
+        if (store.isGone(id)) session.jobGone(id, "job was purged");
+        else session.jobGone(id, "job not found", "job_not_found");
       } else if (result === "forbidden") {
         session.close(CLOSE.policy, "forbidden");
       }
