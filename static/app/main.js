@@ -13,10 +13,12 @@ import {
   currentSession,
   forgetToken,
   refusal,
+  sessionOf,
   signInWithPassword,
   signInWithToken,
   signOut,
   storedToken,
+  storeLinkedToken,
   takeTokenFromFragment,
 } from "./session.js";
 
@@ -58,15 +60,20 @@ function showSection(name) {
  * @param {string} [message] shown above the sign-in form
  */
 async function boot(message) {
-  takeTokenFromFragment();
+  const linked = takeTokenFromFragment();
+  if (linked !== undefined) message = (await adoptLinkedToken(linked)) ?? message;
   let info;
   try {
     info = await currentSession();
-    if (info.via === null && storedToken() !== undefined) {
+    const stored = storedToken();
+    if (info.via === null && stored !== undefined) {
       // The stored token was refused: forget it (a cookie session may still be valid).
       message ??= refusal(info.failure);
       forgetToken();
       info = await currentSession();
+    } else if (info.via === "token" && stored !== undefined) {
+      // A token the tab kept becomes the cookie, out of the streams' URLs.
+      info = await signInWithToken(stored);
     }
   } catch (error) {
     showSection("boot");
@@ -79,6 +86,36 @@ async function boot(message) {
     return;
   }
   startApp(info);
+}
+
+/**
+ * Signs in with the token of a `#token=` link. A page already signed in as someone else
+ * asks first: a link could otherwise switch who the page is without the user noticing.
+ *
+ * @param {string} token
+ * @returns {Promise<string | undefined>} why it was not used, to show on the sign-in form
+ */
+async function adoptLinkedToken(token) {
+  try {
+    const link = await sessionOf(token);
+    if (!link.signed_in) return refusal(link.failure);
+    const now = await currentSession();
+    const other = now.via === "cookie" || now.via === "token" ? now.sub : undefined;
+    if (
+      other !== undefined && other !== link.sub &&
+      !confirm(
+        `This link signs in as ${link.sub ?? "a token without a user"}, and this page is ` +
+          `signed in as ${other ?? "a token without a user"}. Switch?`,
+      )
+    ) {
+      return undefined;
+    }
+    await signInWithToken(token);
+  } catch {
+    // The server cannot be reached now: the tab keeps the token to try with.
+    storeLinkedToken(token);
+  }
+  return undefined;
 }
 
 /** @param {string} [message] */

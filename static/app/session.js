@@ -41,11 +41,11 @@ function storeToken(value) {
 }
 
 /**
- * Takes a `token=` out of the URL fragment (`#token=…`, or `#/jobs/x&token=…`), stores it
- * and removes it from the address bar and the history entry, so it is not bookmarked,
- * shared or left in the history.
+ * Takes a `token=` out of the URL fragment (`#token=…`, or `#/jobs/x&token=…`) and
+ * removes it from the address bar and the history entry, so it is not bookmarked, shared
+ * or left in the history.
  *
- * @returns {boolean} whether a token was found
+ * @returns {string | undefined} the token, if there was one
  */
 export function takeTokenFromFragment() {
   const hash = location.hash;
@@ -61,8 +61,18 @@ export function takeTokenFromFragment() {
     .replace(/^#?[&?]/, "#");
   const route = rest === "#" || rest === "" ? "" : rest.startsWith("#") ? rest : `#${rest}`;
   history.replaceState(history.state, "", `${location.pathname}${location.search}${route}`);
-  if (value !== "") storeToken(value);
-  return value !== "";
+  return value === "" ? undefined : value;
+}
+
+/**
+ * Who a token signs in as (`GET /auth/session` with it), without using it yet.
+ *
+ * @param {string} token
+ * @returns {Promise<Session>}
+ */
+export async function sessionOf(token) {
+  const info = await request("GET", "/auth/session", undefined, { token });
+  return { ...info, via: info.signed_in ? "cookie" : null };
 }
 
 /**
@@ -108,7 +118,9 @@ export async function signInWithToken(token) {
   if (!info.signed_in) {
     throw new ApiError(info.failure ?? "invalid_token", refusal(info.failure), 401);
   }
-  storeToken(value);
+  // Kept as the HttpOnly cookie, not by the page: streams then carry no token in their URL.
+  await request("POST", "/auth/cookie", {}, { token: value });
+  storeToken(undefined);
   return await currentSession();
 }
 
@@ -120,6 +132,16 @@ export async function signOut() {
   } catch {
     // The cookie expires by itself; the token is already forgotten.
   }
+}
+
+/**
+ * Keeps a token in the tab until it can be made the cookie (a link's, followed while the
+ * server could not be reached).
+ *
+ * @param {string} token
+ */
+export function storeLinkedToken(token) {
+  storeToken(token);
 }
 
 /**

@@ -86,3 +86,36 @@ Deno.test("auth/session names the caller of a bearer token, a ?token= and the lo
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("auth/cookie makes the bearer token the HttpOnly cookie, for the token's lifetime and an hour", async () => {
+  await withServer(AUTH, async (server) => {
+    const token = await tokenFor("ops", "read");
+    const reply = await http(server.url, "POST", "/auth/cookie", {}, bearer(token));
+    assert.equal(reply.status, 200, reply.text);
+    assert.equal(reply.json.signed_in, true);
+    assert.equal(reply.json.sub, "ops");
+    const cookie = reply.headers.get("set-cookie") ?? "";
+    assert.match(cookie, new RegExp(`^jobwire_token=${token.replaceAll(".", "\\.")};`));
+    assert.match(cookie, /; HttpOnly/);
+    assert.match(cookie, /; SameSite=Strict/);
+    const maxAge = Number(/Max-Age=(\d+)/.exec(cookie)?.[1]);
+    // tokenFor's tokens live an hour.
+    assert.ok(maxAge > 3600 && maxAge <= 7200, `Max-Age ${maxAge}`);
+    const viaCookie = await http(server.url, "GET", "/auth/session", undefined, {
+      cookie: cookie.split(";")[0]!,
+    });
+    assert.equal(viaCookie.json.sub, "ops");
+    // A page must hold the token: no token, or one only in a cookie, makes no cookie.
+    assert.equal((await http(server.url, "POST", "/auth/cookie", {})).status, 401);
+    const cookieOnly = await http(server.url, "POST", "/auth/cookie", {}, {
+      cookie: cookie.split(";")[0]!,
+    });
+    assert.equal(cookieOnly.status, 422, cookieOnly.text);
+    assert.equal(cookieOnly.headers.get("set-cookie"), null);
+  });
+  await withServer({}, async (server) => {
+    const open = await http(server.url, "POST", "/auth/cookie", {});
+    assert.equal(open.status, 400);
+    assert.equal(open.json.error.code, "auth_disabled");
+  });
+});

@@ -78,6 +78,30 @@ browserTest(
       await row(page, "alice-1").waitFor();
       await browser.screenshot("signed-in");
 
+      // A link with someone else's token asks before it switches who the page is.
+      const minted = await runMain([
+        "token",
+        "--sub",
+        "mallory",
+        "--scope",
+        "read",
+        "--data-dir",
+        dataDir,
+      ]);
+      const other = minted.stdout.trim();
+      let asked = "";
+      page.once("dialog", (dialog) => {
+        asked = dialog.message();
+        void dialog.dismiss();
+      });
+      await page.goto(`${server.url}/#token=${other}`);
+      await until("the question", () => asked !== "" || undefined);
+      assert.match(asked, /signs in as mallory, and this page is signed in as alice/);
+      await page.locator("#list-view").waitFor();
+      await row(page, "alice-1").waitFor();
+      assert.equal(await page.locator("#who").textContent(), "Signed in as alice");
+      assert.ok(!page.url().includes("token="), page.url());
+
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor();
       assert.equal(await page.locator("#sign-in-message").textContent(), "You are signed out.");
@@ -110,12 +134,19 @@ browserTest(
       const link = /Status page: (http:\/\/\S+\/#token=(\S+))/.exec(server.output());
       assert.ok(link, server.output());
       const [, url, token] = link;
+      const sockets: string[] = [];
+      page.on("websocket", (ws) => sockets.push(ws.url()));
       await page.goto(url!);
       await page.locator("#list-view").waitFor();
-      assert.equal(await page.locator("#who").textContent(), "Signed in as admin with a token");
+      assert.equal(await page.locator("#who").textContent(), "Signed in as admin");
       assert.ok(!page.url().includes("token="), page.url());
-      assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), token);
+      // The page keeps the token as its HttpOnly cookie, not in storage or in stream URLs.
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), null);
+      const cookie = (await page.context().cookies()).find((c) => c.name === "jobwire_token");
+      assert.equal(cookie?.value, token);
+      assert.equal(cookie?.httpOnly, true);
       await connected(page, "websocket");
+      assert.ok(sockets.length > 0 && sockets.every((u) => !u.includes("token=")), sockets.join());
 
       // An admin sees the server panel.
       await until(
@@ -148,7 +179,8 @@ browserTest(
       await page.getByRole("button", { name: "Use this token" }).click();
       await page.locator("#list-view").waitFor();
       await row(page, "admin-1").waitFor();
-      assert.equal(await page.locator("#who").textContent(), "Signed in as admin with a token");
+      assert.equal(await page.locator("#who").textContent(), "Signed in as admin");
+      assert.ok(sockets.every((u) => !u.includes("token=")), sockets.join());
       assert.deepEqual(browser.errors, []);
     } finally {
       await browser.close();
@@ -166,7 +198,7 @@ browserTest("when the token expires the page says so and asks to sign in again",
     const token = await tokenFor("ops", "read:all", {}, { exp: nowSeconds() + 4 });
     await page.goto(`${server.url}/#token=${token}`);
     await page.locator("#list-view").waitFor();
-    assert.equal(await page.locator("#who").textContent(), "Signed in as ops with a token");
+    assert.equal(await page.locator("#who").textContent(), "Signed in as ops");
     await connected(page, "websocket");
     // The server closes the stream when the token's exp passes (1008 "token expired").
     await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor({ timeout: 15_000 });

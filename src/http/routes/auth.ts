@@ -1,8 +1,8 @@
 /**
  * Sign-in and stream tickets: `POST /auth/login` (username and password → token),
  * `GET /auth/session` (who the caller is), `POST /auth/logout` (clears the status page's
- * cookie and revokes a sign-in's token), `POST /tickets` (a single-use ticket for one job's
- * stream).
+ * cookie and revokes a sign-in's token), `POST /auth/cookie` (a token the page holds becomes
+ * its cookie), `POST /tickets` (a single-use ticket for one job's stream).
  *
  * @module
  */
@@ -18,6 +18,9 @@ import { DUMMY_CREDENTIAL, verifyPassword } from "../../auth/passwords.ts";
 import { signToken } from "../../auth/keys.ts";
 import { TOKEN_COOKIE } from "../../auth/authenticator.ts";
 import { log } from "../../log.ts";
+
+/** How long a cookie made from a token outlives the token, in milliseconds. */
+const COOKIE_GRACE_MS = 3_600_000;
 
 /** Failed logins are counted over this window, in milliseconds. */
 export const LOGIN_WINDOW_MS = 15 * 60_000;
@@ -121,6 +124,36 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       200,
       { "cache-control": "no-store" },
     );
+  });
+
+  // A token the status page got from a link or a paste becomes its HttpOnly cookie, for as
+  // long as the token is valid: it then never travels in a stream's URL, where proxies and
+  // access logs would keep it. Only from `Authorization`: a page must have the token.
+  app.post("/auth/cookie", (c) => {
+    if (deps.authenticator === undefined) {
+      throw new ApiError("auth_disabled", "Authentication is off on this server (--no-auth)");
+    }
+    const principal = requirePrincipal(c);
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    if (token === undefined) {
+      throw new ApiError("validation_error", "Send the token as Authorization: Bearer <token>");
+    }
+    // Kept an hour past the token's expiry, so the server can still tell the page its
+    // session expired rather than that it has none.
+    const left = principal.expiresAt === null
+      ? config.tokenTtlMs
+      : Math.max(1000, principal.expiresAt - Date.now()) + COOKIE_GRACE_MS;
+    c.header(
+      "set-cookie",
+      `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${
+        Math.floor(left / 1000)
+      }; HttpOnly; SameSite=Strict`,
+    );
+    return c.json({
+      signed_in: true,
+      sub: principal.sub,
+      expires_at: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
+    });
   });
 
   // Clears the cookie, and revokes the caller's token when it came from a sign-in (it has
