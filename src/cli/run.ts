@@ -186,15 +186,20 @@ export async function runCommand(args: string[]): Promise<number> {
         const { value, done } = await reader.read();
         if (done) break;
         lastActivity = Date.now();
+        let passed = true;
         try {
           await writeAll(out, value);
         } catch {
+          passed = false;
+        }
+        // Published whether or not it could be passed on: CMD wrote it.
+        if (publisher.active) splitter.push(value, sink);
+        if (!passed) {
           // Our own output is gone (`run … | head`): close the pipe so CMD gets SIGPIPE
           // as it would without us in between.
           await reader.cancel().catch(() => {});
           break;
         }
-        if (publisher.active) splitter.push(value, sink);
       }
     } catch {
       // The pipe was closed under us (the grace after exit ran out).

@@ -162,3 +162,21 @@ for (let i = 0; i < 10; i++) { let o = 0; while (o < chunk.length) o += Deno.std
     }
   });
 });
+
+Deno.test("run publishes the line it could not pass on when its own output was closed", async () => {
+  await withServer({}, async (server) => {
+    const main = new URL("../../main.ts", import.meta.url).pathname;
+    const run = `${Deno.execPath()} run -A ${main} run --server ${server.url} --id piped -- ` +
+      `sh -c 'echo first; sleep 0.5; echo second; sleep 0.5; echo third'`;
+    const out = await new Deno.Command("sh", {
+      args: ["-c", `${run} | head -1`],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(new TextDecoder().decode(out.stdout), "first\n");
+    await waitForStatus(server.url, "piped", "failed");
+    const lines = logLines(await storedEvents(server.url, "piped"));
+    assert.deepEqual(lines, ["first", "second"]);
+  });
+});
