@@ -5,6 +5,7 @@
  * @module
  */
 import type { JobWatcher, WatcherEvents } from "../../src/client/mod.ts";
+import { WATCHER_EVENT_NAMES } from "../../src/client/watch_events.ts";
 import type {
   CloseLike,
   MessageLike,
@@ -17,24 +18,7 @@ import { waitFor } from "./clients.ts";
 export class Recorder {
   readonly log: { name: keyof WatcherEvents; payload: unknown }[] = [];
   constructor(readonly watcher: JobWatcher) {
-    const names: (keyof WatcherEvents)[] = [
-      "event",
-      "connected",
-      "disconnected",
-      "reconnecting",
-      "error",
-      "max_reconnect_attempts",
-      "quality",
-      "snapshot",
-      "connection",
-      "finished",
-      "transport",
-      "gap",
-      "truncated",
-      "created",
-      "deleted",
-      "closed",
-    ];
+    const names = [...WATCHER_EVENT_NAMES] as (keyof WatcherEvents)[];
     for (const name of names) watcher.on(name, (payload) => this.log.push({ name, payload }));
   }
 
