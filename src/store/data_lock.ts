@@ -26,7 +26,14 @@ export interface DataLock {
  * @throws {ConfigError} naming the process that holds it, when another server does
  */
 export function lockDataDir(dataDir: string): DataLock {
-  const db = new DatabaseSync(join(dataDir, LOCK_FILE));
+  const path = join(dataDir, LOCK_FILE);
+  try {
+    // Private like the rest of the directory (an empty file is an empty database).
+    Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o600 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  const db = new DatabaseSync(path);
   try {
     db.exec("PRAGMA busy_timeout = 0");
     // In exclusive locking mode the lock a write takes is kept until the connection closes.

@@ -113,7 +113,7 @@ Deno.test("the data directory, database and secret are private, whoever makes th
       } finally {
         await server.stop();
       }
-      for (const file of ["jobwire.db", "jwt-secret"]) {
+      for (const file of ["jobwire.db", "jwt-secret", "jobwire.lock", "jobwire.pid"]) {
         assert.equal(await modeOf(join(dir, file)), 0o600, `${dir}/${file}`);
       }
       for await (const entry of Deno.readDir(dir)) {
