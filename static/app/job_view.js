@@ -43,6 +43,8 @@ export class JobView {
     this.resultFetched = false;
     /** Set once the server says the job is not there (deleted, purged or never made). */
     this.gone = false;
+    /** @type {string | undefined} `current/total` of the latest progress event that had them. */
+    this.counts = undefined;
     this.ticker = undefined;
     this.followButton.addEventListener("click", () => {
       this.log.setFollowing(!this.log.following);
@@ -61,6 +63,8 @@ export class JobView {
     this.id = id;
     this.job = undefined;
     this.gone = false;
+    /** `current/total` of the latest progress event that had them. */
+    this.counts = undefined;
     this.resultFetched = false;
     $("job-title").textContent = id;
     document.title = `${id} · jobwire`;
@@ -143,6 +147,10 @@ export class JobView {
         break;
       case "progress":
         this.chart.add(event.timestamp, data.progress);
+        this.counts = typeof data.current === "number" && typeof data.total === "number"
+          ? `${data.current.toLocaleString("en")}/${data.total.toLocaleString("en")}`
+          : undefined;
+        this.schedule();
         return;
       case "status":
         if (data.status === "completed") this.chart.add(event.timestamp, 100);
@@ -183,7 +191,13 @@ export class JobView {
     bar.setAttribute("aria-valuetext", `${percent(progress)} (${job.status})`);
     bar.dataset.status = job.status;
     /** @type {HTMLElement} */ (bar.firstElementChild).style.width = `${progress}%`;
-    $("job-percent").textContent = percent(progress);
+    $("job-percent").textContent = this.counts === undefined
+      ? percent(progress)
+      : `${percent(progress)} (${this.counts})`;
+    const metadata = job.metadata ?? {};
+    const hasMetadata = typeof metadata === "object" && Object.keys(metadata).length > 0;
+    $("job-metadata-row").hidden = !hasMetadata;
+    $("job-metadata").textContent = hasMetadata ? truncate(JSON.stringify(metadata), 400) : "–";
     $("job-stage").textContent = job.stage ?? "–";
     $("job-message").textContent = job.message ?? "–";
     $("job-kind").textContent = job.kind ?? "–";

@@ -108,7 +108,11 @@ browserTest(
     const browser = await openBrowser();
     const { page } = browser;
     try {
-      const created = await http(server.url, "POST", "/jobs", { id: "train-7", kind: "train" });
+      const created = await http(server.url, "POST", "/jobs", {
+        id: "train-7",
+        kind: "train",
+        metadata: { branch: "main", gpus: 2 },
+      });
       const statusUrl = created.json.urls.status as string;
       assert.equal(statusUrl, `${server.url}/#/jobs/train-7`);
       await page.goto(statusUrl);
@@ -145,6 +149,15 @@ browserTest(
       assert.ok(await page.locator("#chart polyline").count() === 1);
       assert.equal(await page.locator("#job-bar").getAttribute("aria-valuenow"), "65");
       assert.equal(await page.locator("#job-stage").textContent(), "epochs");
+      assert.equal(await page.locator("#job-metadata").textContent(), '{"branch":"main","gpus":2}');
+      assert.ok(await page.locator("#job-metadata-row").isVisible());
+      // Counts of a progress report show beside the percentage.
+      await http(server.url, "POST", "/jobs/train-7/progress", { current: 1300, total: 2000 });
+      await until(
+        "the counts",
+        async () =>
+          (await page.locator("#job-percent").textContent()) === "65% (1,300/2,000)" || undefined,
+      );
 
       // Pausing the tail and resuming it.
       const follow = page.getByRole("button", { name: "Following" });
