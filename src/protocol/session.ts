@@ -126,6 +126,8 @@ export class Session {
   #firehose: FirehoseSubscription | undefined;
   #replaying = false;
   #closed = false;
+  /** Set while a multi-job stream subscribes to the jobs it names (see {@link join}). */
+  #joining = false;
   #single: boolean;
 
   /**
@@ -320,7 +322,26 @@ export class Session {
 
   #finished(sub: JobSubscription): void {
     sub.finished = true;
-    if (!this.closeOnFinish || this.#firehose !== undefined) return;
+    this.#closeIfAllFinished();
+  }
+
+  /**
+   * Follows the jobs a multi-job stream names, one after the other, and only then asks
+   * whether they have all ended: a first job that had ended already is not all of them.
+   */
+  join(jobIds: readonly string[], subscribe: (jobId: string) => void): void {
+    this.#joining = true;
+    try {
+      for (const id of jobIds) subscribe(id);
+    } finally {
+      this.#joining = false;
+    }
+    this.#closeIfAllFinished();
+  }
+
+  #closeIfAllFinished(): void {
+    if (!this.closeOnFinish || this.#firehose !== undefined || this.#joining) return;
+    if (this.#subs.size === 0) return;
     for (const other of this.#subs.values()) if (!other.finished) return;
     this.finish(CLOSE.normal, "job finished");
   }

@@ -435,3 +435,31 @@ Deno.test("shutdown closes open websockets with 1001", async () => {
   await server.close();
   assert.equal((await ws.closed).code, 1001);
 });
+
+Deno.test("a many-job stream with close_on_finish follows every job it names, even after a first one that has ended", async () => {
+  await withServer({}, async (server) => {
+    const done = await createJob(server.url);
+    const running = await createJob(server.url);
+    await http(server.url, "POST", `/jobs/${done}/start`);
+    await http(server.url, "POST", `/jobs/${done}/complete`);
+    await http(server.url, "POST", `/jobs/${running}/start`);
+    const ws = await WsClient.connect(
+      `${server.url}/ws?jobs=${done},${running}&close_on_finish=1&since=0`,
+    );
+    const sse = await StreamClient.open(
+      `${server.url}/events?jobs=${done},${running}&close_on_finish=1&since=0`,
+      "sse",
+    );
+    await ws.next((m) => m.type === "subscribed" && m.job_id === running);
+    await sse.inbox.next((m) => m.event === "subscribed" && m.json.job_id === running);
+    await publish(server.url, running, logEvent("still going"));
+    await ws.next((m) => m.data?.line === "still going");
+    await sse.inbox.next((m) => m.json.data?.line === "still going");
+    await http(server.url, "POST", `/jobs/${running}/complete`);
+    const closed = await ws.closed;
+    assert.equal(closed.code, 1000);
+    assert.equal(closed.reason, "job finished");
+    await sse.done;
+    assert.ok(sse.raw.includes(`"job_id":"${running}"`));
+  });
+});

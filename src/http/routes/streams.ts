@@ -96,7 +96,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     }
     session.greet(jobs);
     for (const id of jobs) session.expect(id, sinceFor(since, id));
-    for (const id of jobs) subscribeNamed(session, id, sinceFor(since, id));
+    session.join(jobs, (id) => subscribeNamed(session, id, sinceFor(since, id)));
   }
 
   /**
