@@ -1347,7 +1347,7 @@ var Sequencer = class {
       case "connection":
       case "subscribed":
         if (isJob(data.job) && message.job_id !== null) {
-          this.#greeting(message.job_id, data.job, data.replay);
+          await this.#greeting(message.job_id, data.job, data.replay);
         } else if (Array.isArray(data.jobs)) {
           for (const job of data.jobs) if (isJob(job)) await this.#adopt(job);
         }
@@ -1412,7 +1412,7 @@ var Sequencer = class {
     if (event.sequence <= track.cursor) return;
     this.#deliver(event.job_id, track, event);
   }
-  #greeting(jobId, job, replay) {
+  async #greeting(jobId, job, replay) {
     let track = this.tracks.get(jobId);
     if (track === void 0) {
       if (!this.#adopting) return;
@@ -1422,6 +1422,12 @@ var Sequencer = class {
         finished: false
       };
       this.tracks.set(jobId, track);
+    }
+    if (replaced(track, job)) {
+      this.#restart(jobId, track, job);
+      const upTo = replay?.from != null ? replay.from - 1 : job.last_sequence;
+      if (upTo > 0) await this.#fill(jobId, track, upTo);
+      return;
     }
     if (replay?.truncated === true) {
       this.#io.emitter.emit("truncated", {
@@ -1446,8 +1452,15 @@ var Sequencer = class {
       this.#setJob(job.id, fresh, job);
       return;
     }
-    this.#setJob(job.id, track, job);
+    if (replaced(track, job)) this.#restart(job.id, track, job);
+    else this.#setJob(job.id, track, job);
     if (job.last_sequence > track.cursor) await this.#fill(job.id, track, job.last_sequence);
+  }
+  /** Follows a job made again under a followed id from its start. */
+  #restart(jobId, track, job) {
+    track.cursor = 0;
+    track.finished = false;
+    this.#setJob(jobId, track, job);
   }
   async #catchUp(jobId, last) {
     const track = this.tracks.get(jobId);
@@ -1526,6 +1539,9 @@ var Sequencer = class {
 };
 function isJob(value) {
   return typeof value === "object" && value !== null && typeof value.id === "string" && typeof value.last_sequence === "number";
+}
+function replaced(track, job) {
+  return track.job !== void 0 && job.created_at !== track.job.created_at;
 }
 
 // src/client/watch_events.ts

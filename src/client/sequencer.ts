@@ -84,7 +84,7 @@ export class Sequencer {
       case "connection":
       case "subscribed":
         if (isJob(data.job) && message.job_id !== null) {
-          this.#greeting(message.job_id, data.job, data.replay as ReplayInfo | undefined);
+          await this.#greeting(message.job_id, data.job, data.replay as ReplayInfo | undefined);
         } else if (Array.isArray(data.jobs)) {
           for (const job of data.jobs) if (isJob(job)) await this.#adopt(job);
         }
@@ -147,12 +147,20 @@ export class Sequencer {
     this.#deliver(event.job_id, track, event);
   }
 
-  #greeting(jobId: string, job: JobSnapshot, replay: ReplayInfo | undefined): void {
+  async #greeting(jobId: string, job: JobSnapshot, replay: ReplayInfo | undefined): Promise<void> {
     let track = this.tracks.get(jobId);
     if (track === undefined) {
       if (!this.#adopting) return;
       track = { cursor: job.last_sequence, job: undefined, finished: false };
       this.tracks.set(jobId, track);
+    }
+    if (replaced(track, job)) {
+      // The id names a new job (the one followed was deleted while the watcher was away):
+      // it is followed from its first event, up to where the stream's replay takes over.
+      this.#restart(jobId, track, job);
+      const upTo = replay?.from != null ? replay.from - 1 : job.last_sequence;
+      if (upTo > 0) await this.#fill(jobId, track, upTo);
+      return;
     }
     if (replay?.truncated === true) {
       this.#io.emitter.emit("truncated", {
@@ -177,8 +185,16 @@ export class Sequencer {
       this.#setJob(job.id, fresh, job);
       return;
     }
-    this.#setJob(job.id, track, job);
+    if (replaced(track, job)) this.#restart(job.id, track, job);
+    else this.#setJob(job.id, track, job);
     if (job.last_sequence > track.cursor) await this.#fill(job.id, track, job.last_sequence);
+  }
+
+  /** Follows a job made again under a followed id from its start. */
+  #restart(jobId: string, track: Track, job: JobSnapshot): void {
+    track.cursor = 0;
+    track.finished = false;
+    this.#setJob(jobId, track, job);
   }
 
   async #catchUp(jobId: string, last: number): Promise<void> {
@@ -256,4 +272,9 @@ function isJob(value: unknown): value is JobSnapshot {
   return typeof value === "object" && value !== null &&
     typeof (value as JobSnapshot).id === "string" &&
     typeof (value as JobSnapshot).last_sequence === "number";
+}
+
+/** Whether `job` is another job than the one `track` follows: one made again under its id. */
+function replaced(track: Track, job: JobSnapshot): boolean {
+  return track.job !== undefined && job.created_at !== track.job.created_at;
 }

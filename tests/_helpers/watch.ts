@@ -182,3 +182,57 @@ export function hangingWebSocket(): WebSocketConstructor & { attempts: number; c
   };
   return ctor;
 }
+
+/**
+ * Real WebSockets that wait for a gate before connecting: `hold()` makes the next ones
+ * wait (the network is down) until `release()`; `drop()` closes the current one.
+ */
+export function gatedWebSocket(): WebSocketConstructor & {
+  hold(): void;
+  release(): void;
+  drop(): void;
+} {
+  let gate: Promise<void> = Promise.resolve();
+  let open = () => {};
+  let current: WebSocket | undefined;
+  const ctor = class implements WebSocketLike {
+    #socket: WebSocket | undefined;
+    #closed = false;
+    onopen: ((event: unknown) => void) | null = null;
+    onmessage: ((event: MessageLike) => void) | null = null;
+    onclose: ((event: CloseLike) => void) | null = null;
+    onerror: ((event: unknown) => void) | null = null;
+    constructor(url: string) {
+      gate.then(() => {
+        if (this.#closed) return;
+        const socket = new WebSocket(url);
+        this.#socket = socket;
+        current = socket;
+        socket.onopen = (e) => this.onopen?.(e);
+        socket.onclose = (e) => this.onclose?.(e);
+        socket.onerror = (e) => this.onerror?.(e);
+        socket.onmessage = (e) => this.onmessage?.({ data: String(e.data) });
+      });
+    }
+    static hold(): void {
+      gate = new Promise((resolve) => (open = resolve));
+    }
+    static release(): void {
+      open();
+    }
+    static drop(): void {
+      current?.close();
+    }
+    get readyState(): number {
+      return this.#socket?.readyState ?? 0;
+    }
+    send(data: string): void {
+      this.#socket?.send(data);
+    }
+    close(code?: number, reason?: string): void {
+      this.#closed = true;
+      this.#socket?.close(code, reason);
+    }
+  };
+  return ctor;
+}

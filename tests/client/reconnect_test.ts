@@ -1,8 +1,14 @@
 import assert from "node:assert/strict";
-import { JobReporter, type TransportName, watchJob } from "../../src/client/mod.ts";
+import { JobReporter, type TransportName, watchJob, watchJobs } from "../../src/client/mod.ts";
 import { createJob, http, logEvent, publish, waitFor } from "../_helpers/clients.ts";
 import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
-import { failingWebSocket, filteredWebSocket, range, Recorder } from "../_helpers/watch.ts";
+import {
+  failingWebSocket,
+  filteredWebSocket,
+  gatedWebSocket,
+  range,
+  Recorder,
+} from "../_helpers/watch.ts";
 
 const FAST = { initialDelayMs: 20, maxDelayMs: 200 };
 
@@ -203,6 +209,76 @@ Deno.test("a connection that goes silent is replaced after idleTimeoutMs", async
       assert.deepEqual(await rec.until(2), [1, 2]);
       assert.equal(rec.all("disconnected")[0]?.reason, "idle");
       assert.equal(HalfOpen.sockets.length, 2);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+for (const remade of [50, 4]) {
+  Deno.test(`a job made again under its id while the watcher was away is followed from its first event (${remade} events)`, async () => {
+    await withServer({}, async (server) => {
+      const id = await createJob(server.url, { id: `remade-${remade}` });
+      await publish(server.url, id, ...range(10).map(logEvent));
+      const gated = gatedWebSocket();
+      const watcher = watchJob(server.url, id, { ...FAST, WebSocket: gated, closeOnFinish: false });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.until(10);
+        // Away: the job is deleted and made again, with events of its own.
+        gated.hold();
+        gated.drop();
+        await rec.next("reconnecting");
+        assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+        assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+        await publish(server.url, id, ...range(remade).map((i) => logEvent(`new ${i}`)));
+        gated.release();
+        await waitFor(
+          () => rec.sequences().length === 10 + remade || undefined,
+          10_000,
+          "the new job's events",
+        );
+        await publish(server.url, id, logEvent("live"));
+        await rec.until(remade + 1);
+        const lines = rec.all("event").map((e) => String(e.data.line));
+        assert.deepEqual(lines, [
+          ...range(10).map(String),
+          ...range(remade).map((i) => `new ${i}`),
+          "live",
+        ]);
+        assert.equal(watcher.job?.last_sequence, remade + 1);
+      } finally {
+        watcher.close();
+      }
+    });
+  });
+}
+
+Deno.test("a watcher of every job follows a job made again under a followed id from its first event", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url, { id: "remade-all" });
+    const gated = gatedWebSocket();
+    const watcher = watchJobs(server.url, { all: true, ...FAST, WebSocket: gated });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connected");
+      await publish(server.url, id, ...range(10).map(logEvent));
+      await rec.until(10, id);
+      gated.hold();
+      gated.drop();
+      await rec.next("reconnecting");
+      assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+      assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+      await publish(server.url, id, ...range(4).map((i) => logEvent(`new ${i}`)));
+      gated.release();
+      await waitFor(
+        () => rec.sequences(id).length === 14 || undefined,
+        10_000,
+        "the new job's events",
+      );
+      await publish(server.url, id, logEvent("live"));
+      await waitFor(() => rec.sequences(id).length === 15 || undefined, 10_000, "the live event");
+      assert.deepEqual(rec.sequences(id), [...range(10), ...range(5)]);
     } finally {
       watcher.close();
     }
