@@ -303,3 +303,31 @@ Deno.test("an HTTP stream hands a reader that fell behind everything that gather
   session.close(1000, "done");
   assert.equal((await reader.read()).done, true);
 });
+
+Deno.test("a multi-job SSE stream resumes after one of its jobs was deleted, telling of that job", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(server.url, a, logEvent("a1"));
+    await publish(server.url, b, logEvent("b1"));
+    assert.equal((await http(server.url, "DELETE", `/jobs/${a}`)).status, 200);
+    await publish(server.url, b, logEvent("b2"));
+    const url = `${server.url}/events?jobs=${a},${b}&since=0`;
+    // As an EventSource reconnects: the same URL and its last id.
+    const resumed = await StreamClient.open(url, "sse", { "last-event-id": "1,1" });
+    try {
+      const gone = await resumed.next((m) => m.event === "error");
+      assert.equal(gone.json.job_id, a);
+      const next = await resumed.next((m) => isEvent(m));
+      assert.equal(next.json.job_id, b);
+      assert.equal(next.json.sequence, 2);
+    } finally {
+      await resumed.close();
+    }
+    // With none of its jobs left, the stream is refused as before.
+    assert.equal((await http(server.url, "DELETE", `/jobs/${b}`)).status, 200);
+    const none = await fetch(url, { headers: { accept: "text/event-stream" } });
+    assert.equal(none.status, 410);
+    await none.body?.cancel();
+  });
+});

@@ -179,10 +179,17 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
         { path: "jobs", message: "Required unless all=1" },
       ]);
     }
+    // A job gone from the list is told in an error message on the stream, and the others go
+    // on: an EventSource resuming a stream of several jobs would otherwise stop for good
+    // once one of them was deleted. With none left there is nothing to follow.
+    let found = 0;
     for (const id of jobs) {
-      const job = findJob(store, id);
+      const job = store.getJob(id);
+      if (job === undefined) continue;
+      found++;
       if (!canRead(principal, job)) throw new ApiError("forbidden", `No access to job ${id}`);
     }
+    if (jobs.length > 0 && found === 0) findJob(store, jobs[0]!);
     const since: Since = lastEventId(c.req.header("last-event-id") ?? null, jobs) ??
       parseSince(options.since);
     const codec = codecFor(transport, wanted.format);
