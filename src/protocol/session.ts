@@ -54,6 +54,16 @@ export interface SessionContext {
   expiresAt: number | null;
 }
 
+/**
+ * The `error_type` of a refusal that is not about the message itself (those are
+ * `validation_error`): the job is not there, or not the caller's to see.
+ */
+const REFUSAL_TYPES: Readonly<Record<string, string>> = {
+  job_not_found: "not_found",
+  job_gone: "not_found",
+  forbidden: "forbidden",
+};
+
 /** Outcome of subscribing a session to a job. */
 export type SubscribeResult = "ok" | "not_found" | "forbidden" | "already";
 
@@ -414,7 +424,7 @@ export class Session {
     }
     this.#sendMessage("error", jobId, {
       error: message,
-      error_type: "validation_error",
+      error_type: REFUSAL_TYPES[code] ?? "validation_error",
       code,
       ...(details === undefined ? {} : { details }),
     });

@@ -318,6 +318,7 @@ Deno.test("a multi-job SSE stream resumes after one of its jobs was deleted, tel
     try {
       const gone = await resumed.next((m) => m.event === "error");
       assert.equal(gone.json.job_id, a);
+      assert.equal(gone.json.data.code, "job_gone");
       const next = await resumed.next((m) => isEvent(m));
       assert.equal(next.json.job_id, b);
       assert.equal(next.json.sequence, 2);

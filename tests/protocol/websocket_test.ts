@@ -207,6 +207,8 @@ Deno.test("websocket subscribe and unsubscribe add and remove jobs on one socket
       const error = await ws.next();
       assert.equal(error.type, "error");
       assert.equal(error.data.code, "job_not_found");
+      // Not a fault of the message: the job is not there.
+      assert.equal(error.data.error_type, "not_found");
 
       ws.send({ type: "unsubscribe", job_id: b });
       const unsubscribed = await ws.next();

@@ -55,7 +55,8 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     const result = session.subscribe(jobId, since);
     if (result === "not_found") {
       const gone = store.isGone(jobId);
-      session.error("job_not_found", gone ? `Job ${jobId} was purged` : `No job ${jobId}`, jobId);
+      if (gone) session.error("job_gone", `Job ${jobId} was deleted or purged`, jobId);
+      else session.error("job_not_found", `No job ${jobId}`, jobId);
     } else if (result === "forbidden") {
       session.error("forbidden", `No access to job ${jobId}`, jobId);
     } else if (result === "already") {
