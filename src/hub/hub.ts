@@ -537,7 +537,7 @@ export class Hub {
    * Delivers a job's events from the store, after the channel's last up to `last`.
    *
    * @param snapshot whether the last event up to `last` that changes the job carries the
-   *   job's state (read from the store, and only when nothing was committed after `last`)
+   *   job's state (as the store has it now)
    */
   #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): void {
     // One read of the job serves the whole call (the store cannot change meanwhile): what
@@ -557,12 +557,18 @@ export class Hub {
         return;
       }
       // The job's state goes with the last event up to `last` that changed it, when the page
-      // holds it (events after it change nothing a snapshot shows).
+      // holds it (events after it change nothing a snapshot shows). The state is the store's
+      // now, which may include later commits: it still goes with a progress, result or error
+      // event, as a later commit that changes nothing (a log) would otherwise leave snapshot
+      // streams on a state from before this one; never with a status event, whose state says
+      // whether it ended the job.
       let stateAt = -1;
-      if (snapshot && current?.last_sequence === last && page.at(-1)!.sequence >= last) {
+      if (snapshot && current !== undefined && page.at(-1)!.sequence >= last) {
         for (let i = page.length - 1; i >= 0 && stateAt === -1; i--) {
           if (page[i]!.sequence <= last && changesState(page[i]!.type)) stateAt = i;
         }
+        const moved = current.last_sequence !== last;
+        if (stateAt !== -1 && moved && page[stateAt]!.type === "status") stateAt = -1;
       }
       for (let i = 0; i < page.length; i++) {
         const stored = page[i]!;

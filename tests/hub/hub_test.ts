@@ -1536,3 +1536,18 @@ for (
     assert.ok(fromMemory > 0, "no event was replayed from memory");
   });
 }
+
+Deno.test("hub gives a remote progress event the job's state even when a log followed it", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const reported = commit(f.store, "j", progress(40));
+    commit(f.store, "j", log(2));
+    // The progress came without its events (too large to carry), and the log changes nothing
+    // a snapshot shows: the state must come with the progress, or snapshot streams stay on 0.
+    f.fanout.remote(reported);
+    assert.deepEqual(recorder.sequences, [1]);
+    assert.equal(recorder.events[0]!.job?.progress, 40);
+    assert.equal(recorder.events[0]!.terminal, false);
+  });
+});
