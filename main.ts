@@ -123,7 +123,7 @@ async function serveLocked(config: Config, parallel: boolean): Promise<number> {
   if (config.noAuth) {
     log("warn", "running without authentication (--no-auth): every request is allowed");
   }
-  const isolates = parallel ? `, ${config.workers} isolates` : "";
+  const isolates = parallel ? `, ${config.workers} isolates` : ", 1 isolate";
   console.log(`jobwire listening on ${url} (data: ${config.dataDir}${isolates})`);
   if (secret !== undefined && config.jwtPublicKey === undefined && config.jwksUrl === undefined) {
     // Secure by default: no key was configured, so the server signs its own tokens with a

@@ -210,7 +210,7 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
         progress,
         percentage: formatPercentage(progress),
       };
-      if (d.eta_seconds === undefined && typeof d.estimated_time_remaining === "number") {
+      if (d.eta_seconds == null && typeof d.estimated_time_remaining === "number") {
         normalized.eta_seconds = d.estimated_time_remaining;
       }
       return { ok: true, event: { type, data: normalized } };

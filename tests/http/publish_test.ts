@@ -837,6 +837,13 @@ Deno.test("progress takes estimated_time_remaining for eta_seconds; an unknown s
     assert.equal(reply.status, 201, reply.text);
     const job = (await http(server.url, "GET", `/jobs/${id}`)).json;
     assert.equal(job.eta_seconds, 30);
+    // An eta_seconds of null is no ETA: the alias is taken then too.
+    await http(server.url, "POST", `/jobs/${id}/progress`, {
+      progress: 50,
+      eta_seconds: null,
+      estimated_time_remaining: 9,
+    });
+    assert.equal((await http(server.url, "GET", `/jobs/${id}`)).json.eta_seconds, 9);
     const refused = await http(server.url, "POST", `/jobs/${id}/events`, status("transcribing"));
     assertInvalid(refused, "data.status");
     assert.match(refused.json.error.details[0].message, /pending, queued, running/);

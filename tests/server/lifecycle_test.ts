@@ -75,7 +75,7 @@ Deno.test("server starts with embedded defaults: SQLite under ./data of its work
     assert.ok(line, text);
     assert.match(
       line,
-      /^jobwire listening on http:\/\/127\.0\.0\.1:\d+ \(data: \.\/data(, \d+ isolates)?\)$/,
+      /^jobwire listening on http:\/\/127\.0\.0\.1:\d+ \(data: \.\/data, (\d+ isolates|1 isolate)\)$/,
     );
     assert.ok((await Deno.stat(join(cwd, "data", "jobwire.db"))).isFile);
   } finally {
