@@ -50,7 +50,7 @@ function storeToken(value) {
 export function takeTokenFromFragment() {
   const hash = location.hash;
   const match = /(^#|[#&?])token=([^&]*)/.exec(hash);
-  if (match === null) return false;
+  if (match === null) return undefined;
   let value = match[2] ?? "";
   try {
     value = decodeURIComponent(value);

@@ -33,6 +33,8 @@ browserTest(
       });
       assert.match(measured, /^Live · WebSocket · \d+ ms · (excellent|good|fair|poor)$/);
       assert.equal(await page.locator("#who").textContent(), "Open server: no sign-in needed");
+      // No link, no token: nothing is kept in the tab.
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), null);
       assert.ok(await page.locator("#sign-out").isHidden());
       assert.match(await page.locator("#jobs-empty").textContent() ?? "", /No jobs yet/);
 
