@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { mkdirSync } from "node:fs";
 import {
   BOOLEAN_FLAGS,
   type Config,
@@ -73,12 +72,9 @@ async function serve(args: string[]): Promise<number> {
     : parallelUnavailable();
   if (unavailable !== undefined) log("warn", `serving with one isolate: ${unavailable}`);
   const parallel = config.workers > 1 && unavailable === undefined;
-  let lock: DataLock | undefined;
-  if (config.dataDir !== ":memory:") {
-    // The database holds password hashes and tickets: a directory made here is private.
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-    lock = lockDataDir(config.dataDir);
-  }
+  const lock: DataLock | undefined = config.dataDir === ":memory:"
+    ? undefined
+    : lockDataDir(config.dataDir);
   try {
     return await serveLocked(config, parallel);
   } finally {

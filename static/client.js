@@ -131,13 +131,15 @@ async function getJson(http, path, query = {}, signal, waitMs = 0) {
         signal: deadline.signal
       });
     } catch (error) {
-      throw deadline.explainUnreachable(error, http.baseUrl);
+      throw deadline.explain(error, () => unreachable(http.baseUrl, error));
     }
     if (!response.ok) throw await errorFromResponse(response);
     try {
       return await response.json();
     } catch (error) {
-      throw deadline.explain(error, "invalid_response", "The server's reply is not JSON");
+      throw deadline.explain(error, () => new JobwireError("invalid_response", "The server's reply is not JSON", {
+        cause: error
+      }));
     }
   } finally {
     deadline.clear();
@@ -167,25 +169,16 @@ var Deadline = class {
   }
   /**
    * What a failed request should throw: the parent's abort as is, a timeout as a
-   * `network_error`, anything else as `code` with `message`.
+   * `network_error`, anything else as `otherwise` makes it.
    */
-  explain(error, code, message) {
+  explain(error, otherwise) {
     if (this.#timedOut) {
       return new JobwireError("network_error", `No answer within ${this.#ms} ms`, {
         cause: error
       });
     }
     if (isAbort(error) || error instanceof JobwireError) return error;
-    return new JobwireError(code, message, {
-      cause: error
-    });
-  }
-  /** {@link explain} for a request that got no response: {@link unreachable}. */
-  explainUnreachable(error, baseUrl) {
-    if (this.#timedOut || isAbort(error) || error instanceof JobwireError) {
-      return this.explain(error, "network_error", "");
-    }
-    return unreachable(baseUrl, error);
+    return otherwise();
   }
   /** Whether the timer fired (not the parent signal). */
   get timedOut() {
@@ -1808,7 +1801,7 @@ async function sendWithRetry(http, request, policy, onRetry) {
       if (!failure.retryable) throw failure;
       waitMs = retryAfterMs(response.headers.get("retry-after"));
     } catch (caught) {
-      const error = deadline.explainUnreachable(caught, http.baseUrl);
+      const error = deadline.explain(caught, () => unreachable(http.baseUrl, caught));
       if (!(error instanceof JobwireError) || !error.retryable) throw error;
       failure = error;
     } finally {

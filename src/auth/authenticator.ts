@@ -54,13 +54,16 @@ export function principalFromClaims(payload: JWTPayload): Principal {
   };
 }
 
+/** The token of a request's `Authorization: Bearer` header, if it has one. */
+export function bearerOf(request: Request): string | undefined {
+  const header = request.headers.get("authorization");
+  return header === null ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+}
+
 /** Reads the bearer token of a request, wherever it was put. */
 export function credentialOf(request: Request, url: URL): string | undefined {
-  const header = request.headers.get("authorization");
-  if (header !== null) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (match !== null) return match[1];
-  }
+  const bearer = bearerOf(request);
+  if (bearer !== undefined) return bearer;
   const query = url.searchParams.get("token");
   if (query !== null && query !== "") return query;
   const cookies = request.headers.get("cookie");

@@ -77,13 +77,15 @@ export class RunPublisher {
   #lost = 0;
   #warned = false;
   /** Most lines, and about the most characters, of one request (lowered after a 413). */
-  #batchLines = 500;
-  #batchChars = 200_000;
+  #batchLines: number;
+  #batchChars: number;
   #loop: Promise<void>;
 
   constructor(options: PublisherOptions) {
     this.#options = options;
     this.#queue = options.queue ?? new LogQueue();
+    this.#batchLines = options.batchLines ?? 500;
+    this.#batchChars = options.batchChars ?? 200_000;
     this.#loop = this.#run();
   }
 
@@ -225,8 +227,6 @@ export class RunPublisher {
       this.#problem(error, "could not start the job", "the command runs without publishing");
       return;
     }
-    this.#batchLines = this.#options.batchLines ?? 500;
-    this.#batchChars = this.#options.batchChars ?? 200_000;
     const interval = this.#options.progressIntervalMs ?? 250;
     const linger = this.#options.lingerMs ?? 50;
     const reporter = this.#reporter;

@@ -79,13 +79,17 @@ export async function getJson<T>(
         signal: deadline.signal,
       });
     } catch (error) {
-      throw deadline.explainUnreachable(error, http.baseUrl);
+      throw deadline.explain(error, () => unreachable(http.baseUrl, error));
     }
     if (!response.ok) throw await errorFromResponse(response);
     try {
       return await response.json() as T;
     } catch (error) {
-      throw deadline.explain(error, "invalid_response", "The server's reply is not JSON");
+      throw deadline.explain(
+        error,
+        () =>
+          new JobwireError("invalid_response", "The server's reply is not JSON", { cause: error }),
+      );
     }
   } finally {
     deadline.clear();
@@ -117,24 +121,16 @@ export class Deadline {
 
   /**
    * What a failed request should throw: the parent's abort as is, a timeout as a
-   * `network_error`, anything else as `code` with `message`.
+   * `network_error`, anything else as `otherwise` makes it.
    */
-  explain(error: unknown, code: string, message: string): unknown {
+  explain(error: unknown, otherwise: () => JobwireError): unknown {
     if (this.#timedOut) {
       return new JobwireError("network_error", `No answer within ${this.#ms} ms`, {
         cause: error,
       });
     }
     if (isAbort(error) || error instanceof JobwireError) return error;
-    return new JobwireError(code, message, { cause: error });
-  }
-
-  /** {@link explain} for a request that got no response: {@link unreachable}. */
-  explainUnreachable(error: unknown, baseUrl: string): unknown {
-    if (this.#timedOut || isAbort(error) || error instanceof JobwireError) {
-      return this.explain(error, "network_error", "");
-    }
-    return unreachable(baseUrl, error);
+    return otherwise();
   }
 
   /** Whether the timer fired (not the parent signal). */

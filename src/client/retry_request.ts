@@ -7,7 +7,7 @@
  * @module
  */
 import { backoffDelay, sleep } from "./backoff.ts";
-import { errorFromResponse, JobwireError } from "./errors.ts";
+import { errorFromResponse, JobwireError, unreachable } from "./errors.ts";
 import { authHeaders, Deadline, type HttpContext, joinUrl } from "./http.ts";
 
 /** How a request is retried. */
@@ -73,7 +73,7 @@ export async function sendWithRetry<T>(
       if (!failure.retryable) throw failure;
       waitMs = retryAfterMs(response.headers.get("retry-after"));
     } catch (caught) {
-      const error = deadline.explainUnreachable(caught, http.baseUrl);
+      const error = deadline.explain(caught, () => unreachable(http.baseUrl, caught));
       if (!(error instanceof JobwireError) || !error.retryable) throw error;
       // A lost reply (the body cut off) is retried like a lost request: the key makes it safe.
       failure = error;

@@ -92,6 +92,17 @@ function methodsByRoute(app: App): (path: string) => string[] {
   };
 }
 
+/**
+ * Refuses a request before the routes: a WebSocket upgrade is accepted and closed 1008 with
+ * `reason` (a browser shows nothing of a refused handshake), anything else gets `error`.
+ */
+function refuse(request: Request, reason: string, error: ApiError): Response {
+  if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
+    return refuseWebSocket(request, CLOSE.policy, reason);
+  }
+  throw error;
+}
+
 /** Lets an allowed cross-origin caller read a response. */
 function addCors(headers: Headers, origin: string): void {
   for (const [name, value] of Object.entries(corsHeaders(origin))) headers.set(name, value);
@@ -116,23 +127,24 @@ export function createApp(deps: AppDeps): App {
       deps.authenticator === undefined &&
       !hostAllowed(host, deps.config.allowedHosts, deps.config.host)
     ) {
-      if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
-        return refuseWebSocket(request, CLOSE.policy, "host not allowed");
-      }
-      throw new ApiError(
-        "host_not_allowed",
-        `This server runs without authentication and does not answer to ${host}, ` +
-          "as a guard against DNS rebinding: add the name with --allowed-hosts",
+      return refuse(
+        request,
+        "host not allowed",
+        new ApiError(
+          "host_not_allowed",
+          `This server runs without authentication and does not answer to ${host}, ` +
+            "as a guard against DNS rebinding: add the name with --allowed-hosts",
+        ),
       );
     }
-    const allowed = originAllowed(origin, host, deps.config.allowedOrigins);
-    if (!allowed) {
-      if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
-        return refuseWebSocket(request, CLOSE.policy, "origin not allowed");
-      }
-      throw new ApiError(
-        "origin_not_allowed",
-        `Origin ${origin} may not use this server (see --allowed-origins)`,
+    if (!originAllowed(origin, host, deps.config.allowedOrigins)) {
+      return refuse(
+        request,
+        "origin not allowed",
+        new ApiError(
+          "origin_not_allowed",
+          `Origin ${origin} may not use this server (see --allowed-origins)`,
+        ),
       );
     }
     const cross = origin !== null && crossOrigin(origin, host);

@@ -368,11 +368,7 @@ export class Hub {
    */
   jobDeleted(jobId: string, reason: string, job?: Job): void {
     this.#endJob(jobId, reason, job);
-    this.#fanout.notify(
-      job === undefined
-        ? { kind: "deleted", jobId, reason }
-        : { kind: "deleted", jobId, job, reason },
-    );
+    this.#fanout.notify({ kind: "deleted", jobId, reason, ...(job === undefined ? {} : { job }) });
   }
 
   #endJob(jobId: string, reason: string, job?: Job): void {
@@ -665,8 +661,7 @@ export class Hub {
  * What one request of a commit added, as other isolates learn it: the job, the first and
  * last sequence, whether the job is finished, and the events when they are small and
  * `carry` (someone may follow the job on another isolate).
- */
-/**
+ *
  * @param carry whether to carry the events (as far as {@link CARRY_BYTES} allows)
  * @param whole whether to carry them all, whatever their size
  */

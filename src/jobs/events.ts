@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { normalizeStatus, STATUS_WORDS } from "./status.ts";
-import { storedText } from "./input.ts";
+import { fieldsExcept, storedText } from "./input.ts";
 
 /** Event types with a schema and an effect on the job snapshot. */
 export const BUILT_IN_TYPES = ["status", "progress", "log", "result", "error"] as const;
@@ -112,23 +112,8 @@ function plainEvent(input: unknown): NewEvent | undefined {
   if (!isObject(input)) return undefined;
   const { type, data } = input;
   if (typeof type !== "string") return undefined;
-  if (data === undefined) return { type, data: fieldsBesideType(input) };
+  if (data === undefined) return { type, data: fieldsExcept(input, ["type"]) };
   return isObject(data) ? { type, data } : undefined;
-}
-
-/** The fields of a flat event other than its `type` (a `__proto__` key included). */
-function fieldsBesideType(input: Record<string, unknown>): Record<string, unknown> {
-  const data: Record<string, unknown> = {};
-  for (const key of Object.keys(input)) {
-    if (key === "type") continue;
-    Object.defineProperty(data, key, {
-      value: input[key],
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
-  return data;
 }
 
 /** Fields of an event beside `type` and `data`, which would be lost. */

@@ -62,6 +62,17 @@ function walk(value: unknown, level: number, path: (string | number)[]): string 
   return undefined;
 }
 
+/**
+ * The own fields of a JSON object other than `left`, as own fields of a new object: a key
+ * named `__proto__` stays a field (assigning it would set the copy's prototype instead).
+ */
+export function fieldsExcept(
+  object: Record<string, unknown>,
+  left: readonly string[],
+): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([key]) => !left.includes(key)));
+}
+
 const utf8 = new TextEncoder();
 
 /**

@@ -418,16 +418,29 @@ export class Session {
 
   /** Tells the client its message was refused; the connection stays open. */
   error(code: string, message: string, jobId: string | null = null, details?: unknown): void {
-    if (this.codec.format === "snapshot") {
-      this.#push(JSON.stringify({ type: "error", error: message, code }), "error", true);
-      return;
-    }
-    this.#sendMessage("error", jobId, {
-      error: message,
+    this.#sendError(code, message, jobId, {
       error_type: REFUSAL_TYPES[code] ?? "validation_error",
       code,
       ...(details === undefined ? {} : { details }),
-    });
+    }, true);
+  }
+
+  /**
+   * An `error` message: `{type, error, code}` on snapshot streams, else an envelope whose
+   * data is the error and `fields` (the code among them).
+   */
+  #sendError(
+    code: string,
+    message: string,
+    jobId: string | null,
+    fields: Record<string, unknown>,
+    bounded: boolean,
+  ): void {
+    if (this.codec.format === "snapshot") {
+      this.#push(JSON.stringify({ type: "error", error: message, code }), "error", bounded);
+    } else {
+      this.#sendMessage("error", jobId, { error: message, ...fields }, bounded);
+    }
   }
 
   #sendMessage(
@@ -452,16 +465,11 @@ export class Session {
    */
   jobGone(jobId: string, reason: string, code: "job_gone" | "job_not_found" = "job_gone"): void {
     if (this.#closed) return;
-    if (this.codec.format === "snapshot") {
-      this.#push(JSON.stringify({ type: "error", error: reason, code }), "error", false);
-    } else {
-      this.#sendMessage("error", jobId, {
-        error: reason,
-        error_type: "system_error",
-        code,
-        close_code: CLOSE.jobNotFound,
-      }, false);
-    }
+    this.#sendError(code, reason, jobId, {
+      error_type: "system_error",
+      code,
+      close_code: CLOSE.jobNotFound,
+    }, false);
     this.finish(CLOSE.jobNotFound, reason);
   }
 

@@ -8,7 +8,9 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
+import { mkdirSync } from "node:fs";
 import { ConfigError } from "../config.ts";
+import { createPrivateFile } from "./sqlite_store.ts";
 
 /** Name of the lock file inside the data directory. */
 export const LOCK_FILE = "jobwire.lock";
@@ -21,18 +23,15 @@ export interface DataLock {
 }
 
 /**
- * Takes the data directory's lock (the directory must exist).
+ * Takes the data directory's lock, making the directory (private: the database holds
+ * password hashes and tickets) when there is none.
  *
  * @throws {ConfigError} naming the process that holds it, when another server does
  */
 export function lockDataDir(dataDir: string): DataLock {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, LOCK_FILE);
-  try {
-    // Private like the rest of the directory (an empty file is an empty database).
-    Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o600 });
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-  }
+  createPrivateFile(path);
   const db = new DatabaseSync(path);
   try {
     db.exec("PRAGMA busy_timeout = 0");

@@ -192,19 +192,24 @@ export function openSqliteStore(dataDir: string, options: SqliteStoreOptions): S
   // The database holds password hashes and tickets: a directory made here is private.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, DATABASE_FILE);
-  try {
-    // Made here, and private whatever the directory's mode: SQLite gives its WAL and shared
-    // memory files the mode of the database file (an empty file is an empty database).
-    Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o600 });
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-  }
+  // Made here, and private whatever the directory's mode: SQLite gives its WAL and shared
+  // memory files the mode of the database file.
+  createPrivateFile(path);
   try {
     return new SqliteStore(new DatabaseSync(path), options, path);
   } catch (error) {
     // "file is not a database" says which file.
     if (error instanceof Error) error.message = `${path}: ${error.message}`;
     throw error;
+  }
+}
+
+/** Creates an empty file only its owner may read (an empty file is an empty database), unless there is one. */
+export function createPrivateFile(path: string): void {
+  try {
+    Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o600 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
   }
 }
 
@@ -427,15 +432,9 @@ export class SqliteStore implements EventStore {
    */
   appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[] {
     if (requests.length === 0) return [];
-    this.#stmt(SQL.failOnLock).run();
-    try {
-      this.#stmt(SQL.begin).run();
-    } catch (error) {
-      if (isBusy(error)) throw new StoreBusyError("The database is locked by another connection");
-      throw error;
-    } finally {
-      this.#stmt(SQL.waitForLock).run();
-    }
+    this.#withoutWaiting(() => this.#stmt(SQL.begin).run(), () => {
+      throw new StoreBusyError("The database is locked by another connection");
+    });
     try {
       // One commit time for the whole group, formatted once.
       const timestamp = new Date(now).toISOString();
@@ -751,11 +750,22 @@ export class SqliteStore implements EventStore {
 
   /** @returns false also when another connection holds the write lock: never waits for it */
   takeLease(name: string, owner: string, until: number, now: number): boolean {
+    return this.#withoutWaiting(
+      () => this.#stmt(SQL.takeLease).run(name, owner, until, now).changes > 0,
+      () => false,
+    );
+  }
+
+  /**
+   * Runs `write` without waiting for a write lock another connection holds (that wait
+   * would block this thread, and every stream it serves): `busy()` answers instead.
+   */
+  #withoutWaiting<T>(write: () => T, busy: () => T): T {
     this.#stmt(SQL.failOnLock).run();
     try {
-      return this.#stmt(SQL.takeLease).run(name, owner, until, now).changes > 0;
+      return write();
     } catch (error) {
-      if (isBusy(error)) return false;
+      if (isBusy(error)) return busy();
       throw error;
     } finally {
       this.#stmt(SQL.waitForLock).run();

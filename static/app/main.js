@@ -20,6 +20,7 @@ import {
   storedToken,
   storeLinkedToken,
   takeTokenFromFragment,
+  useToken,
 } from "./session.js";
 
 /** @param {string} id */
@@ -73,7 +74,7 @@ async function boot(message) {
       info = await currentSession();
     } else if (info.via === "token" && stored !== undefined) {
       // A token the tab kept becomes the cookie, out of the streams' URLs.
-      info = await signInWithToken(stored);
+      info = await useToken(stored);
     }
   } catch (error) {
     showSection("boot");
@@ -110,7 +111,7 @@ async function adoptLinkedToken(token) {
     ) {
       return undefined;
     }
-    await signInWithToken(token);
+    await useToken(token);
   } catch {
     // The server cannot be reached now: the tab keeps the token to try with.
     storeLinkedToken(token);

@@ -114,12 +114,22 @@ export async function signInWithPassword(username, password) {
  */
 export async function signInWithToken(token) {
   const value = token.trim().replace(/^Bearer\s+/i, "");
-  const info = await request("GET", "/auth/session", undefined, { token: value });
+  const info = await sessionOf(value);
   if (!info.signed_in) {
     throw new ApiError(info.failure ?? "invalid_token", refusal(info.failure), 401);
   }
-  // Kept as the HttpOnly cookie, not by the page: streams then carry no token in their URL.
-  await request("POST", "/auth/cookie", {}, { token: value });
+  return await useToken(value);
+}
+
+/**
+ * Signs in with a token the server accepts: it is kept as the HttpOnly cookie, not by the
+ * page, so streams carry no token in their URL.
+ *
+ * @param {string} token
+ * @returns {Promise<Session>}
+ */
+export async function useToken(token) {
+  await request("POST", "/auth/cookie", {}, { token });
   storeToken(undefined);
   return await currentSession();
 }

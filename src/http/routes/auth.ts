@@ -16,7 +16,7 @@ import { findJob } from "../lookup.ts";
 import { canRead } from "../../auth/principal.ts";
 import { DUMMY_CREDENTIAL, verifyPassword } from "../../auth/passwords.ts";
 import { signToken } from "../../auth/keys.ts";
-import { TOKEN_COOKIE } from "../../auth/authenticator.ts";
+import { bearerOf, TOKEN_COOKIE } from "../../auth/authenticator.ts";
 import { log } from "../../log.ts";
 
 /** How long a cookie made from a token outlives the token, in milliseconds. */
@@ -134,7 +134,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       throw new ApiError("auth_disabled", "Authentication is off on this server (--no-auth)");
     }
     const principal = requirePrincipal(c);
-    const token = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    const token = bearerOf(c.req.raw);
     if (token === undefined) {
       throw new ApiError("validation_error", "Send the token as Authorization: Bearer <token>");
     }

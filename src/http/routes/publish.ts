@@ -19,7 +19,7 @@ import {
   statusShortcutBody,
 } from "../schemas.ts";
 import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts";
-import { sizeOver } from "../../jobs/input.ts";
+import { fieldsExcept, sizeOver } from "../../jobs/input.ts";
 import type { AppendOutcome } from "../../store/event_store.ts";
 import { canWrite } from "../../auth/principal.ts";
 import { logError } from "../../log.ts";
@@ -56,23 +56,10 @@ function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEven
   return events;
 }
 
-/**
- * The fields of a JSON object body other than `known`, as own properties (a `__proto__`
- * key included).
- */
+/** The fields of a JSON object body other than `known` (none when it is not an object). */
 function otherFields(body: unknown, known: readonly string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (typeof body !== "object" || body === null) return out;
-  for (const [key, value] of Object.entries(body)) {
-    if (known.includes(key)) continue;
-    Object.defineProperty(out, key, {
-      value,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
-  return out;
+  if (typeof body !== "object" || body === null) return {};
+  return fieldsExcept(body as Record<string, unknown>, known);
 }
 
 /** Maps a refused append to its API error. */
