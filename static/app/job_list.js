@@ -244,15 +244,17 @@ export class JobList {
   }
 
   /**
-   * Drops jobs the server no longer lists: those matching `filters` and as new as the
-   * oldest job of the page (every one when the page is the whole list).
+   * Drops jobs the server no longer lists: those matching `filters` and newer than the
+   * oldest job of the page (every one when the page is the whole list). One made in the
+   * same millisecond as that oldest may come after it in the list, on the next page: it
+   * is kept.
    */
   #reconcile(listed, filters, complete) {
     const ids = new Set(listed.map((job) => job.id));
     const oldest = listed.length === 0 ? "" : listed[listed.length - 1].created_at;
     for (const [id, job] of this.jobs) {
       if (ids.has(id) || !matchesServer(job, filters)) continue;
-      if (complete || job.created_at >= oldest) this.remove(id);
+      if (complete || job.created_at > oldest) this.remove(id);
     }
   }
 
