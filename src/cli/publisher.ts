@@ -80,6 +80,7 @@ export class RunPublisher {
   #batchLines: number;
   #batchChars: number;
   #loop: Promise<void>;
+  #opened = Promise.withResolvers<boolean>();
 
   constructor(options: PublisherOptions) {
     this.#options = options;
@@ -87,6 +88,11 @@ export class RunPublisher {
     this.#batchLines = options.batchLines ?? 500;
     this.#batchChars = options.batchChars ?? 200_000;
     this.#loop = this.#run();
+  }
+
+  /** Resolves once the job is created and started (true), or could not be (false). */
+  get opened(): Promise<boolean> {
+    return this.#opened.promise;
   }
 
   /** Whether lines are still wanted (false once publishing is off for good). */
@@ -221,7 +227,9 @@ export class RunPublisher {
     try {
       this.#reporter = await this.#open();
       this.#state = "open";
+      this.#opened.resolve(true);
     } catch (error) {
+      this.#opened.resolve(false);
       this.#state = "off";
       this.#queue.clear();
       this.#problem(error, "could not start the job", "the command runs without publishing");

@@ -10,14 +10,22 @@
 import { ConfigError } from "../config.ts";
 import { JOB_ID_PATTERN } from "../http/schemas.ts";
 import type { JobReporter } from "../client/job_reporter.ts";
-import { connectionOf, flagValue, parseCommandLine, statusPageUrl } from "./client_args.ts";
+import type { JobSnapshot } from "../client/types.ts";
+import {
+  connectionOf,
+  flagValue,
+  parseCommandLine,
+  secondsFlag,
+  statusPageUrl,
+} from "./client_args.ts";
 import { LineSplitter } from "./line_splitter.ts";
 import { parseProgress } from "./progress_parse.ts";
 import { RunPublisher } from "./publisher.ts";
 import { cleanLine, MAX_LINE_CHARS } from "./terminal_text.ts";
+import { waitForJob } from "./wait.ts";
 
 export const RUN_USAGE =
-  `Usage: main.ts run [--server URL] [--token T] [--id ID] [--kind K] -- CMD [ARGS…]
+  `Usage: main.ts run [--server URL] [--token T] [--id ID] [--kind K] [--kill-after S] -- CMD [ARGS…]
 
 Runs CMD as a jobwire job and exits with its exit code (128 + N when signal N killed it).
 Its output reaches this terminal unchanged; meanwhile each stdout line becomes a log event
@@ -25,13 +33,16 @@ at info, each stderr line one at warning (source stdout or stderr), and progress
 output (45%, 45.5 %, 12/200, tqdm and pip bars) becomes progress events, a few per second
 at most. Exit 0 completes the job with result {"exit_code": 0}; another code or a signal
 fails it (error_type exit_code or signal); Ctrl-C is passed to CMD and cancels the job.
-The job's page is printed to stderr at start. If the server cannot be reached the command
-runs anyway and one warning says so.
+Cancelling the job elsewhere (the status page, POST /jobs/ID/cancel) sends CMD SIGTERM,
+then SIGKILL if it still runs after --kill-after. The job's page is printed to stderr at
+start. If the server cannot be reached the command runs anyway and one warning says so.
 
-  --server <url>   jobwire server [JOBWIRE_SERVER, else http://127.0.0.1:8080]
-  --token <token>  bearer token with the write scope [JOBWIRE_TOKEN]
-  --id <id>        job id; an existing job with this id is reported to [a new UUID]
-  --kind <kind>    the job's kind [command]
+  --server <url>      jobwire server [JOBWIRE_SERVER, else http://127.0.0.1:8080]
+  --token <token>     bearer token with the write scope [JOBWIRE_TOKEN]
+  --id <id>           job id; an existing job with this id is reported to [a new UUID]
+  --kind <kind>       the job's kind [command]
+  --kill-after <s>    after a cancel, how long CMD has to stop before SIGKILL: seconds,
+                      or 30s, 2m [10]
 
 CMD sees JOBWIRE_JOB_ID, JOBWIRE_JOB_URL and JOBWIRE_SERVER in its environment, and
 PYTHONUNBUFFERED=1 unless set (its output is a pipe, which Python would otherwise buffer).`;
@@ -47,6 +58,9 @@ const PIPE_GRACE_MS = 500;
  * (a daemon that logs now and then) still writes: the job's end is CMD's.
  */
 const PIPE_DRAIN_MAX_MS = 3_000;
+
+/** Default of `--kill-after`: how long CMD has to stop after its job was cancelled, in seconds. */
+const KILL_AFTER_SECONDS = 10;
 
 /** Signals forwarded to CMD; each one cancels the job. */
 const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -75,7 +89,7 @@ async function writeAll(out: Output, bytes: Uint8Array): Promise<void> {
 /** `main.ts run …`: returns the exit code. */
 export async function runCommand(args: string[]): Promise<number> {
   const line = parseCommandLine(args, {
-    values: ["server", "token", "id", "kind"],
+    values: ["server", "token", "id", "kind", "kill-after"],
     booleans: [],
     stopAtPositional: true,
   });
@@ -94,6 +108,7 @@ export async function runCommand(args: string[]): Promise<number> {
       `Invalid --id ${JSON.stringify(givenId)}: 1-128 letters, digits and . _ : - (not first)`,
     );
   }
+  const killAfter = secondsFlag(line, "kill-after") ?? KILL_AFTER_SECONDS;
   const jobId = givenId ?? crypto.randomUUID();
   const pageUrl = statusPageUrl(server, jobId);
   stderrLine(`jobwire: job ${jobId}: ${pageUrl}`);
@@ -162,6 +177,42 @@ export async function runCommand(args: string[]): Promise<number> {
     }
   }
 
+  // The job may end on the server while CMD runs. Cancelled there (the status page, an API
+  // call), CMD is stopped; ended any way, the server takes no more of its events.
+  const watch = new AbortController();
+  let endedElsewhere: JobSnapshot | undefined;
+  let killTimer: ReturnType<typeof setTimeout> | undefined;
+  const watching = endOnServer(publisher, server, token, jobId, watch.signal).then((job) => {
+    if (job === undefined || exited) return;
+    endedElsewhere = job;
+    publisher.abort();
+    if (job.status !== "cancelled") {
+      stderrLine(
+        `jobwire: job ${jobId} was marked ${job.status} elsewhere; the command runs on, ` +
+          `its output is no longer published`,
+      );
+      return;
+    }
+    const reason = job.message === null ? "" : ` (${job.message})`;
+    stderrLine(
+      `jobwire: job ${jobId} was cancelled${reason}: stopping the command ` +
+        `(SIGTERM, then SIGKILL after ${killAfter}s)`,
+    );
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // It has just exited.
+    }
+    killTimer = setTimeout(() => {
+      stderrLine(`jobwire: the command still runs ${killAfter}s after SIGTERM: killing it`);
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It has just exited.
+      }
+    }, killAfter * 1000);
+  });
+
   let lastActivity = Date.now();
   const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
   const pump = async (
@@ -214,6 +265,8 @@ export async function runCommand(args: string[]): Promise<number> {
 
   const status = await child.status;
   exited = true;
+  clearTimeout(killTimer);
+  watch.abort();
   const exitedAt = Date.now();
   let done = false;
   pumped.then(() => (done = true));
@@ -226,11 +279,18 @@ export async function runCommand(args: string[]): Promise<number> {
     await Promise.all(readers.map((reader) => reader.cancel().catch(() => {})));
   }
   await pumped;
+  await watching;
 
   const code = status.code;
   const stopped = interrupted;
   let end: (reporter: JobReporter) => Promise<unknown>;
-  if (stopped !== undefined) {
+  if (endedElsewhere !== undefined) {
+    // The job's end is recorded already; nothing more is published.
+    if (endedElsewhere.status === "cancelled") {
+      stderrLine(`jobwire: the command ${exitText(status)}`);
+    }
+    end = () => Promise.resolve();
+  } else if (stopped !== undefined) {
     end = (r) => {
       r.log(
         `jobwire: ${stopped} was passed to the command, which then ${exitText(status)}`,
@@ -250,6 +310,33 @@ export async function runCommand(args: string[]): Promise<number> {
   await publisher.finish(end);
   for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
   return code;
+}
+
+/**
+ * The job's snapshot once it has ended on the server; `undefined` when it cannot be
+ * followed (the job could not be opened, is refused or deleted) or `signal` stops the wait.
+ * Connection problems are retried for as long as it takes.
+ */
+async function endOnServer(
+  publisher: RunPublisher,
+  server: string,
+  token: string | undefined,
+  jobId: string,
+  signal: AbortSignal,
+): Promise<JobSnapshot | undefined> {
+  if (!(await publisher.opened) || signal.aborted) return undefined;
+  try {
+    const outcome = await waitForJob(
+      { baseUrl: server, token, fetch },
+      jobId,
+      undefined,
+      () => {},
+      signal,
+    );
+    return outcome.kind === "ended" ? outcome.job : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function exitText(status: Deno.CommandStatus): string {

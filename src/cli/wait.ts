@@ -44,12 +44,15 @@ export type WaitOutcome =
 /**
  * Waits until `jobId` is terminal or `timeoutSeconds` pass (`undefined`: no limit).
  * Network errors and 5xx are retried with backoff; `onRetry` hears about each.
+ *
+ * @param signal stops the wait: its reason is thrown
  */
 export async function waitForJob(
   http: HttpContext,
   jobId: string,
   timeoutSeconds: number | undefined,
   onRetry: (error: JobwireError, attempt: number) => void = () => {},
+  signal?: AbortSignal,
 ): Promise<WaitOutcome> {
   const deadline = timeoutSeconds === undefined ? Infinity : Date.now() + timeoutSeconds * 1000;
   let job: JobSnapshot | undefined;
@@ -58,11 +61,14 @@ export async function waitForJob(
     const left = (deadline - Date.now()) / 1000;
     // The server takes whole seconds: wait out a fraction here, then look once more.
     const chunk = Math.min(CHUNK_SECONDS, Math.floor(Math.max(0, left)));
-    if (chunk === 0 && left > 0 && job !== undefined) await sleep(left * 1000);
+    if (chunk === 0 && left > 0 && job !== undefined) await sleep(left * 1000, signal);
     // No request outlives the deadline by more than a moment, even to a server that hangs.
-    const cut = deadline === Infinity
+    const limit = deadline === Infinity
       ? undefined
       : AbortSignal.timeout(Math.max(0, deadline - Date.now()) + FINAL_LOOK_MS);
+    const cut = limit !== undefined && signal !== undefined
+      ? AbortSignal.any([limit, signal])
+      : limit ?? signal;
     try {
       job = await getJson<JobSnapshot>(
         http,
@@ -73,6 +79,7 @@ export async function waitForJob(
       );
       attempt = 0;
     } catch (error) {
+      signal?.throwIfAborted();
       if (Date.now() >= deadline) return { kind: "timeout", job };
       if (!(error instanceof JobwireError) || !error.retryable) {
         if (error instanceof JobwireError) return { kind: "refused", error };
@@ -82,7 +89,7 @@ export async function waitForJob(
       onRetry(error, attempt);
       // Waits out the backoff, or what is left of the timeout and then looks once more.
       const delay = backoffDelay(attempt, { initialDelayMs: 500, maxDelayMs: 10_000 });
-      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), signal);
       continue;
     }
     if (isTerminalStatus(job.status)) return { kind: "ended", job };

@@ -496,3 +496,133 @@ Deno.exit(4);`,
     await scripts.remove();
   }
 });
+
+Deno.test("run stops the command with SIGTERM when its job is cancelled elsewhere", async () => {
+  await withServer({}, async (server) => {
+    const scripts = await scriptDir();
+    const child = await scripts.write(
+      "cancellable.js",
+      `Deno.addSignalListener("SIGTERM", () => { console.log("child got SIGTERM"); Deno.exit(5); });
+console.log("ready");
+setInterval(() => console.log("tick"), 50);
+setTimeout(() => Deno.exit(7), 30000);`,
+    );
+    const run = spawnMain([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "halted",
+      "--",
+      ...denoScript(child),
+    ]);
+    try {
+      await run.waitForOutput(/^ready$/m);
+      await waitForStatus(server.url, "halted", "running");
+      const cancel = await http(server.url, "POST", "/jobs/halted/cancel", {
+        reason: "not needed",
+      });
+      assert.equal(cancel.status, 201, JSON.stringify(cancel.json));
+      const status = await run.finished();
+      assert.equal(status.code, 5, run.stderr());
+      assert.match(run.stdout(), /^child got SIGTERM$/m);
+      const notes = run.stderr().split("\n").filter((l) => l.startsWith("jobwire:"));
+      assert.deepEqual(notes.slice(1), [
+        "jobwire: job halted was cancelled (not needed): stopping the command " +
+        "(SIGTERM, then SIGKILL after 10s)",
+        "jobwire: the command exited with code 5",
+      ]);
+      const events = await storedEvents(server.url, "halted");
+      assert.deepEqual(events.at(-1)!.data, { status: "cancelled", message: "not needed" });
+      const job = await http(server.url, "GET", "/jobs/halted");
+      assert.equal(job.json.status, "cancelled");
+    } finally {
+      await run.kill();
+      await scripts.remove();
+    }
+  });
+});
+
+Deno.test("run kills a cancelled command that ignores SIGTERM after --kill-after", async () => {
+  await withServer({}, async (server) => {
+    const scripts = await scriptDir();
+    const child = await scripts.write(
+      "stubborn.js",
+      `Deno.addSignalListener("SIGTERM", () => console.log("ignoring SIGTERM"));
+console.log("ready");
+setTimeout(() => Deno.exit(7), 30000);`,
+    );
+    const run = spawnMain([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "stubborn",
+      "--kill-after",
+      "0.5",
+      "--",
+      ...denoScript(child),
+    ]);
+    try {
+      await run.waitForOutput(/^ready$/m);
+      await waitForStatus(server.url, "stubborn", "running");
+      await http(server.url, "POST", "/jobs/stubborn/cancel", {});
+      const status = await run.finished();
+      assert.equal(status.code, 137, run.stderr());
+      assert.match(run.stdout(), /^ignoring SIGTERM$/m);
+      assert.match(run.stderr(), /still runs 0\.5s after SIGTERM: killing it/);
+      assert.match(run.stderr(), /^jobwire: the command was killed by SIGKILL$/m);
+      const job = await http(server.url, "GET", "/jobs/stubborn");
+      assert.equal(job.json.status, "cancelled");
+    } finally {
+      await run.kill();
+      await scripts.remove();
+    }
+  });
+});
+
+Deno.test("run leaves a job the command ended itself as it is, and lets the command finish", async () => {
+  await withServer({}, async (server) => {
+    const scripts = await scriptDir();
+    // Completes its own job with a result, then goes on printing for a while.
+    const child = await scripts.write(
+      "self_reporting.js",
+      `const url = Deno.env.get("JOBWIRE_SERVER") + "/jobs/" + Deno.env.get("JOBWIRE_JOB_ID");
+for (;;) {
+  const job = await (await fetch(url)).json();
+  if (job.status === "running") break;
+  await new Promise((r) => setTimeout(r, 20));
+}
+const reply = await fetch(url + "/complete", {
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ result: { rows: 12 } }),
+});
+await reply.body?.cancel();
+for (let i = 0; i < 10; i++) {
+  console.log("after " + i);
+  await new Promise((r) => setTimeout(r, 50));
+}
+Deno.exit(0);`,
+    );
+    const out = await runCli([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "own-end",
+      "--",
+      ...denoScript(child),
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /after 9\n$/);
+    const notes = out.stderr.split("\n").filter((l) => l.startsWith("jobwire:"));
+    assert.deepEqual(notes.slice(1), [
+      "jobwire: job own-end was marked completed elsewhere; the command runs on, " +
+      "its output is no longer published",
+    ]);
+    const job = await http(server.url, "GET", "/jobs/own-end");
+    assert.equal(job.json.status, "completed");
+    assert.deepEqual(job.json.result, { rows: 12 });
+  });
+});
