@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createJob, http, logEvent, publish, type Reply, waitFor } from "../_helpers/clients.ts";
-import { startTestServer, withServer } from "../_helpers/server.ts";
+import { startTestServer, withChildServer, withServer } from "../_helpers/server.ts";
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -294,5 +294,33 @@ Deno.test("events page refuses a bad query with 422 invalid_query", async () => 
       assertError(reply, 422, "invalid_query");
       assert.ok(Array.isArray(reply.json.error.details), `${query}: ${reply.text}`);
     }
+  });
+});
+
+Deno.test("a long-poll whose client goes away stops waiting, and answered ones leave no warning", async () => {
+  await withChildServer(2, [], async (server) => {
+    const id = await createJob(server.url);
+    // Answered: an event arrives while it waits.
+    const answered = http(server.url, "GET", `/jobs/${id}/events?since=0&wait=20`);
+    await waiterRegistered(server.url, id);
+    await publish(server.url, id, logEvent(1));
+    assert.deepEqual((await answered).json.events.map((e: { sequence: number }) => e.sequence), [
+      1,
+    ]);
+    // Abandoned: the client closes the connection while the server still waits.
+    const gone = new AbortController();
+    const abandoned = fetch(`${server.url}/jobs/${id}?wait=terminal&timeout=30`, {
+      signal: gone.signal,
+    }).catch((error) => error);
+    await waiterRegistered(server.url, id);
+    gone.abort();
+    assert.equal((await abandoned).name, "AbortError");
+    await waitFor(
+      async () =>
+        Number((await http(server.url, "GET", `/jobs/${id}`)).headers.get("x-watchers")) === 0,
+      5000,
+      "the server to drop the abandoned long-poll",
+    );
+    assert.doesNotMatch(server.output(), /legacy|ERROR/, server.output());
   });
 });
