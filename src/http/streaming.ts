@@ -137,6 +137,39 @@ export function lastEventId(header: string | null, jobIds: readonly string[]): S
   return { all: null, perJob: new Map(jobIds.map((id, i) => [id, Number(parts[i])])) };
 }
 
+/** Media types a stream route can answer with, in the order that wins a tie of `q`. */
+const MEDIA: readonly [string, Transport | "json"][] = [
+  ["text/event-stream", "sse"],
+  ["application/x-ndjson", "ndjson"],
+  ["application/jsonl", "ndjson"],
+  ["application/json", "json"],
+];
+
+/**
+ * The transport an `Accept` header prefers: the type with the highest `q` among those a
+ * stream route serves (a tie goes to the first in {@link MEDIA}; `q=0` refuses a type).
+ * Wildcards and anything else fall back to a JSON page.
+ */
+function preferredTransport(accept: string): Transport | "json" {
+  let best: Transport | "json" = "json";
+  let bestQ = 0;
+  let bestRank = MEDIA.length;
+  for (const range of accept.toLowerCase().split(",")) {
+    const [type = "", ...params] = range.split(";").map((part) => part.trim());
+    const rank = MEDIA.findIndex(([media]) => media === type);
+    if (rank === -1) continue;
+    const qParam = params.find((p) => p.startsWith("q="));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2));
+    if (!(q > 0)) continue;
+    if (q > bestQ || (q === bestQ && rank < bestRank)) {
+      best = MEDIA[rank]![1];
+      bestQ = q;
+      bestRank = rank;
+    }
+  }
+  return best;
+}
+
 /** The transport and message format a stream request asks for, or `json` for a page. */
 export function negotiate(
   accept: string | null,
@@ -146,12 +179,7 @@ export function negotiate(
   if (format === "ndjson") return { transport: "ndjson", format: messageFormat };
   if (format === "sse") return { transport: "sse", format: messageFormat };
   if (format === "json") return { transport: "json", format: messageFormat };
-  const wants = (accept ?? "").toLowerCase();
-  if (wants.includes("text/event-stream")) return { transport: "sse", format: messageFormat };
-  if (wants.includes("application/x-ndjson") || wants.includes("application/jsonl")) {
-    return { transport: "ndjson", format: messageFormat };
-  }
-  return { transport: "json", format: messageFormat };
+  return { transport: preferredTransport(accept ?? ""), format: messageFormat };
 }
 
 /** Splits `jobs=a,b` into ids; throws 422 for too many. */

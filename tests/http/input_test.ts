@@ -212,6 +212,25 @@ Deno.test("HEAD on a stream answers its headers and holds no session", async () 
   });
 });
 
+Deno.test("a job's events are served in the type Accept prefers by its q-values", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const cases: [string, RegExp][] = [
+      ["text/event-stream; charset=utf-8", /^text\/event-stream/],
+      ["text/event-stream;q=0, application/json", /^application\/json/],
+      ["application/json;q=0.5, application/x-ndjson", /^application\/x-ndjson/],
+      ["application/json, text/event-stream;q=0.9", /^application\/json/],
+      ["application/x-ndjson;q=0.8, TEXT/EVENT-STREAM;q=0.8", /^text\/event-stream/],
+      ["text/html, */*;q=0.1", /^application\/json/],
+    ];
+    for (const [accept, type] of cases) {
+      const reply = await http(server.url, "HEAD", `/jobs/${id}/events`, undefined, { accept });
+      assert.equal(reply.status, 200, `${accept}: ${reply.status}`);
+      assert.match(reply.headers.get("content-type") ?? "", type, accept);
+    }
+  });
+});
+
 Deno.test("a WebSocket message nested too deeply gets an error and the connection stays open", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
