@@ -9,12 +9,16 @@ import {
   completeBody,
   createJobBody,
   failBody,
+  loginBody,
   logShortcutBody,
   publishBody,
   statusShortcutBody,
+  ticketBody,
 } from "./schemas.ts";
 import { ERRORS } from "./errors.ts";
 import { JOB_STATUSES } from "../jobs/status.ts";
+import { progressData } from "../jobs/events.ts";
+import { TOKEN_COOKIE } from "../auth/authenticator.ts";
 
 function schemaOf(schema: z.ZodType): unknown {
   return z.toJSONSchema(schema, { io: "input", unrepresentable: "any" });
@@ -49,7 +53,11 @@ const streamParams = [
     enum: ["1", "0"],
   }),
   q("token", "Access token, for clients that cannot set headers"),
+  q("ticket", "Single-use stream ticket from POST /tickets, instead of a token (one job)"),
 ];
+
+/** For routes anyone may call, whatever the server's auth. */
+const open = { security: [] };
 
 function shortcut(summary: string, body: z.ZodType) {
   return {
@@ -178,7 +186,10 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/jobs/{id}/queue": shortcut("Mark queued", statusShortcutBody),
       "/jobs/{id}/start": shortcut("Mark running", statusShortcutBody),
-      "/jobs/{id}/progress": shortcut("Report progress", z.record(z.string(), z.unknown())),
+      "/jobs/{id}/progress": shortcut(
+        "Report progress: progress 0-100, or current and total",
+        progressData,
+      ),
       "/jobs/{id}/log": shortcut(
         "Append a log line ({line, level}) or lines ({lines: [...]})",
         logShortcutBody,
@@ -222,6 +233,68 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { "200": { description: "A stream", content: { "text/event-stream": {} } } },
         },
       },
+      "/auth/login": {
+        post: {
+          summary: "Sign in with a user's password (users from main.ts user add)",
+          ...open,
+          requestBody: { required: true, content: json(schemaOf(loginBody)) },
+          responses: {
+            "200": {
+              description: "A token; with cookie: true also set as the HttpOnly cookie",
+              content: json(ref("Token")),
+            },
+            ...errors(
+              "auth_disabled",
+              "malformed_json",
+              "validation_error",
+              "invalid_credentials",
+              "rate_limited",
+            ),
+          },
+        },
+      },
+      "/auth/session": {
+        get: {
+          summary: "Whether auth is on and who the caller is (always 200)",
+          ...open,
+          responses: {
+            "200": { description: "The caller's session", content: json(ref("Session")) },
+          },
+        },
+      },
+      "/auth/cookie": {
+        post: {
+          summary: "Keep the bearer token of this request as the status page's HttpOnly cookie",
+          responses: {
+            "200": { description: "The cookie is set" },
+            ...errors("auth_disabled", "validation_error", "unauthorized"),
+          },
+        },
+      },
+      "/auth/logout": {
+        post: {
+          summary: "Clear the cookie and revoke the caller's sign-in token",
+          ...open,
+          responses: { "200": { description: "Signed out" } },
+        },
+      },
+      "/tickets": {
+        post: {
+          summary: "A single-use ticket (about 30 s) for one job's stream, bound to the Origin",
+          requestBody: { required: true, content: json(schemaOf(ticketBody)) },
+          responses: {
+            "201": { description: "The ticket", content: json(ref("Ticket")) },
+            ...errors(
+              "auth_disabled",
+              "malformed_json",
+              "validation_error",
+              "unauthorized",
+              "forbidden",
+              "job_not_found",
+            ),
+          },
+        },
+      },
       "/stats": {
         get: {
           summary: "Connections, jobs, rates, buffered events",
@@ -229,11 +302,40 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       "/metrics": {
-        get: { summary: "Prometheus text", responses: { "200": { description: "Metrics" } } },
+        get: {
+          summary: "Prometheus text",
+          ...open,
+          responses: { "200": { description: "Metrics" } },
+        },
       },
-      "/healthz": { get: { summary: "Liveness", responses: { "200": { description: "OK" } } } },
+      "/healthz": {
+        get: { summary: "Liveness", ...open, responses: { "200": { description: "OK" } } },
+      },
+      "/openapi.json": {
+        get: {
+          summary: "This document",
+          ...open,
+          responses: { "200": { description: "OpenAPI 3.1" } },
+        },
+      },
     },
+    security: [{ bearer: [] }, { query_token: [] }, { cookie: [] }],
     components: {
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
+        query_token: {
+          type: "apiKey",
+          in: "query",
+          name: "token",
+          description: "For clients that cannot set headers (EventSource, WebSocket)",
+        },
+        cookie: {
+          type: "apiKey",
+          in: "cookie",
+          name: TOKEN_COOKIE,
+          description: "Set by POST /auth/login with cookie: true, or POST /auth/cookie",
+        },
+      },
       schemas: {
         Error: {
           type: "object",
@@ -311,6 +413,36 @@ export function openApiDocument(): Record<string, unknown> {
             has_more: { type: "boolean" },
             status: { type: "string" },
           },
+        },
+        Token: {
+          type: "object",
+          properties: {
+            access_token: { type: "string" },
+            token_type: { type: "string", enum: ["bearer"] },
+            expires_in: { type: "integer" },
+            scope: { type: "string" },
+          },
+          required: ["access_token", "token_type", "expires_in"],
+        },
+        Session: {
+          type: "object",
+          properties: {
+            auth: { type: "boolean" },
+            signed_in: { type: "boolean" },
+            sub: { type: ["string", "null"] },
+            scopes: { type: "array", items: { type: "string" } },
+            expires_at: { type: ["string", "null"] },
+            failure: {},
+          },
+        },
+        Ticket: {
+          type: "object",
+          properties: {
+            ticket: { type: "string" },
+            job_id: { type: "string" },
+            expires_in: { type: "integer" },
+          },
+          required: ["ticket", "job_id", "expires_in"],
         },
         PublishResult: {
           type: "object",

@@ -162,3 +162,14 @@ export function parseOr<T extends z.ZodType>(
     : `: ${first.path === "" ? "" : `${first.path}: `}${first.message}`;
   throw new ApiError(code, `${what} is invalid${summary}`, issues);
 }
+
+/** `POST /auth/login`. */
+export const loginBody = z.strictObject({
+  username: z.string().min(1).max(128),
+  password: z.string().min(1).max(1024),
+  /** Also set the token as an HttpOnly cookie (the status page signs in this way). */
+  cookie: z.boolean().optional(),
+});
+
+/** `POST /tickets`. */
+export const ticketBody = z.strictObject({ job_id: z.string().min(1).max(128) });

@@ -59,7 +59,7 @@ const statusData = z.looseObject({
   message: storedText().nullish(),
 });
 
-const progressData = z.looseObject({
+export const progressData = z.looseObject({
   progress: z.number().min(0).max(100).optional(),
   stage: storedText().nullish(),
   message: storedText().nullish(),

@@ -194,6 +194,48 @@ Deno.test("openapi.json is an OpenAPI 3.1.0 document with the main paths", async
   });
 });
 
+Deno.test("openapi.json describes every route the server registers, with its auth", async () => {
+  // The routes, as registered in the sources: app.get("/path", …), app.post(…), app.delete(…).
+  const registered: [string, string][] = [];
+  for (
+    const file of [
+      "app.ts",
+      ...["auth", "events", "jobs", "ops", "publish", "streams"].map((n) => `routes/${n}.ts`),
+    ]
+  ) {
+    const text = await Deno.readTextFile(new URL(`../../src/http/${file}`, import.meta.url));
+    for (const match of text.matchAll(/app\.(get|post|delete)\(\s*"(\/[^"*]*)"/g)) {
+      registered.push([match[1]!, match[2]!.replace(/:(\w+)/g, "{$1}")]);
+    }
+  }
+  assert.ok(registered.length >= 25, `found ${registered.length} routes`);
+  await withServer({}, async (server) => {
+    const doc = (await http(server.url, "GET", "/openapi.json")).json;
+    for (const [method, path] of registered) {
+      assert.equal(typeof doc.paths[path]?.[method], "object", `${method.toUpperCase()} ${path}`);
+    }
+    assert.deepEqual(Object.keys(doc.components.securitySchemes).sort(), [
+      "bearer",
+      "cookie",
+      "query_token",
+    ]);
+    // Open to anyone: sign-in, the session probe, liveness, metrics and this document.
+    for (
+      const [method, path] of [["post", "/auth/login"], ["get", "/healthz"], ["get", "/metrics"]]
+    ) {
+      assert.deepEqual(doc.paths[path!][method!].security, [], path);
+    }
+    assert.equal(doc.paths["/jobs"].post.security, undefined);
+    // Bodies are the routes' own schemas: progress needs a number from 0 to 100.
+    const progress = doc.paths["/jobs/{id}/progress"].post.requestBody.content["application/json"];
+    assert.equal(progress.schema.properties.progress.maximum, 100);
+    assert.deepEqual(
+      doc.paths["/tickets"].post.requestBody.content["application/json"].schema.required,
+      ["job_id"],
+    );
+  });
+});
+
 Deno.test("an unknown route answers 404 with the JSON error shape", async () => {
   await withServer({}, async (server) => {
     for (

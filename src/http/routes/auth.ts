@@ -6,11 +6,10 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { App, AppDeps } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
-import { parseOr } from "../schemas.ts";
+import { loginBody, parseOr, ticketBody } from "../schemas.ts";
 import { addressKey, requirePrincipal } from "../access.ts";
 import { findJob } from "../lookup.ts";
 import { canRead } from "../../auth/principal.ts";
@@ -28,15 +27,6 @@ export const LOGIN_WINDOW_MS = 15 * 60_000;
 export const LOGIN_FAILURES_PER_USER = 5;
 /** Failures per client IP within the window before further attempts are refused. */
 export const LOGIN_FAILURES_PER_IP = 20;
-
-const loginBody = z.strictObject({
-  username: z.string().min(1).max(128),
-  password: z.string().min(1).max(1024),
-  /** Also set the token as an HttpOnly cookie (the status page signs in this way). */
-  cookie: z.boolean().optional(),
-});
-
-const ticketBody = z.strictObject({ job_id: z.string().min(1).max(128) });
 
 export function registerAuthRoutes(app: App, deps: AppDeps): void {
   const { config } = deps;
