@@ -19,6 +19,7 @@ import {
   statusPageUrl,
 } from "./client_args.ts";
 import { LineSplitter } from "./line_splitter.ts";
+import { signalTree } from "./process_tree.ts";
 import { parseProgress } from "./progress_parse.ts";
 import { RunPublisher } from "./publisher.ts";
 import { cleanLine, MAX_LINE_CHARS } from "./terminal_text.ts";
@@ -162,9 +163,13 @@ export async function runCommand(args: string[]): Promise<number> {
       // not stopped (it ignores them, or takes too long) kills it.
       const again = interrupted !== undefined;
       interrupted ??= signal;
-      if (again) stderrLine(`jobwire: ${signal} again: killing the command (SIGKILL)`);
+      if (again) {
+        stderrLine(`jobwire: ${signal} again: killing the command (SIGKILL)`);
+        void signalTree(child, "SIGKILL");
+        return;
+      }
       try {
-        child.kill(again ? "SIGKILL" : signal);
+        child.kill(signal);
       } catch {
         // It has just exited.
       }
@@ -198,18 +203,10 @@ export async function runCommand(args: string[]): Promise<number> {
       `jobwire: job ${jobId} was cancelled${reason}: stopping the command ` +
         `(SIGTERM, then SIGKILL after ${killAfter}s)`,
     );
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // It has just exited.
-    }
+    void signalTree(child, "SIGTERM");
     killTimer = setTimeout(() => {
       stderrLine(`jobwire: the command still runs ${killAfter}s after SIGTERM: killing it`);
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // It has just exited.
-      }
+      void signalTree(child, "SIGKILL");
     }, killAfter * 1000);
   });
 

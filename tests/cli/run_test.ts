@@ -626,3 +626,43 @@ Deno.exit(0);`,
     assert.deepEqual(job.json.result, { rows: 12 });
   });
 });
+
+Deno.test({
+  name: "a cancel elsewhere also stops what the command started in the background",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    await withServer({}, async (server) => {
+      const run = spawnMain([
+        "run",
+        "--server",
+        server.url,
+        "--id",
+        "tree",
+        "--",
+        "sh",
+        "-c",
+        'sleep 300 & echo "background $!"; wait',
+      ]);
+      try {
+        await run.waitForOutput(/^background \d+$/m);
+        const match = /^background (\d+)$/m.exec(run.stdout());
+        const pid = Number(match![1]);
+        const alive = () => {
+          try {
+            return !/^\S+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+          } catch {
+            return false;
+          }
+        };
+        assert.ok(alive(), "the background sleep runs");
+        await waitForStatus(server.url, "tree", "running");
+        await http(server.url, "POST", "/jobs/tree/cancel", {});
+        const status = await run.finished();
+        assert.equal(status.code, 143, run.stderr());
+        await waitFor(() => !alive(), 5000, "the background sleep to stop");
+      } finally {
+        await run.kill();
+      }
+    });
+  },
+});
