@@ -7,7 +7,7 @@
  * @module
  */
 import { watchJob } from "/client.js";
-import { currentToken, getJson, jobPath } from "./api.js";
+import { currentToken, getJson, jobPath, request } from "./api.js";
 import { ProgressChart } from "./chart.js";
 import { dateTime, duration, elapsedSeconds, etaText, percent, TERMINAL } from "./format.js";
 import { AUTH_CODES } from "./job_list.js";
@@ -23,11 +23,13 @@ const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 /** The view of one job. */
 export class JobView {
   /**
-   * @param {{indicator: import("./connection.js").ConnectionIndicator, onAuthLost: (error: any) => void, onClosed: () => void}} options
+   * @param {{indicator: import("./connection.js").ConnectionIndicator, onAuthLost: (error: any) => void, onClosed: () => void, session: () => import("./session.js").Session | undefined}} options
    */
   constructor(options) {
     this.options = options;
     this.followButton = /** @type {HTMLButtonElement} */ ($("log-follow"));
+    this.cancelButton = /** @type {HTMLButtonElement} */ ($("job-cancel"));
+    this.cancelButton.addEventListener("click", () => this.#cancel());
     this.log = new LogTail($("log"), (following) => this.#showFollow(following));
     this.chart = new ProgressChart(
       /** @type {SVGSVGElement} */ (/** @type {unknown} */ ($("chart"))),
@@ -71,6 +73,7 @@ export class JobView {
     $("job-bar").setAttribute("aria-label", `Progress of job ${id}`);
     $("log").setAttribute("aria-label", `Log of job ${id}`);
     this.#notice("");
+    this.cancelButton.disabled = false;
     this.log.clear();
     this.log.setFollowing(true);
     this.chart.points = [];
@@ -174,6 +177,8 @@ export class JobView {
     const job = this.job;
     const badge = $("job-status");
     const bar = $("job-bar");
+    this.cancelButton.hidden = this.gone || job === undefined || TERMINAL.has(job.status) ||
+      !mayWrite(this.options.session(), job);
     if (this.gone) {
       badge.textContent = job === undefined ? "not found" : "deleted";
       badge.className = "badge gone";
@@ -218,6 +223,26 @@ export class JobView {
     $("job-result").hidden = !hasResult;
     if (hasResult) $("result-json").textContent = pretty(job.result);
     else if (job.has_result && !this.resultFetched) this.#fetchResult();
+  }
+
+  /** Cancels the job, once the user confirms: its watchers (and a `run`) see it end. */
+  async #cancel() {
+    const id = this.id;
+    const who = this.options.session()?.sub;
+    if (id === undefined || !confirm(`Cancel job ${id}? A command run with "run" is stopped.`)) {
+      return;
+    }
+    this.cancelButton.disabled = true;
+    try {
+      await request("POST", `${jobPath(id)}/cancel`, {
+        reason: `Cancelled from the status page${who ? ` by ${who}` : ""}`,
+      });
+    } catch (error) {
+      if (id !== this.id) return;
+      this.#notice(`Could not cancel job ${id}: ${error.message}`);
+    } finally {
+      if (id === this.id) this.cancelButton.disabled = false;
+    }
   }
 
   /** Lists leave the result out; the job itself has it. */
@@ -284,6 +309,21 @@ export class JobView {
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
   }
+}
+
+/**
+ * Whether the page's user may write to `job` (as the server decides: `write` on own jobs,
+ * `write:all` and `admin` on any, everyone on an open server).
+ *
+ * @param {import("./session.js").Session | undefined} session
+ * @param {any} job
+ */
+function mayWrite(session, job) {
+  if (session === undefined) return false;
+  if (session.via === "open") return true;
+  const scopes = new Set(session.scopes);
+  if (scopes.has("admin") || scopes.has("write:all")) return true;
+  return scopes.has("write") && session.sub !== null && job.owner === session.sub;
 }
 
 /** @param {unknown} value */

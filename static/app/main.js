@@ -40,6 +40,7 @@ const view = new JobView({
   onAuthLost: (error) => authLost(error),
   // A finished job's stream is closed: the indicator goes back to the list's, still live.
   onClosed: () => indicator.show(list.watcher),
+  session: () => session,
 });
 
 /** @type {import("./session.js").Session | undefined} */
