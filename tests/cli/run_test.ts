@@ -315,27 +315,47 @@ Deno.test("run still runs the command when the server is unreachable, and warns 
   assert.match(notes[1]!, /could not start the job .*the command runs without publishing$/);
 });
 
+/**
+ * Runs a Deno script under `run --id ID` (with `flags` before the `--`), and waits until
+ * it printed `ready` (its signal handlers are set) and its job is running. `body` gets the
+ * running `run`; the script and the process are cleaned up afterwards.
+ */
+async function withScriptRun(
+  serverUrl: string,
+  id: string,
+  source: string,
+  flags: string[],
+  body: (run: ReturnType<typeof spawnMain>) => Promise<void>,
+): Promise<void> {
+  const scripts = await scriptDir();
+  const child = await scripts.write(`${id}.js`, source);
+  const run = spawnMain([
+    "run",
+    "--server",
+    serverUrl,
+    "--id",
+    id,
+    ...flags,
+    "--",
+    ...denoScript(child),
+  ]);
+  try {
+    await run.waitForOutput(/^ready$/m);
+    await waitForStatus(serverUrl, id, "running");
+    await body(run);
+  } finally {
+    await run.kill();
+    await scripts.remove();
+  }
+}
+
 Deno.test("run forwards SIGINT to the command and cancels the job", async () => {
   await withServer({}, async (server) => {
-    const scripts = await scriptDir();
-    const child = await scripts.write(
-      "sleeper.js",
+    const source =
       `Deno.addSignalListener("SIGINT", () => { console.log("child got SIGINT"); Deno.exit(42); });
 console.log("ready");
-setTimeout(() => Deno.exit(7), 30000);`,
-    );
-    const run = spawnMain([
-      "run",
-      "--server",
-      server.url,
-      "--id",
-      "interrupted",
-      "--",
-      ...denoScript(child),
-    ]);
-    try {
-      await run.waitForOutput(/^ready$/m);
-      await waitForStatus(server.url, "interrupted", "running");
+setTimeout(() => Deno.exit(7), 30000);`;
+    await withScriptRun(server.url, "interrupted", source, [], async (run) => {
       run.process.kill("SIGINT");
       const status = await run.finished();
       assert.equal(status.code, 42, run.stderr());
@@ -349,10 +369,7 @@ setTimeout(() => Deno.exit(7), 30000);`,
         },
         { status: "cancelled", message: "Interrupted (SIGINT)" },
       ]);
-    } finally {
-      await run.kill();
-      await scripts.remove();
-    }
+    });
   });
 });
 
@@ -499,26 +516,12 @@ Deno.exit(4);`,
 
 Deno.test("run stops the command with SIGTERM when its job is cancelled elsewhere", async () => {
   await withServer({}, async (server) => {
-    const scripts = await scriptDir();
-    const child = await scripts.write(
-      "cancellable.js",
+    const source =
       `Deno.addSignalListener("SIGTERM", () => { console.log("child got SIGTERM"); Deno.exit(5); });
 console.log("ready");
 setInterval(() => console.log("tick"), 50);
-setTimeout(() => Deno.exit(7), 30000);`,
-    );
-    const run = spawnMain([
-      "run",
-      "--server",
-      server.url,
-      "--id",
-      "halted",
-      "--",
-      ...denoScript(child),
-    ]);
-    try {
-      await run.waitForOutput(/^ready$/m);
-      await waitForStatus(server.url, "halted", "running");
+setTimeout(() => Deno.exit(7), 30000);`;
+    await withScriptRun(server.url, "halted", source, [], async (run) => {
       const cancel = await http(server.url, "POST", "/jobs/halted/cancel", {
         reason: "not needed",
       });
@@ -536,36 +539,16 @@ setTimeout(() => Deno.exit(7), 30000);`,
       assert.deepEqual(events.at(-1)!.data, { status: "cancelled", message: "not needed" });
       const job = await http(server.url, "GET", "/jobs/halted");
       assert.equal(job.json.status, "cancelled");
-    } finally {
-      await run.kill();
-      await scripts.remove();
-    }
+    });
   });
 });
 
 Deno.test("run kills a cancelled command that ignores SIGTERM after --kill-after", async () => {
   await withServer({}, async (server) => {
-    const scripts = await scriptDir();
-    const child = await scripts.write(
-      "stubborn.js",
-      `Deno.addSignalListener("SIGTERM", () => console.log("ignoring SIGTERM"));
+    const source = `Deno.addSignalListener("SIGTERM", () => console.log("ignoring SIGTERM"));
 console.log("ready");
-setTimeout(() => Deno.exit(7), 30000);`,
-    );
-    const run = spawnMain([
-      "run",
-      "--server",
-      server.url,
-      "--id",
-      "stubborn",
-      "--kill-after",
-      "0.5",
-      "--",
-      ...denoScript(child),
-    ]);
-    try {
-      await run.waitForOutput(/^ready$/m);
-      await waitForStatus(server.url, "stubborn", "running");
+setTimeout(() => Deno.exit(7), 30000);`;
+    await withScriptRun(server.url, "stubborn", source, ["--kill-after", "0.5"], async (run) => {
       await http(server.url, "POST", "/jobs/stubborn/cancel", {});
       const status = await run.finished();
       assert.equal(status.code, 137, run.stderr());
@@ -574,10 +557,7 @@ setTimeout(() => Deno.exit(7), 30000);`,
       assert.match(run.stderr(), /^jobwire: the command was killed by SIGKILL$/m);
       const job = await http(server.url, "GET", "/jobs/stubborn");
       assert.equal(job.json.status, "cancelled");
-    } finally {
-      await run.kill();
-      await scripts.remove();
-    }
+    });
   });
 });
 
