@@ -1,7 +1,9 @@
 /**
- * Abuse limits of one isolate: open streams in total, per principal and per IP, and the
- * publish rate per principal (a token bucket). One visitor object per key holds its
- * counters, with paired acquire/release.
+ * Abuse limits: open streams in total, per principal and per IP, and the publish rate per
+ * principal (a token bucket). One visitor object per key holds its counters, with paired
+ * acquire/release. The limits hold for the whole server: each isolate tells the others
+ * its stream counts and what its buckets spent (see {@link SharedCounts}); these travel by
+ * message, so a burst spread over several isolates at once may pass a limit by a little.
  *
  * @module
  */
@@ -30,17 +32,35 @@ interface Visitor {
 const IDLE_MS = 10 * 60_000;
 
 /**
- * Open-stream counts on the other isolates of the server, so limits hold for the whole
- * server; a single isolate has none.
+ * The other isolates of the server, so limits hold for the whole server: their open-stream
+ * counts, and what their publish buckets spent. A single isolate has none.
  */
 export interface SharedCounts {
+  /** Whether the server has other isolates at all (else nothing is told). */
+  readonly shared: boolean;
+  /** The other isolates heard from recently. */
+  readonly count: number;
   /** The sum of a count on the other isolates. */
   remoteCount(key: string): number;
   /** Publishes this isolate's value of a count. */
   setCount(key: string, count: number): void;
+  /** Tells the others what buckets here spent (a refund is negative), by bucket key. */
+  spend(spent: Record<string, number>): void;
+  /** Set by the limits: what buckets on another isolate spent. */
+  onSpent: (spent: Record<string, number>) => void;
 }
 
-const NO_PEERS: SharedCounts = { remoteCount: () => 0, setCount: () => {} };
+const NO_PEERS: SharedCounts = {
+  shared: false,
+  count: 0,
+  remoteCount: () => 0,
+  setCount: () => {},
+  spend: () => {},
+  onSpent: () => {},
+};
+
+/** How long what buckets spent is gathered before the other isolates are told, in ms. */
+const SPEND_FLUSH_MS = 20;
 
 /** Counters of every principal and IP seen recently. */
 export class Visitors {
@@ -49,10 +69,64 @@ export class Visitors {
   #total = 0;
   #sweepAt = Date.now() + IDLE_MS;
   #shared: SharedCounts;
+  /** Keys of counts changed since the others were last told. */
+  #changed = new Set<string>();
+  /** Spent by this isolate's buckets since the others were last told, by key. */
+  #spent = new Map<string, number>();
+  #spendTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: LimitOptions, shared: SharedCounts = NO_PEERS) {
     this.#options = options;
     this.#shared = shared;
+    shared.onSpent = (spent) => {
+      if (this.#options.publishRate <= 0) return;
+      const now = Date.now();
+      for (const [key, amount] of Object.entries(spent)) {
+        const visitor = this.#refilled(key, now);
+        visitor.tokens = Math.min(this.#burst(), visitor.tokens - amount);
+      }
+    };
+  }
+
+  /** A stream count here changed: the other isolates hear of it at the end of this turn. */
+  #countChanged(key: string): void {
+    if (!this.#shared.shared) return;
+    if (this.#changed.size === 0) queueMicrotask(() => this.#tellCounts());
+    this.#changed.add(key);
+  }
+
+  #tellCounts(): void {
+    for (const key of this.#changed) {
+      this.#shared.setCount(
+        `c:${key}`,
+        key === "total" ? this.#total : this.#visitors.get(key)?.connections ?? 0,
+      );
+    }
+    this.#changed.clear();
+  }
+
+  /** A bucket here spent `amount`: the others hear of it within {@link SPEND_FLUSH_MS}. */
+  #spend(key: string, amount: number): void {
+    if (!this.#shared.shared) return;
+    this.#spent.set(key, (this.#spent.get(key) ?? 0) + amount);
+    this.#spendTimer ??= setTimeout(() => {
+      this.#spendTimer = undefined;
+      const spent = Object.fromEntries(this.#spent);
+      this.#spent.clear();
+      this.#shared.spend(spent);
+    }, SPEND_FLUSH_MS);
+  }
+
+  /** The bucket of `key`, refilled for the time since it was last. */
+  #refilled(key: string, now: number): Visitor {
+    const visitor = this.#visitor(key, now);
+    const rate = this.#options.publishRate;
+    visitor.tokens = Math.min(
+      this.#burst(),
+      visitor.tokens + ((now - visitor.refilledAt) / 1000) * rate,
+    );
+    visitor.refilledAt = now;
+    return visitor;
   }
 
   #visitor(key: string, now: number): Visitor {
@@ -65,10 +139,17 @@ export class Visitors {
     return visitor;
   }
 
+  /**
+   * What one principal's bucket holds on this isolate: the burst, shared out among the
+   * isolates (a client's requests land on any of them), so that together they never let
+   * through more than the burst at once. Each refills at the full rate, and each hears
+   * what the others spent, so together they keep to the rate.
+   */
   #burst(): number {
-    return this.#options.publishBurst > 0
+    const burst = this.#options.publishBurst > 0
       ? this.#options.publishBurst
       : 2 * this.#options.publishRate;
+    return Math.max(1, burst / (this.#shared.count + 1));
   }
 
   #sweep(now: number): void {
@@ -90,33 +171,52 @@ export class Visitors {
   openStream(principal: string | null, ip: string | null): (() => void) | ConnectionRefusal {
     const now = Date.now();
     const { maxConnections, maxConnectionsPerPrincipal, maxConnectionsPerIp } = this.#options;
-    if (maxConnections > 0 && this.#total >= maxConnections) return "server";
-    const byPrincipal = principal === null ? undefined : this.#visitor(`p:${principal}`, now);
+    const shared = this.#shared;
+    if (maxConnections > 0 && this.#total + shared.remoteCount("c:total") >= maxConnections) {
+      return "server";
+    }
+    const principalKey = principal === null ? undefined : `p:${principal}`;
+    const byPrincipal = principalKey === undefined ? undefined : this.#visitor(principalKey, now);
     if (
       byPrincipal !== undefined && maxConnectionsPerPrincipal > 0 &&
-      byPrincipal.connections >= maxConnectionsPerPrincipal
+      byPrincipal.connections + shared.remoteCount(`c:${principalKey}`) >=
+        maxConnectionsPerPrincipal
     ) {
       return "principal";
     }
-    const byIp = ip === null ? undefined : this.#visitor(`ip:${ip}`, now);
-    if (byIp !== undefined && maxConnectionsPerIp > 0 && byIp.connections >= maxConnectionsPerIp) {
+    const ipKey = ip === null ? undefined : `ip:${ip}`;
+    const byIp = ipKey === undefined ? undefined : this.#visitor(ipKey, now);
+    if (
+      byIp !== undefined && maxConnectionsPerIp > 0 &&
+      byIp.connections + shared.remoteCount(`c:${ipKey}`) >= maxConnectionsPerIp
+    ) {
       return "ip";
     }
-    this.#total++;
-    if (byPrincipal !== undefined) byPrincipal.connections++;
-    if (byIp !== undefined) byIp.connections++;
+    const count = (delta: number) => {
+      this.#total += delta;
+      this.#countChanged("total");
+      if (byPrincipal !== undefined) {
+        byPrincipal.connections += delta;
+        this.#countChanged(principalKey!);
+      }
+      if (byIp !== undefined) {
+        byIp.connections += delta;
+        this.#countChanged(ipKey!);
+      }
+    };
+    count(1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.#total--;
-      if (byPrincipal !== undefined) byPrincipal.connections--;
-      if (byIp !== undefined) byIp.connections--;
+      count(-1);
     };
   }
 
   /**
-   * Takes `events` tokens from the principal's bucket.
+   * Takes `events` tokens from the principal's bucket. A batch may leave the bucket in
+   * debt (one larger than the bucket passes when it is full), which later publishes wait
+   * out: over time a principal publishes no more than the rate, however it batches.
    *
    * @param principal key of the principal's bucket, or `null` for one the rate skips
    * @returns 0 when allowed, else the seconds to wait before retrying
@@ -124,25 +224,24 @@ export class Visitors {
   allowPublish(principal: string | null, events: number): number {
     const rate = this.#options.publishRate;
     if (rate <= 0 || principal === null) return 0;
-    const now = Date.now();
-    const visitor = this.#visitor(`p:${principal}`, now);
-    const burst = this.#burst();
-    visitor.tokens = Math.min(burst, visitor.tokens + ((now - visitor.refilledAt) / 1000) * rate);
-    visitor.refilledAt = now;
-    // A batch larger than the bucket passes only when the bucket is full, and empties it.
-    const cost = Math.min(events, burst);
-    if (visitor.tokens >= cost) {
-      visitor.tokens -= cost;
+    const key = `p:${principal}`;
+    const visitor = this.#refilled(key, Date.now());
+    const needed = Math.min(events, this.#burst());
+    if (visitor.tokens >= needed) {
+      visitor.tokens -= events;
+      this.#spend(key, events);
       return 0;
     }
-    return Math.max(1, Math.ceil((cost - visitor.tokens) / rate));
+    return Math.max(1, Math.ceil((needed - visitor.tokens) / rate));
   }
 
   /** Gives back what {@link allowPublish} took for events that were not stored after all. */
   refundPublish(principal: string | null, events: number): void {
     if (this.#options.publishRate <= 0 || principal === null) return;
-    const visitor = this.#visitor(`p:${principal}`, Date.now());
-    visitor.tokens = Math.min(this.#burst(), visitor.tokens + Math.min(events, this.#burst()));
+    const key = `p:${principal}`;
+    const visitor = this.#visitor(key, Date.now());
+    visitor.tokens = Math.min(this.#burst(), visitor.tokens + events);
+    this.#spend(key, -events);
   }
 
   /** This isolate's connection counts by shared key (for isolates that join later). */

@@ -1,8 +1,9 @@
 /**
  * The other isolates of this server, for whole-server figures: named counts each isolate
  * keeps current by posting every change (watchers per job for `X-Watchers`, open streams
- * per principal and per IP for the connection limits), and their stats on request (for
- * `/stats` and `/metrics`). A single-isolate server has no peers.
+ * per principal and per IP for the connection limits), what publish buckets spent (for
+ * the rate limit), and their stats on request (for `/stats` and `/metrics`). A
+ * single-isolate server has no peers.
  *
  * @module
  */
@@ -38,6 +39,7 @@ type Wire =
   | { kind: "bye"; from: string }
   | { kind: "unlocked"; from: string }
   | { kind: "count"; from: string; key: string; count: number }
+  | { kind: "spent"; from: string; spent: Record<string, number> }
   | { kind: "counts"; from: string; to: string; counts: Record<string, number> }
   | { kind: "stats-request"; from: string; id: number }
   | { kind: "stats-reply"; from: string; to: string; id: number; figures: IsolateFigures };
@@ -117,6 +119,9 @@ export class Peers {
       case "count":
         this.#setCount(message.key, message.from, message.count);
         break;
+      case "spent":
+        this.onSpent(message.spent);
+        break;
       case "counts":
         for (const [key, count] of Object.entries(message.counts)) {
           this.#setCount(key, message.from, count);
@@ -192,6 +197,19 @@ export class Peers {
     if (this.#channel !== undefined && this.#seen.size > 0) {
       this.#post({ kind: "unlocked", from: this.id });
     }
+  }
+
+  /** Whether there are other isolates to tell (a single-isolate server has none). */
+  get shared(): boolean {
+    return this.#channel !== undefined;
+  }
+
+  /** Called with what the publish buckets of another isolate spent, by key. */
+  onSpent: (spent: Record<string, number>) => void = () => {};
+
+  /** Tells the others what this isolate's publish buckets spent, by key. */
+  spend(spent: Record<string, number>): void {
+    this.#post({ kind: "spent", from: this.id, spent });
   }
 
   /** Tells the others the current value of a count here. */

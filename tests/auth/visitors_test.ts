@@ -51,3 +51,14 @@ Deno.test("Visitors: a null principal is never rate limited, a counted one is", 
   assert.equal(visitors.allowPublish("alice", 10), 0);
   assert.ok(visitors.allowPublish("alice", 10) >= 1);
 });
+
+Deno.test("Visitors: a batch larger than the bucket passes when it is full and leaves it in debt", () => {
+  const visitors = new Visitors(LIMITS); // 10 events a second, bucket of 10
+  assert.equal(visitors.allowPublish("alice", 1000), 0, "a full bucket lets a large batch through");
+  // 990 events of debt: one more event waits until the bucket is back above one.
+  const wait = visitors.allowPublish("alice", 1);
+  assert.ok(wait >= 99 && wait <= 100, `waits ${wait} s`);
+  // Given back (the batch was not stored after all), the bucket is full again.
+  visitors.refundPublish("alice", 1000);
+  assert.equal(visitors.allowPublish("alice", 10), 0);
+});

@@ -39,8 +39,15 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
         since <= job.last_sequence
       ) {
+        // A request held open counts as an open stream for the connection limits.
+        const release = admitStream(c, deps, principal);
         stats.longPolls++;
-        const ended = await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+        let ended;
+        try {
+          ended = await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+        } finally {
+          release();
+        }
         jobAfterWait(store, id, ended, "its events");
         events = store.readEvents(id, since, limit);
       }

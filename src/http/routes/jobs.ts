@@ -16,7 +16,7 @@ import {
   isAdmin,
   type Principal,
 } from "../../auth/principal.ts";
-import { principalKey, requirePrincipal } from "../access.ts";
+import { admitStream, principalKey, requirePrincipal } from "../access.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { decodeCursor } from "../../store/cursor.ts";
@@ -141,7 +141,14 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       outcome = "terminal";
       if (!isTerminal(record.status)) {
         const timeoutMs = (query.timeout ?? DEFAULT_TERMINAL_WAIT_SECONDS) * 1000;
-        const ended = await waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal);
+        // A request held open counts as an open stream for the connection limits.
+        const release = admitStream(c, deps, principal);
+        let ended;
+        try {
+          ended = await waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal);
+        } finally {
+          release();
+        }
         record = jobAfterWait(store, id, ended, "it to end");
         outcome = ended === "event" && isTerminal(record.status) ? "terminal" : ended;
       }
