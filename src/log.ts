@@ -18,11 +18,26 @@ export function setLogLevel(level: LogLevel): void {
 }
 
 const SECRET_KEYS = /^(token|ticket|password|secret|authorization|cookie|access_token)$/i;
-const SECRET_QUERY = /([?&](?:token|ticket|access_token)=)[^&#\s]*/gi;
+/** Query parameters that carry a credential, by their decoded name. */
+const SECRET_PARAMS = new Set(["token", "ticket", "access_token"]);
+const QUERY_PARAM = /([?&])([^=&#\s]*)=([^&#\s]*)/g;
 
-/** Replaces secrets in a URL's query string. */
+/** A query parameter's name as the server reads it (`%74oken` is `token`). */
+function paramName(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replaceAll("+", " ")).toLowerCase();
+  } catch {
+    return raw.toLowerCase();
+  }
+}
+
+/** Replaces secrets in a URL's query string, however their names are encoded. */
 export function redactUrl(url: string): string {
-  return url.replace(SECRET_QUERY, "$1[redacted]");
+  return url.replace(
+    QUERY_PARAM,
+    (whole, separator: string, name: string) =>
+      SECRET_PARAMS.has(paramName(name)) ? `${separator}${name}=[redacted]` : whole,
+  );
 }
 
 function format(value: unknown): string {

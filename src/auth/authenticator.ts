@@ -25,6 +25,9 @@ export type AuthOutcome =
   | { principal: Principal; failure?: undefined }
   | { principal: null; failure: AuthFailure };
 
+/** The latest time a `Date` can hold, in milliseconds since the epoch. */
+const MAX_DATE_MS = 8.64e15;
+
 /** Most verified tokens remembered; the cache is emptied when full. */
 const CACHE_LIMIT = 10_000;
 
@@ -135,6 +138,10 @@ export class Authenticator {
         principal: null,
         failure: code === "ERR_JWT_EXPIRED" ? "token_expired" : "invalid_token",
       };
+    }
+    // An expiry beyond any date (`exp: 1e300`) cannot be told or kept: such a token is refused.
+    if (typeof payload.exp === "number" && !(payload.exp * 1000 <= MAX_DATE_MS)) {
+      return { principal: null, failure: "invalid_token" };
     }
     const principal = principalFromClaims(payload);
     // A token that is not yet valid (nbf) is refused by verifyToken, never cached early.

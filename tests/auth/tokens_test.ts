@@ -204,6 +204,12 @@ Deno.test("garbage tokens are refused as invalid, never a 500", async () => {
     // A token without `exp` would never expire: refused.
     const noExp = await mint(ADMIN, { exp: null });
     await expectRefused(server, id, noExp, "invalid_token", "invalid token");
+    // Signed, but expiring past any date a server can tell (it broke /auth/session).
+    const never = await mint(ADMIN, { exp: 1e300 });
+    await expectRefused(server, id, never, "invalid_token", "invalid token");
+    const session = await http(server.url, "GET", "/auth/session", undefined, bearer(never));
+    assert.equal(session.status, 200, session.text);
+    assert.equal(session.json.signed_in, false);
   });
 });
 
