@@ -135,6 +135,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
   });
   peers.onUnlocked = () => committer.lockReleased();
   const sessions = new Sessions(config.heartbeatMs);
+  peers.onRevoked = (tokenId) => sessions.revoke(tokenId);
   const stats = new Stats(() => hub.counts.delivered);
   const visitors = new Visitors({
     maxConnections: config.maxConnections,

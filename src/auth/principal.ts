@@ -22,6 +22,11 @@ export interface Principal {
   readonly expiresAt: number | null;
   /** The token's `jti`, by which it can be revoked, when it has one. */
   readonly tokenId?: string | undefined;
+  /**
+   * For jobs of `jobs` that are granted as one job, not by id (a stream ticket): when that
+   * job was created. A job made again under the id is another job, and not granted.
+   */
+  readonly jobsCreatedAt?: ReadonlyMap<string, string>;
 }
 
 /** The principal of a server running with `--no-auth`: allowed everything. */
@@ -43,12 +48,16 @@ export function canReadAll(p: Principal): boolean {
 }
 
 /** Whether the principal may see a job and follow its events. */
-export function canRead(p: Principal, job: Pick<Job, "id" | "owner">): boolean {
+export function canRead(p: Principal, job: Pick<Job, "id" | "owner" | "created_at">): boolean {
   if (canReadAll(p)) return true;
   // Reading is what `read` grants (or `write`, which includes it): on own jobs and on those
   // a `jobs` claim lists. A token with neither scope reads nothing.
   if (!p.scopes.has("read") && !p.scopes.has("write")) return false;
-  return p.jobs.has(job.id) || (p.sub !== null && job.owner === p.sub);
+  if (p.jobs.has(job.id)) {
+    const created = p.jobsCreatedAt?.get(job.id);
+    if (created === undefined || created === job.created_at) return true;
+  }
+  return p.sub !== null && job.owner === p.sub;
 }
 
 /** Whether the principal may publish to, or delete, a job. */

@@ -80,13 +80,27 @@ export function streamPrincipal(
   if (taken.grant.expiresAt !== null && taken.grant.expiresAt <= Date.now()) {
     throw new ApiError("token_expired", "The token the ticket was issued with has expired");
   }
+  const { tokenId, jobCreatedAt } = taken.grant;
+  if (tokenId !== undefined && store.isRevoked(tokenId)) {
+    throw new ApiError(
+      "invalid_token",
+      "The token the ticket was issued with was revoked (signed out)",
+      undefined,
+      { "www-authenticate": `${CHALLENGE}, error="invalid_token"` },
+    );
+  }
   // No subject: an owner's rights would reach every job of that owner, and a ticket is
-  // for one job only (its connections count against the client's IP).
+  // for one job only (its connections count against the client's IP): the job as it was
+  // when the ticket was issued, not another made later under its id.
   return {
     sub: null,
     scopes: new Set(["read"]),
     jobs: new Set([taken.jobId]),
     expiresAt: taken.grant.expiresAt,
+    tokenId,
+    ...(jobCreatedAt === undefined
+      ? {}
+      : { jobsCreatedAt: new Map([[taken.jobId, jobCreatedAt]]) }),
   };
 }
 

@@ -46,6 +46,7 @@ class StreamContext implements SessionContext {
   readonly onBacklog: (outbox: Outbox) => void;
   readonly window: number;
   readonly expiresAt: number | null;
+  readonly tokenId: string | undefined;
   readonly #deps: AppDeps;
   readonly #principal: Principal;
   readonly #release: () => void;
@@ -69,6 +70,7 @@ class StreamContext implements SessionContext {
     this.onBacklog = shared.onBacklog;
     this.window = deps.config.replayWindow;
     this.expiresAt = principal.expiresAt;
+    this.tokenId = principal.tokenId;
     this.#deps = deps;
     this.#principal = principal;
     this.#release = release;

@@ -40,6 +40,7 @@ type Wire =
   | { kind: "unlocked"; from: string }
   | { kind: "count"; from: string; key: string; count: number }
   | { kind: "spent"; from: string; spent: Record<string, number> }
+  | { kind: "revoked"; from: string; tokenId: string }
   | { kind: "counts"; from: string; to: string; counts: Record<string, number> }
   | { kind: "stats-request"; from: string; id: number }
   | { kind: "stats-reply"; from: string; to: string; id: number; figures: IsolateFigures };
@@ -122,6 +123,9 @@ export class Peers {
       case "spent":
         this.onSpent(message.spent);
         break;
+      case "revoked":
+        this.onRevoked(message.tokenId);
+        break;
       case "counts":
         for (const [key, count] of Object.entries(message.counts)) {
           this.#setCount(key, message.from, count);
@@ -202,6 +206,14 @@ export class Peers {
   /** Whether there are other isolates to tell (a single-isolate server has none). */
   get shared(): boolean {
     return this.#channel !== undefined;
+  }
+
+  /** Called when another isolate revoked a token (its streams here are to close). */
+  onRevoked: (tokenId: string) => void = () => {};
+
+  /** Tells the others a token was revoked. */
+  revoked(tokenId: string): void {
+    this.#post({ kind: "revoked", from: this.id, tokenId });
   }
 
   /** Called with what the publish buckets of another isolate spent, by key. */

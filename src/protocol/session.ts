@@ -52,6 +52,8 @@ export interface SessionContext {
   window: number;
   /** When the principal's credential expires (epoch ms): the session closes then (1008). */
   expiresAt: number | null;
+  /** The `jti` of the token the stream was opened with, by which it is revoked. */
+  readonly tokenId?: string | undefined;
 }
 
 /**

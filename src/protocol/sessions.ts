@@ -66,6 +66,17 @@ export class Sessions {
     }
   }
 
+  /**
+   * Closes the sessions opened with a token that was just revoked (1008 "token revoked"):
+   * they hold a credential that is refused from now on. Those with a credential that
+   * expires are the ones a token opened, so only they are looked at.
+   */
+  revoke(tokenId: string): void {
+    for (const session of this.#expiring) {
+      if (session.context.tokenId === tokenId) session.close(CLOSE.policy, "token revoked");
+    }
+  }
+
   /** Queues an outbox for draining once its socket has room. */
   backlogged(outbox: Outbox): void {
     this.#backlogged.add(outbox);

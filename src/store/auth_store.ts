@@ -43,6 +43,10 @@ export interface TicketGrant {
   sub: string | null;
   /** Expiry of the token the ticket was issued with (epoch ms), or null. */
   expiresAt: number | null;
+  /** The `jti` of that token, when it has one: a ticket dies with the token's revocation. */
+  tokenId?: string;
+  /** When the job was created: a job made again under its id is not the ticket's. */
+  jobCreatedAt?: string;
 }
 
 /** A ticket taken (and thereby used up). */

@@ -3,8 +3,8 @@
  * "token expired", SSE/NDJSON a last `error` event saying so.
  */
 import assert from "node:assert/strict";
-import { withServer } from "../_helpers/server.ts";
-import { AUTH, bearer, mint, nowSeconds, tokenFor } from "../_helpers/tokens.ts";
+import { spawnServer, withServer } from "../_helpers/server.ts";
+import { AUTH, bearer, mint, nowSeconds, SECRET, tokenFor } from "../_helpers/tokens.ts";
 import {
   assertUnauthorized,
   call,
@@ -13,6 +13,7 @@ import {
   expectWsOpen,
   openStream,
   publishAs,
+  type Ws,
 } from "./_support.ts";
 
 Deno.test("streams opened with a token that expires in ~2 s are closed with 'token expired'", async () => {
@@ -73,4 +74,42 @@ Deno.test("streams opened with a token that expires in ~2 s are closed with 'tok
       await ndjson.stream?.close();
     }
   });
+});
+
+Deno.test("signing out closes the streams the token opened, on every isolate ('token revoked')", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-revoke-" });
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    "--workers",
+    "2",
+    "--jwt-secret",
+    SECRET,
+  ]);
+  const sockets: Ws[] = [];
+  try {
+    const session = await tokenFor("alice", "read write", { jti: "alice-session-7" });
+    const other = await tokenFor("alice", "read write", { jti: "alice-session-8" });
+    const id = await createJobAs(server.url, other);
+    // Eight sockets on their own connections: the kernel spreads them over both isolates.
+    for (let i = 0; i < 8; i++) {
+      sockets.push(await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${session}`));
+    }
+    const keeper = await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${other}`);
+    sockets.push(keeper);
+    const out = await call(server.url, session, "POST", "/auth/logout");
+    assert.equal(out.json.revoked, true, out.text);
+    for (const socket of sockets.slice(0, 8)) {
+      assert.deepEqual(await closeOf(socket), { code: 1008, reason: "token revoked" });
+    }
+    // Another token of the same user keeps its stream.
+    assert.equal((await publishAs(server.url, other, id, "still here")).status, 201);
+    await keeper.next((m) => m.data?.line === "still here");
+  } finally {
+    await Promise.all(sockets.map((socket) => socket.close()));
+    await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });

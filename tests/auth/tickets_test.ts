@@ -207,3 +207,45 @@ Deno.test("creating a ticket needs authentication and read access to the job", a
     await expectWsRefused(ws(server, id, await ticketFor(server, bob, bobsJob)), 1008, "forbidden");
   });
 });
+
+Deno.test("a ticket is for the job it was issued for, not one made again later under its id", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const bob = await tokenFor("bob", "read write");
+    const made = await call(server.url, alice, "POST", "/jobs", { id: "reuse-x" });
+    assert.equal(made.status, 201, made.text);
+    const ticket = await ticketFor(server, alice, "reuse-x");
+    const socket = await expectWsOpen(
+      `${server.url}/ws?jobs=reuse-x&ticket=${encodeURIComponent(ticket)}`,
+    );
+    try {
+      assert.equal((await socket.next((m) => m.type === "subscribed")).data.job.owner, "alice");
+      assert.equal((await call(server.url, alice, "DELETE", "/jobs/reuse-x")).status, 200);
+      const again = await call(server.url, bob, "POST", "/jobs", { id: "reuse-x" });
+      assert.equal(again.status, 201, again.text);
+      await publishAs(server.url, bob, "reuse-x", "bob's own line");
+      socket.send({ type: "subscribe", job_id: "reuse-x", since: 0 });
+      const answer = await socket.next((m) =>
+        m.type === "subscribed" || (m.type === "error" && m.data.code === "forbidden")
+      );
+      assert.equal(answer.type, "error", JSON.stringify(answer));
+      assert.equal(answer.data.code, "forbidden");
+      assert.ok(!JSON.stringify(socket.messages).includes("bob"), "bob's job reached the ticket");
+    } finally {
+      await socket.close();
+    }
+  });
+});
+
+Deno.test("a ticket of a token that was then revoked (signed out) is refused", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write", { jti: "alice-session-1" });
+    const id = await createJobAs(server.url, alice);
+    const forWs = await ticketFor(server, alice, id);
+    const forSse = await ticketFor(server, alice, id);
+    const out = await call(server.url, alice, "POST", "/auth/logout");
+    assert.equal(out.json.revoked, true, out.text);
+    await expectWsRefused(ws(server, id, forWs), 1008);
+    await expectStreamRefused(sse(server, id, forSse), 401);
+  });
+});

@@ -147,7 +147,8 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
   });
 
   // Clears the cookie, and revokes the caller's token when it came from a sign-in (it has
-  // a `jti`): the token is refused from then on, by every isolate, even if it was copied.
+  // a `jti`): the token is refused from then on, by every isolate, even if it was copied,
+  // and the streams it opened are closed.
   app.post("/auth/logout", (c) => {
     const principal = c.get("principal");
     const tokenId = principal?.tokenId;
@@ -155,6 +156,9 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     if (deps.authStore !== undefined && tokenId !== undefined) {
       deps.authStore.revokeToken(tokenId, principal?.expiresAt ?? Date.now() + config.tokenTtlMs);
       revoked = true;
+      // Streams it opened close too, on every isolate.
+      deps.sessions.revoke(tokenId);
+      deps.peers.revoked(tokenId);
     }
     c.header("set-cookie", `${TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict`);
     return c.json({ signed_out: true, revoked });
@@ -178,7 +182,12 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     store.saveTicket(
       ticket,
       job.id,
-      { sub: principal.sub, expiresAt: principal.expiresAt },
+      {
+        sub: principal.sub,
+        expiresAt: principal.expiresAt,
+        ...(principal.tokenId === undefined ? {} : { tokenId: principal.tokenId }),
+        jobCreatedAt: job.created_at,
+      },
       c.req.header("origin") ?? null,
       expiresAt,
     );
