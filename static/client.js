@@ -263,7 +263,7 @@ async function streamCredentials(transport, target, options) {
     const token = transport === "websocket" ? await resolveToken(options.token) : void 0;
     let ticket;
     if (transport !== "poll" && options.getTicket !== void 0) {
-      ticket = await options.getTicket(target.kind === "all" ? "*" : targetJobIds(target).join(","));
+      ticket = await options.getTicket(targetJobIds(target)[0] ?? "");
     }
     return {
       token,
@@ -1300,15 +1300,27 @@ function isFinished(job, cursor) {
 }
 
 // src/client/sequencer.ts
+var MISSING = /* @__PURE__ */ new Set([
+  "job_not_found",
+  "job_gone"
+]);
 var Sequencer = class {
   tracks = /* @__PURE__ */ new Map();
   #io;
   /** True for `all` watchers, which adopt jobs they learn of. */
   #adopting;
-  /** @param since the starting cursor of each named job */
-  constructor(io, since, adopting) {
+  /** True for watchers of several named jobs, which go on without one that is not there. */
+  #several;
+  /** Named jobs let go of because the server has no such job. */
+  #missing = 0;
+  /**
+   * @param since the starting cursor of each named job
+   * @param kind what the watcher follows: one job, several named ones, or `all`
+   */
+  constructor(io, since, kind) {
     this.#io = io;
-    this.#adopting = adopting;
+    this.#adopting = kind === "all";
+    this.#several = kind === "jobs";
     for (const [id, cursor] of since) {
       this.tracks.set(id, {
         cursor,
@@ -1319,7 +1331,8 @@ var Sequencer = class {
   }
   /** Whether every followed job has finished (never for an `all` watcher). */
   allFinished() {
-    if (this.#adopting || this.tracks.size === 0) return false;
+    if (this.#adopting) return false;
+    if (this.tracks.size === 0) return this.#missing > 0;
     for (const track of this.tracks.values()) if (!track.finished) return false;
     return true;
   }
@@ -1375,6 +1388,9 @@ var Sequencer = class {
         }
         break;
       case "error":
+        if (this.#several && message.job_id !== null && MISSING.has(String(data.code)) && this.tracks.delete(message.job_id)) {
+          this.#missing++;
+        }
         this.#io.emitter.emit("error", new JobwireError(typeof data.code === "string" ? data.code : "server_error", typeof data.error === "string" ? data.error : "The server reported an error", {
           details: {
             job_id: message.job_id,
@@ -1576,7 +1592,7 @@ var JobWatcher = class {
       }, this.#loop.signal),
       fetchJob: (jobId) => fetchJob(http, jobId, this.#loop.signal),
       stopped: () => this.#loop.stopped
-    }, since, target.kind === "all");
+    }, since, target.kind);
     this.#loop = new ConnectionLoop({
       emitter: this.#emitter,
       sequencer: this.#sequencer,
@@ -1714,6 +1730,9 @@ function watchJob(baseUrl, jobId, options = {}) {
 }
 function watchJobs(baseUrl, options) {
   const resolved = resolveWatchOptions(options);
+  if (options.getTicket !== void 0 && (options.all === true || (options.jobs?.length ?? 0) > 1)) {
+    throw new TypeError("getTicket needs a stream of one job: a ticket grants one job's stream (use token here)");
+  }
   if (options.all === true) {
     const filter = {
       ...options.kind === void 0 ? {} : {

@@ -33,9 +33,8 @@ export async function streamCredentials(
     let ticket: string | undefined;
     // Long-poll makes many requests; a single-use ticket cannot cover them.
     if (transport !== "poll" && options.getTicket !== undefined) {
-      ticket = await options.getTicket(
-        target.kind === "all" ? "*" : targetJobIds(target).join(","),
-      );
+      // Only single-job streams take a ticket (watchJobs refuses getTicket otherwise).
+      ticket = await options.getTicket(targetJobIds(target)[0] ?? "");
     }
     return { token, ticket };
   } catch (cause) {

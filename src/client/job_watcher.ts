@@ -43,7 +43,7 @@ export class JobWatcher {
         stopped: () => this.#loop.stopped,
       },
       since,
-      target.kind === "all",
+      target.kind,
     );
     this.#loop = new ConnectionLoop({
       emitter: this.#emitter,

@@ -19,6 +19,7 @@ import {
   type JobStatus,
 } from "./types.ts";
 import type { WatcherEvents } from "./watch_events.ts";
+import type { StreamTarget } from "./transport.ts";
 
 /** What the sequencer knows of one job. */
 export interface Track {
@@ -44,17 +45,28 @@ interface ReplayInfo {
   first_available: number;
 }
 
+/** Error codes of a job the server does not have. */
+const MISSING = new Set(["job_not_found", "job_gone"]);
+
 /** Orders and completes the event streams of the jobs a watcher follows. */
 export class Sequencer {
   readonly tracks = new Map<string, Track>();
   #io: SequencerIo;
   /** True for `all` watchers, which adopt jobs they learn of. */
   #adopting: boolean;
+  /** True for watchers of several named jobs, which go on without one that is not there. */
+  #several: boolean;
+  /** Named jobs let go of because the server has no such job. */
+  #missing = 0;
 
-  /** @param since the starting cursor of each named job */
-  constructor(io: SequencerIo, since: ReadonlyMap<string, number>, adopting: boolean) {
+  /**
+   * @param since the starting cursor of each named job
+   * @param kind what the watcher follows: one job, several named ones, or `all`
+   */
+  constructor(io: SequencerIo, since: ReadonlyMap<string, number>, kind: StreamTarget["kind"]) {
     this.#io = io;
-    this.#adopting = adopting;
+    this.#adopting = kind === "all";
+    this.#several = kind === "jobs";
     for (const [id, cursor] of since) {
       this.tracks.set(id, { cursor, job: undefined, finished: false });
     }
@@ -62,7 +74,9 @@ export class Sequencer {
 
   /** Whether every followed job has finished (never for an `all` watcher). */
   allFinished(): boolean {
-    if (this.#adopting || this.tracks.size === 0) return false;
+    if (this.#adopting) return false;
+    // Every named job missing: nothing is left to follow.
+    if (this.tracks.size === 0) return this.#missing > 0;
     for (const track of this.tracks.values()) if (!track.finished) return false;
     return true;
   }
@@ -113,6 +127,14 @@ export class Sequencer {
         }
         break;
       case "error":
+        // A stream of several jobs goes on without one the server does not have (never
+        // made, or deleted): waiting for it to finish would reconnect for ever.
+        if (
+          this.#several && message.job_id !== null && MISSING.has(String(data.code)) &&
+          this.tracks.delete(message.job_id)
+        ) {
+          this.#missing++;
+        }
         this.#io.emitter.emit(
           "error",
           new JobwireError(

@@ -56,6 +56,13 @@ export function watchJob(
  */
 export function watchJobs(baseUrl: string, options: WatchJobsOptions): JobWatcher {
   const resolved = resolveWatchOptions(options);
+  if (
+    options.getTicket !== undefined && (options.all === true || (options.jobs?.length ?? 0) > 1)
+  ) {
+    throw new TypeError(
+      "getTicket needs a stream of one job: a ticket grants one job's stream (use token here)",
+    );
+  }
   if (options.all === true) {
     const filter = {
       ...(options.kind === undefined ? {} : { kind: options.kind }),

@@ -9,6 +9,7 @@ import type { AppDeps, AppEnv } from "./app.ts";
 import { ApiError } from "./errors.ts";
 import { isAdmin, type Principal } from "../auth/principal.ts";
 import { exemptAddress } from "../auth/limits.ts";
+import { crossOrigin } from "../auth/origins.ts";
 import type { Config } from "../config.ts";
 import { CLOSE } from "../protocol/session.ts";
 
@@ -74,7 +75,10 @@ export function streamPrincipal(
     throw new ApiError("forbidden", `The ticket is for job ${taken.jobId} only`);
   }
   const origin = c.req.header("origin") ?? null;
-  if (taken.origin !== null && taken.origin !== origin) {
+  // A browser sends no Origin on a same-origin GET (an EventSource of the server's own
+  // page): that matches a ticket issued to the server's own origin.
+  const sameOriginGet = origin === null && !crossOrigin(taken.origin, c.req.header("host") ?? null);
+  if (taken.origin !== null && taken.origin !== origin && !sameOriginGet) {
     throw new ApiError("forbidden", "The ticket was issued to another origin");
   }
   if (taken.grant.expiresAt !== null && taken.grant.expiresAt <= Date.now()) {

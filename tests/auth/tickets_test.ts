@@ -183,6 +183,12 @@ Deno.test("a ticket is bound to the Origin that asked for it", async () => {
     const sameSse = await openStream(sse(server, id, await issue()), "sse", { origin: GOOD });
     assert.equal(sameSse.status, 200, sameSse.text);
     await sameSse.stream!.close();
+    // Issued to the server's own page and used by its EventSource, which sends no Origin
+    // on a same-origin GET: accepted.
+    const own = await ticketFor(server, alice, id, { origin: server.url });
+    const ownSse = await openStream(sse(server, id, own), "sse");
+    assert.equal(ownSse.status, 200, ownSse.text);
+    await ownSse.stream!.close();
   });
 });
 

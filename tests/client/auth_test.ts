@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type FetchLike, watchJob } from "../../src/client/mod.ts";
+import { type FetchLike, watchJob, watchJobs } from "../../src/client/mod.ts";
 import { createJob, logEvent, publish } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 import { AUTH, tokenFor } from "../_helpers/tokens.ts";
@@ -119,3 +119,13 @@ for (const transport of ["sse", "poll"] as const) {
     });
   });
 }
+
+Deno.test("getTicket is refused for a stream of several jobs or all of them, where no ticket works", () => {
+  const getTicket = () => Promise.resolve("ticket");
+  for (const options of [{ jobs: ["a", "b"], getTicket }, { all: true, getTicket }]) {
+    assert.throws(
+      () => watchJobs("http://127.0.0.1:1", options),
+      (error: Error) => error instanceof TypeError && /one job/.test(error.message),
+    );
+  }
+});

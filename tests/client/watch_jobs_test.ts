@@ -134,3 +134,34 @@ Deno.test("watchJobs refuses options that name nothing", () => {
   assert.throws(() => watchJobs("http://127.0.0.1:9", {}), TypeError);
   assert.throws(() => watchJobs("http://127.0.0.1:9", { jobs: ["a"], since: -1 }), RangeError);
 });
+
+Deno.test("watchJobs goes on without a named job the server does not have, then finishes", async () => {
+  await withServer({}, async (server) => {
+    for (const transport of ["websocket", "sse"] as const) {
+      const done = await createJob(server.url);
+      await http(server.url, "POST", `/jobs/${done}/start`, {});
+      assert.equal((await http(server.url, "POST", `/jobs/${done}/complete`, {})).status, 201);
+      const deleted = await createJob(server.url);
+      await http(server.url, "DELETE", `/jobs/${deleted}`);
+      const running = await createJob(server.url);
+      await http(server.url, "POST", `/jobs/${running}/start`, {});
+      const watcher = watchJobs(server.url, {
+        jobs: [done, deleted, "never-made", running],
+        transports: [transport],
+        initialDelayMs: 10,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("connected");
+        assert.equal((await http(server.url, "POST", `/jobs/${running}/complete`, {})).status, 201);
+        const closed = await rec.next("closed");
+        assert.equal(closed.reason, "finished", transport);
+        assert.equal(rec.all("connected").length, 1, `${transport}: connected once`);
+        const codes = rec.all("error").map((e) => e.code).sort();
+        assert.deepEqual(codes, ["job_gone", "job_not_found"], transport);
+      } finally {
+        watcher.close();
+      }
+    }
+  });
+});
