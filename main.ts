@@ -18,7 +18,7 @@ import { type DataLock, lockDataDir } from "./src/store/data_lock.ts";
 import { startupFailure } from "./src/startup_errors.ts";
 import { parallelUnavailable, startCluster } from "./src/cluster.ts";
 import { log } from "./src/log.ts";
-import { signToken } from "./src/auth/keys.ts";
+import { KeyError, loadPublicKeyFile, signToken } from "./src/auth/keys.ts";
 import { tokenCommand, userCommand } from "./src/cli/admin.ts";
 import { runCommand } from "./src/cli/run.ts";
 import { watchCommand } from "./src/cli/watch.ts";
@@ -71,6 +71,15 @@ async function serve(args: string[]): Promise<number> {
     ? "an in-memory database (--data-dir :memory:) lives in one isolate"
     : parallelUnavailable();
   if (unavailable !== undefined) log("warn", `serving with one isolate: ${unavailable}`);
+  if (!config.noAuth && config.jwtPublicKey !== undefined) {
+    // Read once here, so a bad key file is one line, not a stack trace from every isolate.
+    try {
+      await loadPublicKeyFile(config.jwtPublicKey);
+    } catch (error) {
+      if (error instanceof KeyError) throw new ConfigError(error.message);
+      throw error;
+    }
+  }
   const parallel = config.workers > 1 && unavailable === undefined;
   const lock: DataLock | undefined = config.dataDir === ":memory:"
     ? undefined

@@ -23,13 +23,26 @@ export function parseDuration(input: string | number): number | undefined {
 /** Longest interval a timer takes (2^31 - 1 ms, about 24.8 days; longer fire at once). */
 const TIMER_MAX_MS = 24 * 86_400_000;
 
-const duration = (what: string, maxMs = Infinity) =>
+/**
+ * A duration in milliseconds, at most `maxMs`; with `minMs`, at least that (0 stays allowed
+ * where `zeroAllowed`: it turns the thing off).
+ */
+const duration = (what: string, maxMs = Infinity, minMs = 0, zeroAllowed = true) =>
   z.union([z.string(), z.number()]).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
       ctx.addIssue({
         code: "custom",
         message: `expected a ${what} such as 30s, 10m, 1h or a number of seconds`,
+      });
+      return z.NEVER;
+    }
+    if (ms < minMs && !(ms === 0 && zeroAllowed)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a ${what} of at least ${
+          minMs < 1000 ? `${minMs}ms` : `${minMs / 1000}s`
+        }${zeroAllowed ? " (or 0)" : ""}`,
       });
       return z.NEVER;
     }
@@ -59,7 +72,7 @@ const integer = (min: number, max: number) =>
 const boolean = z.union([z.boolean(), z.string()]).transform((value, ctx) => {
   if (typeof value === "boolean") return value;
   const lower = value.trim().toLowerCase();
-  if (["1", "true", "yes", "on", ""].includes(lower)) return true;
+  if (["1", "true", "yes", "on"].includes(lower)) return true;
   if (["0", "false", "no", "off"].includes(lower)) return false;
   ctx.addIssue({ code: "custom", message: "expected true or false" });
   return z.NEVER;
@@ -106,9 +119,9 @@ export const OPTIONS = {
     help: "Events replayed to a stream that gives no `since`",
   },
   heartbeat: {
-    schema: duration("duration", TIMER_MAX_MS),
+    schema: duration("duration", TIMER_MAX_MS, 100),
     default: "30s",
-    help: "Interval of heartbeats on every stream (0 disables them)",
+    help: "Interval of heartbeats on every stream (at least 100ms; 0 disables them)",
   },
   "no-auth": {
     schema: boolean,
@@ -193,12 +206,12 @@ export const OPTIONS = {
     help: "Required `aud` of tokens",
   },
   "token-ttl": {
-    schema: duration("duration"),
+    schema: duration("duration", Infinity, 1000, false),
     default: "1h",
     help: "Lifetime of tokens issued by POST /auth/login",
   },
   "ticket-ttl": {
-    schema: duration("duration"),
+    schema: duration("duration", Infinity, 1000, false),
     default: "30s",
     help: "Lifetime of single-use stream tickets from POST /tickets",
   },
@@ -409,11 +422,20 @@ export function resolveConfig(
     }
   }
   const fileValues = sources.file?.values ?? {};
+  const fileOptions = new Map<string, string>();
   for (const key of Object.keys(fileValues)) {
     const option = key.replaceAll("_", "-");
     if (!(option in OPTIONS)) {
       throw new ConfigError(`Unknown key ${JSON.stringify(key)} in ${sources.file?.path}`);
     }
+    const other = fileOptions.get(option);
+    if (other !== undefined) {
+      throw new ConfigError(
+        `Both ${JSON.stringify(other)} and ${JSON.stringify(key)} in ${sources.file?.path}: ` +
+          "keep one",
+      );
+    }
+    fileOptions.set(option, key);
   }
   const out: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(OPTIONS) as [OptionName, OptionSpec][]) {
@@ -451,7 +473,35 @@ export function resolveConfig(
   out.allowedOrigins = parseOrigins(String(out.allowedOrigins ?? ""));
   out.allowedHosts = parseHosts(String(out.allowedHosts ?? ""));
   out.limitsExemptIps = parseExemptIps(String(out.limitsExemptIps ?? ""));
+  refuseConflicts(out as unknown as Config);
   return Object.freeze(out) as unknown as Config;
+}
+
+/**
+ * Refuses settings that contradict each other, which would otherwise be half ignored.
+ *
+ * @throws {ConfigError} naming both
+ */
+function refuseConflicts(config: Config): void {
+  if (config.jwtPublicKey !== undefined && config.jwksUrl !== undefined) {
+    throw new ConfigError(
+      "Give --jwt-public-key or --jwks-url, not both: tokens are checked with one",
+    );
+  }
+  if (config.noAuth) {
+    const key = config.jwtSecret !== undefined
+      ? "--jwt-secret"
+      : config.jwtPublicKey !== undefined
+      ? "--jwt-public-key"
+      : config.jwksUrl !== undefined
+      ? "--jwks-url"
+      : undefined;
+    if (key !== undefined) {
+      throw new ConfigError(
+        `--no-auth turns authentication off, so ${key} would be ignored: give one or the other`,
+      );
+    }
+  }
 }
 
 /**

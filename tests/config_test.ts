@@ -402,3 +402,47 @@ Deno.test("limits-exempt-ips refuses an entry that is not an address, naming the
     assert.match(error.message, /--limits-exempt-ips/, bad);
   }
 });
+
+Deno.test("resolveConfig refuses durations too short to make sense, and zero lifetimes", () => {
+  assert.match(
+    configError(() => resolveConfig(sources({ heartbeat: "1ms" }))).message,
+    /--heartbeat: expected a duration of at least 100ms \(or 0\)/,
+  );
+  assert.equal(resolveConfig(sources({ heartbeat: "0" })).heartbeatMs, 0, "0 turns heartbeats off");
+  assert.equal(resolveConfig(sources({ heartbeat: "100ms" })).heartbeatMs, 100);
+  for (const option of ["token-ttl", "ticket-ttl"]) {
+    assert.match(
+      configError(() => resolveConfig(sources({ [option]: "0" }))).message,
+      new RegExp(`--${option}: expected a duration of at least 1s`),
+    );
+  }
+});
+
+Deno.test("resolveConfig refuses an empty no_auth in the file instead of taking it for true", () => {
+  assert.match(
+    configError(() => resolveConfig(sources({}, {}, { no_auth: "" }))).message,
+    /no_auth in .*expected true or false/,
+  );
+});
+
+Deno.test("resolveConfig refuses settings that contradict each other", () => {
+  const both = configError(() =>
+    resolveConfig(
+      sources({ "jwt-public-key": "/k.pem", "jwks-url": "https://idp.example/jwks.json" }),
+    )
+  );
+  assert.match(both.message, /--jwt-public-key or --jwks-url, not both/);
+  const open = configError(() =>
+    resolveConfig(
+      sources({ "no-auth": true }, { JOBWIRE_JWT_SECRET: "0123456789abcdef0123456789abcdef" }),
+    )
+  );
+  assert.match(
+    open.message,
+    /--no-auth turns authentication off, so --jwt-secret would be ignored/,
+  );
+  const twice = configError(() =>
+    resolveConfig(sources({}, {}, { "data-dir": "/a", data_dir: "/b" }))
+  );
+  assert.match(twice.message, /Both "data-dir" and "data_dir" in \/etc\/jobwire\/jobwire\.json/);
+});

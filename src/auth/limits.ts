@@ -2,8 +2,9 @@
  * Abuse limits: open streams in total, per principal and per IP, and the publish rate per
  * principal (a token bucket). One visitor object per key holds its counters, with paired
  * acquire/release. The limits hold for the whole server: each isolate tells the others
- * its stream counts and what its buckets spent (see {@link SharedCounts}); these travel by
- * message, so a burst spread over several isolates at once may pass a limit by a little.
+ * its stream counts and what its buckets spent (see {@link SharedCounts}), and each takes
+ * what the others spent out of its own buckets. These travel by message, so a burst
+ * spread over several isolates within a few milliseconds may pass a limit by a little.
  *
  * @module
  */
@@ -38,8 +39,6 @@ const IDLE_MS = 10 * 60_000;
 export interface SharedCounts {
   /** Whether the server has other isolates at all (else nothing is told). */
   readonly shared: boolean;
-  /** The other isolates heard from recently. */
-  readonly count: number;
   /** The sum of a count on the other isolates. */
   remoteCount(key: string): number;
   /** Publishes this isolate's value of a count. */
@@ -52,15 +51,17 @@ export interface SharedCounts {
 
 const NO_PEERS: SharedCounts = {
   shared: false,
-  count: 0,
   remoteCount: () => 0,
   setCount: () => {},
   spend: () => {},
   onSpent: () => {},
 };
 
-/** How long what buckets spent is gathered before the other isolates are told, in ms. */
-const SPEND_FLUSH_MS = 20;
+/**
+ * Shortest time between two messages telling the other isolates what buckets spent, in
+ * ms: under a steady stream of publishes, one message for all of this time's.
+ */
+const SPEND_FLUSH_MS = 5;
 
 /** Counters of every principal and IP seen recently. */
 export class Visitors {
@@ -74,6 +75,8 @@ export class Visitors {
   /** Spent by this isolate's buckets since the others were last told, by key. */
   #spent = new Map<string, number>();
   #spendTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the others were last told what was spent. */
+  #toldAt = 0;
 
   constructor(options: LimitOptions, shared: SharedCounts = NO_PEERS) {
     this.#options = options;
@@ -105,16 +108,22 @@ export class Visitors {
     this.#changed.clear();
   }
 
-  /** A bucket here spent `amount`: the others hear of it within {@link SPEND_FLUSH_MS}. */
+  /**
+   * A bucket here spent `amount`: the others hear of it at once, or, while publishes keep
+   * coming, at most every {@link SPEND_FLUSH_MS} (one message for all of them).
+   */
   #spend(key: string, amount: number): void {
     if (!this.#shared.shared) return;
     this.#spent.set(key, (this.#spent.get(key) ?? 0) + amount);
-    this.#spendTimer ??= setTimeout(() => {
+    if (this.#spendTimer !== undefined) return;
+    const wait = Math.max(0, this.#toldAt + SPEND_FLUSH_MS - Date.now());
+    this.#spendTimer = setTimeout(() => {
       this.#spendTimer = undefined;
+      this.#toldAt = Date.now();
       const spent = Object.fromEntries(this.#spent);
       this.#spent.clear();
       this.#shared.spend(spent);
-    }, SPEND_FLUSH_MS);
+    }, wait);
   }
 
   /** The bucket of `key`, refilled for the time since it was last. */
@@ -139,17 +148,10 @@ export class Visitors {
     return visitor;
   }
 
-  /**
-   * What one principal's bucket holds on this isolate: the burst, shared out among the
-   * isolates (a client's requests land on any of them), so that together they never let
-   * through more than the burst at once. Each refills at the full rate, and each hears
-   * what the others spent, so together they keep to the rate.
-   */
   #burst(): number {
-    const burst = this.#options.publishBurst > 0
+    return this.#options.publishBurst > 0
       ? this.#options.publishBurst
       : 2 * this.#options.publishRate;
-    return Math.max(1, burst / (this.#shared.count + 1));
   }
 
   #sweep(now: number): void {

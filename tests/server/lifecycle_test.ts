@@ -313,6 +313,26 @@ Deno.test("start-up failures of the machine are one line, not a stack trace", as
     const heartbeat = await runMain(["--heartbeat", "30d", "--data-dir", join(dir, "hb")]);
     assert.equal(heartbeat.code, 2);
     assert.match(heartbeat.stderr, /--heartbeat: expected a duration of at most 24d/);
+
+    // A public key file that cannot be used: one line from the launcher, on any number of
+    // isolates (each isolate used to print its own stack trace).
+    for (const workers of ["1", "2"]) {
+      for (const key of [join(dir, "missing.pem"), dir]) {
+        const bad = await runMain([
+          "--port",
+          "0",
+          "--data-dir",
+          join(dir, `key-${workers}`),
+          "--jwt-public-key",
+          key,
+          "--workers",
+          workers,
+        ]);
+        assert.equal(bad.code, 2, bad.stderr);
+        assert.match(bad.stderr, /^jobwire: Cannot read --jwt-public-key .*\n$/);
+        assert.doesNotMatch(bad.stderr, /Uncaught| {4}at /);
+      }
+    }
   } finally {
     listener.close();
     await Deno.remove(dir, { recursive: true });

@@ -367,7 +367,7 @@ Deno.test("on two isolates, connection limits and the publish rate hold for the 
           refused.push((error as { status: number }).status);
         }
         // Counts travel between isolates by message.
-        await new Promise((r) => setTimeout(r, 30));
+        await new Promise((r) => setTimeout(r, 100));
       }
       assert.equal(open.length, 3, `refused: ${refused.join()}`);
       assert.deepEqual(new Set(refused), new Set([429]));
@@ -377,10 +377,13 @@ Deno.test("on two isolates, connection limits and the publish rate hold for the 
     } finally {
       for (const stream of open) await stream.close();
     }
-    // Forty single events, each on a new connection: the burst of 10 is shared by the
-    // isolates, not given to each (rate 5 a second adds about one meanwhile).
+    // Forty single events, each on a new connection: the burst of 10 and the rate of 5 a
+    // second are the whole server's, not each isolate's (two buckets of their own would let
+    // through about 20, and 10 a second). What the isolates spent travels by message, so
+    // the count may pass the limit by a little.
     const clients = freshConnections(40);
     let stored = 0;
+    const started = performance.now();
     try {
       for (const client of clients) {
         const reply = await post(client, `${server.url}/jobs/limited/log`, { line: "x" });
@@ -390,6 +393,11 @@ Deno.test("on two isolates, connection limits and the publish rate hold for the 
     } finally {
       for (const client of clients) client.close();
     }
-    assert.ok(stored >= 8 && stored <= 12, `${stored} of 40 stored`);
+    const seconds = (performance.now() - started) / 1000;
+    const allowed = 10 + 5 * seconds;
+    assert.ok(
+      stored >= 8 && stored <= allowed + 4,
+      `${stored} of 40 stored in ${seconds.toFixed(2)} s (at most ${allowed.toFixed(1)})`,
+    );
   });
 });
