@@ -1708,7 +1708,8 @@ function resolveWatchOptions(options) {
     pingIntervalMs: options.pingIntervalMs ?? 15e3,
     connectTimeoutMs: options.connectTimeoutMs ?? 1e4,
     idleTimeoutMs: options.idleTimeoutMs ?? 75e3,
-    pollWaitSeconds: options.pollWaitSeconds ?? 25,
+    // The server holds a long-poll for at most 60 s (and whole seconds).
+    pollWaitSeconds: Math.min(60, Math.max(0, Math.floor(options.pollWaitSeconds ?? 25))),
     signal: options.signal
   };
 }

@@ -21,3 +21,28 @@ Deno.test("README configuration table lists every option with its environment va
     assert.ok(row.includes(`\`${envName(name)}\``), `${envName(name)} is missing from its row`);
   }
 });
+
+Deno.test("README's TypeScript examples of the client library type-check as written", async () => {
+  const blocks = [...README.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  assert.ok(blocks.length >= 2, `found ${blocks.length} examples`);
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-readme-" });
+  try {
+    const client = new URL("../src/client/mod.ts", import.meta.url).href;
+    const files: string[] = [];
+    for (const [i, block] of blocks.entries()) {
+      const file = `${dir}/example_${i}.ts`;
+      await Deno.writeTextFile(file, block.replaceAll('"./src/client/mod.ts"', `"${client}"`));
+      files.push(file);
+    }
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["check", "--config", new URL("../deno.json", import.meta.url).pathname, ...files],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const text = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -121,7 +121,8 @@ export function resolveWatchOptions(options: WatchOptions): ResolvedWatchOptions
     pingIntervalMs: options.pingIntervalMs ?? 15_000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     idleTimeoutMs: options.idleTimeoutMs ?? 75_000,
-    pollWaitSeconds: options.pollWaitSeconds ?? 25,
+    // The server holds a long-poll for at most 60 s (and whole seconds).
+    pollWaitSeconds: Math.min(60, Math.max(0, Math.floor(options.pollWaitSeconds ?? 25))),
     signal: options.signal,
   };
 }

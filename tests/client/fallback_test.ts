@@ -114,6 +114,22 @@ Deno.test("transports restricts and orders what a watcher uses", async () => {
   });
 });
 
+Deno.test("a long-poll wait above the server's 60 s is taken as 60, not refused", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const watcher = watchJob(server.url, id, { transports: ["poll"], pollWaitSeconds: 90 });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connected");
+      await publish(server.url, id, logEvent(1));
+      assert.deepEqual(await rec.until(1), [1]);
+      assert.deepEqual(rec.all("error"), []);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
 Deno.test("watchJobs follows several jobs over SSE when the WebSocket is unavailable", async () => {
   await withServer({}, async (server) => {
     const a = await createJob(server.url);
