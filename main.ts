@@ -14,7 +14,7 @@ import {
   resolveConfig,
 } from "./src/config.ts";
 import { startServer } from "./src/server.ts";
-import { type DataLock, lockDataDir } from "./src/store/data_lock.ts";
+import { type DataLock, guardDataDir, lockDataDir } from "./src/store/data_lock.ts";
 import { startupFailure } from "./src/startup_errors.ts";
 import { parallelUnavailable, startCluster } from "./src/cluster.ts";
 import { log } from "./src/log.ts";
@@ -84,6 +84,11 @@ async function serve(args: string[]): Promise<number> {
   const lock: DataLock | undefined = config.dataDir === ":memory:"
     ? undefined
     : lockDataDir(config.dataDir);
+  if (lock !== undefined) {
+    for (const warning of guardDataDir(config.dataDir)) {
+      log("warn", warning);
+    }
+  }
   try {
     return await serveLocked(config, parallel);
   } finally {

@@ -64,3 +64,51 @@ export function lockDataDir(dataDir: string): DataLock {
     },
   };
 }
+
+/** Files of the data directory that only the server's user may read. */
+const PRIVATE_FILES = ["jwt-secret", "jobwire.db", "jobwire.db-wal", "jobwire.db-shm"];
+
+/**
+ * Makes the data directory's own files private again when they are not (a secret others
+ * can read lets them sign admin tokens), and says so; says too when the directory itself
+ * is writable by others (they could replace the secret), which is left to its owner.
+ *
+ * @returns warnings for the log
+ */
+export function guardDataDir(dataDir: string): string[] {
+  if (Deno.build.os === "windows") return [];
+  const warnings: string[] = [];
+  for (const name of PRIVATE_FILES) {
+    const path = join(dataDir, name);
+    let mode: number | null;
+    try {
+      mode = Deno.statSync(path).mode;
+    } catch {
+      continue; // Not made yet: it will be made private.
+    }
+    if (mode === null || (mode & 0o077) === 0) continue;
+    try {
+      Deno.chmodSync(path, 0o600);
+      warnings.push(
+        `${path} could be read by other users (mode ${(mode & 0o777).toString(8)}): made it 0600` +
+          (name === "jwt-secret"
+            ? "; if someone else may have read it, delete it for a new one (tokens signed with it stop working)"
+            : ""),
+      );
+    } catch (error) {
+      warnings.push(`${path} can be read by other users and could not be made private: ${error}`);
+    }
+  }
+  try {
+    const mode = Deno.statSync(dataDir).mode;
+    if (mode !== null && (mode & 0o022) !== 0) {
+      warnings.push(
+        `the data directory ${dataDir} is writable by other users (mode ` +
+          `${(mode & 0o777).toString(8)}): they could replace its secret or database; chmod 700 it`,
+      );
+    }
+  } catch {
+    // Made by the lock just before; nothing to say.
+  }
+  return warnings;
+}

@@ -127,6 +127,36 @@ Deno.test("the data directory, database and secret are private, whoever makes th
   }
 });
 
+Deno.test("a secret others can read is made private at start, and a directory others can write is named", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-loose-" });
+  const modeOf = async (path: string) => (await Deno.stat(path)).mode! & 0o777;
+  try {
+    await Deno.chmod(dir, 0o777);
+    const secret = join(dir, "jwt-secret");
+    await Deno.writeTextFile(secret, "a-secret-someone-else-could-read-0123456789\n");
+    await Deno.chmod(secret, 0o644);
+    const server = await spawnServer(["--port", "0", "--data-dir", dir]);
+    try {
+      await startLines(server);
+    } finally {
+      await server.stop();
+    }
+    assert.equal(await modeOf(secret), 0o600);
+    const output = server.output();
+    assert.match(
+      output,
+      /jwt-secret could be read by other users \(mode 644\): made it 0600; if someone else may have read it, delete it/,
+    );
+    assert.match(
+      output,
+      /the data directory .* is writable by other users \(mode 777\).*chmod 700 it/,
+    );
+    assert.equal(await modeOf(dir), 0o777, "the directory is its owner's to change");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("--no-auth logs a warning at start, prints no admin token and lets requests in", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "jobwire-open-" });
   const server = await spawnServer(["--port", "0", "--data-dir", dataDir, "--no-auth"]);
