@@ -18,7 +18,8 @@ import { loadOrCreateSecret } from "../auth/secret.ts";
 import { signToken } from "../auth/keys.ts";
 import { SCOPES } from "../auth/principal.ts";
 import { hashPassword } from "../auth/passwords.ts";
-import { openSqliteStore } from "../store/sqlite_store.ts";
+import { DATABASE_FILE, openSqliteStore } from "../store/sqlite_store.ts";
+import { join } from "node:path";
 
 /** Shortest password `user add` accepts. */
 const MIN_PASSWORD = 8;
@@ -57,6 +58,16 @@ function configOf(flags: Map<string, string | true>, extra: string[]): Config {
   );
 }
 
+function existsDatabase(dataDir: string): boolean {
+  if (dataDir === ":memory:") return false;
+  try {
+    Deno.statSync(join(dataDir, DATABASE_FILE));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function scopesOf(text: string): string[] {
   const scopes = text.split(/\s+/).filter((s) => s !== "");
   for (const scope of scopes) {
@@ -76,6 +87,11 @@ export async function tokenCommand(args: string[]): Promise<number> {
     return 0;
   }
   const extra = ["sub", "scope", "jobs", "ttl"];
+  if (parsed.positional.length > 0) {
+    throw new ConfigError(
+      `token takes no arguments, got ${JSON.stringify(parsed.positional[0])} (see --help)`,
+    );
+  }
   const config = configOf(parsed.flags, extra);
   const sub = parsed.flags.get("sub");
   const scope = parsed.flags.get("scope");
@@ -92,7 +108,14 @@ export async function tokenCommand(args: string[]): Promise<number> {
   const jobs = typeof jobsText === "string"
     ? jobsText.split(",").map((s) => s.trim()).filter((s) => s !== "")
     : undefined;
-  const { secret } = loadOrCreateSecret(config.dataDir, config.jwtSecret);
+  const { secret, created, path } = loadOrCreateSecret(config.dataDir, config.jwtSecret);
+  if (created && path !== null) {
+    // A mistyped --data-dir would otherwise give a token no running server accepts.
+    console.error(
+      `jobwire: made a new secret in ${path}: the token works on a server started with ` +
+        `--data-dir ${config.dataDir}`,
+    );
+  }
   const token = await signToken(
     { secret, issuer: config.jwtIssuer, audience: config.jwtAudience },
     { sub, scope: scopesOf(scope).join(" "), ...(jobs === undefined ? {} : { jobs }) },
@@ -136,7 +159,16 @@ export async function userCommand(args: string[]): Promise<number> {
     console.log(USER_USAGE);
     return action === undefined && !parsed.flags.has("help") ? 2 : 0;
   }
+  const stray = parsed.positional[action === "list" ? 1 : 2];
+  if (stray !== undefined) {
+    throw new ConfigError(`user ${action} got an extra argument ${JSON.stringify(stray)}`);
+  }
   const config = configOf(parsed.flags, ["scope"]);
+  if (action !== "add" && !existsDatabase(config.dataDir)) {
+    // Listing or removing makes no database in a directory no server has used (a typo).
+    console.error(`jobwire: no database in ${config.dataDir} (no server has used it yet)`);
+    return action === "list" ? 0 : 1;
+  }
   const store = openSqliteStore(config.dataDir, {
     maxEventsPerJob: config.maxEventsPerJob,
     checkpoints: "commits",

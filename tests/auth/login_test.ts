@@ -368,9 +368,48 @@ Deno.test("main.ts token mints tokens with the server's key and the given sub, s
     assert.equal(badScope.stdout.trim(), "");
     const noSub = await runMain(["token", "--scope", "read", "--data-dir", dataDir]);
     assert.notEqual(noSub.code, 0);
+    const stray = await runMain([
+      "token",
+      "--sub",
+      "x",
+      "--scope",
+      "read",
+      "extra",
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(stray.code, 2);
+    assert.match(stray.stderr, /token takes no arguments, got "extra"/);
   } finally {
     await server.close();
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("token and user commands on a data directory no server has used say so, and make no database", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "jobwire-typo-" });
+  try {
+    const typo = join(parent, "dta");
+    const listed = await runMain(["user", "list", "--data-dir", typo]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stderr, /no database in .*dta \(no server has used it yet\)/);
+    const removed = await runMain(["user", "remove", "alice", "--data-dir", typo]);
+    assert.equal(removed.code, 1);
+    await assert.rejects(Deno.stat(typo), Deno.errors.NotFound);
+    const extra = await runMain(["user", "add", "dave", "extra", "--data-dir", typo]);
+    assert.equal(extra.code, 2);
+    assert.match(extra.stderr, /user add got an extra argument "extra"/);
+    // A token made with a secret of its own says which server it works on.
+    const minted = await runMain(["token", "--sub", "x", "--scope", "read", "--data-dir", typo]);
+    assert.equal(minted.code, 0, minted.stderr);
+    assert.match(
+      minted.stderr,
+      /made a new secret in .*dta\/jwt-secret: the token works on a server started with --data-dir .*dta/,
+    );
+    const again = await runMain(["token", "--sub", "x", "--scope", "read", "--data-dir", typo]);
+    assert.equal(again.stderr, "", "the second token uses the secret made by the first");
+  } finally {
+    await Deno.remove(parent, { recursive: true });
   }
 });
 
