@@ -244,6 +244,16 @@ export class Session {
     return "ok";
   }
 
+  /** How many jobs the session follows by name. */
+  get jobCount(): number {
+    return this.#subs.size;
+  }
+
+  /** Whether the session follows `jobId` by name. */
+  follows(jobId: string): boolean {
+    return this.#subs.has(jobId);
+  }
+
   /** Stops following a job; answers `unsubscribed`. */
   unsubscribe(jobId: string): boolean {
     const sub = this.#subs.get(jobId);

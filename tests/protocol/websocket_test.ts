@@ -465,3 +465,28 @@ Deno.test("a many-job stream with close_on_finish follows every job it names, ev
     assert.ok(sse.raw.includes(`"job_id":"${running}"`));
   });
 });
+
+Deno.test("a socket follows at most 100 jobs, however they were added", async () => {
+  await withServer({}, async (server) => {
+    const ids = await Promise.all(Array.from({ length: 101 }, () => createJob(server.url)));
+    const ws = await WsClient.connect(`${server.url}/ws?jobs=${ids.slice(0, 100).join(",")}`);
+    try {
+      await waitFor(
+        () => ws.messages.filter((m) => m.type === "subscribed").length === 100,
+        5000,
+        "100 subscriptions",
+      );
+      ws.send({ type: "subscribe", job_id: ids[100] });
+      const refused = await ws.next((m) => m.type === "error" && m.job_id === ids[100]);
+      assert.equal(refused.data.code, "too_many_jobs");
+      // Room made, it is followed.
+      ws.send({ type: "unsubscribe", job_id: ids[0] });
+      await ws.next((m) => m.type === "unsubscribed");
+      ws.send({ type: "subscribe", job_id: ids[100] });
+      const joined = await ws.next((m) => m.type === "subscribed" && m.job_id === ids[100]);
+      assert.equal(joined.data.job.id, ids[100]);
+    } finally {
+      await ws.close();
+    }
+  });
+});

@@ -135,7 +135,18 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
           sessions.add(session);
           onOpen(session, principal);
         },
-        onSubscribe: subscribeNamed,
+        onSubscribe(session, jobId, since) {
+          // As many jobs as a stream may name in its URL, whatever way they were added.
+          if (session.jobCount >= MAX_JOBS_PER_STREAM && !session.follows(jobId)) {
+            session.error(
+              "too_many_jobs",
+              `A stream follows at most ${MAX_JOBS_PER_STREAM} jobs: unsubscribe from one first`,
+              jobId,
+            );
+            return;
+          }
+          subscribeNamed(session, jobId, since);
+        },
       },
     );
   }
