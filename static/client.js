@@ -477,12 +477,21 @@ var FATAL_STATUSES = /* @__PURE__ */ new Set([
 ]);
 var JOB_NOT_FOUND = 4004;
 var POLICY = 1008;
+var POLICY_CODES = {
+  "authentication required": "unauthorized",
+  "invalid token": "invalid_token",
+  "invalid ticket": "invalid_token",
+  "token expired": "token_expired",
+  "token revoked": "invalid_token",
+  "origin not allowed": "origin_not_allowed",
+  "host not allowed": "host_not_allowed"
+};
 function fatalError(info, refreshable) {
   if (info.code === JOB_NOT_FOUND) {
-    return new JobwireError("job_not_found", info.reason || "Job not found");
+    return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
   }
   if (info.code === POLICY && !refreshable) {
-    return new JobwireError("forbidden", info.reason || "Policy violation");
+    return new JobwireError(POLICY_CODES[info.reason] ?? "forbidden", info.reason || "Policy violation");
   }
   return isFatal(info.error, refreshable) ? info.error : void 0;
 }
@@ -699,9 +708,13 @@ async function run(options, handlers, signal, closed) {
         }
         const closeCode = envelope.data?.close_code;
         if (message.event === "error" && typeof closeCode === "number") {
+          const errorCode = envelope.data.code;
           end = {
             code: closeCode,
-            reason: String(envelope.data.error ?? "")
+            reason: String(envelope.data.error ?? ""),
+            ...typeof errorCode === "string" ? {
+              errorCode
+            } : {}
           };
           continue;
         }
@@ -720,7 +733,10 @@ async function run(options, handlers, signal, closed) {
   return {
     opened: true,
     code: end?.code ?? 1e3,
-    reason: end?.reason ?? "stream ended"
+    reason: end?.reason ?? "stream ended",
+    ...end?.errorCode === void 0 ? {} : {
+      errorCode: end.errorCode
+    }
   };
 }
 function toError(error) {
@@ -827,6 +843,7 @@ function openWebSocket(options, handlers) {
     if (Ctor === void 0) throw new TypeError("No WebSocket implementation");
     const ws = new Ctor(url);
     socket = ws;
+    let ending;
     ws.onopen = () => {
       if (done) return;
       opened = true;
@@ -840,6 +857,10 @@ function openWebSocket(options, handlers) {
       } catch {
         return;
       }
+      if (message.type === "error" && typeof message.data?.close_code === "number") {
+        ending = typeof message.data.code === "string" ? message.data.code : void 0;
+        return;
+      }
       handlers.message(message);
     };
     ws.onclose = (event) => {
@@ -847,6 +868,9 @@ function openWebSocket(options, handlers) {
         opened,
         code: event.code,
         reason: event.reason,
+        ...ending === void 0 ? {} : {
+          errorCode: ending
+        },
         ...opened ? {} : {
           error: failed()
         }

@@ -17,6 +17,17 @@ const JOB_NOT_FOUND = 4004;
 /** WebSocket close code of an authentication or authorization failure. */
 const POLICY = 1008;
 
+/** The error code of each reason the server gives a 1008 close, as its HTTP errors say it. */
+const POLICY_CODES: Readonly<Record<string, string>> = {
+  "authentication required": "unauthorized",
+  "invalid token": "invalid_token",
+  "invalid ticket": "invalid_token",
+  "token expired": "token_expired",
+  "token revoked": "invalid_token",
+  "origin not allowed": "origin_not_allowed",
+  "host not allowed": "host_not_allowed",
+};
+
 /**
  * The error that makes reconnecting pointless, or `undefined` when a retry may work.
  *
@@ -25,10 +36,14 @@ const POLICY = 1008;
  */
 export function fatalError(info: CloseInfo, refreshable: boolean): JobwireError | undefined {
   if (info.code === JOB_NOT_FOUND) {
-    return new JobwireError("job_not_found", info.reason || "Job not found");
+    // `job_gone` for a job that was there (deleted or purged), as over plain HTTP (410).
+    return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
   }
   if (info.code === POLICY && !refreshable) {
-    return new JobwireError("forbidden", info.reason || "Policy violation");
+    return new JobwireError(
+      POLICY_CODES[info.reason] ?? "forbidden",
+      info.reason || "Policy violation",
+    );
   }
   return isFatal(info.error, refreshable) ? info.error : undefined;
 }

@@ -95,7 +95,7 @@ async function run(
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   const parser = new SseParser();
-  let end: { code: number; reason: string } | undefined;
+  let end: { code: number; reason: string; errorCode?: string } | undefined;
   try {
     for (;;) {
       const { value, done } = await reader.read();
@@ -111,7 +111,12 @@ async function run(
         const closeCode = envelope.data?.close_code;
         if (message.event === "error" && typeof closeCode === "number") {
           // The last message of a stream the server ends: it carries the close code.
-          end = { code: closeCode, reason: String(envelope.data.error ?? "") };
+          const errorCode = envelope.data.code;
+          end = {
+            code: closeCode,
+            reason: String(envelope.data.error ?? ""),
+            ...(typeof errorCode === "string" ? { errorCode } : {}),
+          };
           continue;
         }
         handlers.message(envelope);
@@ -121,7 +126,12 @@ async function run(
     if (isAbort(error)) throw error;
     return { opened: true, code: 1006, reason: "connection lost", error: toError(error) };
   }
-  return { opened: true, code: end?.code ?? 1000, reason: end?.reason ?? "stream ended" };
+  return {
+    opened: true,
+    code: end?.code ?? 1000,
+    reason: end?.reason ?? "stream ended",
+    ...(end?.errorCode === undefined ? {} : { errorCode: end.errorCode }),
+  };
 }
 
 function toError(error: unknown): JobwireError {

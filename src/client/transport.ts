@@ -33,6 +33,8 @@ export interface CloseInfo {
   /** WebSocket close code, or the `close_code` an HTTP stream ended with. */
   code: number | null;
   reason: string;
+  /** The server's error code, when it said why it ends the stream (`job_gone`…). */
+  errorCode?: string;
   error?: JobwireError;
   /** The transport cannot work here (wrong content type, no streaming body…). */
   unsupported?: boolean;

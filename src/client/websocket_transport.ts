@@ -39,6 +39,8 @@ export function openWebSocket(options: ConnectOptions, handlers: ConnectionHandl
     if (Ctor === undefined) throw new TypeError("No WebSocket implementation");
     const ws = new Ctor(url);
     socket = ws;
+    /** The server's error code of the message that announced the close, if one did. */
+    let ending: string | undefined;
     ws.onopen = () => {
       if (done) return;
       opened = true;
@@ -52,6 +54,11 @@ export function openWebSocket(options: ConnectOptions, handlers: ConnectionHandl
       } catch {
         return;
       }
+      if (message.type === "error" && typeof message.data?.close_code === "number") {
+        // The last message of a socket the server ends: why, for the close that follows.
+        ending = typeof message.data.code === "string" ? message.data.code : undefined;
+        return;
+      }
       handlers.message(message);
     };
     ws.onclose = (event) => {
@@ -59,6 +66,7 @@ export function openWebSocket(options: ConnectOptions, handlers: ConnectionHandl
         opened,
         code: event.code,
         reason: event.reason,
+        ...(ending === undefined ? {} : { errorCode: ending }),
         ...(opened ? {} : { error: failed() }),
       });
     };

@@ -175,7 +175,7 @@ export function closeFor(error: ApiError): { code: number; reason: string } {
     case "job_gone":
       return {
         code: CLOSE.jobNotFound,
-        reason: error.code === "job_gone" ? "job was purged" : "job not found",
+        reason: error.code === "job_gone" ? "job deleted or purged" : "job not found",
       };
     default:
       return { code: CLOSE.policy, reason: error.message.slice(0, 100) };

@@ -38,7 +38,7 @@ export const ERRORS = {
     status: 422,
     message: "The Idempotency-Key was used for a request with other events",
   },
-  job_gone: { status: 410, message: "The job was purged" },
+  job_gone: { status: 410, message: "The job was deleted or purged" },
   upgrade_required: { status: 426, message: "Connect with a WebSocket upgrade" },
   payload_too_large: { status: 413, message: "The request body is too large" },
   event_too_large: { status: 413, message: "An event is too large" },

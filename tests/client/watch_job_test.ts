@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { watchJob } from "../../src/client/mod.ts";
 import { createJob, http, logEvent, publish } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
+import { AUTH } from "../_helpers/tokens.ts";
 import { range, Recorder } from "../_helpers/watch.ts";
 
 Deno.test("watchJob delivers replayed then live events in order over WebSocket", async () => {
@@ -165,4 +166,41 @@ Deno.test("onEvent listens to the events of one type; on() with a name a watcher
       watcher.close();
     }
   });
+});
+
+Deno.test("a deleted job and a refused token end a watcher with the same error on every transport", async () => {
+  for (const transport of ["websocket", "sse", "poll"] as const) {
+    await withServer({}, async (server) => {
+      const id = await createJob(server.url);
+      const watcher = watchJob(server.url, id, {
+        transports: [transport],
+        pollWaitSeconds: 1,
+        initialDelayMs: 10,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("connected");
+        await http(server.url, "DELETE", `/jobs/${id}`);
+        await rec.next("closed");
+        const codes = rec.all("error").map((e) => e.code);
+        assert.deepEqual(codes, ["job_gone"], `${transport}: ${codes.join()}`);
+      } finally {
+        watcher.close();
+      }
+    });
+    await withServer(AUTH, async (server) => {
+      const watcher = watchJob(server.url, "any", {
+        transports: [transport],
+        token: "not-a-token",
+        initialDelayMs: 10,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("closed");
+        assert.equal(rec.all("error").at(-1)?.code, "invalid_token", transport);
+      } finally {
+        watcher.close();
+      }
+    });
+  }
 });

@@ -158,7 +158,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     return webSocket(c, [id], options, true, (session) => {
       const result = session.subscribe(id, sinceFor(since, id));
       if (result === "not_found") {
-        if (store.isGone(id)) session.jobGone(id, "job was purged");
+        if (store.isGone(id)) session.jobGone(id, "job deleted or purged");
         else session.jobGone(id, "job not found", "job_not_found");
       } else if (result === "forbidden") {
         session.close(CLOSE.policy, "forbidden");
