@@ -25,6 +25,8 @@ import { Authenticator } from "./auth/authenticator.ts";
 import { loadKeys, type TokenKeys } from "./auth/keys.ts";
 import { loadOrCreateSecret } from "./auth/secret.ts";
 import { Visitors } from "./auth/limits.ts";
+import type { Principal } from "./auth/principal.ts";
+import type { AuthStore } from "./store/auth_store.ts";
 import { LOGIN_WINDOW_MS } from "./http/routes/auth.ts";
 import { log, logError, setLogLevel } from "./log.ts";
 
@@ -86,7 +88,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
           issuer: config.jwtIssuer,
           audience: config.jwtAudience,
         }),
-        (tokenId) => revocations.isRevoked(tokenId),
+        (principal) => revocations.isRevoked(principal.tokenId) || userGone(revocations, principal),
       );
     } catch (error) {
       store.close();
@@ -243,6 +245,21 @@ export interface ServerHandle {
   readonly finished: Promise<void>;
   readonly keys: TokenKeys | undefined;
   readonly secret: ServerCore["secret"];
+}
+
+/**
+ * Whether the user a sign-in token was issued to has been removed since (or removed and
+ * added again): its tokens go with it. Only tokens of this server's sign-in are asked
+ * about: others (minted with `main.ts token`, or by an identity provider) name subjects
+ * that need not be users.
+ */
+function userGone(users: AuthStore, principal: Principal): boolean {
+  if (principal.sub === null || principal.signedIn !== true) return false;
+  const user = users.getUser(principal.sub);
+  if (user === undefined) return true;
+  // `iat` has whole seconds: a user made within the token's second is the same one.
+  return principal.issuedAt !== undefined &&
+    Date.parse(user.created_at) > principal.issuedAt + 1000;
 }
 
 /** Longest wait for open requests to finish at shutdown, in milliseconds. */

@@ -54,6 +54,8 @@ export function principalFromClaims(payload: JWTPayload): Principal {
     jobs: new Set(jobs),
     expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 : null,
     tokenId: typeof payload.jti === "string" && payload.jti !== "" ? payload.jti : undefined,
+    issuedAt: typeof payload.iat === "number" ? payload.iat * 1000 : undefined,
+    signedIn: payload.jobwire_login === true,
   };
 }
 
@@ -92,13 +94,17 @@ export function credentialOf(request: Request, url: URL): string | undefined {
 export class Authenticator {
   #keys: TokenKeys;
   #cache = new Map<string, Principal>();
-  #revoked: (tokenId: string) => boolean;
+  #revoked: (principal: Principal & { tokenId: string }) => boolean;
 
   /**
-   * @param revoked whether a token id was revoked (signed out); asked on every use of a
-   *   token that has one, cached or not, since any isolate may have revoked it
+   * @param revoked whether a sign-in token (one with an id) was revoked: signed out, or its
+   *   user removed since it was issued; asked on every use of such a token, cached or not,
+   *   since any isolate (or `main.ts user remove`) may have revoked it
    */
-  constructor(keys: TokenKeys, revoked: (tokenId: string) => boolean = () => false) {
+  constructor(
+    keys: TokenKeys,
+    revoked: (principal: Principal & { tokenId: string }) => boolean = () => false,
+  ) {
     this.#keys = keys;
     this.#revoked = revoked;
   }
@@ -117,8 +123,13 @@ export class Authenticator {
   /** Verifies one token. */
   async verify(token: string): Promise<AuthOutcome> {
     const outcome = await this.#verify(token);
-    const id = outcome.principal?.tokenId;
-    if (id !== undefined && this.#revoked(id)) return { principal: null, failure: "token_revoked" };
+    const principal = outcome.principal;
+    if (
+      principal?.tokenId !== undefined &&
+      this.#revoked(principal as Principal & { tokenId: string })
+    ) {
+      return { principal: null, failure: "token_revoked" };
+    }
     return outcome;
   }
 

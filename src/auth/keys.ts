@@ -156,6 +156,8 @@ export interface IssuedClaims {
   jobs?: string[];
   /** Token id, by which signing out revokes the token (sign-in tokens have one). */
   jti?: string;
+  /** Set on tokens of this server's sign-in: they end when their user is removed. */
+  jobwire_login?: true;
 }
 
 /** Signs an HS256 token with the server's secret, valid for `ttlMs`. */
@@ -168,6 +170,7 @@ export function signToken(
   let jwt = new SignJWT({
     scope: claims.scope,
     ...(claims.jobs === undefined ? {} : { jobs: claims.jobs }),
+    ...(claims.jobwire_login === undefined ? {} : { jobwire_login: true }),
   })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(claims.sub)

@@ -22,6 +22,10 @@ export interface Principal {
   readonly expiresAt: number | null;
   /** The token's `jti`, by which it can be revoked, when it has one. */
   readonly tokenId?: string | undefined;
+  /** When the token was issued (its `iat`, epoch ms), when it says. */
+  readonly issuedAt?: number | undefined;
+  /** Whether the token came from this server's sign-in (`POST /auth/login`) for a user. */
+  readonly signedIn?: boolean;
   /**
    * For jobs of `jobs` that are granted as one job, not by id (a stream ticket): when that
    * job was created. A job made again under the id is another job, and not granted.

@@ -280,18 +280,25 @@ Deno.test("login with cookie: true sets an HttpOnly jobwire_token cookie that au
   }
 });
 
-Deno.test("user remove: the user can no longer sign in; removing an unknown user fails", async () => {
+Deno.test("user remove: the user can no longer sign in, nor use the tokens it got; removing an unknown user fails", async () => {
   const dataDir = await usersDir();
   const server = await startTestServer({ "no-auth": false }, { dataDir });
   try {
-    assert.equal(
-      (await login(server, { username: "alice", password: ALICE_PASSWORD })).status,
-      200,
-    );
+    const signedIn = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    assert.equal(signedIn.status, 200);
+    const token = signedIn.json.access_token as string;
+    assert.equal((await call(server.url, token, "GET", "/jobs")).status, 200);
     assert.match(await user(dataDir, ["remove", "alice"]), /alice/);
     assert.doesNotMatch(await user(dataDir, ["list"]), /^alice/m);
     const after = await login(server, { username: "alice", password: ALICE_PASSWORD });
     assert.equal(after.status, 401, after.text);
+    assertUnauthorized(await call(server.url, token, "GET", "/jobs"), "invalid_token");
+    // Added again, alice signs in anew; the token of the removed alice stays refused.
+    await new Promise((r) => setTimeout(r, 1100)); // iat has whole seconds
+    await user(dataDir, ["add", "alice"], { env: { JOBWIRE_PASSWORD: ALICE_PASSWORD } });
+    assertUnauthorized(await call(server.url, token, "GET", "/jobs"), "invalid_token");
+    const again = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    assert.equal((await call(server.url, again.json.access_token, "GET", "/jobs")).status, 200);
     await user(dataDir, ["remove", "nobody-here"], {}, 1);
   } finally {
     await server.close();

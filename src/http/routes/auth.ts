@@ -78,7 +78,13 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     if (address !== null) store.forgetLoginFailure(`ip:${address}`, now);
     const token = await signToken(
       keys,
-      { sub: user.username, scope: user.scopes.join(" "), jti: crypto.randomUUID() },
+      // `jobwire_login` marks a token of this server's own sign-in: it ends with its user.
+      {
+        sub: user.username,
+        scope: user.scopes.join(" "),
+        jti: crypto.randomUUID(),
+        jobwire_login: true,
+      },
       config.tokenTtlMs,
     );
     const expiresIn = Math.round(config.tokenTtlMs / 1000);
