@@ -132,6 +132,10 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       peers.remoteWatchers(jobId) > 0 || peers.remoteCount(FIREHOSE_KEY) > 0,
   });
   committer = new Committer(store, (outcomes) => {
+    // Every event committed here counts, the server's own stall warnings too.
+    for (const outcome of outcomes) {
+      if (outcome.ok && !outcome.replayed) stats.eventsPublished += outcome.sequences.length;
+    }
     const batches = outcomes.flatMap((outcome) => (outcome.ok ? [outcome.committed] : []));
     if (!hub.publishLocal(batches)) peers.unlocked();
   });

@@ -76,6 +76,10 @@ Deno.test("a running job with no event for the stall threshold is flagged and wa
       e.data.source === "jobwire"
     );
     assert.ok(warnings.length >= 1);
+    // Every committed event is counted as published, the server's own warnings too.
+    const metrics = (await http(server.url, "GET", "/metrics")).text;
+    const published = Number(/^jobwire_events_published_total (\d+)$/m.exec(metrics)?.[1]);
+    assert.equal(published, page.json.last_sequence, metrics);
   });
 });
 

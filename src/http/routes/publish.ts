@@ -68,7 +68,7 @@ function refusal(outcome: Extract<AppendOutcome, { ok: false }>): ApiError {
 }
 
 export function registerPublishRoutes(app: App, deps: AppDeps): void {
-  const { config, hub, stats } = deps;
+  const { config, hub } = deps;
 
   /** Checks access, commits `events` atomically, and answers 201 with their sequences. */
   async function publish(
@@ -130,7 +130,6 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       deps.visitors.refundPublish(rateKey, events.length);
     }
     if (!outcome.ok) throw refusal(outcome);
-    if (!outcome.replayed) stats.eventsPublished += outcome.sequences.length;
     const watchers = hub.watchers(id) + deps.peers.remoteWatchers(id);
     return c.json(
       {
