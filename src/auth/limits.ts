@@ -68,7 +68,7 @@ export class Visitors {
   #options: LimitOptions;
   #visitors = new Map<string, Visitor>();
   #total = 0;
-  #sweepAt = Date.now() + IDLE_MS;
+  #sweepAt: number;
   #shared: SharedCounts;
   /** Keys of counts changed since the others were last told. */
   #changed = new Set<string>();
@@ -78,12 +78,17 @@ export class Visitors {
   /** When the others were last told what was spent. */
   #toldAt = 0;
 
-  constructor(options: LimitOptions, shared: SharedCounts = NO_PEERS) {
+  #clock: () => number;
+
+  /** @param clock the time in epoch ms (tests move it) */
+  constructor(options: LimitOptions, shared: SharedCounts = NO_PEERS, clock = Date.now) {
     this.#options = options;
     this.#shared = shared;
+    this.#clock = clock;
+    this.#sweepAt = clock() + IDLE_MS;
     shared.onSpent = (spent) => {
       if (this.#options.publishRate <= 0) return;
-      const now = Date.now();
+      const now = this.#clock();
       for (const [key, amount] of Object.entries(spent)) {
         const visitor = this.#refilled(key, now);
         visitor.tokens = Math.min(this.#burst(), visitor.tokens - amount);
@@ -156,8 +161,15 @@ export class Visitors {
 
   #sweep(now: number): void {
     this.#sweepAt = now + IDLE_MS;
+    const rate = this.#options.publishRate;
     for (const [key, visitor] of this.#visitors) {
-      if (visitor.connections === 0 && now - visitor.refilledAt > IDLE_MS) {
+      // Forgotten once idle with no stream and a bucket that would be full again: a debt
+      // still owed stays (forgetting it would let the next batch through).
+      const refilled = visitor.tokens + ((now - visitor.refilledAt) / 1000) * rate;
+      if (
+        visitor.connections === 0 && now - visitor.refilledAt > IDLE_MS &&
+        (rate <= 0 || refilled >= this.#burst())
+      ) {
         this.#visitors.delete(key);
       }
     }
@@ -171,7 +183,7 @@ export class Visitors {
    * @returns a release function to call once when the stream ends, or why it is refused
    */
   openStream(principal: string | null, ip: string | null): (() => void) | ConnectionRefusal {
-    const now = Date.now();
+    const now = this.#clock();
     const { maxConnections, maxConnectionsPerPrincipal, maxConnectionsPerIp } = this.#options;
     const shared = this.#shared;
     if (maxConnections > 0 && this.#total + shared.remoteCount("c:total") >= maxConnections) {
@@ -227,7 +239,7 @@ export class Visitors {
     const rate = this.#options.publishRate;
     if (rate <= 0 || principal === null) return 0;
     const key = `p:${principal}`;
-    const visitor = this.#refilled(key, Date.now());
+    const visitor = this.#refilled(key, this.#clock());
     const needed = Math.min(events, this.#burst());
     if (visitor.tokens >= needed) {
       visitor.tokens -= events;
@@ -241,7 +253,7 @@ export class Visitors {
   refundPublish(principal: string | null, events: number): void {
     if (this.#options.publishRate <= 0 || principal === null) return;
     const key = `p:${principal}`;
-    const visitor = this.#visitor(key, Date.now());
+    const visitor = this.#visitor(key, this.#clock());
     visitor.tokens = Math.min(this.#burst(), visitor.tokens + events);
     this.#spend(key, -events);
   }

@@ -184,6 +184,27 @@ Deno.test("publish rate: over the burst answers 429 with Retry-After, refused ev
   });
 });
 
+Deno.test("publish rate: a refused publish costs nothing", async () => {
+  await withServer({ ...AUTH, "max-publish-rate": 5, "publish-burst": 10 }, async (server) => {
+    const eve = await tokenFor("eve", "read write");
+    const bob = await tokenFor("bob", "read write");
+    const bobsJob = await createJobAs(server.url, bob);
+    const ownJob = await createJobAs(server.url, eve);
+    // Making a job took one of eve's ten: wait until the bucket is full again.
+    await new Promise((r) => setTimeout(r, 400));
+    const lines = { lines: Array.from({ length: 999 }, (_, i) => `line ${i}`) };
+    const refused = await call(server.url, eve, "POST", `/jobs/${bobsJob}/log`, lines);
+    assert.equal(refused.status, 403, refused.text);
+    const finished = await call(server.url, eve, "POST", "/jobs/no-such-job/log", lines);
+    assert.equal(finished.status, 404, finished.text);
+    // The bucket is as full as before: ten events go through at once.
+    for (let i = 0; i < 10; i++) {
+      const own = await call(server.url, eve, "POST", `/jobs/${ownJob}/events`, logEvent(i));
+      assert.equal(own.status, 201, `event ${i}: ${own.text}`);
+    }
+  });
+});
+
 Deno.test("publish rate: a retry with a stored Idempotency-Key is answered whatever the rate and costs nothing", async () => {
   // One event per second, ten at once: the test runs well inside the first seconds.
   await withServer({ ...AUTH, "max-publish-rate": 1, "publish-burst": 10 }, async (server) => {

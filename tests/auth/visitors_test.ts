@@ -62,3 +62,17 @@ Deno.test("Visitors: a batch larger than the bucket passes when it is full and l
   visitors.refundPublish("alice", 1000);
   assert.equal(visitors.allowPublish("alice", 10), 0);
 });
+
+Deno.test("Visitors: a debt still owed outlives the sweep of idle visitors", () => {
+  let now = 1_000_000;
+  const visitors = new Visitors({ ...LIMITS, publishRate: 1 }, undefined, () => now);
+  assert.equal(visitors.allowPublish("alice", 999), 0);
+  now += 630_000; // 10.5 minutes idle: 630 of the 989 events owed are paid back
+  visitors.openStream("bob", null); // any visit sweeps
+  const wait = visitors.allowPublish("alice", 1);
+  assert.ok(wait >= 359 && wait <= 361, `waits ${wait} s`);
+  // Paid back in full, the visitor is forgotten at the next sweep and starts full.
+  now += 400_000;
+  visitors.openStream("carol", null);
+  assert.equal(visitors.allowPublish("alice", 10), 0);
+});

@@ -116,6 +116,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
         ...(expectedSequence === undefined ? {} : { expectedSequence }),
       });
     } catch (error) {
+      if (charged) deps.visitors.refundPublish(rateKey, events.length);
       logError("commit failed", error, { job: id });
       throw new ApiError(
         "unavailable",
@@ -126,7 +127,8 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
         },
       );
     }
-    if (charged && outcome.ok && outcome.replayed) {
+    // Nothing stored (a refusal) or nothing new (a replay): nothing is charged.
+    if (charged && (!outcome.ok || outcome.replayed)) {
       deps.visitors.refundPublish(rateKey, events.length);
     }
     if (!outcome.ok) throw refusal(outcome);
