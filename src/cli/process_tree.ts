@@ -50,18 +50,48 @@ export async function descendantsOf(root: number): Promise<number[]> {
  * Sends `signal` to `child`, then to every process it started: listed before the first
  * signal, so those it orphans by exiting are reached too.
  */
-export async function signalTree(child: Deno.ChildProcess, signal: Deno.Signal): Promise<void> {
+export async function signalTree(
+  child: Deno.ChildProcess,
+  signal: Deno.Signal,
+): Promise<number[]> {
   const descendants = await descendantsOf(child.pid);
   try {
     child.kill(signal);
   } catch {
     // It has just exited.
   }
-  for (const pid of descendants) {
+  signalAll(descendants, signal);
+  return descendants;
+}
+
+/** Sends `signal` to each of `pids` that still runs. */
+export function signalAll(pids: readonly number[], signal: Deno.Signal): void {
+  for (const pid of pids) {
     try {
       Deno.kill(pid, signal);
     } catch {
       // Exited meanwhile.
     }
+  }
+}
+
+/** Those of `pids` that still run (not exited, nor exited and waiting to be reaped). */
+export async function stillRunning(pids: readonly number[]): Promise<number[]> {
+  if (pids.length === 0) return [];
+  try {
+    const out = await new Deno.Command("ps", {
+      args: ["-o", "pid=", "-o", "stat=", "-p", pids.join(",")],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const running: number[] = [];
+    for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+      const [pid, stat = ""] = line.trim().split(/\s+/);
+      if (pid !== undefined && pid !== "" && !stat.startsWith("Z")) running.push(Number(pid));
+    }
+    return running;
+  } catch {
+    return [];
   }
 }

@@ -11,6 +11,7 @@ import { ConfigError } from "../config.ts";
 import { JOB_ID_PATTERN } from "../http/schemas.ts";
 import type { JobReporter } from "../client/job_reporter.ts";
 import type { JobSnapshot } from "../client/types.ts";
+import { JobwireError } from "../client/errors.ts";
 import {
   connectionOf,
   flagValue,
@@ -19,7 +20,7 @@ import {
   statusPageUrl,
 } from "./client_args.ts";
 import { LineSplitter } from "./line_splitter.ts";
-import { signalTree } from "./process_tree.ts";
+import { signalAll, signalTree, stillRunning } from "./process_tree.ts";
 import { parseProgress } from "./progress_parse.ts";
 import { RunPublisher } from "./publisher.ts";
 import { cleanLine, MAX_LINE_CHARS } from "./terminal_text.ts";
@@ -59,6 +60,9 @@ const PIPE_GRACE_MS = 500;
  * (a daemon that logs now and then) still writes: the job's end is CMD's.
  */
 const PIPE_DRAIN_MAX_MS = 3_000;
+
+/** Longest `--kill-after`, in seconds. */
+const MAX_KILL_AFTER_SECONDS = 24 * 86_400;
 
 /** Default of `--kill-after`: how long CMD has to stop after its job was cancelled, in seconds. */
 const KILL_AFTER_SECONDS = 10;
@@ -110,6 +114,10 @@ export async function runCommand(args: string[]): Promise<number> {
     );
   }
   const killAfter = secondsFlag(line, "kill-after") ?? KILL_AFTER_SECONDS;
+  if (killAfter > MAX_KILL_AFTER_SECONDS) {
+    // A timer takes at most about 24.8 days; a longer one fires at once.
+    throw new ConfigError("Invalid value for --kill-after: expected at most 24d");
+  }
   const jobId = givenId ?? crypto.randomUUID();
   const pageUrl = statusPageUrl(server, jobId);
   stderrLine(`jobwire: job ${jobId}: ${pageUrl}`);
@@ -187,10 +195,17 @@ export async function runCommand(args: string[]): Promise<number> {
   const watch = new AbortController();
   let endedElsewhere: JobSnapshot | undefined;
   let killTimer: ReturnType<typeof setTimeout> | undefined;
+  /** After a cancel: what the command had started, and when whatever of it runs is killed. */
+  let stopping: { started: Promise<number[]>; killAt: number } | undefined;
   const watching = endOnServer(publisher, server, token, jobId, watch.signal).then((job) => {
-    if (job === undefined || exited) return;
+    if (job === undefined) return;
     endedElsewhere = job;
     publisher.abort();
+    // Ended as the command exited: nothing is left to stop, and no end of run's own is due.
+    if (exited) {
+      stderrLine(`jobwire: job ${jobId} was ${job.status} elsewhere as the command ended`);
+      return;
+    }
     if (job.status !== "cancelled") {
       stderrLine(
         `jobwire: job ${jobId} was marked ${job.status} elsewhere; the command runs on, ` +
@@ -203,10 +218,12 @@ export async function runCommand(args: string[]): Promise<number> {
       `jobwire: job ${jobId} was cancelled${reason}: stopping the command ` +
         `(SIGTERM, then SIGKILL after ${killAfter}s)`,
     );
-    void signalTree(child, "SIGTERM");
-    killTimer = setTimeout(() => {
+    stopping = { started: signalTree(child, "SIGTERM"), killAt: Date.now() + killAfter * 1000 };
+    const started = stopping.started;
+    killTimer = setTimeout(async () => {
       stderrLine(`jobwire: the command still runs ${killAfter}s after SIGTERM: killing it`);
-      void signalTree(child, "SIGKILL");
+      await signalTree(child, "SIGKILL");
+      signalAll(await started, "SIGKILL");
     }, killAfter * 1000);
   });
 
@@ -277,15 +294,31 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   await pumped;
   await watching;
+  if (stopping !== undefined) {
+    // What the command started may outlive it (a shell killed by SIGTERM leaves its
+    // children to init): they get what is left of --kill-after, then SIGKILL.
+    const started = await stopping.started;
+    for (let left = await stillRunning(started); left.length > 0;) {
+      if (Date.now() >= stopping.killAt) {
+        stderrLine(
+          `jobwire: ${left.length} process${left.length === 1 ? "" : "es"} the command ` +
+            `started still run${left.length === 1 ? "s" : ""} ${killAfter}s after SIGTERM: ` +
+            "killing them",
+        );
+        signalAll(left, "SIGKILL");
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      left = await stillRunning(left);
+    }
+  }
 
   const code = status.code;
   const stopped = interrupted;
   let end: (reporter: JobReporter) => Promise<unknown>;
   if (endedElsewhere !== undefined) {
     // The job's end is recorded already; nothing more is published.
-    if (endedElsewhere.status === "cancelled") {
-      stderrLine(`jobwire: the command ${exitText(status)}`);
-    }
+    if (stopping !== undefined) stderrLine(`jobwire: the command ${exitText(status)}`);
     end = () => Promise.resolve();
   } else if (stopped !== undefined) {
     end = (r) => {
@@ -304,7 +337,15 @@ export async function runCommand(args: string[]): Promise<number> {
   } else {
     end = (r) => r.fail(`Exited with code ${code}`, "exit_code", { exit_code: code });
   }
-  await publisher.finish(end);
+  await publisher.finish(async (reporter) => {
+    try {
+      await end(reporter);
+    } catch (error) {
+      // Ended elsewhere in the moment the command exited (the follow was already stopped).
+      if (!(error instanceof JobwireError && error.code === "job_finished")) throw error;
+      stderrLine(`jobwire: job ${jobId} had ended elsewhere as the command ended`);
+    }
+  });
   for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
   return code;
 }

@@ -646,3 +646,89 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a cancel kills what the command started that ignores SIGTERM, once --kill-after passes",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    await withServer({}, async (server) => {
+      const run = spawnMain([
+        "run",
+        "--server",
+        server.url,
+        "--id",
+        "orphans",
+        "--kill-after",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        '(trap "" TERM; exec sleep 300) & echo "background $!"; wait',
+      ]);
+      try {
+        await run.waitForOutput(/^background \d+$/m);
+        const pid = Number(/^background (\d+)$/m.exec(run.stdout())![1]);
+        const alive = () => {
+          try {
+            return !/^\S+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+          } catch {
+            return false;
+          }
+        };
+        await waitForStatus(server.url, "orphans", "running");
+        await http(server.url, "POST", "/jobs/orphans/cancel", {});
+        const status = await run.finished();
+        // The shell died of SIGTERM; the sleep it left, which ignores SIGTERM, was killed.
+        assert.equal(status.code, 143, run.stderr());
+        assert.match(run.stderr(), /1 process the command started still runs 1s after SIGTERM/);
+        await waitFor(() => !alive(), 5000, "the background sleep to be killed");
+      } finally {
+        await run.kill();
+      }
+    });
+  },
+});
+
+Deno.test("run refuses a --kill-after longer than a timer can wait", async () => {
+  const out = await runCli(["run", "--kill-after", "30d", "--", "true"]);
+  assert.equal(out.code, 2, out.stderr);
+  assert.match(out.stderr, /--kill-after: expected at most 24d/);
+});
+
+Deno.test("a command that cancels its own job as it exits leaves no warning", async () => {
+  await withServer({}, async (server) => {
+    const scripts = await scriptDir();
+    try {
+      const child = await scripts.write(
+        "self_cancel.js",
+        `const url = Deno.env.get("JOBWIRE_SERVER") + "/jobs/" + Deno.env.get("JOBWIRE_JOB_ID");
+for (;;) {
+  const job = await (await fetch(url)).json();
+  if (job.status === "running") break;
+  await new Promise((r) => setTimeout(r, 20));
+}
+const reply = await fetch(url + "/cancel", { method: "POST", body: "{}", headers: { "content-type": "application/json" } });
+await reply.body?.cancel();
+Deno.exit(0);`,
+      );
+      for (let i = 0; i < 3; i++) {
+        const id = `self-cancel-${i}`;
+        const out = await runCli([
+          "run",
+          "--server",
+          server.url,
+          "--id",
+          id,
+          "--",
+          ...denoScript(child),
+        ]);
+        assert.ok(out.code === 0 || out.code === 143, `${out.code}: ${out.stderr}`);
+        assert.doesNotMatch(out.stderr, /could not|refused/, out.stderr);
+        const job = await http(server.url, "GET", `/jobs/${id}`);
+        assert.equal(job.json.status, "cancelled");
+      }
+    } finally {
+      await scripts.remove();
+    }
+  });
+});
