@@ -206,9 +206,9 @@ export const OPTIONS = {
     help: "Required `aud` of tokens",
   },
   "token-ttl": {
-    schema: duration("duration", Infinity, 1000, false),
+    schema: duration("duration", 3650 * 86_400_000, 1000, false),
     default: "1h",
-    help: "Lifetime of tokens issued by POST /auth/login",
+    help: "Lifetime of tokens issued by POST /auth/login (at most 3650d)",
   },
   "ticket-ttl": {
     schema: duration("duration", Infinity, 1000, false),

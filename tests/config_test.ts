@@ -410,6 +410,10 @@ Deno.test("resolveConfig refuses durations too short to make sense, and zero lif
   );
   assert.equal(resolveConfig(sources({ heartbeat: "0" })).heartbeatMs, 0, "0 turns heartbeats off");
   assert.equal(resolveConfig(sources({ heartbeat: "100ms" })).heartbeatMs, 100);
+  assert.match(
+    configError(() => resolveConfig(sources({ "token-ttl": "4000d" }))).message,
+    /--token-ttl: expected a duration of at most 3650d/,
+  );
   for (const option of ["token-ttl", "ticket-ttl"]) {
     assert.match(
       configError(() => resolveConfig(sources({ [option]: "0" }))).message,

@@ -47,6 +47,9 @@ existing user replaces its password and scopes.
   --scope <scopes>    space-separated: ${SCOPES.join(", ")} [default "read write"]
   --data-dir, --config as for the server`;
 
+/** Longest lifetime of a token, in milliseconds (ten years; longer ones are refused). */
+const MAX_TOKEN_TTL_MS = 3650 * 86_400_000;
+
 function configOf(flags: Map<string, string | true>, extra: string[]): Config {
   const known = new Set(["config", "help", ...extra]);
   const serverFlags = new Map([...flags].filter(([name]) => !extra.includes(name)));
@@ -101,8 +104,10 @@ export async function tokenCommand(args: string[]): Promise<number> {
   if (typeof scope !== "string") throw new ConfigError("token needs --scope (see --help)");
   const ttlText = parsed.flags.get("ttl");
   const ttlMs = typeof ttlText === "string" ? parseDuration(ttlText) : 3_600_000;
-  if (ttlMs === undefined || ttlMs <= 0) {
-    throw new ConfigError("Invalid value for --ttl: expected a duration such as 1h");
+  if (ttlMs === undefined || ttlMs <= 0 || ttlMs > MAX_TOKEN_TTL_MS) {
+    throw new ConfigError(
+      "Invalid value for --ttl: expected a duration such as 1h, 30d or 365d, at most 3650d",
+    );
   }
   const jobsText = parsed.flags.get("jobs");
   const jobs = typeof jobsText === "string"

@@ -387,6 +387,19 @@ Deno.test("main.ts token mints tokens with the server's key and the given sub, s
     ]);
     assert.equal(stray.code, 2);
     assert.match(stray.stderr, /token takes no arguments, got "extra"/);
+    const forever = await runMain([
+      "token",
+      "--sub",
+      "x",
+      "--scope",
+      "read",
+      "--ttl",
+      "200000000d",
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(forever.code, 2);
+    assert.match(forever.stderr, /--ttl: expected .*at most 3650d/);
   } finally {
     await server.close();
     await Deno.remove(dataDir, { recursive: true });
