@@ -334,6 +334,7 @@ function openPoll(options, handlers) {
     }), 0);
   } else {
     const loops = jobIds.map(async (jobId, i) => {
+      let greeted = false;
       try {
         const greeting = await fetchGreeting(options.http, jobId, i === 0, abort.signal, options.cursors.get(jobId));
         if (done) return;
@@ -342,18 +343,23 @@ function openPoll(options, handlers) {
           handlers.open();
         }
         handlers.message(greeting);
+        greeted = true;
         await follow(options, handlers, jobId, abort.signal, () => done);
       } catch (error) {
         const gone = error instanceof JobwireError && (error.status === 404 || error.status === 410);
         if (!gone || done || following <= 1) throw error;
         following--;
         handlers.message({
-          type: "deleted",
+          type: greeted ? "deleted" : "error",
           job_id: jobId,
           sequence: null,
           timestamp: (/* @__PURE__ */ new Date()).toISOString(),
-          data: {
+          data: greeted ? {
             reason: error.message
+          } : {
+            error: error.message,
+            error_type: "not_found",
+            code: error.code
           }
         });
       }

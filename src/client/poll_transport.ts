@@ -44,6 +44,7 @@ export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers):
       }), 0);
   } else {
     const loops = jobIds.map(async (jobId, i) => {
+      let greeted = false;
       try {
         const greeting = await fetchGreeting(
           options.http,
@@ -58,19 +59,23 @@ export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers):
           handlers.open();
         }
         handlers.message(greeting);
+        greeted = true;
         await follow(options, handlers, jobId, abort.signal, () => done);
       } catch (error) {
         const gone = error instanceof JobwireError &&
           (error.status === 404 || error.status === 410);
         if (!gone || done || following <= 1) throw error;
-        // The others go on; the watcher hears that this one went, as a stream would say.
+        // The others go on; the watcher hears of this one as a stream would say it: an
+        // error for a job that was not there, a deletion for one followed until then.
         following--;
         handlers.message({
-          type: "deleted",
+          type: greeted ? "deleted" : "error",
           job_id: jobId,
           sequence: null,
           timestamp: new Date().toISOString(),
-          data: { reason: error.message },
+          data: greeted
+            ? { reason: error.message }
+            : { error: error.message, error_type: "not_found", code: error.code },
         });
       }
     });

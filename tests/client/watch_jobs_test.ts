@@ -137,7 +137,7 @@ Deno.test("watchJobs refuses options that name nothing", () => {
 
 Deno.test("watchJobs goes on without a named job the server does not have, then finishes", async () => {
   await withServer({}, async (server) => {
-    for (const transport of ["websocket", "sse"] as const) {
+    for (const transport of ["websocket", "sse", "poll"] as const) {
       const done = await createJob(server.url);
       await http(server.url, "POST", `/jobs/${done}/start`, {});
       assert.equal((await http(server.url, "POST", `/jobs/${done}/complete`, {})).status, 201);
@@ -148,6 +148,7 @@ Deno.test("watchJobs goes on without a named job the server does not have, then 
       const watcher = watchJobs(server.url, {
         jobs: [done, deleted, "never-made", running],
         transports: [transport],
+        pollWaitSeconds: 1,
         initialDelayMs: 10,
       });
       const rec = new Recorder(watcher);
