@@ -21,11 +21,10 @@ import { Stats } from "./stats.ts";
 import { type AppDeps, createApp } from "./http/app.ts";
 import { loadStaticFiles, type StaticFiles } from "./http/static_files.ts";
 import { localFigures } from "./http/routes/ops.ts";
-import { Authenticator } from "./auth/authenticator.ts";
+import { Authenticator, type RevocableToken } from "./auth/authenticator.ts";
 import { loadKeys, type TokenKeys } from "./auth/keys.ts";
 import { loadOrCreateSecret } from "./auth/secret.ts";
 import { Visitors } from "./auth/limits.ts";
-import type { Principal } from "./auth/principal.ts";
 import type { AuthStore } from "./store/auth_store.ts";
 import { LOGIN_WINDOW_MS } from "./http/routes/auth.ts";
 import { log, logError, setLogLevel } from "./log.ts";
@@ -257,7 +256,7 @@ export interface ServerHandle {
  * about: others (minted with `main.ts token`, or by an identity provider) name subjects
  * that need not be users.
  */
-function userGone(users: AuthStore, principal: Principal): boolean {
+function userGone(users: AuthStore, principal: RevocableToken): boolean {
   if (principal.sub === null || principal.signedIn !== true) return false;
   const user = users.getUser(principal.sub);
   if (user === undefined) return true;

@@ -25,6 +25,14 @@ export type AuthOutcome =
   | { principal: Principal; failure?: undefined }
   | { principal: null; failure: AuthFailure };
 
+/** What tells whether a token was revoked: its id, and for a sign-in token, whose it is. */
+export interface RevocableToken {
+  tokenId: string;
+  sub: string | null;
+  issuedAt?: number | undefined;
+  signedIn?: boolean | undefined;
+}
+
 /** The latest time a `Date` can hold, in milliseconds since the epoch. */
 const MAX_DATE_MS = 8.64e15;
 
@@ -94,17 +102,14 @@ export function credentialOf(request: Request, url: URL): string | undefined {
 export class Authenticator {
   #keys: TokenKeys;
   #cache = new Map<string, Principal>();
-  #revoked: (principal: Principal & { tokenId: string }) => boolean;
+  #revoked: (token: RevocableToken) => boolean;
 
   /**
    * @param revoked whether a sign-in token (one with an id) was revoked: signed out, or its
    *   user removed since it was issued; asked on every use of such a token, cached or not,
    *   since any isolate (or `main.ts user remove`) may have revoked it
    */
-  constructor(
-    keys: TokenKeys,
-    revoked: (principal: Principal & { tokenId: string }) => boolean = () => false,
-  ) {
+  constructor(keys: TokenKeys, revoked: (token: RevocableToken) => boolean = () => false) {
     this.#keys = keys;
     this.#revoked = revoked;
   }
@@ -124,13 +129,19 @@ export class Authenticator {
   async verify(token: string): Promise<AuthOutcome> {
     const outcome = await this.#verify(token);
     const principal = outcome.principal;
-    if (
-      principal?.tokenId !== undefined &&
-      this.#revoked(principal as Principal & { tokenId: string })
-    ) {
+    if (principal !== null && this.isRevoked(principal)) {
       return { principal: null, failure: "token_revoked" };
     }
     return outcome;
+  }
+
+  /**
+   * Whether a token was revoked since it was checked: signed out, or (a sign-in token) its
+   * user removed. Only tokens with an id can be; streams and tickets ask again later.
+   */
+  isRevoked(token: Omit<RevocableToken, "tokenId"> & { tokenId?: string | undefined }): boolean {
+    return token.tokenId !== undefined &&
+      this.#revoked({ ...token, tokenId: token.tokenId });
   }
 
   async #verify(token: string): Promise<AuthOutcome> {

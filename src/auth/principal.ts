@@ -26,6 +26,8 @@ export interface Principal {
   readonly issuedAt?: number | undefined;
   /** Whether the token came from this server's sign-in (`POST /auth/login`) for a user. */
   readonly signedIn?: boolean;
+  /** The subject of the token behind it, when the principal has none of its own (a ticket). */
+  readonly tokenSub?: string | null;
   /**
    * For jobs of `jobs` that are granted as one job, not by id (a stream ticket): when that
    * job was created. A job made again under the id is another job, and not granted.

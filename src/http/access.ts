@@ -34,10 +34,15 @@ export function requirePrincipal(c: Context<AppEnv>): Principal {
         "www-authenticate": `${CHALLENGE}, error="invalid_token"`,
       });
     case "token_revoked":
-      throw new ApiError("invalid_token", "The token was revoked: it was signed out", undefined, {
-        "www-authenticate":
-          `${CHALLENGE}, error="invalid_token", error_description="The token was revoked"`,
-      });
+      throw new ApiError(
+        "invalid_token",
+        "The token was revoked (signed out, or its user removed)",
+        undefined,
+        {
+          "www-authenticate":
+            `${CHALLENGE}, error="invalid_token", error_description="The token was revoked"`,
+        },
+      );
     default:
       throw new ApiError(
         "unauthorized",
@@ -85,10 +90,16 @@ export function streamPrincipal(
     throw new ApiError("token_expired", "The token the ticket was issued with has expired");
   }
   const { tokenId, jobCreatedAt } = taken.grant;
-  if (tokenId !== undefined && store.isRevoked(tokenId)) {
+  const revoked = deps.authenticator?.isRevoked({
+    tokenId,
+    sub: taken.grant.sub,
+    issuedAt: taken.grant.issuedAt,
+    signedIn: taken.grant.signedIn,
+  });
+  if (revoked === true) {
     throw new ApiError(
       "invalid_token",
-      "The token the ticket was issued with was revoked (signed out)",
+      "The token the ticket was issued with was revoked (signed out, or its user removed)",
       undefined,
       { "www-authenticate": `${CHALLENGE}, error="invalid_token"` },
     );
@@ -102,6 +113,9 @@ export function streamPrincipal(
     jobs: new Set([taken.jobId]),
     expiresAt: taken.grant.expiresAt,
     tokenId,
+    issuedAt: taken.grant.issuedAt,
+    signedIn: taken.grant.signedIn === true,
+    tokenSub: taken.grant.sub,
     ...(jobCreatedAt === undefined
       ? {}
       : { jobsCreatedAt: new Map([[taken.jobId, jobCreatedAt]]) }),

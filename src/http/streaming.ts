@@ -76,6 +76,16 @@ class StreamContext implements SessionContext {
     this.#release = release;
   }
 
+  revoked(): boolean {
+    const p = this.#principal;
+    return this.#deps.authenticator?.isRevoked({
+      tokenId: p.tokenId,
+      sub: p.tokenSub !== undefined ? p.tokenSub : p.sub,
+      issuedAt: p.issuedAt,
+      signedIn: p.signedIn,
+    }) ?? false;
+  }
+
   job(id: string): JobRecord | undefined {
     return this.#deps.store.getJob(id);
   }

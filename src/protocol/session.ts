@@ -54,6 +54,8 @@ export interface SessionContext {
   expiresAt: number | null;
   /** The `jti` of the token the stream was opened with, by which it is revoked. */
   readonly tokenId?: string | undefined;
+  /** Whether that token has been revoked since (signed out, or its user removed). */
+  revoked?(): boolean;
 }
 
 /**

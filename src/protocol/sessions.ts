@@ -15,6 +15,12 @@ const DRAIN_INTERVAL_MS = 10;
 /** How often sessions are checked for an expired credential, in milliseconds. */
 const EXPIRY_CHECK_MS = 250;
 
+/**
+ * Every how many expiry checks the tokens of open sessions are checked for a revocation
+ * made where no message reaches (a user removed with `main.ts user remove`): 5 s.
+ */
+const REVOCATION_CHECK_EVERY = 20;
+
 /** The registry of live sessions on this isolate. */
 export class Sessions {
   #all = new Set<Session>();
@@ -24,6 +30,7 @@ export class Sessions {
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #drain: ReturnType<typeof setInterval> | undefined;
   #opened = 0;
+  #expiryChecks = 0;
 
   /** @param heartbeatMs interval between heartbeats on every session; 0 disables them */
   constructor(heartbeatMs: number) {
@@ -53,12 +60,19 @@ export class Sessions {
     this.#backlogged.delete(session.outbox);
   }
 
-  /** Closes sessions whose credential has expired (1008 "token expired"). */
+  /**
+   * Closes sessions whose credential has expired (1008 "token expired"), and every few
+   * seconds those whose token was revoked (1008 "token revoked").
+   */
   #expire(): void {
     const now = Date.now();
+    const revocations = ++this.#expiryChecks % REVOCATION_CHECK_EVERY === 0;
     for (const session of this.#expiring) {
       const at = session.context.expiresAt;
       if (at !== null && at <= now) session.close(CLOSE.policy, "token expired");
+      else if (revocations && session.context.revoked?.() === true) {
+        session.close(CLOSE.policy, "token revoked");
+      }
     }
     if (this.#expiring.size === 0 && this.#expiry !== undefined) {
       clearInterval(this.#expiry);

@@ -45,6 +45,9 @@ export interface TicketGrant {
   expiresAt: number | null;
   /** The `jti` of that token, when it has one: a ticket dies with the token's revocation. */
   tokenId?: string;
+  /** When that token was issued (epoch ms), and whether it came from a sign-in. */
+  issuedAt?: number;
+  signedIn?: boolean;
   /** When the job was created: a job made again under its id is not the ticket's. */
   jobCreatedAt?: string;
 }

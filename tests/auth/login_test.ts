@@ -18,7 +18,9 @@ import {
   assertUnauthorized,
   call,
   createJobAs,
+  expectStreamRefused,
   expectWsRefused,
+  openStream,
 } from "./_support.ts";
 
 /** The tests' own secret, so that `tokenFor` mints tokens the server accepts. */
@@ -288,7 +290,21 @@ Deno.test("user remove: the user can no longer sign in, nor use the tokens it go
     assert.equal(signedIn.status, 200);
     const token = signedIn.json.access_token as string;
     assert.equal((await call(server.url, token, "GET", "/jobs")).status, 200);
+    // A stream and a ticket of hers, opened before she is removed.
+    const job = await call(server.url, token, "POST", "/jobs", {});
+    const id = job.json.job.id as string;
+    const stream = await openStream(`${server.url}/jobs/${id}/events`, "sse", bearer(token));
+    assert.equal(stream.status, 200, stream.text);
+    const ticket = await call(server.url, token, "POST", "/tickets", { job_id: id });
+    assert.equal(ticket.status, 201, ticket.text);
     assert.match(await user(dataDir, ["remove", "alice"]), /alice/);
+    // The stream ends within a few seconds, and the ticket is refused.
+    const end = await stream.stream!.next((m) => m.event === "error", 10_000);
+    assert.equal(end.json.data.error, "token revoked");
+    await expectStreamRefused(
+      `${server.url}/jobs/${id}/events?ticket=${encodeURIComponent(ticket.json.ticket)}`,
+      401,
+    );
     assert.doesNotMatch(await user(dataDir, ["list"]), /^alice/m);
     const after = await login(server, { username: "alice", password: ALICE_PASSWORD });
     assert.equal(after.status, 401, after.text);

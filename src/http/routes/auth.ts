@@ -192,6 +192,8 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
         sub: principal.sub,
         expiresAt: principal.expiresAt,
         ...(principal.tokenId === undefined ? {} : { tokenId: principal.tokenId }),
+        ...(principal.issuedAt === undefined ? {} : { issuedAt: principal.issuedAt }),
+        ...(principal.signedIn === true ? { signedIn: true } : {}),
         jobCreatedAt: job.created_at,
       },
       c.req.header("origin") ?? null,
