@@ -607,84 +607,84 @@ Deno.exit(0);`,
   });
 });
 
+/**
+ * Runs `script` with sh under `run --id ID` (with `flags`); the script prints
+ * `background PID` for a process it started. `body` gets the running `run` and whether
+ * that process still runs (from /proc: Linux only).
+ */
+async function withBackgroundRun(
+  serverUrl: string,
+  id: string,
+  flags: string[],
+  script: string,
+  body: (run: ReturnType<typeof spawnMain>, alive: () => boolean) => Promise<void>,
+): Promise<void> {
+  const run = spawnMain([
+    "run",
+    "--server",
+    serverUrl,
+    "--id",
+    id,
+    ...flags,
+    "--",
+    "sh",
+    "-c",
+    script,
+  ]);
+  try {
+    await run.waitForOutput(/^background \d+$/m);
+    const pid = Number(/^background (\d+)$/m.exec(run.stdout())![1]);
+    const alive = () => {
+      try {
+        return !/^\S+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+      } catch {
+        return false;
+      }
+    };
+    assert.ok(alive(), "the background process runs");
+    await waitForStatus(serverUrl, id, "running");
+    await body(run, alive);
+  } finally {
+    await run.kill();
+  }
+}
+
 Deno.test({
   name: "a cancel elsewhere also stops what the command started in the background",
-  ignore: Deno.build.os === "windows",
+  ignore: Deno.build.os !== "linux",
   fn: async () => {
     await withServer({}, async (server) => {
-      const run = spawnMain([
-        "run",
-        "--server",
-        server.url,
-        "--id",
-        "tree",
-        "--",
-        "sh",
-        "-c",
-        'sleep 300 & echo "background $!"; wait',
-      ]);
-      try {
-        await run.waitForOutput(/^background \d+$/m);
-        const match = /^background (\d+)$/m.exec(run.stdout());
-        const pid = Number(match![1]);
-        const alive = () => {
-          try {
-            return !/^\S+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
-          } catch {
-            return false;
-          }
-        };
-        assert.ok(alive(), "the background sleep runs");
-        await waitForStatus(server.url, "tree", "running");
+      const script = 'sleep 300 & echo "background $!"; wait';
+      await withBackgroundRun(server.url, "tree", [], script, async (run, alive) => {
         await http(server.url, "POST", "/jobs/tree/cancel", {});
         const status = await run.finished();
         assert.equal(status.code, 143, run.stderr());
         await waitFor(() => !alive(), 5000, "the background sleep to stop");
-      } finally {
-        await run.kill();
-      }
+      });
     });
   },
 });
 
 Deno.test({
   name: "a cancel kills what the command started that ignores SIGTERM, once --kill-after passes",
-  ignore: Deno.build.os === "windows",
+  ignore: Deno.build.os !== "linux",
   fn: async () => {
     await withServer({}, async (server) => {
-      const run = spawnMain([
-        "run",
-        "--server",
+      const script = '(trap "" TERM; exec sleep 300) & echo "background $!"; wait';
+      await withBackgroundRun(
         server.url,
-        "--id",
         "orphans",
-        "--kill-after",
-        "1",
-        "--",
-        "sh",
-        "-c",
-        '(trap "" TERM; exec sleep 300) & echo "background $!"; wait',
-      ]);
-      try {
-        await run.waitForOutput(/^background \d+$/m);
-        const pid = Number(/^background (\d+)$/m.exec(run.stdout())![1]);
-        const alive = () => {
-          try {
-            return !/^\S+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
-          } catch {
-            return false;
-          }
-        };
-        await waitForStatus(server.url, "orphans", "running");
-        await http(server.url, "POST", "/jobs/orphans/cancel", {});
-        const status = await run.finished();
-        // The shell died of SIGTERM; the sleep it left, which ignores SIGTERM, was killed.
-        assert.equal(status.code, 143, run.stderr());
-        assert.match(run.stderr(), /1 process the command started still runs 1s after SIGTERM/);
-        await waitFor(() => !alive(), 5000, "the background sleep to be killed");
-      } finally {
-        await run.kill();
-      }
+        ["--kill-after", "1"],
+        script,
+        async (run, alive) => {
+          await http(server.url, "POST", "/jobs/orphans/cancel", {});
+          const status = await run.finished();
+          // The shell died of SIGTERM; the sleep it left, which ignores SIGTERM, was killed.
+          assert.equal(status.code, 143, run.stderr());
+          assert.match(run.stderr(), /1 process the command started still runs 1s after SIGTERM/);
+          await waitFor(() => !alive(), 5000, "the background sleep to be killed");
+        },
+      );
     });
   },
 });
