@@ -251,8 +251,8 @@ export interface ServerHandle {
 }
 
 /**
- * Whether the user a sign-in token was issued to has been removed since (or removed and
- * added again): its tokens go with it. Only tokens of this server's sign-in are asked
+ * Whether the user a sign-in token was issued to has been removed since, or given another
+ * password or scopes (`user add` again): its earlier tokens go with it. Only tokens of this server's sign-in are asked
  * about: others (minted with `main.ts token`, or by an identity provider) name subjects
  * that need not be users.
  */
@@ -262,7 +262,7 @@ function userGone(users: AuthStore, principal: RevocableToken): boolean {
   if (user === undefined) return true;
   // `iat` has whole seconds: a user made within the token's second is the same one.
   return principal.issuedAt !== undefined &&
-    Date.parse(user.created_at) > principal.issuedAt + 1000;
+    Date.parse(user.changed_at ?? user.created_at) > principal.issuedAt + 1000;
 }
 
 /** Longest wait for open requests to finish at shutdown, in milliseconds. */

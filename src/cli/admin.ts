@@ -42,7 +42,8 @@ export const USER_USAGE = `Usage: main.ts user add NAME [--scope "read write"] [
 
 Users sign in with POST /auth/login or on the status page. The password of "user add" is
 read from JOBWIRE_PASSWORD or standard input (at least ${MIN_PASSWORD} characters); adding an
-existing user replaces its password and scopes.
+existing user replaces its password and scopes. Removing a user, or giving it a new password
+or scopes, ends the tokens it got by signing in before.
 
   --scope <scopes>    space-separated: ${SCOPES.join(", ")} [default "read write"]
   --data-dir, --config as for the server`;
@@ -193,7 +194,8 @@ export async function userCommand(args: string[]): Promise<number> {
         }
         const { salt, hash } = await hashPassword(password);
         const existed = users.getUser(name) !== undefined;
-        users.putUser({ username: name, salt, hash, scopes, created_at: new Date().toISOString() });
+        const now = new Date().toISOString();
+        users.putUser({ username: name, salt, hash, scopes, created_at: now, changed_at: now });
         console.log(`${existed ? "Updated" : "Added"} user ${name} (${scopes.join(" ")})`);
         return 0;
       }

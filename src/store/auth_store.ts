@@ -7,11 +7,14 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 const SQL = {
-  insertUser: `INSERT INTO users (username, salt, hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)
+  insertUser: `INSERT INTO users (username, salt, hash, scopes, created_at, changed_at)
+    VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (username) DO UPDATE SET salt = excluded.salt, hash = excluded.hash,
-    scopes = excluded.scopes`,
-  selectUser: `SELECT username, salt, hash, scopes, created_at FROM users WHERE username = ?`,
-  selectUsers: `SELECT username, salt, hash, scopes, created_at FROM users ORDER BY username`,
+    scopes = excluded.scopes, changed_at = excluded.changed_at`,
+  selectUser:
+    `SELECT username, salt, hash, scopes, created_at, changed_at FROM users WHERE username = ?`,
+  selectUsers:
+    `SELECT username, salt, hash, scopes, created_at, changed_at FROM users ORDER BY username`,
   deleteUser: `DELETE FROM users WHERE username = ?`,
   insertTicket:
     `INSERT INTO tickets (id, job_id, principal, origin, expires_at) VALUES (?, ?, ?, ?, ?)`,
@@ -36,6 +39,8 @@ export interface UserRecord {
   hash: string;
   scopes: string[];
   created_at: string;
+  /** When the password or scopes were last set (the creation time for users stored before). */
+  changed_at?: string;
 }
 
 /** What a ticket grants, frozen at issue. */
@@ -86,6 +91,7 @@ export class AuthStore {
       user.hash,
       user.scopes.join(" "),
       user.created_at,
+      user.changed_at ?? user.created_at,
     );
   }
 
@@ -169,5 +175,8 @@ function toUser(row: Record<string, unknown>): UserRecord {
     hash: String(row.hash),
     scopes: String(row.scopes).split(" ").filter((s) => s !== ""),
     created_at: String(row.created_at),
+    changed_at: row.changed_at === null || row.changed_at === undefined
+      ? String(row.created_at)
+      : String(row.changed_at),
   };
 }

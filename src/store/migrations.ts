@@ -131,6 +131,11 @@ export const MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // When a user's password or scopes were last set: sign-in tokens issued before are
+  // refused. Users stored before have none (their creation time stands for it).
+  `
+  ALTER TABLE users ADD COLUMN changed_at TEXT;
+  `,
 ];
 
 /**

@@ -322,6 +322,31 @@ Deno.test("user remove: the user can no longer sign in, nor use the tokens it go
   }
 });
 
+Deno.test("a new password or scopes for a user end the tokens it got by signing in before", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false }, { dataDir });
+  try {
+    const before = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    const token = before.json.access_token as string;
+    assert.equal((await call(server.url, token, "GET", "/jobs")).status, 200);
+    await new Promise((r) => setTimeout(r, 1100)); // iat has whole seconds
+    const changed = "another long passphrase";
+    await user(dataDir, ["add", "alice", "--scope", "read"], {
+      env: { JOBWIRE_PASSWORD: changed },
+    });
+    assertUnauthorized(await call(server.url, token, "GET", "/jobs"), "invalid_token");
+    const after = await login(server, { username: "alice", password: changed });
+    assert.equal(after.status, 200, after.text);
+    assert.equal((await call(server.url, after.json.access_token, "GET", "/jobs")).status, 200);
+    // bob, whose account did not change, keeps his token.
+    const bob = await login(server, { username: "bob", password: BOB_PASSWORD });
+    assert.equal((await call(server.url, bob.json.access_token, "GET", "/jobs")).status, 200);
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
 Deno.test("main.ts token mints tokens with the server's key and the given sub, scope, jobs and ttl", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "jobwire-mint-" });
   const server = await startTestServer({ "no-auth": false }, { dataDir });
