@@ -20,7 +20,7 @@ import {
   statusPageUrl,
 } from "./client_args.ts";
 import { LineSplitter } from "./line_splitter.ts";
-import { signalAll, signalTree, stillRunning } from "./process_tree.ts";
+import { type Proc, signalAll, signalTree, stillRunning } from "./process_tree.ts";
 import { parseProgress } from "./progress_parse.ts";
 import { RunPublisher } from "./publisher.ts";
 import { cleanLine, MAX_LINE_CHARS } from "./terminal_text.ts";
@@ -196,7 +196,7 @@ export async function runCommand(args: string[]): Promise<number> {
   let endedElsewhere: JobSnapshot | undefined;
   let killTimer: ReturnType<typeof setTimeout> | undefined;
   /** After a cancel: what the command had started, and when whatever of it runs is killed. */
-  let stopping: { started: Promise<number[]>; killAt: number } | undefined;
+  let stopping: { started: Promise<Proc[]>; killAt: number } | undefined;
   const watching = endOnServer(publisher, server, token, jobId, watch.signal).then((job) => {
     if (job === undefined) return;
     endedElsewhere = job;
@@ -223,7 +223,7 @@ export async function runCommand(args: string[]): Promise<number> {
     killTimer = setTimeout(async () => {
       stderrLine(`jobwire: the command still runs ${killAfter}s after SIGTERM: killing it`);
       await signalTree(child, "SIGKILL");
-      signalAll(await started, "SIGKILL");
+      signalAll(await stillRunning(await started), "SIGKILL");
     }, killAfter * 1000);
   });
 
