@@ -260,9 +260,11 @@ function userGone(users: AuthStore, principal: RevocableToken): boolean {
   if (principal.sub === null || principal.signedIn !== true) return false;
   const user = users.getUser(principal.sub);
   if (user === undefined) return true;
-  // `iat` has whole seconds: a user made within the token's second is the same one.
-  return principal.issuedAt !== undefined &&
-    Date.parse(user.changed_at ?? user.created_at) > principal.issuedAt + 1000;
+  const current = user.changed_at ?? user.created_at;
+  if (principal.credentialsAt !== undefined) return principal.credentialsAt !== current;
+  // A token that does not say which credentials it was given for: by its time (`iat` has
+  // whole seconds: credentials set within the token's second count as older).
+  return principal.issuedAt !== undefined && Date.parse(current) > principal.issuedAt + 1000;
 }
 
 /** Longest wait for open requests to finish at shutdown, in milliseconds. */

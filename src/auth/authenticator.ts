@@ -31,6 +31,8 @@ export interface RevocableToken {
   sub: string | null;
   issuedAt?: number | undefined;
   signedIn?: boolean | undefined;
+  /** For a sign-in token: when the credentials it was given for were set. */
+  credentialsAt?: string | undefined;
 }
 
 /** The latest time a `Date` can hold, in milliseconds since the epoch. */
@@ -63,7 +65,8 @@ export function principalFromClaims(payload: JWTPayload): Principal {
     expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 : null,
     tokenId: typeof payload.jti === "string" && payload.jti !== "" ? payload.jti : undefined,
     issuedAt: typeof payload.iat === "number" ? payload.iat * 1000 : undefined,
-    signedIn: payload.jobwire_login === true,
+    signedIn: typeof payload.jobwire_login === "string" || payload.jobwire_login === true,
+    ...(typeof payload.jobwire_login === "string" ? { credentialsAt: payload.jobwire_login } : {}),
   };
 }
 

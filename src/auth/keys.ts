@@ -156,8 +156,11 @@ export interface IssuedClaims {
   jobs?: string[];
   /** Token id, by which signing out revokes the token (sign-in tokens have one). */
   jti?: string;
-  /** Set on tokens of this server's sign-in: they end when their user is removed. */
-  jobwire_login?: true;
+  /**
+   * Set on tokens of this server's sign-in, to when the user's password and scopes were
+   * last set: they end when their user is removed or those change.
+   */
+  jobwire_login?: string;
 }
 
 /** Signs an HS256 token with the server's secret, valid for `ttlMs`. */
@@ -170,7 +173,7 @@ export function signToken(
   let jwt = new SignJWT({
     scope: claims.scope,
     ...(claims.jobs === undefined ? {} : { jobs: claims.jobs }),
-    ...(claims.jobwire_login === undefined ? {} : { jobwire_login: true }),
+    ...(claims.jobwire_login === undefined ? {} : { jobwire_login: claims.jobwire_login }),
   })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(claims.sub)

@@ -26,6 +26,8 @@ export interface Principal {
   readonly issuedAt?: number | undefined;
   /** Whether the token came from this server's sign-in (`POST /auth/login`) for a user. */
   readonly signedIn?: boolean;
+  /** For such a token: when the user's credentials it was given for were set. */
+  readonly credentialsAt?: string;
   /** The subject of the token behind it, when the principal has none of its own (a ticket). */
   readonly tokenSub?: string | null;
   /**

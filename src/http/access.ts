@@ -95,6 +95,7 @@ export function streamPrincipal(
     sub: taken.grant.sub,
     issuedAt: taken.grant.issuedAt,
     signedIn: taken.grant.signedIn,
+    credentialsAt: taken.grant.credentialsAt,
   });
   if (revoked === true) {
     throw new ApiError(
@@ -116,6 +117,9 @@ export function streamPrincipal(
     issuedAt: taken.grant.issuedAt,
     signedIn: taken.grant.signedIn === true,
     tokenSub: taken.grant.sub,
+    ...(taken.grant.credentialsAt === undefined
+      ? {}
+      : { credentialsAt: taken.grant.credentialsAt }),
     ...(jobCreatedAt === undefined
       ? {}
       : { jobsCreatedAt: new Map([[taken.jobId, jobCreatedAt]]) }),

@@ -83,6 +83,7 @@ class StreamContext implements SessionContext {
       sub: p.tokenSub !== undefined ? p.tokenSub : p.sub,
       issuedAt: p.issuedAt,
       signedIn: p.signedIn,
+      credentialsAt: p.credentialsAt,
     }) ?? false;
   }
 

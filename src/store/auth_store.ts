@@ -53,6 +53,8 @@ export interface TicketGrant {
   /** When that token was issued (epoch ms), and whether it came from a sign-in. */
   issuedAt?: number;
   signedIn?: boolean;
+  /** For a sign-in token: when the credentials it was given for were set. */
+  credentialsAt?: string;
   /** When the job was created: a job made again under its id is not the ticket's. */
   jobCreatedAt?: string;
 }

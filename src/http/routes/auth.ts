@@ -78,12 +78,13 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     if (address !== null) store.forgetLoginFailure(`ip:${address}`, now);
     const token = await signToken(
       keys,
-      // `jobwire_login` marks a token of this server's own sign-in: it ends with its user.
+      // `jobwire_login` marks a token of this server's own sign-in with the credentials it
+      // was checked against (read before the password was): it ends when they change.
       {
         sub: user.username,
         scope: user.scopes.join(" "),
         jti: crypto.randomUUID(),
-        jobwire_login: true,
+        jobwire_login: user.changed_at ?? user.created_at,
       },
       config.tokenTtlMs,
     );
@@ -194,6 +195,9 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
         ...(principal.tokenId === undefined ? {} : { tokenId: principal.tokenId }),
         ...(principal.issuedAt === undefined ? {} : { issuedAt: principal.issuedAt }),
         ...(principal.signedIn === true ? { signedIn: true } : {}),
+        ...(principal.credentialsAt === undefined
+          ? {}
+          : { credentialsAt: principal.credentialsAt }),
         jobCreatedAt: job.created_at,
       },
       c.req.header("origin") ?? null,
