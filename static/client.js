@@ -347,7 +347,7 @@ function openPoll(options, handlers) {
         await follow(options, handlers, jobId, abort.signal, () => done);
       } catch (error) {
         const gone = error instanceof JobwireError && (error.status === 404 || error.status === 410);
-        if (!gone || done || following <= 1) throw error;
+        if (!gone || done || !greeted && following <= 1) throw error;
         following--;
         handlers.message({
           type: greeted ? "deleted" : "error",
@@ -1341,7 +1341,7 @@ var Sequencer = class {
   #adopting;
   /** True for watchers of several named jobs, which go on without one that is not there. */
   #several;
-  /** Named jobs let go of because the server has no such job. */
+  /** Named jobs let go of: the server has no such job, or it was deleted. */
   #missing = 0;
   /**
    * @param since the starting cursor of each named job
@@ -1410,6 +1410,7 @@ var Sequencer = class {
       case "deleted":
       case "unsubscribed":
         if (message.job_id !== null && this.tracks.delete(message.job_id)) {
+          if (this.#several && message.type === "deleted") this.#missing++;
           const reason = typeof data.reason === "string" ? data.reason : "job deleted";
           this.#io.emitter.emit("deleted", {
             job_id: message.job_id,

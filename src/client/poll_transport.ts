@@ -64,9 +64,10 @@ export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers):
       } catch (error) {
         const gone = error instanceof JobwireError &&
           (error.status === 404 || error.status === 410);
-        if (!gone || done || following <= 1) throw error;
-        // The others go on; the watcher hears of this one as a stream would say it: an
-        // error for a job that was not there, a deletion for one followed until then.
+        // A job followed until then that goes is told as a deletion, as a stream tells it,
+        // even the last one (the watcher then has nothing left and finishes); a job that was
+        // never there is an error, which ends the watch only when no other is left.
+        if (!gone || done || (!greeted && following <= 1)) throw error;
         following--;
         handlers.message({
           type: greeted ? "deleted" : "error",

@@ -56,7 +56,7 @@ export class Sequencer {
   #adopting: boolean;
   /** True for watchers of several named jobs, which go on without one that is not there. */
   #several: boolean;
-  /** Named jobs let go of because the server has no such job. */
+  /** Named jobs let go of: the server has no such job, or it was deleted. */
   #missing = 0;
 
   /**
@@ -122,6 +122,7 @@ export class Sequencer {
       case "deleted":
       case "unsubscribed":
         if (message.job_id !== null && this.tracks.delete(message.job_id)) {
+          if (this.#several && message.type === "deleted") this.#missing++;
           const reason = typeof data.reason === "string" ? data.reason : "job deleted";
           this.#io.emitter.emit("deleted", { job_id: message.job_id, reason });
         }

@@ -166,3 +166,29 @@ Deno.test("watchJobs goes on without a named job the server does not have, then 
     }
   });
 });
+
+Deno.test("watchJobs finishes, without an error, when the last job it follows is deleted", async () => {
+  await withServer({}, async (server) => {
+    for (const transport of ["websocket", "sse", "poll"] as const) {
+      const id = await createJob(server.url);
+      const watcher = watchJobs(server.url, {
+        jobs: ["never-made", id],
+        transports: [transport],
+        pollWaitSeconds: 1,
+        initialDelayMs: 10,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("connected");
+        await rec.next("error");
+        assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+        const closed = await rec.next("closed");
+        assert.equal(closed.reason, "finished", transport);
+        assert.deepEqual(rec.all("deleted").map((d) => d.job_id), [id], transport);
+        assert.deepEqual(rec.all("error").map((e) => e.code), ["job_not_found"], transport);
+      } finally {
+        watcher.close();
+      }
+    }
+  });
+});
