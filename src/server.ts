@@ -87,7 +87,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
           issuer: config.jwtIssuer,
           audience: config.jwtAudience,
         }),
-        (principal) => revocations.isRevoked(principal.tokenId) || userGone(revocations, principal),
+        (token) => revocations.isRevoked(token.tokenId) || userGone(revocations, token),
       );
     } catch (error) {
       store.close();
@@ -252,19 +252,15 @@ export interface ServerHandle {
 
 /**
  * Whether the user a sign-in token was issued to has been removed since, or given another
- * password or scopes (`user add` again): its earlier tokens go with it. Only tokens of this server's sign-in are asked
+ * password or scopes (`user add` again): its earlier tokens go with it. Only tokens of this
+ * server's sign-in say which credentials they were given for, and only they are asked
  * about: others (minted with `main.ts token`, or by an identity provider) name subjects
  * that need not be users.
  */
-function userGone(users: AuthStore, principal: RevocableToken): boolean {
-  if (principal.sub === null || principal.signedIn !== true) return false;
-  const user = users.getUser(principal.sub);
-  if (user === undefined) return true;
-  const current = user.changed_at ?? user.created_at;
-  if (principal.credentialsAt !== undefined) return principal.credentialsAt !== current;
-  // A token that does not say which credentials it was given for: by its time (`iat` has
-  // whole seconds: credentials set within the token's second count as older).
-  return principal.issuedAt !== undefined && Date.parse(current) > principal.issuedAt + 1000;
+function userGone(users: AuthStore, token: RevocableToken): boolean {
+  if (token.sub === null || token.credentialsAt === undefined) return false;
+  const user = users.getUser(token.sub);
+  return user === undefined || token.credentialsAt !== (user.changed_at ?? user.created_at);
 }
 
 /** Longest wait for open requests to finish at shutdown, in milliseconds. */

@@ -25,14 +25,16 @@ export type AuthOutcome =
   | { principal: Principal; failure?: undefined }
   | { principal: null; failure: AuthFailure };
 
-/** What tells whether a token was revoked: its id, and for a sign-in token, whose it is. */
+/** A token that can be revoked: one with an id (`jti`). */
 export interface RevocableToken {
   tokenId: string;
+  /** Its subject (the user, for a sign-in token). */
   sub: string | null;
-  issuedAt?: number | undefined;
-  signedIn?: boolean | undefined;
-  /** For a sign-in token: when the credentials it was given for were set. */
-  credentialsAt?: string | undefined;
+  /**
+   * Set on tokens of this server's sign-in: when the user's password and scopes they were
+   * given for were set (their `jobwire_login` claim).
+   */
+  credentialsAt?: string;
 }
 
 /** The latest time a `Date` can hold, in milliseconds since the epoch. */
@@ -58,15 +60,21 @@ export function principalFromClaims(payload: JWTPayload): Principal {
     : typeof rawJobs === "string"
     ? rawJobs.split(",").map((s) => s.trim()).filter((s) => s !== "")
     : [];
+  const sub = typeof payload.sub === "string" && payload.sub !== "" ? payload.sub : null;
   return {
-    sub: typeof payload.sub === "string" && payload.sub !== "" ? payload.sub : null,
+    sub,
     scopes,
     jobs: new Set(jobs),
     expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 : null,
-    tokenId: typeof payload.jti === "string" && payload.jti !== "" ? payload.jti : undefined,
-    issuedAt: typeof payload.iat === "number" ? payload.iat * 1000 : undefined,
-    signedIn: typeof payload.jobwire_login === "string" || payload.jobwire_login === true,
-    ...(typeof payload.jobwire_login === "string" ? { credentialsAt: payload.jobwire_login } : {}),
+    token: typeof payload.jti === "string" && payload.jti !== ""
+      ? {
+        tokenId: payload.jti,
+        sub,
+        ...(typeof payload.jobwire_login === "string"
+          ? { credentialsAt: payload.jobwire_login }
+          : {}),
+      }
+      : undefined,
   };
 }
 
@@ -132,7 +140,7 @@ export class Authenticator {
   async verify(token: string): Promise<AuthOutcome> {
     const outcome = await this.#verify(token);
     const principal = outcome.principal;
-    if (principal !== null && this.isRevoked(principal)) {
+    if (principal !== null && this.isRevoked(principal.token)) {
       return { principal: null, failure: "token_revoked" };
     }
     return outcome;
@@ -142,9 +150,8 @@ export class Authenticator {
    * Whether a token was revoked since it was checked: signed out, or (a sign-in token) its
    * user removed. Only tokens with an id can be; streams and tickets ask again later.
    */
-  isRevoked(token: Omit<RevocableToken, "tokenId"> & { tokenId?: string | undefined }): boolean {
-    return token.tokenId !== undefined &&
-      this.#revoked({ ...token, tokenId: token.tokenId });
+  isRevoked(token: RevocableToken | undefined): boolean {
+    return token !== undefined && this.#revoked(token);
   }
 
   async #verify(token: string): Promise<AuthOutcome> {

@@ -4,6 +4,7 @@
  * @module
  */
 import type { Job } from "../jobs/job.ts";
+import type { RevocableToken } from "./authenticator.ts";
 
 /** Scopes a token may carry in its space-separated `scope` claim. */
 export const SCOPES = ["read", "read:all", "write", "write:all", "admin"] as const;
@@ -20,16 +21,11 @@ export interface Principal {
   readonly jobs: ReadonlySet<string>;
   /** When the credential stops being valid (epoch ms), or `null` for never. */
   readonly expiresAt: number | null;
-  /** The token's `jti`, by which it can be revoked, when it has one. */
-  readonly tokenId?: string | undefined;
-  /** When the token was issued (its `iat`, epoch ms), when it says. */
-  readonly issuedAt?: number | undefined;
-  /** Whether the token came from this server's sign-in (`POST /auth/login`) for a user. */
-  readonly signedIn?: boolean;
-  /** For such a token: when the user's credentials it was given for were set. */
-  readonly credentialsAt?: string;
-  /** The subject of the token behind it, when the principal has none of its own (a ticket). */
-  readonly tokenSub?: string | null;
+  /**
+   * The token behind it, when it can be revoked (it has an id): asked again by streams and
+   * tickets, which outlive the request that checked it. A ticket's is its issuer's token.
+   */
+  readonly token?: RevocableToken | undefined;
   /**
    * For jobs of `jobs` that are granted as one job, not by id (a stream ticket): when that
    * job was created. A job made again under the id is another job, and not granted.

@@ -89,15 +89,8 @@ export function streamPrincipal(
   if (taken.grant.expiresAt !== null && taken.grant.expiresAt <= Date.now()) {
     throw new ApiError("token_expired", "The token the ticket was issued with has expired");
   }
-  const { tokenId, jobCreatedAt } = taken.grant;
-  const revoked = deps.authenticator?.isRevoked({
-    tokenId,
-    sub: taken.grant.sub,
-    issuedAt: taken.grant.issuedAt,
-    signedIn: taken.grant.signedIn,
-    credentialsAt: taken.grant.credentialsAt,
-  });
-  if (revoked === true) {
+  const { token, jobCreatedAt } = taken.grant;
+  if (deps.authenticator?.isRevoked(token) === true) {
     throw new ApiError(
       "invalid_token",
       "The token the ticket was issued with was revoked (signed out, or its user removed)",
@@ -113,13 +106,7 @@ export function streamPrincipal(
     scopes: new Set(["read"]),
     jobs: new Set([taken.jobId]),
     expiresAt: taken.grant.expiresAt,
-    tokenId,
-    issuedAt: taken.grant.issuedAt,
-    signedIn: taken.grant.signedIn === true,
-    tokenSub: taken.grant.sub,
-    ...(taken.grant.credentialsAt === undefined
-      ? {}
-      : { credentialsAt: taken.grant.credentialsAt }),
+    token,
     ...(jobCreatedAt === undefined
       ? {}
       : { jobsCreatedAt: new Map([[taken.jobId, jobCreatedAt]]) }),

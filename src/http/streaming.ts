@@ -70,21 +70,14 @@ class StreamContext implements SessionContext {
     this.onBacklog = shared.onBacklog;
     this.window = deps.config.replayWindow;
     this.expiresAt = principal.expiresAt;
-    this.tokenId = principal.tokenId;
+    this.tokenId = principal.token?.tokenId;
     this.#deps = deps;
     this.#principal = principal;
     this.#release = release;
   }
 
   revoked(): boolean {
-    const p = this.#principal;
-    return this.#deps.authenticator?.isRevoked({
-      tokenId: p.tokenId,
-      sub: p.tokenSub !== undefined ? p.tokenSub : p.sub,
-      issuedAt: p.issuedAt,
-      signedIn: p.signedIn,
-      credentialsAt: p.credentialsAt,
-    }) ?? false;
+    return this.#deps.authenticator?.isRevoked(this.#principal.token) ?? false;
   }
 
   job(id: string): JobRecord | undefined {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { RevocableToken } from "../auth/authenticator.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 const SQL = {
@@ -48,13 +49,8 @@ export interface TicketGrant {
   sub: string | null;
   /** Expiry of the token the ticket was issued with (epoch ms), or null. */
   expiresAt: number | null;
-  /** The `jti` of that token, when it has one: a ticket dies with the token's revocation. */
-  tokenId?: string;
-  /** When that token was issued (epoch ms), and whether it came from a sign-in. */
-  issuedAt?: number;
-  signedIn?: boolean;
-  /** For a sign-in token: when the credentials it was given for were set. */
-  credentialsAt?: string;
+  /** That token, when it can be revoked: a ticket dies with it. */
+  token?: RevocableToken;
   /** When the job was created: a job made again under its id is not the ticket's. */
   jobCreatedAt?: string;
 }

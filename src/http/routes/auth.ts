@@ -158,7 +158,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
   // and the streams it opened are closed.
   app.post("/auth/logout", (c) => {
     const principal = c.get("principal");
-    const tokenId = principal?.tokenId;
+    const tokenId = principal?.token?.tokenId;
     let revoked = false;
     if (deps.authStore !== undefined && tokenId !== undefined) {
       deps.authStore.revokeToken(tokenId, principal?.expiresAt ?? Date.now() + config.tokenTtlMs);
@@ -192,12 +192,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       {
         sub: principal.sub,
         expiresAt: principal.expiresAt,
-        ...(principal.tokenId === undefined ? {} : { tokenId: principal.tokenId }),
-        ...(principal.issuedAt === undefined ? {} : { issuedAt: principal.issuedAt }),
-        ...(principal.signedIn === true ? { signedIn: true } : {}),
-        ...(principal.credentialsAt === undefined
-          ? {}
-          : { credentialsAt: principal.credentialsAt }),
+        ...(principal.token === undefined ? {} : { token: principal.token }),
         jobCreatedAt: job.created_at,
       },
       c.req.header("origin") ?? null,
