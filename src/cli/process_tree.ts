@@ -106,3 +106,19 @@ export async function stillRunning(procs: readonly Proc[]): Promise<Proc[]> {
   );
   return procs.filter((p) => now.get(p.pid) === p.started);
 }
+
+/**
+ * Waits until each of `procs` has ended, or `deadline` (epoch ms) passes: then those left
+ * get SIGKILL. Returns how many did.
+ */
+export async function killLeftAt(procs: readonly Proc[], deadline: number): Promise<number> {
+  for (let left = await stillRunning(procs); left.length > 0;) {
+    if (Date.now() >= deadline) {
+      signalAll(left, "SIGKILL");
+      return left.length;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    left = await stillRunning(left);
+  }
+  return 0;
+}

@@ -20,7 +20,7 @@ import {
   statusPageUrl,
 } from "./client_args.ts";
 import { LineSplitter } from "./line_splitter.ts";
-import { type Proc, signalAll, signalTree, stillRunning } from "./process_tree.ts";
+import { killLeftAt, type Proc, signalAll, signalTree, stillRunning } from "./process_tree.ts";
 import { parseProgress } from "./progress_parse.ts";
 import { RunPublisher } from "./publisher.ts";
 import { cleanLine, MAX_LINE_CHARS } from "./terminal_text.ts";
@@ -297,19 +297,12 @@ export async function runCommand(args: string[]): Promise<number> {
   if (stopping !== undefined) {
     // What the command started may outlive it (a shell killed by SIGTERM leaves its
     // children to init): they get what is left of --kill-after, then SIGKILL.
-    const started = await stopping.started;
-    for (let left = await stillRunning(started); left.length > 0;) {
-      if (Date.now() >= stopping.killAt) {
-        stderrLine(
-          `jobwire: ${left.length} process${left.length === 1 ? "" : "es"} the command ` +
-            `started still run${left.length === 1 ? "s" : ""} ${killAfter}s after SIGTERM: ` +
-            "killing them",
-        );
-        signalAll(left, "SIGKILL");
-        break;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      left = await stillRunning(left);
+    const killed = await killLeftAt(await stopping.started, stopping.killAt);
+    if (killed > 0) {
+      stderrLine(
+        `jobwire: ${killed} process${killed === 1 ? "" : "es"} the command started still ` +
+          `run${killed === 1 ? "s" : ""} ${killAfter}s after SIGTERM: killing them`,
+      );
     }
   }
 
