@@ -131,14 +131,16 @@ export class Visitors {
     }, wait);
   }
 
+  /** What `visitor`'s bucket holds at `now`, refilled for the time since it was last. */
+  #tokensAt(visitor: Visitor, now: number): number {
+    const refill = ((now - visitor.refilledAt) / 1000) * this.#options.publishRate;
+    return Math.min(this.#burst(), visitor.tokens + refill);
+  }
+
   /** The bucket of `key`, refilled for the time since it was last. */
   #refilled(key: string, now: number): Visitor {
     const visitor = this.#visitor(key, now);
-    const rate = this.#options.publishRate;
-    visitor.tokens = Math.min(
-      this.#burst(),
-      visitor.tokens + ((now - visitor.refilledAt) / 1000) * rate,
-    );
+    visitor.tokens = this.#tokensAt(visitor, now);
     visitor.refilledAt = now;
     return visitor;
   }
@@ -165,10 +167,9 @@ export class Visitors {
     for (const [key, visitor] of this.#visitors) {
       // Forgotten once idle with no stream and a bucket that would be full again: a debt
       // still owed stays (forgetting it would let the next batch through).
-      const refilled = visitor.tokens + ((now - visitor.refilledAt) / 1000) * rate;
       if (
         visitor.connections === 0 && now - visitor.refilledAt > IDLE_MS &&
-        (rate <= 0 || refilled >= this.#burst())
+        (rate <= 0 || this.#tokensAt(visitor, now) >= this.#burst())
       ) {
         this.#visitors.delete(key);
       }
