@@ -21,7 +21,10 @@ export function parseDuration(input: string | number): number | undefined {
 }
 
 /** Longest interval a timer takes (2^31 - 1 ms, about 24.8 days; longer fire at once). */
-const TIMER_MAX_MS = 24 * 86_400_000;
+export const TIMER_MAX_MS = 24 * 86_400_000;
+
+/** Longest lifetime of a token (ten years): one much longer would expire past any date. */
+export const MAX_TOKEN_TTL_MS = 3650 * 86_400_000;
 
 /**
  * A duration in milliseconds, at most `maxMs`; with `minMs`, at least that (0 stays allowed
@@ -206,7 +209,7 @@ export const OPTIONS = {
     help: "Required `aud` of tokens",
   },
   "token-ttl": {
-    schema: duration("duration", 3650 * 86_400_000, 1000, false),
+    schema: duration("duration", MAX_TOKEN_TTL_MS, 1000, false),
     default: "1h",
     help: "Lifetime of tokens issued by POST /auth/login (at most 3650d)",
   },

@@ -9,6 +9,7 @@ import {
   BOOLEAN_FLAGS,
   type Config,
   ConfigError,
+  MAX_TOKEN_TTL_MS,
   parseArgs,
   parseDuration,
   readConfigFile,
@@ -47,9 +48,6 @@ or scopes, ends the tokens it got by signing in before.
 
   --scope <scopes>    space-separated: ${SCOPES.join(", ")} [default "read write"]
   --data-dir, --config as for the server`;
-
-/** Longest lifetime of a token, in milliseconds (ten years; longer ones are refused). */
-const MAX_TOKEN_TTL_MS = 3650 * 86_400_000;
 
 function configOf(flags: Map<string, string | true>, extra: string[]): Config {
   const known = new Set(["config", "help", ...extra]);

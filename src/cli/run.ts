@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { ConfigError } from "../config.ts";
+import { ConfigError, TIMER_MAX_MS } from "../config.ts";
 import { JOB_ID_PATTERN } from "../http/schemas.ts";
 import type { JobReporter } from "../client/job_reporter.ts";
 import type { JobSnapshot } from "../client/types.ts";
@@ -61,9 +61,6 @@ const PIPE_GRACE_MS = 500;
  */
 const PIPE_DRAIN_MAX_MS = 3_000;
 
-/** Longest `--kill-after`, in seconds. */
-const MAX_KILL_AFTER_SECONDS = 24 * 86_400;
-
 /** Default of `--kill-after`: how long CMD has to stop after its job was cancelled, in seconds. */
 const KILL_AFTER_SECONDS = 10;
 
@@ -114,8 +111,8 @@ export async function runCommand(args: string[]): Promise<number> {
     );
   }
   const killAfter = secondsFlag(line, "kill-after") ?? KILL_AFTER_SECONDS;
-  if (killAfter > MAX_KILL_AFTER_SECONDS) {
-    // A timer takes at most about 24.8 days; a longer one fires at once.
+  if (killAfter * 1000 > TIMER_MAX_MS) {
+    // A longer timer would fire at once.
     throw new ConfigError("Invalid value for --kill-after: expected at most 24d");
   }
   const jobId = givenId ?? crypto.randomUUID();
