@@ -1341,8 +1341,8 @@ var Sequencer = class {
   #adopting;
   /** True for watchers of several named jobs, which go on without one that is not there. */
   #several;
-  /** Named jobs let go of: the server has no such job, or it was deleted. */
-  #missing = 0;
+  /** Named jobs let go of: the server had no such job, or it was deleted. */
+  #dropped = 0;
   /**
    * @param since the starting cursor of each named job
    * @param kind what the watcher follows: one job, several named ones, or `all`
@@ -1362,7 +1362,7 @@ var Sequencer = class {
   /** Whether every followed job has finished (never for an `all` watcher). */
   allFinished() {
     if (this.#adopting) return false;
-    if (this.tracks.size === 0) return this.#missing > 0;
+    if (this.tracks.size === 0) return this.#dropped > 0;
     for (const track of this.tracks.values()) if (!track.finished) return false;
     return true;
   }
@@ -1410,7 +1410,7 @@ var Sequencer = class {
       case "deleted":
       case "unsubscribed":
         if (message.job_id !== null && this.tracks.delete(message.job_id)) {
-          if (this.#several && message.type === "deleted") this.#missing++;
+          if (this.#several && message.type === "deleted") this.#dropped++;
           const reason = typeof data.reason === "string" ? data.reason : "job deleted";
           this.#io.emitter.emit("deleted", {
             job_id: message.job_id,
@@ -1420,7 +1420,7 @@ var Sequencer = class {
         break;
       case "error":
         if (this.#several && message.job_id !== null && MISSING.has(String(data.code)) && this.tracks.delete(message.job_id)) {
-          this.#missing++;
+          this.#dropped++;
         }
         this.#io.emitter.emit("error", new JobwireError(typeof data.code === "string" ? data.code : "server_error", typeof data.error === "string" ? data.error : "The server reported an error", {
           details: {

@@ -56,8 +56,8 @@ export class Sequencer {
   #adopting: boolean;
   /** True for watchers of several named jobs, which go on without one that is not there. */
   #several: boolean;
-  /** Named jobs let go of: the server has no such job, or it was deleted. */
-  #missing = 0;
+  /** Named jobs let go of: the server had no such job, or it was deleted. */
+  #dropped = 0;
 
   /**
    * @param since the starting cursor of each named job
@@ -75,8 +75,8 @@ export class Sequencer {
   /** Whether every followed job has finished (never for an `all` watcher). */
   allFinished(): boolean {
     if (this.#adopting) return false;
-    // Every named job missing: nothing is left to follow.
-    if (this.tracks.size === 0) return this.#missing > 0;
+    // Every named job let go of: nothing is left to follow.
+    if (this.tracks.size === 0) return this.#dropped > 0;
     for (const track of this.tracks.values()) if (!track.finished) return false;
     return true;
   }
@@ -122,7 +122,7 @@ export class Sequencer {
       case "deleted":
       case "unsubscribed":
         if (message.job_id !== null && this.tracks.delete(message.job_id)) {
-          if (this.#several && message.type === "deleted") this.#missing++;
+          if (this.#several && message.type === "deleted") this.#dropped++;
           const reason = typeof data.reason === "string" ? data.reason : "job deleted";
           this.#io.emitter.emit("deleted", { job_id: message.job_id, reason });
         }
@@ -134,7 +134,7 @@ export class Sequencer {
           this.#several && message.job_id !== null && MISSING.has(String(data.code)) &&
           this.tracks.delete(message.job_id)
         ) {
-          this.#missing++;
+          this.#dropped++;
         }
         this.#io.emitter.emit(
           "error",
