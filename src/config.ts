@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import { ipLiteral, proxyEntry } from "./http/proxies.ts";
 
 /** Parses a duration: `500ms`, `30s`, `10m`, `1h`, `2d`, or a plain number of seconds. */
 export function parseDuration(input: string | number): number | undefined {
@@ -260,6 +261,12 @@ export const OPTIONS = {
     help:
       "Client addresses the per-address limits do not count (comma-separated IPs; loopback = 127.0.0.0/8 and ::1; none)",
   },
+  "trusted-proxies": {
+    schema: z.string(),
+    default: "none",
+    help:
+      "Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (comma-separated IPs or ranges such as 10.0.0.0/8; loopback; private; none)",
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 /** An option name (its flag without `--`). */
@@ -303,6 +310,8 @@ export interface Config {
   readonly publishBurst: number;
   /** Addresses per-address limits skip: IP literals and `loopback`. */
   readonly limitsExemptIps: readonly string[];
+  /** Reverse proxies believed about the client: addresses, `address/bits`, `loopback`, `private`. */
+  readonly trustedProxies: readonly string[];
 }
 
 /** A configuration problem, with the source of the offending value in its message. */
@@ -394,6 +403,7 @@ const FIELD: Record<OptionName, keyof Config> = {
   "max-publish-rate": "maxPublishRate",
   "publish-burst": "publishBurst",
   "limits-exempt-ips": "limitsExemptIps",
+  "trusted-proxies": "trustedProxies",
 };
 
 /** Where configuration comes from. */
@@ -476,6 +486,7 @@ export function resolveConfig(
   out.allowedOrigins = parseOrigins(String(out.allowedOrigins ?? ""));
   out.allowedHosts = parseHosts(String(out.allowedHosts ?? ""));
   out.limitsExemptIps = parseExemptIps(String(out.limitsExemptIps ?? ""));
+  out.trustedProxies = parseTrustedProxies(String(out.trustedProxies ?? ""));
   refuseConflicts(out as unknown as Config);
   return Object.freeze(out) as unknown as Config;
 }
@@ -579,18 +590,26 @@ export function parseExemptIps(list: string): string[] {
   });
 }
 
-/** The address in the form clients' addresses are reported in, or `undefined`. */
-function ipLiteral(text: string): string | undefined {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
-    return text.split(".").every((n) => Number(n) <= 255) ? text : undefined;
-  }
-  if (!/^[0-9a-f:.]+$/.test(text) || !text.includes(":")) return undefined;
-  try {
-    // The URL parser writes an IPv6 address in its shortest form ("0:0::1" as "::1").
-    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
-  } catch {
-    return undefined;
-  }
+/**
+ * Splits the list of reverse proxies to believe about the client: addresses, ranges
+ * (`10.0.0.0/8`), `loopback`, `private`, or `none`.
+ *
+ * @throws {ConfigError} naming the entry that is none of those
+ */
+export function parseTrustedProxies(list: string): string[] {
+  const entries = list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
+  if (entries.length === 1 && entries[0] === "none") return [];
+  return entries.map((entry) => {
+    const normal = proxyEntry(entry);
+    if (normal === undefined) {
+      throw new ConfigError(
+        `Invalid value for --trusted-proxies: ${
+          JSON.stringify(entry)
+        } is not an IP address or range (such as 10.0.0.0/8), loopback, private or none`,
+      );
+    }
+    return normal;
+  });
 }
 
 /**

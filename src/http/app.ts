@@ -34,6 +34,7 @@ import { registerEventRoutes } from "./routes/events.ts";
 import { registerStreamRoutes } from "./routes/streams.ts";
 import { registerOpsRoutes } from "./routes/ops.ts";
 import { registerStaticRoutes, type StaticFiles } from "./static_files.ts";
+import { clientBehind, trustedProxies } from "./proxies.ts";
 
 /** Everything the routes use; built by the server and passed in. */
 export interface AppDeps {
@@ -57,11 +58,17 @@ export interface AppDeps {
 
 /**
  * Hono environment of the app: the connection info from `Deno.serve`, and the caller
- * (principal, or why there is none, and IP) set before any route runs.
+ * (principal, or why there is none, IP, and whether it came over HTTPS through a trusted
+ * proxy) set before any route runs.
  */
 export type AppEnv = {
   Bindings: { info?: Deno.ServeHandlerInfo };
-  Variables: { principal: Principal | null; authFailure: AuthFailure | undefined; ip: string };
+  Variables: {
+    principal: Principal | null;
+    authFailure: AuthFailure | undefined;
+    ip: string;
+    https: boolean;
+  };
 };
 
 /** The application type routes register on. */
@@ -117,10 +124,17 @@ function isStorageError(error: unknown): boolean {
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
+  const trusted = trustedProxies(deps.config.trustedProxies);
   app.use(async (c, next) => {
     const request = c.req.raw;
     const remote = c.env?.info?.remoteAddr;
-    c.set("ip", remote !== undefined && "hostname" in remote ? remote.hostname : "unknown");
+    const client = clientBehind(
+      remote !== undefined && "hostname" in remote ? remote.hostname : "unknown",
+      request.headers,
+      trusted,
+    );
+    c.set("ip", client.ip);
+    c.set("https", client.https);
     const origin = request.headers.get("origin");
     const host = request.headers.get("host");
     if (

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import type { App, AppDeps } from "../app.ts";
+import type { Context } from "hono";
+import type { App, AppDeps, AppEnv } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
 import { loginBody, parseOr, ticketBody } from "../schemas.ts";
@@ -20,6 +21,14 @@ import { log } from "../../log.ts";
 
 /** How long a cookie made from a token outlives the token, in milliseconds. */
 const COOKIE_GRACE_MS = 3_600_000;
+
+/**
+ * The cookie attribute that keeps the token off plain HTTP, for a page the browser loaded
+ * over HTTPS (through a trusted proxy: see `--trusted-proxies`).
+ */
+function secure(c: Context<AppEnv>): string {
+  return c.get("https") ? "; Secure" : "";
+}
 
 /** Failed logins are counted over this window, in milliseconds. */
 export const LOGIN_WINDOW_MS = 15 * 60_000;
@@ -92,7 +101,9 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     if (body.cookie === true) {
       c.header(
         "set-cookie",
-        `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${expiresIn}; HttpOnly; SameSite=Strict`,
+        `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${expiresIn}; HttpOnly; SameSite=Strict${
+          secure(c)
+        }`,
       );
     }
     return c.json({
@@ -144,7 +155,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       "set-cookie",
       `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${
         Math.floor(left / 1000)
-      }; HttpOnly; SameSite=Strict`,
+      }; HttpOnly; SameSite=Strict${secure(c)}`,
     );
     return c.json({
       signed_in: true,
@@ -167,7 +178,10 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       deps.sessions.revoke(tokenId);
       deps.peers.revoked(tokenId);
     }
-    c.header("set-cookie", `${TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict`);
+    c.header(
+      "set-cookie",
+      `${TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict${secure(c)}`,
+    );
     return c.json({ signed_out: true, revoked });
   });
 

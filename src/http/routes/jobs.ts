@@ -22,9 +22,14 @@ import { isTerminal } from "../../jobs/status.ts";
 import { decodeCursor } from "../../store/cursor.ts";
 import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
 
-/** Absolute URLs a client uses to follow a job, from the origin the request came to. */
-export function jobUrls(requestUrl: string, id: string): Record<string, string> {
-  const origin = new URL(requestUrl).origin;
+/**
+ * Absolute URLs a client uses to follow a job, from the origin the request came to (with
+ * `https` and `wss` when it reached a trusted proxy over HTTPS).
+ */
+export function jobUrls(requestUrl: string, id: string, https = false): Record<string, string> {
+  const url = new URL(requestUrl);
+  if (https) url.protocol = "https:";
+  const origin = url.origin;
   const ws = origin.replace(/^http/, "ws");
   const path = `/jobs/${encodeURIComponent(id)}`;
   return {
@@ -102,7 +107,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     deps.stats.jobsCreated++;
     const job = publicJob(created.job);
     hub.jobCreated(job);
-    return c.json({ job, urls: jobUrls(c.req.url, id) }, 201, {
+    return c.json({ job, urls: jobUrls(c.req.url, id, c.get("https")) }, 201, {
       location: `/jobs/${encodeURIComponent(id)}`,
     });
   });
