@@ -120,17 +120,25 @@ export function streamPrincipal(
  */
 export function principalKey(
   principal: Principal,
-  ip: string,
+  c: Context<AppEnv>,
   config: Pick<Config, "limitsExemptIps">,
 ): string | null {
   if (principal.sub !== null) return isAdmin(principal) ? null : principal.sub;
-  const address = addressKey(ip, config);
+  const address = addressKey(c, config);
   return address === null ? null : `ip:${address}`;
 }
 
-/** Key that per-address limits count a client under, or `null` for an exempt address. */
-export function addressKey(ip: string, config: Pick<Config, "limitsExemptIps">): string | null {
-  return exemptAddress(ip, config.limitsExemptIps) ? null : ip;
+/**
+ * Key that per-address limits count the client under, or `null` for an exempt address.
+ * An address a proxy reported is never exempt: a client inside a trusted range can write
+ * any address in `X-Forwarded-For` (see `proxies.ts`), loopback included.
+ */
+export function addressKey(
+  c: Context<AppEnv>,
+  config: Pick<Config, "limitsExemptIps">,
+): string | null {
+  const ip = c.get("ip");
+  return !c.get("forwarded") && exemptAddress(ip, config.limitsExemptIps) ? null : ip;
 }
 
 /**
@@ -140,10 +148,9 @@ export function addressKey(ip: string, config: Pick<Config, "limitsExemptIps">):
  * @throws {ApiError} 503 overloaded or 429 too_many_connections
  */
 export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Principal): () => void {
-  const ip = c.get("ip");
   const admitted = deps.visitors.openStream(
-    principalKey(principal, ip, deps.config),
-    addressKey(ip, deps.config),
+    principalKey(principal, c, deps.config),
+    addressKey(c, deps.config),
   );
   if (typeof admitted === "function") return admitted;
   if (admitted === "server") {

@@ -67,6 +67,8 @@ export type AppEnv = {
     principal: Principal | null;
     authFailure: AuthFailure | undefined;
     ip: string;
+    /** Whether `ip` is what a trusted proxy reported rather than the connection's peer. */
+    forwarded: boolean;
     https: boolean;
   };
 };
@@ -134,6 +136,7 @@ export function createApp(deps: AppDeps): App {
       trusted,
     );
     c.set("ip", client.ip);
+    c.set("forwarded", client.forwarded);
     c.set("https", client.https);
     const origin = request.headers.get("origin");
     const host = request.headers.get("host");

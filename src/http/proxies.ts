@@ -2,11 +2,12 @@
  * Who the client is when jobwire runs behind a reverse proxy (`--trusted-proxies`).
  *
  * A connection from a trusted proxy is believed about the client: the client's address is
- * the rightmost one in `X-Forwarded-For` that is not itself a trusted proxy (each proxy
- * appends the address it saw, so what a client wrote further left is never reached), and
- * the client used HTTPS when the first `X-Forwarded-Proto` says `https`. From any other
- * address both headers are ignored, so a client cannot choose the address its limits are
- * counted under.
+ * the rightmost one in `X-Forwarded-For` that is not itself a trusted proxy, and the client
+ * used HTTPS when the first `X-Forwarded-Proto` says `https`. Each proxy appends the
+ * address it saw, so what a client wrote further left is reached only when the client's
+ * own address is trusted too: the list must hold proxies and nothing else. From any other
+ * address both headers are ignored. IPv6 ranges hold IPv6 addresses only: an IPv4 client
+ * on a dual-stack socket (`::ffff:a.b.c.d`) is matched against the IPv4 ranges.
  *
  * @module
  */
@@ -33,20 +34,23 @@ const NAMED_RANGES: Record<string, readonly string[]> = {
 
 /**
  * One entry of `--trusted-proxies` in its normal form (a name, an address, or a range
- * `address/bits`), or `undefined` when it is none of those.
+ * `address/bits`; an IPv4-mapped one as IPv4), or `undefined` when it is none of those.
+ * A mapped range shorter than `/96` is refused: it would reach beyond IPv4.
  */
 export function proxyEntry(text: string): string | undefined {
   const entry = text.trim().toLowerCase();
   if (Object.hasOwn(NAMED_RANGES, entry)) return entry;
   const slash = entry.indexOf("/");
-  const address = ipLiteral(slash < 0 ? entry : entry.slice(0, slash));
+  const written = slash < 0 ? entry : entry.slice(0, slash);
+  const address = normalAddress(written);
   if (address === undefined) return undefined;
+  const mapped = written.includes(":") && !address.includes(":");
   if (slash < 0) return address;
-  const bits = entry.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(bits) || Number(bits) > (address.includes(":") ? 128 : 32)) {
-    return undefined;
-  }
-  return `${address}/${Number(bits)}`;
+  const bitsText = entry.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bitsText)) return undefined;
+  const bits = Number(bitsText) - (mapped ? 96 : 0);
+  if (bits < 0 || bits > (address.includes(":") ? 128 : 32)) return undefined;
+  return `${address}/${bits}`;
 }
 
 /** An address as a number, IPv4 (32 bits) or IPv6 (128); IPv4-mapped IPv6 counts as IPv4. */
@@ -97,11 +101,7 @@ function rangesOf(entry: string): Range[] {
   const [address = "", bitsText] = entry.split("/");
   const bits = bitsOf(address);
   const width = bits.v6 ? 128 : 32;
-  // A mapped IPv4 range written in IPv6 ("::ffff:10.0.0.0/104") counts in IPv4's bits.
-  const length = bitsText === undefined
-    ? width
-    : Number(bitsText) - (bits.v6 || !address.includes(":") ? 0 : 96);
-  const shift = BigInt(width - Math.max(0, Math.min(width, length)));
+  const shift = BigInt(width - (bitsText === undefined ? width : Number(bitsText)));
   return [{ v6: bits.v6, prefix: bits.value >> shift, shift }];
 }
 
@@ -123,6 +123,8 @@ export function trustedProxies(entries: readonly string[]): ProxyTest {
 /** Who made a request: the client's address, and whether it reached the first proxy over HTTPS. */
 export interface Client {
   ip: string;
+  /** Whether `ip` came from `X-Forwarded-For` rather than being the connection's peer. */
+  forwarded: boolean;
   https: boolean;
 }
 
@@ -141,8 +143,9 @@ function hopAddress(text: string): string | undefined {
  * that is not an address ends the walk at the proxy that forwarded it.
  */
 export function clientBehind(peer: string, headers: Headers, trusted: ProxyTest): Client {
-  if (!trusted(peer)) return { ip: peer, https: false };
+  if (!trusted(peer)) return { ip: peer, forwarded: false, https: false };
   let ip = normalAddress(peer) ?? peer;
+  let forwarded = false;
   const hops = (headers.get("x-forwarded-for") ?? "").split(",");
   for (let i = hops.length - 1; i >= 0; i--) {
     const text = hops[i]!;
@@ -150,8 +153,9 @@ export function clientBehind(peer: string, headers: Headers, trusted: ProxyTest)
     const hop = hopAddress(text);
     if (hop === undefined) break;
     ip = hop;
+    forwarded = true;
     if (!trusted(hop)) break;
   }
   const proto = headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
-  return { ip, https: proto === "https" };
+  return { ip, forwarded, https: proto === "https" };
 }

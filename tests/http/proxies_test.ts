@@ -80,6 +80,12 @@ Deno.test("trusted proxies: entries are normalized, and anything else is refused
     );
   }
   assert.equal(proxyEntry("private"), "private");
+  // An IPv4-mapped range is IPv4's; one shorter than /96 would reach beyond IPv4.
+  assert.equal(proxyEntry("::ffff:10.0.0.0/104"), "10.0.0.0/8");
+  assert.equal(proxyEntry("::FFFF:a00:1"), "10.0.0.1");
+  assert.equal(proxyEntry("::ffff:10.0.0.0/8"), undefined);
+  assert.equal(trustedProxies(parseTrustedProxies("::ffff:10.0.0.0/104"))("8.8.8.8"), false);
+  assert.equal(trustedProxies(parseTrustedProxies("::ffff:10.0.0.0/104"))("10.9.8.7"), true);
   assert.equal(proxyEntry("toString"), undefined);
 });
 
@@ -88,7 +94,7 @@ Deno.test("client behind a trusted proxy: the rightmost untrusted address of X-F
   // The proxy appended what it saw; what the client wrote to the left is never reached.
   assert.deepEqual(
     clientBehind("127.0.0.1", forwarded("6.6.6.6, 203.0.113.9"), trusted),
-    { ip: "203.0.113.9", https: false },
+    { ip: "203.0.113.9", forwarded: true, https: false },
   );
   // Two proxies in a row: both trusted, so the address before them is the client's.
   assert.equal(
@@ -109,12 +115,15 @@ Deno.test("client behind a trusted proxy: the rightmost untrusted address of X-F
   // Every hop trusted: the leftmost one is as far as the chain goes.
   assert.equal(clientBehind("127.0.0.1", forwarded("10.0.0.3, 10.0.0.4"), trusted).ip, "10.0.0.3");
   // No header: the proxy itself (a request it made, or one from the same host).
-  assert.equal(clientBehind("127.0.0.1", forwarded(), trusted).ip, "127.0.0.1");
+  assert.deepEqual(
+    clientBehind("127.0.0.1", forwarded(), trusted),
+    { ip: "127.0.0.1", forwarded: false, https: false },
+  );
   assert.equal(clientBehind("::ffff:127.0.0.1", forwarded(), trusted).ip, "127.0.0.1");
   // A hop that is not an address ends the walk at the proxy that forwarded it.
-  assert.equal(
-    clientBehind("127.0.0.1", forwarded("203.0.113.9, unknown"), trusted).ip,
-    "127.0.0.1",
+  assert.deepEqual(
+    clientBehind("127.0.0.1", forwarded("203.0.113.9, unknown"), trusted),
+    { ip: "127.0.0.1", forwarded: false, https: false },
   );
   assert.equal(
     clientBehind("127.0.0.1", forwarded("unknown, 10.0.0.5"), trusted).ip,
@@ -139,11 +148,11 @@ Deno.test("client from an untrusted address: the forwarding headers are ignored"
   const trusted = trustedProxies(parseTrustedProxies("10.0.0.0/8"));
   assert.deepEqual(
     clientBehind("203.0.113.9", forwarded("10.0.0.1", "https"), trusted),
-    { ip: "203.0.113.9", https: false },
+    { ip: "203.0.113.9", forwarded: false, https: false },
   );
   // The default: nothing trusted, not even loopback.
   assert.deepEqual(
     clientBehind("127.0.0.1", forwarded("203.0.113.9", "https"), trustedProxies([])),
-    { ip: "127.0.0.1", https: false },
+    { ip: "127.0.0.1", forwarded: false, https: false },
   );
 });

@@ -63,6 +63,36 @@ Deno.test("behind a trusted proxy, per-address limits count the forwarded client
   );
 });
 
+Deno.test("an address a trusted proxy reported is counted even when it is exempt as a peer", async () => {
+  // Default exemptions (loopback): the proxy's own requests are not counted per address,
+  // but a client inside a trusted range could write 127.0.0.1 in X-Forwarded-For.
+  await withServer(
+    { ...AUTH, "max-connections-per-ip": 1, "trusted-proxies": "loopback" },
+    async (server) => {
+      const token = await tokenFor("alice", "read write");
+      const id = await createJobAs(server.url, token);
+      const url = `${server.url}/jobs/${id}/events`;
+      const first = await openStream(url, "sse", { ...bearer(token), ...from("127.0.0.5") });
+      assert.equal(first.status, 200, first.text);
+      const own: Awaited<ReturnType<typeof openStream>>[] = [];
+      try {
+        await expectStreamRefused(url, 429, undefined, "sse", {
+          ...bearer(token),
+          ...from("127.0.0.5"),
+        });
+        // Requests of the proxy itself (no header) stay exempt.
+        for (let i = 0; i < 2; i++) {
+          own.push(await openStream(url, "sse", bearer(token)));
+          assert.equal(own.at(-1)!.status, 200, own.at(-1)!.text);
+        }
+      } finally {
+        await first.stream?.close();
+        for (const stream of own) await stream.stream?.close();
+      }
+    },
+  );
+});
+
 Deno.test("from an address not trusted, X-Forwarded-For and X-Forwarded-Proto are ignored", async () => {
   // The default trusts no proxy: every stream below comes from 127.0.0.1, whatever it says.
   await withServer({ ...AUTH, ...ONE_PER_ADDRESS }, async (server) => {
@@ -143,7 +173,13 @@ function freePort(): number {
   return port;
 }
 
-/** nginx in the foreground with the README's blocks, proxying to `upstream` (host:port). */
+/** The address nginx connects to jobwire from: a loopback address of its own, as a proxy on another host would have. */
+const NGINX_SOURCE = "127.0.0.2";
+
+/**
+ * nginx in the foreground with the README's blocks, proxying to `upstream` (host:port)
+ * from {@link NGINX_SOURCE}, so that the test's clients (127.0.0.1) are not proxies.
+ */
 async function startNginx(upstream: string): Promise<{ url: string; stop(): Promise<void> }> {
   const blocks = await readmeNginxBlocks();
   // The block's second comment opens the part that goes in a server block.
@@ -168,6 +204,7 @@ http {
   access_log off;
   client_body_temp_path ${join(dir, "body")};
   proxy_temp_path ${join(dir, "proxy")};
+  proxy_bind ${NGINX_SOURCE};
   ${map}
   server {
     listen 127.0.0.1:${port};
@@ -211,7 +248,7 @@ http {
 
 Deno.test({
   name:
-    "the README's nginx configuration: WebSocket, SSE, NDJSON and long-poll live through a real nginx, limits per client",
+    "the README's nginx configuration: WebSocket, SSE, NDJSON and long-poll live through a real nginx, each client counted as nginx saw it",
   ignore: !nginxInstalled(),
   async fn() {
     let server: TestServer | undefined;
@@ -219,15 +256,26 @@ Deno.test({
     try {
       server = await startTestServer({
         ...AUTH,
-        ...ONE_PER_ADDRESS,
-        "trusted-proxies": "loopback",
+        "max-connections-per-ip": 3,
+        "limits-exempt-ips": "none",
+        "trusted-proxies": NGINX_SOURCE,
         heartbeat: "1s",
       });
       nginx = await startNginx(new URL(server.url).host);
       const base = nginx.url;
       const token = await tokenFor("alice", "read write");
-      const id = await createJobAs(base, token);
-      const ws = await expectWsOpen(`${base}/ws/jobs/${id}?token=${token}`, from("203.0.113.1"));
+      // A browser on the proxy's origin (a port of its own): its Origin matches, and the
+      // job's URLs name that origin.
+      const created = await call(base, token, "POST", "/jobs", {}, { origin: base });
+      assert.equal(created.status, 201, created.text);
+      const id = created.json.job.id;
+      assert.equal(created.json.urls.ws, `${base.replace(/^http/, "ws")}/ws/jobs/${id}`);
+      // Three streams of one client (127.0.0.1 to nginx), whatever each wrote in
+      // X-Forwarded-For: nginx appends the address it saw, and that one is not a proxy.
+      const ws = await expectWsOpen(`${base}/ws/jobs/${id}?token=${token}`, {
+        origin: base,
+        ...from("203.0.113.1"),
+      });
       const sse = await StreamClient.open(`${base}/jobs/${id}/events`, "sse", {
         ...bearer(token),
         ...from("203.0.113.2"),
@@ -235,25 +283,22 @@ Deno.test({
       const ndjson = await StreamClient.open(
         `${base}/jobs/${id}/events?format=ndjson`,
         "ndjson",
-        { ...bearer(token), ...from("203.0.113.3") },
+        bearer(token),
       );
       try {
-        // Each client has its one stream; a second from the same client is refused.
         await expectStreamRefused(`${base}/jobs/${id}/events`, 429, undefined, "sse", {
           ...bearer(token),
-          ...from("203.0.113.2"),
+          ...from(`203.0.113.9, ${NGINX_SOURCE}`),
         });
         await expectWsRefused(`${base}/ws/jobs/${id}?token=${token}`, 1013, undefined, {
-          ...from("203.0.113.1"),
+          ...from("127.0.0.1"),
+        });
+        // The same client straight to jobwire is the same address.
+        await expectStreamRefused(`${server.url}/jobs/${id}/events`, 429, undefined, "sse", {
+          ...bearer(token),
+          ...from("203.0.113.5"),
         });
         // Events go through live, while every stream stays open: nothing waits in a buffer.
-        const poll = http(
-          base,
-          "GET",
-          `/jobs/${id}/events?since=0&wait=10`,
-          undefined,
-          { ...bearer(token), ...from("203.0.113.4") },
-        );
         const published = await publishAs(base, token, id, "through the proxy");
         assert.equal(published.status, 201, published.text);
         const isLog = (m: { type?: string; json?: { type?: string } }) =>
@@ -267,9 +312,6 @@ Deno.test({
           assert.equal(event.data.line, "through the proxy");
           assert.equal(event.sequence, 1);
         }
-        const polled = await poll;
-        assert.equal(polled.status, 200, polled.text);
-        assert.deepEqual(polled.json.events.map((e: { sequence: number }) => e.sequence), [1]);
         // Heartbeats keep flowing through an idle stream (1 s here).
         await waitFor(() => sse.messages.some((m) => m.event === "heartbeat"), 5000);
       } finally {
@@ -277,6 +319,16 @@ Deno.test({
         await sse.close();
         await ndjson.close();
       }
+      // A long-poll waits through nginx and answers with the next event.
+      let answered = false;
+      const poll = http(base, "GET", `/jobs/${id}/events?since=1&wait=10`, undefined, bearer(token))
+        .finally(() => answered = true);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(answered, false, "the long-poll answered before there was an event");
+      assert.equal((await publishAs(base, token, id, "after the wait")).status, 201);
+      const polled = await poll;
+      assert.equal(polled.status, 200, polled.text);
+      assert.deepEqual(polled.json.events.map((e: { sequence: number }) => e.sequence), [2]);
     } finally {
       await nginx?.stop();
       await server?.close();

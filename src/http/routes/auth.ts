@@ -55,7 +55,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     const userKey = `user:${body.username}`;
     // An exempt address (a reverse proxy on the same host) is not counted: its failures would
     // lock every client behind it out.
-    const address = addressKey(c.get("ip"), config);
+    const address = addressKey(c, config);
     const counted: [string, number][] = [[userKey, LOGIN_FAILURES_PER_USER]];
     if (address !== null) counted.push([`ip:${address}`, LOGIN_FAILURES_PER_IP]);
     for (const [key, limit] of counted) {

@@ -94,7 +94,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
         `metadata has ${size} bytes as JSON; the limit is ${config.maxEventBytes}`,
       );
     }
-    const wait = deps.visitors.allowPublish(principalKey(principal, c.get("ip"), config), 1);
+    const wait = deps.visitors.allowPublish(principalKey(principal, c, config), 1);
     if (wait > 0) {
       throw new ApiError("rate_limited", "Publishing too fast: slow down", undefined, {
         "retry-after": String(wait),

@@ -92,7 +92,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
     // A retry of a stored request stores nothing: it is answered whatever the rate, and what
     // it was charged is given back once it turns out a replay.
-    const rateKey = principalKey(principal, c.get("ip"), config);
+    const rateKey = principalKey(principal, c, config);
     const wait = deps.visitors.allowPublish(rateKey, events.length);
     const charged = wait === 0;
     if (!charged && (key === undefined || !deps.store.knowsIdempotencyKey(id, key))) {
