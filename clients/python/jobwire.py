@@ -1,0 +1,649 @@
+"""jobwire client for Python 3.8+, standard library only.
+
+Report a job's progress from the code that does the work, and follow jobs from any
+other: one file to copy into a project (or put on ``PYTHONPATH``), no dependencies.
+
+    import os
+    from jobwire import Client
+
+    client = Client("http://localhost:8080", token=os.environ["JOBWIRE_TOKEN"])
+    with client.create_job(kind="train", metadata={"model": "v3"}) as job:
+        job.started()
+        job.log("loading 10,000 rows")
+        job.progress(45, stage="training", message="Epoch 15/20")
+        job.complete({"accuracy": 0.968})
+
+    for event in client.watch(job.job_id, since=0):
+        print(event["sequence"], event["type"], event["data"])
+
+Every request is retried on network errors, timeouts, 429 and 5xx, with backoff (and the
+server's ``Retry-After``); a publish keeps one ``Idempotency-Key`` across its tries, so a
+retry whose first reply was lost writes nothing twice. Other refusals raise
+:class:`JobwireError` with the server's ``code``, ``status``, ``message`` and ``details``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import random
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import uuid
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+__all__ = ["Client", "JobReporter", "JobwireError", "TERMINAL_STATUSES"]
+
+#: Statuses after which a job takes no more events.
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+#: Log levels the server accepts.
+LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+_log = logging.getLogger("jobwire")
+
+Token = Union[str, Callable[[], Optional[str]], None]
+
+
+class JobwireError(Exception):
+    """A refusal from the server, or a request that could not be made.
+
+    ``code`` is the server's stable error code (``job_not_found``, ``job_finished``,
+    ``validation_error``, ...), or ``network`` / ``timeout`` / ``bad_response`` when no
+    usable answer came; ``status`` is the HTTP status (0 without an answer).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 0,
+        details: Any = None,
+        retry_after: Optional[float] = None,
+    ) -> None:
+        super().__init__(f"{message} ({code}{f', HTTP {status}' if status else ''})")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.details = details
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again may work: no answer, 429 or a server error."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_from(status: int, body: bytes, retry_after: Optional[str]) -> JobwireError:
+    try:
+        error = json.loads(body.decode("utf-8"))["error"]
+        return JobwireError(
+            str(error["code"]),
+            str(error.get("message", "")),
+            status,
+            error.get("details"),
+            _retry_after(retry_after),
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        text = body[:200].decode("utf-8", "replace").strip()
+        return JobwireError(
+            "bad_response", f"HTTP {status}: {text}", status, None, _retry_after(retry_after)
+        )
+
+
+class Client:
+    """A jobwire server: its URL and the credentials to use.
+
+    :param base_url: the server, such as ``http://localhost:8080`` or
+        ``https://jobs.example.com``
+    :param token: a bearer token, or a function returning the current one
+    :param timeout: seconds to wait for one try's answer before it is retried
+    :param retries: retries of each request after the first try
+    :param initial_delay: ceiling of the first retry delay, in seconds
+    :param max_delay: ceiling of every retry delay, in seconds
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: Token = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 8,
+        initial_delay: float = 0.2,
+        max_delay: float = 10.0,
+    ) -> None:
+        url = urllib.parse.urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self._https = url.scheme == "https"
+        self._host = url.hostname
+        self._port = url.port or (443 if self._https else 80)
+        self._prefix = url.path.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+
+    # -- requests -----------------------------------------------------------------
+
+    def _connection(self, timeout: Optional[float]) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=ssl.create_default_context()
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def _headers(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        headers = {"Accept": "application/json"}
+        token = self._token() if callable(self._token) else self._token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _path(self, path: str, query: Optional[Dict[str, Any]] = None) -> str:
+        full = self._prefix + path
+        if query:
+            items = {k: v for k, v in query.items() if v is not None}
+            if items:
+                full += "?" + urllib.parse.urlencode(items)
+        return full
+
+    def _delay(self, attempt: int, error: JobwireError) -> float:
+        """Full jitter, at least what the server asked for with Retry-After."""
+        ceiling = min(self.max_delay, self.initial_delay * (2 ** (attempt - 1)))
+        delay = random.uniform(0, ceiling)
+        if error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self.max_delay))
+        return delay
+
+    def _try(
+        self,
+        method: str,
+        path: str,
+        body: Optional[bytes],
+        headers: Dict[str, str],
+        timeout: Optional[float],
+    ) -> Tuple[int, http.client.HTTPMessage, bytes]:
+        conn = self._connection(timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.headers, response.read()
+        except socket.timeout as error:
+            raise JobwireError("timeout", f"No answer from the server within {timeout} s") from error
+        except (OSError, http.client.HTTPException) as error:
+            raise JobwireError("network", f"Request failed: {error}") from error
+        finally:
+            conn.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Optional[Dict[str, Any]] = None,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+        retry: bool = True,
+        on_retry: Optional[Callable[[JobwireError], None]] = None,
+    ) -> Tuple[Any, http.client.HTTPMessage]:
+        """Sends one request (retried unless ``retry`` is false); returns the JSON and headers.
+
+        :raises JobwireError: the server's refusal, or the last failure once retries run out
+        """
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        extra = {"Content-Type": "application/json"} if data is not None else {}
+        if idempotency_key is not None:
+            extra["Idempotency-Key"] = idempotency_key
+        full = self._path(path, query)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                status, headers, raw = self._try(
+                    method, full, data, self._headers(extra), timeout or self.timeout
+                )
+                if 200 <= status < 300:
+                    try:
+                        return (json.loads(raw.decode("utf-8")) if raw else None), headers
+                    except (ValueError, UnicodeDecodeError) as error:
+                        raise JobwireError(
+                            "bad_response", f"The answer is not JSON: {raw[:200]!r}", status
+                        ) from error
+                raise _error_from(status, raw, headers.get("Retry-After"))
+            except JobwireError as error:
+                if not retry or not error.retryable or attempt > self.retries:
+                    raise
+                if on_retry is not None:
+                    on_retry(error)
+                time.sleep(self._delay(attempt, error))
+
+    # -- jobs ---------------------------------------------------------------------
+
+    def create_job(
+        self,
+        id: Optional[str] = None,
+        *,
+        kind: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        log_flush: float = 0.25,
+        log_batch: int = 100,
+    ) -> "JobReporter":
+        """Creates a job and returns its reporter.
+
+        The id is a random UUID made here when none is given, so a retry whose first reply
+        was lost finds the job it made and counts it as created.
+
+        :raises JobwireError: ``job_exists`` when the id was taken before this call
+        """
+        job_id = id or str(uuid.uuid4())
+        body: Dict[str, Any] = {"id": job_id}
+        if kind is not None:
+            body["kind"] = kind
+        if metadata is not None:
+            body["metadata"] = metadata
+        retried = []
+        snapshot = None
+        try:
+            reply, _ = self.request("POST", "/jobs", body, on_retry=retried.append)
+            snapshot = reply["job"]
+        except JobwireError as error:
+            if not (retried and error.code == "job_exists"):
+                raise
+        reporter = JobReporter(self, job_id, log_flush=log_flush, log_batch=log_batch)
+        reporter.job = snapshot
+        return reporter
+
+    def reporter(self, job_id: str, *, log_flush: float = 0.25, log_batch: int = 100) -> "JobReporter":
+        """A reporter for an existing job."""
+        return JobReporter(self, job_id, log_flush=log_flush, log_batch=log_batch)
+
+    def get_job(self, job_id: str) -> Dict[str, Any]:
+        """The job's snapshot (``status``, ``progress``, ``result``, ``error``, ...)."""
+        return self.request("GET", _job_path(job_id))[0]
+
+    def delete_job(self, job_id: str) -> None:
+        """Removes the job and its events; open streams on it close."""
+        self.request("DELETE", _job_path(job_id))
+
+    def events(self, job_id: str, since: int = 0, limit: int = 1000) -> Dict[str, Any]:
+        """One page of the job's events after ``since``: ``events``, ``next_since``,
+        ``has_more``, ``truncated`` and ``first_available``."""
+        return self.request(
+            "GET", _job_path(job_id) + "/events", query={"since": since, "limit": limit}
+        )[0]
+
+    def wait(self, job_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Blocks until the job is completed, failed or cancelled; returns its snapshot.
+
+        :param timeout: seconds to wait at most (``None``: as long as it takes)
+        :raises JobwireError: ``timeout`` when it passes first, ``job_gone`` when the job
+            is deleted meanwhile
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 60.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise JobwireError("timeout", f"Job {job_id} did not end within {timeout} s")
+            wait = max(1, min(60, int(left)))
+            snapshot, headers = self.request(
+                "GET",
+                _job_path(job_id),
+                query={"wait": "terminal", "timeout": wait},
+                timeout=wait + self.timeout,
+            )
+            if headers.get("X-Wait-Result") != "timeout" and snapshot["status"] in TERMINAL_STATUSES:
+                return snapshot
+
+    def watch(
+        self,
+        job_id: str,
+        since: Optional[int] = None,
+        *,
+        until_finished: bool = True,
+        include_session: bool = False,
+        idle_timeout: float = 90.0,
+        max_attempts: Optional[int] = 20,
+    ) -> Iterator[Dict[str, Any]]:
+        """Follows a job over Server-Sent Events; yields each event's envelope
+        (``type``, ``job_id``, ``sequence``, ``timestamp``, ``data``) exactly once, in order.
+
+        Reconnects after a dropped or dead connection (no heartbeat for ``idle_timeout``
+        seconds) and resumes after the last event it yielded; an event the server skipped
+        (superseded progress, for a slow reader) is fetched and yielded first.
+
+        :param since: the last sequence already seen (0: from the start); ``None`` starts
+            with the server's replay window (the last 100 events by default)
+        :param until_finished: stop once the job is completed, failed or cancelled and
+            every event up to that was yielded
+        :param include_session: also yield ``connection`` and ``heartbeat`` messages
+            (``sequence`` is ``None``); a ``connection`` message's ``data.replay`` says when
+            events were already purged (``truncated``)
+        :param max_attempts: failed connections in a row before giving up (``None``: never)
+        :raises JobwireError: the job is unknown, deleted or not visible to this token, or
+            connecting failed ``max_attempts`` times in a row
+        """
+        last = since
+        failures = 0
+        path = _job_path(job_id) + "/events"
+        while True:
+            conn = self._connection(idle_timeout)
+            try:
+                query: Dict[str, Any] = {"since": last}
+                if until_finished:
+                    query["close_on_finish"] = "1"
+                conn.request(
+                    "GET",
+                    self._path(path, query),
+                    headers=self._headers({"Accept": "text/event-stream"}),
+                )
+                response = conn.getresponse()
+                if response.status != 200:
+                    raise _error_from(
+                        response.status, response.read(), response.headers.get("Retry-After")
+                    )
+                finish_at: Optional[int] = None
+                for envelope in _sse_envelopes(response):
+                    sequence = envelope.get("sequence")
+                    kind = envelope.get("type")
+                    data = envelope.get("data") or {}
+                    if sequence is None:
+                        if kind == "connection":
+                            failures = 0
+                            job = data.get("job") or {}
+                            replay = data.get("replay") or {}
+                            if replay.get("truncated") and last is not None:
+                                last = max(last, int(replay.get("first_available", 1)) - 1)
+                            if job.get("status") in TERMINAL_STATUSES:
+                                finish_at = int(job.get("last_sequence", 0))
+                        elif kind == "error":
+                            raise JobwireError(
+                                str(data.get("code", "stream_error")),
+                                str(data.get("error", data.get("message", "stream error"))),
+                            )
+                        if include_session:
+                            yield envelope
+                        if kind == "heartbeat" and last is not None:
+                            ahead = data.get("last_sequence")
+                            if isinstance(ahead, int) and ahead > last:
+                                for missed in self._missed(job_id, last, ahead):
+                                    yield missed
+                                    last = missed["sequence"]
+                        continue
+                    if last is not None and sequence <= last:
+                        continue
+                    if last is not None and sequence > last + 1:
+                        for missed in self._missed(job_id, last, sequence - 1):
+                            yield missed
+                            last = missed["sequence"]
+                    yield envelope
+                    last = sequence
+                    if kind == "status" and data.get("status") in TERMINAL_STATUSES:
+                        finish_at = sequence
+                    if until_finished and finish_at is not None and last >= finish_at:
+                        return
+                if until_finished and finish_at is not None and (last or 0) >= finish_at:
+                    return
+                # The stream ended without the job ending: reconnect from where it stopped.
+                failure = JobwireError("network", "The stream ended")
+            except JobwireError as error:
+                if not error.retryable:
+                    raise
+                failure = error
+            except socket.timeout:
+                failure = JobwireError("timeout", f"No message for {idle_timeout} s")
+            except (OSError, http.client.HTTPException, ValueError) as error:
+                failure = JobwireError("network", f"Stream failed: {error}")
+            finally:
+                conn.close()
+            failures += 1
+            if max_attempts is not None and failures > max_attempts:
+                raise failure
+            time.sleep(self._delay(failures, failure))
+
+    def _missed(self, job_id: str, after: int, upto: int) -> Iterator[Dict[str, Any]]:
+        """The events after ``after`` up to ``upto``, from the job's pages."""
+        since = after
+        while since < upto:
+            page = self.events(job_id, since=since, limit=min(1000, upto - since))
+            events = [e for e in page["events"] if since < e["sequence"] <= upto]
+            if not events:
+                return
+            for event in events:
+                yield event
+            since = events[-1]["sequence"]
+
+
+class JobReporter:
+    """Reports one job's lifecycle, progress, logs and result.
+
+    Reports are sent one at a time in call order. Log lines are buffered and sent together
+    (one request per ``log_flush`` seconds or ``log_batch`` lines), always before any later
+    report, so the job's stream keeps the order of the calls. Safe to use from several
+    threads.
+
+    As a context manager it flushes on exit, and an exception leaving the block fails the
+    job (``error_type`` is the exception's class in snake case) before it propagates.
+    """
+
+    def __init__(self, client: Client, job_id: str, *, log_flush: float = 0.25, log_batch: int = 100) -> None:
+        self.client = client
+        self.job_id = job_id
+        #: The snapshot the server returned when :meth:`Client.create_job` made the job.
+        self.job: Optional[Dict[str, Any]] = None
+        #: The status the last report left the job in, as the server said.
+        self.status: Optional[str] = None
+        self.log_flush = log_flush
+        self.log_batch = max(1, log_batch)
+        self._lines: List[Dict[str, str]] = []
+        self._lock = threading.RLock()
+        self._timer: Optional[threading.Timer] = None
+        self._background_error: Optional[JobwireError] = None
+        self._closed = False
+
+    # -- reports ------------------------------------------------------------------
+
+    def queued(self, message: Optional[str] = None) -> Dict[str, Any]:
+        """Moves the job to ``queued``."""
+        return self._publish("/queue", _only(message=message))
+
+    def started(self, message: Optional[str] = None) -> Dict[str, Any]:
+        """Moves the job to ``running``."""
+        return self._publish("/start", _only(message=message))
+
+    def progress(
+        self,
+        progress: Optional[float] = None,
+        *,
+        stage: Optional[str] = None,
+        message: Optional[str] = None,
+        current: Optional[float] = None,
+        total: Optional[float] = None,
+        eta_seconds: Optional[float] = None,
+    ) -> Dict[str, Any]:
+        """Reports progress, 0-100 (or ``current`` of ``total``); the server adds
+        ``percentage`` and estimates an ETA when none is given."""
+        return self._publish(
+            "/progress",
+            _only(
+                progress=progress,
+                stage=stage,
+                message=message,
+                current=current,
+                total=total,
+                eta_seconds=eta_seconds,
+            ),
+        )
+
+    def log(self, line: str, level: str = "info", source: Optional[str] = None) -> None:
+        """Buffers a log line; it is sent within ``log_flush`` seconds, before any later report."""
+        if level not in LOG_LEVELS:
+            raise ValueError(f"level must be one of {sorted(LOG_LEVELS)}, got {level!r}")
+        with self._lock:
+            self._assert_open()
+            entry = {"line": str(line), "level": level}
+            if source is not None:
+                entry["source"] = source
+            self._lines.append(entry)
+            if len(self._lines) >= self.log_batch:
+                self._send_lines()
+            elif self._timer is None:
+                self._timer = threading.Timer(self.log_flush, self._flush_in_background)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def event(self, type: str, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Publishes a custom event (``type`` such as ``training_progress``)."""
+        return self._publish("/events", {"type": type, "data": data or {}})
+
+    def complete(self, result: Any = None, message: Optional[str] = None) -> Dict[str, Any]:
+        """Records the result and moves the job to ``completed``, in one commit."""
+        body = _only(message=message)
+        if result is not None:
+            body["result"] = result
+        return self._publish("/complete", body)
+
+    def fail(
+        self,
+        error: Union[str, BaseException],
+        error_type: Optional[str] = None,
+        details: Any = None,
+    ) -> Dict[str, Any]:
+        """Records the error and moves the job to ``failed``, in one commit."""
+        body: Dict[str, Any] = {"error": str(error) or type(error).__name__}
+        if error_type is not None:
+            body["error_type"] = error_type
+        if details is not None:
+            body["details"] = details
+        return self._publish("/fail", body)
+
+    def cancel(self, reason: Optional[str] = None) -> Dict[str, Any]:
+        """Moves the job to ``cancelled``."""
+        return self._publish("/cancel", _only(reason=reason))
+
+    def flush(self) -> None:
+        """Sends buffered log lines and waits for them.
+
+        :raises JobwireError: a failure of a background log flush since the last call
+        """
+        with self._lock:
+            self._send_lines()
+            error, self._background_error = self._background_error, None
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """Flushes, then refuses further reports."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+
+    def __enter__(self) -> "JobReporter":
+        return self
+
+    def __exit__(self, kind: Any, error: Optional[BaseException], _trace: Any) -> bool:
+        if error is None:
+            self.close()
+            return False
+        try:
+            if self.status not in TERMINAL_STATUSES and not self._closed:
+                self.fail(error, _snake(kind.__name__))
+            self.close()
+        except JobwireError as report:
+            # The exception leaving the block is what the caller must see.
+            _log.warning("could not report job %s as failed: %s", self.job_id, report)
+        return False
+
+    # -- sending ------------------------------------------------------------------
+
+    def _assert_open(self) -> None:
+        if self._closed:
+            raise JobwireError("closed", f"The reporter of job {self.job_id} is closed")
+
+    def _publish(self, path: str, body: Dict[str, Any]) -> Dict[str, Any]:
+        with self._lock:
+            self._assert_open()
+            self._send_lines()
+            return self._send(path, body)
+
+    def _send(self, path: str, body: Dict[str, Any]) -> Dict[str, Any]:
+        reply, _ = self.client.request(
+            "POST",
+            _job_path(self.job_id) + path,
+            body,
+            idempotency_key=uuid.uuid4().hex,
+        )
+        self.status = reply.get("status", self.status)
+        return reply
+
+    def _send_lines(self) -> None:
+        """Sends the buffered lines; a failure is kept for the next :meth:`flush`."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        try:
+            self._send("/log", {"lines": lines})
+        except JobwireError as error:
+            self._background_error = self._background_error or error
+
+    def _flush_in_background(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._send_lines()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _job_path(job_id: str) -> str:
+    return "/jobs/" + urllib.parse.quote(job_id, safe="")
+
+
+def _only(**fields: Any) -> Dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _snake(name: str) -> str:
+    """``ValueError`` → ``value_error``: the letters-and-underscores form error types take."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return re.sub(r"[^a-z_]", "", words.lower()).strip("_") or "general"
+
+
+def _sse_envelopes(response: http.client.HTTPResponse) -> Iterator[Dict[str, Any]]:
+    """The JSON of each SSE message's ``data`` (comments, ``retry`` and ``id`` ignored)."""
+    data: List[str] = []
+    while True:
+        raw = response.readline()
+        if not raw:
+            return
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if line == "":
+            if data:
+                yield json.loads("\n".join(data))
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[6:] if line[5:6] == " " else line[5:])
