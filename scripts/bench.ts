@@ -20,7 +20,7 @@
 import { SignJWT } from "jose";
 import { join } from "node:path";
 import type { Scenario, Target } from "./bench_client.ts";
-import { NCHAN_MODULE, nchanInstalled, NGINX } from "./_nchan.ts";
+import { freePort, NCHAN_MODULE, nchanInstalled, runNginx } from "./_nchan.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SECRET = "bench-secret-bench-secret-0123456789";
@@ -192,14 +192,6 @@ async function readUntil(
   throw new Error(`server did not start: ${text.slice(-2000)}`);
 }
 
-/** A free TCP port on loopback (nginx takes no port 0 it would report back). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
-
 /**
  * nginx in the foreground (its master process is the tree's root, one worker process per
  * jobwire isolate) with nchan's publisher and subscribers on the reference's routes. Its
@@ -230,38 +222,8 @@ http {
 }
 `,
   );
-  const child = new Deno.Command(NGINX, {
-    args: ["-p", dir, "-c", join(dir, "nginx.conf")],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    await child.output().catch(() => {});
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const deadline = Date.now() + 10_000;
-  while (true) {
-    try {
-      const reply = await fetch(`${url}/healthz`);
-      await reply.body?.cancel();
-      if (reply.ok) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      const log = await Deno.readTextFile(join(dir, "error.log")).catch(() => "");
-      await stop();
-      throw new Error(`nginx with nchan did not start: ${log.slice(-2000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { target: { kind: "nchan", url, pid: child.pid }, stop };
+  const nginx = await runNginx(dir, `http://127.0.0.1:${port}`);
+  return { target: { kind: "nchan", url: nginx.url, pid: nginx.pid }, stop: nginx.stop };
 }
 
 async function startServer(kind: Target["kind"]): Promise<Server> {

@@ -18,7 +18,7 @@ import {
   openStream,
   publishAs,
 } from "../auth/_support.ts";
-import { NGINX } from "../../scripts/_nchan.ts";
+import { freePort, nginxInstalled, runNginx, type RunningNginx } from "../../scripts/_nchan.ts";
 
 /** Streams per client address: one, with loopback counted like any address. */
 const ONE_PER_ADDRESS = { "max-connections-per-ip": 1, "limits-exempt-ips": "none" };
@@ -156,23 +156,6 @@ async function readmeNginxBlocks(): Promise<string> {
   return block[1]!;
 }
 
-function nginxInstalled(): boolean {
-  try {
-    return new Deno.Command(NGINX, { args: ["-v"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-/** A free TCP port on loopback (nginx reports no port it picked). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
-
 /** The address nginx connects to jobwire from: a loopback address of its own, as a proxy on another host would have. */
 const NGINX_SOURCE = "127.0.0.2";
 
@@ -180,7 +163,7 @@ const NGINX_SOURCE = "127.0.0.2";
  * nginx in the foreground with the README's blocks, proxying to `upstream` (host:port)
  * from {@link NGINX_SOURCE}, so that the test's clients (127.0.0.1) are not proxies.
  */
-async function startNginx(upstream: string): Promise<{ url: string; stop(): Promise<void> }> {
+async function startNginx(upstream: string): Promise<RunningNginx> {
   const blocks = await readmeNginxBlocks();
   // The block's second comment opens the part that goes in a server block.
   const [map, rest] = blocks.split("# In the server block");
@@ -213,37 +196,7 @@ http {
 }
 `,
   );
-  const child = new Deno.Command(NGINX, {
-    args: ["-p", dir, "-c", join(dir, "nginx.conf")],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    await child.output().catch(() => {});
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const deadline = Date.now() + 10_000;
-  while (true) {
-    try {
-      const reply = await fetch(`${url}/healthz`);
-      await reply.body?.cancel();
-      if (reply.ok) return { url, stop };
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      const log = await Deno.readTextFile(join(dir, "error.log")).catch(() => "");
-      await stop();
-      throw new Error(`nginx did not start: ${log.slice(-2000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return await runNginx(dir, `http://127.0.0.1:${port}`);
 }
 
 Deno.test({
@@ -252,7 +205,7 @@ Deno.test({
   ignore: !nginxInstalled(),
   async fn() {
     let server: TestServer | undefined;
-    let nginx: { url: string; stop(): Promise<void> } | undefined;
+    let nginx: RunningNginx | undefined;
     try {
       server = await startTestServer({
         ...AUTH,
