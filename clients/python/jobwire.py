@@ -45,6 +45,12 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 #: Log levels the server accepts.
 LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
+#: Most bytes of log lines sent in one request (the server takes 1 MiB bodies by default).
+LOG_BATCH_BYTES = 256 * 1024
+
+#: Longest error message a failure report sends (an event's data is at most 64 KiB).
+ERROR_CHARS = 8192
+
 _log = logging.getLogger("jobwire")
 
 Token = Union[str, Callable[[], Optional[str]], None]
@@ -165,11 +171,11 @@ class Client:
         return full
 
     def _delay(self, attempt: int, error: JobwireError) -> float:
-        """Full jitter, at least what the server asked for with Retry-After."""
+        """Full jitter, and at least what the server asked for with Retry-After."""
         ceiling = min(self.max_delay, self.initial_delay * (2 ** (attempt - 1)))
         delay = random.uniform(0, ceiling)
         if error.retry_after is not None:
-            delay = max(delay, min(error.retry_after, self.max_delay))
+            delay = max(delay, error.retry_after)
         return delay
 
     def _try(
@@ -203,10 +209,13 @@ class Client:
         timeout: Optional[float] = None,
         retry: bool = True,
         on_retry: Optional[Callable[[JobwireError], None]] = None,
+        deadline: Optional[float] = None,
     ) -> Tuple[Any, http.client.HTTPMessage]:
         """Sends one request (retried unless ``retry`` is false); returns the JSON and headers.
 
-        :raises JobwireError: the server's refusal, or the last failure once retries run out
+        :param deadline: a ``time.monotonic()`` past which no try starts and no try waits
+        :raises JobwireError: the server's refusal, the last failure once retries run out,
+            or ``timeout`` when the deadline passes first
         """
         data = None if body is None else json.dumps(body).encode("utf-8")
         extra = {"Content-Type": "application/json"} if data is not None else {}
@@ -216,10 +225,14 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
+            wait = timeout or self.timeout
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise JobwireError("timeout", f"{method} {path}: out of time")
+                wait = min(wait, left)
             try:
-                status, headers, raw = self._try(
-                    method, full, data, self._headers(extra), timeout or self.timeout
-                )
+                status, headers, raw = self._try(method, full, data, self._headers(extra), wait)
                 if 200 <= status < 300:
                     try:
                         return (json.loads(raw.decode("utf-8")) if raw else None), headers
@@ -233,7 +246,10 @@ class Client:
                     raise
                 if on_retry is not None:
                     on_retry(error)
-                time.sleep(self._delay(attempt, error))
+                pause = self._delay(attempt, error)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise JobwireError("timeout", f"{method} {path}: out of time") from error
+                time.sleep(pause)
 
     # -- jobs ---------------------------------------------------------------------
 
@@ -259,13 +275,19 @@ class Client:
             body["kind"] = kind
         if metadata is not None:
             body["metadata"] = metadata
-        retried = []
-        snapshot = None
+        unanswered: List[JobwireError] = []
         try:
-            reply, _ = self.request("POST", "/jobs", body, on_retry=retried.append)
+            reply, _ = self.request(
+                "POST", "/jobs", body, on_retry=lambda e: e.status == 0 and unanswered.append(e)
+            )
             snapshot = reply["job"]
         except JobwireError as error:
-            if not (retried and error.code == "job_exists"):
+            # A try that got no answer may have made the job: the retry then finds it. It is
+            # this call's only if it holds what this call sent.
+            if not (unanswered and error.code == "job_exists"):
+                raise
+            snapshot = self.get_job(job_id)
+            if snapshot.get("kind") != kind or (metadata is not None and snapshot.get("metadata") != metadata):
                 raise
         reporter = JobReporter(self, job_id, log_flush=log_flush, log_batch=log_batch)
         reporter.job = snapshot
@@ -281,7 +303,15 @@ class Client:
 
     def delete_job(self, job_id: str) -> None:
         """Removes the job and its events; open streams on it close."""
-        self.request("DELETE", _job_path(job_id))
+        unanswered: List[JobwireError] = []
+        try:
+            self.request(
+                "DELETE", _job_path(job_id), on_retry=lambda e: e.status == 0 and unanswered.append(e)
+            )
+        except JobwireError as error:
+            # A try that got no answer may have deleted it: gone is what was asked for.
+            if not (unanswered and error.code in ("job_gone", "job_not_found")):
+                raise
 
     def events(self, job_id: str, since: int = 0, limit: int = 1000) -> Dict[str, Any]:
         """One page of the job's events after ``since``: ``events``, ``next_since``,
@@ -303,12 +333,20 @@ class Client:
             if left <= 0:
                 raise JobwireError("timeout", f"Job {job_id} did not end within {timeout} s")
             wait = max(1, min(60, int(left)))
-            snapshot, headers = self.request(
-                "GET",
-                _job_path(job_id),
-                query={"wait": "terminal", "timeout": wait},
-                timeout=wait + self.timeout,
-            )
+            try:
+                snapshot, headers = self.request(
+                    "GET",
+                    _job_path(job_id),
+                    query={"wait": "terminal", "timeout": wait},
+                    timeout=wait + self.timeout,
+                    deadline=deadline,
+                )
+            except JobwireError as error:
+                if error.code == "timeout" and deadline is not None and time.monotonic() >= deadline - 0.05:
+                    raise JobwireError(
+                        "timeout", f"Job {job_id} did not end within {timeout} s"
+                    ) from error
+                raise
             if headers.get("X-Wait-Result") != "timeout" and snapshot["status"] in TERMINAL_STATUSES:
                 return snapshot
 
@@ -366,13 +404,23 @@ class Client:
                     data = envelope.get("data") or {}
                     if sequence is None:
                         if kind == "connection":
-                            failures = 0
                             job = data.get("job") or {}
                             replay = data.get("replay") or {}
-                            if replay.get("truncated") and last is not None:
-                                last = max(last, int(replay.get("first_available", 1)) - 1)
+                            if last is None:
+                                # The replay window: it starts after what came before it.
+                                count = replay.get("count") or 0
+                                last = (
+                                    int(replay["from"]) - 1
+                                    if count > 0 and isinstance(replay.get("from"), int)
+                                    else int(job.get("last_sequence") or 0)
+                                )
+                            elif replay.get("truncated"):
+                                last = max(last, int(replay.get("first_available") or 1) - 1)
                             if job.get("status") in TERMINAL_STATUSES:
-                                finish_at = int(job.get("last_sequence", 0))
+                                finish_at = int(job.get("last_sequence") or 0)
+                        elif kind == "heartbeat":
+                            # A connection that lived to its heartbeat is a working one.
+                            failures = 0
                         elif kind == "error":
                             raise JobwireError(
                                 str(data.get("code", "stream_error")),
@@ -395,11 +443,12 @@ class Client:
                             last = missed["sequence"]
                     yield envelope
                     last = sequence
+                    failures = 0
                     if kind == "status" and data.get("status") in TERMINAL_STATUSES:
                         finish_at = sequence
                     if until_finished and finish_at is not None and last >= finish_at:
                         return
-                if until_finished and finish_at is not None and (last or 0) >= finish_at:
+                if until_finished and finish_at is not None and last is not None and last >= finish_at:
                     return
                 # The stream ended without the job ending: reconnect from where it stopped.
                 failure = JobwireError("network", "The stream ended")
@@ -435,9 +484,11 @@ class JobReporter:
     """Reports one job's lifecycle, progress, logs and result.
 
     Reports are sent one at a time in call order. Log lines are buffered and sent together
-    (one request per ``log_flush`` seconds or ``log_batch`` lines), always before any later
-    report, so the job's stream keeps the order of the calls. Safe to use from several
-    threads.
+    (one request per ``log_flush`` seconds, ``log_batch`` lines or 256 KiB), always before any
+    later report, so the job's stream keeps the order of the calls. Lines the server refused
+    (a line over its event size limit) make the next report or :meth:`flush` raise, and that
+    report is not sent; the other lines of their batch are sent one by one. Safe to use from
+    several threads.
 
     As a context manager it flushes on exit, and an exception leaving the block fails the
     job (``error_type`` is the exception's class in snake case) before it propagates.
@@ -453,6 +504,7 @@ class JobReporter:
         self.log_flush = log_flush
         self.log_batch = max(1, log_batch)
         self._lines: List[Dict[str, str]] = []
+        self._line_bytes = 0
         self._lock = threading.RLock()
         self._timer: Optional[threading.Timer] = None
         self._background_error: Optional[JobwireError] = None
@@ -502,7 +554,8 @@ class JobReporter:
             if source is not None:
                 entry["source"] = source
             self._lines.append(entry)
-            if len(self._lines) >= self.log_batch:
+            self._line_bytes += len(json.dumps(entry))
+            if len(self._lines) >= self.log_batch or self._line_bytes >= LOG_BATCH_BYTES:
                 self._send_lines()
             elif self._timer is None:
                 self._timer = threading.Timer(self.log_flush, self._flush_in_background)
@@ -527,12 +580,7 @@ class JobReporter:
         details: Any = None,
     ) -> Dict[str, Any]:
         """Records the error and moves the job to ``failed``, in one commit."""
-        body: Dict[str, Any] = {"error": str(error) or type(error).__name__}
-        if error_type is not None:
-            body["error_type"] = error_type
-        if details is not None:
-            body["details"] = details
-        return self._publish("/fail", body)
+        return self._publish("/fail", _failure(error, error_type, details))
 
     def cancel(self, reason: Optional[str] = None) -> Dict[str, Any]:
         """Moves the job to ``cancelled``."""
@@ -541,13 +589,11 @@ class JobReporter:
     def flush(self) -> None:
         """Sends buffered log lines and waits for them.
 
-        :raises JobwireError: a failure of a background log flush since the last call
+        :raises JobwireError: lines refused (or not delivered) since the last report or flush
         """
         with self._lock:
             self._send_lines()
-            error, self._background_error = self._background_error, None
-        if error is not None:
-            raise error
+            self._raise_log_error()
 
     def close(self) -> None:
         """Flushes, then refuses further reports."""
@@ -567,9 +613,15 @@ class JobReporter:
             self.close()
             return False
         try:
-            if self.status not in TERMINAL_STATUSES and not self._closed:
-                self.fail(error, _snake(kind.__name__))
-            self.close()
+            with self._lock:
+                if self.status not in TERMINAL_STATUSES and not self._closed:
+                    # Failed even when log lines did not land: the failure matters more.
+                    self._send_lines()
+                    lines_error, self._background_error = self._background_error, None
+                    self._send("/fail", _failure(error, _snake(kind.__name__)))
+                    if lines_error is not None:
+                        _log.warning("log lines of job %s were lost: %s", self.job_id, lines_error)
+                self.close()
         except JobwireError as report:
             # The exception leaving the block is what the caller must see.
             _log.warning("could not report job %s as failed: %s", self.job_id, report)
@@ -585,7 +637,14 @@ class JobReporter:
         with self._lock:
             self._assert_open()
             self._send_lines()
+            # Lines that did not land come before this report: it is not sent after a gap.
+            self._raise_log_error()
             return self._send(path, body)
+
+    def _raise_log_error(self) -> None:
+        error, self._background_error = self._background_error, None
+        if error is not None:
+            raise error
 
     def _send(self, path: str, body: Dict[str, Any]) -> Dict[str, Any]:
         reply, _ = self.client.request(
@@ -604,11 +663,19 @@ class JobReporter:
             self._timer = None
         if not self._lines:
             return
-        lines, self._lines = self._lines, []
+        lines, self._lines, self._line_bytes = self._lines, [], 0
         try:
             self._send("/log", {"lines": lines})
         except JobwireError as error:
-            self._background_error = self._background_error or error
+            if error.retryable or len(lines) == 1:
+                self._background_error = self._background_error or error
+                return
+            # Refused: one line may be the cause (too large); the others still go, in order.
+            for line in lines:
+                try:
+                    self._send("/log", {"lines": [line]})
+                except JobwireError as single:
+                    self._background_error = self._background_error or single
 
     def _flush_in_background(self) -> None:
         with self._lock:
@@ -621,6 +688,21 @@ class JobReporter:
 
 def _job_path(job_id: str) -> str:
     return "/jobs/" + urllib.parse.quote(job_id, safe="")
+
+
+def _failure(
+    error: Union[str, BaseException], error_type: Optional[str] = None, details: Any = None
+) -> Dict[str, Any]:
+    """The body of a failure report, its message cut to :data:`ERROR_CHARS`."""
+    text = str(error) or type(error).__name__
+    if len(text) > ERROR_CHARS:
+        text = text[:ERROR_CHARS] + "… [truncated]"
+    body: Dict[str, Any] = {"error": text}
+    if error_type is not None:
+        body["error_type"] = error_type
+    if details is not None:
+        body["details"] = details
+    return body
 
 
 def _only(**fields: Any) -> Dict[str, Any]:

@@ -8,13 +8,17 @@ Run by ``tests/client/python_test.ts``, which starts the server and passes
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import threading
 import time
 import unittest
+import urllib.parse
 import uuid
-from typing import Callable, List, Optional
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Optional
 
 from jobwire import Client, JobwireError
 
@@ -27,7 +31,8 @@ class FaultyProxy:
 
     ``policy(index, request_head)`` decides for each connection: ``None`` forwards it
     whole; ``("drop_reply",)`` forwards the request and closes without the reply;
-    ``("cut_after", n)`` forwards ``n`` bytes of the reply, then closes.
+    ``("cut_after", n)`` forwards ``n`` bytes of the reply, then closes;
+    ``("respond", raw)`` answers ``raw`` itself and forwards nothing.
     """
 
     def __init__(self, target: str, policy: Callable[[int, bytes], Optional[tuple]]):
@@ -64,6 +69,9 @@ class FaultyProxy:
                     return
                 head += chunk
             action = self.policy(index, head)
+            if action is not None and action[0] == "respond":
+                client.sendall(action[1])
+                return
             upstream.sendall(head)
             threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
             if action is not None and action[0] == "drop_reply":
@@ -103,15 +111,62 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         return
 
 
+def first_matching(request_line: bytes, action: tuple) -> Callable[[int, bytes], Optional[tuple]]:
+    """A proxy policy that applies ``action`` to the first request whose first line holds
+    ``request_line``; its ``hits`` list the connections it applied to."""
+    hits: List[int] = []
+
+    def policy(index: int, head: bytes) -> Optional[tuple]:
+        if request_line in head.split(b"\r\n", 1)[0] and not hits:
+            hits.append(index)
+            return action
+        return None
+
+    policy.hits = hits  # type: ignore[attr-defined]
+    return policy
+
+
+def unavailable(retry_after: int) -> bytes:
+    """A raw 503 with ``Retry-After``, as the server answers when it cannot take a request."""
+    body = json.dumps({"error": {"code": "unavailable", "message": "try again"}}).encode()
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Deadline(unittest.TestCase):
+    """Fails a test that hangs, instead of hanging the suite."""
+
+    def setUp(self) -> None:
+        def expire(_signal: int, _frame: Any) -> None:
+            raise TimeoutError("the test took over 30 s")
+
+        signal.signal(signal.SIGALRM, expire)
+        signal.alarm(30)
+        self.client = Client(URL, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+
+    def tearDown(self) -> None:
+        signal.alarm(0)
+
+
+def silent_server() -> socket.socket:
+    """A listener that accepts connections and never answers."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    return silent
+
+
 def types_of(client: Client, job_id: str) -> List[str]:
     events = client.events(job_id, since=0)["events"]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     return [e["type"] for e in events]
 
 
-class ReporterTest(unittest.TestCase):
-    def setUp(self) -> None:
-        self.client = Client(URL, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+class ReporterTest(Deadline):
 
     def test_reports_land_in_call_order_with_logs_batched(self) -> None:
         job = self.client.create_job(kind="train", metadata={"model": "v3"}, log_flush=5)
@@ -210,66 +265,150 @@ class ReporterTest(unittest.TestCase):
 
     def test_a_publish_whose_reply_was_lost_is_retried_and_written_once(self) -> None:
         job = self.client.create_job()
-        lost: List[int] = []
-
-        def lose_first_progress_reply(index: int, head: bytes):
-            if b"/progress" in head.split(b"\r\n", 1)[0] and not lost:
-                lost.append(index)
-                return ("drop_reply",)
-            return None
-
-        proxy = FaultyProxy(URL, lose_first_progress_reply)
+        policy = first_matching(b"/progress", ("drop_reply",))
+        proxy = FaultyProxy(URL, policy)
         try:
             through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
             reply = through.reporter(job.job_id).progress(50)
             self.assertEqual(reply["sequences"], [1])
             self.assertTrue(reply["replayed"])
-            self.assertEqual(len(lost), 1)
+            self.assertEqual(len(policy.hits), 1)  # type: ignore[attr-defined]
         finally:
             proxy.close()
         self.assertEqual(types_of(self.client, job.job_id), ["progress"])
 
     def test_a_create_whose_reply_was_lost_counts_as_created(self) -> None:
-        lost: List[int] = []
-
-        def lose_first_create_reply(index: int, head: bytes):
-            if head.startswith(b"POST /jobs ") and not lost:
-                lost.append(index)
-                return ("drop_reply",)
-            return None
-
-        proxy = FaultyProxy(URL, lose_first_create_reply)
+        policy = first_matching(b"POST /jobs ", ("drop_reply",))
+        proxy = FaultyProxy(URL, policy)
         try:
             through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
-            job = through.create_job(kind="retried")
-            self.assertEqual(len(lost), 1)
+            job = through.create_job(kind="retried", metadata={"n": 1})
+            self.assertEqual(len(policy.hits), 1)  # type: ignore[attr-defined]
         finally:
             proxy.close()
         self.assertEqual(self.client.get_job(job.job_id)["kind"], "retried")
+        self.assertIsNotNone(job.job)
+        self.assertEqual(job.job["metadata"], {"n": 1})  # type: ignore[index]
 
-    def test_a_server_that_never_answers_gives_up_after_the_retries(self) -> None:
-        silent = socket.socket()
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
+    def test_an_id_taken_before_a_create_that_was_answered_is_refused(self) -> None:
+        taken = self.client.create_job(kind="someone-elses")
+        # The first try is answered (503, nothing written): job_exists on the retry is real.
+        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("respond", unavailable(0))))
+        try:
+            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+            with self.assertRaises(JobwireError) as refused:
+                through.create_job(taken.job_id, kind="mine")
+            self.assertEqual(refused.exception.code, "job_exists")
+        finally:
+            proxy.close()
+        # A lost reply with someone else's job under the id: not this call's either.
+        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("drop_reply",)))
+        try:
+            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+            with self.assertRaises(JobwireError) as refused:
+                through.create_job(taken.job_id, kind="mine")
+            self.assertEqual(refused.exception.code, "job_exists")
+        finally:
+            proxy.close()
+
+    def test_a_delete_whose_reply_was_lost_succeeds(self) -> None:
+        job = self.client.create_job()
+        proxy = FaultyProxy(URL, first_matching(b"DELETE /jobs/", ("drop_reply",)))
+        try:
+            Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05).delete_job(job.job_id)
+        finally:
+            proxy.close()
+        with self.assertRaises(JobwireError) as gone:
+            self.client.get_job(job.job_id)
+        self.assertEqual(gone.exception.code, "job_gone")
+        with self.assertRaises(JobwireError) as again:
+            self.client.delete_job(job.job_id)
+        self.assertEqual(again.exception.code, "job_gone")
+
+    def test_retry_after_is_waited_out_whatever_max_delay_says(self) -> None:
+        job = self.client.create_job()
+        proxy = FaultyProxy(URL, first_matching(b"/progress", ("respond", unavailable(1))))
+        try:
+            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+            started = time.monotonic()
+            through.reporter(job.job_id).progress(5)
+            self.assertGreaterEqual(time.monotonic() - started, 0.95)
+        finally:
+            proxy.close()
+        self.assertEqual(types_of(self.client, job.job_id), ["progress"])
+
+    def test_a_server_that_never_answers_is_tried_retries_plus_one_times(self) -> None:
+        silent = silent_server()
+        accepted: List[socket.socket] = []
+
+        def accept() -> None:
+            while True:
+                try:
+                    accepted.append(silent.accept()[0])
+                except OSError:
+                    return
+
+        threading.Thread(target=accept, daemon=True).start()
         try:
             client = Client(
                 f"http://127.0.0.1:{silent.getsockname()[1]}",
-                timeout=0.1,
+                timeout=0.2,
                 retries=2,
                 initial_delay=0.01,
             )
-            started = time.monotonic()
             with self.assertRaises(JobwireError) as gave_up:
                 client.get_job("x")
             self.assertEqual(gave_up.exception.code, "timeout")
-            self.assertLess(time.monotonic() - started, 5)
+            self.assertEqual(len(accepted), 3)
+            # wait() keeps its own deadline, whatever one try may take.
+            started = time.monotonic()
+            with self.assertRaises(JobwireError) as waited:
+                client.wait("x", timeout=1)
+            self.assertEqual(waited.exception.code, "timeout")
+            self.assertLess(time.monotonic() - started, 3)
         finally:
             silent.close()
+            for sock in accepted:
+                sock.close()
+
+    def test_a_huge_exception_message_still_fails_the_job(self) -> None:
+        with self.assertRaises(RuntimeError):
+            with self.client.create_job() as job:
+                job.started()
+                raise RuntimeError("x" * 70_000)
+        snapshot = self.client.get_job(job.job_id)
+        self.assertEqual(snapshot["status"], "failed")
+        self.assertTrue(snapshot["error"]["error"].endswith("[truncated]"))
+        self.assertEqual(snapshot["error"]["error_type"], "runtime_error")
+
+    def test_log_batches_stay_under_the_body_limit_and_a_refused_line_stops_the_next_report(self) -> None:
+        job = self.client.create_job(log_flush=60)
+        job.started()
+        for n in range(100):
+            job.log(f"{n:03d} " + "y" * 20_000)
+        job.progress(10)
+        lines = [e["data"]["line"][:3] for e in self.client.events(job.job_id, since=1)["events"][:-1]]
+        self.assertEqual(lines, [f"{n:03d}" for n in range(100)])
+        # One line over the server's event size limit among good ones.
+        job.log("before")
+        job.log("z" * 70_000)
+        job.log("after")
+        with self.assertRaises(JobwireError) as refused:
+            job.progress(20)
+        self.assertEqual(refused.exception.status, 413)
+        events = self.client.events(job.job_id, since=102)["events"]
+        self.assertEqual([(e["type"], e["data"].get("line")) for e in events], [("log", "before"), ("log", "after")])
+        job.progress(30)
+        self.assertEqual(types_of(self.client, job.job_id)[-1], "progress")
+        job.close()
+
+    def test_a_block_left_normally_sends_its_buffered_lines(self) -> None:
+        with self.client.create_job(log_flush=60) as job:
+            job.log("kept in the buffer")
+        self.assertEqual(types_of(self.client, job.job_id), ["log"])
 
 
-class WatchTest(unittest.TestCase):
-    def setUp(self) -> None:
-        self.client = Client(URL, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+class WatchTest(Deadline):
 
     def produce(self, job_id: str, steps: int, pause: float = 0.02) -> threading.Thread:
         def run() -> None:
@@ -370,6 +509,129 @@ class WatchTest(unittest.TestCase):
         with self.assertRaises(JobwireError) as waited:
             self.client.wait(pending.job_id, timeout=1)
         self.assertEqual(waited.exception.code, "timeout")
+
+
+class ScriptedServer:
+    """A stand-in for the server, for the paths of ``watch`` a real one rarely takes: each
+    SSE connection gets the next script (the last repeats), then its stream ends; pages of
+    history come from ``events``, and the ``since`` of each page asked for is kept."""
+
+    def __init__(self, scripts: List[List[Dict[str, Any]]], events: List[Dict[str, Any]]):
+        self.scripts = scripts
+        self.events = events
+        self.streams = 0
+        self.pages: List[int] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                if "text/event-stream" in self.headers.get("Accept", ""):
+                    script = outer.scripts[min(outer.streams, len(outer.scripts) - 1)]
+                    outer.streams += 1
+                    body = "".join(f"data: {json.dumps(m)}\n\n" for m in script).encode()
+                    kind = "text/event-stream"
+                else:
+                    since = int(query.get("since", "0"))
+                    outer.pages.append(since)
+                    page = [e for e in outer.events if e["sequence"] > since]
+                    page = page[: int(query.get("limit", "1000"))]
+                    body = json.dumps({"events": page, "truncated": False}).encode()
+                    kind = "application/json"
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def connected(status: str, last_sequence: int, **replay: Any) -> Dict[str, Any]:
+    job = {"status": status, "last_sequence": last_sequence}
+    return {"type": "connection", "job_id": "j", "sequence": None, "data": {"job": job, "replay": replay}}
+
+
+def logged(sequence: int) -> Dict[str, Any]:
+    return {"type": "log", "job_id": "j", "sequence": sequence, "data": {"line": str(sequence)}}
+
+
+def ended(sequence: int) -> Dict[str, Any]:
+    return {"type": "status", "job_id": "j", "sequence": sequence, "data": {"status": "completed"}}
+
+
+def heartbeat(last_sequence: int) -> Dict[str, Any]:
+    return {"type": "heartbeat", "job_id": "j", "sequence": None, "data": {"last_sequence": last_sequence}}
+
+
+class WatchEdgeTest(Deadline):
+    def watch(self, server: ScriptedServer, **options: Any) -> List[int]:
+        client = Client(server.url, initial_delay=0.01, max_delay=0.05)
+        try:
+            return [e["sequence"] for e in client.watch("j", **options)]
+        finally:
+            server.close()
+
+    def test_a_repeated_event_is_dropped_and_a_skipped_one_fetched_first(self) -> None:
+        history = [logged(1), logged(2), logged(3), logged(4), ended(5)]
+        server = ScriptedServer(
+            [[connected("running", 2), logged(1), logged(2), logged(2), logged(4), ended(5)]], history
+        )
+        self.assertEqual(self.watch(server, since=0), [1, 2, 3, 4, 5])
+        self.assertEqual(server.pages, [2])
+
+    def test_a_heartbeat_ahead_of_the_stream_is_caught_up_from_the_pages(self) -> None:
+        # The stream ends after the heartbeat; the next one has no events left to send.
+        history = [logged(1), logged(2), ended(3)]
+        server = ScriptedServer(
+            [[connected("running", 1), logged(1), heartbeat(3)], [connected("completed", 3)]], history
+        )
+        self.assertEqual(self.watch(server, since=0, max_attempts=2), [1, 2, 3])
+        self.assertEqual(server.pages, [1])
+
+    def test_it_stops_at_the_end_of_the_job_even_if_the_stream_goes_on(self) -> None:
+        server = ScriptedServer([[connected("running", 1), logged(1), ended(2), heartbeat(2)]], [])
+        client = Client(server.url)
+        try:
+            seen = [(e["type"], e["sequence"]) for e in client.watch("j", since=0, include_session=True)]
+        finally:
+            server.close()
+        self.assertEqual(seen, [("connection", None), ("log", 1), ("status", 2)])
+
+    def test_purged_events_are_not_asked_for(self) -> None:
+        script = [connected("running", 6, truncated=True, first_available=5, count=2, **{"from": 5})]
+        server = ScriptedServer([script + [logged(5), ended(6)]], [])
+        self.assertEqual(self.watch(server, since=0), [5, 6])
+        self.assertEqual(server.pages, [])
+
+    def test_an_ended_job_with_an_empty_replay_window_ends_the_watch_at_once(self) -> None:
+        server = ScriptedServer([[connected("completed", 7, count=0, **{"from": None})]], [])
+        self.assertEqual(self.watch(server), [])
+        self.assertEqual(server.streams, 1)
+
+    def test_without_since_it_resumes_after_the_replay_window(self) -> None:
+        first = [connected("running", 5, count=2, **{"from": 4}), logged(4)]
+        second = [connected("running", 5, count=1, **{"from": 5}), logged(5), ended(6)]
+        server = ScriptedServer([first, second], [])
+        self.assertEqual(self.watch(server), [4, 5, 6])
+
+    def test_streams_that_end_before_any_event_count_toward_max_attempts(self) -> None:
+        server = ScriptedServer([[connected("running", 0, count=0)]], [])
+        with self.assertRaises(JobwireError):
+            self.watch(server, since=0, max_attempts=3)
+        self.assertEqual(server.streams, 4)
 
 
 if __name__ == "__main__":
