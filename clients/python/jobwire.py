@@ -27,6 +27,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import random
 import re
 import socket
@@ -71,6 +72,7 @@ class JobwireError(Exception):
         status: int = 0,
         details: Any = None,
         retry_after: Optional[float] = None,
+        sent: bool = True,
     ) -> None:
         super().__init__(f"{message} ({code}{f', HTTP {status}' if status else ''})")
         self.code = code
@@ -78,6 +80,8 @@ class JobwireError(Exception):
         self.status = status
         self.details = details
         self.retry_after = retry_after
+        #: Whether the request may have reached the server (false: it was never sent whole).
+        self.sent = sent
 
     @property
     def retryable(self) -> bool:
@@ -85,11 +89,18 @@ class JobwireError(Exception):
         return self.status == 0 or self.status == 429 or self.status >= 500
 
 
+#: Longest wait a ``Retry-After`` gets (a proxy's maintenance page may ask for hours).
+RETRY_AFTER_MAX = 60.0
+
+
 def _retry_after(value: Optional[str]) -> Optional[float]:
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), RETRY_AFTER_MAX)
 
 
 def _error_from(status: int, body: bytes, retry_after: Optional[str]) -> JobwireError:
@@ -187,14 +198,18 @@ class Client:
         timeout: Optional[float],
     ) -> Tuple[int, http.client.HTTPMessage, bytes]:
         conn = self._connection(timeout)
+        sent = False
         try:
             conn.request(method, path, body=body, headers=headers)
+            sent = True
             response = conn.getresponse()
             return response.status, response.headers, response.read()
         except socket.timeout as error:
-            raise JobwireError("timeout", f"No answer from the server within {timeout} s") from error
+            raise JobwireError(
+                "timeout", f"No answer from the server within {timeout} s", sent=sent
+            ) from error
         except (OSError, http.client.HTTPException) as error:
-            raise JobwireError("network", f"Request failed: {error}") from error
+            raise JobwireError("network", f"Request failed: {error}", sent=sent) from error
         finally:
             conn.close()
 
@@ -277,17 +292,22 @@ class Client:
             body["metadata"] = metadata
         unanswered: List[JobwireError] = []
         try:
-            reply, _ = self.request(
-                "POST", "/jobs", body, on_retry=lambda e: e.status == 0 and unanswered.append(e)
-            )
+            reply, _ = self.request("POST", "/jobs", body, on_retry=_if_unanswered(unanswered))
             snapshot = reply["job"]
         except JobwireError as error:
-            # A try that got no answer may have made the job: the retry then finds it. It is
-            # this call's only if it holds what this call sent.
+            # A try sent without an answer may have made the job: the retry then finds it.
+            # It is this call's only if it holds what this call sent and nothing happened to
+            # it since (a job of someone else's under a chosen id would have).
             if not (unanswered and error.code == "job_exists"):
                 raise
             snapshot = self.get_job(job_id)
-            if snapshot.get("kind") != kind or (metadata is not None and snapshot.get("metadata") != metadata):
+            sent = _as_served(body)
+            if (
+                snapshot.get("kind") != sent.get("kind")
+                or snapshot.get("metadata") != sent.get("metadata", {})
+                or snapshot.get("status") != "pending"
+                or snapshot.get("last_sequence") != 0
+            ):
                 raise
         reporter = JobReporter(self, job_id, log_flush=log_flush, log_batch=log_batch)
         reporter.job = snapshot
@@ -305,12 +325,10 @@ class Client:
         """Removes the job and its events; open streams on it close."""
         unanswered: List[JobwireError] = []
         try:
-            self.request(
-                "DELETE", _job_path(job_id), on_retry=lambda e: e.status == 0 and unanswered.append(e)
-            )
+            self.request("DELETE", _job_path(job_id), on_retry=_if_unanswered(unanswered))
         except JobwireError as error:
-            # A try that got no answer may have deleted it: gone is what was asked for.
-            if not (unanswered and error.code in ("job_gone", "job_not_found")):
+            # A try sent without an answer may have deleted it: gone is what was asked for.
+            if not (unanswered and error.code == "job_gone"):
                 raise
 
     def events(self, job_id: str, since: int = 0, limit: int = 1000) -> Dict[str, Any]:
@@ -380,6 +398,7 @@ class Client:
         """
         last = since
         failures = 0
+        created: Optional[str] = None
         path = _job_path(job_id) + "/events"
         while True:
             conn = self._connection(idle_timeout)
@@ -406,25 +425,36 @@ class Client:
                         if kind == "connection":
                             job = data.get("job") or {}
                             replay = data.get("replay") or {}
-                            if last is None:
-                                # The replay window: it starts after what came before it.
-                                count = replay.get("count") or 0
-                                last = (
-                                    int(replay["from"]) - 1
-                                    if count > 0 and isinstance(replay.get("from"), int)
-                                    else int(job.get("last_sequence") or 0)
+                            # Another job under the same id (deleted and made again while
+                            # this was disconnected): its sequences are not this one's.
+                            if created is not None and job.get("created_at") != created:
+                                raise JobwireError(
+                                    "job_gone", f"Job {job_id} was deleted and made again", 410
                                 )
-                            elif replay.get("truncated"):
-                                last = max(last, int(replay.get("first_available") or 1) - 1)
+                            created = job.get("created_at")
+                            # The server says where its replay starts: after `since` as asked,
+                            # after the replay window without one, or elsewhere when `since`
+                            # is gone (purged) or was never there (beyond the job's end).
+                            count = replay.get("count") or 0
+                            start = (
+                                int(replay["from"]) - 1
+                                if count > 0 and isinstance(replay.get("from"), int)
+                                else int(job.get("last_sequence") or 0)
+                            )
+                            if last is None or replay.get("truncated"):
+                                last = start
                             if job.get("status") in TERMINAL_STATUSES:
                                 finish_at = int(job.get("last_sequence") or 0)
                         elif kind == "heartbeat":
                             # A connection that lived to its heartbeat is a working one.
                             failures = 0
                         elif kind == "error":
+                            code = str(data.get("code", "stream_error"))
+                            status = _STREAM_ERROR_STATUS.get(code, 0)
+                            if status == 401 and callable(self._token):
+                                status = 0  # the next connection asks for a fresh token
                             raise JobwireError(
-                                str(data.get("code", "stream_error")),
-                                str(data.get("error", data.get("message", "stream error"))),
+                                code, str(data.get("error", "stream error")), status
                             )
                         if include_session:
                             yield envelope
@@ -507,7 +537,10 @@ class JobReporter:
         self._line_bytes = 0
         self._lock = threading.RLock()
         self._timer: Optional[threading.Timer] = None
+        #: Why lines were refused (they are gone); raised by the next report or flush.
         self._background_error: Optional[JobwireError] = None
+        #: Why the buffered lines could not be sent yet (they are kept and tried again).
+        self._unsent_error: Optional[JobwireError] = None
         self._closed = False
 
     # -- reports ------------------------------------------------------------------
@@ -604,6 +637,9 @@ class JobReporter:
                 self.flush()
             finally:
                 self._closed = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
 
     def __enter__(self) -> "JobReporter":
         return self
@@ -615,12 +651,7 @@ class JobReporter:
         try:
             with self._lock:
                 if self.status not in TERMINAL_STATUSES and not self._closed:
-                    # Failed even when log lines did not land: the failure matters more.
-                    self._send_lines()
-                    lines_error, self._background_error = self._background_error, None
-                    self._send("/fail", _failure(error, _snake(kind.__name__)))
-                    if lines_error is not None:
-                        _log.warning("log lines of job %s were lost: %s", self.job_id, lines_error)
+                    self._publish("/fail", _failure(error, _snake(kind.__name__)))
                 self.close()
         except JobwireError as report:
             # The exception leaving the block is what the caller must see.
@@ -637,12 +668,27 @@ class JobReporter:
         with self._lock:
             self._assert_open()
             self._send_lines()
+            if path in ("/fail", "/cancel"):
+                # Ending the job matters more than lines it could not send: it goes out, and
+                # what became of the lines is logged.
+                reply = self._send(path, body)
+                lost, self._background_error = self._background_error, None
+                if lost is not None or self._lines:
+                    _log.warning(
+                        "log lines of job %s were not sent: %s",
+                        self.job_id,
+                        lost or self._unsent_error,
+                    )
+                    self._lines, self._line_bytes = [], 0
+                return reply
             # Lines that did not land come before this report: it is not sent after a gap.
             self._raise_log_error()
             return self._send(path, body)
 
     def _raise_log_error(self) -> None:
         error, self._background_error = self._background_error, None
+        if error is None and self._lines:
+            error = self._unsent_error
         if error is not None:
             raise error
 
@@ -657,33 +703,87 @@ class JobReporter:
         return reply
 
     def _send_lines(self) -> None:
-        """Sends the buffered lines; a failure is kept for the next :meth:`flush`."""
+        """Sends the buffered lines; the error of lines that did not land is kept for the
+        next report or :meth:`flush`. Lines the server could not be reached for stay
+        buffered, to be sent first the next time."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._unsent_error = None
         if not self._lines:
             return
         lines, self._lines, self._line_bytes = self._lines, [], 0
         try:
             self._send("/log", {"lines": lines})
+            return
         except JobwireError as error:
-            if error.retryable or len(lines) == 1:
+            if error.retryable:
+                self._keep(lines, error)
+                return
+            if error.status != 413 or len(lines) == 1:
                 self._background_error = self._background_error or error
                 return
-            # Refused: one line may be the cause (too large); the others still go, in order.
-            for line in lines:
-                try:
-                    self._send("/log", {"lines": [line]})
-                except JobwireError as single:
-                    self._background_error = self._background_error or single
+        # Too large: one line may be the cause; the others still go, one by one, in order.
+        for at, line in enumerate(lines):
+            try:
+                self._send("/log", {"lines": [line]})
+            except JobwireError as single:
+                if single.retryable:
+                    self._keep(lines[at:], single)
+                    return
+                self._background_error = self._background_error or single
+
+    def _keep(self, lines: List[Dict[str, str]], error: JobwireError) -> None:
+        """Puts unsent lines back in front of the buffer, and tries again later."""
+        self._lines = lines + self._lines
+        self._line_bytes = sum(len(json.dumps(line)) for line in self._lines)
+        self._unsent_error = error
+        if self._timer is None and not self._closed:
+            self._timer = threading.Timer(self.log_flush, self._flush_in_background)
+            self._timer.daemon = True
+            self._timer.start()
 
     def _flush_in_background(self) -> None:
         with self._lock:
             self._timer = None
-            self._send_lines()
+            if not self._closed:
+                self._send_lines()
 
 
 # -- helpers ------------------------------------------------------------------------
+
+
+#: HTTP statuses of the errors a stream reports before it closes: none of them passes on retry.
+_STREAM_ERROR_STATUS = {
+    "job_gone": 410,
+    "job_not_found": 404,
+    "forbidden": 403,
+    "unauthorized": 401,
+    "invalid_token": 401,
+    "token_expired": 401,
+    "token_revoked": 401,
+}
+
+
+def _as_served(value: Any) -> Any:
+    """``value`` as the server gives it back: through JSON, with JavaScript's numbers
+    (integers past 2^53 lose their last digits)."""
+
+    def number(text: str) -> Union[int, float]:
+        whole = int(text)
+        return whole if abs(whole) <= 2**53 else int(float(whole))
+
+    return json.loads(json.dumps(value), parse_int=number)
+
+
+def _if_unanswered(tries: List[JobwireError]) -> Callable[[JobwireError], None]:
+    """An ``on_retry`` that keeps the failed tries that were sent and got no answer."""
+
+    def keep(error: JobwireError) -> None:
+        if error.status == 0 and error.sent:
+            tries.append(error)
+
+    return keep
 
 
 def _job_path(job_id: str) -> str:

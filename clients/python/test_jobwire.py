@@ -20,7 +20,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional
 
-from jobwire import Client, JobwireError
+from jobwire import RETRY_AFTER_MAX, Client, JobwireError, _retry_after
 
 URL = os.environ["JOBWIRE_URL"]
 TOKEN = os.environ["JOBWIRE_TOKEN"]
@@ -311,6 +311,29 @@ class ReporterTest(Deadline):
         finally:
             proxy.close()
 
+    def test_a_lost_create_reply_with_an_older_job_under_the_id_is_refused(self) -> None:
+        older = self.client.create_job(kind="nightly")
+        older.started()
+        older.complete()
+        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("drop_reply",)))
+        try:
+            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+            with self.assertRaises(JobwireError) as refused:
+                through.create_job(older.job_id, kind="nightly")
+            self.assertEqual(refused.exception.code, "job_exists")
+        finally:
+            proxy.close()
+
+    def test_a_lost_create_reply_is_recognised_whatever_json_makes_of_the_metadata(self) -> None:
+        metadata = {"shape": (3, 4), 1: "one", "big": 2**53 + 1}
+        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("drop_reply",)))
+        try:
+            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+            job = through.create_job(kind="shaped", metadata=metadata)
+        finally:
+            proxy.close()
+        self.assertEqual(job.job["metadata"]["shape"], [3, 4])  # type: ignore[index]
+
     def test_a_delete_whose_reply_was_lost_succeeds(self) -> None:
         job = self.client.create_job()
         proxy = FaultyProxy(URL, first_matching(b"DELETE /jobs/", ("drop_reply",)))
@@ -401,6 +424,52 @@ class ReporterTest(Deadline):
         job.progress(30)
         self.assertEqual(types_of(self.client, job.job_id)[-1], "progress")
         job.close()
+
+    def test_fail_and_cancel_go_out_even_after_a_refused_line(self) -> None:
+        for end in ("fail", "cancel"):
+            job = self.client.create_job(log_flush=60)
+            job.started()
+            job.log("z" * 70_000)
+            getattr(job, end)("stopped")
+            self.assertEqual(
+                self.client.get_job(job.job_id)["status"], "failed" if end == "fail" else "cancelled"
+            )
+
+    def test_lines_the_server_could_not_take_yet_are_kept_and_sent_first_later(self) -> None:
+        job = self.client.create_job()
+        proxy = FaultyProxy(URL, first_matching(b"/log", ("respond", unavailable(0))))
+        try:
+            through = Client(proxy.url, token=TOKEN, retries=0).reporter(job.job_id, log_flush=60)
+            through.log("kept")
+            with self.assertRaises(JobwireError) as unavailable_now:
+                through.flush()
+            self.assertEqual(unavailable_now.exception.status, 503)
+            through.progress(5)
+        finally:
+            proxy.close()
+        self.assertEqual(types_of(self.client, job.job_id), ["log", "progress"])
+
+    def test_lines_refused_for_another_reason_are_not_resent_one_by_one(self) -> None:
+        job = self.client.create_job()
+        job.cancel()
+        proxy = FaultyProxy(URL, lambda index, head: None)
+        try:
+            late = Client(proxy.url, token=TOKEN).reporter(job.job_id, log_flush=60)
+            for n in range(20):
+                late.log(f"line {n}")
+            with self.assertRaises(JobwireError) as finished:
+                late.flush()
+            self.assertEqual(finished.exception.code, "job_finished")
+            self.assertEqual(proxy.connections, 1)
+        finally:
+            proxy.close()
+
+    def test_retry_after_is_bounded_and_must_be_a_number(self) -> None:
+        self.assertEqual(_retry_after("2"), 2.0)
+        self.assertEqual(_retry_after("3600"), RETRY_AFTER_MAX)
+        for bad in ("inf", "nan", "-inf", "soon", None):
+            self.assertIsNone(_retry_after(bad), bad)
+        self.assertEqual(_retry_after("-5"), 0.0)
 
     def test_a_block_left_normally_sends_its_buffered_lines(self) -> None:
         with self.client.create_job(log_flush=60) as job:
@@ -559,8 +628,8 @@ class ScriptedServer:
         self.httpd.server_close()
 
 
-def connected(status: str, last_sequence: int, **replay: Any) -> Dict[str, Any]:
-    job = {"status": status, "last_sequence": last_sequence}
+def connected(status: str, last_sequence: int, created_at: str = "t0", **replay: Any) -> Dict[str, Any]:
+    job = {"status": status, "last_sequence": last_sequence, "created_at": created_at}
     return {"type": "connection", "job_id": "j", "sequence": None, "data": {"job": job, "replay": replay}}
 
 
@@ -626,6 +695,28 @@ class WatchEdgeTest(Deadline):
         second = [connected("running", 5, count=1, **{"from": 5}), logged(5), ended(6)]
         server = ScriptedServer([first, second], [])
         self.assertEqual(self.watch(server), [4, 5, 6])
+
+    def test_a_since_beyond_the_job_starts_where_the_server_says(self) -> None:
+        script = [connected("running", 2, truncated=True, count=0, first_available=1), logged(3), ended(4)]
+        server = ScriptedServer([script], [])
+        self.assertEqual(self.watch(server, since=5, max_attempts=1), [3, 4])
+
+    def test_a_job_made_again_under_its_id_ends_the_watch(self) -> None:
+        first = [connected("running", 1, created_at="t0"), logged(1)]
+        second = [connected("running", 0, created_at="t1", count=0)]
+        server = ScriptedServer([first, second], [])
+        with self.assertRaises(JobwireError) as gone:
+            self.watch(server, since=0)
+        self.assertEqual(gone.exception.code, "job_gone")
+        self.assertEqual(server.streams, 2)
+
+    def test_an_error_the_stream_reports_is_raised_without_reconnecting(self) -> None:
+        error = {"type": "error", "job_id": "j", "sequence": None, "data": {"code": "job_gone", "error": "deleted"}}
+        server = ScriptedServer([[connected("running", 1), logged(1), error]], [])
+        with self.assertRaises(JobwireError) as gone:
+            self.watch(server, since=0)
+        self.assertEqual((gone.exception.code, gone.exception.status), ("job_gone", 410))
+        self.assertEqual(server.streams, 1)
 
     def test_streams_that_end_before_any_event_count_toward_max_attempts(self) -> None:
         server = ScriptedServer([[connected("running", 0, count=0)]], [])
