@@ -8,6 +8,7 @@ Run by ``tests/client/python_test.ts``, which starts the server and passes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import unittest
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from jobwire import RETRY_AFTER_MAX, Client, JobwireError, _retry_after
 
@@ -160,6 +161,19 @@ def silent_server() -> socket.socket:
     return silent
 
 
+@contextlib.contextmanager
+def through_proxy(
+    policy: Callable[[int, bytes], Optional[tuple]], **options: Any
+) -> Iterator[Tuple[Client, FaultyProxy]]:
+    """A client (quick retries unless ``options`` say otherwise) whose requests go through a
+    :class:`FaultyProxy` with ``policy``."""
+    proxy = FaultyProxy(URL, policy)
+    try:
+        yield Client(proxy.url, token=TOKEN, **{"initial_delay": 0.01, "max_delay": 0.05, **options}), proxy
+    finally:
+        proxy.close()
+
+
 def types_of(client: Client, job_id: str) -> List[str]:
     events = client.events(job_id, since=0)["events"]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
@@ -242,15 +256,11 @@ class ReporterTest(Deadline):
         self.assertEqual((missing.exception.code, missing.exception.status), ("job_not_found", 404))
         job = self.client.create_job()
         job.cancel()
-        proxy = FaultyProxy(URL, lambda index, head: None)
-        try:
-            late = Client(proxy.url, token=TOKEN).reporter(job.job_id)
+        with through_proxy(lambda index, head: None) as (through, proxy):
             with self.assertRaises(JobwireError) as finished:
-                late.progress(10)
+                through.reporter(job.job_id).progress(10)
             self.assertEqual((finished.exception.code, finished.exception.status), ("job_finished", 409))
             self.assertEqual(proxy.connections, 1)
-        finally:
-            proxy.close()
         with self.assertRaises(JobwireError) as invalid:
             job.progress(101)
         self.assertEqual(invalid.exception.code, "validation_error")
@@ -266,26 +276,18 @@ class ReporterTest(Deadline):
     def test_a_publish_whose_reply_was_lost_is_retried_and_written_once(self) -> None:
         job = self.client.create_job()
         policy = first_matching(b"/progress", ("drop_reply",))
-        proxy = FaultyProxy(URL, policy)
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(policy) as (through, proxy):
             reply = through.reporter(job.job_id).progress(50)
             self.assertEqual(reply["sequences"], [1])
             self.assertTrue(reply["replayed"])
             self.assertEqual(len(policy.hits), 1)  # type: ignore[attr-defined]
-        finally:
-            proxy.close()
         self.assertEqual(types_of(self.client, job.job_id), ["progress"])
 
     def test_a_create_whose_reply_was_lost_counts_as_created(self) -> None:
         policy = first_matching(b"POST /jobs ", ("drop_reply",))
-        proxy = FaultyProxy(URL, policy)
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(policy) as (through, proxy):
             job = through.create_job(kind="retried", metadata={"n": 1})
             self.assertEqual(len(policy.hits), 1)  # type: ignore[attr-defined]
-        finally:
-            proxy.close()
         self.assertEqual(self.client.get_job(job.job_id)["kind"], "retried")
         self.assertIsNotNone(job.job)
         self.assertEqual(job.job["metadata"], {"n": 1})  # type: ignore[index]
@@ -293,54 +295,35 @@ class ReporterTest(Deadline):
     def test_an_id_taken_before_a_create_that_was_answered_is_refused(self) -> None:
         taken = self.client.create_job(kind="someone-elses")
         # The first try is answered (503, nothing written): job_exists on the retry is real.
-        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("respond", unavailable(0))))
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(first_matching(b"POST /jobs ", ("respond", unavailable(0)))) as (through, proxy):
             with self.assertRaises(JobwireError) as refused:
                 through.create_job(taken.job_id, kind="mine")
             self.assertEqual(refused.exception.code, "job_exists")
-        finally:
-            proxy.close()
         # A lost reply with someone else's job under the id: not this call's either.
-        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("drop_reply",)))
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(first_matching(b"POST /jobs ", ("drop_reply",))) as (through, proxy):
             with self.assertRaises(JobwireError) as refused:
                 through.create_job(taken.job_id, kind="mine")
             self.assertEqual(refused.exception.code, "job_exists")
-        finally:
-            proxy.close()
 
     def test_a_lost_create_reply_with_an_older_job_under_the_id_is_refused(self) -> None:
         older = self.client.create_job(kind="nightly")
         older.started()
         older.complete()
-        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("drop_reply",)))
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(first_matching(b"POST /jobs ", ("drop_reply",))) as (through, proxy):
             with self.assertRaises(JobwireError) as refused:
                 through.create_job(older.job_id, kind="nightly")
             self.assertEqual(refused.exception.code, "job_exists")
-        finally:
-            proxy.close()
 
     def test_a_lost_create_reply_is_recognised_whatever_json_makes_of_the_metadata(self) -> None:
         metadata = {"shape": (3, 4), 1: "one", "big": 2**53 + 1}
-        proxy = FaultyProxy(URL, first_matching(b"POST /jobs ", ("drop_reply",)))
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(first_matching(b"POST /jobs ", ("drop_reply",))) as (through, proxy):
             job = through.create_job(kind="shaped", metadata=metadata)
-        finally:
-            proxy.close()
         self.assertEqual(job.job["metadata"]["shape"], [3, 4])  # type: ignore[index]
 
     def test_a_delete_whose_reply_was_lost_succeeds(self) -> None:
         job = self.client.create_job()
-        proxy = FaultyProxy(URL, first_matching(b"DELETE /jobs/", ("drop_reply",)))
-        try:
-            Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05).delete_job(job.job_id)
-        finally:
-            proxy.close()
+        with through_proxy(first_matching(b"DELETE /jobs/", ("drop_reply",))) as (through, _):
+            through.delete_job(job.job_id)
         with self.assertRaises(JobwireError) as gone:
             self.client.get_job(job.job_id)
         self.assertEqual(gone.exception.code, "job_gone")
@@ -350,14 +333,10 @@ class ReporterTest(Deadline):
 
     def test_retry_after_is_waited_out_whatever_max_delay_says(self) -> None:
         job = self.client.create_job()
-        proxy = FaultyProxy(URL, first_matching(b"/progress", ("respond", unavailable(1))))
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(first_matching(b"/progress", ("respond", unavailable(1)))) as (through, proxy):
             started = time.monotonic()
             through.reporter(job.job_id).progress(5)
             self.assertGreaterEqual(time.monotonic() - started, 0.95)
-        finally:
-            proxy.close()
         self.assertEqual(types_of(self.client, job.job_id), ["progress"])
 
     def test_a_server_that_never_answers_is_tried_retries_plus_one_times(self) -> None:
@@ -437,32 +416,26 @@ class ReporterTest(Deadline):
 
     def test_lines_the_server_could_not_take_yet_are_kept_and_sent_first_later(self) -> None:
         job = self.client.create_job()
-        proxy = FaultyProxy(URL, first_matching(b"/log", ("respond", unavailable(0))))
-        try:
-            through = Client(proxy.url, token=TOKEN, retries=0).reporter(job.job_id, log_flush=60)
-            through.log("kept")
+        with through_proxy(first_matching(b"/log", ("respond", unavailable(0))), retries=0) as (through, _):
+            reporter = through.reporter(job.job_id, log_flush=60)
+            reporter.log("kept")
             with self.assertRaises(JobwireError) as unavailable_now:
-                through.flush()
+                reporter.flush()
             self.assertEqual(unavailable_now.exception.status, 503)
-            through.progress(5)
-        finally:
-            proxy.close()
+            reporter.progress(5)
         self.assertEqual(types_of(self.client, job.job_id), ["log", "progress"])
 
     def test_lines_refused_for_another_reason_are_not_resent_one_by_one(self) -> None:
         job = self.client.create_job()
         job.cancel()
-        proxy = FaultyProxy(URL, lambda index, head: None)
-        try:
-            late = Client(proxy.url, token=TOKEN).reporter(job.job_id, log_flush=60)
+        with through_proxy(lambda index, head: None) as (through, proxy):
+            late = through.reporter(job.job_id, log_flush=60)
             for n in range(20):
                 late.log(f"line {n}")
             with self.assertRaises(JobwireError) as finished:
                 late.flush()
             self.assertEqual(finished.exception.code, "job_finished")
             self.assertEqual(proxy.connections, 1)
-        finally:
-            proxy.close()
 
     def test_retry_after_is_bounded_and_must_be_a_number(self) -> None:
         self.assertEqual(_retry_after("2"), 2.0)
@@ -519,14 +492,10 @@ class WatchTest(Deadline):
                 return ("cut_after", 1500)
             return None
 
-        proxy = FaultyProxy(URL, cut_first_two_streams)
-        try:
-            through = Client(proxy.url, token=TOKEN, initial_delay=0.01, max_delay=0.05)
+        with through_proxy(cut_first_two_streams) as (through, proxy):
             producer = self.produce(job.job_id, 40, pause=0.005)
             seen = list(through.watch(job.job_id, since=0))
             producer.join()
-        finally:
-            proxy.close()
         self.assertEqual(len(streams), 2)
         self.assertEqual([e["sequence"] for e in seen], list(range(1, 44)))
 
