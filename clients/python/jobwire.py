@@ -301,10 +301,10 @@ class Client:
             if not (unanswered and error.code == "job_exists"):
                 raise
             snapshot = self.get_job(job_id)
-            sent = _as_served(body)
+            sent = _as_numbers(body)
             if (
                 snapshot.get("kind") != sent.get("kind")
-                or snapshot.get("metadata") != sent.get("metadata", {})
+                or _as_numbers(snapshot.get("metadata")) != sent.get("metadata", {})
                 or snapshot.get("status") != "pending"
                 or snapshot.get("last_sequence") != 0
             ):
@@ -533,13 +533,19 @@ class JobReporter:
         self.status: Optional[str] = None
         self.log_flush = log_flush
         self.log_batch = max(1, log_batch)
+        #: Lines logged since the last send, not yet in a batch.
         self._lines: List[Dict[str, str]] = []
         self._line_bytes = 0
+        #: Batches to send, in order, each with the Idempotency-Key all its tries carry.
+        self._batches: List[Tuple[str, List[Dict[str, str]]]] = []
+        #: Held while sending, so that sends keep the order of the calls.
         self._lock = threading.RLock()
+        #: Held while the buffer, the timer or the closed flag change; never while sending.
+        self._buffer = threading.Lock()
         self._timer: Optional[threading.Timer] = None
         #: Why lines were refused (they are gone); raised by the next report or flush.
         self._background_error: Optional[JobwireError] = None
-        #: Why the buffered lines could not be sent yet (they are kept and tried again).
+        #: Why the batches could not be sent yet (they are kept and tried again).
         self._unsent_error: Optional[JobwireError] = None
         self._closed = False
 
@@ -581,19 +587,23 @@ class JobReporter:
         """Buffers a log line; it is sent within ``log_flush`` seconds, before any later report."""
         if level not in LOG_LEVELS:
             raise ValueError(f"level must be one of {sorted(LOG_LEVELS)}, got {level!r}")
-        with self._lock:
+        entry = {"line": str(line), "level": level}
+        if source is not None:
+            entry["source"] = source
+        # Only the buffer's lock: a send in progress (another thread's report, the timer's
+        # retries) does not hold up a line, unless the buffer is full.
+        with self._buffer:
             self._assert_open()
-            entry = {"line": str(line), "level": level}
-            if source is not None:
-                entry["source"] = source
             self._lines.append(entry)
             self._line_bytes += len(json.dumps(entry))
-            if len(self._lines) >= self.log_batch or self._line_bytes >= LOG_BATCH_BYTES:
+            full = len(self._lines) >= self.log_batch or self._line_bytes >= LOG_BATCH_BYTES
+            # While the server cannot be reached, the timer tries again: log() never waits.
+            send_now = full and self._unsent_error is None
+            if not send_now:
+                self._arm_timer()
+        if send_now:
+            with self._lock:
                 self._send_lines()
-            elif self._timer is None:
-                self._timer = threading.Timer(self.log_flush, self._flush_in_background)
-                self._timer.daemon = True
-                self._timer.start()
 
     def event(self, type: str, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """Publishes a custom event (``type`` such as ``training_progress``)."""
@@ -636,10 +646,7 @@ class JobReporter:
             try:
                 self.flush()
             finally:
-                self._closed = True
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
+                self._shut()
 
     def __enter__(self) -> "JobReporter":
         return self
@@ -656,7 +663,15 @@ class JobReporter:
         except JobwireError as report:
             # The exception leaving the block is what the caller must see.
             _log.warning("could not report job %s as failed: %s", self.job_id, report)
+        finally:
+            self._shut()
         return False
+
+    def _shut(self) -> None:
+        """Closed without sending anything more: no timer tries again."""
+        with self._buffer:
+            self._closed = True
+            self._cancel_timer()
 
     # -- sending ------------------------------------------------------------------
 
@@ -673,13 +688,13 @@ class JobReporter:
                 # what became of the lines is logged.
                 reply = self._send(path, body)
                 lost, self._background_error = self._background_error, None
-                if lost is not None or self._lines:
+                if lost is not None or self._batches:
                     _log.warning(
                         "log lines of job %s were not sent: %s",
                         self.job_id,
                         lost or self._unsent_error,
                     )
-                    self._lines, self._line_bytes = [], 0
+                    self._batches = []
                 return reply
             # Lines that did not land come before this report: it is not sent after a gap.
             self._raise_log_error()
@@ -687,67 +702,97 @@ class JobReporter:
 
     def _raise_log_error(self) -> None:
         error, self._background_error = self._background_error, None
-        if error is None and self._lines:
+        if error is None and self._batches:
             error = self._unsent_error
         if error is not None:
             raise error
 
-    def _send(self, path: str, body: Dict[str, Any]) -> Dict[str, Any]:
+    def _send(self, path: str, body: Dict[str, Any], key: Optional[str] = None) -> Dict[str, Any]:
         reply, _ = self.client.request(
             "POST",
             _job_path(self.job_id) + path,
             body,
-            idempotency_key=uuid.uuid4().hex,
+            idempotency_key=key or uuid.uuid4().hex,
         )
         self.status = reply.get("status", self.status)
         return reply
 
     def _send_lines(self) -> None:
-        """Sends the buffered lines; the error of lines that did not land is kept for the
-        next report or :meth:`flush`. Lines the server could not be reached for stay
-        buffered, to be sent first the next time."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._unsent_error = None
-        if not self._lines:
-            return
-        lines, self._lines, self._line_bytes = self._lines, [], 0
-        try:
-            self._send("/log", {"lines": lines})
-            return
-        except JobwireError as error:
-            if error.retryable:
-                self._keep(lines, error)
-                return
-            if error.status != 413 or len(lines) == 1:
-                self._background_error = self._background_error or error
-                return
-        # Too large: one line may be the cause; the others still go, one by one, in order.
-        for at, line in enumerate(lines):
-            try:
-                self._send("/log", {"lines": [line]})
-            except JobwireError as single:
-                if single.retryable:
-                    self._keep(lines[at:], single)
-                    return
-                self._background_error = self._background_error or single
+        """Sends the buffered lines, in batches of at most ``log_batch`` lines and 256 KiB.
 
-    def _keep(self, lines: List[Dict[str, str]], error: JobwireError) -> None:
-        """Puts unsent lines back in front of the buffer, and tries again later."""
-        self._lines = lines + self._lines
-        self._line_bytes = sum(len(json.dumps(line)) for line in self._lines)
-        self._unsent_error = error
+        A batch keeps its Idempotency-Key until it lands, so one sent again after an
+        unanswered try is written once. Batches the server could not be reached for stay,
+        in order, in front of later lines, and the timer tries again; the error of lines it
+        refused is kept for the next report or :meth:`flush`.
+        """
+        with self._buffer:
+            self._cancel_timer()
+            self._unsent_error = None
+            self._batch_lines()
+        while self._batches:
+            key, lines = self._batches[0]
+            try:
+                self._send("/log", {"lines": lines}, key)
+            except JobwireError as error:
+                if error.retryable:
+                    self._retry_later(error)
+                    return
+                self._batches.pop(0)
+                if error.status == 413 and len(lines) > 1:
+                    # Too large: one line may be the cause; the others still go, one by one.
+                    self._batches[0:0] = [(uuid.uuid4().hex, [line]) for line in lines]
+                else:
+                    self._background_error = self._background_error or error
+                continue
+            except Exception as error:  # noqa: BLE001 (a token function that raised, say)
+                self._retry_later(JobwireError("client_error", f"Sending log lines failed: {error!r}"))
+                return
+            self._batches.pop(0)
+
+    def _batch_lines(self) -> None:
+        """Cuts the buffered lines into keyed batches behind those waiting; the buffer's
+        lock is held."""
+        batch: List[Dict[str, str]] = []
+        size = 0
+        for line in self._lines:
+            length = len(json.dumps(line))
+            if batch and (len(batch) >= self.log_batch or size + length > LOG_BATCH_BYTES):
+                self._batches.append((uuid.uuid4().hex, batch))
+                batch, size = [], 0
+            batch.append(line)
+            size += length
+        if batch:
+            self._batches.append((uuid.uuid4().hex, batch))
+        self._lines, self._line_bytes = [], 0
+
+    def _retry_later(self, error: JobwireError) -> None:
+        with self._buffer:
+            self._unsent_error = error
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Starts the flush timer unless it runs; the buffer's lock is held."""
         if self._timer is None and not self._closed:
             self._timer = threading.Timer(self.log_flush, self._flush_in_background)
             self._timer.daemon = True
             self._timer.start()
 
-    def _flush_in_background(self) -> None:
-        with self._lock:
+    def _cancel_timer(self) -> None:
+        """Stops the flush timer; the buffer's lock is held."""
+        if self._timer is not None:
+            self._timer.cancel()
             self._timer = None
-            if not self._closed:
+
+    def _flush_in_background(self) -> None:
+        try:
+            with self._buffer:
+                self._timer = None
+                if self._closed:
+                    return
+            with self._lock:
                 self._send_lines()
+        except Exception as error:  # noqa: BLE001 (a timer thread must not die loudly)
+            _log.warning("flushing log lines of job %s failed: %r", self.job_id, error)
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -765,22 +810,24 @@ _STREAM_ERROR_STATUS = {
 }
 
 
-def _as_served(value: Any) -> Any:
-    """``value`` as the server gives it back: through JSON, with JavaScript's numbers
-    (integers past 2^53 lose their last digits)."""
+def _as_numbers(value: Any) -> Any:
+    """``value`` through JSON with every number as JavaScript holds it (an integer past
+    2^53 as the nearest double), so that what was sent and what the server gives back
+    compare equal."""
 
     def number(text: str) -> Union[int, float]:
         whole = int(text)
-        return whole if abs(whole) <= 2**53 else int(float(whole))
+        return whole if abs(whole) <= 2**53 else float(whole)
 
     return json.loads(json.dumps(value), parse_int=number)
 
 
 def _if_unanswered(tries: List[JobwireError]) -> Callable[[JobwireError], None]:
-    """An ``on_retry`` that keeps the failed tries that were sent and got no answer."""
+    """An ``on_retry`` that keeps the failed tries that may have been carried out: sent
+    without an answer, or answered by a proxy that lost the server's (502, 504)."""
 
     def keep(error: JobwireError) -> None:
-        if error.status == 0 and error.sent:
+        if (error.status == 0 and error.sent) or error.status in (502, 504):
             tries.append(error)
 
     return keep

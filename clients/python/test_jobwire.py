@@ -33,7 +33,8 @@ class FaultyProxy:
     ``policy(index, request_head)`` decides for each connection: ``None`` forwards it
     whole; ``("drop_reply",)`` forwards the request and closes without the reply;
     ``("cut_after", n)`` forwards ``n`` bytes of the reply, then closes;
-    ``("respond", raw)`` answers ``raw`` itself and forwards nothing.
+    ``("respond", raw)`` answers ``raw`` itself and forwards nothing;
+    ``("replace_reply", raw)`` forwards the request and answers ``raw`` instead of the reply.
     """
 
     def __init__(self, target: str, policy: Callable[[int, bytes], Optional[tuple]]):
@@ -75,8 +76,10 @@ class FaultyProxy:
                 return
             upstream.sendall(head)
             threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
-            if action is not None and action[0] == "drop_reply":
+            if action is not None and action[0] in ("drop_reply", "replace_reply"):
                 upstream.recv(65536)  # the reply arrives, and is lost
+                if action[0] == "replace_reply":
+                    client.sendall(action[1])
                 return
             budget = action[1] if action is not None and action[0] == "cut_after" else None
             while True:
@@ -136,6 +139,12 @@ def unavailable(retry_after: int) -> bytes:
         "Connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+GATEWAY_TIMEOUT = (
+    b"HTTP/1.1 504 Gateway Time-out\r\nContent-Type: text/html\r\nContent-Length: 9\r\n"
+    b"Connection: close\r\n\r\n<html/>\r\n"
+)
 
 
 class Deadline(unittest.TestCase):
@@ -315,10 +324,15 @@ class ReporterTest(Deadline):
             self.assertEqual(refused.exception.code, "job_exists")
 
     def test_a_lost_create_reply_is_recognised_whatever_json_makes_of_the_metadata(self) -> None:
-        metadata = {"shape": (3, 4), 1: "one", "big": 2**53 + 1}
+        metadata = {"shape": (3, 4), 1: "one", "big": 2**53 + 1, "bigger": 1234567890123456789}
         with through_proxy(first_matching(b"POST /jobs ", ("drop_reply",))) as (through, proxy):
             job = through.create_job(kind="shaped", metadata=metadata)
         self.assertEqual(job.job["metadata"]["shape"], [3, 4])  # type: ignore[index]
+
+    def test_a_create_a_proxy_timed_out_on_counts_as_created(self) -> None:
+        with through_proxy(first_matching(b"POST /jobs ", ("replace_reply", GATEWAY_TIMEOUT))) as (through, _):
+            job = through.create_job(kind="slow-gateway")
+        self.assertEqual(self.client.get_job(job.job_id)["kind"], "slow-gateway")
 
     def test_a_delete_whose_reply_was_lost_succeeds(self) -> None:
         job = self.client.create_job()
@@ -424,6 +438,72 @@ class ReporterTest(Deadline):
             self.assertEqual(unavailable_now.exception.status, 503)
             reporter.progress(5)
         self.assertEqual(types_of(self.client, job.job_id), ["log", "progress"])
+
+    def test_a_log_batch_whose_reply_was_lost_is_written_once(self) -> None:
+        job = self.client.create_job()
+        with through_proxy(first_matching(b"/log", ("drop_reply",)), retries=0) as (through, _):
+            reporter = through.reporter(job.job_id, log_flush=60)
+            reporter.log("a")
+            reporter.log("b")
+            with self.assertRaises(JobwireError):
+                reporter.flush()
+            reporter.progress(5)
+        events = self.client.events(job.job_id, since=0)["events"]
+        self.assertEqual([e["data"].get("line") for e in events], ["a", "b", None])
+
+    def test_while_the_server_cannot_be_reached_log_does_not_send(self) -> None:
+        job = self.client.create_job()
+        refuse_logs = lambda index, head: ("respond", unavailable(0)) if b"/log" in head.split(b"\r\n")[0] else None
+        with through_proxy(refuse_logs, retries=1) as (through, proxy):
+            reporter = through.reporter(job.job_id, log_flush=60, log_batch=2)
+            reporter.log("a")
+            reporter.log("b")  # a full buffer: sent at once, and refused
+            tried = proxy.connections
+            self.assertEqual(tried, 2)
+            reporter.log("c")
+            reporter.log("d")  # full again, but the timer retries: nothing sent here
+            self.assertEqual(proxy.connections, tried)
+            reporter._shut()
+
+    def test_a_token_function_that_raises_in_the_timer_keeps_the_lines(self) -> None:
+        job = self.client.create_job()
+        calls: List[int] = []
+
+        def token() -> str:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("vault unreachable")
+            return TOKEN
+
+        escaped: List[BaseException] = []
+        hook = threading.excepthook
+        threading.excepthook = lambda args: escaped.append(args.exc_value)  # type: ignore[assignment]
+        try:
+            reporter = Client(URL, token=token).reporter(job.job_id, log_flush=0.05)
+            reporter.log("kept through a failure")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and types_of(self.client, job.job_id) != ["log"]:
+                time.sleep(0.05)
+        finally:
+            threading.excepthook = hook
+        self.assertEqual(types_of(self.client, job.job_id), ["log"])
+        self.assertEqual(escaped, [])
+        reporter.close()
+
+    def test_a_failed_failure_report_still_closes_the_reporter(self) -> None:
+        job = self.client.create_job()
+        refuse_all = lambda index, head: ("respond", unavailable(0))
+        with through_proxy(refuse_all, retries=0) as (through, proxy):
+            with self.assertRaises(ValueError):
+                with through.reporter(job.job_id, log_flush=0.05) as reporter:
+                    reporter.log("x")
+                    raise ValueError("broken")
+            tried = proxy.connections
+            time.sleep(0.3)
+            self.assertEqual(proxy.connections, tried)  # no timer tries again
+        with self.assertRaises(JobwireError) as closed:
+            reporter.log("y")
+        self.assertEqual(closed.exception.code, "closed")
 
     def test_lines_refused_for_another_reason_are_not_resent_one_by_one(self) -> None:
         job = self.client.create_job()
