@@ -601,9 +601,17 @@ class JobReporter:
             send_now = full and self._unsent_error is None
             if not send_now:
                 self._arm_timer()
-        if send_now:
-            with self._lock:
-                self._send_lines()
+        # A send in progress elsewhere (a report, the timer's retries) takes these lines
+        # next: this call does not wait for it.
+        if send_now and self._lock.acquire(blocking=False):
+            try:
+                if not self._closed:
+                    self._send_lines()
+            finally:
+                self._lock.release()
+        elif send_now:
+            with self._buffer:
+                self._arm_timer()
 
     def event(self, type: str, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """Publishes a custom event (``type`` such as ``training_progress``)."""
@@ -639,10 +647,12 @@ class JobReporter:
             self._raise_log_error()
 
     def close(self) -> None:
-        """Flushes, then refuses further reports."""
+        """Flushes, then refuses further reports and lines (from the start of the flush)."""
         with self._lock:
-            if self._closed:
-                return
+            with self._buffer:
+                if self._closed:
+                    return
+                self._closed = True
             try:
                 self.flush()
             finally:
@@ -660,9 +670,9 @@ class JobReporter:
                 if self.status not in TERMINAL_STATUSES and not self._closed:
                     self._publish("/fail", _failure(error, _snake(kind.__name__)))
                 self.close()
-        except JobwireError as report:
+        except Exception as report:  # noqa: BLE001 (a token function's own error, say)
             # The exception leaving the block is what the caller must see.
-            _log.warning("could not report job %s as failed: %s", self.job_id, report)
+            _log.warning("could not report job %s as failed: %r", self.job_id, report)
         finally:
             self._shut()
         return False
@@ -790,7 +800,9 @@ class JobReporter:
                 if self._closed:
                     return
             with self._lock:
-                self._send_lines()
+                # close() may have run meanwhile: what it did not send stays unsent.
+                if not self._closed:
+                    self._send_lines()
         except Exception as error:  # noqa: BLE001 (a timer thread must not die loudly)
             _log.warning("flushing log lines of job %s failed: %r", self.job_id, error)
 

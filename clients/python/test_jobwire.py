@@ -34,7 +34,8 @@ class FaultyProxy:
     whole; ``("drop_reply",)`` forwards the request and closes without the reply;
     ``("cut_after", n)`` forwards ``n`` bytes of the reply, then closes;
     ``("respond", raw)`` answers ``raw`` itself and forwards nothing;
-    ``("replace_reply", raw)`` forwards the request and answers ``raw`` instead of the reply.
+    ``("replace_reply", raw)`` forwards the request and answers ``raw`` instead of the reply;
+    ``("delay", seconds)`` forwards it all after a pause.
     """
 
     def __init__(self, target: str, policy: Callable[[int, bytes], Optional[tuple]]):
@@ -74,6 +75,8 @@ class FaultyProxy:
             if action is not None and action[0] == "respond":
                 client.sendall(action[1])
                 return
+            if action is not None and action[0] == "delay":
+                time.sleep(action[1])
             upstream.sendall(head)
             threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
             if action is not None and action[0] in ("drop_reply", "replace_reply"):
@@ -504,6 +507,52 @@ class ReporterTest(Deadline):
         with self.assertRaises(JobwireError) as closed:
             reporter.log("y")
         self.assertEqual(closed.exception.code, "closed")
+
+    def test_a_line_logged_while_close_flushes_is_refused_not_lost(self) -> None:
+        job = self.client.create_job()
+        with through_proxy(first_matching(b"/log", ("delay", 0.5))) as (through, _):
+            reporter = through.reporter(job.job_id, log_flush=60)
+            reporter.log("a")
+            closing = threading.Thread(target=reporter.close)
+            closing.start()
+            time.sleep(0.1)  # close() is waiting for the slow reply
+            with self.assertRaises(JobwireError) as refused:
+                reporter.log("late")
+            self.assertEqual(refused.exception.code, "closed")
+            closing.join()
+        self.assertEqual([e["data"]["line"] for e in self.client.events(job.job_id, since=0)["events"]], ["a"])
+
+    def test_log_does_not_wait_for_the_timers_retries(self) -> None:
+        job = self.client.create_job()
+        refuse_logs = lambda index, head: ("respond", unavailable(1)) if b"/log" in head.split(b"\r\n")[0] else None
+        with through_proxy(refuse_logs, retries=2) as (through, proxy):
+            reporter = through.reporter(job.job_id, log_flush=0.05, log_batch=1)
+            with self.assertRaises(JobwireError):
+                reporter.log("a")  # a full buffer, sent at once: its tries fail
+                reporter.flush()
+            # The timer now retries, holding the send lock for seconds between tries.
+            tried = proxy.connections
+            while proxy.connections == tried:
+                time.sleep(0.01)
+            logging_done = threading.Event()
+            threading.Thread(target=lambda: (reporter.log("b"), logging_done.set()), daemon=True).start()
+            self.assertTrue(logging_done.wait(1.0), "log() waited for the timer's retries")
+            reporter._shut()
+
+    def test_a_token_function_that_raises_at_exit_does_not_hide_the_blocks_exception(self) -> None:
+        job = self.client.create_job()
+        calls: List[int] = []
+
+        def token() -> str:
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("token store unavailable")
+            return TOKEN
+
+        with self.assertRaises(ValueError):
+            with Client(URL, token=token).reporter(job.job_id) as reporter:
+                reporter.started()
+                raise ValueError("the real problem")
 
     def test_lines_refused_for_another_reason_are_not_resent_one_by_one(self) -> None:
         job = self.client.create_job()
