@@ -12,6 +12,8 @@ import { canTransition, isTerminal, type JobStatus } from "./status.ts";
 export interface Refusal {
   code: "job_finished" | "invalid_transition";
   message: string;
+  /** For `job_finished`: the status the job ended in, so a producer can tell a cancel. */
+  details?: { status: JobStatus };
 }
 
 /** The job after the event, and the event data as it will be persisted. */
@@ -43,6 +45,7 @@ export function applyEvent(
     return {
       code: "job_finished",
       message: `Job ${record.id} is ${record.status}: it accepts no more events`,
+      details: { status: record.status },
     };
   }
   const next: JobRecord = {

@@ -53,6 +53,8 @@ export type AppendRefusal = {
     | "idempotency_key_reused"
     | "forbidden";
   message: string;
+  /** What the client may act on (for `job_finished`, the status the job ended in). */
+  details?: Record<string, unknown>;
 };
 
 /** What an append did. `replayed` means an earlier identical request already wrote it. */

@@ -323,6 +323,8 @@ Deno.test("any event after a terminal status is refused with 409 job_finished an
       for (const attempt of attempts) {
         const reply = await http(server.url, "POST", `/jobs/${id}/events`, attempt);
         assertError(reply, 409, "job_finished");
+        // The status it ended in, so that a producer can tell a cancel from a completion.
+        assert.deepEqual(reply.json.error.details, { status: end });
       }
       for (const shortcut of ["queue", "start", "cancel"]) {
         assertError(await http(server.url, "POST", `/jobs/${id}/${shortcut}`), 409, "job_finished");

@@ -64,7 +64,7 @@ function otherFields(body: unknown, known: readonly string[]): Record<string, un
 
 /** Maps a refused append to its API error. */
 function refusal(outcome: Extract<AppendOutcome, { ok: false }>): ApiError {
-  return new ApiError(outcome.code, outcome.message);
+  return new ApiError(outcome.code, outcome.message, outcome.details);
 }
 
 export function registerPublishRoutes(app: App, deps: AppDeps): void {
