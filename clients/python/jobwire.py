@@ -43,8 +43,9 @@ __all__ = ["Client", "JobReporter", "JobwireError", "TERMINAL_STATUSES"]
 #: Statuses after which a job takes no more events.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
-#: Log levels the server accepts.
+#: Log levels the server accepts, and the other names it takes for them (any letter case).
 LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+LOG_LEVEL_ALIASES = {"warn": "warning", "err": "error", "fatal": "error", "critical": "error", "trace": "debug"}
 
 #: Most bytes of log lines sent in one request (the server takes 1 MiB bodies by default).
 LOG_BATCH_BYTES = 256 * 1024
@@ -276,8 +277,9 @@ class Client:
         metadata: Optional[Dict[str, Any]] = None,
         log_flush: float = 0.25,
         log_batch: int = 100,
+        keep_open_on: Tuple[type, ...] = (),
     ) -> "JobReporter":
-        """Creates a job and returns its reporter.
+        """Creates a job and returns its reporter (see :class:`JobReporter` for the options).
 
         The id is a random UUID made here when none is given, so a retry whose first reply
         was lost finds the job it made and counts it as created.
@@ -309,13 +311,24 @@ class Client:
                 or snapshot.get("last_sequence") != 0
             ):
                 raise
-        reporter = JobReporter(self, job_id, log_flush=log_flush, log_batch=log_batch)
+        reporter = JobReporter(
+            self, job_id, log_flush=log_flush, log_batch=log_batch, keep_open_on=keep_open_on
+        )
         reporter.job = snapshot
         return reporter
 
-    def reporter(self, job_id: str, *, log_flush: float = 0.25, log_batch: int = 100) -> "JobReporter":
-        """A reporter for an existing job."""
-        return JobReporter(self, job_id, log_flush=log_flush, log_batch=log_batch)
+    def reporter(
+        self,
+        job_id: str,
+        *,
+        log_flush: float = 0.25,
+        log_batch: int = 100,
+        keep_open_on: Tuple[type, ...] = (),
+    ) -> "JobReporter":
+        """A reporter for an existing job (see :class:`JobReporter` for the options)."""
+        return JobReporter(
+            self, job_id, log_flush=log_flush, log_batch=log_batch, keep_open_on=keep_open_on
+        )
 
     def get_job(self, job_id: str) -> Dict[str, Any]:
         """The job's snapshot (``status``, ``progress``, ``result``, ``error``, ...)."""
@@ -346,6 +359,10 @@ class Client:
             is deleted meanwhile
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is not None and timeout <= 0:
+            snapshot = self.get_job(job_id)
+            if snapshot["status"] in TERMINAL_STATUSES:
+                return snapshot
         while True:
             left = 60.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:
@@ -521,12 +538,27 @@ class JobReporter:
     several threads.
 
     As a context manager it flushes on exit, and an exception leaving the block fails the
-    job (``error_type`` is the exception's class in snake case) before it propagates.
+    job (``error_type`` is the exception's class in snake case) before it propagates,
+    unless it is one of ``keep_open_on`` (a task queue's "retry later", such as Celery's
+    ``Retry``), which leaves the job as it is for the next attempt.
+
+    A report to a job that has ended raises ``job_finished``; :attr:`status` then says how
+    it ended (``cancelled`` when someone cancelled it), and :meth:`refresh_status` asks
+    the server at any time (a loop that only logs would not notice otherwise).
     """
 
-    def __init__(self, client: Client, job_id: str, *, log_flush: float = 0.25, log_batch: int = 100) -> None:
+    def __init__(
+        self,
+        client: Client,
+        job_id: str,
+        *,
+        log_flush: float = 0.25,
+        log_batch: int = 100,
+        keep_open_on: Tuple[type, ...] = (),
+    ) -> None:
         self.client = client
         self.job_id = job_id
+        self.keep_open_on = keep_open_on
         #: The snapshot the server returned when :meth:`Client.create_job` made the job.
         self.job: Optional[Dict[str, Any]] = None
         #: The status the last report left the job in, as the server said.
@@ -585,8 +617,10 @@ class JobReporter:
 
     def log(self, line: str, level: str = "info", source: Optional[str] = None) -> None:
         """Buffers a log line; it is sent within ``log_flush`` seconds, before any later report."""
+        named = str(level).strip().lower()
+        level = LOG_LEVEL_ALIASES.get(named, named)
         if level not in LOG_LEVELS:
-            raise ValueError(f"level must be one of {sorted(LOG_LEVELS)}, got {level!r}")
+            raise ValueError(f"level must be one of {sorted(LOG_LEVELS)} (or an alias), got {named!r}")
         entry = {"line": str(line), "level": level}
         if source is not None:
             entry["source"] = source
@@ -637,6 +671,16 @@ class JobReporter:
         """Moves the job to ``cancelled``."""
         return self._publish("/cancel", _only(reason=reason))
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled, as far as the last report or refresh knows."""
+        return self.status == "cancelled"
+
+    def refresh_status(self) -> str:
+        """Asks the server for the job's status (``running``, ``cancelled``, ...)."""
+        self.status = self.client.get_job(self.job_id)["status"]
+        return self.status
+
     def flush(self) -> None:
         """Sends buffered log lines and waits for them.
 
@@ -667,9 +711,14 @@ class JobReporter:
             return False
         try:
             with self._lock:
-                if self.status not in TERMINAL_STATUSES and not self._closed:
+                ending = not isinstance(error, self.keep_open_on)
+                if ending and self.status not in TERMINAL_STATUSES and not self._closed:
                     self._publish("/fail", _failure(error, _snake(kind.__name__)))
                 self.close()
+        except JobwireError as report:
+            # Ended meanwhile (cancelled, say): there is nothing to fail.
+            if report.code != "job_finished":
+                _log.warning("could not report job %s as failed: %s", self.job_id, report)
         except Exception as report:  # noqa: BLE001 (a token function's own error, say)
             # The exception leaving the block is what the caller must see.
             _log.warning("could not report job %s as failed: %r", self.job_id, report)
@@ -718,12 +767,17 @@ class JobReporter:
             raise error
 
     def _send(self, path: str, body: Dict[str, Any], key: Optional[str] = None) -> Dict[str, Any]:
-        reply, _ = self.client.request(
-            "POST",
-            _job_path(self.job_id) + path,
-            body,
-            idempotency_key=key or uuid.uuid4().hex,
-        )
+        try:
+            reply, _ = self.client.request(
+                "POST",
+                _job_path(self.job_id) + path,
+                body,
+                idempotency_key=key or uuid.uuid4().hex,
+            )
+        except JobwireError as error:
+            if error.code == "job_finished" and isinstance(error.details, dict):
+                self.status = error.details.get("status", self.status)
+            raise
         self.status = reply.get("status", self.status)
         return reply
 

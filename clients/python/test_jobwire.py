@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -553,6 +554,63 @@ class ReporterTest(Deadline):
             with Client(URL, token=token).reporter(job.job_id) as reporter:
                 reporter.started()
                 raise ValueError("the real problem")
+
+    def test_a_job_cancelled_elsewhere_is_told_apart_and_not_failed_at_exit(self) -> None:
+        warnings: List[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = warnings.append  # type: ignore[method-assign]
+        logging.getLogger("jobwire").addHandler(handler)
+        try:
+            with self.assertRaises(JobwireError) as finished:
+                with self.client.create_job() as job:
+                    job.started()
+                    self.assertEqual(job.refresh_status(), "running")
+                    self.client.request("POST", f"/jobs/{job.job_id}/cancel", {"reason": "user"})
+                    self.assertEqual(job.refresh_status(), "cancelled")
+                    job.status = "running"  # as a worker that has not asked would think
+                    job.progress(50)
+        finally:
+            logging.getLogger("jobwire").removeHandler(handler)
+        self.assertEqual(finished.exception.code, "job_finished")
+        self.assertEqual(finished.exception.details, {"status": "cancelled"})
+        self.assertTrue(job.cancelled)
+        self.assertEqual(self.client.get_job(job.job_id)["status"], "cancelled")
+        self.assertEqual([r.getMessage() for r in warnings], [])
+
+    def test_an_exception_of_keep_open_on_leaves_the_job_for_the_next_attempt(self) -> None:
+        class RetryLater(Exception):
+            pass
+
+        job = self.client.create_job()
+        with self.assertRaises(RetryLater):
+            with self.client.reporter(job.job_id, keep_open_on=(RetryLater,)) as attempt:
+                attempt.started()
+                attempt.log("first attempt")
+                raise RetryLater()
+        self.assertEqual(self.client.get_job(job.job_id)["status"], "running")
+        with self.client.reporter(job.job_id) as attempt:
+            attempt.complete({"attempts": 2})
+        self.assertEqual(types_of(self.client, job.job_id), ["status", "log", "result", "status"])
+
+    def test_log_levels_take_any_case_and_the_aliases_the_server_takes(self) -> None:
+        job = self.client.create_job(log_flush=60)
+        for level in ("WARN", "critical", "Fatal", "Info", "trace"):
+            job.log(level, level=level)
+        job.close()
+        events = self.client.events(job.job_id, since=0)["events"]
+        self.assertEqual([e["data"]["level"] for e in events], ["warning", "error", "error", "info", "debug"])
+        with self.assertRaises(ValueError):
+            self.client.reporter(job.job_id).log("x", level="loud")
+
+    def test_wait_with_no_time_left_still_looks_once(self) -> None:
+        job = self.client.create_job()
+        job.cancel()
+        self.assertEqual(self.client.wait(job.job_id, timeout=0)["status"], "cancelled")
+        running = self.client.create_job()
+        running.started()
+        with self.assertRaises(JobwireError) as waited:
+            self.client.wait(running.job_id, timeout=0)
+        self.assertEqual(waited.exception.code, "timeout")
 
     def test_lines_refused_for_another_reason_are_not_resent_one_by_one(self) -> None:
         job = self.client.create_job()
