@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { addressSet, type AddressTest } from "../http/proxies.ts";
 
 /** The limits; 0 means no limit. */
 export interface LimitOptions {
@@ -274,17 +275,19 @@ export class Visitors {
   }
 }
 
+/** The compiled test of each exempt list (the configuration's, built once). */
+const exemptSets = new WeakMap<readonly string[], AddressTest>();
+
 /**
  * Whether per-address limits skip `ip`: it is listed, or it is a loopback address and
  * `loopback` is listed (behind a reverse proxy on the same host every client comes from
  * loopback, and counting them per address would cap the whole server).
  */
 export function exemptAddress(ip: string, exempt: readonly string[]): boolean {
-  if (exempt.length === 0) return false;
-  const address = ip.toLowerCase();
-  // An IPv4 client on a dual-stack socket is reported as ::ffff:a.b.c.d.
-  const v4 = address.startsWith("::ffff:") ? address.slice(7) : address;
-  if (exempt.includes(address) || exempt.includes(v4)) return true;
-  if (!exempt.includes("loopback")) return false;
-  return address === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+  let test = exemptSets.get(exempt);
+  if (test === undefined) {
+    test = addressSet(exempt);
+    exemptSets.set(exempt, test);
+  }
+  return test(ip);
 }

@@ -164,6 +164,26 @@ export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Princi
   );
 }
 
+/**
+ * Runs `wait` (a request held open: a long-poll) counted as an open stream for the
+ * connection limits.
+ *
+ * @throws {ApiError} as {@link admitStream} does, before waiting
+ */
+export async function whileAdmitted<T>(
+  c: Context<AppEnv>,
+  deps: AppDeps,
+  principal: Principal,
+  wait: () => Promise<T>,
+): Promise<T> {
+  const release = admitStream(c, deps, principal);
+  try {
+    return await wait();
+  } finally {
+    release();
+  }
+}
+
 /** The WebSocket close code and reason for a refusal (1008 auth, 1013 overload). */
 export function closeFor(error: ApiError): { code: number; reason: string } {
   switch (error.code) {

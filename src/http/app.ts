@@ -34,7 +34,7 @@ import { registerEventRoutes } from "./routes/events.ts";
 import { registerStreamRoutes } from "./routes/streams.ts";
 import { registerOpsRoutes } from "./routes/ops.ts";
 import { registerStaticRoutes, type StaticFiles } from "./static_files.ts";
-import { clientBehind, trustedProxies } from "./proxies.ts";
+import { addressSet, clientBehind } from "./proxies.ts";
 
 /** Everything the routes use; built by the server and passed in. */
 export interface AppDeps {
@@ -126,7 +126,7 @@ function isStorageError(error: unknown): boolean {
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
-  const trusted = trustedProxies(deps.config.trustedProxies);
+  const trusted = addressSet(deps.config.trustedProxies);
   app.use(async (c, next) => {
     const request = c.req.raw;
     const remote = c.env?.info?.remoteAddr;

@@ -105,11 +105,15 @@ function rangesOf(entry: string): Range[] {
   return [{ v6: bits.v6, prefix: bits.value >> shift, shift }];
 }
 
-/** Whether an address belongs to a trusted proxy; `entries` are {@link proxyEntry} forms. */
-export type ProxyTest = (ip: string) => boolean;
+/** Whether an address is in a set (of trusted proxies, of addresses limits skip). */
+export type AddressTest = (ip: string) => boolean;
 
-/** The test of `--trusted-proxies`; with no entries, nothing is trusted. */
-export function trustedProxies(entries: readonly string[]): ProxyTest {
+/**
+ * The test of a list of {@link proxyEntry} forms (addresses, ranges, `loopback`,
+ * `private`), such as `--trusted-proxies` or `--limits-exempt-ips`; an empty list holds
+ * nothing.
+ */
+export function addressSet(entries: readonly string[]): AddressTest {
   if (entries.length === 0) return () => false;
   const ranges = entries.flatMap(rangesOf);
   return (ip) => {
@@ -142,7 +146,7 @@ function hopAddress(text: string): string | undefined {
  * proxy, in which case the forwarding headers say (see the module's description). A hop
  * that is not an address ends the walk at the proxy that forwarded it.
  */
-export function clientBehind(peer: string, headers: Headers, trusted: ProxyTest): Client {
+export function clientBehind(peer: string, headers: Headers, trusted: AddressTest): Client {
   if (!trusted(peer)) return { ip: peer, forwarded: false, https: false };
   let ip = normalAddress(peer) ?? peer;
   let forwarded = false;

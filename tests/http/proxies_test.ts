@@ -3,7 +3,7 @@
  * what `X-Forwarded-For` and `X-Forwarded-Proto` are believed to say.
  */
 import assert from "node:assert/strict";
-import { clientBehind, proxyEntry, trustedProxies } from "../../src/http/proxies.ts";
+import { addressSet, clientBehind, proxyEntry } from "../../src/http/proxies.ts";
 import { ConfigError, parseTrustedProxies } from "../../src/config.ts";
 
 function forwarded(forwardedFor?: string, proto?: string): Headers {
@@ -14,7 +14,7 @@ function forwarded(forwardedFor?: string, proto?: string): Headers {
 }
 
 Deno.test("trusted proxies: addresses, ranges, loopback and private, in IPv4 and IPv6", () => {
-  const trusted = trustedProxies(
+  const trusted = addressSet(
     parseTrustedProxies("loopback, 10.1.0.0/16, 192.0.2.7, 2001:db8:aa::/48, 2001:db8::5"),
   );
   for (const ip of ["127.0.0.1", "127.200.3.4", "::1", "10.1.0.1", "10.1.255.255", "192.0.2.7"]) {
@@ -42,16 +42,16 @@ Deno.test("trusted proxies: addresses, ranges, loopback and private, in IPv4 and
   ) {
     assert.equal(trusted(ip), false, ip);
   }
-  const privateNets = trustedProxies(parseTrustedProxies("private"));
+  const privateNets = addressSet(parseTrustedProxies("private"));
   for (const ip of ["10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "fd00::1"]) {
     assert.equal(privateNets(ip), true, ip);
   }
   for (const ip of ["172.32.0.1", "192.169.0.1", "127.0.0.1", "8.8.8.8", "fe80::1"]) {
     assert.equal(privateNets(ip), false, ip);
   }
-  assert.equal(trustedProxies(parseTrustedProxies("0.0.0.0/0"))("203.0.113.9"), true);
-  assert.equal(trustedProxies(parseTrustedProxies("none"))("127.0.0.1"), false);
-  assert.equal(trustedProxies([])("127.0.0.1"), false);
+  assert.equal(addressSet(parseTrustedProxies("0.0.0.0/0"))("203.0.113.9"), true);
+  assert.equal(addressSet(parseTrustedProxies("none"))("127.0.0.1"), false);
+  assert.equal(addressSet([])("127.0.0.1"), false);
 });
 
 Deno.test("trusted proxies: entries are normalized, and anything else is refused naming the entry", () => {
@@ -84,13 +84,13 @@ Deno.test("trusted proxies: entries are normalized, and anything else is refused
   assert.equal(proxyEntry("::ffff:10.0.0.0/104"), "10.0.0.0/8");
   assert.equal(proxyEntry("::FFFF:a00:1"), "10.0.0.1");
   assert.equal(proxyEntry("::ffff:10.0.0.0/8"), undefined);
-  assert.equal(trustedProxies(parseTrustedProxies("::ffff:10.0.0.0/104"))("8.8.8.8"), false);
-  assert.equal(trustedProxies(parseTrustedProxies("::ffff:10.0.0.0/104"))("10.9.8.7"), true);
+  assert.equal(addressSet(parseTrustedProxies("::ffff:10.0.0.0/104"))("8.8.8.8"), false);
+  assert.equal(addressSet(parseTrustedProxies("::ffff:10.0.0.0/104"))("10.9.8.7"), true);
   assert.equal(proxyEntry("toString"), undefined);
 });
 
 Deno.test("client behind a trusted proxy: the rightmost untrusted address of X-Forwarded-For", () => {
-  const trusted = trustedProxies(parseTrustedProxies("loopback, 10.0.0.0/8"));
+  const trusted = addressSet(parseTrustedProxies("loopback, 10.0.0.0/8"));
   // The proxy appended what it saw; what the client wrote to the left is never reached.
   assert.deepEqual(
     clientBehind("127.0.0.1", forwarded("6.6.6.6, 203.0.113.9"), trusted),
@@ -133,7 +133,7 @@ Deno.test("client behind a trusted proxy: the rightmost untrusted address of X-F
 });
 
 Deno.test("client behind a trusted proxy: HTTPS when the first X-Forwarded-Proto says so", () => {
-  const trusted = trustedProxies(parseTrustedProxies("loopback"));
+  const trusted = addressSet(parseTrustedProxies("loopback"));
   assert.equal(clientBehind("127.0.0.1", forwarded(undefined, "https"), trusted).https, true);
   assert.equal(clientBehind("127.0.0.1", forwarded(undefined, "HTTPS, http"), trusted).https, true);
   assert.equal(
@@ -145,14 +145,14 @@ Deno.test("client behind a trusted proxy: HTTPS when the first X-Forwarded-Proto
 });
 
 Deno.test("client from an untrusted address: the forwarding headers are ignored", () => {
-  const trusted = trustedProxies(parseTrustedProxies("10.0.0.0/8"));
+  const trusted = addressSet(parseTrustedProxies("10.0.0.0/8"));
   assert.deepEqual(
     clientBehind("203.0.113.9", forwarded("10.0.0.1", "https"), trusted),
     { ip: "203.0.113.9", forwarded: false, https: false },
   );
   // The default: nothing trusted, not even loopback.
   assert.deepEqual(
-    clientBehind("127.0.0.1", forwarded("203.0.113.9", "https"), trustedProxies([])),
+    clientBehind("127.0.0.1", forwarded("203.0.113.9", "https"), addressSet([])),
     { ip: "127.0.0.1", forwarded: false, https: false },
   );
 });

@@ -23,11 +23,17 @@ import { log } from "../../log.ts";
 const COOKIE_GRACE_MS = 3_600_000;
 
 /**
- * The cookie attribute that keeps the token off plain HTTP, for a page the browser loaded
- * over HTTPS (through a trusted proxy: see `--trusted-proxies`).
+ * Sets the status page's token cookie (`""` with 0 seconds clears it): HttpOnly, same-site
+ * only, and kept off plain HTTP for a page the browser loaded over HTTPS (through a trusted
+ * proxy: see `--trusted-proxies`).
  */
-function secure(c: Context<AppEnv>): string {
-  return c.get("https") ? "; Secure" : "";
+function setTokenCookie(c: Context<AppEnv>, token: string, maxAgeSeconds: number): void {
+  c.header(
+    "set-cookie",
+    `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${maxAgeSeconds}; HttpOnly; SameSite=Strict${
+      c.get("https") ? "; Secure" : ""
+    }`,
+  );
 }
 
 /** Failed logins are counted over this window, in milliseconds. */
@@ -99,12 +105,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     );
     const expiresIn = Math.round(config.tokenTtlMs / 1000);
     if (body.cookie === true) {
-      c.header(
-        "set-cookie",
-        `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${expiresIn}; HttpOnly; SameSite=Strict${
-          secure(c)
-        }`,
-      );
+      setTokenCookie(c, token, expiresIn);
     }
     return c.json({
       access_token: token,
@@ -151,12 +152,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     const left = principal.expiresAt === null
       ? config.tokenTtlMs
       : Math.max(1000, principal.expiresAt - Date.now()) + COOKIE_GRACE_MS;
-    c.header(
-      "set-cookie",
-      `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${
-        Math.floor(left / 1000)
-      }; HttpOnly; SameSite=Strict${secure(c)}`,
-    );
+    setTokenCookie(c, token, Math.floor(left / 1000));
     return c.json({
       signed_in: true,
       sub: principal.sub,
@@ -178,10 +174,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       deps.sessions.revoke(tokenId);
       deps.peers.revoked(tokenId);
     }
-    c.header(
-      "set-cookie",
-      `${TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict${secure(c)}`,
-    );
+    setTokenCookie(c, "", 0);
     return c.json({ signed_out: true, revoked });
   });
 

@@ -13,7 +13,7 @@ import { serveHttpStream, streamHead } from "../../protocol/http_stream.ts";
 import { CLOSE } from "../../protocol/session.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
-import { admitStream, streamPrincipal } from "../access.ts";
+import { admitStream, streamPrincipal, whileAdmitted } from "../access.ts";
 import { lastEventId, negotiate, parseSince, sessionContext, sinceFor } from "../streaming.ts";
 
 /** Default number of events on a page. */
@@ -39,15 +39,10 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
         since <= job.last_sequence
       ) {
-        // A request held open counts as an open stream for the connection limits.
-        const release = admitStream(c, deps, principal);
-        stats.longPolls++;
-        let ended;
-        try {
-          ended = await waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
-        } finally {
-          release();
-        }
+        const ended = await whileAdmitted(c, deps, principal, () => {
+          stats.longPolls++;
+          return waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+        });
         jobAfterWait(store, id, ended, "its events");
         events = store.readEvents(id, since, limit);
       }

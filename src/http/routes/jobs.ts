@@ -16,7 +16,7 @@ import {
   isAdmin,
   type Principal,
 } from "../../auth/principal.ts";
-import { admitStream, principalKey, requirePrincipal } from "../access.ts";
+import { principalKey, requirePrincipal, whileAdmitted } from "../access.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { decodeCursor } from "../../store/cursor.ts";
@@ -146,14 +146,12 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       outcome = "terminal";
       if (!isTerminal(record.status)) {
         const timeoutMs = (query.timeout ?? DEFAULT_TERMINAL_WAIT_SECONDS) * 1000;
-        // A request held open counts as an open stream for the connection limits.
-        const release = admitStream(c, deps, principal);
-        let ended;
-        try {
-          ended = await waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal);
-        } finally {
-          release();
-        }
+        const ended = await whileAdmitted(
+          c,
+          deps,
+          principal,
+          () => waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal),
+        );
         record = jobAfterWait(store, id, ended, "it to end");
         outcome = ended === "event" && isTerminal(record.status) ? "terminal" : ended;
       }
