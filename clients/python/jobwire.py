@@ -565,8 +565,8 @@ class JobReporter:
         self.status: Optional[str] = None
         self.log_flush = log_flush
         self.log_batch = max(1, log_batch)
-        #: Lines logged since the last send, not yet in a batch.
-        self._lines: List[Dict[str, str]] = []
+        #: Lines logged since the last send, not yet in a batch, with their size as JSON.
+        self._lines: List[Tuple[Dict[str, str], int]] = []
         self._line_bytes = 0
         #: Batches to send, in order, each with the Idempotency-Key all its tries carry.
         self._batches: List[Tuple[str, List[Dict[str, str]]]] = []
@@ -628,8 +628,9 @@ class JobReporter:
         # retries) does not hold up a line, unless the buffer is full.
         with self._buffer:
             self._assert_open()
-            self._lines.append(entry)
-            self._line_bytes += len(json.dumps(entry))
+            size = len(json.dumps(entry))
+            self._lines.append((entry, size))
+            self._line_bytes += size
             full = len(self._lines) >= self.log_batch or self._line_bytes >= LOG_BATCH_BYTES
             # While the server cannot be reached, the timer tries again: log() never waits.
             send_now = full and self._unsent_error is None
@@ -818,8 +819,7 @@ class JobReporter:
         lock is held."""
         batch: List[Dict[str, str]] = []
         size = 0
-        for line in self._lines:
-            length = len(json.dumps(line))
+        for line, length in self._lines:
             if batch and (len(batch) >= self.log_batch or size + length > LOG_BATCH_BYTES):
                 self._batches.append((uuid.uuid4().hex, batch))
                 batch, size = [], 0
