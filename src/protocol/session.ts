@@ -86,11 +86,19 @@ class JobSubscription implements Subscriber {
 class FirehoseSubscription implements FirehoseSubscriber {
   /** Per job: whether it passes the filter and visibility (statuses change, kinds do not). */
   #kinds = new Map<string, boolean>();
+  /**
+   * Per job the client knows that has not ended: the last sequence sent of it, for
+   * heartbeats. A job leaves on its terminal event or its deletion.
+   */
+  readonly open = new Map<string, number>();
   constructor(readonly session: Session, readonly filter: FirehoseFilter) {}
 
   /** Jobs the stream started with: the client knows them, so it hears of their deletion. */
   started(jobs: readonly Job[]): void {
-    for (const job of jobs) this.#kinds.set(job.id, true);
+    for (const job of jobs) {
+      this.#kinds.set(job.id, true);
+      if (!isTerminal(job.status)) this.open.set(job.id, job.last_sequence);
+    }
   }
 
   #admits(job: Job | undefined): boolean {
@@ -111,10 +119,16 @@ class FirehoseSubscription implements FirehoseSubscriber {
   }
 
   deliver(event: WireEvent): void {
-    if (this.#passes(event.jobId, event.job)) this.session.sendFirehose(event);
+    const passes = this.#passes(event.jobId, event.job);
+    if (passes) this.session.sendFirehose(event);
+    // A job that ended, or left the filter's status, is no longer followed here.
+    if (passes && !event.terminal) this.open.set(event.jobId, event.sequence);
+    else this.open.delete(event.jobId);
   }
   created(job: Job): void {
-    if (this.#passes(job.id, job)) this.session.sendNotice("created", job.id, { job });
+    if (!this.#passes(job.id, job)) return;
+    this.session.sendNotice("created", job.id, { job });
+    if (!isTerminal(job.status)) this.open.set(job.id, job.last_sequence);
   }
   deleted(jobId: string, job?: Job): void {
     // Also a job this stream never saw an event of: the client may have listed it itself.
@@ -122,6 +136,7 @@ class FirehoseSubscription implements FirehoseSubscriber {
       this.session.sendNotice("deleted", jobId, {});
     }
     this.#kinds.delete(jobId);
+    this.open.delete(jobId);
   }
 }
 
@@ -402,6 +417,9 @@ export class Session {
       return;
     }
     const lastSequences: Record<string, number> = {};
+    for (const [jobId, sent] of this.#firehose?.open ?? []) {
+      lastSequences[jobId] = Math.max(sent, this.context.hub.lastSequence(jobId) ?? 0);
+    }
     for (const sub of this.#subs.values()) lastSequences[sub.jobId] = this.#highWater(sub);
     this.#sendMessage("heartbeat", null, { timestamp: now, last_sequences: lastSequences });
   }

@@ -386,6 +386,60 @@ Deno.test("heartbeats carry the job's last sequence; snapshot streams get bare p
   });
 });
 
+Deno.test("all=1 heartbeats carry the last sequence of every job the stream knows that has not ended", async () => {
+  await withServer({ heartbeat: "100ms" }, async (server) => {
+    const start = { type: "status", data: { status: "running" } };
+    const running = await createJob(server.url);
+    await publish(server.url, running, start);
+    const ended = await createJob(server.url);
+    await publish(server.url, ended, start);
+    assert.equal((await http(server.url, "POST", `/jobs/${ended}/complete`, {})).status, 201);
+    const ws = await WsClient.connect(`${server.url}/ws?all=1`);
+    try {
+      await ws.next((m) => m.type === "connection");
+      const quiet = await createJob(server.url);
+      const fresh = await createJob(server.url);
+      await publish(server.url, fresh, logEvent(1), logEvent(2));
+      await publish(server.url, running, logEvent(2));
+      const finishing = await createJob(server.url);
+      await publish(server.url, finishing, start);
+      assert.equal((await http(server.url, "POST", `/jobs/${finishing}/complete`, {})).status, 201);
+      await ws.next((m) => m.job_id === finishing && m.data?.status === "completed");
+      const beat = await ws.next((m) => m.type === "heartbeat", 3000);
+      assert.equal(beat.job_id, null);
+      assert.deepEqual(beat.data.last_sequences, { [running]: 2, [quiet]: 0, [fresh]: 2 });
+
+      const deleted = await http(server.url, "DELETE", `/jobs/${fresh}`);
+      assert.equal(deleted.status < 300, true, `delete: ${deleted.status}`);
+      await ws.next((m) => m.type === "deleted" && m.job_id === fresh);
+      const later = await ws.next((m) => m.type === "heartbeat", 3000);
+      assert.deepEqual(later.data.last_sequences, { [running]: 2, [quiet]: 0 });
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
+Deno.test("all=1&status= heartbeats leave out a job once it has left that status", async () => {
+  await withServer({ heartbeat: "100ms" }, async (server) => {
+    const ws = await WsClient.connect(`${server.url}/ws?all=1&status=queued`);
+    try {
+      await ws.next((m) => m.type === "connection");
+      const staying = await createJob(server.url);
+      const leaving = await createJob(server.url);
+      const queued = { type: "status", data: { status: "queued" } };
+      await publish(server.url, staying, queued);
+      await publish(server.url, leaving, queued);
+      await publish(server.url, leaving, { type: "status", data: { status: "running" } });
+      await ws.next((m) => m.job_id === leaving && m.sequence === 1);
+      const beat = await ws.next((m) => m.type === "heartbeat", 3000);
+      assert.deepEqual(beat.data.last_sequences, { [staying]: 1 });
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
 Deno.test("websocket message over 64 KiB closes with 1009", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
