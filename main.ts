@@ -8,6 +8,7 @@ import {
   BOOLEAN_FLAGS,
   type Config,
   ConfigError,
+  OPTION_NAMES,
   optionsHelp,
   parseArgs,
   readConfigFile,
@@ -49,7 +50,11 @@ ${optionsHelp()}
 `;
 
 async function serve(args: string[]): Promise<number> {
-  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]));
+  const parsed = parseArgs(
+    args,
+    new Set([...BOOLEAN_FLAGS, "help"]),
+    new Set([...OPTION_NAMES, "config"]),
+  );
   if (parsed.flags.has("help")) {
     console.log(USAGE);
     return 0;

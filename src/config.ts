@@ -336,8 +336,14 @@ export interface ParsedArgs {
  * Splits a command line into `--flag value`, `--flag=value`, boolean flags and positionals.
  *
  * @param booleans flags that never take a value
+ * @param known every flag the command takes, when given: an unknown one without a value is
+ *   named as unknown (a mistyped last flag), not as one that needs a value
  */
-export function parseArgs(args: readonly string[], booleans: ReadonlySet<string>): ParsedArgs {
+export function parseArgs(
+  args: readonly string[],
+  booleans: ReadonlySet<string>,
+  known?: ReadonlySet<string>,
+): ParsedArgs {
   const flags = new Map<string, string | true>();
   const positional: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -356,6 +362,9 @@ export function parseArgs(args: readonly string[], booleans: ReadonlySet<string>
     } else {
       const value = args[i + 1];
       if (value === undefined || value.startsWith("--")) {
+        if (known !== undefined && !known.has(name) && !booleans.has(name)) {
+          throw new ConfigError(`Unknown option --${name} (see --help)`);
+        }
         throw new ConfigError(`Option --${name} needs a value`);
       }
       flags.set(name, value);
@@ -414,6 +423,9 @@ export interface ConfigSources {
   /** Parsed `jobwire.json`, and the path it came from, when there is one. */
   file?: { path: string; values: Record<string, unknown> };
 }
+
+/** Every option's name (its flag without `--`). */
+export const OPTION_NAMES: ReadonlySet<string> = new Set(Object.keys(OPTIONS));
 
 /** Option names that are boolean flags. */
 export const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(

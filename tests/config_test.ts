@@ -104,6 +104,19 @@ Deno.test("parseArgs collects positionals and a lone dash", () => {
   assert.equal(parsed.flags.size, 0);
 });
 
+Deno.test("parseArgs names an unknown last flag as unknown when it knows the flags", () => {
+  assert.throws(
+    () => parseArgs(["--port", "1", "--prot"], new Set(), new Set(["port"])),
+    /Unknown option --prot \(see --help\)/,
+  );
+  assert.throws(
+    () => parseArgs(["--prot", "--port", "1"], new Set(), new Set(["port"])),
+    /Unknown option --prot/,
+  );
+  assert.throws(() => parseArgs(["--port"], new Set(), new Set(["port"])), /--port needs a value/);
+  assert.throws(() => parseArgs(["--prot"], new Set()), /--prot needs a value/);
+});
+
 Deno.test("parseArgs takes a value that starts with one dash", () => {
   const parsed = parseArgs(["--port", "-5"], new Set());
   assert.equal(parsed.flags.get("port"), "-5");

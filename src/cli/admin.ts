@@ -10,6 +10,7 @@ import {
   type Config,
   ConfigError,
   MAX_TOKEN_TTL_MS,
+  OPTION_NAMES,
   parseArgs,
   parseDuration,
   readConfigFile,
@@ -49,6 +50,11 @@ or scopes, ends the tokens it got by signing in before.
   --scope <scopes>    space-separated: ${SCOPES.join(", ")} [default "read write"]
   --data-dir, --config as for the server`;
 
+/** The flags a command takes: the server's options, `--config` and its own `extra`. */
+function takes(extra: string[]): ReadonlySet<string> {
+  return new Set([...OPTION_NAMES, "config", ...extra]);
+}
+
 function configOf(flags: Map<string, string | true>, extra: string[]): Config {
   const known = new Set(["config", "help", ...extra]);
   const serverFlags = new Map([...flags].filter(([name]) => !extra.includes(name)));
@@ -83,12 +89,12 @@ function scopesOf(text: string): string[] {
 
 /** `main.ts token …`: prints a token; returns the exit code. */
 export async function tokenCommand(args: string[]): Promise<number> {
-  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]));
+  const extra = ["sub", "scope", "jobs", "ttl"];
+  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]), takes(extra));
   if (parsed.flags.has("help")) {
     console.log(TOKEN_USAGE);
     return 0;
   }
-  const extra = ["sub", "scope", "jobs", "ttl"];
   if (parsed.positional.length > 0) {
     throw new ConfigError(
       `token takes no arguments, got ${JSON.stringify(parsed.positional[0])} (see --help)`,
@@ -157,7 +163,7 @@ async function readPassword(): Promise<string> {
 
 /** `main.ts user …`: returns the exit code. */
 export async function userCommand(args: string[]): Promise<number> {
-  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]));
+  const parsed = parseArgs(args, new Set([...BOOLEAN_FLAGS, "help"]), takes(["scope"]));
   const [action, name] = parsed.positional;
   if (parsed.flags.has("help") || action === undefined) {
     console.log(USER_USAGE);

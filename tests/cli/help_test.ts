@@ -16,6 +16,26 @@ for (const command of ["run", "watch", "wait", "demo"]) {
   });
 }
 
+for (
+  const args of [["--no-auht"], ["token", "--sub", "a", "--scope", "read", "--bogus"], [
+    "user",
+    "list",
+    "--bogus",
+  ]]
+) {
+  Deno.test(`main.ts ${args.join(" ")}: a mistyped last flag is named as unknown`, async () => {
+    const out = await runCli(args);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, new RegExp(`Unknown option ${args.at(-1)} \\(see --help\\)`));
+  });
+}
+
+Deno.test("main.ts --port with nothing after it needs a value", async () => {
+  const out = await runCli(["--port"]);
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /Option --port needs a value/);
+});
+
 Deno.test("main.ts --help lists the terminal tools", async () => {
   const out = await runCli(["--help"]);
   assert.equal(out.code, 0);
