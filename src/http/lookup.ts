@@ -14,13 +14,13 @@ import { JOB_ID_PATTERN } from "./schemas.ts";
 /**
  * The job with this id.
  *
- * @throws {ApiError} 410 when it was purged, 404 when it never existed
+ * @throws {ApiError} 410 when it was deleted or purged, 404 when it never existed
  */
 export function findJob(store: EventStore, id: string): JobRecord {
   const job = JOB_ID_PATTERN.test(id) ? store.getJob(id) : undefined;
   if (job !== undefined) return job;
   if (JOB_ID_PATTERN.test(id) && store.isGone(id)) {
-    throw new ApiError("job_gone", `Job ${id} was purged`);
+    throw new ApiError("job_gone", `Job ${id} was deleted or purged`);
   }
   throw new ApiError("job_not_found", `No job ${id}`);
 }

@@ -498,7 +498,7 @@ export class Session {
   jobGone(jobId: string, reason: string, code: "job_gone" | "job_not_found" = "job_gone"): void {
     if (this.#closed) return;
     this.#sendError(code, reason, jobId, {
-      error_type: "system_error",
+      error_type: REFUSAL_TYPES[code],
       code,
       close_code: CLOSE.jobNotFound,
     }, false);

@@ -484,7 +484,9 @@ Deno.test("DELETE /jobs/:id removes the job: then GET, publish and delete answer
     assert.equal(deleted.json.id, id);
     assert.equal(deleted.json.deleted, true);
 
-    assertError(await http(server.url, "GET", `/jobs/${id}`), 410, "job_gone");
+    const gone = await http(server.url, "GET", `/jobs/${id}`);
+    assertError(gone, 410, "job_gone");
+    assert.equal(gone.json.error.message, `Job ${id} was deleted or purged`);
     assertError(await http(server.url, "GET", `/jobs/${id}/events`), 410, "job_gone");
     assertError(
       await http(server.url, "POST", `/jobs/${id}/events`, logEvent(3)),

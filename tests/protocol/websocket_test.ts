@@ -129,6 +129,7 @@ Deno.test("websocket to an unknown job says so in an error message, then closes 
     assert.equal(error.job_id, "no-such-job");
     assert.equal(error.sequence, null);
     assert.equal(error.data.code, "job_not_found");
+    assert.equal(error.data.error_type, "not_found", "as for a subscribe to an unknown job");
     assert.equal(error.data.error, "job not found");
     assert.equal(error.data.close_code, 4004);
     // Flat messages for format=snapshot: {type: "error", error}.
