@@ -36,8 +36,9 @@ output (45%, 45.5 %, 12/200, tqdm and pip bars) becomes progress events, a few p
 at most. Exit 0 completes the job with result {"exit_code": 0}; another code or a signal
 fails it (error_type exit_code or signal); Ctrl-C is passed to CMD and cancels the job.
 Cancelling the job elsewhere (the status page, POST /jobs/ID/cancel) sends CMD SIGTERM,
-then SIGKILL if it still runs after --kill-after. The job's page is printed to stderr at
-start. If the server cannot be reached the command runs anyway and one warning says so.
+then SIGKILL if it still runs after --kill-after. The job's page is printed to stderr once
+the job is started. If the server cannot be reached the command runs anyway and one warning
+says so.
 
   --server <url>      jobwire server [JOBWIRE_SERVER, else http://127.0.0.1:8080]
   --token <token>     bearer token with the write scope [JOBWIRE_TOKEN]
@@ -117,7 +118,6 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   const jobId = givenId ?? crypto.randomUUID();
   const pageUrl = statusPageUrl(server, jobId);
-  stderrLine(`jobwire: job ${jobId}: ${pageUrl}`);
 
   const publisher = new RunPublisher({
     server,
@@ -127,6 +127,10 @@ export async function runCommand(args: string[]): Promise<number> {
     kind: flagValue(line, "kind") ?? "command",
     metadata: { command, cwd: Deno.cwd() },
     warn: stderrLine,
+  });
+  // The job's page, once there is a job to show (the command does not wait for it).
+  void publisher.opened.then((opened) => {
+    if (opened) stderrLine(`jobwire: job ${jobId}: ${pageUrl}`);
   });
 
   let child: Deno.ChildProcess;
