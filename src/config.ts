@@ -179,9 +179,13 @@ export const OPTIONS = {
     help: "How long an Idempotency-Key is remembered",
   },
   "log-level": {
-    schema: z.enum(["debug", "info", "warn", "error"]),
+    // `warning` as log events spell it, in any letter case.
+    schema: z.preprocess(
+      (v) => typeof v === "string" ? v.toLowerCase().replace(/^warning$/, "warn") : v,
+      z.enum(["debug", "info", "warn", "error"]),
+    ),
     default: "info",
-    help: "Lowest level of log lines written to stderr",
+    help: "Lowest level of log lines written to stderr (debug, info, warn or warning, error)",
   },
   "jwt-secret": {
     schema: z.string().min(16, "must be at least 16 characters").optional(),

@@ -307,6 +307,12 @@ Deno.test("resolveConfig refuses a bad duration naming its source", () => {
   );
 });
 
+Deno.test("resolveConfig takes warning for warn, and log levels in any letter case", () => {
+  assert.equal(resolveConfig(sources({ "log-level": "warning" })).logLevel, "warn");
+  assert.equal(resolveConfig(sources({ "log-level": "Warn" })).logLevel, "warn");
+  assert.equal(resolveConfig(sources({}, { JOBWIRE_LOG_LEVEL: "ERROR" })).logLevel, "error");
+});
+
 Deno.test("resolveConfig refuses a bad boolean and an unknown log level", () => {
   assert.match(
     configError(() => resolveConfig(sources({}, { JOBWIRE_NO_AUTH: "maybe" }))).message,

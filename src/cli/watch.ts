@@ -89,7 +89,7 @@ export function followJob(
     watcher.on("reconnecting", ({ attempt, delayMs }) => {
       const why = lastError === undefined ? "" : `: ${lastError.message}`;
       output.notice(
-        `jobwire: no connection${why}; retrying in ${formatDuration(delayMs / 1000)} ` +
+        `jobwire: no connection${why}; retrying in ${retryDelay(delayMs)} ` +
           `(attempt ${attempt})`,
       );
     });
@@ -164,4 +164,9 @@ export async function watchCommand(args: string[]): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }
+}
+
+/** A reconnect's delay as `watch` prints it: `0.4s` under ten seconds, else as durations are. */
+export function retryDelay(ms: number): string {
+  return ms < 10_000 ? `${(Math.max(0, ms) / 1000).toFixed(1)}s` : formatDuration(ms / 1000);
 }

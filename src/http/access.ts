@@ -46,7 +46,9 @@ export function requirePrincipal(c: Context<AppEnv>): Principal {
     default:
       throw new ApiError(
         "unauthorized",
-        "Authentication required: send a bearer token",
+        c.req.header("authorization")?.trim()
+          ? "Authentication required: the Authorization header must be Bearer <token>"
+          : "Authentication required: send a bearer token",
         undefined,
         {
           "www-authenticate": CHALLENGE,

@@ -62,7 +62,10 @@ export function applyEvent(
       if (!canTransition(record.status, to)) {
         return {
           code: "invalid_transition",
-          message: `Job ${record.id} cannot move from ${record.status} to ${to}`,
+          message: `Job ${record.id} cannot move from ${record.status} to ${to}` +
+            (to === "completed" && !isTerminal(record.status)
+              ? ": start it first (status running, or POST /jobs/:id/start)"
+              : ""),
         };
       }
       next.status = to;

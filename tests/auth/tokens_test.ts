@@ -105,6 +105,21 @@ Deno.test("no token: 401 with a challenge over HTTP, 1008 'authentication requir
   });
 });
 
+Deno.test("a token sent without its Bearer scheme: the 401 says how to send it", async () => {
+  await withServer(AUTH, async (server) => {
+    const token = await mint(ADMIN);
+    const bare = await http(server.url, "GET", "/jobs", undefined, { authorization: token });
+    assertUnauthorized(bare, "unauthorized");
+    assert.match(bare.json.error.message, /the Authorization header must be Bearer <token>/);
+    const none = await http(server.url, "GET", "/jobs");
+    assert.equal(none.json.error.message, "Authentication required: send a bearer token");
+    const good = await http(server.url, "GET", "/jobs", undefined, {
+      authorization: `Bearer ${token}`,
+    });
+    assert.equal(good.status, 200);
+  });
+});
+
 Deno.test("unauthenticated writes are answered 401 before their body is looked at", async () => {
   await withServer(AUTH, async (server) => {
     const admin = await mint(ADMIN);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { retryDelay } from "../../src/cli/watch.ts";
 import {
   eventLine,
   formatDuration,
@@ -155,4 +156,11 @@ Deno.test("summaryLine says how the job ended and how long it took", () => {
     summaryLine("build-42", failed, false),
     "job build-42 failed in 3s: Exited with code 3",
   );
+});
+
+Deno.test("watch prints a short reconnect delay in tenths of a second, a long one as a duration", () => {
+  assert.equal(retryDelay(0), "0.0s");
+  assert.equal(retryDelay(420), "0.4s");
+  assert.equal(retryDelay(3_000), "3.0s");
+  assert.equal(retryDelay(90_000), "1m30s");
 });

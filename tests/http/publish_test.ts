@@ -1142,6 +1142,12 @@ Deno.test("wrong field types are refused with 422 validation_error naming each p
     assertError(await post([logEvent("array body")]), 422, "validation_error");
     assertError(await post("42"), 422, "validation_error");
     assertError(await post({}), 422, "validation_error");
+    // Nothing to publish, however sent, is told what to send.
+    for (const nothing of [{}, "null", ""]) {
+      const reply = await post(nothing);
+      assertError(reply, 422, "validation_error");
+      assert.equal(reply.json.error.message, "Send a JSON object: {type, data} or {events: [...]}");
+    }
     await assertUnchanged(server.url, id, before);
   });
 });

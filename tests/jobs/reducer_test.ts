@@ -196,6 +196,8 @@ Deno.test("applyEvent refuses a status move the table forbids with invalid_trans
     const refusal = refused(applyEvent(record, status(to), T0 + 1));
     assert.equal(refusal.code, "invalid_transition", `${from} -> ${to}`);
     assert.ok(refusal.message.includes(from) && refusal.message.includes(to));
+    // Completing a job that never started says how to start it.
+    assert.equal(refusal.message.includes("start it first"), to === "completed", refusal.message);
   }
 });
 

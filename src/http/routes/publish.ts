@@ -154,12 +154,14 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
 
   app.post("/jobs/:id/events", async (c) => {
     const raw = await body(c);
-    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    const object = typeof raw === "object" && raw !== null && !Array.isArray(raw);
+    if (!object || Object.keys(raw).length === 0) {
+      // An empty body, null or {} is told the same as an array or a string.
       throw new ApiError(
         "validation_error",
         "Send a JSON object: {type, data} or {events: [...]}",
         [
-          { path: "", message: "Expected an object" },
+          { path: "", message: object ? "Expected an event or events" : "Expected an object" },
         ],
       );
     }
