@@ -4,9 +4,13 @@
  * (never back to the poster, whose local subscribers the hub serves directly).
  *
  * Deno's channel holds 256 messages for the whole process and drops the oldest for an
- * isolate that falls further behind. Every message is numbered by its sender, so a
- * receiver notices a jump and catches up from the database instead of waiting for the
- * next commit of each job.
+ * isolate that falls further behind, and under load it has also been seen to lose a single
+ * message outright (the last of a burst, found by a load test: the job's final event then
+ * waited on the other isolate for whatever was published next). Every message is numbered
+ * by its sender, so a receiver notices a jump and catches up from the database instead of
+ * waiting for the next commit of each job; and a sender that has gone quiet says how many
+ * it sent (a `tail`, soon after its last message and then every second), so the loss of
+ * the last one is noticed too.
  *
  * @module
  */
@@ -15,6 +19,7 @@ import { logError } from "../log.ts";
 
 type Wire =
   | { kind: "wake" }
+  | { kind: "tail"; from: string; n: number }
   | (
     & { from: string; n: number }
     & ({ kind: "events"; message: FanoutMessage } | { kind: "notice"; notice: FanoutNotice })
@@ -22,6 +27,12 @@ type Wire =
 
 /** A wake carries nothing and is not numbered: losing one costs only its purpose. */
 const WAKE: Wire = { kind: "wake" };
+
+/** Quiet time after a message before the sender tells how many it sent, in ms. */
+export const TAIL_AFTER_MS = 20;
+
+/** How often the sender tells it again, in case that word was lost too, in ms. */
+export const TAIL_EVERY_MS = 1000;
 
 /** {@link Fanout} over a `BroadcastChannel`. */
 export class BroadcastFanout implements Fanout {
@@ -31,10 +42,21 @@ export class BroadcastFanout implements Fanout {
   #sent = 0;
   /** Number of the last message heard from each other isolate. */
   #heard = new Map<string, number>();
+  /** When the last numbered message was posted (`performance.now()`). */
+  #postedAt = 0;
+  #tailTimer: ReturnType<typeof setTimeout> | undefined;
+  #tailInterval: ReturnType<typeof setInterval>;
 
-  /** @param name channel name; isolates of one server share it */
-  constructor(name: string) {
-    this.#channel = new BroadcastChannel(name);
+  /**
+   * @param name channel name; isolates of one server share it
+   * @param channel the channel to use (tests pass one that loses messages)
+   */
+  constructor(name: string, channel: BroadcastChannel = new BroadcastChannel(name)) {
+    this.#channel = channel;
+    this.#tailInterval = setInterval(() => {
+      if (this.#sent > 0) this.#tail();
+    }, TAIL_EVERY_MS);
+    Deno.unrefTimer(this.#tailInterval);
   }
 
   publish(message: FanoutMessage): void {
@@ -64,6 +86,28 @@ export class BroadcastFanout implements Fanout {
         message: { jobs: [] },
       });
     }
+    this.#postedAt = performance.now();
+    this.#tailTimer ??= setTimeout(() => this.#tailWhenQuiet(), TAIL_AFTER_MS);
+  }
+
+  /** Tells the count once no message has gone for {@link TAIL_AFTER_MS}. */
+  #tailWhenQuiet(): void {
+    const quiet = performance.now() - this.#postedAt;
+    if (quiet < TAIL_AFTER_MS && !this.#closed) {
+      this.#tailTimer = setTimeout(() => this.#tailWhenQuiet(), TAIL_AFTER_MS - quiet);
+      return;
+    }
+    this.#tailTimer = undefined;
+    this.#tail();
+  }
+
+  #tail(): void {
+    if (this.#closed) return;
+    try {
+      this.#channel.postMessage({ kind: "tail", from: this.#id, n: this.#sent });
+    } catch (error) {
+      logError("a message to the other isolates could not be sent", error);
+    }
   }
 
   wake(): void {
@@ -82,6 +126,12 @@ export class BroadcastFanout implements Fanout {
         // Receiving it was the point: this isolate is awake for the commit that follows.
         if (wire.kind === "wake") return;
         const previous = this.#heard.get(wire.from);
+        if (wire.kind === "tail") {
+          // Behind what the sender says it sent: the last of its messages were lost.
+          if (previous === undefined || wire.n > previous) this.#heard.set(wire.from, wire.n);
+          if (previous !== undefined && wire.n > previous) onLost();
+          return;
+        }
         this.#heard.set(wire.from, wire.n);
         // Caught up first: what this message says then applies on top of a current state.
         if (previous !== undefined && wire.n > previous + 1) onLost();
@@ -97,6 +147,8 @@ export class BroadcastFanout implements Fanout {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#tailTimer);
+    clearInterval(this.#tailInterval);
     this.#channel.close();
   }
 }
