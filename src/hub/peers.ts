@@ -33,15 +33,23 @@ export interface IsolateFigures {
   perJob: Record<string, { connections: number; last_sequence: number }>;
 }
 
+/**
+ * Messages between isolates. Count changes are numbered by their sender (`n`), and
+ * `alive` says the latest number: a receiver that finds one missing (Deno's channel drops
+ * messages of a receiver that falls behind, and under load has lost a single one outright)
+ * asks for the sender's whole counts (`resync`) and replaces what it had of them, so a
+ * count is never left wrong until the next change of the same key.
+ */
 type Wire =
   | { kind: "hello"; from: string }
-  | { kind: "alive"; from: string }
+  | { kind: "alive"; from: string; n: number }
   | { kind: "bye"; from: string }
   | { kind: "unlocked"; from: string }
-  | { kind: "count"; from: string; key: string; count: number }
+  | { kind: "count"; from: string; key: string; count: number; n: number }
   | { kind: "spent"; from: string; spent: Record<string, number> }
   | { kind: "revoked"; from: string; tokenId: string }
-  | { kind: "counts"; from: string; to: string; counts: Record<string, number> }
+  | { kind: "resync"; from: string; to: string }
+  | { kind: "counts"; from: string; to: string; counts: Record<string, number>; n: number }
   | { kind: "stats-request"; from: string; id: number }
   | { kind: "stats-reply"; from: string; to: string; id: number; figures: IsolateFigures };
 
@@ -56,6 +64,8 @@ export function watcherKey(jobId: string): string {
 /** Milliseconds of silence after which a peer is considered gone. */
 const PEER_TIMEOUT_MS = 5000;
 const ALIVE_INTERVAL_MS = 1000;
+/** Least time between two requests for the same isolate's counts. */
+const RESYNC_GAP_MS = 250;
 
 /** Knowledge of, and requests to, the other isolates. */
 export class Peers {
@@ -69,22 +79,32 @@ export class Peers {
   #pending = new Map<number, { replies: IsolateFigures[]; from: Set<string>; done: () => void }>();
   #nextRequest = 1;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** Count changes posted so far (the number of the last one). */
+  #countsSent = 0;
+  /** Per other isolate: the number of its last count change applied here. */
+  #countsHeard = new Map<string, number>();
+  /** Per other isolate: when its whole counts were last asked for. */
+  #resyncAsked = new Map<string, number>();
+  /** Other isolates whose counts here missed a change, until their whole counts come. */
+  #stale = new Set<string>();
 
   /**
    * @param name channel name shared by the isolates of one server, or `undefined` for a
    *   server with a single isolate
    * @param localCounts this isolate's counts (sent to isolates that join)
    * @param figures this isolate's figures (sent on request)
+   * @param channel the channel to use (tests pass one that loses messages)
    */
   constructor(
     name: string | undefined,
     localCounts: () => Record<string, number>,
     figures: () => IsolateFigures,
+    channel?: BroadcastChannel,
   ) {
     this.#local = localCounts;
     this.#figures = figures;
     if (name === undefined) return;
-    const channel = new BroadcastChannel(name);
+    channel ??= new BroadcastChannel(name);
     this.#channel = channel;
     channel.onmessage = (e: MessageEvent<Wire>) => {
       try {
@@ -95,7 +115,7 @@ export class Peers {
     };
     this.#post({ kind: "hello", from: this.id });
     const timer = setInterval(() => {
-      this.#post({ kind: "alive", from: this.id });
+      this.#post({ kind: "alive", from: this.id, n: this.#countsSent });
       this.#forgetSilent();
     }, ALIVE_INTERVAL_MS);
     Deno.unrefTimer(timer);
@@ -111,15 +131,25 @@ export class Peers {
     this.#seen.set(message.from, Date.now());
     switch (message.kind) {
       case "hello":
-        this.#post({ kind: "alive", from: this.id });
-        this.#post({ kind: "counts", from: this.id, to: message.from, counts: this.#local() });
+        this.#post({ kind: "alive", from: this.id, n: this.#countsSent });
+        this.#sendCounts(message.from);
+        break;
+      case "resync":
+        this.#sendCounts(message.from);
         break;
       case "bye":
         this.#forget(message.from);
         break;
-      case "count":
+      case "count": {
+        const heard = this.#countsHeard.get(message.from);
+        this.#countsHeard.set(message.from, message.n);
         this.#setCount(message.key, message.from, message.count);
+        if (heard === undefined || message.n > heard + 1) {
+          this.#stale.add(message.from);
+          this.#resync(message.from);
+        }
         break;
+      }
       case "spent":
         this.onSpent(message.spent);
         break;
@@ -127,9 +157,13 @@ export class Peers {
         this.onRevoked(message.tokenId);
         break;
       case "counts":
+        // The isolate's whole counts as of its change n: they replace what was known.
+        this.#dropCounts(message.from);
         for (const [key, count] of Object.entries(message.counts)) {
           this.#setCount(key, message.from, count);
         }
+        this.#countsHeard.set(message.from, message.n);
+        this.#stale.delete(message.from);
         break;
       case "stats-request":
         this.#post({
@@ -151,8 +185,32 @@ export class Peers {
       case "unlocked":
         this.onUnlocked();
         break;
-      case "alive":
+      case "alive": {
+        const heard = this.#countsHeard.get(message.from);
+        if (heard === undefined || message.n > heard) this.#stale.add(message.from);
+        // Asked again at every alive until the whole counts come (a request may be lost).
+        if (this.#stale.has(message.from)) this.#resync(message.from);
         break;
+      }
+    }
+  }
+
+  #sendCounts(to: string): void {
+    this.#post({ kind: "counts", from: this.id, to, counts: this.#local(), n: this.#countsSent });
+  }
+
+  /** Asks an isolate for its whole counts: a change of it was lost, or none came yet. */
+  #resync(isolate: string): void {
+    const now = Date.now();
+    if (now - (this.#resyncAsked.get(isolate) ?? -Infinity) < RESYNC_GAP_MS) return;
+    this.#resyncAsked.set(isolate, now);
+    this.#post({ kind: "resync", from: this.id, to: isolate });
+  }
+
+  #dropCounts(isolate: string): void {
+    for (const [key, byIsolate] of this.#counts) {
+      byIsolate.delete(isolate);
+      if (byIsolate.size === 0) this.#counts.delete(key);
     }
   }
 
@@ -172,10 +230,10 @@ export class Peers {
 
   #forget(isolate: string): void {
     this.#seen.delete(isolate);
-    for (const [key, byIsolate] of this.#counts) {
-      byIsolate.delete(isolate);
-      if (byIsolate.size === 0) this.#counts.delete(key);
-    }
+    this.#countsHeard.delete(isolate);
+    this.#resyncAsked.delete(isolate);
+    this.#stale.delete(isolate);
+    this.#dropCounts(isolate);
   }
 
   #forgetSilent(): void {
@@ -226,7 +284,7 @@ export class Peers {
 
   /** Tells the others the current value of a count here. */
   setCount(key: string, count: number): void {
-    this.#post({ kind: "count", from: this.id, key, count });
+    this.#post({ kind: "count", from: this.id, key, count, n: ++this.#countsSent });
   }
 
   /** The sum of a count over the other isolates. */
