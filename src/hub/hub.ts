@@ -451,6 +451,17 @@ export class Hub {
    */
   #catchUpAll(): void {
     this.#round(() => {
+      if (this.#firehose.size > 0) {
+        // A job made elsewhere whose notice was lost: every job made since start has its
+        // channel here, so an unfinished one without is told of now, as it is.
+        for (const { id } of this.#store.openJobs(MAX_TRACKED_AT_START)) {
+          if (this.#channels.has(id)) continue;
+          const job = this.#store.getJob(id);
+          if (job === undefined) continue;
+          this.#channel(id, job.last_sequence, job.created_at);
+          for (const subscriber of this.#firehose) subscriber.created(job);
+        }
+      }
       for (const [jobId, channel] of [...this.#channels]) {
         if (channel.subscribers.size === 0 && this.#firehose.size === 0) continue;
         const job = this.#store.getJob(jobId);

@@ -1211,6 +1211,28 @@ Deno.test("hub firehose subscribers receive created notices from here and elsewh
   });
 });
 
+Deno.test("hub firehose subscribers hear of a job whose created notice was lost, once", () => {
+  withHub((f) => {
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    createJob(f.store, "lost");
+    commit(f.store, "lost", log(1));
+    const ended = createJob(f.store, "ended");
+    f.fanout.remoteNotice({ kind: "created", job: ended });
+    commit(f.store, "ended", status("running"), status("completed"));
+    // Neither the notice of "lost" nor the commit messages arrived; the next one jumped.
+    f.fanout.lost();
+    assert.deepEqual(all.createdJobs.map((j) => [j.id, j.last_sequence]), [
+      ["ended", 0],
+      ["lost", 1],
+    ]);
+    f.fanout.lost();
+    assert.equal(all.createdJobs.length, 2, "told once");
+    f.fanout.remote(commit(f.store, "lost", log(2)));
+    assert.deepEqual(all.events.filter((e) => e.jobId === "lost").map((e) => e.sequence), [2]);
+  });
+});
+
 Deno.test("hub firehose subscribers receive deleted notices", () => {
   withHub((f) => {
     const all = firehose();
