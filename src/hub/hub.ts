@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { Job, JobRecord } from "../jobs/job.ts";
+import { type Job, type JobRecord, publicJob } from "../jobs/job.ts";
 import { envelopesOf, type StoredEvent } from "../jobs/envelope.ts";
 import type { CommittedEvent, EventStore } from "../store/event_store.ts";
 import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
@@ -111,6 +111,12 @@ class Channel {
   readonly createdAt: string | undefined;
   /** Set once the job has finished: the channel goes when its last subscriber does. */
   ended = false;
+  /**
+   * Whether `all=1` streams here were told of this job (`created`), or need not be (it was
+   * there when this isolate started). Until then its events do not reach them: the job's
+   * `created` notice, or its first event here while such a stream is open, tells them.
+   */
+  told = false;
   readonly subscribers = new Set<Subscriber>();
   /** The job's most recent events, for replays. */
   readonly recent = new RecentRun();
@@ -164,7 +170,9 @@ export class Hub {
     this.#watchedElsewhere = options.watchedElsewhere ?? (() => true);
     this.#clock = options.clock ?? (() => performance.now());
     for (const { id, last_sequence, created_at } of store.openJobs(MAX_TRACKED_AT_START)) {
-      this.#channels.set(id, new Channel(last_sequence, created_at));
+      const channel = new Channel(last_sequence, created_at);
+      channel.told = true;
+      this.#channels.set(id, channel);
     }
     fanout.listen(
       (message) => this.#receiveRemote(message),
@@ -356,9 +364,92 @@ export class Hub {
 
   /** Announces a new job to firehose subscribers here and on other isolates. */
   jobCreated(job: Job): void {
-    this.#channel(job.id, job.last_sequence, job.created_at);
-    for (const subscriber of this.#firehose) subscriber.created(job);
+    this.#announce(this.#channel(job.id, job.last_sequence, job.created_at), job);
     this.#fanout.notify({ kind: "created", job });
+  }
+
+  /** Tells `all=1` streams here of the job a new channel is for. */
+  #announce(channel: Channel, job: Job): void {
+    channel.told = true;
+    for (const subscriber of this.#firehose) subscriber.created(job);
+  }
+
+  /**
+   * Tells `all=1` streams here of a job whose events may have reached this isolate before
+   * its `created` (streams of the job by name had them): `created` with the job as it is
+   * now, then its retained events up to where the channel is, from the store, so that they
+   * get every event of the job as they would have had the notice come first.
+   */
+  #announceLate(channel: Channel, jobId: string, known: Job): void {
+    const stored = this.#store.getJob(jobId);
+    const job = stored !== undefined && stored.created_at === known.created_at
+      ? publicJob(stored)
+      : known;
+    const from = Math.min(channel.last, Math.max(0, job.first_sequence - 1));
+    this.#announce(channel, { ...job, last_sequence: from });
+    if (channel.last <= from || stored?.created_at !== known.created_at) return;
+    let cursor = from;
+    while (cursor < channel.last) {
+      const page = this.#store.readEvents(
+        jobId,
+        cursor,
+        Math.min(REPLAY_PAGE, channel.last - cursor),
+      );
+      if (page.length === 0) return;
+      for (const stored of page) {
+        if (stored.sequence > channel.last) return;
+        const event = new WireEvent(stored, undefined);
+        for (const subscriber of this.#firehose) {
+          subscriber.deliver(event);
+          this.#delivered++;
+        }
+        cursor = stored.sequence;
+      }
+    }
+  }
+
+  /**
+   * The channel an event of a job goes through. One whose job `all=1` streams here were not
+   * told of yet is for a job whose `created` notice has not come (it crossed with this
+   * event): they are told of the job now, as it is with events from this one on, so that
+   * they never get an event of a job before its `created`; the notice tells nobody twice.
+   */
+  #eventChannel(
+    jobId: string,
+    last: number,
+    createdAt: string | undefined,
+    known: Job | undefined,
+  ): Channel {
+    const channel = this.#channel(jobId, last, createdAt);
+    if (channel.told || this.#firehose.size === 0) return channel;
+    // The job as the store has it, or as the event knew it when the store has a later job
+    // under the id already; without either, `all=1` streams hear nothing of this job.
+    const stored = this.#store.getJob(jobId);
+    const job = stored !== undefined && (createdAt === undefined || stored.created_at === createdAt)
+      ? stored
+      : known !== undefined && known.created_at === createdAt
+      ? known
+      : undefined;
+    if (job !== undefined) this.#announceLate(channel, jobId, publicJob(job as JobRecord));
+    return channel;
+  }
+
+  /**
+   * Delivers here whatever the store holds of a job that this isolate has not delivered yet
+   * (commits of other isolates whose messages are still on the way). Called just before the
+   * job is deleted: its events go, and every event committed before the deletion must reach
+   * this isolate's subscribers before their `deleted`.
+   */
+  settle(jobId: string): void {
+    const channel = this.#channels.get(jobId);
+    if (channel === undefined) return;
+    if (channel.subscribers.size === 0 && this.#firehose.size === 0) return;
+    const job = this.#store.getJob(jobId);
+    if (job === undefined) return;
+    if (channel.createdAt !== undefined && job.created_at !== channel.createdAt) return;
+    if (job.last_sequence > channel.last) {
+      this.#round(() => this.#readUpTo(channel, jobId, job.last_sequence, true));
+    }
   }
 
   /**
@@ -403,7 +494,7 @@ export class Hub {
         if (!this.#channels.has(jobId) && this.#store.getJob(jobId)?.created_at !== createdAt) {
           continue;
         }
-        const channel = this.#channel(jobId, first - 1, createdAt);
+        const channel = this.#eventChannel(jobId, first - 1, createdAt, carried?.job);
         // Events of an earlier job under the same id, deleted and made again while this
         // message travelled: none of them belong to the job followed here now.
         if (channel.createdAt !== undefined && createdAt < channel.createdAt) continue;
@@ -455,11 +546,14 @@ export class Hub {
         // A job made elsewhere whose notice was lost: every job made since start has its
         // channel here, so an unfinished one without is told of now, as it is.
         for (const { id } of this.#store.openJobs(MAX_TRACKED_AT_START)) {
-          if (this.#channels.has(id)) continue;
+          const known = this.#channels.get(id);
+          if (known?.told) continue;
           const job = this.#store.getJob(id);
           if (job === undefined) continue;
-          this.#channel(id, job.last_sequence, job.created_at);
-          for (const subscriber of this.#firehose) subscriber.created(job);
+          if (known?.createdAt !== undefined && known.createdAt !== job.created_at) continue;
+          // Its events up to where the channel is, then what came after as the others.
+          const channel = known ?? this.#channel(id, job.last_sequence, job.created_at);
+          this.#announceLate(channel, id, publicJob(job));
         }
       }
       for (const [jobId, channel] of [...this.#channels]) {
@@ -479,11 +573,23 @@ export class Hub {
 
   #receiveNotice(notice: FanoutNotice): void {
     if (notice.kind === "created") {
-      this.#channel(notice.job.id, notice.job.last_sequence, notice.job.created_at);
-      for (const subscriber of this.#firehose) subscriber.created(notice.job);
-    } else {
-      this.#endJob(notice.jobId, notice.reason ?? "job deleted", notice.job);
+      const { job } = notice;
+      const channel = this.#channel(job.id, job.last_sequence, job.created_at);
+      // Told already (an event of it came first), or a late notice of an earlier job under
+      // an id made again since: nobody here is told twice, or of a job that is gone.
+      if (channel.createdAt !== job.created_at || channel.told) return;
+      if (channel.last <= job.last_sequence) this.#announce(channel, job);
+      else this.#announceLate(channel, job.id, job);
+      return;
     }
+    // A late notice about an earlier job under an id made again since: the new job stays.
+    const gone = notice.job?.created_at;
+    if (gone !== undefined) {
+      const channel = this.#channels.get(notice.jobId);
+      const current = channel?.createdAt ?? this.#store.getJob(notice.jobId)?.created_at;
+      if (current !== undefined && current > gone) return;
+    }
+    this.#endJob(notice.jobId, notice.reason ?? "job deleted", notice.job);
   }
 
   /**
@@ -497,7 +603,9 @@ export class Hub {
       channel !== undefined && createdAt !== undefined && channel.createdAt !== undefined &&
       createdAt > channel.createdAt
     ) {
+      // The job was deleted and made again, and the deletion's notice has not come yet.
       this.#endChannel(jobId, channel, "job deleted");
+      for (const subscriber of this.#firehose) subscriber.deleted(jobId);
       channel = undefined;
     }
     if (channel === undefined) {
@@ -509,7 +617,12 @@ export class Hub {
 
   #dispatch(event: WireEvent): void {
     // A job not tracked yet (created before a restart past the tracking cap) starts here.
-    const channel = this.#channel(event.jobId, event.sequence - 1, event.job?.created_at);
+    const channel = this.#eventChannel(
+      event.jobId,
+      event.sequence - 1,
+      event.job?.created_at,
+      event.job,
+    );
     if (event.sequence <= channel.last) return;
     if (event.sequence > channel.last + 1) {
       if (channel.subscribers.size === 0 && this.#firehose.size === 0) {
@@ -606,6 +719,8 @@ export class Hub {
       subscriber.deliver(event);
       this.#delivered++;
     }
+    // Never an event of a job `all=1` streams here were not told of.
+    if (!channel.told) return;
     for (const subscriber of this.#firehose) {
       subscriber.deliver(event);
       this.#delivered++;

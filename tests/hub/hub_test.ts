@@ -139,14 +139,19 @@ class FirehoseRecorder implements FirehoseSubscriber {
   events: WireEvent[] = [];
   createdJobs: Job[] = [];
   deletedIds: string[] = [];
+  /** Everything in the order it came: `created x`, `x:1`, `deleted x`. */
+  order: string[] = [];
   deliver(event: WireEvent): void {
     this.events.push(event);
+    this.order.push(`${event.jobId}:${event.sequence}`);
   }
   created(job: Job): void {
     this.createdJobs.push(job);
+    this.order.push(`created ${job.id}`);
   }
   deleted(jobId: string): void {
     this.deletedIds.push(jobId);
+    this.order.push(`deleted ${jobId}`);
   }
 }
 
@@ -1224,12 +1229,127 @@ Deno.test("hub firehose subscribers hear of a job whose created notice was lost,
     f.fanout.lost();
     assert.deepEqual(all.createdJobs.map((j) => [j.id, j.last_sequence]), [
       ["ended", 0],
-      ["lost", 1],
+      ["lost", 0],
     ]);
     f.fanout.lost();
     assert.equal(all.createdJobs.length, 2, "told once");
     f.fanout.remote(commit(f.store, "lost", log(2)));
-    assert.deepEqual(all.events.filter((e) => e.jobId === "lost").map((e) => e.sequence), [2]);
+    // Its events as if the notice had come: the one before the catch-up, then the next.
+    assert.deepEqual(all.order.filter((o) => o.includes("lost")), [
+      "created lost",
+      "lost:1",
+      "lost:2",
+    ]);
+  });
+});
+
+Deno.test("hub settle delivers what other isolates committed before a deletion here", () => {
+  withHub((f) => {
+    const job = createJob(f.store, "x");
+    f.hub.jobCreated(job);
+    const one = subscribe(f.hub, "x", 0).recorder;
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    // Committed elsewhere, acknowledged there; the message is still on the way when the
+    // DELETE reaches this isolate.
+    const late = commit(f.store, "x", ...logs(1, 3));
+    f.hub.settle("x");
+    f.store.deleteJob("x", T0 + 1000);
+    f.hub.jobDeleted("x", "job deleted", job);
+    assert.deepEqual(one.sequences, [1, 2, 3]);
+    assert.deepEqual(one.ended, ["job deleted"]);
+    assert.deepEqual(all.events.map((e) => e.sequence), [1, 2, 3]);
+    assert.deepEqual(all.deletedIds, ["x"]);
+    // The message, when it comes, delivers nothing.
+    f.fanout.remote(late);
+    assert.equal(one.events.length, 3);
+    assert.equal(all.events.length, 3);
+  });
+});
+
+Deno.test("hub all=1: a job made again elsewhere before its deletion's notice came", () => {
+  withHub((f) => {
+    const first = createJob(f.store, "x");
+    f.fanout.remoteNotice({ kind: "created", job: first });
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    const old = subscribe(f.hub, "x", 0).recorder;
+    // Elsewhere: deleted, made again, an event; the created notice overtakes the deletion's.
+    f.store.deleteJob("x", T0 + 1000);
+    const second = createJob(f.store, "x", T0 + 2000);
+    f.fanout.remoteNotice({ kind: "created", job: second });
+    const fresh = subscribe(f.hub, "x", 0).recorder;
+    f.fanout.remote(commit(f.store, "x", log("new")));
+    f.fanout.remoteNotice({ kind: "deleted", jobId: "x", job: first, reason: "job deleted" });
+    assert.deepEqual(old.ended, ["job deleted"]);
+    assert.deepEqual(all.order, ["deleted x", "created x", "x:1"], "the deletion once, before");
+    assert.deepEqual(all.createdJobs.map((j) => j.created_at), [second.created_at]);
+    assert.deepEqual(all.events.map((e) => e.sequence), [1]);
+    assert.deepEqual(fresh.sequences, [1], "the late notice leaves the new job's streams alone");
+    assert.deepEqual(fresh.ended, []);
+  });
+});
+
+Deno.test("hub all=1: an event that overtakes its job's created notice comes after a created", () => {
+  withHub((f) => {
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    const job = createJob(f.store, "y");
+    // Made elsewhere; an event published here (or its commit message) comes first.
+    publish(f, "y", status("running"));
+    f.fanout.remote(commit(f.store, "y", log(2)));
+    f.fanout.remoteNotice({ kind: "created", job });
+    assert.deepEqual(all.createdJobs.map((j) => [j.id, j.last_sequence]), [["y", 0]]);
+    assert.deepEqual(all.order, ["created y", "y:1", "y:2"]);
+  });
+});
+
+Deno.test("hub all=1: a job a stream here subscribed to by name before its created notice came", () => {
+  withHub((f) => {
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    const job = createJob(f.store, "z");
+    // Made elsewhere; a client here opens its stream before the notice comes.
+    const one = subscribe(f.hub, "z", 0).recorder;
+    f.fanout.remote(commit(f.store, "z", status("running"), log(2)));
+    f.fanout.remoteNotice({ kind: "created", job });
+    f.fanout.remote(commit(f.store, "z", log(3)));
+    assert.deepEqual(one.sequences, [1, 2, 3]);
+    assert.deepEqual(all.order, ["created z", "z:1", "z:2", "z:3"]);
+  });
+});
+
+Deno.test("hub all=1: a stream that opened after a job's events came here, before its notice", () => {
+  withHub((f) => {
+    const job = createJob(f.store, "z");
+    const one = subscribe(f.hub, "z", 0).recorder;
+    f.fanout.remote(commit(f.store, "z", status("running"), log(2)));
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    f.fanout.remoteNotice({ kind: "created", job });
+    assert.deepEqual(one.sequences, [1, 2]);
+    assert.deepEqual(all.order, ["created z", "z:1", "z:2"]);
+    assert.equal(all.createdJobs[0]!.last_sequence, 0);
+    assert.equal(all.createdJobs[0]!.status, "running", "as the job is now");
+  });
+});
+
+Deno.test("hub all=1: a job made again here before the earlier one's deletion notice came", () => {
+  withHub((f) => {
+    const first = createJob(f.store, "x");
+    f.fanout.remoteNotice({ kind: "created", job: first });
+    const all = firehose();
+    f.hub.subscribeAll(all);
+    f.store.deleteJob("x", T0 + 1000);
+    const second = createJob(f.store, "x", T0 + 2000);
+    f.hub.jobCreated(second);
+    f.fanout.remoteNotice({ kind: "deleted", jobId: "x", job: first, reason: "job deleted" });
+    assert.deepEqual(all.createdJobs.map((j) => j.created_at), [second.created_at]);
+    const fresh = subscribe(f.hub, "x", 0).recorder;
+    publish(f, "x", log(1));
+    assert.deepEqual(all.order, ["deleted x", "created x", "x:1"]);
+    assert.deepEqual(fresh.sequences, [1]);
+    assert.deepEqual(fresh.ended, []);
   });
 });
 
@@ -1284,7 +1404,7 @@ Deno.test("hub delivers each event once to a firehose subscriber that also follo
 
 Deno.test("hub unsubscribeAll stops firehose delivery", () => {
   withHub((f) => {
-    createJob(f.store, "j");
+    f.hub.jobCreated(createJob(f.store, "j"));
     const all = firehose();
     f.hub.subscribeAll(all);
     publish(f, "j", log(1));

@@ -169,6 +169,8 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     if (!canWrite(principal, record)) {
       throw new ApiError("forbidden", `No write access to job ${id}`);
     }
+    // What other isolates committed and this one has not delivered yet goes out first.
+    hub.settle(id);
     store.deleteJob(id, Date.now());
     hub.jobDeleted(id, "job deleted", record);
     return c.json({ id, deleted: true });
