@@ -29,10 +29,10 @@ type Wire =
 const WAKE: Wire = { kind: "wake" };
 
 /** Quiet time after a message before the sender tells how many it sent, in ms. */
-export const TAIL_AFTER_MS = 20;
+const TAIL_AFTER_MS = 20;
 
 /** How often the sender tells it again, in case that word was lost too, in ms. */
-export const TAIL_EVERY_MS = 1000;
+const TAIL_EVERY_MS = 1000;
 
 /** {@link Fanout} over a `BroadcastChannel`. */
 export class BroadcastFanout implements Fanout {
@@ -127,9 +127,10 @@ export class BroadcastFanout implements Fanout {
         if (wire.kind === "wake") return;
         const previous = this.#heard.get(wire.from);
         if (wire.kind === "tail") {
+          if (previous !== undefined && wire.n <= previous) return;
+          this.#heard.set(wire.from, wire.n);
           // Behind what the sender says it sent: the last of its messages were lost.
-          if (previous === undefined || wire.n > previous) this.#heard.set(wire.from, wire.n);
-          if (previous !== undefined && wire.n > previous) onLost();
+          if (previous !== undefined) onLost();
           return;
         }
         this.#heard.set(wire.from, wire.n);

@@ -379,33 +379,35 @@ export class Hub {
    * its `created` (streams of the job by name had them): `created` with the job as it is
    * now, then its retained events up to where the channel is, from the store, so that they
    * get every event of the job as they would have had the notice come first.
+   *
+   * @param known the job as a notice or an event knew it, for when the store has a later
+   *   job under the id already; without either, `all=1` streams hear nothing of this job
    */
-  #announceLate(channel: Channel, jobId: string, known: Job): void {
+  #announceLate(
+    channel: Channel,
+    jobId: string,
+    createdAt: string | undefined,
+    known?: Job,
+  ): void {
     const stored = this.#store.getJob(jobId);
-    const job = stored !== undefined && stored.created_at === known.created_at
+    const inStore = stored !== undefined &&
+      (createdAt === undefined || stored.created_at === createdAt);
+    const job = inStore
       ? publicJob(stored)
-      : known;
+      : known !== undefined && known.created_at === createdAt
+      ? publicJob(known as JobRecord)
+      : undefined;
+    if (job === undefined) return;
     const from = Math.min(channel.last, Math.max(0, job.first_sequence - 1));
     this.#announce(channel, { ...job, last_sequence: from });
-    if (channel.last <= from || stored?.created_at !== known.created_at) return;
-    let cursor = from;
-    while (cursor < channel.last) {
-      const page = this.#store.readEvents(
-        jobId,
-        cursor,
-        Math.min(REPLAY_PAGE, channel.last - cursor),
-      );
-      if (page.length === 0) return;
-      for (const stored of page) {
-        if (stored.sequence > channel.last) return;
-        const event = new WireEvent(stored, undefined);
-        for (const subscriber of this.#firehose) {
-          subscriber.deliver(event);
-          this.#delivered++;
-        }
-        cursor = stored.sequence;
+    if (!inStore) return;
+    this.#replayFromStore(jobId, from, channel.last, (event) => {
+      const wire = new WireEvent(event, undefined);
+      for (const subscriber of this.#firehose) {
+        subscriber.deliver(wire);
+        this.#delivered++;
       }
-    }
+    });
   }
 
   /**
@@ -421,16 +423,9 @@ export class Hub {
     known: Job | undefined,
   ): Channel {
     const channel = this.#channel(jobId, last, createdAt);
-    if (channel.told || this.#firehose.size === 0) return channel;
-    // The job as the store has it, or as the event knew it when the store has a later job
-    // under the id already; without either, `all=1` streams hear nothing of this job.
-    const stored = this.#store.getJob(jobId);
-    const job = stored !== undefined && (createdAt === undefined || stored.created_at === createdAt)
-      ? stored
-      : known !== undefined && known.created_at === createdAt
-      ? known
-      : undefined;
-    if (job !== undefined) this.#announceLate(channel, jobId, publicJob(job as JobRecord));
+    if (!channel.told && this.#firehose.size > 0) {
+      this.#announceLate(channel, jobId, createdAt, known);
+    }
     return channel;
   }
 
@@ -553,7 +548,7 @@ export class Hub {
           if (known?.createdAt !== undefined && known.createdAt !== job.created_at) continue;
           // Its events up to where the channel is, then what came after as the others.
           const channel = known ?? this.#channel(id, job.last_sequence, job.created_at);
-          this.#announceLate(channel, id, publicJob(job));
+          this.#announceLate(channel, id, job.created_at);
         }
       }
       for (const [jobId, channel] of [...this.#channels]) {
@@ -579,7 +574,7 @@ export class Hub {
       // an id made again since: nobody here is told twice, or of a job that is gone.
       if (channel.createdAt !== job.created_at || channel.told) return;
       if (channel.last <= job.last_sequence) this.#announce(channel, job);
-      else this.#announceLate(channel, job.id, job);
+      else this.#announceLate(channel, job.id, job.created_at, job);
       return;
     }
     // A late notice about an earlier job under an id made again since: the new job stays.

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { BroadcastFanout } from "../../src/hub/broadcast_fanout.ts";
 import type { FanoutMessage } from "../../src/hub/fanout.ts";
+import { LossyChannel } from "../_helpers/lossy_channel.ts";
 
 /** Runs a receiving fanout on another thread, as another isolate of the server would be. */
 function receiver(name: string, stallMs: number): Worker {
@@ -118,16 +119,6 @@ Deno.test("broadcast fanout: a message the channel cannot take makes the receive
     worker.postMessage("close");
   }
 });
-
-/** A channel that loses the messages `lose` picks, as Deno's has been seen to under load. */
-class LossyChannel extends BroadcastChannel {
-  constructor(name: string, readonly lose: (wire: { kind: string; n?: number }) => boolean) {
-    super(name);
-  }
-  override postMessage(wire: { kind: string; n?: number }): void {
-    if (!this.lose(wire)) super.postMessage(wire);
-  }
-}
 
 /** What the receiver has seen, once `done` holds for it (within ten seconds). */
 async function seenWhen(

@@ -1,15 +1,6 @@
 import assert from "node:assert/strict";
 import { type IsolateFigures, Peers } from "../../src/hub/peers.ts";
-
-/** A channel that loses the messages `lose` picks, as Deno's has been seen to under load. */
-class LossyChannel extends BroadcastChannel {
-  constructor(name: string, readonly lose: (wire: { kind: string; key?: string }) => boolean) {
-    super(name);
-  }
-  override postMessage(wire: { kind: string; key?: string }): void {
-    if (!this.lose(wire)) super.postMessage(wire);
-  }
-}
+import { LossyChannel } from "../_helpers/lossy_channel.ts";
 
 const figures = () => ({}) as IsolateFigures;
 
