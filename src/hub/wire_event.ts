@@ -63,6 +63,14 @@ export class WireEvent {
     return changesState(this.type);
   }
 
+  /**
+   * The job's status right after this event, when the event tells it: a `status` event
+   * by its data, any other by the job it carries.
+   */
+  get statusAfter(): JobStatus | undefined {
+    return this.type === "status" ? this.#status() : this.job?.status;
+  }
+
   /** Whether this event moved the job to a terminal status. */
   get terminal(): boolean {
     if (this.#terminal === undefined) {

@@ -91,12 +91,19 @@ class FirehoseSubscription implements FirehoseSubscriber {
    * heartbeats. A job leaves on its terminal event or its deletion.
    */
   readonly open = new Map<string, number>();
+  /**
+   * Per job, for a `status` filter: its status as of the last event handed to this stream.
+   * Only `status` events change it, so each event is kept or not by the same rule on
+   * every isolate, whatever that isolate's copy of the job holds by the time it delivers.
+   */
+  #statuses = new Map<string, JobStatus>();
   constructor(readonly session: Session, readonly filter: FirehoseFilter) {}
 
   /** Jobs the stream started with: the client knows them, so it hears of their deletion. */
   started(jobs: readonly Job[]): void {
     for (const job of jobs) {
       this.#kinds.set(job.id, true);
+      if (this.filter.status !== undefined) this.#statuses.set(job.id, job.status);
       if (!isTerminal(job.status)) this.open.set(job.id, job.last_sequence);
     }
   }
@@ -106,7 +113,7 @@ class FirehoseSubscription implements FirehoseSubscriber {
       (this.filter.kind === undefined || job.kind === this.filter.kind);
   }
 
-  #passes(jobId: string, job: Job | undefined): boolean {
+  #passes(jobId: string, job: Job | undefined, event?: WireEvent): boolean {
     let seen = this.#kinds.get(jobId);
     if (seen === undefined) {
       seen = this.#admits(job ?? this.session.context.job(jobId));
@@ -114,18 +121,24 @@ class FirehoseSubscription implements FirehoseSubscriber {
     }
     if (!seen) return false;
     if (this.filter.status === undefined) return true;
-    const status = job?.status ?? this.session.context.job(jobId)?.status;
+    // The status as of this event: told by the event, else carried on from the job's
+    // earlier events, and only for a job first met here, from what this isolate knows.
+    const status = event?.statusAfter ?? this.#statuses.get(jobId) ?? job?.status ??
+      this.session.context.job(jobId)?.status;
+    if (status !== undefined) this.#statuses.set(jobId, status);
     return status === this.filter.status;
   }
 
   deliver(event: WireEvent): void {
-    const passes = this.#passes(event.jobId, event.job);
+    const passes = this.#passes(event.jobId, event.job, event);
     if (passes) this.session.sendFirehose(event);
     // A job that ended, or left the filter's status, is no longer followed here.
     if (passes && !event.terminal) this.open.set(event.jobId, event.sequence);
     else this.open.delete(event.jobId);
+    if (event.terminal) this.#statuses.delete(event.jobId);
   }
   created(job: Job): void {
+    if (this.filter.status !== undefined) this.#statuses.set(job.id, job.status);
     if (!this.#passes(job.id, job)) return;
     this.session.sendNotice("created", job.id, { job });
     if (!isTerminal(job.status)) this.open.set(job.id, job.last_sequence);
@@ -136,6 +149,7 @@ class FirehoseSubscription implements FirehoseSubscriber {
       this.session.sendNotice("deleted", jobId, {});
     }
     this.#kinds.delete(jobId);
+    this.#statuses.delete(jobId);
     this.open.delete(jobId);
   }
 }

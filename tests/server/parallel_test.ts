@@ -258,6 +258,68 @@ Deno.test("on two isolates, subscribers to every job get every job's events in o
   });
 });
 
+Deno.test("on two isolates, streams of every job with a status keep the same events of each job", async () => {
+  await withChildServer(2, ["--heartbeat", "100ms"], async (server) => {
+    const watchers: WsClient[] = [];
+    const connectionsPerIsolate = async () =>
+      ((await http(server.url, "GET", "/stats")).json.per_isolate as { connections: number }[])
+        .map((one) => one.connections);
+    try {
+      for (let i = 0; i < 40; i++) {
+        const ws = await WsClient.connect(`${server.url}/ws?all=1&status=running`);
+        await ws.next((m: Msg) => m.type === "connection");
+        watchers.push(ws);
+        if (watchers.length >= 4 && (await connectionsPerIsolate()).every((n) => n > 0)) break;
+      }
+      assert.ok((await connectionsPerIsolate()).every((n) => n > 0), "watchers on both isolates");
+      // Each job runs, logs and completes through connections landing on either isolate;
+      // `complete` commits the result and the status together, so one isolate learns both
+      // at once from the other's message. The result comes while the job is still running,
+      // so every stream keeps it, and none keeps the status that ends the job.
+      const jobs = Array.from({ length: 8 }, (_, i) => `filtered-${i}`);
+      const clients = freshConnections(jobs.length);
+      await Promise.all(jobs.map(async (id, i) => {
+        const client = clients[i]!;
+        const created = await post(client, `${server.url}/jobs`, { id });
+        assert.equal(created.status, 201, JSON.stringify(created.json));
+        for (const step of ["start", "log", "complete"]) {
+          const body = step === "log"
+            ? { line: "working" }
+            : step === "complete"
+            ? { result: { ok: true } }
+            : {};
+          const reply = await post(client, `${server.url}/jobs/${id}/${step}`, body);
+          assert.equal(reply.status, 201, JSON.stringify(reply.json));
+        }
+      }));
+      for (const client of clients) client.close();
+      for (const ws of watchers) {
+        await waitFor(
+          () =>
+            jobs.every((id) => ws.messages.some((m: Msg) => m.job_id === id && m.sequence === 3)),
+          10_000,
+          "every job's result",
+        );
+        // A later heartbeat that names none of the jobs: each one's last event was handled.
+        const mark = ws.messages.length;
+        await ws.next(
+          (m: Msg) =>
+            ws.messages.indexOf(m) >= mark && m.type === "heartbeat" &&
+            jobs.every((id) => !(id in m.data.last_sequences)),
+          10_000,
+        );
+        for (const id of jobs) {
+          const kept = ws.messages.filter((m: Msg) => m.job_id === id && m.sequence !== null);
+          assert.deepEqual(kept.map((m: Msg) => m.type), ["status", "log", "result"], id);
+          assert.deepEqual(kept.map((m: Msg) => m.sequence), [1, 2, 3], id);
+        }
+      }
+    } finally {
+      await Promise.all(watchers.map((ws) => ws.close()));
+    }
+  });
+});
+
 Deno.test("streams of every job hear of each deletion, of jobs they started with or never listed, on either isolate", async () => {
   await withChildServer(2, [], async (server) => {
     // 203 jobs: a stream of every job starts with the newest 200, so 3 it never lists.
