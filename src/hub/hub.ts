@@ -342,7 +342,11 @@ export class Hub {
     }
     this.#round(() => {
       for (const batch of batches) {
-        for (const { event, job } of batch) this.#dispatch(new WireEvent(event, job));
+        const stateAt = lastStateChange(batch);
+        for (let i = 0; i < batch.length; i++) {
+          const { event, job } = batch[i]!;
+          this.#dispatch(new WireEvent(event, job, i === stateAt));
+        }
       }
     });
     return told;
@@ -812,8 +816,7 @@ function commitEntry(
   if (bytes <= CARRY_BYTES || whole) {
     // The state goes with the last event that changed it: events after it (logs) change
     // nothing a snapshot shows.
-    let at = batch.length - 1;
-    while (at >= 0 && !changesState(batch[at]!.event.type)) at--;
+    const at = lastStateChange(batch);
     if (at >= 0) {
       carried.job = batch[at]!.job;
       if (at < batch.length - 1) carried.jobAt = at;
@@ -821,4 +824,11 @@ function commitEntry(
     entry.push(carried);
   }
   return entry;
+}
+
+/** Index of the last event of a request that changes the job's snapshot, or -1. */
+function lastStateChange(batch: readonly CommittedEvent[]): number {
+  let at = batch.length - 1;
+  while (at >= 0 && !changesState(batch[at]!.event.type)) at--;
+  return at;
 }

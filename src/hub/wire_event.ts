@@ -37,16 +37,23 @@ export class WireEvent {
    * a gap carry none.
    */
   readonly job: Job | undefined;
+  /**
+   * Whether a `format=snapshot` stream gets the job's state with this event: only with the
+   * last event of a request that changed it, which is the one event of a request another
+   * isolate is told the state of, so snapshot streams get the same on every isolate.
+   */
+  readonly showsState: boolean;
   #cache: (string | Uint8Array<ArrayBuffer> | undefined | null)[] = [];
   #terminal: boolean | undefined;
 
-  constructor(event: StoredEvent, job: Job | undefined) {
+  constructor(event: StoredEvent, job: Job | undefined, showsState = job !== undefined) {
     this.stored = event;
     this.jobId = event.job_id;
     this.sequence = event.sequence;
     this.type = event.type;
     this.envelope = event.envelope;
     this.job = job;
+    this.showsState = showsState && job !== undefined && changesState(event.type);
   }
 
   /** The event as `encoder` frames it, computed on first use. */

@@ -34,8 +34,8 @@ export interface Codec {
 const utf8 = new TextEncoder();
 
 function snapshotJson(event: WireEvent): string | undefined {
-  if (!event.changesState || event.job === undefined) return undefined;
-  return JSON.stringify(flatSnapshot(event.job));
+  if (!event.showsState) return undefined;
+  return JSON.stringify(flatSnapshot(event.job!));
 }
 
 function sseEvent(event: WireEvent, format: MessageFormat, id: string): string | undefined {

@@ -324,7 +324,7 @@ Deno.test("close_on_finish on a finished job leaves no subscriber behind", async
   });
 });
 
-Deno.test("format=snapshot sends the current snapshot first, then one per state change", async () => {
+Deno.test("format=snapshot sends the current snapshot first, then one per request that changes the state", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url, { metadata: { file: "a.wav" } });
     await publish(server.url, id, { type: "status", data: { status: "running" } });
@@ -357,9 +357,21 @@ Deno.test("format=snapshot sends the current snapshot first, then one per state 
       ws.send({ type: "ping" });
       const pong = await ws.next();
       assert.equal(pong.type, "pong");
+      // A request of several changes gives one snapshot, of the state after it.
+      await publish(
+        server.url,
+        id,
+        { type: "progress", data: { progress: 70 } },
+        { type: "progress", data: { progress: 80 } },
+      );
+      const batch = await ws.next();
+      assert.deepEqual([batch.progress, batch.sequence], [80, 5]);
+      // `fail` commits the error and the status together: one snapshot, the failed one.
       await http(server.url, "POST", `/jobs/${id}/fail`, { error: "Whisper crashed" });
-      const failed = await ws.next((m) => m.status === "failed");
+      const failed = await ws.next();
+      assert.equal(failed.status, "failed");
       assert.equal(failed.error, "Whisper crashed");
+      assert.equal(failed.sequence, 7);
       assert.ok(!ws.messages.some((m) => m.type === "log"));
     } finally {
       await ws.close();

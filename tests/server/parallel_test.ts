@@ -320,6 +320,53 @@ Deno.test("on two isolates, streams of every job with a status keep the same eve
   });
 });
 
+Deno.test("on two isolates, snapshot streams get the same snapshots of each job", async () => {
+  await withChildServer(2, [], async (server) => {
+    const jobs = Array.from({ length: 8 }, (_, i) => `snap-${i}`);
+    for (const id of jobs) {
+      assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+    }
+    const watchers: WsClient[] = [];
+    const connectionsPerIsolate = async () =>
+      ((await http(server.url, "GET", "/stats")).json.per_isolate as { connections: number }[])
+        .map((one) => one.connections);
+    try {
+      for (let i = 0; i < 40; i++) {
+        const ws = await WsClient.connect(`${server.url}/ws?jobs=${jobs}&format=snapshot`);
+        await waitFor(() => ws.messages.length >= jobs.length, 5000, "the first snapshots");
+        watchers.push(ws);
+        if (watchers.length >= 4 && (await connectionsPerIsolate()).every((n) => n > 0)) break;
+      }
+      assert.ok((await connectionsPerIsolate()).every((n) => n > 0), "watchers on both isolates");
+      // `complete` commits the result and the status together (sequences 3 and 4): one
+      // snapshot, of the state after both, on whichever isolate commits it.
+      const clients = freshConnections(jobs.length);
+      await Promise.all(jobs.map(async (id, i) => {
+        for (const step of ["start", "log", "complete"]) {
+          const body = step === "log"
+            ? { line: "working" }
+            : step === "complete"
+            ? { result: 1 }
+            : {};
+          const reply = await post(clients[i]!, `${server.url}/jobs/${id}/${step}`, body);
+          assert.equal(reply.status, 201, JSON.stringify(reply.json));
+        }
+      }));
+      for (const client of clients) client.close();
+      for (const ws of watchers) {
+        const of = (id: string) =>
+          ws.messages.filter((m: Msg) => m.job_id === id && m.sequence > 0).map((m: Msg) =>
+            m.sequence
+          );
+        await waitFor(() => jobs.every((id) => of(id).at(-1) === 4), 10_000, "every job's end");
+        for (const id of jobs) assert.deepEqual(of(id), [1, 4], id);
+      }
+    } finally {
+      await Promise.all(watchers.map((ws) => ws.close()));
+    }
+  });
+});
+
 Deno.test("streams of every job hear of each deletion, of jobs they started with or never listed, on either isolate", async () => {
   await withChildServer(2, [], async (server) => {
     // 203 jobs: a stream of every job starts with the newest 200, so 3 it never lists.
