@@ -33,6 +33,8 @@ const clientMessage = z.discriminatedUnion("type", [
     since: z.number().int().min(0).nullish(),
   }).loose(),
   z.object({ type: z.literal("unsubscribe"), job_id: z.string().min(1).max(128) }).loose(),
+  // A client acknowledging the server's keep-alives, as some hand-written channels asked.
+  z.object({ type: z.literal("pong") }).loose(),
 ]);
 
 /** Longest close reason a WebSocket close frame can carry, in bytes. */
@@ -156,12 +158,13 @@ class WebSocketConnection implements Sink, EventListenerObject {
     const checked = clientMessage.safeParse(parsed);
     if (!checked.success) {
       const type = (parsed as { type?: unknown } | null)?.type;
-      const known = type === "ping" || type === "subscribe" || type === "unsubscribe";
+      const known = type === "ping" || type === "subscribe" || type === "unsubscribe" ||
+        type === "pong";
       session.error(
         "invalid_message",
         known
           ? `Invalid ${String(type)} message: ${checked.error.issues[0]?.message ?? "bad fields"}`
-          : "Unknown message type; expected ping, subscribe or unsubscribe",
+          : "Unknown message type; expected ping, pong, subscribe or unsubscribe",
         null,
         checked.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
       );
@@ -179,6 +182,8 @@ class WebSocketConnection implements Sink, EventListenerObject {
         if (!session.unsubscribe(msg.job_id)) {
           session.error("not_subscribed", `Not subscribed to job ${msg.job_id}`, msg.job_id);
         }
+        break;
+      case "pong":
         break;
     }
   }

@@ -173,6 +173,9 @@ Deno.test("websocket answers ping with pong and keeps the connection open after 
       ws.send([1, 2, 3]);
       assert.equal((await ws.next()).type, "error");
 
+      // A client acknowledging the server's keep-alives is answered with nothing.
+      ws.send({ type: "pong" });
+      ws.send({ type: "pong", timestamp: 1 });
       ws.send({ type: "ping" });
       assert.equal((await ws.next()).type, "pong");
       assert.equal(ws.socket.readyState, WebSocket.OPEN);
