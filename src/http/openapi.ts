@@ -200,7 +200,7 @@ export function openApiDocument(): Record<string, unknown> {
       "/ws/jobs/{id}": {
         get: {
           summary:
-            "WebSocket for one job: connection, replay, live events, heartbeats. Client messages: ping, subscribe, unsubscribe. Close 4004 for an unknown job.",
+            "WebSocket for one job: connection, replay, live events, heartbeats. Client messages: ping, pong, subscribe, unsubscribe. Close 4004 for an unknown job.",
           parameters: [idParam, ...streamParams],
           responses: {
             "101": { description: "Switching protocols" },
