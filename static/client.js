@@ -1343,6 +1343,8 @@ var Sequencer = class {
   #several;
   /** Named jobs let go of: the server had no such job, or it was deleted. */
   #dropped = 0;
+  /** Whether an `all` watcher has had its first list of jobs. */
+  #listed = false;
   /**
    * @param since the starting cursor of each named job
    * @param kind what the watcher follows: one job, several named ones, or `all`
@@ -1385,7 +1387,9 @@ var Sequencer = class {
         if (isJob(data.job) && message.job_id !== null) {
           await this.#greeting(message.job_id, data.job, data.replay);
         } else if (Array.isArray(data.jobs)) {
-          for (const job of data.jobs) if (isJob(job)) await this.#adopt(job);
+          const history = !this.#listed;
+          this.#listed = true;
+          for (const job of data.jobs) if (isJob(job)) await this.#adopt(job, history);
         }
         this.#io.emitter.emit("connection", message);
         break;
@@ -1480,7 +1484,7 @@ var Sequencer = class {
     }
     this.#setJob(jobId, track, job);
   }
-  async #adopt(job) {
+  async #adopt(job, history = false) {
     const track = this.tracks.get(job.id);
     if (track === void 0) {
       const fresh = {
@@ -1489,7 +1493,7 @@ var Sequencer = class {
         finished: false
       };
       this.tracks.set(job.id, fresh);
-      this.#setJob(job.id, fresh, job);
+      this.#setJob(job.id, fresh, job, history);
       return;
     }
     if (replaced(track, job)) this.#restart(job.id, track, job);
@@ -1559,13 +1563,16 @@ var Sequencer = class {
       this.#finish(jobId, track, terminal ? event.data.status : void 0);
     }
   }
-  #setJob(jobId, track, job) {
+  /** @param quiet a job found finished is marked so without a `finished` event */
+  #setJob(jobId, track, job, quiet = false) {
     track.job = job;
     this.#io.emitter.emit("snapshot", {
       job_id: jobId,
       job
     });
-    if (isFinished(job, track.cursor)) this.#finish(jobId, track, void 0);
+    if (!isFinished(job, track.cursor)) return;
+    if (quiet) track.finished = true;
+    else this.#finish(jobId, track, void 0);
   }
   #finish(jobId, track, status) {
     if (track.finished) return;

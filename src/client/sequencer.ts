@@ -58,6 +58,8 @@ export class Sequencer {
   #several: boolean;
   /** Named jobs let go of: the server had no such job, or it was deleted. */
   #dropped = 0;
+  /** Whether an `all` watcher has had its first list of jobs. */
+  #listed = false;
 
   /**
    * @param since the starting cursor of each named job
@@ -100,7 +102,11 @@ export class Sequencer {
         if (isJob(data.job) && message.job_id !== null) {
           await this.#greeting(message.job_id, data.job, data.replay as ReplayInfo | undefined);
         } else if (Array.isArray(data.jobs)) {
-          for (const job of data.jobs) if (isJob(job)) await this.#adopt(job);
+          // Jobs that had ended before an `all` watcher's first connection are history: their
+          // snapshots are handed on, but they did not finish while it watched.
+          const history = !this.#listed;
+          this.#listed = true;
+          for (const job of data.jobs) if (isJob(job)) await this.#adopt(job, history);
         }
         this.#io.emitter.emit("connection", message);
         break;
@@ -200,12 +206,12 @@ export class Sequencer {
     this.#setJob(jobId, track, job);
   }
 
-  async #adopt(job: JobSnapshot): Promise<void> {
+  async #adopt(job: JobSnapshot, history = false): Promise<void> {
     const track = this.tracks.get(job.id);
     if (track === undefined) {
       const fresh: Track = { cursor: job.last_sequence, job: undefined, finished: false };
       this.tracks.set(job.id, fresh);
-      this.#setJob(job.id, fresh, job);
+      this.#setJob(job.id, fresh, job, history);
       return;
     }
     if (replaced(track, job)) this.#restart(job.id, track, job);
@@ -274,10 +280,13 @@ export class Sequencer {
     }
   }
 
-  #setJob(jobId: string, track: Track, job: JobSnapshot): void {
+  /** @param quiet a job found finished is marked so without a `finished` event */
+  #setJob(jobId: string, track: Track, job: JobSnapshot, quiet = false): void {
     track.job = job;
     this.#io.emitter.emit("snapshot", { job_id: jobId, job });
-    if (isFinished(job, track.cursor)) this.#finish(jobId, track, undefined);
+    if (!isFinished(job, track.cursor)) return;
+    if (quiet) track.finished = true;
+    else this.#finish(jobId, track, undefined);
   }
 
   #finish(jobId: string, track: Track, status: JobStatus | undefined): void {

@@ -104,6 +104,32 @@ Deno.test("watchJobs with all follows every visible job, including new ones", as
   });
 });
 
+Deno.test("an all watcher reports finished only for jobs that end while it watches", async () => {
+  await withServer({}, async (server) => {
+    const running = { type: "status", data: { status: "running" } };
+    const old = await createJob(server.url);
+    await publish(server.url, old, running);
+    assert.equal((await http(server.url, "POST", `/jobs/${old}/complete`, {})).status, 201);
+    const watcher = watchJobs(server.url, { all: true });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connection");
+      assert.equal(watcher.jobs.get(old)?.status, "completed");
+      const live = await createJob(server.url);
+      await publish(server.url, live, running);
+      assert.equal(
+        (await http(server.url, "POST", `/jobs/${live}/fail`, { error: "x" })).status,
+        201,
+      );
+      const finished = await rec.next("finished");
+      assert.deepEqual([finished.job_id, finished.status], [live, "failed"]);
+      assert.deepEqual(rec.all("finished").map((f) => f.job_id), [live]);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
 Deno.test("an all watcher catches up on jobs that moved while it was disconnected", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "jobwire-client-" });
   let server: TestServer = await startTestServer({}, { dataDir });
