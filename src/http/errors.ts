@@ -40,6 +40,7 @@ export const ERRORS = {
   },
   job_gone: { status: 410, message: "The job was deleted or purged" },
   upgrade_required: { status: 426, message: "Connect with a WebSocket upgrade" },
+  invalid_upgrade: { status: 400, message: "The WebSocket handshake is incomplete" },
   payload_too_large: { status: 413, message: "The request body is too large" },
   event_too_large: { status: 413, message: "An event is too large" },
   unsupported_media_type: { status: 415, message: "Send JSON (Content-Type: application/json)" },

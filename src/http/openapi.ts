@@ -204,7 +204,7 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [idParam, ...streamParams],
           responses: {
             "101": { description: "Switching protocols" },
-            ...errors("upgrade_required"),
+            ...errors("upgrade_required", "invalid_upgrade"),
           },
         },
       },
@@ -218,7 +218,7 @@ export function openApiDocument(): Record<string, unknown> {
           ],
           responses: {
             "101": { description: "Switching protocols" },
-            ...errors("upgrade_required"),
+            ...errors("upgrade_required", "invalid_upgrade"),
           },
         },
       },

@@ -499,6 +499,65 @@ Deno.test("plain HTTP request to a websocket route answers 426", async () => {
   });
 });
 
+/** Sends one raw HTTP/1.1 request; the reply's status and body (by its Content-Length). */
+async function rawRequest(port: number, head: string[]): Promise<{ status: number; body: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode([...head, "", ""].join("\r\n")));
+    let text = "";
+    const buffer = new Uint8Array(16384);
+    for (;;) {
+      const end = text.indexOf("\r\n\r\n");
+      const length = Number(/content-length: *(\d+)/i.exec(text)?.[1] ?? NaN);
+      if (end >= 0 && text.length >= end + 4 + length) {
+        return { status: Number(text.slice(9, 12)), body: text.slice(end + 4) };
+      }
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error(`connection closed: ${text}`);
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("an incomplete websocket handshake answers 400 and takes no connection slot", async () => {
+  await withServer({ "max-connections": 2 }, async (server) => {
+    const id = await createJob(server.url);
+    const host = `Host: 127.0.0.1:${server.port}`;
+    for (let i = 0; i < 3; i++) {
+      for (
+        const extra of [
+          ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"],
+          [
+            "Upgrade: websocket",
+            "Connection: close",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+          ],
+        ]
+      ) {
+        const reply = await rawRequest(server.port, [
+          `GET /ws/jobs/${id} HTTP/1.1`,
+          host,
+          ...extra,
+        ]);
+        assert.equal(reply.status, 400, reply.body);
+        assert.equal(JSON.parse(reply.body).error.code, "invalid_upgrade");
+      }
+    }
+    // Both slots are still free.
+    const first = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    const second = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+    try {
+      assert.equal((await first.next()).type, "connection");
+      assert.equal((await second.next()).type, "connection");
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+});
+
 Deno.test("shutdown closes open websockets with 1001", async () => {
   const server = await startTestServer();
   const id = await createJob(server.url);

@@ -45,6 +45,14 @@ function requireUpgrade(c: Context<AppEnv>): void {
       "This is a WebSocket endpoint: connect with ws:// or wss://",
     );
   }
+  // What the runtime's upgrade needs besides, checked here so that a handshake without it
+  // is refused like any bad request, before a connection slot is taken.
+  if (!/(^|,)\s*upgrade\s*(,|$)/i.test(c.req.header("connection") ?? "")) {
+    throw new ApiError("invalid_upgrade", "A WebSocket upgrade needs Connection: Upgrade");
+  }
+  if ((c.req.header("sec-websocket-key") ?? "").trim() === "") {
+    throw new ApiError("invalid_upgrade", "A WebSocket upgrade needs a Sec-WebSocket-Key");
+  }
 }
 
 export function registerStreamRoutes(app: App, deps: AppDeps): void {
@@ -123,32 +131,41 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       return refuseWebSocket(c.req.raw, code, reason);
     }
     const format = options.format === "snapshot" ? "snapshot" : "envelope";
-    return serveWebSocket(
-      c.req.raw,
-      codecFor("websocket", format),
-      sessionContext(deps, principal, release),
-      {
-        maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
-        closeOnFinish: options.close_on_finish ?? false,
-        single,
-        onOpen(session) {
-          sessions.add(session);
-          onOpen(session, principal);
+    let upgraded: Response;
+    try {
+      upgraded = serveWebSocket(
+        c.req.raw,
+        codecFor("websocket", format),
+        sessionContext(deps, principal, release),
+        {
+          maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
+          closeOnFinish: options.close_on_finish ?? false,
+          single,
+          onOpen(session) {
+            sessions.add(session);
+            onOpen(session, principal);
+          },
+          onSubscribe(session, jobId, since) {
+            // As many jobs as a stream may name in its URL, whatever way they were added.
+            if (session.jobCount >= MAX_JOBS_PER_STREAM && !session.follows(jobId)) {
+              session.error(
+                "too_many_jobs",
+                `A stream follows at most ${MAX_JOBS_PER_STREAM} jobs: unsubscribe from one first`,
+                jobId,
+              );
+              return;
+            }
+            subscribeNamed(session, jobId, since);
+          },
         },
-        onSubscribe(session, jobId, since) {
-          // As many jobs as a stream may name in its URL, whatever way they were added.
-          if (session.jobCount >= MAX_JOBS_PER_STREAM && !session.follows(jobId)) {
-            session.error(
-              "too_many_jobs",
-              `A stream follows at most ${MAX_JOBS_PER_STREAM} jobs: unsubscribe from one first`,
-              jobId,
-            );
-            return;
-          }
-          subscribeNamed(session, jobId, since);
-        },
-      },
-    );
+      );
+    } catch (error) {
+      // The runtime refused the handshake: the slot goes back, and the client hears why.
+      release();
+      const why = error instanceof Error ? error.message : String(error);
+      throw new ApiError("invalid_upgrade", `The WebSocket handshake was refused: ${why}`);
+    }
+    return upgraded;
   }
 
   app.get("/ws/jobs/:id", (c) => {
