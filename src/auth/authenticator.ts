@@ -9,6 +9,7 @@
 import type { JWTPayload } from "jose";
 import { type Principal, type Scope, SCOPES } from "./principal.ts";
 import { type TokenKeys, verifyToken } from "./keys.ts";
+import { textProblem } from "../jobs/input.ts";
 
 /** Name of the cookie the status page's session token travels in. */
 export const TOKEN_COOKIE = "jobwire_token";
@@ -173,6 +174,13 @@ export class Authenticator {
     }
     // An expiry beyond any date (`exp: 1e300`) cannot be told or kept: such a token is refused.
     if (typeof payload.exp === "number" && !(payload.exp * 1000 <= MAX_DATE_MS)) {
+      return { principal: null, failure: "invalid_token" };
+    }
+    // The subject becomes the owner of the jobs the token creates: a `sub` that is not text,
+    // or that SQLite would store as another string (cut at a NUL, a lone surrogate made
+    // U+FFFD), would make those jobs someone else's.
+    const sub = payload.sub as unknown;
+    if (sub !== undefined && (typeof sub !== "string" || textProblem(sub) !== undefined)) {
       return { principal: null, failure: "invalid_token" };
     }
     const principal = principalFromClaims(payload);

@@ -186,6 +186,19 @@ Deno.test("an expired token is refused with token_expired / 'token expired'", as
   });
 });
 
+Deno.test("a token whose sub is not text the store keeps as sent is refused, so no job is made someone else's", async () => {
+  await withServer(AUTH, async (server) => {
+    const id = await createJobAs(server.url, await mint(ADMIN));
+    for (const sub of ["alice\u0000evil", "\ud800", 12, ["alice"]]) {
+      const token = await mint({ sub, scope: "read write" } as Record<string, unknown>);
+      await expectRefused(server, id, token, "invalid_token", "invalid token");
+    }
+    // The same claims with a plain subject pass, and the job is theirs.
+    const alice = await mint({ sub: "alice", scope: "read write" });
+    await expectAccepted(server, await createJobAs(server.url, alice), alice);
+  });
+});
+
 Deno.test("a token that is not yet valid (nbf in the future) is refused", async () => {
   await withServer(AUTH, async (server) => {
     const id = await createJobAs(server.url, await mint(ADMIN));
