@@ -8,6 +8,9 @@ import {
   BOOLEAN_FLAGS,
   type Config,
   ConfigError,
+  fitToOpenFiles,
+  MAX_CONNECTIONS_DEFAULT,
+  openFileLimit,
   OPTION_NAMES,
   optionsHelp,
   parseArgs,
@@ -66,10 +69,23 @@ async function serve(args: string[]): Promise<number> {
   }
   const configFlag = parsed.flags.get("config");
   const file = readConfigFile(typeof configFlag === "string" ? configFlag : undefined);
-  const config = resolveConfig(
+  const asked = resolveConfig(
     { flags: parsed.flags, env: Deno.env.toObject(), ...(file === undefined ? {} : { file }) },
     new Set(["config", "help"]),
   );
+  const openFiles = openFileLimit();
+  const { config, capped } = fitToOpenFiles(asked, openFiles);
+  if (capped) {
+    // Asked for explicitly, the lower limit is worth a warning; the default says it will be.
+    const chosen = asked.maxConnections !== MAX_CONNECTIONS_DEFAULT;
+    log(
+      chosen ? "warn" : "debug",
+      `open streams are limited to ${config.maxConnections} by the open-file limit ` +
+        `(ulimit -n: ${openFiles})` +
+        (chosen ? `, not ${asked.maxConnections || "unlimited"} (--max-connections)` : "") +
+        ": raise it to hold more",
+    );
+  }
   const unavailable = config.workers <= 1
     ? undefined
     : config.dataDir === ":memory:"

@@ -35,6 +35,9 @@ const ISOLATE_WAIT_MS = 10_000;
 const START_ATTEMPTS = 3;
 /** Time after the shutdown grace before a process that ignores SIGTERM is killed, in ms. */
 const STOP_MARGIN_MS = 5_000;
+/** Unexpected ends of the isolates' process tolerated within {@link RESTART_WINDOW_MS}. */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
 
 /** A running multi-isolate server. */
 export interface Cluster {
@@ -134,12 +137,18 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
     const isolates = spawnIsolates(config, workers, ip, port);
     const outcome = await waitReady(isolates, probe, workers, deadline);
     if (outcome === "ready") {
+      const supervised = supervise(
+        isolates,
+        () => spawnIsolates(config, workers, ip, port),
+        probe,
+        workers,
+      );
       return {
         url,
         port,
         secret: config.jwtSecret === undefined ? secret : undefined,
-        stop: () => isolates.stop(),
-        exited: isolates.exited.then((code) => {
+        stop: supervised.stop,
+        exited: supervised.exited.then((code) => {
           checkpointer?.stop();
           return code;
         }),
@@ -158,6 +167,53 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
         : `The server isolates did not all answer ${probe} within ${READY_TIMEOUT_MS / 1000} s`,
     );
   }
+}
+
+/**
+ * Keeps the isolates serving: when their process ends without being asked to (the runtime
+ * stops serving for good when it runs out of file descriptors, say), they are started again
+ * on the same port and data, which hold every acknowledged event. Gives up after
+ * {@link MAX_RESTARTS} ends within {@link RESTART_WINDOW_MS}.
+ */
+function supervise(
+  first: Isolates,
+  spawn: () => Isolates,
+  probe: string,
+  workers: number,
+): { stop(): void; exited: Promise<number> } {
+  let current = first;
+  let stopping = false;
+  const ends: number[] = [];
+  const exited = (async () => {
+    for (;;) {
+      const code = await current.exited;
+      if (stopping) return code;
+      const now = Date.now();
+      ends.push(now);
+      while (ends[0]! < now - RESTART_WINDOW_MS) ends.shift();
+      if (ends.length > MAX_RESTARTS) {
+        log(
+          "error",
+          `the server isolates exited (code ${code}) ${ends.length} times within ` +
+            `${RESTART_WINDOW_MS / 1000} s: giving up`,
+        );
+        return code === 0 ? 1 : code;
+      }
+      log("error", `the server isolates exited unexpectedly (code ${code}): starting them again`);
+      current = spawn();
+      const outcome = await waitReady(current, probe, workers, Date.now() + READY_TIMEOUT_MS);
+      if (stopping) current.stop();
+      else if (outcome !== "ready") current.kill();
+      else log("info", "the server isolates are serving again");
+    }
+  })();
+  return {
+    stop() {
+      stopping = true;
+      current.stop();
+    },
+    exited,
+  };
 }
 
 /** A running `deno serve --parallel` process. */

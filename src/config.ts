@@ -94,6 +94,9 @@ interface OptionSpec {
   secret?: boolean;
 }
 
+/** Default of `--max-connections`, before the open-file limit lowers it. */
+export const MAX_CONNECTIONS_DEFAULT = 100_000;
+
 /**
  * Every server option. Flags are `--<name>`, environment variables `JOBWIRE_<NAME>` (upper
  * case, `-` → `_`), file keys `<name>` with `-` → `_`.
@@ -236,7 +239,7 @@ export const OPTIONS = {
   },
   "max-connections": {
     schema: integer(0, 10_000_000),
-    default: 100_000,
+    default: MAX_CONNECTIONS_DEFAULT,
     help: "Open streams in total, beyond which new ones are refused (1013); 0 = no limit",
   },
   "max-connections-per-principal": {
@@ -667,4 +670,49 @@ export function optionsHelp(): string {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * The limit on open files of this process, which the isolates' process inherits (Deno
+ * raises its soft limit to the hard one on start), as a shell started from here reports it;
+ * `undefined` where that cannot be asked (no `sh`, or no `--allow-run`) or there is none.
+ * (`/proc/self/limits` would need `--allow-all`.)
+ */
+export function openFileLimit(): number | undefined {
+  try {
+    const { success, stdout } = new Deno.Command("sh", {
+      args: ["-c", "ulimit -n"],
+      stdin: "null",
+      stderr: "null",
+    }).outputSync();
+    const text = new TextDecoder().decode(stdout).trim();
+    return success && /^\d+$/.test(text) ? Number(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The most streams `openFiles` descriptors can hold: each stream is a socket, and the
+ * database, listeners and the requests of publishers need the rest (a tenth, and 64).
+ */
+export function streamsWithin(openFiles: number): number {
+  return Math.max(1, Math.floor(openFiles * 0.9) - 64);
+}
+
+/**
+ * `config` with `maxConnections` no higher than the open-file limit allows: past it, the
+ * runtime cannot accept connections at all and stops serving. `capped` says whether
+ * it was lowered (or set, from no limit).
+ */
+export function fitToOpenFiles(
+  config: Config,
+  openFiles: number | undefined,
+): { config: Config; capped: boolean } {
+  if (openFiles === undefined) return { config, capped: false };
+  const most = streamsWithin(openFiles);
+  if (config.maxConnections !== 0 && config.maxConnections <= most) {
+    return { config, capped: false };
+  }
+  return { config: { ...config, maxConnections: most }, capped: true };
 }

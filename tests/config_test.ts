@@ -4,12 +4,16 @@ import {
   ConfigError,
   type ConfigSources,
   envName,
+  fitToOpenFiles,
+  MAX_CONNECTIONS_DEFAULT,
+  openFileLimit,
   OPTIONS,
   parseArgs,
   parseDuration,
   parseExemptIps,
   readConfigFile,
   resolveConfig,
+  streamsWithin,
 } from "../src/config.ts";
 import { join } from "node:path";
 
@@ -468,4 +472,21 @@ Deno.test("resolveConfig refuses settings that contradict each other", () => {
     resolveConfig(sources({}, {}, { "data-dir": "/a", data_dir: "/b" }))
   );
   assert.match(twice.message, /Both "data-dir" and "data_dir" in \/etc\/jobwire\/jobwire\.json/);
+});
+
+Deno.test("open streams are kept within the open-file limit", () => {
+  const config = resolveConfig({ flags: new Map(), env: {} });
+  assert.equal(config.maxConnections, MAX_CONNECTIONS_DEFAULT);
+  // 1,024 descriptors (a common default): 857 streams, the rest for the database and requests.
+  assert.equal(streamsWithin(1024), 857);
+  const lowered = fitToOpenFiles(config, 1024);
+  assert.deepEqual([lowered.capped, lowered.config.maxConnections], [true, 857]);
+  // No limit asked for still gets one; a lower one is kept; an unknown limit changes nothing.
+  const unlimited = resolveConfig({ flags: new Map([["max-connections", "0"]]), env: {} });
+  assert.equal(fitToOpenFiles(unlimited, 20_000).config.maxConnections, 17_936);
+  const low = resolveConfig({ flags: new Map([["max-connections", "500"]]), env: {} });
+  assert.deepEqual(fitToOpenFiles(low, 1024), { config: low, capped: false });
+  assert.deepEqual(fitToOpenFiles(config, undefined), { config, capped: false });
+  const limit = openFileLimit();
+  if (Deno.build.os === "linux") assert.ok(limit === undefined || limit > 0, String(limit));
 });

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createJob, http, logEvent, publish, WsClient } from "../_helpers/clients.ts";
-import { runMain, SERVER_PERMISSIONS, spawnServer } from "../_helpers/server.ts";
+import { createJob, http, logEvent, publish, waitFor, WsClient } from "../_helpers/clients.ts";
+import { runMain, SERVER_PERMISSIONS, spawnServer, withChildServer } from "../_helpers/server.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -213,6 +213,32 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     }
   });
 }
+
+Deno.test("isolates that end unexpectedly are started again, with every acknowledged event", async () => {
+  await withChildServer(2, ["--log-level", "info"], async (server) => {
+    const id = await createJob(server.url);
+    const published = await publish(server.url, id, logEvent(1), logEvent(2));
+    assert.deepEqual(published, [1, 2]);
+    // The launcher's child is the `deno serve` process; SIGKILL stands for any end the
+    // launcher did not ask for (the runtime stops serving for good without file descriptors).
+    const children = new TextDecoder().decode(
+      (await new Deno.Command("pgrep", { args: ["-P", String(server.process.pid)] }).output())
+        .stdout,
+    ).trim().split(/\s+/).map(Number);
+    assert.equal(children.length, 1, `children: ${children}`);
+    Deno.kill(children[0]!, "SIGKILL");
+    await waitFor(() => server.output().includes("serving again"), 30_000, "the restart");
+    assert.match(server.output(), /exited unexpectedly \(code \d+\): starting them again/);
+    const health = await http(server.url, "GET", "/healthz");
+    assert.equal(health.status, 200);
+    assert.equal(health.json.isolates, 2);
+    assert.deepEqual(await publish(server.url, id, logEvent(3)), [3]);
+    const events = await http(server.url, "GET", `/jobs/${id}/events?since=0`);
+    assert.deepEqual(events.json.events.map((e: { sequence: number }) => e.sequence), [1, 2, 3]);
+    // Asked to stop, it stops for good.
+    assert.equal((await server.stop("SIGTERM")).code, 0);
+  });
+});
 
 Deno.test("SIGTERM sent the moment the listening line appears stops the server", async () => {
   // Two races once lost such a signal: the launcher printed the line before listening for
