@@ -22,19 +22,38 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Reads the body as JSON.
  *
  * @returns the parsed value, or `undefined` for an empty body
- * @throws {ApiError} 413 past `maxBytes`, 415 for a non-JSON media type, 400 for bytes
+ * @throws {ApiError} 413 past `maxBytes`, 415 for a non-JSON media type, a charset other
+ *   than UTF-8 or a Content-Encoding (compressed bodies are not read), 400 for bytes
  *   that are not UTF-8 JSON, 422 for JSON nested too deeply or with a number out of range
  */
 export async function readJson(request: Request, maxBytes: number): Promise<unknown> {
   const type = request.headers.get("content-type");
   if (type !== null) {
-    const essence = type.split(";")[0]!.trim();
+    const [first, ...parameters] = type.split(";");
+    const essence = first!.trim();
     if (essence !== "" && !JSON_LIKE.test(essence)) {
       throw new ApiError(
         "unsupported_media_type",
         `Unsupported Content-Type ${essence}: send application/json`,
       );
     }
+    const charset = parameters.map((p) => /^\s*charset\s*=\s*"?([^"\s]*)"?\s*$/i.exec(p)?.[1])
+      .find((c) => c !== undefined);
+    if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) {
+      throw new ApiError(
+        "unsupported_media_type",
+        `Unsupported charset ${charset}: send the body in UTF-8`,
+      );
+    }
+  }
+  // The body is read as it came: a compressed one would be taken for malformed JSON, or
+  // (labelled but not compressed) stored as if it were.
+  const encoding = (request.headers.get("content-encoding") ?? "").trim();
+  if (encoding !== "" && !/^identity$/i.test(encoding)) {
+    throw new ApiError(
+      "unsupported_media_type",
+      `Unsupported Content-Encoding ${encoding}: send the body uncompressed`,
+    );
   }
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) {

@@ -1273,7 +1273,7 @@ Deno.test("a batch over --max-batch is refused with 413 and nothing is written",
   });
 });
 
-Deno.test("a non-JSON Content-Type is refused with 415", async () => {
+Deno.test("a non-JSON Content-Type, another charset or a compressed body is refused with 415", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
     const before = await persisted(server.url, id);
@@ -1292,6 +1292,29 @@ Deno.test("a non-JSON Content-Type is refused with 415", async () => {
       });
       assertError(reply, 415, "unsupported_media_type");
     }
+    // A body in another charset, or compressed (or only labelled so), is not read as sent.
+    for (
+      const headers of [
+        { "content-type": "application/json; charset=utf-16" },
+        { "content-type": "text/plain; charset=iso-8859-1" },
+        { "content-type": "application/json", "content-encoding": "gzip" },
+        { "content-encoding": "br" },
+      ]
+    ) {
+      const reply = await http(server.url, "POST", `/jobs/${id}/events`, body, headers);
+      assertError(reply, 415, "unsupported_media_type");
+    }
+    const gzipped = await new Response(
+      new Blob([body]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer();
+    const compressed = await fetch(`${server.url}/jobs/${id}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      body: gzipped,
+    });
+    const said = await compressed.json();
+    assert.deepEqual([compressed.status, said.error.code], [415, "unsupported_media_type"]);
+    assert.match(said.error.message, /Content-Encoding gzip/);
     const form = new FormData();
     form.append("type", "log");
     const multipart = await fetch(`${server.url}/jobs/${id}/events`, {
