@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createJob, http, logEvent, publish, type Reply, waitFor } from "../_helpers/clients.ts";
 import { startTestServer, withChildServer, withServer } from "../_helpers/server.ts";
+import { MAX_PAGE_CHARS } from "../../src/http/routes/events.ts";
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -69,6 +70,31 @@ Deno.test("events page pages with since and limit", async () => {
     assert.equal(end.json.next_since, 5);
     assert.equal(end.json.has_more, false);
     assert.equal(end.json.truncated, false);
+  });
+});
+
+Deno.test("events page stops at about 4 MiB of events and says there is more", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    // 200 events of 60,000 characters: 12 MB in all, three or four pages at the cap.
+    const big = (n: number) => ({ type: "log", data: { line: `${n}:${"x".repeat(60_000)}` } });
+    for (let n = 0; n < 200; n += 10) {
+      await publish(server.url, id, ...Array.from({ length: 10 }, (_, k) => big(n + k + 1)));
+    }
+    const seen: number[] = [];
+    let since = 0;
+    for (let pages = 1;; pages++) {
+      const page = await http(server.url, "GET", `/jobs/${id}/events?since=${since}&limit=1000`);
+      assert.equal(page.status, 200);
+      assert.ok(page.text.length < MAX_PAGE_CHARS + 100_000, `page of ${page.text.length}`);
+      seen.push(...page.json.events.map((e: { sequence: number }) => e.sequence));
+      since = page.json.next_since;
+      if (!page.json.has_more) {
+        assert.ok(pages >= 3, `${pages} pages`);
+        break;
+      }
+    }
+    assert.deepEqual(seen, Array.from({ length: 200 }, (_, i) => i + 1));
   });
 });
 

@@ -19,6 +19,22 @@ import { lastEventId, negotiate, parseSince, sessionContext, sinceFor } from "..
 /** Default number of events on a page. */
 const DEFAULT_PAGE = 100;
 
+/**
+ * Most of a page's events, in characters of their JSON: a page of the largest events
+ * (1,000 of 64 KiB) would otherwise be 64 MiB held for a client that may read it slowly.
+ */
+export const MAX_PAGE_CHARS = 4 * 1024 * 1024;
+
+/** The leading events that fit in {@link MAX_PAGE_CHARS}, and always the first. */
+function fitPage<T extends { envelope: string }>(events: T[]): T[] {
+  let size = 0;
+  for (let i = 0; i < events.length; i++) {
+    size += events[i]!.envelope.length;
+    if (size > MAX_PAGE_CHARS && i > 0) return events.slice(0, i);
+  }
+  return events;
+}
+
 export function registerEventRoutes(app: App, deps: AppDeps): void {
   const { store, hub, sessions, stats } = deps;
 
@@ -46,6 +62,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         jobAfterWait(store, id, ended, "its events");
         events = store.readEvents(id, since, limit);
       }
+      events = fitPage(events);
       const current = store.getJob(id) ?? job;
       const last = events.at(-1)?.sequence;
       // Past the job's end (a job made again under its id): on from where the job is.
