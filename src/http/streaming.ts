@@ -16,6 +16,12 @@ import { ApiError } from "./errors.ts";
 export const STREAM_HIGH_WATER = 256 * 1024;
 
 /**
+ * Bytes one replay writes before the client must resume with `since` (a connection closed
+ * with 4008): what a client that does not read can make the server hold per stream.
+ */
+export const MAX_REPLAY_BYTES = 16 * 1024 * 1024;
+
+/**
  * The session context of one connection of `principal`.
  *
  * @param release gives back the connection slot when the session closes
@@ -61,6 +67,7 @@ class StreamContext implements SessionContext {
           maxQueued: deps.config.sendBuffer,
           // As many events of the largest size as the send buffer holds: 64 MiB by default.
           maxUnread: deps.config.sendBuffer * deps.config.maxEventBytes,
+          maxReplay: MAX_REPLAY_BYTES,
         },
         onBacklog: (outbox) => deps.sessions.backlogged(outbox),
       };

@@ -35,6 +35,13 @@ export interface OutboxLimits {
    * that never reads and subscribes again and again would pile up replays without end.
    */
   maxUnread?: number;
+  /**
+   * Bytes one replay may write: a longer one stops there and closes the connection with
+   * 4008, and the client resumes with `since` from what it got. Without it a replay goes
+   * out whole, up to the job's cap of events (640 MiB of the largest), however slowly the
+   * client reads.
+   */
+  maxReplay?: number;
 }
 
 /** Outboxes corked during the current delivery round, if one is running. */
@@ -171,6 +178,11 @@ export class Outbox {
     this.#head = 0;
     this.#credit = 0;
     return true;
+  }
+
+  /** Bytes one replay may write (`maxReplay`), or `Infinity`. */
+  get replayBudget(): number {
+    return this.#limits.maxReplay ?? Infinity;
   }
 
   /** Whether the client has left more unread than a replay may start on (`maxUnread`). */

@@ -168,6 +168,8 @@ export class Session {
   #since: Map<string, number> | undefined;
   #firehose: FirehoseSubscription | undefined;
   #replaying = false;
+  /** Bytes of events the replay under way has written. */
+  #replayed = 0;
   #closed = false;
   /** Set while a multi-job stream subscribes to the jobs it names (see {@link join}). */
   #joining = false;
@@ -224,6 +226,7 @@ export class Session {
     const first = this.#single && this.#subs.size === 0;
     let denied = false;
     this.#replaying = true;
+    this.#replayed = 0;
     this.#outbox.cork();
     let joined: { job: Job; replay: ReplayInfo } | undefined;
     try {
@@ -339,6 +342,14 @@ export class Session {
     if (frame !== undefined) {
       const coalesce = this.codec.format === "snapshot" || event.type === "progress";
       this.#outbox.push(frame, coalesce ? sub.jobId : undefined, !this.#replaying);
+      if (this.#replaying) {
+        this.#replayed += typeof frame === "string" ? frame.length : frame.byteLength;
+        if (this.#replayed > this.#outbox.replayBudget) {
+          // The client has this event: it resumes after it (the rest is not held here).
+          this.close(CLOSE.slowConsumer, `replay continues with since=${event.sequence}`);
+          return;
+        }
+      }
     }
     if (event.terminal) this.#finished(sub);
   }

@@ -4,7 +4,15 @@
  * closes with 4008.
  */
 import assert from "node:assert/strict";
-import { createJob, http, type Msg } from "../_helpers/clients.ts";
+import {
+  createJob,
+  http,
+  type Msg,
+  publish,
+  StreamClient,
+  waitFor,
+  WsClient,
+} from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 import { concat } from "../_helpers/bytes.ts";
 
@@ -226,6 +234,73 @@ Deno.test("a client that never reads cannot pile up replays: subscribing past th
       assert.ok(texts.length > 1000, "the replays before it arrive whole");
     } finally {
       socket.close();
+    }
+  });
+});
+
+Deno.test("a replay larger than one go ends with 4008 after whole events, and resuming with since gets the rest", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    // 600 events of 60,000 characters: 36 MB, more than two replays' worth.
+    const line = "x".repeat(60_000);
+    for (let n = 0; n < 600; n += 10) {
+      await publish(
+        server.url,
+        id,
+        ...Array.from({ length: 10 }, () => ({ type: "log", data: { line } })),
+      );
+    }
+    const all = Array.from({ length: 600 }, (_, i) => i + 1);
+    for (const transport of ["websocket", "sse"] as const) {
+      const received: number[] = [];
+      const ends: string[] = [];
+      while (received.length < 600 && ends.length < 6) {
+        const since = received.at(-1) ?? 0;
+        let got: number[];
+        let end: Msg | undefined;
+        if (transport === "websocket") {
+          const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=${since}`);
+          let closed: { code: number; reason: string } | undefined;
+          ws.closed.then((c) => closed = c);
+          const events = () => ws.messages.filter((m: Msg) => m.sequence !== null);
+          await waitFor(
+            () => closed !== undefined || received.length + events().length >= 600,
+            10_000,
+            "the replay",
+          );
+          got = events().map((m: Msg) => m.sequence);
+          end = closed === undefined ? undefined : { code: closed.code, error: closed.reason };
+          await ws.close();
+        } else {
+          const sse = await StreamClient.open(
+            `${server.url}/jobs/${id}/events?since=${since}`,
+            "sse",
+          );
+          const messages: Msg[] = [];
+          for (;;) {
+            const m = await sse.inbox.next(() => true, 10_000);
+            messages.push(m);
+            if (m.event === "error") break;
+            if (received.length + messages.filter((e) => e.event === "log").length >= 600) break;
+          }
+          await sse.close();
+          got = messages.filter((m) => m.event === "log").map((m) => m.json.sequence);
+          const error = messages.find((m) => m.event === "error");
+          end = error === undefined
+            ? undefined
+            : { code: error.json.data.close_code, error: error.json.data.error };
+        }
+        received.push(...got);
+        if (end !== undefined) {
+          assert.equal(end.code, 4008, transport);
+          assert.equal(end.error, `replay continues with since=${received.at(-1)}`, transport);
+          // About 16 MiB a go: at most one event past it.
+          assert.ok(got.length * 60_000 < 16 * 1024 * 1024 + 70_000, `${got.length} events`);
+        }
+        ends.push(end === undefined ? "open" : String(end.code));
+      }
+      assert.deepEqual(received, all, transport);
+      assert.deepEqual(ends, ["4008", "4008", "open"], transport);
     }
   });
 });
