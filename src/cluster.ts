@@ -12,6 +12,7 @@ import { DATABASE_FILE, openSqliteStore, startCheckpointer } from "./store/sqlit
 import { loadOrCreateSecret } from "./auth/secret.ts";
 import { SHUTDOWN_GRACE_MS } from "./server.ts";
 import { log } from "./log.ts";
+import { StartupRefusal } from "./startup_errors.ts";
 
 /** Environment variable carrying the resolved configuration to each isolate. */
 export const WORKER_CONFIG_ENV = "JOBWIRE_WORKER_CONFIG";
@@ -116,10 +117,15 @@ async function forward(stream: ReadableStream<Uint8Array>, to: typeof Deno.stdou
  */
 export async function startCluster(config: Config, workers: number): Promise<Cluster> {
   // Schema and secret are made once here, before the isolates open the same files.
-  openSqliteStore(config.dataDir, {
+  const store = openSqliteStore(config.dataDir, {
     maxEventsPerJob: config.maxEventsPerJob,
     checkpoints: "commits",
-  }).close();
+  });
+  try {
+    store.assertWritable();
+  } finally {
+    store.close();
+  }
   const secret = config.noAuth ? undefined : loadOrCreateSecret(config.dataDir, config.jwtSecret);
   const ip = await ipOf(config.host);
   const port = freePort(ip, config.port);
@@ -161,10 +167,10 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
       continue;
     }
     checkpointer?.stop();
-    throw new Error(
+    throw new StartupRefusal(
       outcome === "exited"
-        ? `The server isolates exited with code ${code} before answering`
-        : `The server isolates did not all answer ${probe} within ${READY_TIMEOUT_MS / 1000} s`,
+        ? `the server isolates exited with code ${code} before answering (their output is above)`
+        : `the server isolates did not all answer ${probe} within ${READY_TIMEOUT_MS / 1000} s`,
     );
   }
 }

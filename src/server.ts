@@ -69,6 +69,15 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     maxEventsPerJob: config.maxEventsPerJob,
     checkpoints: options.launcherCheckpoints === true ? "elsewhere" : "thread",
   });
+  // The launcher of several isolates checked this before starting them.
+  if (options.launcherCheckpoints !== true) {
+    try {
+      store.assertWritable();
+    } catch (error) {
+      store.close();
+      throw error;
+    }
+  }
   let authenticator: Authenticator | undefined;
   let secretInfo: ServerCore["secret"];
   const authStore = config.noAuth ? undefined : store.authStore();

@@ -6,9 +6,18 @@
  * @module
  */
 
+/**
+ * A refusal to start whose message says it all (a database from a newer jobwire, a secret
+ * file that cannot be used): told in one line, not as a fault with a stack trace.
+ */
+export class StartupRefusal extends RangeError {
+  override name = "StartupRefusal";
+}
+
 /** What went wrong, in words for the operator, or `undefined` for a fault of jobwire's. */
 export function startupFailure(error: unknown): string | undefined {
   if (!(error instanceof Error)) return undefined;
+  if (error instanceof StartupRefusal) return error.message;
   if (error instanceof Deno.errors.AddrInUse) {
     return `cannot listen: the address is in use (another server, or a jobwire still ` +
       `shutting down): ${error.message}`;

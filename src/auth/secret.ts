@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
+import { StartupRefusal } from "../startup_errors.ts";
 
 /** File of the generated secret inside the data directory. */
 export const SECRET_FILE = "jwt-secret";
@@ -37,24 +38,50 @@ export function loadOrCreateSecret(
   // Private, as the store makes it: this may be the first to make it (`main.ts token`).
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, SECRET_FILE);
-  try {
-    // createNew: of several isolates starting together exactly one writes; the others read.
-    Deno.writeTextFileSync(path, randomSecret() + "\n", { createNew: true, mode: 0o600 });
-    Deno.chmodSync(path, 0o600);
-    return { secret: utf8.encode(Deno.readTextFileSync(path).trim()), created: true, path };
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-  }
-  // Another isolate may have created the file a moment ago and still be writing it.
-  const deadline = Date.now() + 2000;
+  const made = createSecretFile(path);
+  if (made !== undefined) return { secret: utf8.encode(made), created: true, path };
   let text = Deno.readTextFileSync(path).trim();
-  while (text.length < 16 && Date.now() < deadline) {
-    const wait = new Int32Array(new SharedArrayBuffer(4));
-    Atomics.wait(wait, 0, 0, 20);
+  if (text === "") {
+    // Left empty by a version that wrote it in place and ran out of space: it signed
+    // nothing, so a new one replaces it.
+    try {
+      Deno.removeSync(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error; // another isolate's doing
+    }
+    const again = createSecretFile(path);
+    if (again !== undefined) return { secret: utf8.encode(again), created: true, path };
     text = Deno.readTextFileSync(path).trim();
   }
   if (text.length < 16) {
-    throw new RangeError(`The secret in ${path} is too short: delete it to make a new one`);
+    throw new StartupRefusal(`The secret in ${path} is too short: delete it to make a new one`);
   }
   return { secret: utf8.encode(text), created: false, path };
+}
+
+/**
+ * Makes the secret file whole or not at all: written under a name of its own, then linked
+ * to `path`, which fails if it exists (of several isolates starting together exactly one
+ * makes it; the others read it). A disk that fills meanwhile leaves no half-written file.
+ *
+ * @returns the new secret, or `undefined` when the file was there already
+ */
+function createSecretFile(path: string): string | undefined {
+  const secret = randomSecret();
+  const draft = `${path}.${crypto.randomUUID()}.tmp`;
+  try {
+    Deno.writeTextFileSync(draft, secret + "\n", { createNew: true, mode: 0o600 });
+    Deno.chmodSync(draft, 0o600);
+    Deno.linkSync(draft, path);
+    return secret;
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return undefined;
+    throw error;
+  } finally {
+    try {
+      Deno.removeSync(draft);
+    } catch {
+      // Never made (the write failed before creating it).
+    }
+  }
 }

@@ -37,11 +37,20 @@ export function lockDataDir(dataDir: string): DataLock {
     db.exec("PRAGMA busy_timeout = 0");
     // In exclusive locking mode the lock a write takes is kept until the connection closes.
     db.exec("PRAGMA locking_mode = EXCLUSIVE");
+    // A file SQLite could only open read-only takes no lock at all, and would let a second
+    // server on the directory (asked of the file: a write would need room on the disk).
+    Deno.openSync(path, { write: true }).close();
     db.exec("BEGIN EXCLUSIVE");
     db.exec("COMMIT");
   } catch (error) {
     db.close();
-    if (!/locked|busy/i.test(String((error as Error).message))) throw error;
+    const message = String((error as Error).message);
+    if (!/locked|busy/i.test(message)) {
+      throw new ConfigError(
+        `Cannot lock the data directory with ${path}: ${message} (it holds no data: if no ` +
+          "jobwire server runs on this directory, delete it, or make it writable)",
+      );
+    }
     let holder = "";
     try {
       holder = ` (pid ${Deno.readTextFileSync(join(dataDir, HOLDER_FILE)).trim()})`;

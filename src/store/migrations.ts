@@ -7,6 +7,7 @@
  */
 import type { DatabaseSync } from "node:sqlite";
 import { log } from "../log.ts";
+import { StartupRefusal } from "../startup_errors.ts";
 
 /** Ordered schema steps; step `i` moves the database to version `i + 1`. Append only. */
 export const MIGRATIONS: readonly string[] = [
@@ -155,7 +156,7 @@ export function migrate(db: DatabaseSync): void {
     try {
       const current = version();
       if (current > MIGRATIONS.length) {
-        throw new RangeError(
+        throw new StartupRefusal(
           `Database schema version ${current} is newer than this jobwire supports (${MIGRATIONS.length}): upgrade jobwire`,
         );
       }

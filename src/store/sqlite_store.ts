@@ -27,6 +27,7 @@ import { StoreBusyError } from "./event_store.ts";
 import { migrate } from "./migrations.ts";
 import { AuthStore } from "./auth_store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
+import { StartupRefusal } from "../startup_errors.ts";
 
 // busy_timeout first: isolates open the file together, and switching to WAL waits for a
 // lock that another connection may hold for a moment ("database is locked" otherwise).
@@ -226,6 +227,8 @@ export class SqliteStore implements EventStore {
   #records = new Map<string, { position: number; record: JobRecord }>();
 
   #checkpointer: Checkpointer | undefined;
+  /** The database file, unless in memory. */
+  #file: string | undefined;
   #path: string | undefined;
   /** The WAL file, when this connection writes a database file (see {@link #boundWal}). */
   #wal: string | undefined;
@@ -234,6 +237,7 @@ export class SqliteStore implements EventStore {
 
   /** @param path the database file, when it has one (see {@link SqliteStoreOptions.checkpoints}) */
   constructor(db: DatabaseSync, options: SqliteStoreOptions, path?: string) {
+    this.#file = path;
     this.#db = db;
     this.#options = options;
     this.#walLimit = options.walLimitBytes ?? WAL_LIMIT_BYTES;
@@ -789,6 +793,29 @@ export class SqliteStore implements EventStore {
   /** Users, tickets and login failures, on the same database connection. */
   authStore(): AuthStore {
     return new AuthStore(this.#db);
+  }
+
+  /**
+   * Refuses a database this connection can read but not write (a read-only file or mount,
+   * which SQLite opens read-only without a word): a server on it would answer every write
+   * with 503 while `/healthz` said ok.
+   *
+   * @throws {StartupRefusal} naming the file
+   */
+  assertWritable(): void {
+    if (this.#file === undefined) return;
+    // A statement that writes nothing still needs a writable database (`BEGIN IMMEDIATE`
+    // alone does not: it takes the lock even on a read-only connection).
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      this.#db.exec("DELETE FROM jobs WHERE 0");
+    } catch (error) {
+      throw new StartupRefusal(
+        `cannot write the database ${this.#file}: ${(error as Error).message}`,
+      );
+    } finally {
+      this.#db.exec("ROLLBACK");
+    }
   }
 
   close(): void {

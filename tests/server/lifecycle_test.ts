@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { createJob, http, logEvent, publish, waitFor, WsClient } from "../_helpers/clients.ts";
 import { runMain, SERVER_PERMISSIONS, spawnServer, withChildServer } from "../_helpers/server.ts";
 
@@ -334,6 +335,31 @@ Deno.test("start-up failures of the machine are one line, not a stack trace", as
       assert.equal(taken.code, 1, taken.stderr);
       assert.match(taken.stderr, /jobwire: cannot listen: the address is in use/);
       assert.doesNotMatch(taken.stderr, /Uncaught| {4}at /);
+    }
+
+    // A database from a newer jobwire, and a secret someone cut short: one line each.
+    const newer = join(dir, "newer");
+    await Deno.mkdir(newer);
+    const db = new DatabaseSync(join(newer, "jobwire.db"));
+    db.exec("PRAGMA user_version = 99");
+    db.close();
+    const short = join(dir, "short");
+    await Deno.mkdir(short);
+    await Deno.writeTextFile(join(short, "jwt-secret"), "short\n");
+    for (const [data, message] of [[newer, /schema version 99 is newer/], [short, /too short/]]) {
+      for (const workers of ["1", "2"]) {
+        const refused = await runMain([
+          "--port",
+          "0",
+          "--data-dir",
+          data as string,
+          "--workers",
+          workers,
+        ]);
+        assert.equal(refused.code, 1, refused.stderr);
+        assert.match(refused.stderr, message as RegExp);
+        assert.doesNotMatch(refused.stderr, /Uncaught| {4}at /);
+      }
     }
 
     const heartbeat = await runMain(["--heartbeat", "30d", "--data-dir", join(dir, "hb")]);

@@ -1,0 +1,74 @@
+/**
+ * The files of a data directory that are not the database: the secret, made whole or not at
+ * all, and the lock, which refuses what it cannot hold.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { loadOrCreateSecret } from "../../src/auth/secret.ts";
+import { lockDataDir } from "../../src/store/data_lock.ts";
+import { ConfigError } from "../../src/config.ts";
+import { openSqliteStore, SqliteStore } from "../../src/store/sqlite_store.ts";
+import { StartupRefusal } from "../../src/startup_errors.ts";
+
+async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-datadir-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("the secret is made whole, leaves no draft, and is kept; an empty one left over is replaced", async () => {
+  await withDir((dir) => {
+    const made = loadOrCreateSecret(dir, undefined);
+    assert.equal(made.created, true);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["jwt-secret"]);
+    const again = loadOrCreateSecret(dir, undefined);
+    assert.deepEqual([again.created, again.secret], [false, made.secret]);
+    // A file left empty (a disk that filled while an older version wrote it in place).
+    Deno.writeTextFileSync(join(dir, "jwt-secret"), "");
+    const fresh = loadOrCreateSecret(dir, undefined);
+    assert.equal(fresh.created, true);
+    assert.ok(new TextDecoder().decode(fresh.secret).length >= 32);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["jwt-secret"]);
+    // A short secret someone wrote is not replaced: the operator is told, in one line.
+    Deno.writeTextFileSync(join(dir, "jwt-secret"), "short\n");
+    assert.throws(() => loadOrCreateSecret(dir, undefined), StartupRefusal);
+  });
+});
+
+Deno.test("a lock file that is not a database is refused, naming it", async () => {
+  await withDir((dir) => {
+    Deno.writeTextFileSync(join(dir, "jobwire.lock"), "garbage ".repeat(200));
+    assert.throws(() => lockDataDir(dir), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /jobwire\.lock: .*file is not a database.*delete it/);
+      return true;
+    });
+  });
+});
+
+Deno.test("a database opened read-only is refused as one that cannot be written", async () => {
+  await withDir((dir) => {
+    openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" }).close();
+    const path = join(dir, "jobwire.db");
+    const store = new SqliteStore(new DatabaseSync(path, { readOnly: true }), {
+      maxEventsPerJob: 100,
+      checkpoints: "elsewhere",
+    }, path);
+    try {
+      assert.throws(() => store.assertWritable(), (error: unknown) => {
+        assert.ok(error instanceof StartupRefusal);
+        assert.match(error.message, /cannot write the database .*jobwire\.db: .*readonly/);
+        return true;
+      });
+    } finally {
+      store.close();
+    }
+    const writable = openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" });
+    writable.assertWritable();
+    writable.close();
+  });
+});
