@@ -36,6 +36,36 @@ async function post(
   return { status: reply.status, json: await reply.json() };
 }
 
+/**
+ * Opens WebSockets to `url` one after another until both isolates hold some (which isolate
+ * takes a connection is up to the kernel, and a burst may land on one alone); each is
+ * ready once `opened` resolves for it.
+ */
+async function watchersOnBothIsolates(
+  base: string,
+  url: string,
+  opened: (ws: WsClient) => Promise<unknown>,
+): Promise<WsClient[]> {
+  const watchers: WsClient[] = [];
+  const connectionsPerIsolate = async () =>
+    ((await http(base, "GET", "/stats")).json.per_isolate as { connections: number }[])
+      .map((one) => one.connections);
+  try {
+    for (let i = 0; i < 40; i++) {
+      const ws = await WsClient.connect(url);
+      watchers.push(ws);
+      await opened(ws);
+      if (watchers.length >= 4 && (await connectionsPerIsolate()).every((n) => n > 0)) {
+        return watchers;
+      }
+    }
+    throw new Error("40 watchers and still one isolate without any");
+  } catch (error) {
+    await Promise.all(watchers.map((ws) => ws.close()));
+    throw error;
+  }
+}
+
 Deno.test("two isolates deliver every event in order to subscribers on either isolate", async () => {
   await withChildServer(2, [], async (server) => {
     const followers: {
@@ -206,19 +236,12 @@ Deno.test("on two isolates, subscribers to every job get every job's events in o
     for (const id of jobs) {
       assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
     }
-    // Which isolate takes a connection is up to the kernel: watchers are opened one after
-    // another until both isolates have some (a burst may land on one alone).
-    const watchers: WsClient[] = [];
-    const connectionsPerIsolate = async () =>
-      ((await http(server.url, "GET", "/stats")).json.per_isolate as { connections: number }[])
-        .map((one) => one.connections);
+    const watchers = await watchersOnBothIsolates(
+      server.url,
+      `${server.url}/ws?all=1`,
+      (ws) => ws.next((m: Msg) => m.type === "connection"),
+    );
     try {
-      for (let i = 0; i < 40; i++) {
-        const ws = await WsClient.connect(`${server.url}/ws?all=1`);
-        await ws.next((m: Msg) => m.type === "connection");
-        watchers.push(ws);
-        if (watchers.length >= 4 && (await connectionsPerIsolate()).every((n) => n > 0)) break;
-      }
       // Without keep-alive the publishes land on both isolates too: each watcher gets events
       // committed on its own isolate and on the other.
       const clients = freshConnections(PUBLISHERS);
@@ -260,18 +283,12 @@ Deno.test("on two isolates, subscribers to every job get every job's events in o
 
 Deno.test("on two isolates, streams of every job with a status keep the same events of each job", async () => {
   await withChildServer(2, ["--heartbeat", "100ms"], async (server) => {
-    const watchers: WsClient[] = [];
-    const connectionsPerIsolate = async () =>
-      ((await http(server.url, "GET", "/stats")).json.per_isolate as { connections: number }[])
-        .map((one) => one.connections);
+    const watchers = await watchersOnBothIsolates(
+      server.url,
+      `${server.url}/ws?all=1&status=running`,
+      (ws) => ws.next((m: Msg) => m.type === "connection"),
+    );
     try {
-      for (let i = 0; i < 40; i++) {
-        const ws = await WsClient.connect(`${server.url}/ws?all=1&status=running`);
-        await ws.next((m: Msg) => m.type === "connection");
-        watchers.push(ws);
-        if (watchers.length >= 4 && (await connectionsPerIsolate()).every((n) => n > 0)) break;
-      }
-      assert.ok((await connectionsPerIsolate()).every((n) => n > 0), "watchers on both isolates");
       // Each job runs, logs and completes through connections landing on either isolate;
       // `complete` commits the result and the status together, so one isolate learns both
       // at once from the other's message. The result comes while the job is still running,
@@ -326,18 +343,12 @@ Deno.test("on two isolates, snapshot streams get the same snapshots of each job"
     for (const id of jobs) {
       assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
     }
-    const watchers: WsClient[] = [];
-    const connectionsPerIsolate = async () =>
-      ((await http(server.url, "GET", "/stats")).json.per_isolate as { connections: number }[])
-        .map((one) => one.connections);
+    const watchers = await watchersOnBothIsolates(
+      server.url,
+      `${server.url}/ws?jobs=${jobs}&format=snapshot`,
+      (ws) => waitFor(() => ws.messages.length >= jobs.length, 5000, "the first snapshots"),
+    );
     try {
-      for (let i = 0; i < 40; i++) {
-        const ws = await WsClient.connect(`${server.url}/ws?jobs=${jobs}&format=snapshot`);
-        await waitFor(() => ws.messages.length >= jobs.length, 5000, "the first snapshots");
-        watchers.push(ws);
-        if (watchers.length >= 4 && (await connectionsPerIsolate()).every((n) => n > 0)) break;
-      }
-      assert.ok((await connectionsPerIsolate()).every((n) => n > 0), "watchers on both isolates");
       // `complete` commits the result and the status together (sequences 3 and 4): one
       // snapshot, of the state after both, on whichever isolate commits it.
       const clients = freshConnections(jobs.length);
