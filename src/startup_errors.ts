@@ -29,7 +29,11 @@ export function startupFailure(error: unknown): string | undefined {
     return `cannot resolve the host to listen on: ${error.message}`;
   }
   const code = (error as { code?: unknown }).code;
-  if (code === "ERR_SQLITE_ERROR") return `cannot use the database: ${error.message}`;
+  if (code === "ERR_SQLITE_ERROR") {
+    // SQLite says "disk I/O error" when it cannot make the WAL's files on a full disk.
+    const hint = /disk I\/O error/i.test(error.message) ? " (is the disk full or failing?)" : "";
+    return `cannot use the database: ${error.message}${hint}`;
+  }
   if (typeof code === "string" && /^E[A-Z]+$/.test(code)) {
     // Node-style file system errors: EEXIST, ENOTDIR, EACCES, EROFS, ENOSPC…
     return `cannot use the data directory: ${error.message}`;
