@@ -116,16 +116,22 @@ async function forward(stream: ReadableStream<Uint8Array>, to: typeof Deno.stdou
  * @throws {Error} with the cause when the isolates exit or do not answer in time
  */
 export async function startCluster(config: Config, workers: number): Promise<Cluster> {
-  // Schema and secret are made once here, before the isolates open the same files.
+  // Schema and secret are made once here, before the isolates open the same files. This
+  // connection stays open until they have started: the WAL's files it made stay with it, so
+  // isolates on a disk that filled meanwhile need make none of their own.
   const store = openSqliteStore(config.dataDir, {
     maxEventsPerJob: config.maxEventsPerJob,
     checkpoints: "commits",
   });
   try {
     store.assertWritable();
+    return await startIsolates(config, workers);
   } finally {
     store.close();
   }
+}
+
+async function startIsolates(config: Config, workers: number): Promise<Cluster> {
   const secret = config.noAuth ? undefined : loadOrCreateSecret(config.dataDir, config.jwtSecret);
   const ip = await ipOf(config.host);
   const port = freePort(ip, config.port);
@@ -189,11 +195,15 @@ function supervise(
 ): { stop(): void; exited: Promise<number> } {
   let current = first;
   let stopping = false;
+  let restarting = false;
+  let stoppedWhileRestarting = false;
   const ends: number[] = [];
   const exited = (async () => {
     for (;;) {
       const code = await current.exited;
-      if (stopping) return code;
+      // Asked to stop while starting again: the new isolates may end by the signal itself,
+      // before they could take it gracefully.
+      if (stopping) return stoppedWhileRestarting ? 0 : code;
       const now = Date.now();
       ends.push(now);
       while (ends[0]! < now - RESTART_WINDOW_MS) ends.shift();
@@ -206,8 +216,10 @@ function supervise(
         return code === 0 ? 1 : code;
       }
       log("error", `the server isolates exited unexpectedly (code ${code}): starting them again`);
+      restarting = true;
       current = spawn();
       const outcome = await waitReady(current, probe, workers, Date.now() + READY_TIMEOUT_MS);
+      restarting = false;
       if (stopping) current.stop();
       else if (outcome !== "ready") current.kill();
       else log("info", "the server isolates are serving again");
@@ -216,6 +228,7 @@ function supervise(
   return {
     stop() {
       stopping = true;
+      if (restarting) stoppedWhileRestarting = true;
       current.stop();
     },
     exited,

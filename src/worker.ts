@@ -9,6 +9,7 @@
 import type { Config } from "./config.ts";
 import { createCore, type ServerCore, SHUTDOWN_GRACE_MS } from "./server.ts";
 import { log } from "./log.ts";
+import { startupFailure } from "./startup_errors.ts";
 import { WORKER_CLUSTER_ENV, WORKER_CONFIG_ENV } from "./cluster.ts";
 
 const raw = Deno.env.get(WORKER_CONFIG_ENV);
@@ -43,11 +44,21 @@ const stop = () => {
 // launcher turns Ctrl-C into SIGTERM for this process group.
 Deno.addSignalListener("SIGTERM", stop);
 const cluster = Deno.env.get(WORKER_CLUSTER_ENV);
-const built = await createCore(config, {
-  cluster: cluster ?? "jobwire",
-  // Started by the launcher (which names the cluster), which checkpoints for every isolate.
-  launcherCheckpoints: cluster !== undefined,
-});
+let built: ServerCore;
+try {
+  built = await createCore(config, {
+    cluster: cluster ?? "jobwire",
+    // Started by the launcher (which names the cluster), which checkpoints for every isolate.
+    launcherCheckpoints: cluster !== undefined,
+  });
+} catch (error) {
+  // What the machine refused (a disk that filled since the launcher's checks) is one line,
+  // as the launcher's own refusals are; the launcher then says the isolates did not start.
+  const failure = startupFailure(error);
+  if (failure === undefined) throw error;
+  console.error(`jobwire: ${failure}`);
+  Deno.exit(1);
+}
 life.core = built;
 if (life.stopRequested) stop();
 

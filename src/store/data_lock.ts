@@ -47,8 +47,11 @@ export function lockDataDir(dataDir: string): DataLock {
     const message = String((error as Error).message);
     if (!/locked|busy/i.test(message)) {
       throw new ConfigError(
-        `Cannot lock the data directory with ${path}: ${message} (it holds no data: if no ` +
-          "jobwire server runs on this directory, delete it, or make it writable)",
+        `Cannot lock the data directory with ${path}: ${message}` +
+          (/full|no space/i.test(message)
+            ? " (the disk is full)"
+            : " (it holds no data: if no jobwire server runs on this directory, delete it, " +
+              "or make it writable)"),
       );
     }
     let holder = "";

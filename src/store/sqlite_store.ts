@@ -196,6 +196,19 @@ export function openSqliteStore(dataDir: string, options: SqliteStoreOptions): S
   // Made here, and private whatever the directory's mode: SQLite gives its WAL and shared
   // memory files the mode of the database file.
   createPrivateFile(path);
+  // Asked of the file before SQLite opens it: on one it can only read, SQLite would make
+  // the WAL's files read-only too, and they would refuse the next start after a chmod.
+  try {
+    Deno.openSync(path, { read: true, write: true }).close();
+  } catch (error) {
+    if (
+      error instanceof Deno.errors.PermissionDenied ||
+      /read-only file system/i.test((error as Error).message)
+    ) {
+      throw new StartupRefusal(`cannot write the database ${path}: ${(error as Error).message}`);
+    }
+    throw error;
+  }
   try {
     return new SqliteStore(new DatabaseSync(path), options, path);
   } catch (error) {
