@@ -36,9 +36,15 @@ const ISOLATE_WAIT_MS = 10_000;
 const START_ATTEMPTS = 3;
 /** Time after the shutdown grace before a process that ignores SIGTERM is killed, in ms. */
 const STOP_MARGIN_MS = 5_000;
-/** Unexpected ends of the isolates' process tolerated within {@link RESTART_WINDOW_MS}. */
+/** Unexpected ends of the isolates' process started again at once within a window. */
 const MAX_RESTARTS = 5;
 const RESTART_WINDOW_MS = 60_000;
+/** Longest wait before starting the isolates again after many ends, in milliseconds. */
+const MAX_RESTART_WAIT_MS = 30_000;
+/** How often the launcher asks `/healthz` how many isolates serve, in milliseconds. */
+const HEALTH_INTERVAL_MS = 2_000;
+/** Answers in a row with an isolate missing before they are all started again. */
+const HEALTH_MISSES = 3;
 
 /** A running multi-isolate server. */
 export interface Cluster {
@@ -181,11 +187,35 @@ async function startIsolates(config: Config, workers: number): Promise<Cluster> 
   }
 }
 
+/** Resolves after `ms`, without keeping the process alive for it. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => Deno.unrefTimer(setTimeout(resolve, ms)));
+}
+
+/**
+ * How many isolates `/healthz` says serve, when the answer is from `isolates`' own server
+ * (`undefined` when it does not answer: the process itself is watched for that).
+ */
+async function isolatesServing(probe: string, isolates: Isolates): Promise<number | undefined> {
+  try {
+    const reply = await fetch(probe, { signal: AbortSignal.timeout(2000) });
+    const health = await reply.json() as { isolates?: unknown; instance?: unknown };
+    if (health.instance !== isolates.cluster || typeof health.isolates !== "number") {
+      return undefined;
+    }
+    return health.isolates;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Keeps the isolates serving: when their process ends without being asked to (the runtime
- * stops serving for good when it runs out of file descriptors, say), they are started again
- * on the same port and data, which hold every acknowledged event. Gives up after
- * {@link MAX_RESTARTS} ends within {@link RESTART_WINDOW_MS}.
+ * stops serving for good when it runs out of file descriptors, say), or one isolate stops
+ * while the process goes on (its accept loop ends the same way), they are all started
+ * again on the same port and data, which hold every acknowledged event. Ends that come
+ * more than {@link MAX_RESTARTS} times within {@link RESTART_WINDOW_MS} are started again
+ * after a wait that doubles each time, up to {@link MAX_RESTART_WAIT_MS}.
  */
 function supervise(
   first: Isolates,
@@ -207,22 +237,48 @@ function supervise(
       const now = Date.now();
       ends.push(now);
       while (ends[0]! < now - RESTART_WINDOW_MS) ends.shift();
+      restarting = true;
       if (ends.length > MAX_RESTARTS) {
+        const wait = Math.min(MAX_RESTART_WAIT_MS, 1000 * 2 ** (ends.length - MAX_RESTARTS - 1));
         log(
           "error",
-          `the server isolates exited (code ${code}) ${ends.length} times within ` +
-            `${RESTART_WINDOW_MS / 1000} s: giving up`,
+          `the server isolates ended (code ${code}) ${ends.length} times within ` +
+            `${RESTART_WINDOW_MS / 1000} s: starting them again in ${wait / 1000} s`,
         );
-        return code === 0 ? 1 : code;
+        await pause(wait);
+        if (stopping) return 0;
+      } else {
+        log("error", `the server isolates ended unexpectedly (code ${code}): starting them again`);
       }
-      log("error", `the server isolates exited unexpectedly (code ${code}): starting them again`);
-      restarting = true;
       current = spawn();
       const outcome = await waitReady(current, probe, workers, Date.now() + READY_TIMEOUT_MS);
       restarting = false;
       if (stopping) current.stop();
       else if (outcome !== "ready") current.kill();
       else log("info", "the server isolates are serving again");
+    }
+  })();
+  // One isolate that stops serving leaves the process running: /healthz then counts fewer
+  // (an isolate not heard from for 5 s is no longer counted).
+  (async () => {
+    let short = 0;
+    while (!stopping) {
+      await pause(HEALTH_INTERVAL_MS);
+      const watched = current;
+      if (stopping || restarting || watched.ended()) {
+        short = 0;
+        continue;
+      }
+      const serving = await isolatesServing(probe, watched);
+      if (serving === undefined || serving >= workers || watched !== current) {
+        short = 0;
+        continue;
+      }
+      if (++short < HEALTH_MISSES) continue;
+      short = 0;
+      log("error", `only ${serving} of ${workers} isolates are serving: starting them again`);
+      // Its end is then one the loop above did not ask for.
+      watched.stop();
     }
   })();
   return {

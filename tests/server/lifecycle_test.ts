@@ -229,7 +229,7 @@ Deno.test("isolates that end unexpectedly are started again, with every acknowle
     assert.equal(children.length, 1, `children: ${children}`);
     Deno.kill(children[0]!, "SIGKILL");
     await waitFor(() => server.output().includes("serving again"), 30_000, "the restart");
-    assert.match(server.output(), /exited unexpectedly \(code \d+\): starting them again/);
+    assert.match(server.output(), /ended unexpectedly \(code \d+\): starting them again/);
     const health = await http(server.url, "GET", "/healthz");
     assert.equal(health.status, 200);
     assert.equal(health.json.isolates, 2);
