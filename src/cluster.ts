@@ -198,7 +198,7 @@ function pause(ms: number): Promise<void> {
  */
 async function isolatesServing(probe: string, isolates: Isolates): Promise<number | undefined> {
   try {
-    const reply = await fetch(probe, { signal: AbortSignal.timeout(2000) });
+    const reply = await fetch(probe, { signal: AbortSignal.timeout(1000) });
     const health = await reply.json() as { isolates?: unknown; instance?: unknown };
     if (health.instance !== isolates.cluster || typeof health.isolates !== "number") {
       return undefined;
@@ -377,26 +377,15 @@ async function waitReady(
   let answeredAt: number | undefined;
   for (;;) {
     if (isolates.ended()) return "exited";
-    try {
-      const reply = await fetch(probe, { signal: AbortSignal.timeout(1000) });
-      if (reply.ok) {
-        const health = await reply.json() as { isolates?: number; instance?: string };
-        // Another server answering on this port (the isolates failed to bind) is not ours.
-        if (health.instance !== isolates.cluster) {
-          if (Date.now() > deadline) return "timeout";
-          await new Promise((r) => setTimeout(r, 50));
-          continue;
-        }
-        // Ready once every isolate is up: one still loading would not have its SIGTERM
-        // listener yet, and a stop sent then would leave it (and the process) running.
-        if ((health.isolates ?? 1) >= workers) return "ready";
-        answeredAt ??= Date.now();
-        if (Date.now() - answeredAt > ISOLATE_WAIT_MS) return "partial";
-      } else {
-        await reply.body?.cancel();
-      }
-    } catch {
-      // Not listening yet.
+    // Not listening yet, or another server answering on this port (the isolates failed to
+    // bind), is no answer.
+    const serving = await isolatesServing(probe, isolates);
+    if (serving !== undefined) {
+      // Ready once every isolate is up: one still loading would not have its SIGTERM
+      // listener yet, and a stop sent then would leave it (and the process) running.
+      if (serving >= workers) return "ready";
+      answeredAt ??= Date.now();
+      if (Date.now() - answeredAt > ISOLATE_WAIT_MS) return "partial";
     }
     if (Date.now() > deadline) return "timeout";
     await new Promise((r) => setTimeout(r, 50));

@@ -242,7 +242,8 @@ export class SqliteStore implements EventStore {
   #checkpointer: Checkpointer | undefined;
   /** The database file, unless in memory. */
   #file: string | undefined;
-  #path: string | undefined;
+  /** The database file when this connection checkpoints it on a thread of its own. */
+  #checkpointed: string | undefined;
   /** The WAL file, when this connection writes a database file (see {@link #boundWal}). */
   #wal: string | undefined;
   #walLimit: number;
@@ -263,7 +264,7 @@ export class SqliteStore implements EventStore {
         db.exec(`PRAGMA journal_size_limit = ${this.#walLimit}`);
         this.#wal = `${path}-wal`;
       }
-      if (path !== undefined && checkpoints === "thread") this.#path = path;
+      if (checkpoints === "thread") this.#checkpointed = path;
     } catch (error) {
       db.close();
       throw error;
@@ -458,8 +459,8 @@ export class SqliteStore implements EventStore {
       const outcomes = requests.map((request) => this.#appendOne(request, now, timestamp));
       this.#stmt(SQL.commit).run();
       // Started with the first commit, so stores that never write start no thread.
-      if (this.#path !== undefined && this.#checkpointer === undefined) {
-        this.#checkpointer = startCheckpointer(this.#path);
+      if (this.#checkpointed !== undefined && this.#checkpointer === undefined) {
+        this.#checkpointer = startCheckpointer(this.#checkpointed);
       }
       this.#boundWal();
       return outcomes;
