@@ -21,6 +21,7 @@ import { SignJWT } from "jose";
 import { join } from "node:path";
 import type { Scenario, Target } from "./bench_client.ts";
 import { freePort, NCHAN_MODULE, nchanInstalled, runNginx } from "./_nchan.ts";
+import { haveWrk } from "./_http1.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SECRET = "bench-secret-bench-secret-0123456789";
@@ -300,6 +301,11 @@ const results: Record<string, Record<string, Record<string, number[]>>> = {};
 if (!withNchan && !Deno.args.includes("--no-nchan")) {
   progress("nchan not installed (apt-get install nginx libnginx-mod-nchan): measuring without it");
 }
+// wrk spends a fraction of the built-in client's CPU, which on two cores is the server's.
+const publishClient = haveWrk() ? "wrk" : "http1";
+if (publishClient === "http1" && selected.some((c) => c.spec.scenario === "publish")) {
+  progress("wrk not installed (apt-get install wrk): publishes come from the built-in client");
+}
 const servers: Target["kind"][] = withNchan
   ? ["reference", "nchan", "jobwire"]
   : ["reference", "jobwire"];
@@ -424,7 +430,9 @@ const lines: string[] = [];
 lines.push(
   `jobwire benchmark: ${runs} run(s), medians; jobwire with ${workers} isolate(s)${
     withNchan ? `, nchan with ${workers} worker process(es)` : ""
-  }; ${quick ? "QUICK sizes" : "full sizes"}`,
+  }; publishes from ${publishClient === "wrk" ? "wrk" : "the built-in HTTP/1.1 client"}; ${
+    quick ? "QUICK sizes" : "full sizes"
+  }`,
 );
 lines.push("");
 if (withNchan) {
@@ -453,5 +461,13 @@ for (const c of checks) {
 }
 console.log(lines.join("\n"));
 console.log(
-  JSON.stringify({ runs, workers, quick, nchan: withNchan, scenarios: summary, targets: checks }),
+  JSON.stringify({
+    runs,
+    workers,
+    quick,
+    nchan: withNchan,
+    publish_client: publishClient,
+    scenarios: summary,
+    targets: checks,
+  }),
 );

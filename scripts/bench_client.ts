@@ -8,6 +8,7 @@
  * @module
  */
 import { cpuSeconds, rssBytes } from "./_proc.ts";
+import { haveWrk, Http1Connection, requestBytes } from "./_http1.ts";
 
 /**
  * The server under test. `nchan` is nginx with the nchan module: it relays message bodies
@@ -414,16 +415,6 @@ async function latency(s: Extract<Scenario, { scenario: "latency" }>) {
   };
 }
 
-/** Whether `wrk` is installed: an efficient load generator for plain HTTP. */
-function haveWrk(): boolean {
-  try {
-    return new Deno.Command("wrk", { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().code <= 1;
-  } catch {
-    return false;
-  }
-}
-
 async function publishThroughput(s: Extract<Scenario, { scenario: "publish" }>) {
   const jobs = Array.from(
     { length: s.concurrency },
@@ -433,16 +424,39 @@ async function publishThroughput(s: Extract<Scenario, { scenario: "publish" }>) 
   const events = Array.from({ length: s.batch }, (_, k) => ({ type: "bench", data: { n: k } }));
   const body = JSON.stringify(events.length === 1 ? events[0] : { events });
   if (haveWrk()) return await publishWithWrk(s, jobs, body);
+  return await publishWithHttp1(s, jobs, body);
+}
+
+/**
+ * The same load as {@link publishWithWrk} from this process: `concurrency` keep-alive
+ * connections, one request in flight on each, round-robin over the jobs.
+ */
+async function publishWithHttp1(
+  s: Extract<Scenario, { scenario: "publish" }>,
+  jobs: string[],
+  body: string,
+) {
+  const requestHeaders = { ...headers };
+  const prebuilt = jobs.map((job) =>
+    requestBytes("POST", `${target.url}/jobs/${job}/events`, body, requestHeaders)
+  );
+  const connections = await Promise.all(jobs.map(() => Http1Connection.open(target.url)));
   let requests = 0;
+  let failed = 0;
   const cpu0 = cpuSeconds(target.pid);
   const t0 = performance.now();
   const end = t0 + s.seconds * 1000;
-  await Promise.all(jobs.map(async (job) => {
-    while (performance.now() < end) {
-      await publish(job, events);
-      requests++;
-    }
-  }));
+  try {
+    await Promise.all(connections.map(async (connection) => {
+      while (performance.now() < end) {
+        const status = await connection.send(prebuilt[requests % prebuilt.length]!);
+        requests++;
+        if (status < 200 || status > 299) failed++;
+      }
+    }));
+  } finally {
+    for (const connection of connections) connection.close();
+  }
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(target.pid) - cpu0;
   return {
@@ -450,7 +464,7 @@ async function publishThroughput(s: Extract<Scenario, { scenario: "publish" }>) 
     events_per_second: (requests * s.batch) / elapsed,
     server_cpu_seconds: cpu,
     server_us_per_event: (cpu * 1e6) / (requests * s.batch),
-    failed_requests: 0,
+    failed_requests: failed,
   };
 }
 

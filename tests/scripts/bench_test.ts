@@ -9,6 +9,8 @@ import { nchanInstalled } from "../../scripts/_nchan.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const SCENARIOS = ["ws_fanout_1x1000x200", "sse_fanout_1x1000x200", "idle_rss_10k"];
+/** Measured on jobwire alone. */
+const JOBWIRE_ONLY = ["publish_single"];
 
 Deno.test({
   name: "the quick bench drives every server with the same load and counts nothing missing",
@@ -34,7 +36,7 @@ Deno.test({
         "--workers",
         "2",
         "--only",
-        SCENARIOS.join(","),
+        [...SCENARIOS, ...JOBWIRE_ONLY].join(","),
       ],
       stdout: "piped",
       stderr: "piped",
@@ -69,5 +71,10 @@ Deno.test({
       assert.ok(report.scenarios[name].ratio, `${name}: ratio to the reference`);
       if (nchan) assert.ok(report.scenarios[name].ratio_nchan, `${name}: ratio to nchan`);
     }
+    // Publishes come from wrk when it is installed, else from the bench's own client.
+    const publishes = report.scenarios.publish_single?.jobwire;
+    assert.ok(["wrk", "http1"].includes(report.publish_client), report.publish_client);
+    assert.ok(publishes?.requests_per_second > 0, JSON.stringify(publishes));
+    assert.equal(publishes.failed_requests, 0);
   },
 });
