@@ -92,6 +92,8 @@ interface OptionSpec {
   flag?: boolean;
   /** Never echoed in error messages. */
   secret?: boolean;
+  /** The default as `--help` and the README show it, when it depends on the machine. */
+  shownDefault?: string;
 }
 
 /** Default of `--max-connections`, before the open-file limit lowers it. */
@@ -107,6 +109,7 @@ export const OPTIONS = {
   workers: {
     schema: integer(1, 256),
     default: Math.max(1, navigator.hardwareConcurrency || 1),
+    shownDefault: "core count",
     help: "Isolates serving in parallel (deno serve --parallel); 1 serves in this process",
   },
   "data-dir": {
@@ -240,7 +243,8 @@ export const OPTIONS = {
   "max-connections": {
     schema: integer(0, 10_000_000),
     default: MAX_CONNECTIONS_DEFAULT,
-    help: "Open streams in total, beyond which new ones are refused (1013); 0 = no limit",
+    help:
+      "Open streams in total, beyond which new ones are refused (1013); 0 = no limit. Never above what the open-file limit holds (ulimit -n: 90%, less 64)",
   },
   "max-connections-per-principal": {
     schema: integer(0, 10_000_000),
@@ -470,6 +474,8 @@ export function resolveConfig(
     fileOptions.set(option, key);
   }
   const out: Record<string, unknown> = {};
+  /** Where each option's value came from, for the lists checked after the loop. */
+  const sourceOf = new Map<OptionName, string>();
   for (const [name, spec] of Object.entries(OPTIONS) as [OptionName, OptionSpec][]) {
     const env = envName(name);
     let raw: unknown = spec.default;
@@ -501,11 +507,16 @@ export function resolveConfig(
       );
     }
     out[FIELD[name] ?? camel(name)] = parsed.data;
+    sourceOf.set(name, source);
   }
-  out.allowedOrigins = parseOrigins(String(out.allowedOrigins ?? ""));
-  out.allowedHosts = parseHosts(String(out.allowedHosts ?? ""));
-  out.limitsExemptIps = parseExemptIps(String(out.limitsExemptIps ?? ""));
-  out.trustedProxies = parseTrustedProxies(String(out.trustedProxies ?? ""));
+  const list = (field: string) => String(out[field] ?? "");
+  out.allowedOrigins = parseOrigins(list("allowedOrigins"), sourceOf.get("allowed-origins"));
+  out.allowedHosts = parseHosts(list("allowedHosts"), sourceOf.get("allowed-hosts"));
+  out.limitsExemptIps = parseExemptIps(list("limitsExemptIps"), sourceOf.get("limits-exempt-ips"));
+  out.trustedProxies = parseTrustedProxies(
+    list("trustedProxies"),
+    sourceOf.get("trusted-proxies"),
+  );
   refuseConflicts(out as unknown as Config);
   return Object.freeze(out) as unknown as Config;
 }
@@ -540,9 +551,10 @@ function refuseConflicts(config: Config): void {
 /**
  * Splits an origin list. Each entry must be `scheme://host[:port]` (or `*`).
  *
+ * @param source where the list came from, for the error (a flag, variable or file key)
  * @throws {ConfigError} naming the entry that is not an origin
  */
-export function parseOrigins(list: string): string[] {
+export function parseOrigins(list: string, source = "--allowed-origins"): string[] {
   const origins: string[] = [];
   for (const raw of list.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
     if (raw === "*") {
@@ -557,7 +569,7 @@ export function parseOrigins(list: string): string[] {
     }
     if (origin === "null" || origin !== raw.replace(/\/$/, "")) {
       throw new ConfigError(
-        `Invalid value for --allowed-origins: ${
+        `Invalid value for ${source}: ${
           JSON.stringify(raw)
         } is not an origin such as https://app.example`,
       );
@@ -572,12 +584,12 @@ export function parseOrigins(list: string): string[] {
  *
  * @throws {ConfigError} naming the entry that is not a host name
  */
-export function parseHosts(list: string): string[] {
+export function parseHosts(list: string, source = "--allowed-hosts"): string[] {
   const hosts: string[] = [];
   for (const raw of list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "")) {
     if (raw !== "*" && !/^\.?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?$/.test(raw)) {
       throw new ConfigError(
-        `Invalid value for --allowed-hosts: ${
+        `Invalid value for ${source}: ${
           JSON.stringify(raw)
         } is not a host name such as jobs.example.com (no scheme, no port)`,
       );
@@ -593,14 +605,14 @@ export function parseHosts(list: string): string[] {
  *
  * @throws {ConfigError} naming the entry that is not an address
  */
-export function parseExemptIps(list: string): string[] {
+export function parseExemptIps(list: string, source = "--limits-exempt-ips"): string[] {
   const entries = list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
   if (entries.length === 1 && entries[0] === "none") return [];
   return entries.map((entry) => {
     const address = entry === "loopback" ? entry : ipLiteral(entry);
     if (address === undefined) {
       throw new ConfigError(
-        `Invalid value for --limits-exempt-ips: ${
+        `Invalid value for ${source}: ${
           JSON.stringify(entry)
         } is not an IP address (or loopback, or none)`,
       );
@@ -615,14 +627,14 @@ export function parseExemptIps(list: string): string[] {
  *
  * @throws {ConfigError} naming the entry that is none of those
  */
-export function parseTrustedProxies(list: string): string[] {
+export function parseTrustedProxies(list: string, source = "--trusted-proxies"): string[] {
   const entries = list.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
   if (entries.length === 1 && entries[0] === "none") return [];
   return entries.map((entry) => {
     const normal = proxyEntry(entry);
     if (normal === undefined) {
       throw new ConfigError(
-        `Invalid value for --trusted-proxies: ${
+        `Invalid value for ${source}: ${
           JSON.stringify(entry)
         } is not an IP address or range (such as 10.0.0.0/8), loopback, private or none`,
       );
@@ -663,13 +675,20 @@ export function optionsHelp(): string {
   const lines: string[] = [];
   for (const [name, spec] of Object.entries(OPTIONS) as [string, OptionSpec][]) {
     const flag = spec.flag ? `--${name}` : `--${name} <value>`;
-    lines.push(
-      `  ${flag.padEnd(30)} ${spec.help} [${envName(name)}; default ${
-        JSON.stringify(spec.default)
-      }]`,
-    );
+    const shown = shownDefault(name as OptionName);
+    const value = spec.shownDefault === undefined ? shown : `${shown}, ${spec.default} here`;
+    lines.push(`  ${flag.padEnd(30)} ${spec.help} [${envName(name)}; default ${value}]`);
   }
   return lines.join("\n");
+}
+
+/** An option's default as the README's table and `--help` show it. */
+export function shownDefault(name: OptionName): string {
+  const spec: OptionSpec = OPTIONS[name];
+  if (spec.shownDefault !== undefined) return spec.shownDefault;
+  if (spec.default === undefined || spec.default === "") return "none";
+  if (spec.default === false) return "off";
+  return String(spec.default);
 }
 
 /**

@@ -287,6 +287,28 @@ Deno.test("resolveConfig names the file key and path when a file value is bad", 
   assert.doesNotMatch(error.message, /JOBWIRE_|--max/);
 });
 
+Deno.test("resolveConfig names where a bad list entry came from", () => {
+  const lists = {
+    "allowed-origins": "not a url",
+    "allowed-hosts": "http://x",
+    "limits-exempt-ips": "300.1.1.1",
+    "trusted-proxies": "nowhere",
+  };
+  for (const [name, bad] of Object.entries(lists)) {
+    const env = `JOBWIRE_${name.toUpperCase().replaceAll("-", "_")}`;
+    const key = name.replaceAll("-", "_");
+    const fromFlag = configError(() => resolveConfig(sources({ [name]: bad })));
+    assert.match(fromFlag.message, new RegExp(`^Invalid value for --${name}: `));
+    const fromEnv = configError(() => resolveConfig(sources({}, { [env]: bad })));
+    assert.match(fromEnv.message, new RegExp(`^Invalid value for ${env}: `));
+    const fromFile = configError(() => resolveConfig(sources({}, {}, { [key]: bad })));
+    assert.ok(
+      fromFile.message.startsWith(`Invalid value for ${key} in ${FILE}: `),
+      fromFile.message,
+    );
+  }
+});
+
 Deno.test("resolveConfig refuses out-of-range and non-integer numbers", () => {
   for (const port of ["-1", "65536", "80.5", "", " ", "8080x", "port"]) {
     const error = configError(() => resolveConfig(sources({ port })));

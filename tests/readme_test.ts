@@ -3,7 +3,7 @@
  * match the code.
  */
 import assert from "node:assert/strict";
-import { envName, OPTIONS } from "../src/config.ts";
+import { envName, type OptionName, OPTIONS, shownDefault } from "../src/config.ts";
 
 const README = await Deno.readTextFile(new URL("../README.md", import.meta.url));
 
@@ -19,6 +19,14 @@ Deno.test("README configuration table lists every option with its environment va
     const row = section.split("\n").find((line) => line.startsWith(`| \`--${name}\``));
     assert.ok(row, `--${name} is missing from the README configuration table`);
     assert.ok(row.includes(`\`${envName(name)}\``), `${envName(name)} is missing from its row`);
+    // `--help` prints the same meaning and default (the table is what users read first).
+    const [, , , shown, meaning] = row.split("|").map((cell) => cell.trim());
+    assert.equal(
+      shown?.replaceAll("`", ""),
+      shownDefault(name as OptionName),
+      `--${name}'s default`,
+    );
+    assert.equal(meaning, OPTIONS[name as OptionName].help, `--${name}'s meaning`);
   }
 });
 
