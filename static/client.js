@@ -483,21 +483,63 @@ var FATAL_STATUSES = /* @__PURE__ */ new Set([
 ]);
 var JOB_NOT_FOUND = 4004;
 var POLICY = 1008;
-var POLICY_CODES = {
-  "authentication required": "unauthorized",
-  "invalid token": "invalid_token",
-  "invalid ticket": "invalid_token",
-  "token expired": "token_expired",
-  "token revoked": "invalid_token",
-  "origin not allowed": "origin_not_allowed",
-  "host not allowed": "host_not_allowed"
+var POLICY_ERRORS = {
+  "authentication required": [
+    "unauthorized",
+    401,
+    "Authentication required: send a bearer token"
+  ],
+  "invalid token": [
+    "invalid_token",
+    401,
+    "The token is invalid"
+  ],
+  "invalid ticket": [
+    "invalid_token",
+    401,
+    "The ticket is unknown, used or expired"
+  ],
+  "token expired": [
+    "token_expired",
+    401,
+    "The token has expired"
+  ],
+  "token revoked": [
+    "invalid_token",
+    401,
+    "The token was revoked (signed out, or its user removed)"
+  ],
+  "origin not allowed": [
+    "origin_not_allowed",
+    403,
+    "This Origin may not use the API (see --allowed-origins)"
+  ],
+  "host not allowed": [
+    "host_not_allowed",
+    403,
+    "This server without authentication does not answer to this host name (see --allowed-hosts)"
+  ],
+  forbidden: [
+    "forbidden",
+    403,
+    "Not allowed"
+  ]
 };
-function fatalError(info, refreshable) {
+function fatalError(info, refreshable, jobId) {
   if (info.code === JOB_NOT_FOUND) {
     return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
   }
   if (info.code === POLICY && !refreshable) {
-    return new JobwireError(POLICY_CODES[info.reason] ?? "forbidden", info.reason || "Policy violation");
+    const known = POLICY_ERRORS[info.reason];
+    if (known === void 0) {
+      return new JobwireError("forbidden", info.reason || "Policy violation", {
+        status: 403
+      });
+    }
+    const [code, status, message] = known;
+    return new JobwireError(code, code === "forbidden" && jobId !== void 0 ? `No access to job ${jobId}` : message, {
+      status
+    });
   }
   return isFatal(info.error, refreshable) ? info.error : void 0;
 }
@@ -1137,7 +1179,8 @@ var ConnectionLoop = class {
     }
     if (info.error !== void 0) this.#emitter.emit("error", info.error);
     const refreshable = typeof this.#options.token === "function" || this.#options.getTicket !== void 0;
-    const fatal = fatalError(info, refreshable);
+    const target = this.#target;
+    const fatal = fatalError(info, refreshable, target.kind === "job" ? target.jobId : void 0);
     if (fatal !== void 0) {
       this.#fail(fatal, fatal !== info.error);
       return;

@@ -257,7 +257,8 @@ export class ConnectionLoop {
     if (info.error !== undefined) this.#emitter.emit("error", info.error);
     const refreshable = typeof this.#options.token === "function" ||
       this.#options.getTicket !== undefined;
-    const fatal = fatalError(info, refreshable);
+    const target = this.#target;
+    const fatal = fatalError(info, refreshable, target.kind === "job" ? target.jobId : undefined);
     if (fatal !== undefined) {
       this.#fail(fatal, fatal !== info.error);
       return;

@@ -17,15 +17,36 @@ const JOB_NOT_FOUND = 4004;
 /** WebSocket close code of an authentication or authorization failure. */
 const POLICY = 1008;
 
-/** The error code of each reason the server gives a 1008 close, as its HTTP errors say it. */
-const POLICY_CODES: Readonly<Record<string, string>> = {
-  "authentication required": "unauthorized",
-  "invalid token": "invalid_token",
-  "invalid ticket": "invalid_token",
-  "token expired": "token_expired",
-  "token revoked": "invalid_token",
-  "origin not allowed": "origin_not_allowed",
-  "host not allowed": "host_not_allowed",
+/**
+ * What HTTP answers (code, status, message) for each reason the server gives a 1008 close,
+ * so that a watcher refused over a WebSocket ends with the error an SSE or polling watcher
+ * of the same job gets.
+ */
+const POLICY_ERRORS: Readonly<Record<string, readonly [string, number, string]>> = {
+  "authentication required": [
+    "unauthorized",
+    401,
+    "Authentication required: send a bearer token",
+  ],
+  "invalid token": ["invalid_token", 401, "The token is invalid"],
+  "invalid ticket": ["invalid_token", 401, "The ticket is unknown, used or expired"],
+  "token expired": ["token_expired", 401, "The token has expired"],
+  "token revoked": [
+    "invalid_token",
+    401,
+    "The token was revoked (signed out, or its user removed)",
+  ],
+  "origin not allowed": [
+    "origin_not_allowed",
+    403,
+    "This Origin may not use the API (see --allowed-origins)",
+  ],
+  "host not allowed": [
+    "host_not_allowed",
+    403,
+    "This server without authentication does not answer to this host name (see --allowed-hosts)",
+  ],
+  forbidden: ["forbidden", 403, "Not allowed"],
 };
 
 /**
@@ -33,16 +54,27 @@ const POLICY_CODES: Readonly<Record<string, string>> = {
  *
  * @param refreshable whether the next attempt uses new credentials (a token function or
  *   a ticket), in which case an authentication failure is worth a retry
+ * @param jobId the one job the stream followed, named in a refusal as HTTP names it
  */
-export function fatalError(info: CloseInfo, refreshable: boolean): JobwireError | undefined {
+export function fatalError(
+  info: CloseInfo,
+  refreshable: boolean,
+  jobId?: string,
+): JobwireError | undefined {
   if (info.code === JOB_NOT_FOUND) {
     // `job_gone` for a job that was there (deleted or purged), as over plain HTTP (410).
     return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
   }
   if (info.code === POLICY && !refreshable) {
+    const known = POLICY_ERRORS[info.reason];
+    if (known === undefined) {
+      return new JobwireError("forbidden", info.reason || "Policy violation", { status: 403 });
+    }
+    const [code, status, message] = known;
     return new JobwireError(
-      POLICY_CODES[info.reason] ?? "forbidden",
-      info.reason || "Policy violation",
+      code,
+      code === "forbidden" && jobId !== undefined ? `No access to job ${jobId}` : message,
+      { status },
     );
   }
   return isFatal(info.error, refreshable) ? info.error : undefined;

@@ -129,3 +129,41 @@ Deno.test("getTicket is refused for a stream of several jobs or all of them, whe
     );
   }
 });
+
+Deno.test("a refused watcher ends with the same error over WebSocket, SSE and polling", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const bob = await tokenFor("bob", "read write");
+    const id = await createJobAs(server.url, alice);
+    const cases = [
+      { token: bob, code: "forbidden", status: 403, message: `No access to job ${id}` },
+      { token: "not-a-token", code: "invalid_token", status: 401, message: "The token is invalid" },
+    ];
+    for (const expected of cases) {
+      const seen: string[] = [];
+      for (const transport of ["websocket", "sse", "poll"] as const) {
+        const watcher = watchJob(server.url, id, {
+          token: expected.token,
+          transports: [transport],
+          initialDelayMs: 5,
+        });
+        const rec = new Recorder(watcher);
+        try {
+          const closed = await rec.next("closed");
+          const error = rec.all("error").at(-1);
+          seen.push(
+            `${transport}: ${error?.code} ${error?.status} ${error?.message} / ${closed.reason}`,
+          );
+        } finally {
+          watcher.close();
+        }
+      }
+      const { code, status, message } = expected;
+      assert.deepEqual(seen, [
+        `websocket: ${code} ${status} ${message} / ${message}`,
+        `sse: ${code} ${status} ${message} / ${message}`,
+        `poll: ${code} ${status} ${message} / ${message}`,
+      ]);
+    }
+  });
+});
