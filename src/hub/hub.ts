@@ -29,6 +29,8 @@ export interface Subscriber {
   deliver(event: WireEvent): void;
   /** The job went away (deleted or purged); the subscriber should end. */
   end(reason: string): void;
+  /** True once it wants nothing more (its connection closed): a replay stops reading. */
+  readonly closed?: boolean;
 }
 
 /** Receives events of every job (`?all=1` streams) and job notices. */
@@ -238,8 +240,18 @@ export class Hub {
     // isolate that have not reached this one yet.
     // Collected only when there is a run to put them in front of.
     const older: StoredEvent[] | undefined = run === undefined ? undefined : [];
-    let fromStore = this.#replayFromStore(jobId, after, Math.min(last, runFirst - 1), send, older);
-    if (run !== undefined && older !== undefined) {
+    const closed = () => subscriber.closed === true;
+    let fromStore = this.#replayFromStore(
+      jobId,
+      after,
+      Math.min(last, runFirst - 1),
+      send,
+      older,
+      closed,
+    );
+    // A replay cut short (its connection closed on the way, past its byte budget) read
+    // no further: what it read does not reach the run, and nothing is left to send.
+    if (run !== undefined && older !== undefined && !closed()) {
       this.#recent.prepend(run, older);
       const first = run.first;
       const from = subscriber.cursor;
@@ -247,13 +259,13 @@ export class Hub {
         const events = run.events;
         for (let i = from + 1 - first; i < events.length; i++) {
           const stored = events[i]!;
-          if (stored.sequence > last) break;
+          if (stored.sequence > last || closed()) break;
           send(stored);
         }
         this.#replayedFromMemory += subscriber.cursor - from;
       }
     }
-    fromStore += this.#replayFromStore(jobId, subscriber.cursor, last, send);
+    fromStore += this.#replayFromStore(jobId, subscriber.cursor, last, send, undefined, closed);
     this.#replayedFromStore += fromStore;
     subscriber.cursor = last;
     if (isTerminal(job.status)) channel.ended = true;
@@ -263,7 +275,8 @@ export class Hub {
   }
 
   /**
-   * Hands `send` a job's events after `after` up to `last`, read from the store.
+   * Hands `send` a job's events after `after` up to `last`, read from the store, until
+   * `stopped` says the receiver wants no more.
    *
    * @param into also gets the events, in order (to keep them in memory)
    * @returns how many were read
@@ -274,14 +287,15 @@ export class Hub {
     last: number,
     send: (stored: StoredEvent) => void,
     into?: StoredEvent[],
+    stopped: () => boolean = () => false,
   ): number {
     let read = 0;
     let cursor = after;
-    while (cursor < last) {
+    while (cursor < last && !stopped()) {
       const page = this.#store.readEvents(jobId, cursor, Math.min(REPLAY_PAGE, last - cursor));
       if (page.length === 0) break;
       for (const stored of page) {
-        if (stored.sequence > last) break;
+        if (stored.sequence > last || stopped()) break;
         send(stored);
         into?.push(stored);
         read++;

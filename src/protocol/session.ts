@@ -78,6 +78,9 @@ class JobSubscription implements Subscriber {
   deliver(event: WireEvent): void {
     this.session.send(this, event);
   }
+  get closed(): boolean {
+    return this.session.closed;
+  }
   end(reason: string): void {
     this.session.jobEnded(this, reason);
   }

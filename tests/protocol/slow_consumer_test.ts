@@ -251,9 +251,15 @@ Deno.test("a replay larger than one go ends with 4008 after whole events, and re
       );
     }
     const all = Array.from({ length: 600 }, (_, i) => i + 1);
+    /** Events replays have handed out so far, from memory or the store. */
+    const replayedSoFar = async () => {
+      const { events } = await (await fetch(`${server.url}/stats`)).json();
+      return events.replayed_from_memory_total + events.replayed_from_store_total;
+    };
     for (const transport of ["websocket", "sse"] as const) {
       const received: number[] = [];
       const ends: string[] = [];
+      const replayedBefore = await replayedSoFar();
       while (received.length < 600 && ends.length < 6) {
         const since = received.at(-1) ?? 0;
         let got: number[];
@@ -301,6 +307,9 @@ Deno.test("a replay larger than one go ends with 4008 after whole events, and re
       }
       assert.deepEqual(received, all, transport);
       assert.deepEqual(ends, ["4008", "4008", "open"], transport);
+      // A replay cut short reads no further than what it sent: not the job's whole history
+      // for each of the three connections.
+      assert.equal(await replayedSoFar() - replayedBefore, 600, transport);
     }
   });
 });
