@@ -16,7 +16,7 @@
  */
 import { type Job, type JobRecord, publicJob } from "../jobs/job.ts";
 import { envelopesOf, type StoredEvent } from "../jobs/envelope.ts";
-import type { CommittedEvent, EventStore } from "../store/event_store.ts";
+import { type CommittedEvent, type EventStore, readEventsWhile } from "../store/event_store.ts";
 import type { CarriedEvents, CommitEntry, Fanout, FanoutMessage, FanoutNotice } from "./fanout.ts";
 import { isTerminal } from "../jobs/status.ts";
 import { changesState, WireEvent } from "./wire_event.ts";
@@ -290,18 +290,14 @@ export class Hub {
     stopped: () => boolean = () => false,
   ): number {
     let read = 0;
-    let cursor = after;
-    while (cursor < last && !stopped()) {
-      const page = this.#store.readEvents(jobId, cursor, Math.min(REPLAY_PAGE, last - cursor));
-      if (page.length === 0) break;
-      for (const stored of page) {
-        if (stored.sequence > last || stopped()) break;
-        send(stored);
-        into?.push(stored);
-        read++;
-        cursor = stored.sequence;
-      }
-    }
+    if (stopped()) return read;
+    readEventsWhile(this.#store, jobId, after, last - after, (stored) => {
+      if (stored.sequence > last) return false;
+      send(stored);
+      into?.push(stored);
+      read++;
+      return !stopped();
+    });
     return read;
   }
 

@@ -98,6 +98,49 @@ export interface SweepPolicy {
   batch: number;
 }
 
+/** Characters one read of a job's events aims at: large events are read a few at a time. */
+const PAGE_CHARS = 4 * 1024 * 1024;
+/** Rows of the first read, before any event's size is known: 4 MiB of the default largest. */
+const FIRST_PAGE = 64;
+/** Fewest rows of a later read. */
+const FEWEST_PAGE = 16;
+/** Most rows of one read. */
+const MOST_PAGE = 1000;
+
+/**
+ * Hands `take` a job's events after `after` (at most `limit`), oldest first, until it
+ * returns false. They are read in pages of about {@link PAGE_CHARS} of the largest event so
+ * far: a request that stops early (a page of events cut at its size, a replay whose
+ * connection closed) has not read a thousand events of 64 KiB, or of 16 MiB, to get there.
+ */
+export function readEventsWhile(
+  store: Pick<EventStore, "readEvents">,
+  jobId: string,
+  after: number,
+  limit: number,
+  take: (event: StoredEvent) => boolean,
+): void {
+  let largest = 0;
+  let cursor = after;
+  let left = limit;
+  while (left > 0) {
+    const rows = Math.min(
+      left,
+      largest === 0
+        ? FIRST_PAGE
+        : Math.max(FEWEST_PAGE, Math.min(MOST_PAGE, Math.floor(PAGE_CHARS / largest))),
+    );
+    const page = store.readEvents(jobId, cursor, rows);
+    for (const event of page) {
+      if (event.envelope.length > largest) largest = event.envelope.length;
+      if (!take(event)) return;
+    }
+    if (page.length < rows) return;
+    left -= rows;
+    cursor = page.at(-1)!.sequence;
+  }
+}
+
 /** The persistent store of jobs and their events. */
 export interface EventStore {
   /** Creates a job; `exists` when a live job has that id. Clears a tombstone of that id. */

@@ -11,7 +11,9 @@ import { MIGRATIONS } from "../../src/store/migrations.ts";
 import {
   type AppendOutcome,
   type AppendRequest,
+  type EventStore,
   type NewJob,
+  readEventsWhile,
   StoreBusyError,
   type SweepPolicy,
 } from "../../src/store/event_store.ts";
@@ -1106,3 +1108,66 @@ storeTest(
     assert.equal(store.takeLease("sweeper", "b", now + 6500 + 3000, now + 6500), false);
   },
 );
+
+// ---------------------------------------------------------------------------------------
+// Reading in pages
+
+/** The store, with the number of rows each read asked for. */
+function countingReads(
+  store: SqliteStore,
+): { reads: number[]; readEvents: EventStore["readEvents"] } {
+  const reads: number[] = [];
+  return {
+    reads,
+    readEvents(jobId, after, limit) {
+      reads.push(limit);
+      return store.readEvents(jobId, after, limit);
+    },
+  };
+}
+
+storeTest(
+  "readEventsWhile hands over every event in order, a few rows first and then many",
+  (store) => {
+    create(store, "small");
+    for (let n = 0; n < 2500; n += 500) {
+      ok(append(store, {
+        jobId: "small",
+        events: Array.from({ length: 500 }, (_, i) => log(n + i)),
+      }));
+    }
+    const counting = countingReads(store);
+    const seen: number[] = [];
+    readEventsWhile(counting, "small", 0, 3000, (event) => {
+      seen.push(event.sequence);
+      return true;
+    });
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 2500 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(counting.reads, [64, 1000, 1000, 936]);
+    const after: number[] = [];
+    readEventsWhile(store, "small", 2490, 5, (event) => after.push(event.sequence) > 0);
+    assert.deepEqual(after, [2491, 2492, 2493, 2494, 2495]);
+  },
+);
+
+storeTest("readEventsWhile reads large events a few at a time and stops when told", (store) => {
+  create(store, "large");
+  const line = "x".repeat(60_000);
+  for (let n = 0; n < 300; n += 50) {
+    ok(append(store, { jobId: "large", events: Array.from({ length: 50 }, () => log(line)) }));
+  }
+  const counting = countingReads(store);
+  let taken = 0;
+  readEventsWhile(counting, "large", 0, 1000, () => ++taken < 100);
+  assert.equal(taken, 100);
+  // The first 64 rows, then about 4 MiB worth: not the 300 events of the job.
+  assert.deepEqual(counting.reads, [64, 69]);
+  const all = countingReads(store);
+  let count = 0;
+  readEventsWhile(all, "large", 0, 1000, () => ++count > 0);
+  assert.equal(count, 300);
+  assert.ok(all.reads.every((rows) => rows <= 69), all.reads.join());
+});

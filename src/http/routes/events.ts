@@ -12,6 +12,8 @@ import { codecFor } from "../../protocol/codec.ts";
 import { serveHttpStream, streamHead } from "../../protocol/http_stream.ts";
 import { CLOSE } from "../../protocol/session.ts";
 import { isTerminal } from "../../jobs/status.ts";
+import type { StoredEvent } from "../../jobs/envelope.ts";
+import { type EventStore, readEventsWhile } from "../../store/event_store.ts";
 import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
 import { admitStream, streamPrincipal, whileAdmitted } from "../access.ts";
 import { lastEventId, negotiate, parseSince, sessionContext, sinceFor } from "../streaming.ts";
@@ -25,13 +27,19 @@ const DEFAULT_PAGE = 100;
  */
 export const MAX_PAGE_CHARS = 4 * 1024 * 1024;
 
-/** The leading events that fit in {@link MAX_PAGE_CHARS}, and always the first. */
-function fitPage<T extends { envelope: string }>(events: T[]): T[] {
+/**
+ * Up to `limit` events after `since`: the leading ones that fit in {@link MAX_PAGE_CHARS},
+ * and always the first. Rows past that are not read.
+ */
+function readPage(store: EventStore, id: string, since: number, limit: number): StoredEvent[] {
+  const events: StoredEvent[] = [];
   let size = 0;
-  for (let i = 0; i < events.length; i++) {
-    size += events[i]!.envelope.length;
-    if (size > MAX_PAGE_CHARS && i > 0) return events.slice(0, i);
-  }
+  readEventsWhile(store, id, since, limit, (event) => {
+    size += event.envelope.length;
+    if (size > MAX_PAGE_CHARS && events.length > 0) return false;
+    events.push(event);
+    return true;
+  });
   return events;
 }
 
@@ -50,7 +58,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       const page = parseOr(eventsPageQuery, query, "invalid_query", "The query");
       const since = page.since ?? 0;
       const limit = page.limit ?? DEFAULT_PAGE;
-      let events = store.readEvents(id, since, limit);
+      let events = readPage(store, id, since, limit);
       if (
         events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
         since <= job.last_sequence
@@ -60,9 +68,8 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
           return waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
         });
         jobAfterWait(store, id, ended, "its events");
-        events = store.readEvents(id, since, limit);
+        events = readPage(store, id, since, limit);
       }
-      events = fitPage(events);
       const current = store.getJob(id) ?? job;
       const last = events.at(-1)?.sequence;
       // Past the job's end (a job made again under its id): on from where the job is.
