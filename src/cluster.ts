@@ -247,6 +247,15 @@ function supervise(
         );
         await pause(wait);
         if (stopping) return 0;
+      } else if (code === 0) {
+        // A graceful end that this launcher did not ask for: a signal sent to the isolates'
+        // process itself (to stop jobwire, signal the launcher).
+        log(
+          "warn",
+          `the server isolates stopped on a signal sent to their process (pid ${current.pid}), ` +
+            `not to this launcher (pid ${Deno.pid}, the one to signal to stop jobwire): ` +
+            "starting them again",
+        );
       } else {
         log("error", `the server isolates ended unexpectedly (code ${code}): starting them again`);
       }
@@ -295,6 +304,8 @@ function supervise(
 interface Isolates {
   /** Name the isolates answer `/healthz` with, so another server on the port is not taken for them. */
   readonly cluster: string;
+  /** Process id of `deno serve`. */
+  readonly pid: number;
   readonly exited: Promise<number>;
   readonly ended: () => boolean;
   /** SIGTERM, then SIGKILL if it has not exited after the shutdown grace. */
@@ -349,6 +360,7 @@ function spawnIsolates(config: Config, workers: number, ip: string, port: number
   };
   return {
     cluster,
+    pid: child.pid,
     exited,
     ended: () => ended,
     stop() {

@@ -236,6 +236,28 @@ Deno.test("isolates that end unexpectedly are started again, with every acknowle
     assert.deepEqual(await publish(server.url, id, logEvent(3)), [3]);
     const events = await http(server.url, "GET", `/jobs/${id}/events?since=0`);
     assert.deepEqual(events.json.events.map((e: { sequence: number }) => e.sequence), [1, 2, 3]);
+    // A SIGTERM sent to the isolates' process rather than the launcher: they stop
+    // gracefully, and the launcher says whom to signal to stop jobwire.
+    const restarted = new TextDecoder().decode(
+      (await new Deno.Command("pgrep", { args: ["-P", String(server.process.pid)] }).output())
+        .stdout,
+    ).trim().split(/\s+/).map(Number);
+    assert.equal(restarted.length, 1, `children: ${restarted}`);
+    Deno.kill(restarted[0]!, "SIGTERM");
+    await waitFor(
+      () => server.output().split("serving again").length === 3,
+      30_000,
+      "the second restart",
+    );
+    assert.ok(
+      server.output().includes(
+        `WARN the server isolates stopped on a signal sent to their process (pid ${
+          restarted[0]
+        }), not to this launcher (pid ${server.process.pid}, the one to signal to stop jobwire)`,
+      ),
+      server.output(),
+    );
+    assert.deepEqual(await publish(server.url, id, logEvent(4)), [4]);
     // Asked to stop, it stops for good.
     assert.equal((await server.stop("SIGTERM")).code, 0);
   });
