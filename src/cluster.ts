@@ -228,6 +228,8 @@ function supervise(
   let restarting = false;
   let stoppedWhileRestarting = false;
   const ends: number[] = [];
+  /** Isolates the health watch stopped (their end is logged there, not as unexpected). */
+  const restartAsked = new WeakSet<Isolates>();
   const exited = (async () => {
     for (;;) {
       const code = await current.exited;
@@ -247,6 +249,8 @@ function supervise(
         );
         await pause(wait);
         if (stopping) return 0;
+      } else if (restartAsked.has(current)) {
+        // The health watch stopped them, and has said why.
       } else if (code === 0) {
         // A graceful end that this launcher did not ask for: a signal sent to the isolates'
         // process itself (to stop jobwire, signal the launcher).
@@ -286,7 +290,8 @@ function supervise(
       if (++short < HEALTH_MISSES) continue;
       short = 0;
       log("error", `only ${serving} of ${workers} isolates are serving: starting them again`);
-      // Its end is then one the loop above did not ask for.
+      // Its end is then one the loop above did not ask for, and has said why already.
+      restartAsked.add(watched);
       watched.stop();
     }
   })();
