@@ -532,9 +532,7 @@ function fatalError(info, refreshable, jobId) {
   if (info.code === POLICY && !refreshable) {
     const known = POLICY_ERRORS[info.reason];
     if (known === void 0) {
-      return new JobwireError("forbidden", info.reason || "Policy violation", {
-        status: 403
-      });
+      return new JobwireError("forbidden", info.reason || "Policy violation");
     }
     const [code, status, message] = known;
     return new JobwireError(code, code === "forbidden" && jobId !== void 0 ? `No access to job ${jobId}` : message, {

@@ -67,8 +67,10 @@ export function fatalError(
   }
   if (info.code === POLICY && !refreshable) {
     const known = POLICY_ERRORS[info.reason];
+    // A reason this client does not know (a refusal of the request itself, such as too many
+    // jobs for one stream): its HTTP status is not known either.
     if (known === undefined) {
-      return new JobwireError("forbidden", info.reason || "Policy violation", { status: 403 });
+      return new JobwireError("forbidden", info.reason || "Policy violation");
     }
     const [code, status, message] = known;
     return new JobwireError(
