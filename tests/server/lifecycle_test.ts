@@ -215,6 +215,15 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   });
 }
 
+/** The launcher's one child: the `deno serve` process of its isolates. */
+async function isolatesProcess(launcher: number): Promise<number> {
+  const children = new TextDecoder().decode(
+    (await new Deno.Command("pgrep", { args: ["-P", String(launcher)] }).output()).stdout,
+  ).trim().split(/\s+/).map(Number);
+  assert.equal(children.length, 1, `children: ${children}`);
+  return children[0]!;
+}
+
 Deno.test("isolates that end unexpectedly are started again, with every acknowledged event", async () => {
   await withChildServer(2, ["--log-level", "info"], async (server) => {
     const id = await createJob(server.url);
@@ -222,12 +231,7 @@ Deno.test("isolates that end unexpectedly are started again, with every acknowle
     assert.deepEqual(published, [1, 2]);
     // The launcher's child is the `deno serve` process; SIGKILL stands for any end the
     // launcher did not ask for (the runtime stops serving for good without file descriptors).
-    const children = new TextDecoder().decode(
-      (await new Deno.Command("pgrep", { args: ["-P", String(server.process.pid)] }).output())
-        .stdout,
-    ).trim().split(/\s+/).map(Number);
-    assert.equal(children.length, 1, `children: ${children}`);
-    Deno.kill(children[0]!, "SIGKILL");
+    Deno.kill(await isolatesProcess(server.process.pid), "SIGKILL");
     await waitFor(() => server.output().includes("serving again"), 30_000, "the restart");
     assert.match(server.output(), /ended unexpectedly \(code \d+\): starting them again/);
     const health = await http(server.url, "GET", "/healthz");
@@ -238,12 +242,8 @@ Deno.test("isolates that end unexpectedly are started again, with every acknowle
     assert.deepEqual(events.json.events.map((e: { sequence: number }) => e.sequence), [1, 2, 3]);
     // A SIGTERM sent to the isolates' process rather than the launcher: they stop
     // gracefully, and the launcher says whom to signal to stop jobwire.
-    const restarted = new TextDecoder().decode(
-      (await new Deno.Command("pgrep", { args: ["-P", String(server.process.pid)] }).output())
-        .stdout,
-    ).trim().split(/\s+/).map(Number);
-    assert.equal(restarted.length, 1, `children: ${restarted}`);
-    Deno.kill(restarted[0]!, "SIGTERM");
+    const restarted = await isolatesProcess(server.process.pid);
+    Deno.kill(restarted, "SIGTERM");
     await waitFor(
       () => server.output().split("serving again").length === 3,
       30_000,
@@ -251,9 +251,7 @@ Deno.test("isolates that end unexpectedly are started again, with every acknowle
     );
     assert.ok(
       server.output().includes(
-        `WARN the server isolates stopped on a signal sent to their process (pid ${
-          restarted[0]
-        }), not to this launcher (pid ${server.process.pid}, the one to signal to stop jobwire)`,
+        `WARN the server isolates stopped on a signal sent to their process (pid ${restarted}), not to this launcher (pid ${server.process.pid}, the one to signal to stop jobwire)`,
       ),
       server.output(),
     );
