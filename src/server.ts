@@ -134,6 +134,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     onRemote: () => committer.lockReleased(),
     round: deliveryRound,
     recent: { events: config.maxEventsPerJob, bytes: config.replayCacheBytes },
+    maxEventBytes: config.maxEventBytes,
     // Counts of other isolates arrive by message, so they may lag; an isolate that gets a
     // job's events without them reads them from the store.
     watchedElsewhere: (jobId) =>

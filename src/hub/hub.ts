@@ -79,6 +79,8 @@ export interface HubOptions {
   watchedElsewhere?: (jobId: string) => boolean;
   /** The clock that tells whether the isolates are idle, in ms. Default `performance.now()`. */
   clock?: () => number;
+  /** The largest event the store may hold (`--max-event-bytes`), which sizes replays' reads. */
+  maxEventBytes?: number;
 }
 
 /**
@@ -155,6 +157,7 @@ export class Hub {
   #round: (deliver: () => void) => void;
   #watchedElsewhere: (jobId: string) => boolean;
   #clock: () => number;
+  #maxEventBytes: number | undefined;
   /**
    * When this isolate last sent the others a commit message or a wake, or heard a commit
    * message from them (by {@link HubOptions.clock}): either way they were awake then.
@@ -171,6 +174,7 @@ export class Hub {
     this.#round = options.round ?? ((deliver) => deliver());
     this.#watchedElsewhere = options.watchedElsewhere ?? (() => true);
     this.#clock = options.clock ?? (() => performance.now());
+    this.#maxEventBytes = options.maxEventBytes;
     for (const { id, last_sequence, created_at } of store.openJobs(MAX_TRACKED_AT_START)) {
       const channel = new Channel(last_sequence, created_at);
       channel.told = true;
@@ -297,7 +301,7 @@ export class Hub {
       into?.push(stored);
       read++;
       return !stopped();
-    });
+    }, this.#maxEventBytes);
     return read;
   }
 

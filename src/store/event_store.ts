@@ -100,18 +100,19 @@ export interface SweepPolicy {
 
 /** Characters one read of a job's events aims at: large events are read a few at a time. */
 const PAGE_CHARS = 4 * 1024 * 1024;
-/** Rows of the first read, before any event's size is known: 4 MiB of the default largest. */
+/** Most rows of the first read, before any event's size is known. */
 const FIRST_PAGE = 64;
-/** Fewest rows of a later read. */
-const FEWEST_PAGE = 16;
 /** Most rows of one read. */
 const MOST_PAGE = 1000;
 
 /**
  * Hands `take` a job's events after `after` (at most `limit`), oldest first, until it
- * returns false. They are read in pages of about {@link PAGE_CHARS} of the largest event so
- * far: a request that stops early (a page of events cut at its size, a replay whose
- * connection closed) has not read a thousand events of 64 KiB, or of 16 MiB, to get there.
+ * returns false. They are read in pages of about {@link PAGE_CHARS}: the first as if every
+ * event were as large as `largest` allows, the next ones of the largest event read so far.
+ * A request that stops early (a page of events cut at its size, a replay whose connection
+ * closed) has not read a thousand events of 64 KiB, or of 16 MiB, to get there.
+ *
+ * @param largest the largest event the store may hold (`--max-event-bytes`)
  */
 export function readEventsWhile(
   store: Pick<EventStore, "readEvents">,
@@ -119,20 +120,20 @@ export function readEventsWhile(
   after: number,
   limit: number,
   take: (event: StoredEvent) => boolean,
+  largest: number = PAGE_CHARS / FIRST_PAGE,
 ): void {
-  let largest = 0;
+  const rowsOf = (size: number) => Math.max(1, Math.floor(PAGE_CHARS / Math.max(1, size)));
+  let seen = 0;
   let cursor = after;
   let left = limit;
   while (left > 0) {
     const rows = Math.min(
       left,
-      largest === 0
-        ? FIRST_PAGE
-        : Math.max(FEWEST_PAGE, Math.min(MOST_PAGE, Math.floor(PAGE_CHARS / largest))),
+      seen === 0 ? Math.min(FIRST_PAGE, rowsOf(largest)) : Math.min(MOST_PAGE, rowsOf(seen)),
     );
     const page = store.readEvents(jobId, cursor, rows);
     for (const event of page) {
-      if (event.envelope.length > largest) largest = event.envelope.length;
+      if (event.envelope.length > seen) seen = event.envelope.length;
       if (!take(event)) return;
     }
     if (page.length < rows) return;

@@ -1170,4 +1170,10 @@ storeTest("readEventsWhile reads large events a few at a time and stops when tol
   readEventsWhile(all, "large", 0, 1000, () => ++count > 0);
   assert.equal(count, 300);
   assert.ok(all.reads.every((rows) => rows <= 69), all.reads.join());
+  // Where events may be 16 MiB, the first read takes one row; the next are sized by it.
+  const hinted = countingReads(store);
+  let first = 0;
+  readEventsWhile(hinted, "large", 0, 1000, () => ++first < 100, 16 * 1024 * 1024);
+  assert.equal(first, 100);
+  assert.deepEqual(hinted.reads, [1, 69, 69]);
 });

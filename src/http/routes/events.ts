@@ -31,7 +31,13 @@ export const MAX_PAGE_CHARS = 4 * 1024 * 1024;
  * Up to `limit` events after `since`: the leading ones that fit in {@link MAX_PAGE_CHARS},
  * and always the first. Rows past that are not read.
  */
-function readPage(store: EventStore, id: string, since: number, limit: number): StoredEvent[] {
+function readPage(
+  store: EventStore,
+  id: string,
+  since: number,
+  limit: number,
+  maxEventBytes: number,
+): StoredEvent[] {
   const events: StoredEvent[] = [];
   let size = 0;
   readEventsWhile(store, id, since, limit, (event) => {
@@ -39,7 +45,7 @@ function readPage(store: EventStore, id: string, since: number, limit: number): 
     if (size > MAX_PAGE_CHARS && events.length > 0) return false;
     events.push(event);
     return true;
-  });
+  }, maxEventBytes);
   return events;
 }
 
@@ -58,7 +64,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       const page = parseOr(eventsPageQuery, query, "invalid_query", "The query");
       const since = page.since ?? 0;
       const limit = page.limit ?? DEFAULT_PAGE;
-      let events = readPage(store, id, since, limit);
+      let events = readPage(store, id, since, limit, deps.config.maxEventBytes);
       if (
         events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
         since <= job.last_sequence
@@ -68,7 +74,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
           return waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
         });
         jobAfterWait(store, id, ended, "its events");
-        events = readPage(store, id, since, limit);
+        events = readPage(store, id, since, limit, deps.config.maxEventBytes);
       }
       const current = store.getJob(id) ?? job;
       const last = events.at(-1)?.sequence;
