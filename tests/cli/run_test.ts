@@ -593,7 +593,7 @@ Deno.exit(0);`,
       "own-end",
       "--",
       ...denoScript(child),
-    ]);
+    ]).finally(() => scripts.remove());
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /after 9\n$/);
     const notes = out.stderr.split("\n").filter((l) => l.startsWith("jobwire:"));
