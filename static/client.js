@@ -529,8 +529,9 @@ function fatalError(info, refreshable, jobId) {
   if (info.code === JOB_NOT_FOUND) {
     return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
   }
-  if (info.code === POLICY && !refreshable) {
-    const known = POLICY_ERRORS[info.reason];
+  const known = info.code === POLICY ? POLICY_ERRORS[info.reason] : void 0;
+  const curable = known === void 0 || known[1] === 401;
+  if (info.code === POLICY && (!refreshable || !curable)) {
     if (known === void 0) {
       return new JobwireError("forbidden", info.reason || "Policy violation");
     }

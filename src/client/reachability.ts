@@ -53,7 +53,7 @@ const POLICY_ERRORS: Readonly<Record<string, readonly [string, number, string]>>
  * The error that makes reconnecting pointless, or `undefined` when a retry may work.
  *
  * @param refreshable whether the next attempt uses new credentials (a token function or
- *   a ticket), in which case an authentication failure is worth a retry
+ *   a ticket), in which case an authentication failure (not a refusal) is worth a retry
  * @param jobId the one job the stream followed, named in a refusal as HTTP names it
  */
 export function fatalError(
@@ -65,8 +65,11 @@ export function fatalError(
     // `job_gone` for a job that was there (deleted or purged), as over plain HTTP (410).
     return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
   }
-  if (info.code === POLICY && !refreshable) {
-    const known = POLICY_ERRORS[info.reason];
+  const known = info.code === POLICY ? POLICY_ERRORS[info.reason] : undefined;
+  // New credentials may cure a failed authentication (401), never a refusal (403), as over
+  // HTTP; a reason this client does not know is tried again with them.
+  const curable = known === undefined || known[1] === 401;
+  if (info.code === POLICY && (!refreshable || !curable)) {
     // A reason this client does not know (a refusal of the request itself, such as too many
     // jobs for one stream): its HTTP status is not known either.
     if (known === undefined) {

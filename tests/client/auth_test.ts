@@ -167,3 +167,29 @@ Deno.test("a refused watcher ends with the same error over WebSocket, SSE and po
     }
   });
 });
+
+Deno.test("a token function is not asked again after a refusal (403) over any transport", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const bob = await tokenFor("bob", "read write");
+    const id = await createJobAs(server.url, alice);
+    for (const transport of ["websocket", "sse", "poll"] as const) {
+      let calls = 0;
+      const watcher = watchJob(server.url, id, {
+        token: () => (calls++, bob),
+        transports: [transport],
+        initialDelayMs: 5,
+        maxAttempts: 4,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("closed");
+        const error = rec.all("error").at(-1);
+        assert.equal(`${error?.code} ${error?.status}`, "forbidden 403", transport);
+        assert.equal(calls, 1, `${transport}: token asked ${calls} times`);
+      } finally {
+        watcher.close();
+      }
+    }
+  });
+});
