@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type FetchLike, watchJob, watchJobs } from "../../src/client/mod.ts";
+import { type FetchLike, watchJob, type WatchJobOptions, watchJobs } from "../../src/client/mod.ts";
 import { createJob, logEvent, publish } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 import { AUTH, tokenFor } from "../_helpers/tokens.ts";
@@ -130,6 +130,18 @@ Deno.test("getTicket is refused for a stream of several jobs or all of them, whe
   }
 });
 
+/** Watches `id` until the watcher closes: its last error and the reason it closed with. */
+async function untilClosed(base: string, id: string, options: WatchJobOptions) {
+  const watcher = watchJob(base, id, options);
+  const rec = new Recorder(watcher);
+  try {
+    const closed = await rec.next("closed");
+    return { error: rec.all("error").at(-1), reason: closed.reason };
+  } finally {
+    watcher.close();
+  }
+}
+
 Deno.test("a refused watcher ends with the same error over WebSocket, SSE and polling", async () => {
   await withServer(AUTH, async (server) => {
     const alice = await tokenFor("alice", "read write");
@@ -142,21 +154,12 @@ Deno.test("a refused watcher ends with the same error over WebSocket, SSE and po
     for (const expected of cases) {
       const seen: string[] = [];
       for (const transport of ["websocket", "sse", "poll"] as const) {
-        const watcher = watchJob(server.url, id, {
+        const { error, reason } = await untilClosed(server.url, id, {
           token: expected.token,
           transports: [transport],
           initialDelayMs: 5,
         });
-        const rec = new Recorder(watcher);
-        try {
-          const closed = await rec.next("closed");
-          const error = rec.all("error").at(-1);
-          seen.push(
-            `${transport}: ${error?.code} ${error?.status} ${error?.message} / ${closed.reason}`,
-          );
-        } finally {
-          watcher.close();
-        }
+        seen.push(`${transport}: ${error?.code} ${error?.status} ${error?.message} / ${reason}`);
       }
       const { code, status, message } = expected;
       assert.deepEqual(seen, [
@@ -175,21 +178,14 @@ Deno.test("a token function is not asked again after a refusal (403) over any tr
     const id = await createJobAs(server.url, alice);
     for (const transport of ["websocket", "sse", "poll"] as const) {
       let calls = 0;
-      const watcher = watchJob(server.url, id, {
+      const { error } = await untilClosed(server.url, id, {
         token: () => (calls++, bob),
         transports: [transport],
         initialDelayMs: 5,
         maxAttempts: 4,
       });
-      const rec = new Recorder(watcher);
-      try {
-        await rec.next("closed");
-        const error = rec.all("error").at(-1);
-        assert.equal(`${error?.code} ${error?.status}`, "forbidden 403", transport);
-        assert.equal(calls, 1, `${transport}: token asked ${calls} times`);
-      } finally {
-        watcher.close();
-      }
+      assert.equal(`${error?.code} ${error?.status}`, "forbidden 403", transport);
+      assert.equal(calls, 1, `${transport}: token asked ${calls} times`);
     }
   });
 });

@@ -131,9 +131,8 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       return refuseWebSocket(c.req.raw, code, reason);
     }
     const format = options.format === "snapshot" ? "snapshot" : "envelope";
-    let upgraded: Response;
     try {
-      upgraded = serveWebSocket(
+      return serveWebSocket(
         c.req.raw,
         codecFor("websocket", format),
         sessionContext(deps, principal, release),
@@ -165,7 +164,6 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       const why = error instanceof Error ? error.message : String(error);
       throw new ApiError("invalid_upgrade", `The WebSocket handshake was refused: ${why}`);
     }
-    return upgraded;
   }
 
   app.get("/ws/jobs/:id", (c) => {
