@@ -55,6 +55,11 @@ const streamParams = [
   q("token", "Access token, for clients that cannot set headers"),
   q("ticket", "Single-use stream ticket from POST /tickets, instead of a token (one job)"),
 ];
+const batchParam = q(
+  "batch",
+  "1: a message may carry several envelopes, one JSON text per line (split on \\n); a replay then takes a few messages instead of one per event",
+  { type: "string", enum: ["1", "0"] },
+);
 
 /** For routes anyone may call, whatever the server's auth. */
 const open = { security: [] };
@@ -201,7 +206,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary:
             "WebSocket for one job: connection, replay, live events, heartbeats. Client messages: ping, pong, subscribe, unsubscribe. Close 4004 for an unknown job.",
-          parameters: [idParam, ...streamParams],
+          parameters: [idParam, ...streamParams, batchParam],
           responses: {
             "101": { description: "Switching protocols" },
             ...errors("upgrade_required", "invalid_upgrade"),
@@ -215,6 +220,7 @@ export function openApiDocument(): Record<string, unknown> {
             q("jobs", "Comma-separated job ids"),
             q("all", "1 for every visible job"),
             ...streamParams,
+            batchParam,
           ],
           responses: {
             "101": { description: "Switching protocols" },

@@ -76,6 +76,8 @@ export const streamQuery = z.object({
   since: z.string().optional(),
   format: z.enum(["envelope", "snapshot", "ndjson", "sse", "json"]).optional(),
   close_on_finish: flag.optional(),
+  /** WebSocket only: a message may carry several envelopes, one per line. */
+  batch: flag.optional(),
   jobs: z.string().optional(),
   all: flag.optional(),
   kind: z.string().min(1).optional(),

@@ -165,14 +165,22 @@ export class Outbox {
    */
   drain(): boolean {
     if (this.#closed) return true;
-    while (this.#head < this.#queue.length) {
-      if (this.#sink.backlog() >= this.#limits.highWater) return false;
-      const entry = this.#queue[this.#head++]!;
-      if (entry.counted && entry.frame !== null) this.#counted--;
-      if (entry.key !== undefined && this.#keyed?.get(entry.key) === entry) {
-        this.#keyed.delete(entry.key);
+    // Waiting frames leave together where the sink can gather them (unless a delivery
+    // round already corked it and will uncork it at its end).
+    const cork = !this.#inRound && this.#head < this.#queue.length;
+    if (cork) this.#sink.cork?.();
+    try {
+      while (this.#head < this.#queue.length) {
+        if (this.#sink.backlog() >= this.#limits.highWater) return false;
+        const entry = this.#queue[this.#head++]!;
+        if (entry.counted && entry.frame !== null) this.#counted--;
+        if (entry.key !== undefined && this.#keyed?.get(entry.key) === entry) {
+          this.#keyed.delete(entry.key);
+        }
+        if (entry.frame !== null) this.#sink.write(entry.frame);
       }
-      if (entry.frame !== null) this.#sink.write(entry.frame);
+    } finally {
+      if (cork && !this.#closed) this.#sink.uncork?.();
     }
     this.#queue = [];
     this.#head = 0;
@@ -221,6 +229,8 @@ export class Outbox {
    */
   finish(code: number, reason: string): void {
     if (this.#closed) return;
+    // Gathered where the sink can; its close sends what it gathered first.
+    if (this.#head < this.#queue.length) this.#sink.cork?.();
     while (this.#head < this.#queue.length) {
       const frame = this.#queue[this.#head++]!.frame;
       if (frame !== null) this.#sink.write(frame);

@@ -17,6 +17,11 @@ export interface WebSocketOptions {
   /** Largest client message in bytes; larger ones close the connection with 1009. */
   maxMessageBytes: number;
   closeOnFinish: boolean;
+  /**
+   * `batch=1`: frames written together (a replay, the events of one commit, what waited
+   * under backlog) go out as one message, one JSON text per line.
+   */
+  batch?: boolean;
   /** True for `/ws/jobs/:id` (first message `connection`, closes 4004 on a deleted job). */
   single: boolean;
   /** Runs once the socket is open: subscribe, or close with a code. */
@@ -59,9 +64,17 @@ export function serveWebSocket(
   options: WebSocketOptions,
 ): Response {
   const { socket, response } = Deno.upgradeWebSocket(request);
-  new WebSocketConnection(socket, codec, context, options);
+  if (options.batch === true) new BatchingWebSocketConnection(socket, codec, context, options);
+  else new WebSocketConnection(socket, codec, context, options);
   return response;
 }
+
+/**
+ * Longest message a batch grows to, in UTF-16 code units, before it is sent and another
+ * begins (a single longer event still goes alone, whole). Small enough for clients that
+ * cap a message at 1 MiB; big enough that a 10,000-event replay is a few dozen messages.
+ */
+export const MAX_BATCH_CHARS = 64 * 1024;
 
 /**
  * One connection: the session's sink, and the one listener of its socket's events. An
@@ -186,5 +199,59 @@ class WebSocketConnection implements Sink, EventListenerObject {
       case "pong":
         break;
     }
+  }
+}
+
+/**
+ * A connection opened with `batch=1`. Deno sends each WebSocket message with a system call
+ * of its own and cannot gather several into one write: a 10,000-event replay then costs
+ * 10,000 calls. While corked (a replay, a delivery round, a drain of waiting frames) this
+ * gathers frames and sends them as messages of up to {@link MAX_BATCH_CHARS}, the frames
+ * joined by newlines. A frame is compact JSON, which never holds a raw newline, so a client
+ * splits a message on "\n" and parses each line.
+ */
+class BatchingWebSocketConnection extends WebSocketConnection {
+  #corked = false;
+  #pending: string[] = [];
+  #pendingChars = 0;
+
+  override write(frame: Frame): void {
+    if (!this.#corked) return super.write(frame);
+    const text = frame as string;
+    if (this.#pendingChars > 0 && this.#pendingChars + 1 + text.length > MAX_BATCH_CHARS) {
+      this.#flush();
+    }
+    this.#pending.push(text);
+    this.#pendingChars += text.length + 1;
+  }
+
+  /** Gathered frames count too, so an outbox draining into a corked batch stops in time. */
+  override backlog(): number {
+    return super.backlog() + this.#pendingChars;
+  }
+
+  cork(): void {
+    this.#corked = true;
+  }
+
+  uncork(): void {
+    this.#corked = false;
+    this.#flush();
+  }
+
+  override close(code: number, reason: string): void {
+    // What gathered goes out before the close.
+    this.#corked = false;
+    this.#flush();
+    super.close(code, reason);
+  }
+
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    const message = this.#pending.length === 1 ? this.#pending[0]! : this.#pending.join("\n");
+    // Emptied in place: a new array per flush would be garbage per delivery.
+    this.#pending.length = 0;
+    this.#pendingChars = 0;
+    super.write(message);
   }
 }

@@ -150,10 +150,18 @@ export class WsClient {
   readonly inbox = new Inbox();
   readonly closed: Promise<{ code: number; reason: string }>;
   opened = false;
+  /** The raw text of every message, in order. */
+  readonly frames: string[] = [];
 
   private constructor(url: string) {
     this.socket = new WebSocket(url);
-    this.socket.onmessage = (e) => this.inbox.push(JSON.parse(String(e.data)));
+    // With batch=1 a message holds one envelope per line; otherwise it must be one whole.
+    const batch = new URL(url).searchParams.get("batch") === "1";
+    this.socket.onmessage = (e) => {
+      const text = String(e.data);
+      this.frames.push(text);
+      for (const line of batch ? text.split("\n") : [text]) this.inbox.push(JSON.parse(line));
+    };
     this.closed = new Promise((resolve) => {
       this.socket.onclose = (e) => {
         this.inbox.end();

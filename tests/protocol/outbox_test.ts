@@ -400,3 +400,69 @@ Deno.test("outbox matches a simple queue model for any sequence of pushes and dr
     { numRuns: 500 },
   );
 });
+
+/** A sink that gathers while corked, recording what each uncork sent together. */
+class CorkingSink extends FakeSink {
+  corked = false;
+  gathered: Frame[] = [];
+  sent: Frame[][] = [];
+
+  override write(frame: Frame): void {
+    if (this.corked) this.gathered.push(frame);
+    else this.sent.push([frame]);
+    super.write(frame);
+  }
+  cork(): void {
+    this.corked = true;
+  }
+  uncork(): void {
+    this.corked = false;
+    if (this.gathered.length > 0) this.sent.push(this.gathered);
+    this.gathered = [];
+  }
+  override close(code: number, reason: string): void {
+    this.uncork();
+    super.close(code, reason);
+  }
+}
+
+Deno.test("outbox drains waiting frames through a corked sink, so they can leave together", () => {
+  const sink = new CorkingSink();
+  const outbox = new Outbox(sink, { highWater: 100, maxQueued: 10 }, () => {});
+  sink.pending = 100;
+  outbox.push("a");
+  outbox.push("b");
+  outbox.push("c");
+  assert.deepEqual(sink.sent, []);
+  sink.pending = 0;
+  assert.equal(outbox.drain(), true);
+  assert.deepEqual(sink.sent, [["a", "b", "c"]]);
+  assert.equal(sink.corked, false);
+  // With nothing waiting, a drain does not cork at all.
+  outbox.drain();
+  outbox.push("d");
+  assert.deepEqual(sink.sent, [["a", "b", "c"], ["d"]]);
+});
+
+Deno.test("outbox uncorks a sink whose drain stops at highWater", () => {
+  const sink = new CorkingSink();
+  const outbox = new Outbox(sink, { highWater: 2, maxQueued: 10 }, () => {});
+  sink.pending = 2;
+  for (const frame of ["a", "b", "c", "d"]) outbox.push(frame);
+  sink.pending = 0;
+  assert.equal(outbox.drain(), false);
+  assert.deepEqual(sink.sent, [["a", "b"]]);
+  assert.equal(sink.corked, false);
+  assert.equal(outbox.waiting, 2);
+});
+
+Deno.test("outbox finish gathers the waiting frames and the close sends them first", () => {
+  const sink = new CorkingSink();
+  const outbox = new Outbox(sink, { highWater: 1, maxQueued: 10 }, () => {});
+  sink.pending = 1;
+  outbox.push("a");
+  outbox.push("b");
+  outbox.finish(1000, "finished");
+  assert.deepEqual(sink.sent, [["a", "b"]]);
+  assert.deepEqual(sink.closes, [{ code: 1000, reason: "finished" }]);
+});

@@ -256,7 +256,7 @@ Deno.test("a replay larger than one go ends with 4008 after whole events, and re
       const { events } = await (await fetch(`${server.url}/stats`)).json();
       return events.replayed_from_memory_total + events.replayed_from_store_total;
     };
-    for (const transport of ["websocket", "sse"] as const) {
+    for (const transport of ["websocket", "websocket batch=1", "sse"] as const) {
       const received: number[] = [];
       const ends: string[] = [];
       const replayedBefore = await replayedSoFar();
@@ -264,8 +264,9 @@ Deno.test("a replay larger than one go ends with 4008 after whole events, and re
         const since = received.at(-1) ?? 0;
         let got: number[];
         let end: Msg | undefined;
-        if (transport === "websocket") {
-          const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=${since}`);
+        if (transport !== "sse") {
+          const batch = transport === "websocket" ? "" : "&batch=1";
+          const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=${since}${batch}`);
           let closed: { code: number; reason: string } | undefined;
           ws.closed.then((c) => closed = c);
           const events = () => ws.messages.filter((m: Msg) => m.sequence !== null);

@@ -139,6 +139,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
         {
           maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
           closeOnFinish: options.close_on_finish ?? false,
+          batch: options.batch ?? false,
           single,
           onOpen(session) {
             sessions.add(session);
