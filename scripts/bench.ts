@@ -73,6 +73,20 @@ const CASES: Case[] = quick
       },
     },
     {
+      name: "ws_fanout_100x10x100_batch",
+      jobwireOnly: true,
+      spec: {
+        scenario: "fanout",
+        transport: "ws",
+        jobs: 10,
+        subs: 5,
+        events: 20,
+        batch: 10,
+        concurrency: 8,
+        lines: true,
+      },
+    },
+    {
       name: "sse_fanout_1x1000x200",
       spec: {
         scenario: "fanout",
@@ -125,6 +139,20 @@ const CASES: Case[] = quick
         events: 100,
         batch: 10,
         concurrency: 8,
+      },
+    },
+    {
+      name: "ws_fanout_100x10x100_batch",
+      jobwireOnly: true,
+      spec: {
+        scenario: "fanout",
+        transport: "ws",
+        jobs: 100,
+        subs: 10,
+        events: 100,
+        batch: 10,
+        concurrency: 8,
+        lines: true,
       },
     },
     {
@@ -404,6 +432,21 @@ const TARGETS: [string, number | undefined, "<=" | ">=" | "<", number][] = [
   ],
   ["replay of 100 events over WebSocket: ms", jobwire("replay", "ws_100_ms"), "<", 5],
   ["replay of 10,000 events over WebSocket: ms", jobwire("replay", "ws_10000_ms"), "<", 50],
+  // The same with batch=1, what the client library asks for: jobwire's CPU per delivery over
+  // the reference's in the plain scenario (the reference has no batching).
+  [
+    "ws fan-out 100x10x100 with batch=1: µs/delivery ratio",
+    jobwire("ws_fanout_100x10x100_batch", "server_us_per_delivery")! /
+    summary["ws_fanout_100x10x100"]?.reference?.server_us_per_delivery!,
+    "<=",
+    1.25,
+  ],
+  [
+    "replay of 10,000 events over WebSocket with batch=1: ms",
+    jobwire("replay", "ws_batch_10000_ms"),
+    "<",
+    50,
+  ],
 ];
 for (const [name, value, op, limit] of TARGETS) check(name, value, op, limit);
 let wrong = 0;

@@ -32,6 +32,8 @@ export type Scenario =
     events: number;
     batch: number;
     concurrency: number;
+    /** jobwire's WebSockets with `batch=1` (several envelopes a message, one per line). */
+    lines?: boolean;
   }
   | { scenario: "latency"; subs: number; rate: number; seconds: number }
   | { scenario: "publish"; batch: number; concurrency: number; seconds: number }
@@ -73,11 +75,12 @@ function sentAt(text: string): number {
   return at === -1 ? NaN : parseFloat(text.slice(at + 4, at + 30));
 }
 
-function wsUrl(job: string, since?: number): string {
+function wsUrl(job: string, since?: number, lines = false): string {
   const base = target.url.replace(/^http/, "ws");
   if (target.kind !== "jobwire") return `${base}/ws?job=${job}`;
   const query = new URLSearchParams({ token: target.token ?? "" });
   if (since !== undefined) query.set("since", String(since));
+  if (lines) query.set("batch", "1");
   return `${base}/ws/jobs/${job}?${query}`;
 }
 
@@ -183,10 +186,11 @@ function openWs(
   job: string,
   onMessage: (text: string, tally: Tally) => void,
   since?: number,
+  lines = false,
 ): Promise<Subscriber> {
   return new Promise((resolve, reject) => {
     const tally = new Tally();
-    const socket = new WebSocket(wsUrl(job, since));
+    const socket = new WebSocket(wsUrl(job, since, lines));
     let ready = false;
     const timer = setTimeout(() => reject(new Error("websocket connect timed out")), 30_000);
     if (target.kind === "nchan") {
@@ -203,7 +207,8 @@ function openWs(
         clearTimeout(timer);
         resolve({ tally, close: () => socket.close() });
       }
-      onMessage(text, tally);
+      if (!lines) onMessage(text, tally);
+      else for (const line of text.split("\n")) onMessage(line, tally);
     };
     socket.onerror = () => reject(new Error("websocket failed"));
   });
@@ -293,7 +298,9 @@ async function fanout(s: Extract<Scenario, { scenario: "fanout" }>) {
   const onMessage = (text: string, tally: Tally) => tally.see(sequenceOf(text));
   const subscribers = await openMany(s.jobs * s.subs, (i) => {
     const job = jobs[i % s.jobs]!;
-    return s.transport === "ws" ? openWs(job, onMessage) : openSse(job, onMessage);
+    return s.transport === "ws"
+      ? openWs(job, onMessage, undefined, s.lines === true && target.kind === "jobwire")
+      : openSse(job, onMessage);
   });
   await sleep(300);
   const split = await busiestIsolateShare();
@@ -560,11 +567,13 @@ async function replay(s: Extract<Scenario, { scenario: "replay" }>) {
   const out: Record<string, number> = {};
   for (const count of [0, ...s.counts]) {
     const ws: number[] = [];
+    const wsLines: number[] = [];
     const sse: number[] = [];
     // The last replayed event, or for a replay of nothing the connection message.
     const marker = count === 0 ? '"type":"connection"' : `"sequence":${last},`;
     for (let r = 0; r < s.repeats; r++) {
       ws.push(await rawWebSocketUntil(wsUrl(job, last - count), marker));
+      wsLines.push(await rawWebSocketUntil(wsUrl(job, last - count, true), marker));
       const t1 = performance.now();
       const [url, init] = sseRequest(job, last - count);
       const response = await fetch(url, init);
@@ -580,6 +589,7 @@ async function replay(s: Extract<Scenario, { scenario: "replay" }>) {
       await reader.cancel();
     }
     out[`ws_${count}_ms`] = median(ws);
+    out[`ws_batch_${count}_ms`] = median(wsLines);
     out[`sse_${count}_ms`] = median(sse);
   }
   return out;

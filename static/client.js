@@ -229,7 +229,10 @@ function streamLocation(options, transport) {
   const query = {
     ticket: options.ticket
   };
-  if (transport === "websocket") query.token = options.token;
+  if (transport === "websocket") {
+    query.token = options.token;
+    query.batch = 1;
+  }
   if (target.kind === "all") {
     query.all = 1;
     query.kind = target.filter.kind;
@@ -898,17 +901,20 @@ function openWebSocket(options, handlers) {
     };
     ws.onmessage = (event) => {
       if (done || typeof event.data !== "string") return;
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
+      for (const line of event.data.split("\n")) {
+        if (done) return;
+        let message;
+        try {
+          message = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (message.type === "error" && typeof message.data?.close_code === "number") {
+          ending = typeof message.data.code === "string" ? message.data.code : void 0;
+          continue;
+        }
+        handlers.message(message);
       }
-      if (message.type === "error" && typeof message.data?.close_code === "number") {
-        ending = typeof message.data.code === "string" ? message.data.code : void 0;
-        return;
-      }
-      handlers.message(message);
     };
     ws.onclose = (event) => {
       finish({

@@ -74,10 +74,6 @@ export interface Connection {
 export type Connector = (options: ConnectOptions, handlers: ConnectionHandlers) => Connection;
 
 /**
- * Path and query of a stream (WebSocket or SSE). `since` goes in the query for
- * WebSocket and multi-job streams; single-job SSE sends `Last-Event-ID` instead.
- */
-/**
  * The jobs a connection asks for: those of the target still followed (a job deleted
  * meanwhile is left out, or the server would refuse the whole stream for it), or all of
  * them when none is left, for the server to say why.
@@ -89,13 +85,21 @@ export function followedJobIds(options: ConnectOptions): string[] {
   return live.length > 0 ? live : all;
 }
 
+/**
+ * Path and query of a stream (WebSocket or SSE). `since` goes in the query for
+ * WebSocket and multi-job streams; single-job SSE sends `Last-Event-ID` instead.
+ */
 export function streamLocation(
   options: ConnectOptions,
   transport: "websocket" | "sse",
 ): { path: string; query: Query } {
   const { target, cursors } = options;
   const query: Query = { ticket: options.ticket };
-  if (transport === "websocket") query.token = options.token;
+  if (transport === "websocket") {
+    query.token = options.token;
+    // Several envelopes a message, one per line: a replay takes a few messages, not one each.
+    query.batch = 1;
+  }
   if (target.kind === "all") {
     query.all = 1;
     query.kind = target.filter.kind;

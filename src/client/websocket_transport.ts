@@ -1,7 +1,9 @@
 /**
  * The WebSocket transport: one socket per watcher (`/ws/jobs/:id`, or `/ws?jobs=…` /
  * `?all=1` for several jobs). Browsers cannot set headers on a WebSocket, so the token
- * travels as `?token=` (or a short-lived `?ticket=`).
+ * travels as `?token=` (or a short-lived `?ticket=`). It asks for `batch=1`: what the
+ * server writes together (a replay, one publish's events) comes as one message, one
+ * envelope per line.
  *
  * @module
  */
@@ -48,18 +50,23 @@ export function openWebSocket(options: ConnectOptions, handlers: ConnectionHandl
     };
     ws.onmessage = (event) => {
       if (done || typeof event.data !== "string") return;
-      let message: Envelope;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
+      // The stream asks for batch=1: a message holds one envelope per line.
+      for (const line of event.data.split("\n")) {
+        // A handler may close the watcher: the lines after it are not for anyone.
+        if (done) return;
+        let message: Envelope;
+        try {
+          message = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (message.type === "error" && typeof message.data?.close_code === "number") {
+          // The last message of a socket the server ends: why, for the close that follows.
+          ending = typeof message.data.code === "string" ? message.data.code : undefined;
+          continue;
+        }
+        handlers.message(message);
       }
-      if (message.type === "error" && typeof message.data?.close_code === "number") {
-        // The last message of a socket the server ends: why, for the close that follows.
-        ending = typeof message.data.code === "string" ? message.data.code : undefined;
-        return;
-      }
-      handlers.message(message);
     };
     ws.onclose = (event) => {
       finish({

@@ -120,9 +120,9 @@ export function failingWebSocket(): WebSocketConstructor & { attempts: number } 
 }
 
 /**
- * A real WebSocket whose incoming messages pass through `filter` first: return true to
- * let the message through, or false to drop it (or deliver it later through `deliver`).
- * `socket` counts the sockets made, from 0.
+ * A real WebSocket whose incoming envelopes pass through `filter` first (each line of a
+ * `batch=1` message on its own): return true to let the envelope through, or false to drop
+ * it (or deliver it later through `deliver`). `socket` counts the sockets made, from 0.
  */
 export function filteredWebSocket(
   filter: (data: string, deliver: () => void, socket: number) => boolean,
@@ -141,9 +141,12 @@ export function filteredWebSocket(
       this.#socket.onclose = (e) => this.onclose?.(e);
       this.#socket.onerror = (e) => this.onerror?.(e);
       this.#socket.onmessage = (e) => {
-        const data = String(e.data);
-        const deliver = () => this.onmessage?.({ data });
-        if (filter(data, deliver, index)) deliver();
+        // Envelope by envelope: the lines of a batch=1 message are filtered, and delivered,
+        // as messages of their own.
+        for (const data of String(e.data).split("\n")) {
+          const deliver = () => this.onmessage?.({ data });
+          if (filter(data, deliver, index)) deliver();
+        }
       };
     }
     get readyState(): number {
