@@ -8,6 +8,7 @@
  * @module
  */
 import type { Frame } from "./codec.ts";
+import { logError } from "../log.ts";
 
 /** The write side of one connection. */
 export interface Sink {
@@ -17,7 +18,8 @@ export interface Sink {
   close(code: number, reason: string): void;
   /**
    * Optional: until `uncork`, writes may be gathered and sent as one (a replay of many
-   * events then costs one chunk on a byte stream instead of one per event).
+   * events then costs one chunk on a byte stream, or a few messages on a WebSocket with
+   * `batch=1`, instead of one per event).
    */
   cork?(): void;
   uncork?(): void;
@@ -48,9 +50,10 @@ export interface OutboxLimits {
 let round: Outbox[] | undefined;
 
 /**
- * Runs `deliver` as one round: every byte-stream connection it writes to gathers its
- * frames and sends them as one chunk at the end (several events of one commit then cost
- * an SSE client one write, not one each). WebSocket frames are unaffected.
+ * Runs `deliver` as one round: every connection it writes to that can gather (SSE, NDJSON,
+ * a WebSocket with `batch=1`) gathers its frames and sends them at the end, as one chunk
+ * or one message (several events of one commit then cost a client one write, not one
+ * each). Plain WebSocket frames are unaffected.
  */
 export function deliveryRound(deliver: () => void): void {
   if (round !== undefined) return deliver();
@@ -60,7 +63,14 @@ export function deliveryRound(deliver: () => void): void {
     deliver();
   } finally {
     round = undefined;
-    for (const outbox of corked) outbox.uncork();
+    for (const outbox of corked) {
+      // One connection failing to send must not leave the others corked.
+      try {
+        outbox.uncork();
+      } catch (error) {
+        logError("sending a delivery round's frames failed", error);
+      }
+    }
   }
 }
 
@@ -231,11 +241,14 @@ export class Outbox {
     if (this.#closed) return;
     // Gathered where the sink can; its close sends what it gathered first.
     if (this.#head < this.#queue.length) this.#sink.cork?.();
-    while (this.#head < this.#queue.length) {
-      const frame = this.#queue[this.#head++]!.frame;
-      if (frame !== null) this.#sink.write(frame);
+    try {
+      while (this.#head < this.#queue.length) {
+        const frame = this.#queue[this.#head++]!.frame;
+        if (frame !== null) this.#sink.write(frame);
+      }
+    } finally {
+      this.close(code, reason);
     }
-    this.close(code, reason);
   }
 
   /** Drops waiting frames and closes the sink. Idempotent. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Frame } from "../../src/protocol/codec.ts";
-import { Outbox, type Sink, SLOW_CONSUMER_CODE } from "../../src/protocol/outbox.ts";
+import { deliveryRound, Outbox, type Sink, SLOW_CONSUMER_CODE } from "../../src/protocol/outbox.ts";
 
 /**
  * An in-memory sink whose backlog grows with what is written, as a socket's does; the
@@ -465,4 +465,26 @@ Deno.test("outbox finish gathers the waiting frames and the close sends them fir
   outbox.finish(1000, "finished");
   assert.deepEqual(sink.sent, [["a", "b"]]);
   assert.deepEqual(sink.closes, [{ code: 1000, reason: "finished" }]);
+});
+
+Deno.test("a delivery round uncorks every outbox even when one connection's send throws", () => {
+  class Failing extends CorkingSink {
+    override uncork(): void {
+      super.uncork();
+      throw new Error("socket gone");
+    }
+  }
+  const failing = new Failing();
+  const sink = new CorkingSink();
+  const first = new Outbox(failing, { highWater: 100, maxQueued: 10 }, () => {});
+  const second = new Outbox(sink, { highWater: 100, maxQueued: 10 }, () => {});
+  deliveryRound(() => {
+    first.push("a");
+    second.push("b");
+  });
+  assert.deepEqual(sink.sent, [["b"]]);
+  assert.equal(sink.corked, false);
+  // The next round corks it again and sends at its end.
+  deliveryRound(() => second.push("c"));
+  assert.deepEqual(sink.sent, [["b"], ["c"]]);
 });
