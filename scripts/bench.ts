@@ -73,20 +73,6 @@ const CASES: Case[] = quick
       },
     },
     {
-      name: "ws_fanout_100x10x100_batch",
-      jobwireOnly: true,
-      spec: {
-        scenario: "fanout",
-        transport: "ws",
-        jobs: 10,
-        subs: 5,
-        events: 20,
-        batch: 10,
-        concurrency: 8,
-        lines: true,
-      },
-    },
-    {
       name: "sse_fanout_1x1000x200",
       spec: {
         scenario: "fanout",
@@ -142,20 +128,6 @@ const CASES: Case[] = quick
       },
     },
     {
-      name: "ws_fanout_100x10x100_batch",
-      jobwireOnly: true,
-      spec: {
-        scenario: "fanout",
-        transport: "ws",
-        jobs: 100,
-        subs: 10,
-        events: 100,
-        batch: 10,
-        concurrency: 8,
-        lines: true,
-      },
-    },
-    {
       name: "sse_fanout_1x1000x200",
       spec: {
         scenario: "fanout",
@@ -186,7 +158,21 @@ const CASES: Case[] = quick
     { name: "idle_rss_10k", spec: { scenario: "idle", connections: 10000 } },
   ];
 
-const selected = CASES.filter((c) => only === undefined || only.includes(c.name));
+/**
+ * WS 100 × 10 × 100 again with `batch=1`, after the plain one. jobwire only: the reference
+ * and nchan cannot batch, so the plain scenario's reference figure is its yardstick.
+ */
+function withBatched(cases: Case[]): Case[] {
+  return cases.flatMap((c) =>
+    c.name !== "ws_fanout_100x10x100" || c.spec.scenario !== "fanout" ? [c] : [c, {
+      name: `${c.name}_batch`,
+      jobwireOnly: true,
+      spec: { ...c.spec, lines: true },
+    }]
+  );
+}
+
+const selected = withBatched(CASES).filter((c) => only === undefined || only.includes(c.name));
 
 function progress(message: string): void {
   console.error(`[bench] ${message}`);
