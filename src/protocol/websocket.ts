@@ -218,7 +218,8 @@ class BatchingWebSocketConnection extends WebSocketConnection {
   override write(frame: Frame): void {
     if (!this.#corked) return super.write(frame);
     const text = frame as string;
-    if (this.#pendingChars > 0 && this.#pendingChars + 1 + text.length > MAX_BATCH_CHARS) {
+    // Joined, the gathered frames and this one take their lengths plus one newline each.
+    if (this.#pendingChars > 0 && this.#pendingChars + text.length > MAX_BATCH_CHARS) {
       this.#flush();
     }
     this.#pending.push(text);
