@@ -348,8 +348,11 @@ export class Session {
       if (this.#replaying) {
         this.#replayed += typeof frame === "string" ? frame.length : frame.byteLength;
         if (this.#replayed > this.#outbox.replayBudget) {
-          // The client has this event: it resumes after it (the rest is not held here).
-          this.close(CLOSE.slowConsumer, `replay continues with since=${event.sequence}`);
+          // The client gets this event and what waited before it (frames behind a backlog
+          // would be dropped by a plain close), and resumes after it; the rest of the replay is
+          // not held here. A stream of several jobs names the job, as its `since` does.
+          const since = this.#single ? `${event.sequence}` : `${sub.jobId}:${event.sequence}`;
+          this.finish(CLOSE.slowConsumer, `replay continues with since=${since}`);
           return;
         }
       }

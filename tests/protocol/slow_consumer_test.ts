@@ -58,9 +58,7 @@ class StalledSocket {
    * Reads frames until `stop` holds for what was parsed so far (or the connection ends);
    * returns the text frames and the close code, if a close frame came.
    */
-  async read(
-    stop: (frames: { texts: string[]; closeCode: number | undefined }) => boolean,
-  ): Promise<{ texts: string[]; closeCode: number | undefined }> {
+  async read(stop: (frames: Frames) => boolean): Promise<Frames> {
     const chunk = new Uint8Array(256 * 1024);
     const parts: Uint8Array[] = [this.#buffer];
     let frames = parseFrames(concat(parts));
@@ -99,8 +97,15 @@ function indexOf(bytes: Uint8Array, text: string): number {
   return new TextDecoder().decode(bytes).indexOf(text);
 }
 
+/** Text frames, and the close frame's code and reason if one came. */
+interface Frames {
+  texts: string[];
+  closeCode: number | undefined;
+  closeReason?: string;
+}
+
 /** Parses unmasked server frames (text and close) from the start of `bytes`. */
-function parseFrames(bytes: Uint8Array): { texts: string[]; closeCode: number | undefined } {
+function parseFrames(bytes: Uint8Array): Frames {
   const texts: string[] = [];
   const decoder = new TextDecoder();
   let i = 0;
@@ -120,7 +125,13 @@ function parseFrames(bytes: Uint8Array): { texts: string[]; closeCode: number | 
     if (i + header + length > bytes.length) break;
     const payload = bytes.subarray(i + header, i + header + length);
     if (opcode === 0x1) texts.push(decoder.decode(payload));
-    if (opcode === 0x8) return { texts, closeCode: (payload[0]! << 8) | payload[1]! };
+    if (opcode === 0x8) {
+      return {
+        texts,
+        closeCode: (payload[0]! << 8) | payload[1]!,
+        closeReason: decoder.decode(payload.subarray(2)),
+      };
+    }
     i += header + length;
   }
   return { texts, closeCode: undefined };
@@ -314,3 +325,57 @@ Deno.test("a replay larger than one go ends with 4008 after whole events, and re
     }
   });
 });
+
+for (const batch of [false, true]) {
+  Deno.test(`a replay cut at its budget behind a backlog still sends every event up to the one it names${batch ? " (batch=1)" : ""}`, async () => {
+    await withServer({ heartbeat: "0" }, async (server) => {
+      const a = await createJob(server.url);
+      const b = await createJob(server.url);
+      const line = "y".repeat(60_000);
+      const fill = async (id: string, count: number) => {
+        for (let n = 0; n < count; n += 10) {
+          const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
+          assert.equal(
+            (await http(server.url, "POST", `/jobs/${id}/events`, { events })).status,
+            201,
+          );
+        }
+      };
+      // B's history is more than one replay's budget (about 16 MiB).
+      await fill(b, 320);
+      const socket = await StalledSocket.open(
+        server.url,
+        `/ws?jobs=${a}&since=${a}:0${batch ? "&batch=1" : ""}`,
+      );
+      try {
+        // A's events pile up behind the client that does not read, then B is asked for.
+        await fill(a, 100);
+        await waitFor(
+          async () => (await http(server.url, "GET", "/stats")).json.buffered_events > 0,
+          5000,
+          "frames waiting for the client",
+        );
+        await socket.send(JSON.stringify({ type: "subscribe", job_id: b, since: 0 }));
+        const { texts, closeCode, closeReason } = await socket.read((f) =>
+          f.closeCode !== undefined
+        );
+        const messages = texts.flatMap((t) => (batch ? t.split("\n") : [t])).map((t) =>
+          JSON.parse(t)
+        );
+        const of = (id: string) =>
+          messages.filter((m) => m.job_id === id && m.sequence !== null).map((m) => m.sequence);
+        assert.equal(closeCode, 4008);
+        const match = /^replay continues with since=(.+):(\d+)$/.exec(closeReason ?? "");
+        assert.ok(match, closeReason);
+        assert.equal(match[1], b);
+        const upTo = Number(match[2]);
+        assert.ok(upTo > 100 && upTo < 320, `cut at ${upTo}`);
+        assert.deepEqual(of(b), Array.from({ length: upTo }, (_, i) => i + 1));
+        assert.deepEqual(of(a), Array.from({ length: 100 }, (_, i) => i + 1));
+        assert.ok(messages.some((m) => m.type === "subscribed" && m.job_id === b));
+      } finally {
+        socket.close();
+      }
+    });
+  });
+}
