@@ -74,6 +74,10 @@ export function deliveryRound(deliver: () => void): void {
   }
 }
 
+function sizeOf(frame: Frame): number {
+  return typeof frame === "string" ? frame.length : frame.byteLength;
+}
+
 /** WebSocket close code (and SSE error code) for a consumer that cannot keep up. */
 export const SLOW_CONSUMER_CODE = 4008;
 
@@ -100,6 +104,8 @@ export class Outbox {
   #credit = 0;
   /** Corked for the current delivery round. */
   #inRound = false;
+  /** Bytes (UTF-16 units for text) of the frames waiting here, replays included. */
+  #queuedBytes = 0;
 
   /**
    * @param onBacklog called when frames start waiting, so the owner can call
@@ -137,7 +143,7 @@ export class Outbox {
       // one answer, the room it reported is spent first and the socket asked again after.
       if (this.#credit <= 0) this.#credit = this.#limits.highWater - this.#sink.backlog();
       if (this.#credit > 0) {
-        this.#credit -= typeof frame === "string" ? frame.length : frame.byteLength;
+        this.#credit -= sizeOf(frame);
         if (round !== undefined && !this.#inRound && this.#sink.cork !== undefined) {
           this.#inRound = true;
           this.#sink.cork();
@@ -152,6 +158,7 @@ export class Outbox {
       if (older !== undefined && older.frame !== null) {
         // The older frame leaves its place and the newer one joins the tail, so frames
         // still leave in sequence order; the client sees a skipped progress sequence.
+        this.#queuedBytes -= sizeOf(older.frame);
         older.frame = null;
         if (older.counted) this.#counted--;
         this.#coalesced++;
@@ -159,6 +166,7 @@ export class Outbox {
     }
     const entry: Entry = { frame, key, counted: bounded };
     this.#queue.push(entry);
+    this.#queuedBytes += sizeOf(frame);
     if (key !== undefined) (this.#keyed ??= new Map()).set(key, entry);
     if (bounded) this.#counted++;
     if (this.#counted > this.#limits.maxQueued) {
@@ -187,7 +195,10 @@ export class Outbox {
         if (entry.key !== undefined && this.#keyed?.get(entry.key) === entry) {
           this.#keyed.delete(entry.key);
         }
-        if (entry.frame !== null) this.#sink.write(entry.frame);
+        if (entry.frame !== null) {
+          this.#queuedBytes -= sizeOf(entry.frame);
+          this.#sink.write(entry.frame);
+        }
       }
     } finally {
       if (cork && !this.#closed) this.#sink.uncork?.();
@@ -195,6 +206,7 @@ export class Outbox {
     this.#queue = [];
     this.#head = 0;
     this.#credit = 0;
+    this.#queuedBytes = 0;
     return true;
   }
 
@@ -203,10 +215,13 @@ export class Outbox {
     return this.#limits.maxReplay ?? Infinity;
   }
 
-  /** Whether the client has left more unread than a replay may start on (`maxUnread`). */
+  /**
+   * Whether the client has left more unread than a replay may start on (`maxUnread`): in
+   * the socket, and waiting here (where replays join the queue behind waiting frames).
+   */
   overfull(): boolean {
     const max = this.#limits.maxUnread;
-    return max !== undefined && !this.#closed && this.#sink.backlog() > max;
+    return max !== undefined && !this.#closed && this.#sink.backlog() + this.#queuedBytes > max;
   }
 
   /** Gathers writes until {@link uncork} (see {@link Sink.cork}). */
@@ -257,6 +272,7 @@ export class Outbox {
     this.#closed = true;
     this.#queue = [];
     this.#head = 0;
+    this.#queuedBytes = 0;
     this.#keyed = undefined;
     this.#sink.close(code, reason);
     this.#onClose();

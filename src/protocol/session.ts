@@ -350,9 +350,11 @@ export class Session {
         if (this.#replayed > this.#outbox.replayBudget) {
           // The client gets this event and what waited before it (frames behind a backlog
           // would be dropped by a plain close), and resumes after it; the rest of the replay is
-          // not held here. A stream of several jobs names the job, as its `since` does.
-          const since = this.#single ? `${event.sequence}` : `${sub.jobId}:${event.sequence}`;
-          this.finish(CLOSE.slowConsumer, `replay continues with since=${since}`);
+          // not held here.
+          this.finish(
+            CLOSE.slowConsumer,
+            `replay continues with since=${this.#resumeAt(sub, event.sequence)}`,
+          );
           return;
         }
       }
@@ -423,6 +425,17 @@ export class Session {
    */
   expect(jobId: string, since: number | null): void {
     if (since !== null) (this.#since ??= new Map()).set(jobId, since);
+  }
+
+  /**
+   * The `since` that resumes this stream once `sub`'s replay was cut after `sequence`: the
+   * sequence alone for a one-job stream; on a stream of several, the cut job's (a WebSocket
+   * close reason holds only 123 bytes) or, on SSE and NDJSON, every followed job's.
+   */
+  #resumeAt(sub: JobSubscription, sequence: number): string {
+    if (this.#single) return String(sequence);
+    if (this.codec.transport === "websocket") return `${sub.jobId}:${sequence}`;
+    return [...this.#subs].map(([id, s]) => `${id}:${s === sub ? sequence : s.cursor}`).join(",");
   }
 
   #cursor(): string {

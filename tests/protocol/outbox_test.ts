@@ -488,3 +488,23 @@ Deno.test("a delivery round uncorks every outbox even when one connection's send
   deliveryRound(() => second.push("c"));
   assert.deepEqual(sink.sent, [["b"], ["c"]]);
 });
+
+Deno.test("outbox overfull counts the frames waiting in it, replays included, not only the socket's", () => {
+  const sink = new FakeSink();
+  const outbox = new Outbox(sink, { highWater: 10, maxQueued: 10, maxUnread: 100 }, () => {});
+  sink.pending = 10;
+  outbox.push("x".repeat(5));
+  assert.equal(outbox.overfull(), false);
+  // A replay behind a waiting frame joins the queue, uncounted by maxQueued.
+  for (let i = 0; i < 20; i++) outbox.push("r".repeat(10), undefined, false);
+  assert.equal(outbox.waiting, 21);
+  assert.equal(outbox.closed, false);
+  assert.equal(outbox.overfull(), true);
+  sink.pending = 0;
+  // The socket takes what fits; what is left still counts.
+  assert.equal(outbox.drain(), false);
+  assert.equal(outbox.overfull(), true);
+  sink.pending = 0;
+  while (!outbox.drain()) sink.pending = 0;
+  assert.equal(outbox.overfull(), false);
+});

@@ -379,3 +379,55 @@ for (const batch of [false, true]) {
     });
   });
 }
+
+Deno.test("an SSE stream of several jobs cut at its replay budget names every job's place, and resuming there gets the rest", async () => {
+  await withServer({ heartbeat: "0" }, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(
+      server.url,
+      a,
+      ...Array.from({ length: 5 }, (_, i) => ({ type: "log", data: { line: `a${i}` } })),
+    );
+    const line = "w".repeat(60_000);
+    for (let n = 0; n < 320; n += 10) {
+      const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
+      assert.equal((await http(server.url, "POST", `/jobs/${b}/events`, { events })).status, 201);
+    }
+    const seen = new Map<string, number[]>([[a, []], [b, []]]);
+    let since = `${a}:0,${b}:0`;
+    const reasons: string[] = [];
+    for (
+      let round = 0;
+      round < 4 && (seen.get(b)!.length < 320 || seen.get(a)!.length < 5);
+      round++
+    ) {
+      const sse = await StreamClient.open(
+        `${server.url}/events?jobs=${a},${b}&since=${since}`,
+        "sse",
+      );
+      let reason: string | undefined;
+      try {
+        for (;;) {
+          const m = await sse.inbox.next(() => true, 10_000);
+          if (m.event === "error") {
+            reason = m.json.data.error;
+            reasons.push(reason!);
+            break;
+          }
+          if (m.event === "log") seen.get(m.json.job_id)!.push(m.json.sequence);
+          if (seen.get(b)!.length === 320 && seen.get(a)!.length === 5) break;
+        }
+      } finally {
+        await sse.close();
+      }
+      const match = /^replay continues with since=(.+)$/.exec(reason ?? "");
+      if (match === null) break;
+      since = match[1]!;
+      assert.equal(since, `${a}:5,${b}:${seen.get(b)!.at(-1)}`);
+    }
+    assert.equal(reasons.length, 1, reasons.join(" | "));
+    assert.deepEqual(seen.get(a), [1, 2, 3, 4, 5]);
+    assert.deepEqual(seen.get(b), Array.from({ length: 320 }, (_, i) => i + 1));
+  });
+});
