@@ -430,12 +430,15 @@ export class Session {
   /**
    * The `since` that resumes this stream once `sub`'s replay was cut after `sequence`: the
    * sequence alone for a one-job stream; on a stream of several, the cut job's (a WebSocket
-   * close reason holds only 123 bytes) or, on SSE and NDJSON, every followed job's.
+   * close reason holds only 123 bytes) or, on SSE and NDJSON, every followed job's: where
+   * it is, or for a job named but not joined yet, the `since` it was asked from.
    */
   #resumeAt(sub: JobSubscription, sequence: number): string {
     if (this.#single) return String(sequence);
     if (this.codec.transport === "websocket") return `${sub.jobId}:${sequence}`;
-    return [...this.#subs].map(([id, s]) => `${id}:${s === sub ? sequence : s.cursor}`).join(",");
+    const places = new Map(this.#since);
+    for (const [id, s] of this.#subs) places.set(id, s === sub ? sequence : s.cursor);
+    return [...places].map(([id, at]) => `${id}:${at}`).join(",");
   }
 
   #cursor(): string {

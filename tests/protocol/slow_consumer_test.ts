@@ -384,6 +384,12 @@ Deno.test("an SSE stream of several jobs cut at its replay budget names every jo
   await withServer({ heartbeat: "0" }, async (server) => {
     const a = await createJob(server.url);
     const b = await createJob(server.url);
+    const c = await createJob(server.url);
+    await publish(
+      server.url,
+      c,
+      ...Array.from({ length: 3 }, (_, i) => ({ type: "log", data: { line: `c${i}` } })),
+    );
     await publish(
       server.url,
       a,
@@ -394,16 +400,18 @@ Deno.test("an SSE stream of several jobs cut at its replay budget names every jo
       const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
       assert.equal((await http(server.url, "POST", `/jobs/${b}/events`, { events })).status, 201);
     }
-    const seen = new Map<string, number[]>([[a, []], [b, []]]);
-    let since = `${a}:0,${b}:0`;
+    const seen = new Map<string, number[]>([[a, []], [b, []], [c, []]]);
+    let since = `${a}:0,${b}:0,${c}:0`;
+    const done = () =>
+      seen.get(a)!.length === 5 && seen.get(b)!.length === 320 && seen.get(c)!.length === 3;
     const reasons: string[] = [];
     for (
       let round = 0;
-      round < 4 && (seen.get(b)!.length < 320 || seen.get(a)!.length < 5);
+      round < 4 && !done();
       round++
     ) {
       const sse = await StreamClient.open(
-        `${server.url}/events?jobs=${a},${b}&since=${since}`,
+        `${server.url}/events?jobs=${a},${b},${c}&since=${since}`,
         "sse",
       );
       let reason: string | undefined;
@@ -416,7 +424,7 @@ Deno.test("an SSE stream of several jobs cut at its replay budget names every jo
             break;
           }
           if (m.event === "log") seen.get(m.json.job_id)!.push(m.json.sequence);
-          if (seen.get(b)!.length === 320 && seen.get(a)!.length === 5) break;
+          if (done()) break;
         }
       } finally {
         await sse.close();
@@ -424,10 +432,12 @@ Deno.test("an SSE stream of several jobs cut at its replay budget names every jo
       const match = /^replay continues with since=(.+)$/.exec(reason ?? "");
       if (match === null) break;
       since = match[1]!;
-      assert.equal(since, `${a}:5,${b}:${seen.get(b)!.at(-1)}`);
+      // C comes after B: not joined yet when B's replay was cut, so where it was asked from.
+      assert.equal(since, `${a}:5,${b}:${seen.get(b)!.at(-1)},${c}:0`);
     }
     assert.equal(reasons.length, 1, reasons.join(" | "));
     assert.deepEqual(seen.get(a), [1, 2, 3, 4, 5]);
     assert.deepEqual(seen.get(b), Array.from({ length: 320 }, (_, i) => i + 1));
+    assert.deepEqual(seen.get(c), [1, 2, 3]);
   });
 });
