@@ -351,10 +351,17 @@ export class Session {
           // The client gets this event and what waited before it (frames behind a backlog
           // would be dropped by a plain close), and resumes after it; the rest of the replay is
           // not held here.
-          this.finish(
-            CLOSE.slowConsumer,
-            `replay continues with since=${this.#resumeAt(sub, event.sequence)}`,
-          );
+          const reason = `replay continues with since=${this.#resumeAt(sub, event.sequence)}`;
+          if (!this.#single && this.codec.transport === "websocket") {
+            // A close reason holds 123 bytes: the message before it has every job's place.
+            const every = `replay continues with since=${this.#everyPlace(sub, event.sequence)}`;
+            this.#sendError("slow_consumer", every, sub.jobId, {
+              error_type: "system_error",
+              code: "slow_consumer",
+              close_code: CLOSE.slowConsumer,
+            }, false);
+          }
+          this.finish(CLOSE.slowConsumer, reason);
           return;
         }
       }
@@ -430,12 +437,18 @@ export class Session {
   /**
    * The `since` that resumes this stream once `sub`'s replay was cut after `sequence`: the
    * sequence alone for a one-job stream; on a stream of several, the cut job's (a WebSocket
-   * close reason holds only 123 bytes) or, on SSE and NDJSON, every followed job's: where
-   * it is, or for a job named but not joined yet, the `since` it was asked from.
+   * close reason holds only 123 bytes; an `error` message before the close has them all)
+   * or, on SSE and NDJSON, every followed job's: where it is, or for a job named but not
+   * joined yet, the `since` it was asked from.
    */
   #resumeAt(sub: JobSubscription, sequence: number): string {
     if (this.#single) return String(sequence);
     if (this.codec.transport === "websocket") return `${sub.jobId}:${sequence}`;
+    return this.#everyPlace(sub, sequence);
+  }
+
+  /** Every followed job's place as a multi-job `since` (`a:5,b:7`), `sub`'s at `sequence`. */
+  #everyPlace(sub: JobSubscription, sequence: number): string {
     const places = new Map(this.#since);
     for (const [id, s] of this.#subs) places.set(id, s === sub ? sequence : s.cursor);
     return [...places].map(([id, at]) => `${id}:${at}`).join(",");

@@ -372,6 +372,12 @@ for (const batch of [false, true]) {
         assert.ok(upTo > 100 && upTo < 320, `cut at ${upTo}`);
         assert.deepEqual(of(b), Array.from({ length: upTo }, (_, i) => i + 1));
         assert.deepEqual(of(a), Array.from({ length: 100 }, (_, i) => i + 1));
+        // The close reason holds one job's place; the message before it has every job's.
+        const last = messages.at(-1);
+        assert.equal(last.type, "error");
+        assert.equal(last.data.code, "slow_consumer");
+        assert.equal(last.data.close_code, 4008);
+        assert.equal(last.data.error, `replay continues with since=${a}:100,${b}:${upTo}`);
         assert.ok(messages.some((m) => m.type === "subscribed" && m.job_id === b));
       } finally {
         socket.close();
