@@ -17,6 +17,11 @@ export type MessageFormat = "envelope" | "snapshot";
 /** What a sink writes: text for WebSocket, bytes for HTTP streams. */
 export type Frame = string | Uint8Array<ArrayBuffer>;
 
+/** A frame's length: UTF-16 code units for text, bytes for bytes. */
+export function frameLength(frame: Frame): number {
+  return typeof frame === "string" ? frame.length : frame.byteLength;
+}
+
 /** Frames events and session messages for one transport and message format. */
 export interface Codec {
   readonly transport: Transport;

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Frame } from "./codec.ts";
+import { type Frame, frameLength } from "./codec.ts";
 import { logError } from "../log.ts";
 
 /** The write side of one connection. */
@@ -72,10 +72,6 @@ export function deliveryRound(deliver: () => void): void {
       }
     }
   }
-}
-
-function sizeOf(frame: Frame): number {
-  return typeof frame === "string" ? frame.length : frame.byteLength;
 }
 
 /** WebSocket close code (and SSE error code) for a consumer that cannot keep up. */
@@ -143,7 +139,7 @@ export class Outbox {
       // one answer, the room it reported is spent first and the socket asked again after.
       if (this.#credit <= 0) this.#credit = this.#limits.highWater - this.#sink.backlog();
       if (this.#credit > 0) {
-        this.#credit -= sizeOf(frame);
+        this.#credit -= frameLength(frame);
         if (round !== undefined && !this.#inRound && this.#sink.cork !== undefined) {
           this.#inRound = true;
           this.#sink.cork();
@@ -158,7 +154,7 @@ export class Outbox {
       if (older !== undefined && older.frame !== null) {
         // The older frame leaves its place and the newer one joins the tail, so frames
         // still leave in sequence order; the client sees a skipped progress sequence.
-        this.#queuedBytes -= sizeOf(older.frame);
+        this.#queuedBytes -= frameLength(older.frame);
         older.frame = null;
         if (older.counted) this.#counted--;
         this.#coalesced++;
@@ -166,7 +162,7 @@ export class Outbox {
     }
     const entry: Entry = { frame, key, counted: bounded };
     this.#queue.push(entry);
-    this.#queuedBytes += sizeOf(frame);
+    this.#queuedBytes += frameLength(frame);
     if (key !== undefined) (this.#keyed ??= new Map()).set(key, entry);
     if (bounded) this.#counted++;
     if (this.#counted > this.#limits.maxQueued) {
@@ -196,7 +192,7 @@ export class Outbox {
           this.#keyed.delete(entry.key);
         }
         if (entry.frame !== null) {
-          this.#queuedBytes -= sizeOf(entry.frame);
+          this.#queuedBytes -= frameLength(entry.frame);
           this.#sink.write(entry.frame);
         }
       }

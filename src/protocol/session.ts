@@ -15,7 +15,7 @@ import { encodeEnvelope } from "../jobs/envelope.ts";
 import { flatSnapshot, type Job, publicJob } from "../jobs/job.ts";
 import type { JobRecord } from "../jobs/job.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
-import type { Codec, Transport } from "./codec.ts";
+import { type Codec, frameLength, type Transport } from "./codec.ts";
 import { Outbox, type OutboxLimits, type Sink } from "./outbox.ts";
 
 /** WebSocket close codes (DESIGN §6). */
@@ -346,20 +346,24 @@ export class Session {
       const coalesce = this.codec.format === "snapshot" || event.type === "progress";
       this.#outbox.push(frame, coalesce ? sub.jobId : undefined, !this.#replaying);
       if (this.#replaying) {
-        this.#replayed += typeof frame === "string" ? frame.length : frame.byteLength;
+        this.#replayed += frameLength(frame);
         if (this.#replayed > this.#outbox.replayBudget) {
           // The client gets this event and what waited before it (frames behind a backlog
           // would be dropped by a plain close), and resumes after it; the rest of the replay is
-          // not held here.
-          const reason = `replay continues with since=${this.#resumeAt(sub, event.sequence)}`;
+          // not held here. The reason gives the `since` to resume with: a stream of several
+          // jobs names every job's place, or on a WebSocket, whose close reason holds 123
+          // bytes, only the cut job's, with every job's in an error message before the close.
+          const since = this.#single
+            ? String(event.sequence)
+            : this.#everyPlace(sub, event.sequence);
+          let reason = `replay continues with since=${since}`;
           if (!this.#single && this.codec.transport === "websocket") {
-            // A close reason holds 123 bytes: the message before it has every job's place.
-            const every = `replay continues with since=${this.#everyPlace(sub, event.sequence)}`;
-            this.#sendError("slow_consumer", every, sub.jobId, {
+            this.#sendError("slow_consumer", reason, sub.jobId, {
               error_type: "system_error",
               code: "slow_consumer",
               close_code: CLOSE.slowConsumer,
             }, false);
+            reason = `replay continues with since=${sub.jobId}:${event.sequence}`;
           }
           this.finish(CLOSE.slowConsumer, reason);
           return;
@@ -435,19 +439,9 @@ export class Session {
   }
 
   /**
-   * The `since` that resumes this stream once `sub`'s replay was cut after `sequence`: the
-   * sequence alone for a one-job stream; on a stream of several, the cut job's (a WebSocket
-   * close reason holds only 123 bytes; an `error` message before the close has them all)
-   * or, on SSE and NDJSON, every followed job's: where it is, or for a job named but not
-   * joined yet, the `since` it was asked from.
+   * Every followed job's place as a multi-job `since` (`a:5,b:7`), `sub`'s at `sequence`,
+   * and a job named but not joined yet at the `since` it was asked from.
    */
-  #resumeAt(sub: JobSubscription, sequence: number): string {
-    if (this.#single) return String(sequence);
-    if (this.codec.transport === "websocket") return `${sub.jobId}:${sequence}`;
-    return this.#everyPlace(sub, sequence);
-  }
-
-  /** Every followed job's place as a multi-job `since` (`a:5,b:7`), `sub`'s at `sequence`. */
   #everyPlace(sub: JobSubscription, sequence: number): string {
     const places = new Map(this.#since);
     for (const [id, s] of this.#subs) places.set(id, s === sub ? sequence : s.cursor);
