@@ -30,6 +30,11 @@ export const CLOSE = {
   slowConsumer: 4008,
 } as const;
 
+/** Longest close reason a WebSocket close frame can carry, in bytes. */
+export const MAX_REASON_BYTES = 123;
+
+const utf8 = new TextEncoder();
+
 /** Filters of an `all=1` session. */
 export interface FirehoseFilter {
   kind?: string;
@@ -177,6 +182,8 @@ export class Session {
   /** Set while a multi-job stream subscribes to the jobs it names (see {@link join}). */
   #joining = false;
   #single: boolean;
+  /** The job a one-job stream is for (the first it followed). */
+  #own: string | undefined;
 
   /**
    * @param single true for a one-job stream (`/ws/jobs/:id`, `/jobs/:id/events`): its
@@ -245,6 +252,7 @@ export class Session {
             throw new DeniedError();
           }
           this.#subs.set(jobId, sub);
+          if (first) this.#own ??= jobId;
           if (snapshot) {
             this.#push(JSON.stringify(flatSnapshot(job)), "snapshot", false);
           } else {
@@ -296,6 +304,7 @@ export class Session {
     const sub = this.#subs.get(jobId);
     if (sub === undefined) return false;
     this.#subs.delete(jobId);
+    this.#since?.delete(jobId);
     this.context.hub.unsubscribe(jobId, sub);
     this.#sendMessage("unsubscribed", jobId, { last_sequence: sub.cursor });
     return true;
@@ -350,20 +359,26 @@ export class Session {
         if (this.#replayed > this.#outbox.replayBudget) {
           // The client gets this event and what waited before it (frames behind a backlog
           // would be dropped by a plain close), and resumes after it; the rest of the replay is
-          // not held here. The reason gives the `since` to resume with: a stream of several
-          // jobs names every job's place, or on a WebSocket, whose close reason holds 123
-          // bytes, only the cut job's, with every job's in an error message before the close.
-          const since = this.#single
-            ? String(event.sequence)
-            : this.#everyPlace(sub, event.sequence);
+          // not held here. The reason gives the `since` to resume with: a one-job stream's
+          // sequence, or every job's place when the stream follows several (a one-job
+          // WebSocket may subscribe to others too), or on a WebSocket, whose close reason holds
+          // 123 bytes, only the cut job's, with every job's in an error message before the close.
+          const alone = this.#single && this.#subs.size === 1 && sub.jobId === this.#own;
+          const since = alone ? String(event.sequence) : this.#everyPlace(sub, event.sequence);
           let reason = `replay continues with since=${since}`;
-          if (!this.#single && this.codec.transport === "websocket") {
+          if (!alone && this.codec.transport === "websocket") {
             this.#sendError("slow_consumer", reason, sub.jobId, {
               error_type: "system_error",
               code: "slow_consumer",
               close_code: CLOSE.slowConsumer,
             }, false);
             reason = `replay continues with since=${sub.jobId}:${event.sequence}`;
+            // A place cut short would resume from the wrong sequence: a long job id leaves
+            // the place to the error message alone.
+            if (utf8.encode(reason).byteLength > MAX_REASON_BYTES) {
+              reason =
+                "replay continues: resume with since from the error message before this close";
+            }
           }
           this.finish(CLOSE.slowConsumer, reason);
           return;
@@ -396,6 +411,7 @@ export class Session {
   /** @internal The job was deleted or purged. */
   jobEnded(sub: JobSubscription, reason: string): void {
     this.#subs.delete(sub.jobId);
+    this.#since?.delete(sub.jobId);
     if (this.#single && this.#subs.size === 0) {
       this.jobGone(sub.jobId, reason);
       return;
@@ -440,7 +456,8 @@ export class Session {
 
   /**
    * Every followed job's place as a multi-job `since` (`a:5,b:7`), `sub`'s at `sequence`,
-   * and a job named but not joined yet at the `since` it was asked from.
+   * and a job named but not joined yet at the `since` it was asked from (a job left since,
+   * unsubscribed or deleted, is not named).
    */
   #everyPlace(sub: JobSubscription, sequence: number): string {
     const places = new Map(this.#since);

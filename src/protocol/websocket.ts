@@ -10,7 +10,7 @@ import { logError } from "../log.ts";
 import { jsonProblem, sizeOver } from "../jobs/input.ts";
 import type { Codec, Frame } from "./codec.ts";
 import type { Sink } from "./outbox.ts";
-import { CLOSE, Session, type SessionContext } from "./session.ts";
+import { CLOSE, MAX_REASON_BYTES, Session, type SessionContext } from "./session.ts";
 
 /** Options of one WebSocket connection. */
 export interface WebSocketOptions {
@@ -41,9 +41,6 @@ const clientMessage = z.discriminatedUnion("type", [
   // A client acknowledging the server's keep-alives, as some hand-written channels asked.
   z.object({ type: z.literal("pong") }).loose(),
 ]);
-
-/** Longest close reason a WebSocket close frame can carry, in bytes. */
-const MAX_REASON_BYTES = 123;
 
 function fitReason(reason: string): string {
   const bytes = new TextEncoder().encode(reason);

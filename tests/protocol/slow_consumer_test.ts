@@ -386,6 +386,71 @@ for (const batch of [false, true]) {
   });
 }
 
+for (
+  const { several, long } of [
+    { several: false, long: false },
+    { several: false, long: true },
+    { several: true, long: false },
+  ]
+) {
+  Deno.test(`a ${several ? "WebSocket of several jobs" : "one-job WebSocket that subscribed to another job"} names each job it follows, and no job it left, when a replay is cut${long ? " (a long job id)" : ""}`, async () => {
+    await withServer({ heartbeat: "0" }, async (server) => {
+      const a = await createJob(server.url);
+      await publish(
+        server.url,
+        a,
+        ...Array.from({ length: 3 }, (_, i) => ({ type: "log", data: { line: `a${i}` } })),
+      );
+      // Followed and left again: no longer the stream's, so not named.
+      const left = await createJob(server.url);
+      // An id too long for the close reason's 123 bytes next to its place.
+      const b = await createJob(server.url, long ? { id: `b-${"x".repeat(98)}` } : {});
+      const line = "v".repeat(60_000);
+      for (let n = 0; n < 320; n += 10) {
+        const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
+        assert.equal(
+          (await http(server.url, "POST", `/jobs/${b}/events`, { events })).status,
+          201,
+        );
+      }
+      const ws = await WsClient.connect(
+        several
+          ? `${server.url}/ws?jobs=${a},${left}&since=${a}:0,${left}:0`
+          : `${server.url}/ws/jobs/${a}?since=0`,
+      );
+      try {
+        await ws.until((m) => m.job_id === a && m.sequence === 3, 5000);
+        if (!several) ws.send({ type: "subscribe", job_id: left, since: 0 });
+        await ws.next((m) => m.type === "subscribed" && m.job_id === left, 5000);
+        ws.send({ type: "unsubscribe", job_id: left });
+        await ws.next((m) => m.type === "unsubscribed" && m.job_id === left, 5000);
+        ws.send({ type: "subscribe", job_id: b, since: 0 });
+        const closed = await ws.closed;
+        assert.equal(closed.code, 4008);
+        const of = (id: string) =>
+          ws.messages.filter((m) => m.job_id === id && m.sequence !== null).map((m) => m.sequence);
+        const upTo = of(b).length;
+        assert.ok(upTo > 100 && upTo < 320, `cut at ${upTo}`);
+        assert.deepEqual(of(b), Array.from({ length: upTo }, (_, i) => i + 1));
+        // The reason is never a bare sequence (which a client would apply to the URL's job),
+        // nor a place cut short.
+        assert.equal(
+          closed.reason,
+          long
+            ? "replay continues: resume with since from the error message before this close"
+            : `replay continues with since=${b}:${upTo}`,
+        );
+        const last = ws.messages.at(-1)!;
+        assert.equal(last.type, "error");
+        assert.equal(last.data.code, "slow_consumer");
+        assert.equal(last.data.error, `replay continues with since=${a}:3,${b}:${upTo}`);
+      } finally {
+        await ws.close();
+      }
+    });
+  });
+}
+
 Deno.test("an SSE stream of several jobs cut at its replay budget names every job's place, and resuming there gets the rest", async () => {
   await withServer({ heartbeat: "0" }, async (server) => {
     const a = await createJob(server.url);
