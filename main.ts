@@ -13,6 +13,7 @@ import {
   openFileLimit,
   OPTION_NAMES,
   optionsHelp,
+  optionSource,
   parseArgs,
   readConfigFile,
   resolveConfig,
@@ -69,10 +70,12 @@ async function serve(args: string[]): Promise<number> {
   }
   const configFlag = parsed.flags.get("config");
   const file = readConfigFile(typeof configFlag === "string" ? configFlag : undefined);
-  const asked = resolveConfig(
-    { flags: parsed.flags, env: Deno.env.toObject(), ...(file === undefined ? {} : { file }) },
-    new Set(["config", "help"]),
-  );
+  const sources = {
+    flags: parsed.flags,
+    env: Deno.env.toObject(),
+    ...(file === undefined ? {} : { file }),
+  };
+  const asked = resolveConfig(sources, new Set(["config", "help"]));
   const openFiles = openFileLimit();
   const { config, capped } = fitToOpenFiles(asked, openFiles);
   if (capped) {
@@ -95,7 +98,7 @@ async function serve(args: string[]): Promise<number> {
   if (!config.noAuth && config.jwtPublicKey !== undefined) {
     // Read once here, so a bad key file is one line, not a stack trace from every isolate.
     try {
-      await loadPublicKeyFile(config.jwtPublicKey);
+      await loadPublicKeyFile(config.jwtPublicKey, optionSource(sources, "jwt-public-key"));
     } catch (error) {
       if (error instanceof KeyError) throw new ConfigError(error.message);
       throw error;

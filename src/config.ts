@@ -477,26 +477,7 @@ export function resolveConfig(
   /** Where each option's value came from, for the lists checked after the loop. */
   const sourceOf = new Map<OptionName, string>();
   for (const [name, spec] of Object.entries(OPTIONS) as [OptionName, OptionSpec][]) {
-    const env = envName(name);
-    let raw: unknown = spec.default;
-    let source = "the default";
-    // A file key may be spelled like the flag (data-dir) or with underscores (data_dir).
-    for (const fileKey of [name, name.replaceAll("-", "_")]) {
-      if (fileKey in fileValues) {
-        raw = fileValues[fileKey];
-        source = `${fileKey} in ${sources.file?.path}`;
-      }
-    }
-    const fromEnv = sources.env[env];
-    if (fromEnv !== undefined && fromEnv !== "") {
-      raw = fromEnv;
-      source = env;
-    }
-    const fromFlag = sources.flags.get(name);
-    if (fromFlag !== undefined) {
-      raw = fromFlag;
-      source = `--${name}`;
-    }
+    const { raw, source } = rawValue(sources, name);
     const parsed = spec.schema.safeParse(raw);
     if (!parsed.success) {
       const reason = parsed.error.issues[0]?.message ?? "invalid value";
@@ -517,8 +498,41 @@ export function resolveConfig(
     list("trustedProxies"),
     sourceOf.get("trusted-proxies"),
   );
-  refuseConflicts(out as unknown as Config);
+  refuseConflicts(out as unknown as Config, (name) => sourceOf.get(name) ?? `--${name}`);
   return Object.freeze(out) as unknown as Config;
+}
+
+/**
+ * The value an option is given and where it comes from (`--name`, `JOBWIRE_NAME`, a key of
+ * the file, or "the default"): flags over the environment over the file.
+ */
+function rawValue(sources: ConfigSources, name: OptionName): { raw: unknown; source: string } {
+  let raw: unknown = OPTIONS[name].default;
+  let source = "the default";
+  const fileValues = sources.file?.values ?? {};
+  // A file key may be spelled like the flag (data-dir) or with underscores (data_dir).
+  for (const fileKey of [name, name.replaceAll("-", "_")]) {
+    if (fileKey in fileValues) {
+      raw = fileValues[fileKey];
+      source = `${fileKey} in ${sources.file?.path}`;
+    }
+  }
+  const fromEnv = sources.env[envName(name)];
+  if (fromEnv !== undefined && fromEnv !== "") {
+    raw = fromEnv;
+    source = envName(name);
+  }
+  const fromFlag = sources.flags.get(name);
+  if (fromFlag !== undefined) {
+    raw = fromFlag;
+    source = `--${name}`;
+  }
+  return { raw, source };
+}
+
+/** Where an option's value comes from, for messages about it: `--name`, `JOBWIRE_NAME` or a file key. */
+export function optionSource(sources: ConfigSources, name: OptionName): string {
+  return rawValue(sources, name).source;
 }
 
 /**
@@ -526,23 +540,26 @@ export function resolveConfig(
  *
  * @throws {ConfigError} naming both
  */
-function refuseConflicts(config: Config): void {
+function refuseConflicts(config: Config, source: (name: OptionName) => string): void {
   if (config.jwtPublicKey !== undefined && config.jwksUrl !== undefined) {
     throw new ConfigError(
-      "Give --jwt-public-key or --jwks-url, not both: tokens are checked with one",
+      `Give ${source("jwt-public-key")} or ${source("jwks-url")}, not both: ` +
+        "tokens are checked with one",
     );
   }
   if (config.noAuth) {
     const key = config.jwtSecret !== undefined
-      ? "--jwt-secret"
+      ? "jwt-secret"
       : config.jwtPublicKey !== undefined
-      ? "--jwt-public-key"
+      ? "jwt-public-key"
       : config.jwksUrl !== undefined
-      ? "--jwks-url"
+      ? "jwks-url"
       : undefined;
     if (key !== undefined) {
       throw new ConfigError(
-        `--no-auth turns authentication off, so ${key} would be ignored: give one or the other`,
+        `${source("no-auth")} turns authentication off, so ${
+          source(key)
+        } would be ignored: give one or the other`,
       );
     }
   }

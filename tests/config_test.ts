@@ -488,7 +488,23 @@ Deno.test("resolveConfig refuses settings that contradict each other", () => {
   );
   assert.match(
     open.message,
-    /--no-auth turns authentication off, so --jwt-secret would be ignored/,
+    /--no-auth turns authentication off, so JOBWIRE_JWT_SECRET would be ignored/,
+  );
+  // Each setting is named where it was given.
+  const mixed = configError(() =>
+    resolveConfig(
+      sources({ "jwks-url": "https://idp.example/jwks.json" }, {
+        JOBWIRE_JWT_PUBLIC_KEY: "/k.pem",
+      }),
+    )
+  );
+  assert.match(mixed.message, /Give JOBWIRE_JWT_PUBLIC_KEY or --jwks-url, not both/);
+  const filed = configError(() =>
+    resolveConfig(sources({}, { JOBWIRE_NO_AUTH: "true" }, { jwks_url: "https://idp.example/" }))
+  );
+  assert.match(
+    filed.message,
+    /JOBWIRE_NO_AUTH turns authentication off, so jwks_url in \/etc\/jobwire\/jobwire\.json would be ignored/,
   );
   const twice = configError(() =>
     resolveConfig(sources({}, {}, { "data-dir": "/a", data_dir: "/b" }))

@@ -60,14 +60,18 @@ function algorithmOfJwk(jwk: JWK): string {
 /**
  * Reads a public key file: PEM SPKI or certificate, a JWK, or a JWKS.
  *
+ * @param source where the path came from, for the error (`--jwt-public-key`, its variable, a file key)
  * @throws {KeyError} when the file holds no usable public key
  */
-export async function loadPublicKeyFile(path: string): Promise<TokenKeys["external"]> {
+export async function loadPublicKeyFile(
+  path: string,
+  source = "--jwt-public-key",
+): Promise<TokenKeys["external"]> {
   let text: string;
   try {
     text = (await Deno.readTextFile(path)).trim();
   } catch (error) {
-    throw new KeyError(`Cannot read --jwt-public-key ${path}: ${(error as Error).message}`);
+    throw new KeyError(`Cannot read ${source} ${path}: ${(error as Error).message}`);
   }
   if (text.startsWith("-----BEGIN")) {
     const isCertificate = text.includes("CERTIFICATE");

@@ -405,6 +405,13 @@ Deno.test("start-up failures of the machine are one line, not a stack trace", as
         assert.doesNotMatch(bad.stderr, /Uncaught| {4}at /);
       }
     }
+    // Given in the environment, the message names the variable.
+    const fromEnv = await runMain(
+      ["--port", "0", "--data-dir", join(dir, "key-env"), "--workers", "1"],
+      { env: { JOBWIRE_JWT_PUBLIC_KEY: join(dir, "missing.pem") } },
+    );
+    assert.equal(fromEnv.code, 2, fromEnv.stderr);
+    assert.match(fromEnv.stderr, /^jobwire: Cannot read JOBWIRE_JWT_PUBLIC_KEY .*missing\.pem/);
   } finally {
     listener.close();
     await Deno.remove(dir, { recursive: true });
