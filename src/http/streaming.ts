@@ -24,7 +24,8 @@ export const MAX_REPLAY_BYTES = 16 * 1024 * 1024;
 /**
  * The session context of one connection of `principal`.
  *
- * @param release gives back the connection slot when the session closes
+ * @param release gives back the connection slot when the connection is over (which for a
+ *   client that stopped reading may be long after the session closed)
  */
 export function sessionContext(
   deps: AppDeps,
@@ -56,6 +57,8 @@ class StreamContext implements SessionContext {
   readonly #deps: AppDeps;
   readonly #principal: Principal;
   readonly #release: () => void;
+  /** 0 open, 1 closed but the connection not over yet (counted in `Sessions.closing`), 2 over. */
+  #state: 0 | 1 | 2 = 0;
 
   constructor(deps: AppDeps, principal: Principal, release: () => void) {
     this.hub = deps.hub;
@@ -96,8 +99,18 @@ class StreamContext implements SessionContext {
   }
 
   onClose(session: Session): void {
-    this.#release();
     this.#deps.sessions.remove(session);
+    if (this.#state === 0) {
+      this.#state = 1;
+      this.#deps.sessions.closing++;
+    }
+  }
+
+  onEnded(): void {
+    if (this.#state === 2) return;
+    if (this.#state === 1) this.#deps.sessions.closing--;
+    this.#state = 2;
+    this.#release();
   }
 }
 

@@ -12,6 +12,8 @@ import { logError } from "../log.ts";
 /** One isolate's figures, as `/stats` adds them up. */
 export interface IsolateFigures {
   connections: { websocket: number; sse: number; ndjson: number };
+  /** Connections closed by the server whose client has not taken the close yet. */
+  closing: number;
   opened: number;
   published: number;
   delivered: number;

@@ -33,6 +33,13 @@ export interface HttpStreamOptions {
   closeOnFinish: boolean;
   single: boolean;
   cursorIds?: string[];
+  /**
+   * Settles once the response has been sent whole or its client has gone (`Deno.serve`'s
+   * `info.completed`): the connection is over only then, which for a client that stopped
+   * reading is long after the stream ended. Without it the connection counts as over when
+   * the stream ends.
+   */
+  completed?: Promise<void> | undefined;
 }
 
 /**
@@ -95,10 +102,18 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   /** The response asked for bytes and got none yet. */
   #wanted = false;
   #corked = false;
+  /** The runtime tells when the response is over (see {@link HttpStreamOptions.completed}). */
+  #completed = false;
 
   constructor(codec: Codec, context: SessionContext, options: HttpStreamOptions) {
     this.#codec = codec;
     this.session = new Session(codec, this, context, options);
+    const completed = options.completed;
+    if (completed !== undefined) {
+      this.#completed = true;
+      const ended = () => this.#ended();
+      completed.then(ended, ended);
+    }
   }
 
   // The response's side (the stream calls these with this object as `this`).
@@ -115,8 +130,7 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   }
 
   cancel(): void {
-    this.#open = false;
-    this.session.dispose();
+    this.#ended();
   }
 
   // The session's side.
@@ -166,7 +180,7 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     } catch {
       // Already ended by the runtime: a client that left just now, as this closes.
     }
-    this.session.dispose();
+    this.#closed();
   }
 
   #flush(): void {
@@ -181,8 +195,20 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     } catch {
       // The runtime ended the response (its client left) and has not called cancel yet.
       this.#open = false;
-      this.session.dispose();
+      this.#closed();
     }
+  }
+
+  /** The stream has ended; the connection is over too unless the runtime will tell when. */
+  #closed(): void {
+    if (this.#completed) this.session.dispose();
+    else this.session.ended();
+  }
+
+  /** The connection is over: the response was sent whole, or its client left. */
+  #ended(): void {
+    this.#open = false;
+    this.session.ended();
   }
 }
 

@@ -53,6 +53,13 @@ export interface SessionContext {
   onBacklog(outbox: Outbox): void;
   /** Told once when the session has closed, for bookkeeping. */
   onClose(session: Session): void;
+  /**
+   * Told once when the connection itself is over: the client answered the close, or left.
+   * That can be long after the session closed (a client that stops reading holds its
+   * socket, and what was written to it, until it reads or goes), so the connection's slot
+   * is given back only then.
+   */
+  onEnded(): void;
   /** Events replayed when a subscription gives no `since`. */
   window: number;
   /** When the principal's credential expires (epoch ms): the session closes then (1008). */
@@ -202,7 +209,8 @@ export class Session {
     this.#single = options.single;
     this.cursorIds = options.cursorIds;
     // An outbox that closes the connection itself (a consumer too slow) ends the session
-    // now, not when the client answers the close: its subscriptions and slot go at once.
+    // now, not when the client answers the close: its subscriptions go at once (its slot
+    // when the transport tells the connection is over, see `ended`).
     this.#outbox = new Outbox(sink, context.limits, context.onBacklog, () => this.dispose());
   }
 
@@ -590,7 +598,17 @@ export class Session {
     this.dispose();
   }
 
-  /** Releases every subscription; called when the transport has gone away. Idempotent. */
+  /**
+   * Called by the transport when the connection is over (the client answered the close, or
+   * left): ends the session if it was still open, and gives back the connection's slot.
+   * Idempotent.
+   */
+  ended(): void {
+    this.dispose();
+    this.context.onEnded();
+  }
+
+  /** Releases every subscription; the connection may still be closing. Idempotent. */
   dispose(): void {
     if (this.#closed) return;
     this.#closed = true;

@@ -31,6 +31,11 @@ export class Sessions {
   #drain: ReturnType<typeof setInterval> | undefined;
   #opened = 0;
   #expiryChecks = 0;
+  /**
+   * Connections whose session has closed but that are not over yet: a client that stopped
+   * reading has not taken the close (nor what was written before it). Their slots still count.
+   */
+  closing = 0;
 
   /** @param heartbeatMs interval between heartbeats on every session; 0 disables them */
   constructor(heartbeatMs: number) {

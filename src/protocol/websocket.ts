@@ -90,7 +90,7 @@ class WebSocketConnection implements Sink, EventListenerObject {
     socket.addEventListener("open", this);
     socket.addEventListener("message", this);
     socket.addEventListener("close", this);
-    // An error is followed by a close; disposing twice is harmless.
+    // An error is followed by a close; ending twice is harmless.
     socket.addEventListener("error", this);
   }
 
@@ -134,7 +134,9 @@ class WebSocketConnection implements Sink, EventListenerObject {
         }
         break;
       default:
-        session.dispose();
+        // The connection is over: the client answered the close or went away. Until then a
+        // socket the server closed still holds what was written to it, and its slot.
+        session.ended();
     }
   }
 

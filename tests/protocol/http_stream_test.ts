@@ -281,6 +281,7 @@ Deno.test("an HTTP stream hands a reader that fell behind everything that gather
     limits: { highWater: 1 << 20, maxQueued: 1000 },
     onBacklog: () => {},
     onClose: () => {},
+    onEnded: () => {},
     window: 100,
     expiresAt: null,
   };

@@ -13,7 +13,7 @@ import {
   waitFor,
   WsClient,
 } from "../_helpers/clients.ts";
-import { withServer } from "../_helpers/server.ts";
+import { withChildServer, withServer } from "../_helpers/server.ts";
 import { concat } from "../_helpers/bytes.ts";
 
 /** A WebSocket client on a bare TCP connection, which reads only when told to. */
@@ -238,16 +238,90 @@ Deno.test("a client that never reads cannot pile up replays: subscribing past th
         cycles < 20,
         `closed after ${cycles} cycles: ${JSON.stringify(stats?.connections)}`,
       );
-      // Released at once, though the client has not read, let alone answered, the close.
+      // The session ended at once, though the client has not read, let alone answered, the
+      // close; the connection is still closing and holds its slot.
       assert.equal(stats!.connections.total, 0);
+      assert.equal(stats!.connections.closing, 1);
       const { texts, closeCode } = await socket.read((f) => f.closeCode !== undefined);
       assert.equal(closeCode, 4008);
       assert.ok(texts.length > 1000, "the replays before it arrive whole");
     } finally {
       socket.close();
     }
+    await waitFor(
+      async () => (await http(server.url, "GET", "/stats")).json.connections.closing === 0,
+      5000,
+      "the connection to be over once its client left",
+    );
   });
 });
+
+for (const isolates of [1, 2]) {
+  Deno.test(`a connection cut for not reading keeps its slot until its client takes the close or leaves (WebSocket and SSE${isolates === 2 ? ", two isolates" : ""})`, async () => {
+    const run = (test: (server: { url: string }) => Promise<void>) =>
+      isolates === 1
+        ? withServer({ "max-connections": 2 }, test)
+        : withChildServer(2, ["--max-connections", "2"], test);
+    await run(async (server) => {
+      const id = await createJob(server.url);
+      // 300 events of 60,000 characters: 18 MB, more than one replay's 16 MiB.
+      const line = "x".repeat(60_000);
+      for (let n = 0; n < 300; n += 10) {
+        await publish(
+          server.url,
+          id,
+          ...Array.from({ length: 10 }, () => ({ type: "log", data: { line } })),
+        );
+      }
+      const stats = async () => (await http(server.url, "GET", "/stats")).json.connections;
+      const ws = await StalledSocket.open(server.url, `/ws/jobs/${id}?since=0`);
+      const sse = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: Number(new URL(server.url).port),
+      });
+      try {
+        await sse.write(new TextEncoder().encode(
+          `GET /jobs/${id}/events?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`,
+        ));
+        // Neither reads: both replays are cut at their budget and their sessions end, while
+        // megabytes and the close wait in each connection.
+        let now: Msg;
+        await waitFor(
+          async () => (now = await stats()).total === 0 && now.closing === 2,
+          10_000,
+          "both sessions to end, closing",
+        );
+        assert.match(
+          (await http(server.url, "GET", "/metrics")).text,
+          /^jobwire_connections_closing 2$/m,
+        );
+        // They are connections still: the server holds what it wrote to them, so they count.
+        const third = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
+        assert.equal((await third.closed).code, 1013);
+        const refused = await fetch(`${server.url}/jobs/${id}/events`, {
+          headers: { accept: "text/event-stream" },
+        });
+        assert.equal(refused.status, 503);
+        await refused.body?.cancel();
+        // A client that goes away gives its slot back.
+        ws.close();
+        await waitFor(async () => (await stats()).closing === 1, 5000, "the WebSocket to be over");
+        const fourth = await WsClient.connect(`${server.url}/ws/jobs/${id}?since=300`);
+        assert.equal((await fourth.next()).type, "connection");
+        await fourth.close();
+        sse.close();
+        await waitFor(async () => (await stats()).closing === 0, 5000, "the SSE stream to be over");
+      } finally {
+        ws.close();
+        try {
+          sse.close();
+        } catch {
+          // Closed above.
+        }
+      }
+    });
+  });
+}
 
 Deno.test("a replay larger than one go ends with 4008 after whole events, and resuming with since gets the rest", async () => {
   await withServer({}, async (server) => {

@@ -112,7 +112,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
     return serveHttpStream(
       codec,
       sessionContext(deps, principal, release),
-      { closeOnFinish, single: true },
+      { closeOnFinish, single: true, completed: c.env?.info?.completed },
       (session) => {
         sessions.add(session);
         const result = session.subscribe(id, start);

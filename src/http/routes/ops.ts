@@ -20,6 +20,7 @@ export function localFigures(deps: AppDeps): IsolateFigures {
   const rates = stats.rates();
   return {
     connections: sessions.counts(),
+    closing: sessions.closing,
     opened: sessions.opened,
     published: stats.eventsPublished,
     delivered: hub.counts.delivered,
@@ -53,6 +54,7 @@ export async function serverFigures(
     each: all,
   };
   const sums = [
+    "closing",
     "opened",
     "published",
     "delivered",
@@ -108,7 +110,9 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
       commits: one.commits,
       lock_waits: one.lockWaits,
     })),
-    connections: { total, ...f.connections, opened_total: f.opened },
+    // `closing`: closed by the server, but their clients have not taken the close (nor what
+    // came before it) yet; they still count against the connection limits.
+    connections: { total, ...f.connections, opened_total: f.opened, closing: f.closing },
     jobs: {
       total: Object.values(byStatus).reduce((a, b) => a + b, 0),
       by_status: Object.fromEntries(JOB_STATUSES.map((s) => [s, byStatus[s] ?? 0])),
@@ -157,6 +161,12 @@ async function metricsText(deps: AppDeps): Promise<string> {
     ['{transport="sse"}', f.connections.sse],
     ['{transport="ndjson"}', f.connections.ndjson],
   ]);
+  metric(
+    "jobwire_connections_closing",
+    "gauge",
+    "Connections closed by the server whose clients have not taken the close yet.",
+    [["", f.closing]],
+  );
   metric("jobwire_connections_opened_total", "counter", "Stream connections opened since start.", [[
     "",
     f.opened,

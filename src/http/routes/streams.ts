@@ -230,6 +230,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
         closeOnFinish: options.close_on_finish ?? false,
         single: false,
         ...(transport === "sse" && options.all !== true ? { cursorIds: jobs } : {}),
+        completed: c.env?.info?.completed,
       },
       (session) => {
         sessions.add(session);
