@@ -16,6 +16,19 @@ import {
 import { withChildServer, withServer } from "../_helpers/server.ts";
 import { concat } from "../_helpers/bytes.ts";
 
+/** Publishes `count` log events of 60,000 characters to a job, ten a request. */
+async function publishLarge(base: string, id: string, count: number): Promise<void> {
+  const line = "x".repeat(60_000);
+  for (let n = 0; n < count; n += 10) {
+    const events = Array.from(
+      { length: Math.min(10, count - n) },
+      () => ({ type: "log", data: { line } }),
+    );
+    const reply = await http(base, "POST", `/jobs/${id}/events`, { events });
+    assert.equal(reply.status, 201, reply.text);
+  }
+}
+
 /** A WebSocket client on a bare TCP connection, which reads only when told to. */
 class StalledSocket {
   #conn: Deno.TcpConn;
@@ -142,12 +155,7 @@ Deno.test("a client that stops reading is closed with 4008 past its send buffer"
     const id = await createJob(server.url);
     const socket = await StalledSocket.open(server.url, `/ws/jobs/${id}`);
     try {
-      const pad = "x".repeat(60_000);
-      for (let i = 0; i < 40; i++) {
-        const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line: pad } }));
-        const reply = await http(server.url, "POST", `/jobs/${id}/events`, { events });
-        assert.equal(reply.status, 201);
-      }
+      await publishLarge(server.url, id, 400);
       const { texts, closeCode } = await socket.read((f) => f.closeCode !== undefined);
       assert.equal(closeCode, 4008);
       const sequences = texts.map((t) => JSON.parse(t)).filter((m) => m.sequence !== null).map((
@@ -264,15 +272,8 @@ for (const isolates of [1, 2]) {
         : withChildServer(2, ["--max-connections", "2"], test);
     await run(async (server) => {
       const id = await createJob(server.url);
-      // 300 events of 60,000 characters: 18 MB, more than one replay's 16 MiB.
-      const line = "x".repeat(60_000);
-      for (let n = 0; n < 300; n += 10) {
-        await publish(
-          server.url,
-          id,
-          ...Array.from({ length: 10 }, () => ({ type: "log", data: { line } })),
-        );
-      }
+      // 18 MB, more than one replay's 16 MiB.
+      await publishLarge(server.url, id, 300);
       const stats = async () => (await http(server.url, "GET", "/stats")).json.connections;
       const ws = await StalledSocket.open(server.url, `/ws/jobs/${id}?since=0`);
       const sse = await Deno.connect({
@@ -326,15 +327,8 @@ for (const isolates of [1, 2]) {
 Deno.test("a replay larger than one go ends with 4008 after whole events, and resuming with since gets the rest", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
-    // 600 events of 60,000 characters: 36 MB, more than two replays' worth.
-    const line = "x".repeat(60_000);
-    for (let n = 0; n < 600; n += 10) {
-      await publish(
-        server.url,
-        id,
-        ...Array.from({ length: 10 }, () => ({ type: "log", data: { line } })),
-      );
-    }
+    // 36 MB, more than two replays' worth.
+    await publishLarge(server.url, id, 600);
     const all = Array.from({ length: 600 }, (_, i) => i + 1);
     /** Events replays have handed out so far, from memory or the store. */
     const replayedSoFar = async () => {
@@ -405,25 +399,15 @@ for (const batch of [false, true]) {
     await withServer({ heartbeat: "0" }, async (server) => {
       const a = await createJob(server.url);
       const b = await createJob(server.url);
-      const line = "y".repeat(60_000);
-      const fill = async (id: string, count: number) => {
-        for (let n = 0; n < count; n += 10) {
-          const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
-          assert.equal(
-            (await http(server.url, "POST", `/jobs/${id}/events`, { events })).status,
-            201,
-          );
-        }
-      };
       // B's history is more than one replay's budget (about 16 MiB).
-      await fill(b, 320);
+      await publishLarge(server.url, b, 320);
       const socket = await StalledSocket.open(
         server.url,
         `/ws?jobs=${a}&since=${a}:0${batch ? "&batch=1" : ""}`,
       );
       try {
         // A's events pile up behind the client that does not read, then B is asked for.
-        await fill(a, 100);
+        await publishLarge(server.url, a, 100);
         await waitFor(
           async () => (await http(server.url, "GET", "/stats")).json.buffered_events > 0,
           5000,
@@ -479,14 +463,7 @@ for (
       const left = await createJob(server.url);
       // An id too long for the close reason's 123 bytes next to its place.
       const b = await createJob(server.url, long ? { id: `b-${"x".repeat(98)}` } : {});
-      const line = "v".repeat(60_000);
-      for (let n = 0; n < 320; n += 10) {
-        const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
-        assert.equal(
-          (await http(server.url, "POST", `/jobs/${b}/events`, { events })).status,
-          201,
-        );
-      }
+      await publishLarge(server.url, b, 320);
       const ws = await WsClient.connect(
         several
           ? `${server.url}/ws?jobs=${a},${left}&since=${a}:0,${left}:0`
@@ -540,11 +517,7 @@ Deno.test("an SSE stream of several jobs cut at its replay budget names every jo
       a,
       ...Array.from({ length: 5 }, (_, i) => ({ type: "log", data: { line: `a${i}` } })),
     );
-    const line = "w".repeat(60_000);
-    for (let n = 0; n < 320; n += 10) {
-      const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
-      assert.equal((await http(server.url, "POST", `/jobs/${b}/events`, { events })).status, 201);
-    }
+    await publishLarge(server.url, b, 320);
     const seen = new Map<string, number[]>([[a, []], [b, []], [c, []]]);
     let since = `${a}:0,${b}:0,${c}:0`;
     const done = () =>
