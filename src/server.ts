@@ -299,6 +299,9 @@ export async function startServer(
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host}:${addr.port}`;
 
+  // Settles once a shutdown is done, whether or not every connection has ended: a client that
+  // never reads holds its socket (and so the runtime's `finished`) for as long as it likes.
+  const done = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
   const shutdown = () => {
     stopping ??= (async () => {
@@ -310,7 +313,11 @@ export async function startServer(
         new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
       ]);
       clearTimeout(timer);
-      core.close();
+      try {
+        core.close();
+      } finally {
+        done.resolve();
+      }
     })();
     return stopping;
   };
@@ -318,7 +325,7 @@ export async function startServer(
     url,
     port: addr.port,
     shutdown,
-    finished: server.finished.then(() => stopping),
+    finished: Promise.race([server.finished.then(() => stopping), done.promise]),
     keys: core.keys,
     secret: core.secret,
   };

@@ -18,6 +18,9 @@ if (raw === undefined) {
 }
 const config = JSON.parse(raw) as Config;
 
+/** Wait past the shutdown grace before the process exits with connections still open, in ms. */
+const EXIT_MARGIN_MS = 1000;
+
 // Listening before the core exists: a SIGTERM that arrives while it is being built is kept
 // and acted on once it is, instead of finding no listener and leaving this isolate running.
 const life: { core?: ServerCore; stopRequested: boolean; stopping: boolean } = {
@@ -38,6 +41,15 @@ const stop = () => {
     clearInterval(wait);
     core.close();
     log("debug", "isolate stopped");
+    // deno serve ends once every connection has, and a client that never reads what it was
+    // sent would keep this process running for good. A moment past the grace (when every
+    // isolate has closed its database) what is left goes with the process; a timer that
+    // does not hold the process lets it end by itself first whenever it can.
+    const exit = setTimeout(
+      () => Deno.exit(0),
+      Math.max(0, deadline - Date.now()) + EXIT_MARGIN_MS,
+    );
+    Deno.unrefTimer(exit);
   }, 20);
 };
 // Only SIGTERM: it is the signal on which deno serve itself stops accepting and drains. The

@@ -48,3 +48,43 @@ for (const [workers, round] of [1, 2].flatMap((w) => [1, 2, 3].map((r) => [w, r]
     });
   });
 }
+
+for (const workers of [1, 2]) {
+  Deno.test(`a server (${workers} isolate(s)) stops within its shutdown grace though a client never reads what it was sent`, async () => {
+    await withChildServer(workers, [], async (server) => {
+      assert.equal((await http(server.url, "POST", "/jobs", { id: "big" })).status, 201);
+      // 18 MB of history: a replay to a client that does not read is cut at its budget,
+      // and the bytes and the close it was sent stay in the connection.
+      const line = "x".repeat(60_000);
+      for (let n = 0; n < 300; n += 10) {
+        const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
+        assert.equal((await http(server.url, "POST", "/jobs/big/events", { events })).status, 201);
+      }
+      const { hostname, port } = new URL(server.url);
+      const connection = await Deno.connect({ hostname, port: Number(port) });
+      try {
+        await connection.write(new TextEncoder().encode(
+          `GET /jobs/big/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
+            "Accept: text/event-stream\r\n\r\n",
+        ));
+        await waitFor(
+          async () => (await http(server.url, "GET", "/stats")).json.connections.closing === 1,
+          10_000,
+          "the stream cut, its client not reading",
+        );
+        // Bounded so that a server that waits for the client forever fails here instead of
+        // holding the suite: the grace is 5 s, and the launcher of two isolates adds 5 more.
+        let timer: number | undefined;
+        const status = await Promise.race([
+          server.stop("SIGTERM"),
+          new Promise<undefined>((resolve) => (timer = setTimeout(resolve, 30_000))),
+        ]);
+        clearTimeout(timer);
+        assert.ok(status !== undefined, "the server still runs 30 s after SIGTERM");
+        assert.equal(status.code, 0, server.output());
+      } finally {
+        connection.close();
+      }
+    });
+  });
+}
