@@ -74,6 +74,32 @@ export function serveWebSocket(
 export const MAX_BATCH_CHARS = 64 * 1024;
 
 /**
+ * Longest wait for a socket to open after its upgrade, in milliseconds. The runtime opens it
+ * as soon as its 101 is written; one that a client reset just before that is never opened,
+ * and gets no event at all, not even a close.
+ */
+const UPGRADE_TIMEOUT_MS = 10_000;
+
+/** Connections whose socket has not opened yet, with when they were made (oldest first). */
+const opening = new Map<WebSocketConnection, number>();
+let openingSweep: ReturnType<typeof setInterval> | undefined;
+
+/** Gives up on sockets that have not opened within {@link UPGRADE_TIMEOUT_MS}. */
+function sweepOpening(): void {
+  const before = Date.now() - UPGRADE_TIMEOUT_MS;
+  for (const [connection, at] of opening) {
+    // Kept in the order they were made: the rest are younger.
+    if (at > before) break;
+    opening.delete(connection);
+    connection.abandon();
+  }
+  if (opening.size === 0 && openingSweep !== undefined) {
+    clearInterval(openingSweep);
+    openingSweep = undefined;
+  }
+}
+
+/**
  * One connection: the session's sink, and the one listener of its socket's events. An
  * idle connection is what a server holds most of, so it is one object with shared
  * methods rather than a closure per handler (about 1.5 KiB less heap per socket).
@@ -92,6 +118,16 @@ class WebSocketConnection implements Sink, EventListenerObject {
     socket.addEventListener("close", this);
     // An error is followed by a close; ending twice is harmless.
     socket.addEventListener("error", this);
+    opening.set(this, Date.now());
+    if (openingSweep === undefined) {
+      openingSweep = setInterval(sweepOpening, 1000);
+      Deno.unrefTimer(openingSweep);
+    }
+  }
+
+  /** The socket never opened: the connection is over, and its slot goes back. */
+  abandon(): void {
+    this.#session.ended();
   }
 
   write(frame: Frame): void {
@@ -117,6 +153,13 @@ class WebSocketConnection implements Sink, EventListenerObject {
     const session = this.#session;
     switch (event.type) {
       case "open":
+        opening.delete(this);
+        if (session.closed) {
+          // Given up on as never opened (an event loop held up for longer than the wait):
+          // its slot went back, so the client is asked to come again.
+          this.close(CLOSE.overloaded, "the connection took too long to open: try again");
+          break;
+        }
         try {
           this.#options.onOpen(session);
         } catch (error) {
@@ -134,6 +177,7 @@ class WebSocketConnection implements Sink, EventListenerObject {
         }
         break;
       default:
+        opening.delete(this);
         // The connection is over: the client answered the close or went away. Until then a
         // socket the server closed still holds what was written to it, and its slot.
         session.ended();

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { http, logEvent } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
+import { findPython } from "../_helpers/python.ts";
 import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
 import {
   call,
@@ -461,6 +462,49 @@ Deno.test("max-connections 1: a second stream is refused (WebSocket 1013, SSE 50
       await open.stream!.close();
     }
   });
+});
+
+/** Asks for WebSocket upgrades and resets each connection (RST) right after the request. */
+const RESET_BEFORE_101 = `
+import base64, os, socket, struct, sys
+port, path, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nUpgrade: websocket\\r\\n"
+               f"Connection: Upgrade\\r\\nSec-WebSocket-Key: {key}\\r\\n"
+               "Sec-WebSocket-Version: 13\\r\\n\\r\\n").encode())
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+`;
+
+const PYTHON = findPython();
+
+Deno.test({
+  name:
+    "a WebSocket whose client resets just before the 101 gives its slot back (the runtime tells nothing of it)",
+  ignore: PYTHON === undefined,
+  async fn() {
+    await withServer({ "max-connections": 3 }, async (server) => {
+      assert.equal((await http(server.url, "POST", "/jobs", { id: "rst" })).status, 201);
+      const reset = await new Deno.Command(PYTHON!, {
+        args: ["-c", RESET_BEFORE_101, new URL(server.url).port, "/ws/jobs/rst", "3"],
+      }).output();
+      assert.ok(reset.success, new TextDecoder().decode(reset.stderr));
+      // Given up on once they have not opened for 10 s (checked every second).
+      await new Promise((r) => setTimeout(r, 11_500));
+      const streams = await Promise.all(
+        [1, 2, 3].map(() =>
+          fetch(`${server.url}/jobs/rst/events`, { headers: { accept: "text/event-stream" } })
+        ),
+      );
+      try {
+        assert.deepEqual(streams.map((r) => r.status), [200, 200, 200]);
+      } finally {
+        await Promise.all(streams.map((r) => r.body?.cancel()));
+      }
+    });
+  },
 });
 
 Deno.test("a WebSocket client message over 64 KiB closes the connection with 1009", async () => {

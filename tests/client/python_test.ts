@@ -5,23 +5,11 @@
 import assert from "node:assert/strict";
 import { withServer } from "../_helpers/server.ts";
 import { AUTH, tokenFor } from "../_helpers/tokens.ts";
+import { findPython } from "../_helpers/python.ts";
 
 const DIR = new URL("../../clients/python/", import.meta.url).pathname;
 
-function python(): string | undefined {
-  for (const name of ["python3", "/usr/bin/python3"]) {
-    try {
-      const out = new Deno.Command(name, { args: ["--version"], stdout: "piped", stderr: "piped" })
-        .outputSync();
-      if (out.success) return name;
-    } catch {
-      // Not this one.
-    }
-  }
-  return undefined;
-}
-
-const PYTHON = python();
+const PYTHON = findPython();
 
 Deno.test({
   name: "the Python client's tests pass against a real server (producer, watcher, retries)",
