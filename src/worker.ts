@@ -19,7 +19,7 @@ if (raw === undefined) {
 const config = JSON.parse(raw) as Config;
 
 /** Wait past the shutdown grace before the process exits with connections still open, in ms. */
-const EXIT_MARGIN_MS = 1000;
+const EXIT_MARGIN_MS = 3000;
 
 // Listening before the core exists: a SIGTERM that arrives while it is being built is kept
 // and acted on once it is, instead of finding no listener and leaving this isolate running.

@@ -325,6 +325,7 @@ export class Session {
    * @param more whether there are more than `jobs` (the client lists the rest page by page)
    */
   subscribeAll(filter: FirehoseFilter, jobs: Job[], more = false): void {
+    if (this.#closed) return;
     this.#firehose = new FirehoseSubscription(this, filter);
     this.#firehose.started(jobs);
     this.context.hub.subscribeAll(this.#firehose);
@@ -604,8 +605,11 @@ export class Session {
    * Idempotent.
    */
   ended(): void {
-    this.dispose();
-    this.context.onEnded();
+    try {
+      this.dispose();
+    } finally {
+      this.context.onEnded();
+    }
   }
 
   /** Releases every subscription; the connection may still be closing. Idempotent. */

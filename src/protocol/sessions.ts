@@ -36,6 +36,8 @@ export class Sessions {
    * reading has not taken the close (nor what was written before it). Their slots still count.
    */
   closing = 0;
+  /** Set once every session was ended for a shutdown: sessions opened after end at once. */
+  #closedWith: { code: number; reason: string } | undefined;
 
   /** @param heartbeatMs interval between heartbeats on every session; 0 disables them */
   constructor(heartbeatMs: number) {
@@ -47,6 +49,12 @@ export class Sessions {
   }
 
   add(session: Session): void {
+    if (this.#closedWith !== undefined) {
+      // Opened while the server stops (a WebSocket whose upgrade was under way): told so at
+      // once, as the others were.
+      session.finish(this.#closedWith.code, this.#closedWith.reason);
+      return;
+    }
     this.#all.add(session);
     this.#opened++;
     if (session.context.expiresAt !== null) {
@@ -142,8 +150,9 @@ export class Sessions {
     return waiting;
   }
 
-  /** Ends every session (WebSocket close `code`), flushing what each has waiting. */
+  /** Ends every session (WebSocket close `code`), flushing what each has waiting; and later ones. */
   closeAll(code: number, reason: string): void {
+    this.#closedWith = { code, reason };
     for (const session of [...this.#all]) session.finish(code, reason);
   }
 

@@ -86,7 +86,7 @@ let openingSweep: ReturnType<typeof setInterval> | undefined;
 
 /** Gives up on sockets that have not opened within {@link UPGRADE_TIMEOUT_MS}. */
 function sweepOpening(): void {
-  const before = Date.now() - UPGRADE_TIMEOUT_MS;
+  const before = performance.now() - UPGRADE_TIMEOUT_MS;
   for (const [connection, at] of opening) {
     // Kept in the order they were made: the rest are younger.
     if (at > before) break;
@@ -118,7 +118,7 @@ class WebSocketConnection implements Sink, EventListenerObject {
     socket.addEventListener("close", this);
     // An error is followed by a close; ending twice is harmless.
     socket.addEventListener("error", this);
-    opening.set(this, Date.now());
+    opening.set(this, performance.now());
     if (openingSweep === undefined) {
       openingSweep = setInterval(sweepOpening, 1000);
       Deno.unrefTimer(openingSweep);

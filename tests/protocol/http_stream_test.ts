@@ -4,6 +4,7 @@ import { withServer } from "../_helpers/server.ts";
 import { serveHttpStream } from "../../src/protocol/http_stream.ts";
 import { codecFor } from "../../src/protocol/codec.ts";
 import type { Session, SessionContext } from "../../src/protocol/session.ts";
+import { Sessions } from "../../src/protocol/sessions.ts";
 
 const isEvent = (m: { json: { sequence: number | null } }) => m.json.sequence !== null;
 
@@ -303,6 +304,43 @@ Deno.test("an HTTP stream hands a reader that fell behind everything that gather
   assert.equal(await next, '{"n":4}\n');
   session.close(1000, "done");
   assert.equal((await reader.read()).done, true);
+});
+
+Deno.test("a stream opened after the server ended every stream for a shutdown ends at once, told why", async () => {
+  const sessions = new Sessions(0);
+  let ended = 0;
+  const context: SessionContext = {
+    hub: undefined as unknown as SessionContext["hub"],
+    job: () => undefined,
+    visible: () => true,
+    limits: { highWater: 1 << 20, maxQueued: 1000 },
+    onBacklog: () => {},
+    onClose: (s) => sessions.remove(s),
+    onEnded: () => ended++,
+    window: 100,
+    expiresAt: null,
+  };
+  sessions.closeAll(1001, "server shutting down");
+  let session!: Session;
+  const response = serveHttpStream(
+    codecFor("ndjson", "envelope"),
+    context,
+    { closeOnFinish: false, single: true },
+    (s) => {
+      session = s;
+      // A WebSocket whose upgrade was under way opens now, and its stream asks to be added.
+      sessions.add(s);
+    },
+  );
+  assert.equal(session.closed, true);
+  assert.equal(sessions.size, 0);
+  const body = await response.text();
+  const last = JSON.parse(body.trim().split("\n").at(-1)!);
+  assert.equal(last.type, "error");
+  assert.equal(last.data.code, "shutting_down");
+  assert.equal(last.data.close_code, 1001);
+  assert.equal(ended, 1);
+  sessions.stop();
 });
 
 Deno.test("a multi-job SSE stream resumes after one of its jobs was deleted, telling of that job", async () => {
