@@ -274,8 +274,9 @@ Deno.test("SSE sends heartbeat events and comment pings", async () => {
   });
 });
 
-Deno.test("an HTTP stream hands a reader that fell behind everything that gathered as one chunk", async () => {
-  const context: SessionContext = {
+/** A session context with no server behind it (no hub: nothing to subscribe to). */
+function bareContext(overrides: Partial<SessionContext> = {}): SessionContext {
+  return {
     hub: undefined as unknown as SessionContext["hub"],
     job: () => undefined,
     visible: () => true,
@@ -285,7 +286,12 @@ Deno.test("an HTTP stream hands a reader that fell behind everything that gather
     onEnded: () => {},
     window: 100,
     expiresAt: null,
+    ...overrides,
   };
+}
+
+Deno.test("an HTTP stream hands a reader that fell behind everything that gathered as one chunk", async () => {
+  const context = bareContext();
   let session!: Session;
   const response = serveHttpStream(
     codecFor("ndjson", "envelope"),
@@ -309,17 +315,10 @@ Deno.test("an HTTP stream hands a reader that fell behind everything that gather
 Deno.test("a stream opened after the server ended every stream for a shutdown ends at once, told why", async () => {
   const sessions = new Sessions(0);
   let ended = 0;
-  const context: SessionContext = {
-    hub: undefined as unknown as SessionContext["hub"],
-    job: () => undefined,
-    visible: () => true,
-    limits: { highWater: 1 << 20, maxQueued: 1000 },
-    onBacklog: () => {},
+  const context = bareContext({
     onClose: (s) => sessions.remove(s),
     onEnded: () => ended++,
-    window: 100,
-    expiresAt: null,
-  };
+  });
   sessions.closeAll(1001, "server shutting down");
   let session!: Session;
   const response = serveHttpStream(
