@@ -10,6 +10,7 @@ import type { Sink } from "./outbox.ts";
 import { encodeEnvelope } from "../jobs/envelope.ts";
 import { CLOSE, Session, type SessionContext } from "./session.ts";
 import { formatSse, formatSseComment } from "./sse.ts";
+import { logError } from "../log.ts";
 
 /** Milliseconds an EventSource waits before reconnecting (sent as `retry:`). */
 export const SSE_RETRY_MS = 2000;
@@ -111,7 +112,14 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     const completed = options.completed;
     if (completed !== undefined) {
       this.#completed = true;
-      const ended = () => this.#ended();
+      const ended = () => {
+        // A throw here would be an unhandled rejection, which ends the process.
+        try {
+          this.#ended();
+        } catch (error) {
+          logError("ending a stream failed", error);
+        }
+      };
       completed.then(ended, ended);
     }
   }
