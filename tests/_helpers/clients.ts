@@ -66,6 +66,22 @@ export async function publish(
 }
 
 /** A log event with `line`. */
+/**
+ * Publishes `count` log events of 60,000 characters to a job, ten a request: a history
+ * larger than one replay's budget (16 MiB) from 280 events on.
+ */
+export async function publishLarge(base: string, id: string, count: number): Promise<void> {
+  const line = "x".repeat(60_000);
+  for (let n = 0; n < count; n += 10) {
+    const events = Array.from(
+      { length: Math.min(10, count - n) },
+      () => ({ type: "log", data: { line } }),
+    );
+    const reply = await http(base, "POST", `/jobs/${id}/events`, { events });
+    if (reply.status !== 201) throw new Error(`publish failed: ${reply.status} ${reply.text}`);
+  }
+}
+
 export function logEvent(line: string | number): { type: string; data: Record<string, unknown> } {
   return { type: "log", data: { line: String(line), level: "info" } };
 }

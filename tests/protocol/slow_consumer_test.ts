@@ -9,25 +9,13 @@ import {
   http,
   type Msg,
   publish,
+  publishLarge,
   StreamClient,
   waitFor,
   WsClient,
 } from "../_helpers/clients.ts";
 import { withChildServer, withServer } from "../_helpers/server.ts";
 import { concat } from "../_helpers/bytes.ts";
-
-/** Publishes `count` log events of 60,000 characters to a job, ten a request. */
-async function publishLarge(base: string, id: string, count: number): Promise<void> {
-  const line = "x".repeat(60_000);
-  for (let n = 0; n < count; n += 10) {
-    const events = Array.from(
-      { length: Math.min(10, count - n) },
-      () => ({ type: "log", data: { line } }),
-    );
-    const reply = await http(base, "POST", `/jobs/${id}/events`, { events });
-    assert.equal(reply.status, 201, reply.text);
-  }
-}
 
 /** A WebSocket client on a bare TCP connection, which reads only when told to. */
 class StalledSocket {

@@ -3,7 +3,7 @@
  * every stream, and one the runtime already ended must not stop it with an error.
  */
 import assert from "node:assert/strict";
-import { http, waitFor } from "../_helpers/clients.ts";
+import { http, publishLarge, waitFor } from "../_helpers/clients.ts";
 import { withChildServer } from "../_helpers/server.ts";
 
 const STREAMS = 500;
@@ -55,11 +55,7 @@ for (const workers of [1, 2]) {
       assert.equal((await http(server.url, "POST", "/jobs", { id: "big" })).status, 201);
       // 18 MB of history: a replay to a client that does not read is cut at its budget,
       // and the bytes and the close it was sent stay in the connection.
-      const line = "x".repeat(60_000);
-      for (let n = 0; n < 300; n += 10) {
-        const events = Array.from({ length: 10 }, () => ({ type: "log", data: { line } }));
-        assert.equal((await http(server.url, "POST", "/jobs/big/events", { events })).status, 201);
-      }
+      await publishLarge(server.url, "big", 300);
       const { hostname, port } = new URL(server.url);
       const connection = await Deno.connect({ hostname, port: Number(port) });
       try {
