@@ -340,6 +340,7 @@ export class Session {
       filter,
       jobs,
       more_jobs: more,
+      ...this.#marks(null),
     }, false);
   }
 
@@ -351,6 +352,8 @@ export class Session {
       message: "Connected",
       server_time: new Date().toISOString(),
       jobs: jobIds,
+      // Nothing is followed yet: each job's mark comes with its `subscribed` message.
+      ...this.#marks(null),
     }, false);
   }
 
@@ -488,20 +491,36 @@ export class Session {
       this.#push(JSON.stringify({ type: "ping", timestamp: now }), "ping", true);
       return;
     }
+    const jobId = this.#only()?.jobId ?? null;
+    this.#sendMessage("heartbeat", jobId, { timestamp: now, ...this.#marks(jobId) });
+  }
+
+  /** The one job a session follows, when it follows exactly one (and not every job). */
+  #only(): JobSubscription | undefined {
+    if (this.#subs.size !== 1 || this.#firehose !== undefined) return undefined;
     const [only] = this.#subs.values();
-    if (this.#subs.size === 1 && only !== undefined && this.#firehose === undefined) {
-      this.#sendMessage("heartbeat", only.jobId, {
-        timestamp: now,
-        last_sequence: this.#highWater(only),
-      });
-      return;
+    return only;
+  }
+
+  /**
+   * The high-water marks a session message reports, so a client can tell it missed
+   * something: `last_sequence` when the session follows one job and the message names it (or
+   * no job), else `last_sequences` of every job followed (on an `all=1` stream, each job it
+   * has told of that has not ended or left its filter).
+   */
+  #marks(
+    jobId: string | null,
+  ): { last_sequence: number } | { last_sequences: Record<string, number> } {
+    const only = this.#only();
+    if (only !== undefined && (jobId === null || jobId === only.jobId)) {
+      return { last_sequence: this.#highWater(only) };
     }
     const lastSequences: Record<string, number> = {};
-    for (const [jobId, sent] of this.#firehose?.open ?? []) {
-      lastSequences[jobId] = Math.max(sent, this.context.hub.lastSequence(jobId) ?? 0);
+    for (const [id, sent] of this.#firehose?.open ?? []) {
+      lastSequences[id] = Math.max(sent, this.context.hub.lastSequence(id) ?? 0);
     }
     for (const sub of this.#subs.values()) lastSequences[sub.jobId] = this.#highWater(sub);
-    this.#sendMessage("heartbeat", null, { timestamp: now, last_sequences: lastSequences });
+    return { last_sequences: lastSequences };
   }
 
   #highWater(sub: JobSubscription): number {
@@ -519,17 +538,18 @@ export class Session {
       );
       return;
     }
-    const [only] = this.#subs.values();
-    const jobId = this.#subs.size === 1 && only !== undefined ? only.jobId : null;
+    const jobId = this.#only()?.jobId ?? null;
     this.#sendMessage("pong", jobId, {
       client_time: clientTime ?? null,
       server_time: now,
-      ...(only !== undefined && jobId !== null ? { last_sequence: this.#highWater(only) } : {}),
+      ...this.#marks(jobId),
     });
   }
 
   /** Tells the client its message was refused; the connection stays open. */
   error(code: string, message: string, jobId: string | null = null, details?: unknown): void {
+    // On a stream that follows one job, an error about no job in particular names that job.
+    jobId ??= this.#only()?.jobId ?? null;
     this.#sendError(code, message, jobId, {
       error_type: REFUSAL_TYPES[code] ?? "validation_error",
       code,
@@ -551,7 +571,12 @@ export class Session {
     if (this.codec.format === "snapshot") {
       this.#push(JSON.stringify({ type: "error", error: message, code }), "error", bounded);
     } else {
-      this.#sendMessage("error", jobId, { error: message, ...fields }, bounded);
+      this.#sendMessage(
+        "error",
+        jobId,
+        { error: message, ...fields, ...this.#marks(jobId) },
+        bounded,
+      );
     }
   }
 

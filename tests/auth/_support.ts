@@ -143,7 +143,10 @@ export async function expectWsRefused(
         "code",
         "error",
         "error_type",
+        "last_sequences",
       ]);
+      // The marks of what the socket follows: nothing.
+      assert.deepEqual(message.data.last_sequences, {});
     }
   } finally {
     await ws.close();

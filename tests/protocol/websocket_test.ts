@@ -185,6 +185,67 @@ Deno.test("websocket answers ping with pong and keeps the connection open after 
   });
 });
 
+Deno.test("every session message reports the high-water mark of what the socket follows", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(server.url, a, logEvent("a1"), logEvent("a2"));
+    await publish(server.url, b, logEvent("b1"));
+    // One job: an error about no job in particular names the job and its mark.
+    const one = await WsClient.connect(`${server.url}/ws/jobs/${a}?since=2`);
+    try {
+      await one.next((m) => m.type === "connection");
+      one.send("{not json");
+      const bad = await one.next();
+      assert.equal(bad.type, "error");
+      assert.equal(bad.job_id, a);
+      assert.equal(bad.sequence, null);
+      assert.equal(bad.data.last_sequence, 2);
+      // An error about another job reports every followed job's mark instead.
+      one.send({ type: "subscribe", job_id: "no-such-job" });
+      const unknown = await one.next((m) => m.type === "error");
+      assert.equal(unknown.job_id, "no-such-job");
+      assert.deepEqual(unknown.data.last_sequences, { [a]: 2 });
+      assert.equal(unknown.data.last_sequence, undefined);
+    } finally {
+      await one.close();
+    }
+    // Several jobs: `last_sequences`, on every kind of session message.
+    const many = await WsClient.connect(`${server.url}/ws?jobs=${a},${b}`);
+    try {
+      const connection = await many.next();
+      assert.equal(connection.type, "connection");
+      assert.equal(connection.job_id, null);
+      assert.deepEqual(connection.data.jobs, [a, b]);
+      assert.deepEqual(connection.data.last_sequences, {}, "nothing is followed yet");
+      const subscribed = await many.next((m) => m.type === "subscribed" && m.job_id === b);
+      assert.equal(subscribed.data.last_sequence, 1);
+      many.send({ type: "ping", client_time: 7 });
+      const pong = await many.next((m) => m.type === "pong");
+      assert.equal(pong.job_id, null);
+      assert.deepEqual(pong.data.last_sequences, { [a]: 2, [b]: 1 });
+      many.send("{not json");
+      const bad = await many.next((m) => m.type === "error");
+      assert.equal(bad.job_id, null);
+      assert.deepEqual(bad.data.last_sequences, { [a]: 2, [b]: 1 });
+    } finally {
+      await many.close();
+    }
+    // Every visible job: the connection reports the unfinished jobs it listed.
+    const all = await WsClient.connect(`${server.url}/ws?all=1`);
+    try {
+      const connection = await all.next();
+      assert.equal(connection.type, "connection");
+      assert.deepEqual(connection.data.last_sequences, { [a]: 2, [b]: 1 });
+      all.send({ type: "ping" });
+      const pong = await all.next((m) => m.type === "pong");
+      assert.deepEqual(pong.data.last_sequences, { [a]: 2, [b]: 1 });
+    } finally {
+      await all.close();
+    }
+  });
+});
+
 Deno.test("websocket subscribe and unsubscribe add and remove jobs on one socket", async () => {
   await withServer({}, async (server) => {
     const a = await createJob(server.url);
@@ -345,8 +406,10 @@ Deno.test("format=snapshot sends the current snapshot first, then one per reques
         "sequence",
         "stage",
         "status",
+        "timestamp",
         "updated_at",
       ]);
+      assert.equal(first.timestamp, first.updated_at);
       assert.equal(first.status, "running");
       assert.deepEqual(first.metadata, { file: "a.wav" });
       await publish(server.url, id, logEvent("not sent"), {
