@@ -56,6 +56,11 @@ export const MAX_WAIT_SECONDS = 60;
 
 /** `GET /jobs/:id/events` query for a JSON page (long-poll). */
 export const eventsPageQuery = z.object({
+  // A page holds envelopes; `format` names the page itself, or a stream (chosen before this).
+  format: z.enum(["json", "envelope"], {
+    error: "A page of events is JSON envelopes: format=json or envelope here; " +
+      "format=snapshot needs a stream (format=sse or ndjson, or a WebSocket)",
+  }).optional(),
   since: intParam(0, Number.MAX_SAFE_INTEGER).optional(),
   limit: intParam(1, 1000).optional(),
   wait: intParam(0, MAX_WAIT_SECONDS).optional(),

@@ -314,11 +314,20 @@ Deno.test("events page refuses a bad query with 422 invalid_query", async () => 
         "wait=1.5",
         "since=abc",
         "since=-1",
+        "format=xml",
+        "format=snapshot",
       ]
     ) {
       const reply = await http(server.url, "GET", `/jobs/${id}/events?${query}`);
       assertError(reply, 422, "invalid_query");
       assert.ok(Array.isArray(reply.json.error.details), `${query}: ${reply.text}`);
+    }
+    const snapshot = await http(server.url, "GET", `/jobs/${id}/events?format=snapshot`);
+    assert.match(snapshot.text, /format=snapshot needs a stream/);
+    for (const format of ["json", "envelope"]) {
+      const page = await http(server.url, "GET", `/jobs/${id}/events?format=${format}`);
+      assert.equal(page.status, 200, page.text);
+      assert.deepEqual(page.json.events.map((e: { sequence: number }) => e.sequence), [1]);
     }
   });
 });
