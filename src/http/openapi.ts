@@ -317,6 +317,13 @@ export function openApiDocument(): Record<string, unknown> {
       "/healthz": {
         get: { summary: "Liveness", ...open, responses: { "200": { description: "OK" } } },
       },
+      "/health": {
+        get: {
+          summary: "Liveness, answering `healthy` (as hand-written servers' health checks do)",
+          ...open,
+          responses: { "200": { description: "Healthy" } },
+        },
+      },
       "/openapi.json": {
         get: {
           summary: "This document",

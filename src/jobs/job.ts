@@ -77,6 +77,8 @@ export function flatSnapshot(job: Job): Record<string, unknown> {
     message: job.message,
     created_at: job.created_at,
     updated_at: job.updated_at,
+    // The time of the state, under the name flat progress messages give it.
+    timestamp: job.updated_at,
     estimated_time_remaining: job.eta_seconds,
     error: job.error?.error ?? null,
     metadata: job.metadata,

@@ -21,12 +21,16 @@ function samples(text: string): Map<string, number> {
   return out;
 }
 
-Deno.test("healthz answers 200 with status ok", async () => {
-  await withServer({}, async (server) => {
+Deno.test("healthz answers 200 with status ok, and /health with healthy, without a token", async () => {
+  await withServer({ "no-auth": false }, async (server) => {
     const reply = await http(server.url, "GET", "/healthz");
     assert.equal(reply.status, 200);
     assert.match(reply.headers.get("content-type") ?? "", /^application\/json/);
     assert.equal(reply.json.status, "ok");
+    const health = await http(server.url, "GET", "/health");
+    assert.equal(health.status, 200, health.text);
+    assert.equal(health.json.status, "healthy");
+    assert.equal(health.json.isolates, 1);
   });
 });
 
@@ -221,7 +225,12 @@ Deno.test("openapi.json describes every route the server registers, with its aut
     ]);
     // Open to anyone: sign-in, the session probe, liveness, metrics and this document.
     for (
-      const [method, path] of [["post", "/auth/login"], ["get", "/healthz"], ["get", "/metrics"]]
+      const [method, path] of [
+        ["post", "/auth/login"],
+        ["get", "/healthz"],
+        ["get", "/health"],
+        ["get", "/metrics"],
+      ]
     ) {
       assert.deepEqual(doc.paths[path!][method!].security, [], path);
     }

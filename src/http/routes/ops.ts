@@ -1,10 +1,11 @@
 /**
- * Operations routes: `/healthz`, `/stats`, `/metrics` (Prometheus text) and
+ * Operations routes: `/healthz` (and `/health`), `/stats`, `/metrics` (Prometheus text) and
  * `/openapi.json`.
  *
  * @module
  */
-import type { App, AppDeps } from "../app.ts";
+import type { Context } from "hono";
+import type { App, AppDeps, AppEnv } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { isAdmin } from "../../auth/principal.ts";
 import { JOB_STATUSES } from "../../jobs/status.ts";
@@ -239,7 +240,8 @@ async function metricsText(deps: AppDeps): Promise<string> {
 }
 
 export function registerOpsRoutes(app: App, deps: AppDeps): void {
-  app.get("/healthz", (c) => {
+  /** Liveness: the store answers. */
+  const health = (status: string) => (c: Context<AppEnv>) => {
     try {
       deps.store.getJob("healthz");
     } catch {
@@ -247,12 +249,15 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
     }
     // `isolates` counts this one and the others it hears from: the launcher waits for all.
     return c.json({
-      status: "ok",
+      status,
       uptime_seconds: deps.stats.uptimeSeconds(),
       isolates: deps.peers.count + 1,
       instance: deps.instance,
     });
-  });
+  };
+  app.get("/healthz", health("ok"));
+  // The word hand-written servers' health checks answer with.
+  app.get("/health", health("healthy"));
 
   app.get("/stats", async (c) => {
     if (!isAdmin(requirePrincipal(c))) {
