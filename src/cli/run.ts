@@ -53,12 +53,10 @@ PYTHONUNBUFFERED=1 unless set (its output is a pipe, which Python would otherwis
 /** Longest progress message taken from the line it was read in. */
 const MAX_MESSAGE = 200;
 
-/** Time the pipes may stay quiet after CMD exited before they are closed (a daemon may hold them). */
-const PIPE_GRACE_MS = 500;
-
 /**
- * Longest time the pipes are read after CMD exited, however much a process it left behind
- * (a daemon that logs now and then) still writes: the job's end is CMD's.
+ * Longest time the pipes are read after CMD exited, when a process it left behind (`cmd &`,
+ * a daemon) holds them open: what that process prints meanwhile is CMD's output too, but the
+ * job's end is CMD's.
  */
 const PIPE_DRAIN_MAX_MS = 3_000;
 
@@ -228,7 +226,6 @@ export async function runCommand(args: string[]): Promise<number> {
     }, killAfter * 1000);
   });
 
-  let lastActivity = Date.now();
   const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
   const pump = async (
     stream: ReadableStream<Uint8Array>,
@@ -251,7 +248,6 @@ export async function runCommand(args: string[]): Promise<number> {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        lastActivity = Date.now();
         let passed = true;
         try {
           await writeAll(out, value);
@@ -285,9 +281,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const exitedAt = Date.now();
   let done = false;
   pumped.then(() => (done = true));
-  while (
-    !done && Date.now() - lastActivity < PIPE_GRACE_MS && Date.now() - exitedAt < PIPE_DRAIN_MAX_MS
-  ) {
+  while (!done && Date.now() - exitedAt < PIPE_DRAIN_MAX_MS) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   if (!done) {

@@ -41,6 +41,28 @@ Deno.test("run ends with the command, not with a process it left printing", asyn
   });
 });
 
+Deno.test("run keeps what a process the command left behind prints within 3 s of its exit", async () => {
+  await withServer({}, async (server) => {
+    // Quiet for 1.5 s after the shell exits, then one line, then it closes the pipes.
+    const out = await runCli([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "late",
+      "--",
+      "sh",
+      "-c",
+      "(sleep 1.5; echo late) & echo hi",
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /^hi\nlate\n/m);
+    const events = await storedEvents(server.url, "late");
+    assert.deepEqual(logLines(events), ["hi", "late"]);
+    assert.equal(events.at(-1)?.data.status, "completed");
+  });
+});
+
 Deno.test("run loses no line while the server restarts mid-run", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "jobwire-run-" });
   let server: TestServer = await startTestServer({}, { dataDir });
