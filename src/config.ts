@@ -60,8 +60,11 @@ const duration = (what: string, maxMs = Infinity, minMs = 0, zeroAllowed = true)
     return ms;
   });
 
-const integer = (min: number, max: number) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
+/** Schemas of options whose value in a JSON file must be a JSON number. */
+const NUMERIC = new WeakSet<z.ZodType>();
+
+const integer = (min: number, max: number) => {
+  const schema = z.union([z.string(), z.number()]).transform((value, ctx) => {
     const n = typeof value === "number" ? value : Number(value.trim());
     if (
       !Number.isInteger(n) || n < min || n > max ||
@@ -72,6 +75,9 @@ const integer = (min: number, max: number) =>
     }
     return n;
   });
+  NUMERIC.add(schema);
+  return schema;
+};
 
 const boolean = z.union([z.boolean(), z.string()]).transform((value, ctx) => {
   if (typeof value === "boolean") return value;
@@ -157,7 +163,7 @@ export const OPTIONS = {
   "max-body-bytes": {
     schema: integer(1024, 256 * 1024 * 1024),
     default: 1024 * 1024,
-    help: "Largest request body, in bytes",
+    help: "Largest request body, in bytes (at least 1024)",
   },
   "max-batch": {
     schema: integer(1, 100_000),
@@ -188,7 +194,9 @@ export const OPTIONS = {
     // `warning` as log events spell it, in any letter case.
     schema: z.preprocess(
       (v) => typeof v === "string" ? v.toLowerCase().replace(/^warning$/, "warn") : v,
-      z.enum(["debug", "info", "warn", "error"]),
+      z.enum(["debug", "info", "warn", "error"], {
+        error: "expected debug, info, warn (or warning) or error",
+      }),
     ),
     default: "info",
     help: "Lowest level of log lines written to stderr (debug, info, warn or warning, error)",
@@ -477,7 +485,16 @@ export function resolveConfig(
   /** Where each option's value came from, for the lists checked after the loop. */
   const sourceOf = new Map<OptionName, string>();
   for (const [name, spec] of Object.entries(OPTIONS) as [OptionName, OptionSpec][]) {
-    const { raw, source } = rawValue(sources, name);
+    const { raw, source, fromFile } = rawValue(sources, name);
+    // Text from a command line or the environment is converted; a JSON file has types of its
+    // own, and "yes" or "8080" there is more likely a mistake than a spelling.
+    const kind = spec.schema === boolean ? "boolean" : NUMERIC.has(spec.schema) ? "number" : null;
+    if (fromFile && kind !== null && typeof raw !== kind) {
+      throw new ConfigError(
+        `Invalid value for ${source}: expected a JSON ${kind}` +
+          `${kind === "boolean" ? " (true or false)" : ""}, got ${JSON.stringify(raw)}`,
+      );
+    }
     const parsed = spec.schema.safeParse(raw);
     if (!parsed.success) {
       const reason = parsed.error.issues[0]?.message ?? "invalid value";
@@ -506,28 +523,35 @@ export function resolveConfig(
  * The value an option is given and where it comes from (`--name`, `JOBWIRE_NAME`, a key of
  * the file, or "the default"): flags over the environment over the file.
  */
-function rawValue(sources: ConfigSources, name: OptionName): { raw: unknown; source: string } {
+function rawValue(
+  sources: ConfigSources,
+  name: OptionName,
+): { raw: unknown; source: string; fromFile: boolean } {
   let raw: unknown = OPTIONS[name].default;
   let source = "the default";
+  let fromFile = false;
   const fileValues = sources.file?.values ?? {};
   // A file key may be spelled like the flag (data-dir) or with underscores (data_dir).
   for (const fileKey of [name, name.replaceAll("-", "_")]) {
     if (fileKey in fileValues) {
       raw = fileValues[fileKey];
       source = `${fileKey} in ${sources.file?.path}`;
+      fromFile = true;
     }
   }
   const fromEnv = sources.env[envName(name)];
   if (fromEnv !== undefined && fromEnv !== "") {
     raw = fromEnv;
     source = envName(name);
+    fromFile = false;
   }
   const fromFlag = sources.flags.get(name);
   if (fromFlag !== undefined) {
     raw = fromFlag;
     source = `--${name}`;
+    fromFile = false;
   }
-  return { raw, source };
+  return { raw, source, fromFile };
 }
 
 /** Where an option's value comes from, for messages about it: `--name`, `JOBWIRE_NAME` or a file key. */

@@ -344,10 +344,32 @@ Deno.test("resolveConfig refuses a bad boolean and an unknown log level", () => 
     configError(() => resolveConfig(sources({}, { JOBWIRE_NO_AUTH: "maybe" }))).message,
     /JOBWIRE_NO_AUTH/,
   );
-  assert.match(
-    configError(() => resolveConfig(sources({ "log-level": "verbose" }))).message,
-    /--log-level/,
-  );
+  const level = configError(() => resolveConfig(sources({ "log-level": "verbose" }))).message;
+  assert.match(level, /--log-level/);
+  assert.match(level, /warn \(or warning\)/, "names every spelling it takes");
+});
+
+Deno.test("resolveConfig takes only JSON numbers and booleans for a file's number and boolean keys", () => {
+  for (
+    const [values, key] of [
+      [{ port: "8338" }, "port"],
+      [{ replay_window: "50" }, "replay_window"],
+      [{ no_auth: "yes" }, "no_auth"],
+      [{ no_auth: "1" }, "no_auth"],
+      [{ no_auth: 1 }, "no_auth"],
+      [{ "no-auth": "true" }, "no-auth"],
+    ] as const
+  ) {
+    const error = configError(() => resolveConfig(sources({}, {}, values)));
+    assert.ok(error.message.includes(`${key} in ${FILE}`), error.message);
+    assert.match(error.message, /expected a JSON (number|boolean)/);
+  }
+  // Durations and text keep their spellings; the environment converts text as before.
+  const config = resolveConfig(sources({}, {}, { stall_after: "90s", port: 9, no_auth: false }));
+  assert.equal(config.stallAfterMs, 90_000);
+  assert.equal(config.port, 9);
+  assert.equal(config.noAuth, false);
+  assert.equal(resolveConfig(sources({}, { JOBWIRE_PORT: "9" }, { port: "x" })).port, 9);
 });
 
 Deno.test("resolveConfig does not check a file value that a flag overrides", () => {
@@ -470,7 +492,7 @@ Deno.test("resolveConfig refuses durations too short to make sense, and zero lif
 Deno.test("resolveConfig refuses an empty no_auth in the file instead of taking it for true", () => {
   assert.match(
     configError(() => resolveConfig(sources({}, {}, { no_auth: "" }))).message,
-    /no_auth in .*expected true or false/,
+    /no_auth in .*expected a JSON boolean \(true or false\)/,
   );
 });
 
