@@ -8,7 +8,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { ConfigError } from "../config.ts";
 import { createPrivateFile } from "./sqlite_store.ts";
 
@@ -29,6 +29,9 @@ export interface DataLock {
  * @throws {ConfigError} naming the process that holds it, when another server does
  */
 export function lockDataDir(dataDir: string): DataLock {
+  if (statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() === false) {
+    throw new ConfigError(`The data directory ${dataDir} is a file, not a directory`);
+  }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, LOCK_FILE);
   createPrivateFile(path);

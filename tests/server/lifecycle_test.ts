@@ -323,6 +323,21 @@ Deno.test("a second server on a data directory in use is refused, naming the fir
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("a data directory that is a file is refused as a usage error, naming it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-file-" });
+  const file = join(dir, "data");
+  await Deno.writeTextFile(file, "not a directory\n");
+  try {
+    const run = await runMain(["--port", "0", "--data-dir", file, "--no-auth", "--workers", "1"]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.ok(run.stderr.includes(`The data directory ${file} is a file, not a directory`));
+    assert.doesNotMatch(run.stderr, /EEXIST|Uncaught| {4}at /);
+    assert.equal(await Deno.readTextFile(file), "not a directory\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("start-up failures of the machine are one line, not a stack trace", async () => {
   const dir = await Deno.makeTempDir({ prefix: "jobwire-start-" });
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -336,12 +351,7 @@ Deno.test("start-up failures of the machine are one line, not a stack trace", as
     );
     assert.doesNotMatch(notDb.stderr, /Uncaught| {4}at /);
 
-    const file = join(dir, "a-file");
-    await Deno.writeTextFile(file, "");
-    const notDir = await runMain(["--port", "0", "--data-dir", file, "--no-auth"]);
-    assert.equal(notDir.code, 1, notDir.stderr);
-    assert.match(notDir.stderr, /jobwire: cannot use the data directory: EEXIST/);
-
+    // A data directory that is a file: a usage error of its own (see above).
     for (const workers of ["1", "2"]) {
       const taken = await runMain([
         "--port",
