@@ -95,6 +95,11 @@ export const publishBatchBody = z.object({
   expected_sequence: z.number().int().min(1).optional(),
 });
 
+/** A shortcut's `expected_sequence`, beside the fields of the event it writes. */
+export const expectedSequenceField = z.looseObject({
+  expected_sequence: z.number().int().min(1).optional(),
+});
+
 /** `POST /jobs/:id/events` body with one event: `{type, data}`. Data is checked per type elsewhere. */
 export const publishOneBody = z.object({
   type: z.string(),

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { http } from "../_helpers/clients.ts";
 import { type TestServer, withServer } from "../_helpers/server.ts";
-import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
+import { AUTH, bearer, mint, tokenFor } from "../_helpers/tokens.ts";
 import {
   assertForbidden,
   assertUnauthorized,
@@ -366,5 +366,29 @@ Deno.test("/stats needs admin; /healthz and /metrics are open and /metrics names
     } finally {
       await watcher.close();
     }
+  });
+});
+
+Deno.test("a token without sub creates jobs only with write:all or admin: a job of no one's would be out of its reach", async () => {
+  await withServer(AUTH, async (server) => {
+    for (const claims of [{ scope: "write" }, { sub: "", scope: "read write" }]) {
+      const token = await mint(claims);
+      const reply = await call(server.url, token, "POST", "/jobs", { id: "orphan" });
+      assertForbidden(reply);
+      assert.match(reply.json.error.message, /no sub/);
+    }
+    assert.equal(
+      (await call(server.url, await tokenFor("root", "admin"), "GET", "/jobs/orphan"))
+        .status,
+      404,
+      "nothing was created",
+    );
+    // write:all reaches every job, its own unowned ones too.
+    const operator = await mint({ scope: "write:all" });
+    const made = await call(server.url, operator, "POST", "/jobs", { id: "unowned" });
+    assert.equal(made.status, 201, made.text);
+    assert.equal(made.json.job.owner, null);
+    const logged = await call(server.url, operator, "POST", "/jobs/unowned/log", { line: "x" });
+    assert.equal(logged.status, 201, logged.text);
   });
 });

@@ -1428,3 +1428,71 @@ Deno.test("bad input never causes a 5xx", async () => {
     assert.equal(await metric(server.url, "jobwire_server_errors_total"), 0);
   });
 });
+
+Deno.test("every shortcut takes expected_sequence as the events route does, and stores it nowhere", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const steps: [string, Record<string, unknown>, number[]][] = [
+      ["start", { message: "go" }, [1]],
+      ["progress", { progress: 10 }, [2]],
+      ["log", { line: "one" }, [3]],
+      ["log", { lines: ["two", "three"] }, [4, 5]],
+      ["complete", { result: { ok: true } }, [6, 7]],
+    ];
+    for (const [route, body, sequences] of steps) {
+      const request = { ...body, expected_sequence: sequences[0] };
+      const first = await http(server.url, "POST", `/jobs/${id}/${route}`, request);
+      assert.equal(first.status, 201, `${route}: ${first.text}`);
+      assert.deepEqual(first.json.sequences, sequences);
+      assert.equal(first.json.replayed, false);
+      // The retry writes nothing, even after the job has ended.
+      const retry = await http(server.url, "POST", `/jobs/${id}/${route}`, request);
+      assert.equal(retry.status, 201, `${route} again: ${retry.text}`);
+      assert.deepEqual(retry.json.sequences, sequences);
+      assert.equal(retry.json.replayed, true);
+    }
+    const page = await http(server.url, "GET", `/jobs/${id}/events`);
+    assert.deepEqual(page.json.events.map((e: Msg) => e.sequence), [1, 2, 3, 4, 5, 6, 7]);
+    for (const event of page.json.events) {
+      assert.equal("expected_sequence" in event.data, false, JSON.stringify(event));
+    }
+    // Another producer's progress at a place taken: a conflict.
+    const other = await createJob(server.url);
+    await http(server.url, "POST", `/jobs/${other}/log`, { line: "first" });
+    const late = await http(server.url, "POST", `/jobs/${other}/progress`, {
+      progress: 5,
+      expected_sequence: 1,
+    });
+    assert.equal(late.status, 409, late.text);
+    assert.equal(late.json.error.code, "sequence_conflict");
+    const bad = await http(server.url, "POST", `/jobs/${other}/progress`, {
+      progress: 5,
+      expected_sequence: "1",
+    });
+    assert.equal(bad.status, 422, bad.text);
+  });
+});
+
+Deno.test("a batch with a field beside its events, or a shortcut given one thing under both names, is refused and writes nothing", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const refused: [string, Record<string, unknown>, string][] = [
+      ["events", { events: [logEvent("a")], type: "log", data: { line: "b" } }, "type"],
+      ["events", { events: [logEvent("a")], idempotency_key: "k" }, "idempotency_key"],
+      ["log", { line: "x", lines: ["y"] }, "lines"],
+      ["complete", { result: 1, results: 2 }, "results"],
+    ];
+    for (const [route, body, field] of refused) {
+      const reply = await http(server.url, "POST", `/jobs/${id}/${route}`, body);
+      assert.equal(reply.status, 422, `${route}: ${reply.text}`);
+      assert.equal(reply.json.error.code, "validation_error");
+      assert.ok(
+        reply.json.error.details.some((d: { path: string }) => d.path === field),
+        reply.text,
+      );
+    }
+    const job = await http(server.url, "GET", `/jobs/${id}`);
+    assert.equal(job.json.last_sequence, 0);
+    assert.equal(job.json.status, "pending");
+  });
+});

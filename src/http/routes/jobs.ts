@@ -102,6 +102,14 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     }
     const id = body.id ?? crypto.randomUUID();
     const owner = body.owner ?? principal.sub;
+    if (owner === null && !isAdmin(principal) && !principal.scopes.has("write:all")) {
+      // A job of nobody's that this token could then neither read, write nor delete.
+      throw new ApiError(
+        "forbidden",
+        "This token has no sub, so a job it created would be no one's and out of its reach: " +
+          "give the token a sub, or the write:all scope",
+      );
+    }
     const created = store.createJob({ id, kind: body.kind ?? null, owner, metadata }, Date.now());
     if (!created.ok) throw new ApiError("job_exists", `Job ${id} already exists`);
     deps.stats.jobsCreated++;

@@ -10,6 +10,7 @@ import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
 import {
   completeBody,
+  expectedSequenceField,
   failBody,
   idempotencyKey,
   logLinesBody,
@@ -60,6 +61,30 @@ function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEven
 function otherFields(body: unknown, known: readonly string[]): Record<string, unknown> {
   if (typeof body !== "object" || body === null) return {};
   return fieldsExcept(body as Record<string, unknown>, known);
+}
+
+/**
+ * A publish request's own field, `expected_sequence`, taken out of a body whose other
+ * fields are the event's (a shortcut's body): a retry of any publish route is then told
+ * as it is on `POST /jobs/:id/events`.
+ */
+function withoutExpected(raw: unknown): { fields: unknown; expected?: number } {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return { fields: raw };
+  if (!("expected_sequence" in raw)) return { fields: raw };
+  const { expected_sequence } = parseOr(expectedSequenceField, raw);
+  return {
+    fields: fieldsExcept(raw as Record<string, unknown>, ["expected_sequence"]),
+    ...(expected_sequence === undefined ? {} : { expected: expected_sequence }),
+  };
+}
+
+/** Refuses a body that gives one thing twice under two names (`line` and `lines`). */
+function refuseBoth(raw: unknown, a: string, b: string): void {
+  if (typeof raw === "object" && raw !== null && a in raw && b in raw) {
+    throw new ApiError("validation_error", `Send ${a} or ${b}, not both`, [
+      { path: b, message: `Given beside ${a}: one of them would be lost` },
+    ]);
+  }
 }
 
 /** Maps a refused append to its API error. */
@@ -166,6 +191,14 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       );
     }
     if ("events" in raw) {
+      const stray = Object.keys(raw).filter((k) => k !== "events" && k !== "expected_sequence");
+      if (stray.length > 0) {
+        throw new ApiError(
+          "validation_error",
+          `A batch is {events, expected_sequence?}: ${stray.join(", ")} would be lost`,
+          stray.map((path) => ({ path, message: "Not a field of a batch: put it in an event" })),
+        );
+      }
       const batch = parseOr(publishBatchBody, raw);
       return publish(c, batch.events, batch.expected_sequence);
     }
@@ -176,28 +209,29 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
   });
 
   const statusShortcut = (status: string) => async (c: Context<AppEnv>) => {
-    const raw = await body(c);
+    const { fields: raw, expected } = withoutExpected(await body(c));
     const input = parseOr(statusShortcutBody, raw);
     const message = input.message ?? input.reason;
     const data = otherFields(raw, ["message", "reason", "status"]);
     data.status = status;
     if (message !== undefined) data.message = message;
-    return publish(c, [{ type: "status", data }]);
+    return publish(c, [{ type: "status", data }], expected);
   };
   app.post("/jobs/:id/queue", statusShortcut("queued"));
   app.post("/jobs/:id/start", statusShortcut("running"));
   app.post("/jobs/:id/cancel", statusShortcut("cancelled"));
 
-  app.post(
-    "/jobs/:id/progress",
-    async (c) => publish(c, [{ type: "progress", data: await body(c) }]),
-  );
+  app.post("/jobs/:id/progress", async (c) => {
+    const { fields, expected } = withoutExpected(await body(c));
+    return publish(c, [{ type: "progress", data: fields }], expected);
+  });
 
   app.post("/jobs/:id/log", async (c) => {
-    const raw = await body(c);
+    const { fields: raw, expected } = withoutExpected(await body(c));
     if (typeof raw !== "object" || raw === null || !("lines" in raw)) {
-      return publish(c, [{ type: "log", data: raw }]);
+      return publish(c, [{ type: "log", data: raw }], expected);
     }
+    refuseBoth(raw, "line", "lines");
     const input = parseOr(logLinesBody, raw);
     const defaults: Record<string, unknown> = {};
     if (input.level !== undefined) defaults.level = input.level;
@@ -210,13 +244,15 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
         type: "log",
         data: typeof line === "string" ? { ...defaults, line } : { ...defaults, ...line },
       })),
+      expected,
     );
   });
 
   // Fields a shortcut does not know go with the event it writes (the status event of
   // `complete`, the error event of `fail`), as they would in that event's data.
   app.post("/jobs/:id/complete", async (c) => {
-    const raw = await body(c);
+    const { fields: raw, expected } = withoutExpected(await body(c));
+    refuseBoth(raw, "result", "results");
     const input = parseOr(completeBody, raw);
     const events: unknown[] = [];
     // `results`, as the result event names it, or `result`.
@@ -228,16 +264,16 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     status.status = "completed";
     if (input.message !== undefined) status.message = input.message;
     events.push({ type: "status", data: status });
-    return publish(c, events);
+    return publish(c, events, expected);
   });
 
   app.post("/jobs/:id/fail", async (c) => {
-    const raw = await body(c);
+    const { fields: raw, expected } = withoutExpected(await body(c));
     const input = parseOr(failBody, raw);
     const error = otherFields(raw, ["message"]);
     return publish(c, [
       { type: "error", data: error },
       { type: "status", data: { status: "failed", message: input.message ?? input.error } },
-    ]);
+    ], expected);
   });
 }
