@@ -18,6 +18,25 @@ export const SSE_RETRY_MS = 2000;
 const utf8 = new TextEncoder();
 
 /**
+ * Bytes the HTTP streams of one isolate may hold for their clients (written, and not yet
+ * taken by the runtime) before a new replay is cut short: a burst of requests for a long
+ * history, from clients that leave at once or never read, would otherwise take up to 16 MiB
+ * each, gigabytes in all, and the isolate's time for every other stream while it built them.
+ */
+export const ISOLATE_STREAM_BYTES = 64 * 1024 * 1024;
+
+/** What a replay may write however full the isolate is: it always makes some progress. */
+export const MIN_REPLAY_ROOM = 256 * 1024;
+
+/** Bytes the HTTP streams of this isolate hold (see {@link ISOLATE_STREAM_BYTES}). */
+let held = 0;
+
+/** Bytes the HTTP streams of this isolate hold for their clients (for `/stats`). */
+export function streamBytesHeld(): number {
+  return held;
+}
+
+/**
  * Error codes sent as a last message when a stream ends for a reason other than "done"
  * (a job that went away has its own, naming the job: see `Session.jobGone`).
  */
@@ -105,6 +124,10 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   #corked = false;
   /** The runtime tells when the response is over (see {@link HttpStreamOptions.completed}). */
   #completed = false;
+  /** This stream's share of {@link held}: pending bytes and the chunk the runtime is writing. */
+  #held = 0;
+  /** Bytes of the chunk last handed to the runtime, held until it asks for more. */
+  #inFlight = 0;
 
   constructor(codec: Codec, context: SessionContext, options: HttpStreamOptions) {
     this.#codec = codec;
@@ -131,6 +154,9 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   }
 
   pull(): void {
+    // The runtime asks again once it has written the last chunk.
+    this.#release(this.#inFlight);
+    this.#inFlight = 0;
     // Frames waiting in the outbox join this chunk too.
     this.session.outbox.drain();
     this.#wanted = true;
@@ -148,6 +174,8 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     const bytes = typeof frame === "string" ? utf8.encode(frame) : frame;
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.byteLength;
+    this.#held += bytes.byteLength;
+    held += bytes.byteLength;
     if (this.#wanted && !this.#corked) this.#flush();
   }
 
@@ -158,6 +186,14 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   uncork(): void {
     this.#corked = false;
     if (this.#wanted) this.#flush();
+  }
+
+  /**
+   * Bytes a replay starting now may write: what the isolate's other streams leave of
+   * {@link ISOLATE_STREAM_BYTES}, and at least {@link MIN_REPLAY_ROOM}.
+   */
+  replayRoom(): number {
+    return Math.max(MIN_REPLAY_ROOM, ISOLATE_STREAM_BYTES - (held - this.#held));
   }
 
   backlog(): number {
@@ -198,6 +234,7 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     this.#pending.length = 0;
     this.#pendingBytes = 0;
     this.#wanted = false;
+    this.#inFlight += chunk.byteLength;
     try {
       this.#controller.enqueue(chunk);
     } catch {
@@ -209,14 +246,25 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
 
   /** The stream has ended; the connection is over too unless the runtime will tell when. */
   #closed(): void {
-    if (this.#completed) this.session.dispose();
-    else this.session.ended();
+    if (this.#completed) {
+      this.session.dispose();
+    } else {
+      this.#release(this.#held);
+      this.session.ended();
+    }
   }
 
   /** The connection is over: the response was sent whole, or its client left. */
   #ended(): void {
     this.#open = false;
+    this.#release(this.#held);
     this.session.ended();
+  }
+
+  #release(bytes: number): void {
+    const n = Math.min(bytes, this.#held);
+    this.#held -= n;
+    held -= n;
   }
 }
 

@@ -23,6 +23,8 @@ export interface Sink {
    */
   cork?(): void;
   uncork?(): void;
+  /** Optional: bytes a replay starting now may write, when the sink bounds it further. */
+  replayRoom?(): number;
 }
 
 /** Bounds of an outbox. */
@@ -206,9 +208,9 @@ export class Outbox {
     return true;
   }
 
-  /** Bytes one replay may write (`maxReplay`), or `Infinity`. */
+  /** Bytes one replay may write (`maxReplay`, or less when the sink has less room), or `Infinity`. */
   get replayBudget(): number {
-    return this.#limits.maxReplay ?? Infinity;
+    return Math.min(this.#limits.maxReplay ?? Infinity, this.#sink.replayRoom?.() ?? Infinity);
   }
 
   /**

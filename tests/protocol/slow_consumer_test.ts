@@ -547,3 +547,73 @@ Deno.test("an SSE stream of several jobs cut at its replay budget names every jo
     assert.deepEqual(seen.get(c), [1, 2, 3]);
   });
 });
+
+/** Reads an SSE replay of `id` to its end: the sequences, and the error that ended it, if any. */
+async function sseReplay(
+  base: string,
+  id: string,
+): Promise<{ sequences: number[]; error?: { code: number; reason: string } }> {
+  const sse = await StreamClient.open(`${base}/jobs/${id}/events?since=0`, "sse");
+  const sequences: number[] = [];
+  try {
+    for (;;) {
+      const m = await sse.inbox.next(() => true, 20_000);
+      if (m.event === "log") sequences.push(m.json.sequence);
+      if (m.event === "error") {
+        return { sequences, error: { code: m.json.data.close_code, reason: m.json.data.error } };
+      }
+      if (sequences.length === 300) return { sequences };
+    }
+  } finally {
+    await sse.close();
+  }
+}
+
+Deno.test("a burst of replays of a long history is bounded per isolate: later ones are cut short until clients take theirs or leave", async () => {
+  await withServer({}, async (server) => {
+    assert.equal((await http(server.url, "POST", "/jobs", { id: "long" })).status, 201);
+    await publishLarge(server.url, "long", 300);
+    // One replay alone: as far as one may go (16 MiB, some 280 events).
+    const alone = await sseReplay(server.url, "long");
+    const most = alone.sequences.length;
+    assert.ok(most > 250 && most < 300, `${most} events`);
+    assert.deepEqual(alone.error, { code: 4008, reason: `replay continues with since=${most}` });
+    // Four raw clients that never read each hold a full replay (16 MiB, cut there: the streams
+    // are closing, their bytes still unread): the isolate's 64 MiB.
+    const { hostname, port } = new URL(server.url);
+    const request = new TextEncoder().encode(
+      `GET /jobs/long/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
+        "Accept: text/event-stream\r\n\r\n",
+    );
+    const idle: Deno.TcpConn[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        const connection = await Deno.connect({ hostname, port: Number(port) });
+        idle.push(connection);
+        await connection.write(request);
+      }
+      await waitFor(
+        async () => (await http(server.url, "GET", "/stats")).json.connections.closing === 4,
+        10_000,
+        "four replays cut, unread",
+      );
+      // A fifth client gets what is left, the least a replay may write (256 KiB: five events
+      // of 60,000 characters, the last one past it), and where to go on from.
+      const short = await sseReplay(server.url, "long");
+      assert.deepEqual(short.sequences, [1, 2, 3, 4, 5]);
+      assert.deepEqual(short.error, { code: 4008, reason: "replay continues with since=5" });
+    } finally {
+      for (const connection of idle) connection.close();
+    }
+    // Their clients gone, a replay goes as far as one alone did.
+    const full = await waitFor(
+      async () => {
+        const replay = await sseReplay(server.url, "long");
+        return replay.sequences.length === most && replay;
+      },
+      10_000,
+      "a full replay",
+    );
+    assert.deepEqual(full.error, alone.error);
+  });
+});
