@@ -143,6 +143,9 @@ export function addressKey(
   return !c.get("forwarded") && exemptAddress(ip, config.limitsExemptIps) ? null : ip;
 }
 
+/** `Retry-After` of a stream or long-poll refused by a connection limit. */
+export const STREAM_RETRY_SECONDS = 5;
+
 /**
  * Counts a new stream against the connection limits.
  *
@@ -155,14 +158,24 @@ export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Princi
     addressKey(c, deps.config),
   );
   if (typeof admitted === "function") return admitted;
+  // A stream's slot comes back when another ends, which may be soon or never: a client is
+  // told to wait a few seconds rather than to retry at once.
+  const retry = { "retry-after": String(STREAM_RETRY_SECONDS) };
   if (admitted === "server") {
-    throw new ApiError("overloaded", "The server has too many open streams: retry later");
+    throw new ApiError(
+      "overloaded",
+      "The server has too many open streams: retry later",
+      undefined,
+      retry,
+    );
   }
   throw new ApiError(
     "too_many_connections",
     admitted === "ip"
       ? "Too many open streams from this address"
       : "Too many open streams for this principal",
+    undefined,
+    retry,
   );
 }
 

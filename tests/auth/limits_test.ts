@@ -265,6 +265,11 @@ Deno.test("connections per principal: the third WebSocket closes 1013 and the th
         bearer(alice),
       );
       assert.equal(sse.status, 429);
+      // A long-poll counts as a stream too; the refusal says when to try again.
+      const poll = await call(server.url, alice, "GET", `/jobs/${id}?wait=terminal&timeout=5`);
+      assert.equal(poll.status, 429, poll.text);
+      assert.equal(poll.json.error.code, "too_many_connections");
+      assert.equal(poll.headers.get("retry-after"), "5");
       await expectStreamRefused(
         `${server.url}/events?jobs=${id}`,
         429,
