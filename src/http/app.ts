@@ -192,7 +192,9 @@ export function createApp(deps: AppDeps): App {
   registerStaticRoutes(app, deps.staticFiles);
   const allowed = methodsByRoute(app);
   app.notFound((c) => {
-    const path = new URL(c.req.url).pathname;
+    // The path as routing saw it: a request's URL keeps dot segments (`/x/../jobs`) that a
+    // parsed URL would remove, and a route the router did not match is not offered.
+    const path = c.req.path;
     const methods = allowed(path);
     if (methods.length > 0) {
       return errorResponse(

@@ -9,6 +9,7 @@ import {
   WsClient,
 } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
+import { concat } from "../_helpers/bytes.ts";
 
 /** The samples of a Prometheus text body, by name with labels. */
 function samples(text: string): Map<string, number> {
@@ -264,6 +265,28 @@ Deno.test("an unknown route answers 404 with the JSON error shape", async () => 
   });
 });
 
+Deno.test("a path with dot segments answers 404 for the path as sent, not a 405 naming another", async () => {
+  await withServer({}, async (server) => {
+    assert.equal((await http(server.url, "POST", "/jobs", { id: "j1" })).status, 201);
+    const { hostname, port } = new URL(server.url);
+    for (const path of ["/jobs/../jobs/j1", "/x/../healthz", "/jobs/./j1", "/%2e%2e/jobs/j1"]) {
+      // Raw: a client library would remove the dot segments before sending.
+      const connection = await Deno.connect({ hostname, port: Number(port) });
+      try {
+        await connection.write(new TextEncoder().encode(
+          `GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`,
+        ));
+        const answer = new TextDecoder().decode(await readAll(connection));
+        assert.match(answer, /^HTTP\/1\.1 404 /, `${path}: ${answer}`);
+        assert.doesNotMatch(answer, /method_not_allowed/i, path);
+        assert.match(answer, /"code":"not_found"/, path);
+      } finally {
+        connection.close();
+      }
+    }
+  });
+});
+
 Deno.test("a known route asked with another method answers 405 with Allow", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
@@ -300,3 +323,13 @@ Deno.test("the status page and its files are served with a content security poli
     }
   });
 });
+
+/** Everything a connection sends until it closes. */
+async function readAll(connection: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(16_384);
+  for (let n = await connection.read(buffer); n !== null; n = await connection.read(buffer)) {
+    chunks.push(buffer.slice(0, n));
+  }
+  return concat(chunks);
+}
