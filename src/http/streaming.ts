@@ -11,6 +11,7 @@ import type { Outbox, OutboxLimits } from "../protocol/outbox.ts";
 import type { Job, JobRecord } from "../jobs/job.ts";
 import type { MessageFormat, Transport } from "../protocol/codec.ts";
 import { ApiError } from "./errors.ts";
+import { ReplayAllowance } from "../protocol/replay_allowance.ts";
 
 /** Bytes a socket or stream may hold unsent before frames wait in the session outbox. */
 export const STREAM_HIGH_WATER = 256 * 1024;
@@ -39,6 +40,7 @@ export function sessionContext(
 interface Shared {
   limits: OutboxLimits;
   onBacklog: (outbox: Outbox) => void;
+  replays: ReplayAllowance;
 }
 const sharedOf = new WeakMap<AppDeps, Shared>();
 
@@ -52,6 +54,7 @@ class StreamContext implements SessionContext {
   /** A shared function, not a method: the session hands it to its outbox on its own. */
   readonly onBacklog: (outbox: Outbox) => void;
   readonly window: number;
+  readonly replays: ReplayAllowance;
   readonly expiresAt: number | null;
   readonly tokenId: string | undefined;
   readonly #deps: AppDeps;
@@ -73,11 +76,13 @@ class StreamContext implements SessionContext {
           maxReplay: MAX_REPLAY_BYTES,
         },
         onBacklog: (outbox) => deps.sessions.backlogged(outbox),
+        replays: new ReplayAllowance(),
       };
       sharedOf.set(deps, shared);
     }
     this.limits = shared.limits;
     this.onBacklog = shared.onBacklog;
+    this.replays = shared.replays;
     this.window = deps.config.replayWindow;
     this.expiresAt = principal.expiresAt;
     this.tokenId = principal.token?.tokenId;

@@ -11,30 +11,12 @@ import { encodeEnvelope } from "../jobs/envelope.ts";
 import { CLOSE, Session, type SessionContext } from "./session.ts";
 import { formatSse, formatSseComment } from "./sse.ts";
 import { logError } from "../log.ts";
+import type { ReplayAllowance } from "./replay_allowance.ts";
 
 /** Milliseconds an EventSource waits before reconnecting (sent as `retry:`). */
 export const SSE_RETRY_MS = 2000;
 
 const utf8 = new TextEncoder();
-
-/**
- * Bytes the HTTP streams of one isolate may hold for their clients (written, and not yet
- * taken by the runtime) before a new replay is cut short: a burst of requests for a long
- * history, from clients that leave at once or never read, would otherwise take up to 16 MiB
- * each, gigabytes in all, and the isolate's time for every other stream while it built them.
- */
-export const ISOLATE_STREAM_BYTES = 64 * 1024 * 1024;
-
-/** What a replay may write however full the isolate is: it always makes some progress. */
-export const MIN_REPLAY_ROOM = 256 * 1024;
-
-/** Bytes the HTTP streams of this isolate hold (see {@link ISOLATE_STREAM_BYTES}). */
-let held = 0;
-
-/** Bytes the HTTP streams of this isolate hold for their clients (for `/stats`). */
-export function streamBytesHeld(): number {
-  return held;
-}
 
 /**
  * Error codes sent as a last message when a stream ends for a reason other than "done"
@@ -124,13 +106,16 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   #corked = false;
   /** The runtime tells when the response is over (see {@link HttpStreamOptions.completed}). */
   #completed = false;
-  /** This stream's share of {@link held}: pending bytes and the chunk the runtime is writing. */
+  /** The isolate's count of what its streams hold, when the context keeps one. */
+  readonly #budget: ReplayAllowance | undefined;
+  /** Bytes this stream holds: pending, and the chunk the runtime is writing. */
   #held = 0;
   /** Bytes of the chunk last handed to the runtime, held until it asks for more. */
   #inFlight = 0;
 
   constructor(codec: Codec, context: SessionContext, options: HttpStreamOptions) {
     this.#codec = codec;
+    this.#budget = context.replays;
     this.session = new Session(codec, this, context, options);
     const completed = options.completed;
     if (completed !== undefined) {
@@ -175,7 +160,7 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.byteLength;
     this.#held += bytes.byteLength;
-    held += bytes.byteLength;
+    this.#budget?.hold(bytes.byteLength);
     if (this.#wanted && !this.#corked) this.#flush();
   }
 
@@ -188,12 +173,9 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     if (this.#wanted) this.#flush();
   }
 
-  /**
-   * Bytes a replay starting now may write: what the isolate's other streams leave of
-   * {@link ISOLATE_STREAM_BYTES}, and at least {@link MIN_REPLAY_ROOM}.
-   */
+  /** Bytes a replay starting now may write: what the isolate's other streams leave room for. */
   replayRoom(): number {
-    return Math.max(MIN_REPLAY_ROOM, ISOLATE_STREAM_BYTES - (held - this.#held));
+    return this.#budget?.roomBeside(this.#held) ?? Infinity;
   }
 
   backlog(): number {
@@ -264,7 +246,7 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   #release(bytes: number): void {
     const n = Math.min(bytes, this.#held);
     this.#held -= n;
-    held -= n;
+    this.#budget?.hold(-n);
   }
 }
 

@@ -17,6 +17,7 @@ import type { JobRecord } from "../jobs/job.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import { type Codec, frameLength, type Transport } from "./codec.ts";
 import { Outbox, type OutboxLimits, type Sink } from "./outbox.ts";
+import type { ReplayAllowance } from "./replay_allowance.ts";
 
 /** WebSocket close codes (DESIGN §6). */
 export const CLOSE = {
@@ -62,6 +63,8 @@ export interface SessionContext {
   onEnded(): void;
   /** Events replayed when a subscription gives no `since`. */
   window: number;
+  /** The isolate's allowance of replay bytes, shared by its connections (none: unbounded). */
+  readonly replays?: ReplayAllowance;
   /** When the principal's credential expires (epoch ms): the session closes then (1008). */
   expiresAt: number | null;
   /** The `jti` of the token the stream was opened with, by which it is revoked. */
@@ -185,6 +188,8 @@ export class Session {
   #replaying = false;
   /** Bytes of events the replay under way has written. */
   #replayed = 0;
+  /** Bytes the current replay may write: the outbox's budget within the isolate's allowance. */
+  #replayLimit = 0;
   #closed = false;
   /** Set while a multi-job stream subscribes to the jobs it names (see {@link join}). */
   #joining = false;
@@ -245,6 +250,10 @@ export class Session {
     let denied = false;
     this.#replaying = true;
     this.#replayed = 0;
+    this.#replayLimit = Math.min(
+      this.#outbox.replayBudget,
+      this.context.replays?.available() ?? Infinity,
+    );
     this.#outbox.cork();
     let joined: { job: Job; replay: ReplayInfo } | undefined;
     try {
@@ -283,6 +292,7 @@ export class Session {
       if (!(error instanceof DeniedError)) throw error;
     } finally {
       this.#replaying = false;
+      this.context.replays?.spend(this.#replayed);
       this.#outbox.uncork();
     }
     if (denied) return "forbidden";
@@ -368,7 +378,7 @@ export class Session {
       this.#outbox.push(frame, coalesce ? sub.jobId : undefined, !this.#replaying);
       if (this.#replaying) {
         this.#replayed += frameLength(frame);
-        if (this.#replayed > this.#outbox.replayBudget) {
+        if (this.#replayed > this.#replayLimit) {
           // The client gets this event and what waited before it (frames behind a backlog
           // would be dropped by a plain close), and resumes after it; the rest of the replay is
           // not held here. The reason gives the `since` to resume with: a one-job stream's

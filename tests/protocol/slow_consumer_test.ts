@@ -16,6 +16,12 @@ import {
 } from "../_helpers/clients.ts";
 import { withChildServer, withServer } from "../_helpers/server.ts";
 import { concat } from "../_helpers/bytes.ts";
+import {
+  MIN_REPLAY_ROOM,
+  REPLAY_BURST_BYTES,
+  REPLAY_BYTES_PER_SECOND,
+  ReplayAllowance,
+} from "../../src/protocol/replay_allowance.ts";
 
 /** A WebSocket client on a bare TCP connection, which reads only when told to. */
 class StalledSocket {
@@ -313,17 +319,19 @@ for (const isolates of [1, 2]) {
 }
 
 Deno.test("a replay larger than one go ends with 4008 after whole events, and resuming with since gets the rest", async () => {
-  await withServer({}, async (server) => {
-    const id = await createJob(server.url);
-    // 36 MB, more than two replays' worth.
-    await publishLarge(server.url, id, 600);
-    const all = Array.from({ length: 600 }, (_, i) => i + 1);
-    /** Events replays have handed out so far, from memory or the store. */
-    const replayedSoFar = async () => {
-      const { events } = await (await fetch(`${server.url}/stats`)).json();
-      return events.replayed_from_memory_total + events.replayed_from_store_total;
-    };
-    for (const transport of ["websocket", "websocket batch=1", "sse"] as const) {
+  // A server for each transport: three clients catching up 36 MB each within a second or two
+  // would also meet the isolate's allowance of replay bytes (see the burst tests below).
+  for (const transport of ["websocket", "websocket batch=1", "sse"] as const) {
+    await withServer({}, async (server) => {
+      const id = await createJob(server.url);
+      // 36 MB, more than two replays' worth.
+      await publishLarge(server.url, id, 600);
+      const all = Array.from({ length: 600 }, (_, i) => i + 1);
+      /** Events replays have handed out so far, from memory or the store. */
+      const replayedSoFar = async () => {
+        const { events } = await (await fetch(`${server.url}/stats`)).json();
+        return events.replayed_from_memory_total + events.replayed_from_store_total;
+      };
       const received: number[] = [];
       const ends: string[] = [];
       const replayedBefore = await replayedSoFar();
@@ -378,8 +386,8 @@ Deno.test("a replay larger than one go ends with 4008 after whole events, and re
       // A replay cut short reads no further than what it sent: not the job's whole history
       // for each of the three connections.
       assert.equal(await replayedSoFar() - replayedBefore, 600, transport);
-    }
-  });
+    });
+  }
 });
 
 for (const batch of [false, true]) {
@@ -569,7 +577,7 @@ async function sseReplay(
   }
 }
 
-Deno.test("a burst of replays of a long history is bounded per isolate: later ones are cut short until clients take theirs or leave", async () => {
+Deno.test("replays are bounded by what the isolate's HTTP streams hold: with 64 MiB unread, another gets 256 KiB until those clients leave", async () => {
   await withServer({}, async (server) => {
     assert.equal((await http(server.url, "POST", "/jobs", { id: "long" })).status, 201);
     await publishLarge(server.url, "long", 300);
@@ -579,7 +587,8 @@ Deno.test("a burst of replays of a long history is bounded per isolate: later on
     assert.ok(most > 250 && most < 300, `${most} events`);
     assert.deepEqual(alone.error, { code: 4008, reason: `replay continues with since=${most}` });
     // Four raw clients that never read each hold a full replay (16 MiB, cut there: the streams
-    // are closing, their bytes still unread): the isolate's 64 MiB.
+    // are closing, their bytes still unread): the isolate's 64 MiB. They come slowly enough
+    // that the isolate's allowance of replay bytes per second does not cut them.
     const { hostname, port } = new URL(server.url);
     const request = new TextEncoder().encode(
       `GET /jobs/long/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
@@ -588,6 +597,7 @@ Deno.test("a burst of replays of a long history is bounded per isolate: later on
     const idle: Deno.TcpConn[] = [];
     try {
       for (let i = 0; i < 4; i++) {
+        await new Promise((r) => setTimeout(r, 700));
         const connection = await Deno.connect({ hostname, port: Number(port) });
         idle.push(connection);
         await connection.write(request);
@@ -597,8 +607,9 @@ Deno.test("a burst of replays of a long history is bounded per isolate: later on
         10_000,
         "four replays cut, unread",
       );
-      // A fifth client gets what is left, the least a replay may write (256 KiB: five events
-      // of 60,000 characters, the last one past it), and where to go on from.
+      // The allowance back to full, a fifth client gets what the streams leave: the least a
+      // replay may write (256 KiB: five events of 60,000 characters, the last one past it).
+      await new Promise((r) => setTimeout(r, 2100));
       const short = await sseReplay(server.url, "long");
       assert.deepEqual(short.sequences, [1, 2, 3, 4, 5]);
       assert.deepEqual(short.error, { code: 4008, reason: "replay continues with since=5" });
@@ -616,4 +627,52 @@ Deno.test("a burst of replays of a long history is bounded per isolate: later on
     );
     assert.deepEqual(full.error, alone.error);
   });
+});
+
+Deno.test("a burst of replays from clients that read and leave is bounded by the isolate's allowance of replay bytes", async () => {
+  await withServer({}, async (server) => {
+    assert.equal((await http(server.url, "POST", "/jobs", { id: "long" })).status, 201);
+    await publishLarge(server.url, "long", 300);
+    const started = performance.now();
+    const replays = await Promise.all(
+      Array.from({ length: 12 }, () => sseReplay(server.url, "long")),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const counts = replays.map((r) => r.sequences.length);
+    // Each got a whole run from the start and where to go on from.
+    for (const { sequences, error } of replays) {
+      assert.deepEqual(sequences, Array.from({ length: sequences.length }, (_, i) => i + 1));
+      assert.deepEqual(error, {
+        code: 4008,
+        reason: `replay continues with since=${sequences.length}`,
+      });
+    }
+    // In all, no more than the burst and the rate for the time it took, and each replay's
+    // least and one event past it: 12 whole replays (192 MiB) would be far over that.
+    const frame = 60_200;
+    const bound = REPLAY_BURST_BYTES + REPLAY_BYTES_PER_SECOND * seconds +
+      12 * (MIN_REPLAY_ROOM + frame);
+    const total = counts.reduce((a, b) => a + b, 0) * frame;
+    assert.ok(total <= bound, `${counts.join(", ")} events in ${seconds.toFixed(2)} s`);
+  });
+});
+
+Deno.test("the allowance of replay bytes starts full, refills at its rate up to its burst, and always leaves the least", () => {
+  let now = 0;
+  const allowance = new ReplayAllowance(() => now);
+  assert.equal(allowance.available(), REPLAY_BURST_BYTES);
+  allowance.spend(REPLAY_BURST_BYTES + 1_000_000);
+  assert.equal(allowance.available(), MIN_REPLAY_ROOM, "overspent: the least");
+  now += 500;
+  assert.equal(allowance.available(), REPLAY_BYTES_PER_SECOND / 2 - 1_000_000);
+  now += 60_000;
+  assert.equal(allowance.available(), REPLAY_BURST_BYTES, "never past the burst");
+  // What streams hold leaves room beside a stream's own share.
+  allowance.hold(50 * 1024 * 1024);
+  assert.equal(allowance.roomBeside(0), 14 * 1024 * 1024);
+  assert.equal(allowance.roomBeside(10 * 1024 * 1024), 24 * 1024 * 1024);
+  allowance.hold(20 * 1024 * 1024);
+  assert.equal(allowance.roomBeside(0), MIN_REPLAY_ROOM);
+  allowance.hold(-70 * 1024 * 1024);
+  assert.equal(allowance.held, 0);
 });
