@@ -301,8 +301,11 @@ export class Peers {
     return this.remoteCount(watcherKey(jobId));
   }
 
-  /** Asks every other isolate for its figures; answers with those that reply in time. */
-  gather(timeoutMs = 200): Promise<IsolateFigures[]> {
+  /**
+   * Asks every other isolate for its figures; answers with those that reply in time (all
+   * of them at once, unless one is busy for longer than the timeout).
+   */
+  gather(timeoutMs = 1000): Promise<IsolateFigures[]> {
     if (this.#channel === undefined || this.#liveCount() === 0) return Promise.resolve([]);
     const id = this.#nextRequest++;
     return new Promise((resolve) => {

@@ -141,6 +141,8 @@ Deno.test("two isolates deliver every event in order to subscribers on either is
 
       const stats = await http(server.url, "GET", "/stats");
       assert.equal(stats.json.isolates, 2);
+      assert.equal(stats.json.isolates_expected, 2);
+      assert.equal(stats.json.partial, false);
       const isolates = stats.json.per_isolate as {
         connections: number;
         published_total: number;

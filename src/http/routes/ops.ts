@@ -45,13 +45,15 @@ export function localFigures(deps: AppDeps): IsolateFigures {
 /** The figures of every isolate of this server added up. */
 export async function serverFigures(
   deps: AppDeps,
-): Promise<IsolateFigures & { isolates: number; each: IsolateFigures[] }> {
+): Promise<IsolateFigures & { isolates: number; expected: number; each: IsolateFigures[] }> {
+  const expected = deps.peers.count + 1;
   const all = [localFigures(deps), ...(await deps.peers.gather())];
-  const total: IsolateFigures & { isolates: number; each: IsolateFigures[] } = {
+  const total: IsolateFigures & { isolates: number; expected: number; each: IsolateFigures[] } = {
     ...all[0]!,
     connections: { websocket: 0, sse: 0, ndjson: 0 },
     perJob: {},
     isolates: all.length,
+    expected,
     each: all,
   };
   const sums = [
@@ -103,6 +105,10 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
     server_time: new Date().toISOString(),
     uptime_seconds: stats.uptimeSeconds(),
     isolates: f.isolates,
+    // An isolate busy past the wait (a second) is left out, and its counts with it: the
+    // figures are then this much of the server's, not all of it.
+    isolates_expected: Math.max(f.expected, f.isolates),
+    partial: f.isolates < f.expected,
     // Each isolate's share (the first is the one answering), to see how load spreads.
     per_isolate: f.each.map((one) => ({
       connections: one.connections.websocket + one.connections.sse + one.connections.ndjson,
