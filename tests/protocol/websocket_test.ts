@@ -562,8 +562,11 @@ Deno.test("plain HTTP request to a websocket route answers 426", async () => {
   });
 });
 
-/** Sends one raw HTTP/1.1 request; the reply's status and body (by its Content-Length). */
-async function rawRequest(port: number, head: string[]): Promise<{ status: number; body: string }> {
+/** Sends one raw HTTP/1.1 request; the reply's status, head and body (by its Content-Length). */
+async function rawRequest(
+  port: number,
+  head: string[],
+): Promise<{ status: number; head: string; body: string }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
     await conn.write(new TextEncoder().encode([...head, "", ""].join("\r\n")));
@@ -573,7 +576,11 @@ async function rawRequest(port: number, head: string[]): Promise<{ status: numbe
       const end = text.indexOf("\r\n\r\n");
       const length = Number(/content-length: *(\d+)/i.exec(text)?.[1] ?? NaN);
       if (end >= 0 && text.length >= end + 4 + length) {
-        return { status: Number(text.slice(9, 12)), body: text.slice(end + 4) };
+        return {
+          status: Number(text.slice(9, 12)),
+          head: text.slice(0, end),
+          body: text.slice(end + 4),
+        };
       }
       const n = await conn.read(buffer);
       if (n === null) throw new Error(`connection closed: ${text}`);
@@ -617,6 +624,26 @@ Deno.test("an incomplete websocket handshake answers 400 and takes no connection
     } finally {
       await first.close();
       await second.close();
+    }
+  });
+});
+
+Deno.test("a websocket handshake of another version answers 426 naming version 13", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    for (const version of ["Sec-WebSocket-Version: 8", null]) {
+      const reply = await rawRequest(server.port, [
+        `GET /ws/jobs/${id} HTTP/1.1`,
+        `Host: 127.0.0.1:${server.port}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ...(version === null ? [] : [version]),
+      ]);
+      assert.equal(reply.status, 426, reply.body);
+      assert.match(reply.head, /^sec-websocket-version: 13$/im);
+      assert.equal(JSON.parse(reply.body).error.code, "upgrade_required");
+      assert.match(JSON.parse(reply.body).error.message, /version 13, not (8|none)/);
     }
   });
 });

@@ -53,6 +53,16 @@ function requireUpgrade(c: Context<AppEnv>): void {
   if ((c.req.header("sec-websocket-key") ?? "").trim() === "") {
     throw new ApiError("invalid_upgrade", "A WebSocket upgrade needs a Sec-WebSocket-Key");
   }
+  // RFC 6455 §4.4: a version the server does not speak is answered 426 with the one it does.
+  const version = (c.req.header("sec-websocket-version") ?? "").trim();
+  if (version !== "13") {
+    throw new ApiError(
+      "upgrade_required",
+      `This server speaks WebSocket version 13, not ${version === "" ? "none" : version}`,
+      undefined,
+      { "sec-websocket-version": "13" },
+    );
+  }
 }
 
 export function registerStreamRoutes(app: App, deps: AppDeps): void {
