@@ -13,6 +13,9 @@ import { formatSse, formatSseComment } from "./sse.ts";
 import { logError } from "../log.ts";
 import type { ReplayAllowance } from "./replay_allowance.ts";
 
+/** Largest chunk handed to the runtime at once (see `HttpStream.#flush`). */
+const SLICE_BYTES = 64 * 1024;
+
 /** Milliseconds an EventSource waits before reconnecting (sent as `retry:`). */
 export const SSE_RETRY_MS = 2000;
 
@@ -139,7 +142,8 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
   }
 
   pull(): void {
-    // The runtime asks again once it has written the last chunk.
+    // The runtime asks again once it has taken every slice queued here into its own buffer
+    // (at most about 64 KiB of them still unsent): what was handed over is no longer held.
     this.#release(this.#inFlight);
     this.#inFlight = 0;
     // Frames waiting in the outbox join this chunk too.
@@ -218,7 +222,17 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     this.#wanted = false;
     this.#inFlight += chunk.byteLength;
     try {
-      this.#controller.enqueue(chunk);
+      if (chunk.byteLength <= SLICE_BYTES) {
+        this.#controller.enqueue(chunk);
+      } else {
+        // The runtime takes any chunk whole into a buffer of its own while that holds less
+        // than 64 KiB, and asks for more at once: a large chunk in slices (views, no copy)
+        // stays in this stream's queue until the client reads, where `backlog()` and the
+        // isolate's count of what streams hold can see it.
+        for (let at = 0; at < chunk.byteLength; at += SLICE_BYTES) {
+          this.#controller.enqueue(chunk.subarray(at, at + SLICE_BYTES));
+        }
+      }
     } catch {
       // The runtime ended the response (its client left) and has not called cancel yet.
       this.#open = false;

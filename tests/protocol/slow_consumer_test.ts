@@ -629,6 +629,46 @@ Deno.test("replays are bounded by what the isolate's HTTP streams hold: with 64 
   });
 });
 
+Deno.test("a replay that fits counts as held while its client does not read it", async () => {
+  await withServer({}, async (server) => {
+    for (const id of ["mid", "long"]) {
+      assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+    }
+    // 12 MB: one replay, not cut. Clients that do not read hold them.
+    await publishLarge(server.url, "mid", 200);
+    await publishLarge(server.url, "long", 300);
+    const { hostname, port } = new URL(server.url);
+    const request = new TextEncoder().encode(
+      `GET /jobs/mid/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
+        "Accept: text/event-stream\r\n\r\n",
+    );
+    const idle: Deno.TcpConn[] = [];
+    try {
+      for (let i = 0; i < 6; i++) {
+        // Slowly enough that the allowance of replay bytes per second does not cut them.
+        await new Promise((r) => setTimeout(r, 450));
+        const connection = await Deno.connect({ hostname, port: Number(port) });
+        idle.push(connection);
+        await connection.write(request);
+      }
+      // Five whole replays (60 MB), and a sixth cut at what they leave of 64 MiB.
+      await waitFor(
+        async () => {
+          const { sse, closing } = (await http(server.url, "GET", "/stats")).json.connections;
+          return sse === 5 && closing === 1;
+        },
+        10_000,
+        "five streams open, their replays whole, and a sixth cut",
+      );
+      await new Promise((r) => setTimeout(r, 2100));
+      const short = await sseReplay(server.url, "long");
+      assert.deepEqual(short.sequences, [1, 2, 3, 4, 5]);
+    } finally {
+      for (const connection of idle) connection.close();
+    }
+  });
+});
+
 Deno.test("a burst of replays from clients that read and leave is bounded by the isolate's allowance of replay bytes", async () => {
   await withServer({}, async (server) => {
     assert.equal((await http(server.url, "POST", "/jobs", { id: "long" })).status, 201);
