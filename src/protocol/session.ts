@@ -435,7 +435,7 @@ export class Session {
     this.#subs.delete(sub.jobId);
     this.#since?.delete(sub.jobId);
     if (this.#single && this.#subs.size === 0) {
-      this.jobGone(sub.jobId, reason);
+      this.jobGone(sub.jobId, reason, "job_gone", sub.cursor);
       return;
     }
     this.#sendMessage("unsubscribed", sub.jobId, { last_sequence: sub.cursor, reason });
@@ -577,16 +577,12 @@ export class Session {
     jobId: string | null,
     fields: Record<string, unknown>,
     bounded: boolean,
+    marks: Record<string, unknown> = this.#marks(jobId),
   ): void {
     if (this.codec.format === "snapshot") {
       this.#push(JSON.stringify({ type: "error", error: message, code }), "error", bounded);
     } else {
-      this.#sendMessage(
-        "error",
-        jobId,
-        { error: message, ...fields, ...this.#marks(jobId) },
-        bounded,
-      );
+      this.#sendMessage("error", jobId, { error: message, ...fields, ...marks }, bounded);
     }
   }
 
@@ -609,14 +605,27 @@ export class Session {
    * `error` message that names the job, then close 4004.
    *
    * @param code `job_gone` for a job that was there (deleted or purged: its id answers 410)
+   * @param lastSequence the last of its events the stream sent (0: none)
    */
-  jobGone(jobId: string, reason: string, code: "job_gone" | "job_not_found" = "job_gone"): void {
+  jobGone(
+    jobId: string,
+    reason: string,
+    code: "job_gone" | "job_not_found" = "job_gone",
+    lastSequence = 0,
+  ): void {
     if (this.#closed) return;
-    this.#sendError(code, reason, jobId, {
-      error_type: REFUSAL_TYPES[code],
+    this.#sendError(
       code,
-      close_code: CLOSE.jobNotFound,
-    }, false);
+      reason,
+      jobId,
+      {
+        error_type: REFUSAL_TYPES[code],
+        code,
+        close_code: CLOSE.jobNotFound,
+      },
+      false,
+      { last_sequence: lastSequence },
+    );
     this.finish(CLOSE.jobNotFound, reason);
   }
 

@@ -143,10 +143,10 @@ export async function expectWsRefused(
         "code",
         "error",
         "error_type",
-        "last_sequences",
+        "last_sequence",
       ]);
-      // The marks of what the socket follows: nothing.
-      assert.deepEqual(message.data.last_sequences, {});
+      // The job's mark as far as this socket goes: nothing sent.
+      assert.equal(message.data.last_sequence, 0);
     }
   } finally {
     await ws.close();

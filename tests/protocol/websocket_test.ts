@@ -132,6 +132,7 @@ Deno.test("websocket to an unknown job says so in an error message, then closes 
     assert.equal(error.data.error_type, "not_found", "as for a subscribe to an unknown job");
     assert.equal(error.data.error, "job not found");
     assert.equal(error.data.close_code, 4004);
+    assert.equal(error.data.last_sequence, 0);
     // Flat messages for format=snapshot: {type: "error", error}.
     const flat = await WsClient.connect(`${server.url}/ws/jobs/no-such-job?format=snapshot`);
     assert.equal((await flat.closed).code, 4004);
@@ -534,6 +535,8 @@ Deno.test("deleting a job ends its websocket and SSE streams with an error namin
     const id = await createJob(server.url);
     const ws = await WsClient.connect(`${server.url}/ws/jobs/${id}`);
     await ws.next((m) => m.type === "connection");
+    await publish(server.url, id, logEvent(1), logEvent(2));
+    await ws.next((m) => m.sequence === 2);
     assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
     const closed = await ws.closed;
     assert.equal(closed.code, 4004);
@@ -541,6 +544,7 @@ Deno.test("deleting a job ends its websocket and SSE streams with an error namin
     assert.equal(error.type, "error");
     assert.equal(error.job_id, id);
     assert.equal(error.data.code, "job_gone");
+    assert.equal(error.data.last_sequence, 2, "what the stream had sent of it");
     assert.match(error.data.error, /deleted/);
     // SSE names the job in its last message too.
     const other = await createJob(server.url);
