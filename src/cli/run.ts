@@ -157,12 +157,16 @@ export async function runCommand(args: string[]): Promise<number> {
   }
 
   let exited = false;
+  /** A signal came after the command exited: `run` ends without waiting for more. */
+  let hurried = false;
   let interrupted: Deno.Signal | undefined;
   const listeners = new Map<Deno.Signal, () => void>();
   for (const signal of FORWARDED) {
     const listener = () => {
       if (exited) {
-        // A second Ctrl-C while the last events go out: stop waiting for the server.
+        // A signal while the last output and events go out: stop reading what the command
+        // left behind, and stop waiting for the server.
+        hurried = true;
         publisher.abort();
         return;
       }
@@ -281,7 +285,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const exitedAt = Date.now();
   let done = false;
   pumped.then(() => (done = true));
-  while (!done && Date.now() - exitedAt < PIPE_DRAIN_MAX_MS) {
+  while (!done && !hurried && Date.now() - exitedAt < PIPE_DRAIN_MAX_MS) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   if (!done) {

@@ -63,6 +63,30 @@ Deno.test("run keeps what a process the command left behind prints within 3 s of
   });
 });
 
+Deno.test("a signal after the command exited stops run reading what it left behind", async () => {
+  await withServer({}, async (server) => {
+    // The shell exits at once; what it left prints 2 s later.
+    const run = spawnMain([
+      "run",
+      "--server",
+      server.url,
+      "--",
+      "sh",
+      "-c",
+      "(sleep 2; echo late) & echo hi",
+    ]);
+    try {
+      await run.waitForOutput(/^hi$/m);
+      await new Promise((r) => setTimeout(r, 500));
+      run.process.kill("SIGINT");
+      await run.finished();
+      assert.equal(run.stdout(), "hi\n", run.stderr());
+    } finally {
+      await run.kill();
+    }
+  });
+});
+
 Deno.test("run loses no line while the server restarts mid-run", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "jobwire-run-" });
   let server: TestServer = await startTestServer({}, { dataDir });
