@@ -19,20 +19,18 @@ const logLines = (events: { type: string; data: Record<string, unknown> }[]) =>
     String(e.data.line)
   );
 
+/** `run` of a shell script to the end, reporting to job `id`. */
+const runShell = (base: string, id: string, script: string) =>
+  runCli(["run", "--server", base, "--id", id, "--", "sh", "-c", script]);
+
 Deno.test("run ends with the command, not with a process it left printing", async () => {
   await withServer({}, async (server) => {
     // The shell exits at once; the loop it started prints for 8 s more.
-    const out = await runCli([
-      "run",
-      "--server",
+    const out = await runShell(
       server.url,
-      "--id",
       "forked",
-      "--",
-      "sh",
-      "-c",
       "(i=0; while [ $i -lt 80 ]; do echo tick $i; i=$((i+1)); sleep 0.1; done) & echo parent exits",
-    ]);
+    );
     assert.equal(out.code, 0, out.stderr);
     const events = await storedEvents(server.url, "forked");
     assert.equal(events.at(-1)?.data.status, "completed");
@@ -44,17 +42,7 @@ Deno.test("run ends with the command, not with a process it left printing", asyn
 Deno.test("run keeps what a process the command left behind prints within 3 s of its exit", async () => {
   await withServer({}, async (server) => {
     // Quiet for 1.5 s after the shell exits, then one line, then it closes the pipes.
-    const out = await runCli([
-      "run",
-      "--server",
-      server.url,
-      "--id",
-      "late",
-      "--",
-      "sh",
-      "-c",
-      "(sleep 1.5; echo late) & echo hi",
-    ]);
+    const out = await runShell(server.url, "late", "(sleep 1.5; echo late) & echo hi");
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /^hi\nlate\n/m);
     const events = await storedEvents(server.url, "late");

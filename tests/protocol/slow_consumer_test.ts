@@ -556,6 +556,31 @@ Deno.test("an SSE stream of several jobs cut at its replay budget names every jo
   });
 });
 
+/**
+ * Opens `count` SSE streams of `id` from `since=0` over raw connections that never read,
+ * `pauseMs` apart (slowly enough that the isolate's allowance of replay bytes per second
+ * does not cut them), into `into` for the caller to close.
+ */
+async function openUnread(
+  base: string,
+  id: string,
+  count: number,
+  pauseMs: number,
+  into: Deno.TcpConn[],
+): Promise<void> {
+  const { hostname, port } = new URL(base);
+  const request = new TextEncoder().encode(
+    `GET /jobs/${id}/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
+      "Accept: text/event-stream\r\n\r\n",
+  );
+  for (let i = 0; i < count; i++) {
+    await new Promise((r) => setTimeout(r, pauseMs));
+    const connection = await Deno.connect({ hostname, port: Number(port) });
+    into.push(connection);
+    await connection.write(request);
+  }
+}
+
 /** Reads an SSE replay of `id` to its end: the sequences, and the error that ended it, if any. */
 async function sseReplay(
   base: string,
@@ -587,21 +612,10 @@ Deno.test("replays are bounded by what the isolate's HTTP streams hold: with 64 
     assert.ok(most > 250 && most < 300, `${most} events`);
     assert.deepEqual(alone.error, { code: 4008, reason: `replay continues with since=${most}` });
     // Four raw clients that never read each hold a full replay (16 MiB, cut there: the streams
-    // are closing, their bytes still unread): the isolate's 64 MiB. They come slowly enough
-    // that the isolate's allowance of replay bytes per second does not cut them.
-    const { hostname, port } = new URL(server.url);
-    const request = new TextEncoder().encode(
-      `GET /jobs/long/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
-        "Accept: text/event-stream\r\n\r\n",
-    );
+    // are closing, their bytes still unread): the isolate's 64 MiB.
     const idle: Deno.TcpConn[] = [];
     try {
-      for (let i = 0; i < 4; i++) {
-        await new Promise((r) => setTimeout(r, 700));
-        const connection = await Deno.connect({ hostname, port: Number(port) });
-        idle.push(connection);
-        await connection.write(request);
-      }
+      await openUnread(server.url, "long", 4, 700, idle);
       await waitFor(
         async () => (await http(server.url, "GET", "/stats")).json.connections.closing === 4,
         10_000,
@@ -637,20 +651,9 @@ Deno.test("a replay that fits counts as held while its client does not read it",
     // 12 MB: one replay, not cut. Clients that do not read hold them.
     await publishLarge(server.url, "mid", 200);
     await publishLarge(server.url, "long", 300);
-    const { hostname, port } = new URL(server.url);
-    const request = new TextEncoder().encode(
-      `GET /jobs/mid/events?since=0 HTTP/1.1\r\nHost: ${hostname}\r\n` +
-        "Accept: text/event-stream\r\n\r\n",
-    );
     const idle: Deno.TcpConn[] = [];
     try {
-      for (let i = 0; i < 6; i++) {
-        // Slowly enough that the allowance of replay bytes per second does not cut them.
-        await new Promise((r) => setTimeout(r, 450));
-        const connection = await Deno.connect({ hostname, port: Number(port) });
-        idle.push(connection);
-        await connection.write(request);
-      }
+      await openUnread(server.url, "mid", 6, 450, idle);
       // Five whole replays (60 MB), and a sixth cut at what they leave of 64 MiB.
       await waitFor(
         async () => {
