@@ -138,13 +138,18 @@ export class JobList {
       this.#startOfflineSoon();
     });
     watcher.on("reconnecting", () => this.#startOfflineSoon());
-    watcher.on("error", (error) => {
-      if (AUTH_CODES.has(error.code) && watcher.state === "closed") {
-        this.options.onAuthLost(error);
-      }
-    });
+    /** The last error since the stream was last up: the one that ended it, once it closes. */
+    let lastError;
+    watcher.on("connected", () => (lastError = undefined));
+    watcher.on("error", (error) => (lastError = error));
     watcher.on("closed", ({ reason }) => {
-      if (this.watcher === watcher && reason !== "closed by the client") this.#startOfflineSoon();
+      if (this.watcher !== watcher) return;
+      // The watcher tells its error before it closes: only then is it known to be the end.
+      if (lastError !== undefined && AUTH_CODES.has(lastError.code)) {
+        this.options.onAuthLost(lastError);
+      } else if (reason !== "closed by the client") {
+        this.#startOfflineSoon();
+      }
     });
     this.ticker = setInterval(() => this.#tick(), 1000);
     this.reload();

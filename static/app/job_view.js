@@ -106,24 +106,31 @@ export class JobView {
       if (job !== undefined) this.job = job;
       this.schedule();
     });
+    /** The last error since the stream was last up: the one that ended it, once it closes. */
+    let lastError;
+    watcher.on("connected", () => (lastError = undefined));
     watcher.on("error", (error) => {
       if (watcher !== this.watcher) return;
+      lastError = error;
       if (GONE_CODES.has(error.code)) {
         this.#notice(`There is no job ${id} (it may have been deleted or purged).`);
         // What is shown is what the job was: nothing of it moves any more.
         this.gone = true;
         clearInterval(this.ticker);
         this.#render();
-      } else if (AUTH_CODES.has(error.code) && watcher.state === "closed") {
-        if (error.code === "forbidden" && !/token/i.test(error.message)) {
-          this.#notice(`You may not see job ${id}.`);
-        } else {
-          this.options.onAuthLost(error);
-        }
       }
     });
     watcher.on("closed", () => {
-      if (watcher === this.watcher) this.options.onClosed();
+      if (watcher !== this.watcher) return;
+      // The watcher tells its error before it closes: only then is it known to be the end.
+      if (lastError !== undefined && AUTH_CODES.has(lastError.code)) {
+        if (lastError.code === "forbidden" && !/token/i.test(lastError.message)) {
+          this.#notice(`You may not see job ${id}.`);
+        } else {
+          this.options.onAuthLost(lastError);
+        }
+      }
+      this.options.onClosed();
     });
     this.options.indicator.show(watcher);
     this.ticker = setInterval(() => this.#renderTimes(), 1000);

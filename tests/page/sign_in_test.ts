@@ -214,3 +214,33 @@ browserTest("when the token expires the page says so and asks to sign in again",
     await server.close();
   }
 });
+
+browserTest(
+  "a job the signed-in user may not read says so instead of loading for ever",
+  async () => {
+    const server = await startTestServer(AUTH);
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      const alice = await tokenFor("alice", "read write");
+      const made = await http(server.url, "POST", "/jobs", { id: "alices-job" }, bearer(alice));
+      assert.equal(made.status, 201, made.text);
+      const bob = await tokenFor("bob", "read");
+      await page.goto(`${server.url}/#token=${bob}`);
+      await page.locator("#list-view").waitFor();
+      await page.goto(`${server.url}/#/jobs/alices-job`);
+      await until(
+        "the notice",
+        async () =>
+          await page.locator("#job-notice").textContent() === "You may not see job alices-job.",
+        15_000,
+      );
+      assert.ok(await page.locator("#job-notice").isVisible());
+      // Bob stays signed in: the refusal is about the job, not his session.
+      assert.equal(await page.locator("#who").textContent(), "Signed in as bob");
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);
