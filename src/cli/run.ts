@@ -157,16 +157,22 @@ export async function runCommand(args: string[]): Promise<number> {
   }
 
   let exited = false;
-  /** A signal came after the command exited: `run` ends without waiting for more. */
+  /** Between the command's exit and the end of reading what it left holding its pipes. */
+  let draining = false;
+  /** A signal came meanwhile: stop reading. */
   let hurried = false;
   let interrupted: Deno.Signal | undefined;
   const listeners = new Map<Deno.Signal, () => void>();
   for (const signal of FORWARDED) {
     const listener = () => {
       if (exited) {
-        // A signal while the last output and events go out: stop reading what the command
-        // left behind, and stop waiting for the server.
-        hurried = true;
+        if (draining) {
+          // While what the command left behind is read: stop reading it; the job's end
+          // still goes out.
+          hurried = true;
+          return;
+        }
+        // While the last events go out: stop waiting for the server.
         publisher.abort();
         return;
       }
@@ -280,6 +286,7 @@ export async function runCommand(args: string[]): Promise<number> {
 
   const status = await child.status;
   exited = true;
+  draining = true;
   clearTimeout(killTimer);
   watch.abort();
   const exitedAt = Date.now();
@@ -292,6 +299,7 @@ export async function runCommand(args: string[]): Promise<number> {
     await Promise.all(readers.map((reader) => reader.cancel().catch(() => {})));
   }
   await pumped;
+  draining = false;
   await watching;
   if (stopping !== undefined) {
     // What the command started may outlive it (a shell killed by SIGTERM leaves its

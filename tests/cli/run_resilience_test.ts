@@ -58,6 +58,8 @@ Deno.test("a signal after the command exited stops run reading what it left behi
       "run",
       "--server",
       server.url,
+      "--id",
+      "hurried",
       "--",
       "sh",
       "-c",
@@ -67,8 +69,13 @@ Deno.test("a signal after the command exited stops run reading what it left behi
       await run.waitForOutput(/^hi$/m);
       await new Promise((r) => setTimeout(r, 500));
       run.process.kill("SIGINT");
-      await run.finished();
+      const status = await run.finished();
       assert.equal(run.stdout(), "hi\n", run.stderr());
+      // The command had ended by itself: so does its job, told to the server all the same.
+      assert.equal(status.code, 0, run.stderr());
+      const events = await storedEvents(server.url, "hurried");
+      assert.equal(events.at(-1)?.data.status, "completed");
+      assert.deepEqual(logLines(events), ["hi"]);
     } finally {
       await run.kill();
     }
