@@ -191,11 +191,13 @@ class HttpStream implements Sink, UnderlyingDefaultSource<Uint8Array> {
     const codec = this.#codec;
     const error = END_CODES[code];
     if (error !== undefined && codec.format === "envelope") {
-      const json = encodeEnvelope("error", null, null, new Date().toISOString(), {
+      const { jobId, marks } = this.session.endMarks();
+      const json = encodeEnvelope("error", jobId, null, new Date().toISOString(), {
         error: reason,
         error_type: "system_error",
         code: error,
         close_code: code,
+        ...marks,
       });
       this.write(
         codec.transport === "sse" ? formatSse({ event: "error", data: json }) : json + "\n",

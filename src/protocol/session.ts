@@ -354,6 +354,16 @@ export class Session {
     }, false);
   }
 
+  /** The high-water marks of the named jobs the principal may read (none of the others). */
+  #namedMarks(jobIds: readonly string[]): Record<string, number> {
+    const marks: Record<string, number> = {};
+    for (const id of jobIds) {
+      const job = this.context.job(id);
+      if (job !== undefined && this.context.visible(job)) marks[id] = job.last_sequence;
+    }
+    return marks;
+  }
+
   /** Sends the first message of a multi-job session. */
   greet(jobIds: string[]): void {
     if (this.codec.format === "snapshot") return;
@@ -362,8 +372,8 @@ export class Session {
       message: "Connected",
       server_time: new Date().toISOString(),
       jobs: jobIds,
-      // Nothing is followed yet: each job's mark comes with its `subscribed` message.
-      ...this.#marks(null),
+      // Each named job it may read, as it stands (its `subscribed` message follows).
+      last_sequences: this.#namedMarks(jobIds),
     }, false);
   }
 
@@ -505,11 +515,22 @@ export class Session {
     this.#sendMessage("heartbeat", jobId, { timestamp: now, ...this.#marks(jobId) });
   }
 
-  /** The one job a session follows, when it follows exactly one (and not every job). */
+  /**
+   * The job of a one-job stream (`/ws/jobs/:id`, `/jobs/:id/events`) while it follows that
+   * job alone: its session messages name the job and carry `last_sequence`. Any other stream,
+   * or one that has subscribed to more, reports `last_sequences`, so that a stream's messages
+   * keep one shape.
+   */
   #only(): JobSubscription | undefined {
-    if (this.#subs.size !== 1 || this.#firehose !== undefined) return undefined;
-    const [only] = this.#subs.values();
+    if (!this.#single || this.#subs.size !== 1 || this.#firehose !== undefined) return undefined;
+    const only = this.#subs.get(this.#own ?? "");
     return only;
+  }
+
+  /** The job id and high-water marks of the `error` an HTTP stream ends with (see `finish`). */
+  endMarks(): { jobId: string | null; marks: Record<string, unknown> } {
+    const jobId = this.#only()?.jobId ?? null;
+    return { jobId, marks: this.#marks(jobId) };
   }
 
   /**

@@ -593,6 +593,10 @@ async function sseReplay(
       const m = await sse.inbox.next(() => true, 20_000);
       if (m.event === "log") sequences.push(m.json.sequence);
       if (m.event === "error") {
+        // The error names the job and its high-water mark (nobody publishes meanwhile).
+        assert.equal(m.json.job_id, id);
+        const job = await http(base, "GET", `/jobs/${id}`);
+        assert.equal(m.json.data.last_sequence, job.json.last_sequence);
         return { sequences, error: { code: m.json.data.close_code, reason: m.json.data.error } };
       }
       if (sequences.length === 300) return { sequences };

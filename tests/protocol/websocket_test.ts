@@ -218,7 +218,7 @@ Deno.test("every session message reports the high-water mark of what the socket 
       assert.equal(connection.type, "connection");
       assert.equal(connection.job_id, null);
       assert.deepEqual(connection.data.jobs, [a, b]);
-      assert.deepEqual(connection.data.last_sequences, {}, "nothing is followed yet");
+      assert.deepEqual(connection.data.last_sequences, { [a]: 2, [b]: 1 }, "as the jobs stand");
       const subscribed = await many.next((m) => m.type === "subscribed" && m.job_id === b);
       assert.equal(subscribed.data.last_sequence, 1);
       many.send({ type: "ping", client_time: 7 });
@@ -231,6 +231,22 @@ Deno.test("every session message reports the high-water mark of what the socket 
       assert.deepEqual(bad.data.last_sequences, { [a]: 2, [b]: 1 });
     } finally {
       await many.close();
+    }
+    // A bare socket keeps one shape whatever it follows: `last_sequences`.
+    const bare = await WsClient.connect(`${server.url}/ws`);
+    try {
+      await bare.next((m) => m.type === "connection");
+      bare.send({ type: "ping" });
+      assert.deepEqual((await bare.next((m) => m.type === "pong")).data.last_sequences, {});
+      bare.send({ type: "subscribe", job_id: b, since: 1 });
+      await bare.next((m) => m.type === "subscribed");
+      bare.send({ type: "ping" });
+      const pong = await bare.next((m) => m.type === "pong");
+      assert.equal(pong.job_id, null);
+      assert.deepEqual(pong.data.last_sequences, { [b]: 1 });
+      assert.equal(pong.data.last_sequence, undefined);
+    } finally {
+      await bare.close();
     }
     // Every visible job: the connection reports the unfinished jobs it listed.
     const all = await WsClient.connect(`${server.url}/ws?all=1`);
