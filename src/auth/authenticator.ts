@@ -10,6 +10,7 @@ import type { JWTPayload } from "jose";
 import { type Principal, type Scope, SCOPES } from "./principal.ts";
 import { type TokenKeys, verifyToken } from "./keys.ts";
 import { textProblem } from "../jobs/input.ts";
+import { log, redactUrl } from "../log.ts";
 
 /** Name of the cookie the status page's session token travels in. */
 export const TOKEN_COOKIE = "jobwire_token";
@@ -114,6 +115,8 @@ export function credentialOf(request: Request, url: URL): string | undefined {
 export class Authenticator {
   #keys: TokenKeys;
   #cache = new Map<string, Principal>();
+  /** When the key set at `--jwks-url` was last said to be out of reach (epoch ms). */
+  #keySetWarnedAt = 0;
   #revoked: (token: RevocableToken) => boolean;
 
   /**
@@ -155,6 +158,24 @@ export class Authenticator {
     return token !== undefined && this.#revoked(token);
   }
 
+  /**
+   * Says in the log (at most every 30 s) that the key set at `--jwks-url` could not be
+   * fetched: every token signed with those keys is refused meanwhile, which from the outside
+   * looks like bad tokens.
+   */
+  #warnIfKeySetUnreachable(error: unknown, code: string | undefined): void {
+    const source = this.#keys.external?.source;
+    if (source === undefined || !/^https?:/.test(source)) return;
+    const unreachable = error instanceof TypeError ||
+      code === "ERR_JWKS_TIMEOUT" || code === "ERR_JOSE_GENERIC" || code === "ERR_JWKS_INVALID";
+    if (!unreachable || Date.now() - this.#keySetWarnedAt < 30_000) return;
+    this.#keySetWarnedAt = Date.now();
+    log("warn", "cannot fetch the key set: tokens signed with its keys are refused", {
+      url: redactUrl(source),
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
+
   async #verify(token: string): Promise<AuthOutcome> {
     const cached = this.#cache.get(token);
     if (cached !== undefined) {
@@ -167,6 +188,7 @@ export class Authenticator {
       payload = await verifyToken(this.#keys, token);
     } catch (error) {
       const code = (error as { code?: string }).code;
+      this.#warnIfKeySetUnreachable(error, code);
       return {
         principal: null,
         failure: code === "ERR_JWT_EXPIRED" ? "token_expired" : "invalid_token",

@@ -120,7 +120,8 @@ export async function loadKeys(options: {
     external = await loadPublicKeyFile(options.publicKeyFile);
   } else if (options.jwksUrl !== undefined) {
     external = {
-      key: createRemoteJWKSet(new URL(options.jwksUrl)),
+      // A key the set did not have (a new `kid`) is looked for again after 5 s, not 30.
+      key: createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 5_000 }),
       algorithms: [...PUBLIC_KEY_ALGORITHMS],
       source: options.jwksUrl,
     };

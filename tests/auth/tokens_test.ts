@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { exportJWK, exportSPKI, generateKeyPair } from "jose";
-import { http } from "../_helpers/clients.ts";
-import { type TestServer, withServer } from "../_helpers/server.ts";
+import { http, waitFor } from "../_helpers/clients.ts";
+import { spawnServer, type TestServer, withServer } from "../_helpers/server.ts";
 import {
   AUTH,
   bearer,
@@ -422,6 +422,43 @@ Deno.test("--jwks-url: RS256 tokens verified with keys fetched from the URL; key
       await expectRefused(server, id, unsignedToken(ADMIN), "invalid_token", "invalid token");
     });
   } finally {
+    await jwksServer.shutdown();
+  }
+});
+
+Deno.test("--jwks-url: a key set out of reach is said in the log; a key added to the set is taken within seconds", async () => {
+  const first = await generateKeyPair("RS256");
+  const second = await generateKeyPair("RS256");
+  const keys = [{ ...(await exportJWK(first.publicKey)), kid: "k1", alg: "RS256" }];
+  let up = false;
+  const jwksServer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => up ? Response.json({ keys }) : new Response("down", { status: 503 }),
+  );
+  const url = `http://127.0.0.1:${jwksServer.addr.port}/jwks.json`;
+  const server = await spawnServer(["--port", "0", "--workers", "1", "--jwks-url", url]);
+  try {
+    const token = await mint(ADMIN, { key: first.privateKey, alg: "RS256", kid: "k1" });
+    assertUnauthorized(await http(server.url, "GET", "/jobs", undefined, bearer(token)));
+    await waitFor(() => /WARN cannot fetch the key set/.test(server.output()), 5000, "a warning");
+    assert.ok(server.output().includes(url), server.output());
+    up = true;
+    await waitFor(
+      async () => (await http(server.url, "GET", "/jobs", undefined, bearer(token))).status === 200,
+      10_000,
+      "the key set back",
+    );
+    // Rotation: a key the set did not have when last fetched.
+    keys.push({ ...(await exportJWK(second.publicKey)), kid: "k2", alg: "RS256" });
+    const rotated = await mint(ADMIN, { key: second.privateKey, alg: "RS256", kid: "k2" });
+    await waitFor(
+      async () =>
+        (await http(server.url, "GET", "/jobs", undefined, bearer(rotated))).status === 200,
+      15_000,
+      "the new key taken",
+    );
+  } finally {
+    await server.stop();
     await jwksServer.shutdown();
   }
 });
