@@ -22,6 +22,7 @@ import { SCOPES } from "../auth/principal.ts";
 import { hashPassword } from "../auth/passwords.ts";
 import { DATABASE_FILE, openSqliteStore } from "../store/sqlite_store.ts";
 import { join } from "node:path";
+import { refuseFileAsDataDir } from "../store/data_lock.ts";
 
 /** Shortest password `user add` accepts. */
 const MIN_PASSWORD = 8;
@@ -60,10 +61,12 @@ function configOf(flags: Map<string, string | true>, extra: string[]): Config {
   const serverFlags = new Map([...flags].filter(([name]) => !extra.includes(name)));
   const configFlag = flags.get("config");
   const file = readConfigFile(typeof configFlag === "string" ? configFlag : undefined);
-  return resolveConfig(
+  const config = resolveConfig(
     { flags: serverFlags, env: Deno.env.toObject(), ...(file === undefined ? {} : { file }) },
     known,
   );
+  refuseFileAsDataDir(config.dataDir);
+  return config;
 }
 
 function existsDatabase(dataDir: string): boolean {

@@ -7,7 +7,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { mkdirSync, statSync } from "node:fs";
 import { ConfigError } from "../config.ts";
 import { createPrivateFile } from "./sqlite_store.ts";
@@ -16,6 +16,34 @@ import { createPrivateFile } from "./sqlite_store.ts";
 export const LOCK_FILE = "jobwire.lock";
 /** Name of the file that says which process holds the lock. */
 const HOLDER_FILE = "jobwire.pid";
+
+/**
+ * Refuses a data directory that is a file, or that would be made inside one, as a usage
+ * error naming it (the file system would say EEXIST or ENOTDIR).
+ *
+ * @throws {ConfigError}
+ */
+export function refuseFileAsDataDir(dataDir: string): void {
+  if (dataDir === ":memory:") return;
+  for (let path = resolve(dataDir);; path = dirname(path)) {
+    let stat;
+    try {
+      stat = statSync(path, { throwIfNoEntry: false });
+    } catch (error) {
+      // ENOTDIR: a parent of it is a file, found further up.
+      if ((error as { code?: string }).code !== "ENOTDIR") throw error;
+    }
+    if (stat !== undefined) {
+      if (stat.isDirectory()) return;
+      throw new ConfigError(
+        path === resolve(dataDir)
+          ? `The data directory ${dataDir} is a file, not a directory`
+          : `The data directory ${dataDir} would be inside ${path}, which is a file`,
+      );
+    }
+    if (dirname(path) === path) return;
+  }
+}
 
 /** A held lock on a data directory. */
 export interface DataLock {
@@ -29,9 +57,7 @@ export interface DataLock {
  * @throws {ConfigError} naming the process that holds it, when another server does
  */
 export function lockDataDir(dataDir: string): DataLock {
-  if (statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() === false) {
-    throw new ConfigError(`The data directory ${dataDir} is a file, not a directory`);
-  }
+  refuseFileAsDataDir(dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, LOCK_FILE);
   createPrivateFile(path);

@@ -333,6 +333,20 @@ Deno.test("a data directory that is a file is refused as a usage error, naming i
     assert.ok(run.stderr.includes(`The data directory ${file} is a file, not a directory`));
     assert.doesNotMatch(run.stderr, /EEXIST|Uncaught| {4}at /);
     assert.equal(await Deno.readTextFile(file), "not a directory\n");
+    // A directory to be made inside that file, and the subcommands that use the directory.
+    const inside = join(file, "sub");
+    for (
+      const [args, message] of [
+        [["--port", "0", "--data-dir", inside, "--no-auth"], `would be inside ${file}, which is`],
+        [["token", "--sub", "x", "--scope", "read", "--data-dir", file], "is a file"],
+        [["user", "list", "--data-dir", inside], `would be inside ${file}, which is`],
+      ] as const
+    ) {
+      const refused = await runMain([...args]);
+      assert.equal(refused.code, 2, `${args.join(" ")}: ${refused.stderr}`);
+      assert.ok(refused.stderr.includes(message), refused.stderr);
+      assert.doesNotMatch(refused.stderr, /EEXIST|ENOTDIR|Uncaught| {4}at /);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
