@@ -64,9 +64,14 @@ export function canRead(p: Principal, job: Pick<Job, "id" | "owner" | "created_a
   return p.sub !== null && job.owner === p.sub;
 }
 
+/** Whether the principal may publish to, and delete, every job. */
+export function canWriteAll(p: Principal): boolean {
+  return isAdmin(p) || p.scopes.has("write:all");
+}
+
 /** Whether the principal may publish to, or delete, a job. */
 export function canWrite(p: Principal, job: Pick<Job, "id" | "owner">): boolean {
-  if (isAdmin(p) || p.scopes.has("write:all")) return true;
+  if (canWriteAll(p)) return true;
   return p.sub !== null && job.owner === p.sub && p.scopes.has("write");
 }
 

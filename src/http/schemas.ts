@@ -89,22 +89,25 @@ export const streamQuery = z.object({
   status: status.optional(),
 });
 
+/** The sequence a publish's first event should get (a retry is told by it). */
+const expectedSequence = z.number().int().min(1).optional();
+
 /** `POST /jobs/:id/events` body with a batch: `{events: [...]}`. */
 export const publishBatchBody = z.object({
   events: z.array(z.unknown()).min(1, "Send at least one event"),
-  expected_sequence: z.number().int().min(1).optional(),
+  expected_sequence: expectedSequence,
 });
 
 /** A shortcut's `expected_sequence`, beside the fields of the event it writes. */
 export const expectedSequenceField = z.looseObject({
-  expected_sequence: z.number().int().min(1).optional(),
+  expected_sequence: expectedSequence,
 });
 
 /** `POST /jobs/:id/events` body with one event: `{type, data}`. Data is checked per type elsewhere. */
 export const publishOneBody = z.object({
   type: z.string(),
   data: z.unknown().optional(),
-  expected_sequence: z.number().int().min(1).optional(),
+  expected_sequence: expectedSequence,
 });
 
 /** Either publish body, for the API description. */

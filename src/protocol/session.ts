@@ -523,8 +523,7 @@ export class Session {
    */
   #only(): JobSubscription | undefined {
     if (!this.#single || this.#subs.size !== 1 || this.#firehose !== undefined) return undefined;
-    const only = this.#subs.get(this.#own ?? "");
-    return only;
+    return this.#subs.get(this.#own ?? "");
   }
 
   /** The job id and high-water marks of the `error` an HTTP stream ends with (see `finish`). */
@@ -535,9 +534,10 @@ export class Session {
 
   /**
    * The high-water marks a session message reports, so a client can tell it missed
-   * something: `last_sequence` when the session follows one job and the message names it (or
-   * no job), else `last_sequences` of every job followed (on an `all=1` stream, each job it
-   * has told of that has not ended or left its filter).
+   * something: `last_sequence` on a one-job stream following its job alone (see
+   * {@link #only}) when the message names that job or none, else `last_sequences` of every
+   * job followed (on an `all=1` stream, each job it has told of that has not ended or left
+   * its filter).
    */
   #marks(
     jobId: string | null,

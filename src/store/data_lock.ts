@@ -25,7 +25,8 @@ const HOLDER_FILE = "jobwire.pid";
  */
 export function refuseFileAsDataDir(dataDir: string): void {
   if (dataDir === ":memory:") return;
-  for (let path = resolve(dataDir);; path = dirname(path)) {
+  const absolute = resolve(dataDir);
+  for (let path = absolute;; path = dirname(path)) {
     let stat;
     try {
       stat = statSync(path, { throwIfNoEntry: false });
@@ -36,7 +37,7 @@ export function refuseFileAsDataDir(dataDir: string): void {
     if (stat !== undefined) {
       if (stat.isDirectory()) return;
       throw new ConfigError(
-        path === resolve(dataDir)
+        path === absolute
           ? `The data directory ${dataDir} is a file, not a directory`
           : `The data directory ${dataDir} would be inside ${path}, which is a file`,
       );

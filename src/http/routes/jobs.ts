@@ -13,6 +13,7 @@ import {
   canRead,
   canReadAll,
   canWrite,
+  canWriteAll,
   isAdmin,
   type Principal,
 } from "../../auth/principal.ts";
@@ -102,7 +103,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     }
     const id = body.id ?? crypto.randomUUID();
     const owner = body.owner ?? principal.sub;
-    if (owner === null && !isAdmin(principal) && !principal.scopes.has("write:all")) {
+    if (owner === null && !canWriteAll(principal)) {
       // A job of nobody's that this token could then neither read, write nor delete.
       throw new ApiError(
         "forbidden",
