@@ -19,6 +19,8 @@ export class Stats {
   eventsPublished = 0;
   jobsCreated = 0;
   longPolls = 0;
+  /** Long-polls (`wait=` on an events page, `wait=terminal` on a job) waiting now. */
+  longPollsWaiting = 0;
   serverErrors = 0;
   #samples: Sample[] = [];
   #timer: ReturnType<typeof setInterval>;

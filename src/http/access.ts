@@ -181,7 +181,7 @@ export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Princi
 
 /**
  * Runs `wait` (a request held open: a long-poll) counted as an open stream for the
- * connection limits.
+ * connection limits, and in `/stats` as a `long_poll` connection.
  *
  * @throws {ApiError} as {@link admitStream} does, before waiting
  */
@@ -192,9 +192,11 @@ export async function whileAdmitted<T>(
   wait: () => Promise<T>,
 ): Promise<T> {
   const release = admitStream(c, deps, principal);
+  deps.stats.longPollsWaiting++;
   try {
     return await wait();
   } finally {
+    deps.stats.longPollsWaiting--;
     release();
   }
 }

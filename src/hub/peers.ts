@@ -11,7 +11,7 @@ import { logError } from "../log.ts";
 
 /** One isolate's figures, as `/stats` adds them up. */
 export interface IsolateFigures {
-  connections: { websocket: number; sse: number; ndjson: number };
+  connections: { websocket: number; sse: number; ndjson: number; long_poll: number };
   /** Connections closed by the server whose client has not taken the close yet. */
   closing: number;
   opened: number;

@@ -87,7 +87,10 @@ export class StatsPanel {
     };
     const c = stats.connections ?? {};
     set("stat-connections", String(c.total ?? 0));
-    set("stat-transports", `${c.websocket ?? 0} / ${c.sse ?? 0} / ${c.ndjson ?? 0}`);
+    set(
+      "stat-transports",
+      `${c.websocket ?? 0} / ${c.sse ?? 0} / ${c.ndjson ?? 0} / ${c.long_poll ?? 0}`,
+    );
     set("stat-jobs", String(stats.jobs?.total ?? 0));
     set("stat-running", String(stats.jobs?.by_status?.running ?? 0));
     set("stat-events-rate", rate(stats.rates?.events_published_per_second));

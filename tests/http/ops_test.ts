@@ -139,6 +139,66 @@ Deno.test("stats stops counting connections once they close", async () => {
   });
 });
 
+Deno.test("stats and metrics count waiting long-polls as connections, and stop when they answer", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const abort = new AbortController();
+    // One events long-poll and one wait for the job's end, both held open.
+    const page = fetch(`${server.url}/jobs/${id}/events?since=0&wait=30`, { signal: abort.signal });
+    const end = fetch(`${server.url}/jobs/${id}?wait=terminal&timeout=30`, {
+      signal: abort.signal,
+    });
+    try {
+      const waiting = await waitFor(
+        async () => {
+          const stats = (await http(server.url, "GET", "/stats")).json;
+          return stats.connections.long_poll === 2 ? stats : undefined;
+        },
+        5000,
+        "stats to count both long-polls",
+      );
+      assert.equal(waiting.connections.total, 2);
+      assert.equal(waiting.per_job[id].connections, 2);
+      assert.equal(
+        waiting.per_isolate.reduce(
+          (sum: number, one: { connections: number }) => sum + one.connections,
+          0,
+        ),
+        2,
+      );
+      const metrics = samples((await http(server.url, "GET", "/metrics")).text);
+      assert.equal(metrics.get('jobwire_connections{transport="long_poll"}'), 2);
+
+      await publish(server.url, id, logEvent("wake the page"));
+      const answered = await page;
+      assert.equal(answered.status, 200);
+      assert.equal((await answered.json()).events.length, 1);
+      const one = await waitFor(
+        async () => {
+          const stats = (await http(server.url, "GET", "/stats")).json;
+          return stats.connections.long_poll === 1 ? stats : undefined;
+        },
+        5000,
+        "stats to stop counting the answered long-poll",
+      );
+      assert.equal(one.connections.total, 1);
+    } finally {
+      abort.abort();
+      await page.catch(() => {});
+      await end.then((r) => r.body?.cancel()).catch(() => {});
+    }
+    const none = await waitFor(
+      async () => {
+        const stats = (await http(server.url, "GET", "/stats")).json;
+        return stats.connections.long_poll === 0 ? stats : undefined;
+      },
+      5000,
+      "stats to stop counting the aborted wait",
+    );
+    assert.equal(none.connections.total, 0);
+  });
+});
+
 Deno.test("metrics is Prometheus text with connection and event counters and no job id", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url, { id: "secret-job-name-42", kind: "private-kind" });

@@ -20,7 +20,7 @@ export function localFigures(deps: AppDeps): IsolateFigures {
   for (const [id, entry] of hub.jobs()) perJob[id] = entry;
   const rates = stats.rates();
   return {
-    connections: sessions.counts(),
+    connections: { ...sessions.counts(), long_poll: stats.longPollsWaiting },
     closing: sessions.closing,
     opened: sessions.opened,
     published: stats.eventsPublished,
@@ -50,7 +50,7 @@ export async function serverFigures(
   const all = [localFigures(deps), ...(await deps.peers.gather())];
   const total: IsolateFigures & { isolates: number; expected: number; each: IsolateFigures[] } = {
     ...all[0]!,
-    connections: { websocket: 0, sse: 0, ndjson: 0 },
+    connections: { websocket: 0, sse: 0, ndjson: 0, long_poll: 0 },
     perJob: {},
     isolates: all.length,
     expected,
@@ -81,6 +81,7 @@ export async function serverFigures(
     total.connections.websocket += figures.connections.websocket;
     total.connections.sse += figures.connections.sse;
     total.connections.ndjson += figures.connections.ndjson;
+    total.connections.long_poll += figures.connections.long_poll;
     for (const [id, entry] of Object.entries(figures.perJob)) {
       const sum = total.perJob[id] ?? { connections: 0, last_sequence: 0 };
       sum.connections += entry.connections;
@@ -93,6 +94,11 @@ export async function serverFigures(
   return total;
 }
 
+/** Open streams and waiting long-polls, every transport. */
+function connectionCount(c: IsolateFigures["connections"]): number {
+  return c.websocket + c.sse + c.ndjson + c.long_poll;
+}
+
 /** The whole-server figures `/stats` reports. */
 export async function collectStats(deps: AppDeps): Promise<Record<string, unknown>> {
   const { stats, store } = deps;
@@ -100,7 +106,7 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
   const byStatus = store.countByStatus();
   let connectionsOnJobs = 0;
   for (const entry of Object.values(f.perJob)) connectionsOnJobs += entry.connections;
-  const total = f.connections.websocket + f.connections.sse + f.connections.ndjson;
+  const total = connectionCount(f.connections);
   return {
     server_time: new Date().toISOString(),
     uptime_seconds: stats.uptimeSeconds(),
@@ -111,7 +117,7 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
     partial: f.isolates < f.expected,
     // Each isolate's share (the first is the one answering), to see how load spreads.
     per_isolate: f.each.map((one) => ({
-      connections: one.connections.websocket + one.connections.sse + one.connections.ndjson,
+      connections: connectionCount(one.connections),
       published_total: one.published,
       delivered_total: one.delivered,
       commits: one.commits,
@@ -163,11 +169,17 @@ async function metricsText(deps: AppDeps): Promise<string> {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
   };
-  metric("jobwire_connections", "gauge", "Open stream connections by transport.", [
-    ['{transport="websocket"}', f.connections.websocket],
-    ['{transport="sse"}', f.connections.sse],
-    ['{transport="ndjson"}', f.connections.ndjson],
-  ]);
+  metric(
+    "jobwire_connections",
+    "gauge",
+    "Open stream connections and waiting long-polls, by transport.",
+    [
+      ['{transport="websocket"}', f.connections.websocket],
+      ['{transport="sse"}', f.connections.sse],
+      ['{transport="ndjson"}', f.connections.ndjson],
+      ['{transport="long_poll"}', f.connections.long_poll],
+    ],
+  );
   metric(
     "jobwire_connections_closing",
     "gauge",
