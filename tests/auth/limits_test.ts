@@ -257,6 +257,15 @@ Deno.test("connections per principal: the third WebSocket closes 1013 and the th
     const second = await expectWsOpen(url);
     try {
       await expectWsRefused(url, 1013);
+      // At the limit, a job the principal may not read is still refused as forbidden.
+      await expectWsRefused(`${server.url}/ws/jobs/${bobsJob}?token=${alice}`, 1008, "forbidden");
+      await expectStreamRefused(
+        `${server.url}/jobs/${bobsJob}/events`,
+        403,
+        "forbidden",
+        "sse",
+        bearer(alice),
+      );
       const sse = await expectStreamRefused(
         `${server.url}/jobs/${id}/events`,
         429,

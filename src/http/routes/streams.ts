@@ -128,12 +128,16 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     options: StreamOptions,
     single: boolean,
     onOpen: (session: Session, principal: Principal) => void,
+    mayRead?: (principal: Principal) => void,
   ): Response {
     requireUpgrade(c);
     let principal: Principal;
     let release: () => void;
     try {
       principal = streamPrincipal(c, deps, jobIds);
+      // Refused for access before the limits: a client without access hears "forbidden",
+      // not "try again later".
+      mayRead?.(principal);
       release = admitStream(c, deps, principal);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
@@ -188,6 +192,11 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
         else session.jobGone(id, "job not found", "job_not_found");
       } else if (result === "forbidden") {
         session.close(CLOSE.policy, "forbidden");
+      }
+    }, (principal) => {
+      const job = store.getJob(id);
+      if (job !== undefined && !canRead(principal, job)) {
+        throw new ApiError("forbidden", `No access to job ${id}`);
       }
     });
   });
