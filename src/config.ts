@@ -60,16 +60,26 @@ const duration = (what: string, maxMs = Infinity, minMs = 0, zeroAllowed = true)
     return ms;
   });
 
+/** A value as a message shows it: JSON, but Infinity and NaN by name (JSON says null). */
+function shown(value: unknown): string {
+  return typeof value === "number" && !Number.isFinite(value)
+    ? String(value)
+    : JSON.stringify(value);
+}
+
 /** Schemas of options whose value in a JSON file must be a JSON number. */
 const NUMERIC = new WeakSet<z.ZodType>();
 
 const integer = (min: number, max: number) => {
-  const schema = z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const n = typeof value === "number" ? value : Number(value.trim());
-    if (
-      !Number.isInteger(n) || n < min || n > max ||
-      (typeof value === "string" && value.trim() === "")
-    ) {
+  // Any value: a number too large for JSON (1e400) reads as Infinity, which z.number() would
+  // refuse with a message that does not say what is expected.
+  const schema = z.unknown().transform((value, ctx) => {
+    const n = typeof value === "number"
+      ? value
+      : typeof value === "string" && value.trim() !== ""
+      ? Number(value.trim())
+      : NaN;
+    if (!Number.isInteger(n) || n < min || n > max) {
       ctx.addIssue({ code: "custom", message: `expected an integer from ${min} to ${max}` });
       return z.NEVER;
     }
@@ -492,16 +502,14 @@ export function resolveConfig(
     if (fromFile && kind !== null && typeof raw !== kind) {
       throw new ConfigError(
         `Invalid value for ${source}: expected a JSON ${kind}` +
-          `${kind === "boolean" ? " (true or false)" : ""}, got ${JSON.stringify(raw)}`,
+          `${kind === "boolean" ? " (true or false)" : ""}, got ${shown(raw)}`,
       );
     }
     const parsed = spec.schema.safeParse(raw);
     if (!parsed.success) {
       const reason = parsed.error.issues[0]?.message ?? "invalid value";
       throw new ConfigError(
-        `Invalid value for ${source}: ${reason}${
-          spec.secret ? "" : `, got ${JSON.stringify(raw)}`
-        }`,
+        `Invalid value for ${source}: ${reason}${spec.secret ? "" : `, got ${shown(raw)}`}`,
       );
     }
     out[FIELD[name] ?? camel(name)] = parsed.data;

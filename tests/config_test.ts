@@ -372,6 +372,21 @@ Deno.test("resolveConfig takes only JSON numbers and booleans for a file's numbe
   assert.equal(resolveConfig(sources({}, { JOBWIRE_PORT: "9" }, { port: "x" })).port, 9);
 });
 
+Deno.test("resolveConfig names what a number key expects when a file's number overflows to Infinity", () => {
+  // JSON.parse reads 1e400 as Infinity, which JSON.stringify would show as null.
+  for (const [raw, shown] of [[JSON.parse("1e400"), "Infinity"], [-Infinity, "-Infinity"]]) {
+    const error = configError(() => resolveConfig(sources({}, {}, { port: raw })));
+    assert.equal(
+      error.message,
+      `Invalid value for port in ${FILE}: expected an integer from 0 to 65535, got ${shown}`,
+    );
+  }
+  assert.match(
+    configError(() => resolveConfig(sources({ port: "" }))).message,
+    /--port: expected an integer from 0 to 65535, got ""/,
+  );
+});
+
 Deno.test("resolveConfig does not check a file value that a flag overrides", () => {
   const config = resolveConfig(sources({ port: "1" }, {}, { port: "bad" }));
   assert.equal(config.port, 1);
