@@ -23,38 +23,41 @@ const CHALLENGE = 'Bearer realm="jobwire"';
 export function requirePrincipal(c: Context<AppEnv>): Principal {
   const principal = c.get("principal");
   if (principal !== null) return principal;
-  switch (c.get("authFailure")) {
-    case "token_expired":
-      throw new ApiError("token_expired", undefined, undefined, {
-        "www-authenticate":
-          `${CHALLENGE}, error="invalid_token", error_description="The token has expired"`,
-      });
-    case "invalid_token":
-      throw new ApiError("invalid_token", undefined, undefined, {
-        "www-authenticate": `${CHALLENGE}, error="invalid_token"`,
-      });
-    case "token_revoked":
-      throw new ApiError(
-        "invalid_token",
-        "The token was revoked (signed out, or its user removed)",
-        undefined,
-        {
-          "www-authenticate":
-            `${CHALLENGE}, error="invalid_token", error_description="The token was revoked"`,
-        },
-      );
-    default:
-      throw new ApiError(
-        "unauthorized",
-        c.req.header("authorization")?.trim()
-          ? "Authentication required: the Authorization header must be Bearer <token>"
-          : "Authentication required: send a bearer token",
-        undefined,
-        {
-          "www-authenticate": CHALLENGE,
-        },
-      );
+  const failure = c.get("authFailure");
+  if (failure === "token_expired" || failure === "token_revoked") throw lapsed(failure);
+  if (failure === "invalid_token") {
+    throw new ApiError("invalid_token", undefined, undefined, {
+      "www-authenticate": `${CHALLENGE}, error="invalid_token"`,
+    });
   }
+  throw new ApiError(
+    "unauthorized",
+    c.req.header("authorization")?.trim()
+      ? "Authentication required: the Authorization header must be Bearer <token>"
+      : "Authentication required: send a bearer token",
+    undefined,
+    {
+      "www-authenticate": CHALLENGE,
+    },
+  );
+}
+
+/** The 401 for a token that expired or was revoked. */
+function lapsed(why: "token_expired" | "token_revoked"): ApiError {
+  return why === "token_expired"
+    ? new ApiError("token_expired", undefined, undefined, {
+      "www-authenticate":
+        `${CHALLENGE}, error="invalid_token", error_description="The token has expired"`,
+    })
+    : new ApiError(
+      "invalid_token",
+      "The token was revoked (signed out, or its user removed)",
+      undefined,
+      {
+        "www-authenticate":
+          `${CHALLENGE}, error="invalid_token", error_description="The token was revoked"`,
+      },
+    );
 }
 
 /**
@@ -179,23 +182,46 @@ export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Princi
   );
 }
 
+/** Longest wait whose end a token's expiry may cut short, in ms (a long-poll waits at most 60 s). */
+const LONGEST_WAIT_MS = 120_000;
+
 /**
  * Runs `wait` (a request held open: a long-poll) counted as an open stream for the
- * connection limits, and in `/stats` as a `long_poll` connection.
+ * connection limits, and in `/stats` as a `long_poll` connection. Like a stream, it ends
+ * when its token expires or is revoked, and then answers 401 instead of what it waited for.
  *
- * @throws {ApiError} as {@link admitStream} does, before waiting
+ * @param wait waits until done or until the signal aborts (the client went away, or the
+ *   token lapsed)
+ * @throws {ApiError} as {@link admitStream} does, before waiting; 401 when the token
+ *   expired or was revoked before the answer
  */
 export async function whileAdmitted<T>(
   c: Context<AppEnv>,
   deps: AppDeps,
   principal: Principal,
-  wait: () => Promise<T>,
+  wait: (signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
   const release = admitStream(c, deps, principal);
   deps.stats.longPollsWaiting++;
+  const lapse = new AbortController();
+  const left = principal.expiresAt === null ? Infinity : principal.expiresAt - Date.now();
+  // A timer past 2^31 ms would fire at once; no wait lasts that long anyway.
+  const expiry = left < LONGEST_WAIT_MS ? setTimeout(() => lapse.abort(), left) : undefined;
+  const tokenId = principal.token?.tokenId;
+  const unwatch = tokenId === undefined
+    ? undefined
+    : deps.sessions.onRevoked(tokenId, () => lapse.abort());
   try {
-    return await wait();
+    const result = await wait(AbortSignal.any([c.req.raw.signal, lapse.signal]));
+    if (principal.expiresAt !== null && principal.expiresAt <= Date.now()) {
+      throw lapsed("token_expired");
+    }
+    // Revoked where no message tells (a user removed with `main.ts user remove`) is asked here.
+    if (deps.authenticator?.isRevoked(principal.token) === true) throw lapsed("token_revoked");
+    return result;
   } finally {
+    clearTimeout(expiry);
+    unwatch?.();
     deps.stats.longPollsWaiting--;
     release();
   }

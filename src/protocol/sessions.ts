@@ -26,6 +26,8 @@ export class Sessions {
   #all = new Set<Session>();
   #backlogged = new Set<Outbox>();
   #expiring = new Set<Session>();
+  /** Token id → what to call when it is revoked. */
+  #revocationWatchers = new Map<string, Set<() => void>>();
   #expiry: ReturnType<typeof setInterval> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #drain: ReturnType<typeof setInterval> | undefined;
@@ -102,6 +104,23 @@ export class Sessions {
     for (const session of this.#expiring) {
       if (session.context.tokenId === tokenId) session.close(CLOSE.policy, "token revoked");
     }
+    for (const callback of this.#revocationWatchers.get(tokenId) ?? []) callback();
+  }
+
+  /**
+   * Calls `callback` when the token with this id is revoked (a long-poll, which is not a
+   * session, ends then too).
+   *
+   * @returns stops watching
+   */
+  onRevoked(tokenId: string, callback: () => void): () => void {
+    let callbacks = this.#revocationWatchers.get(tokenId);
+    if (callbacks === undefined) this.#revocationWatchers.set(tokenId, callbacks = new Set());
+    callbacks.add(callback);
+    return () => {
+      callbacks.delete(callback);
+      if (callbacks.size === 0) this.#revocationWatchers.delete(tokenId);
+    };
   }
 
   /** Queues an outbox for draining once its socket has room. */

@@ -113,3 +113,61 @@ Deno.test("signing out closes the streams the token opened, on every isolate ('t
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a long-poll ends with 401 when its token expires or is revoked while it waits, and returns nothing after", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-lapse-" });
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    "--workers",
+    "2",
+    "--jwt-secret",
+    SECRET,
+  ]);
+  try {
+    const lasting = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, lasting);
+    const exp = nowSeconds() + 3;
+    const short = await mint({ sub: "alice", scope: "read" }, { exp });
+    const started = Date.now();
+    const [page, end] = await Promise.all([
+      call(server.url, short, "GET", `/jobs/${id}/events?since=0&wait=30`),
+      call(server.url, short, "GET", `/jobs/${id}?wait=terminal&timeout=30`),
+      // Published after the token expired: neither wait may hand it out.
+      (async () => {
+        await new Promise((resolve) => setTimeout(resolve, exp * 1000 + 200 - Date.now()));
+        assert.equal((await publishAs(server.url, lasting, id, "after expiry")).status, 201);
+      })(),
+    ]);
+    for (const reply of [page, end]) {
+      assertUnauthorized(reply, "token_expired");
+      assert.ok(!reply.text.includes("after expiry"), reply.text);
+    }
+    // Ended by the expiry, not by the 30 s wait.
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+
+    // Revoked on another isolate (connections spread over both): the waits end at once.
+    const session = await tokenFor("alice", "read write", { jti: "alice-poll-1" });
+    const waits = Array.from({ length: 6 }, (_, i) =>
+      call(
+        server.url,
+        session,
+        "GET",
+        i % 2 === 0 ? `/jobs/${id}/events?since=1&wait=30` : `/jobs/${id}?wait=terminal&timeout=30`,
+      ));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const revokedAt = Date.now();
+    const out = await call(server.url, session, "POST", "/auth/logout");
+    assert.equal(out.json.revoked, true, out.text);
+    for (const reply of await Promise.all(waits)) {
+      assertUnauthorized(reply, "invalid_token");
+      assert.match(reply.json.error.message, /revoked/);
+    }
+    assert.ok(Date.now() - revokedAt < 10_000, `took ${Date.now() - revokedAt} ms`);
+  } finally {
+    await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

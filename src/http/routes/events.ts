@@ -69,9 +69,9 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
         since <= job.last_sequence
       ) {
-        const ended = await whileAdmitted(c, deps, principal, () => {
+        const ended = await whileAdmitted(c, deps, principal, (signal) => {
           stats.longPolls++;
-          return waitForEvent(hub, id, page.wait! * 1000, c.req.raw.signal);
+          return waitForEvent(hub, id, page.wait! * 1000, signal);
         });
         jobAfterWait(store, id, ended, "its events");
         events = readPage(store, id, since, limit, deps.config.maxEventBytes);

@@ -159,7 +159,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
           c,
           deps,
           principal,
-          () => waitForEvent(hub, id, timeoutMs, c.req.raw.signal, (e) => e.terminal),
+          (signal) => waitForEvent(hub, id, timeoutMs, signal, (e) => e.terminal),
         );
         record = jobAfterWait(store, id, ended, "it to end");
         outcome = ended === "event" && isTerminal(record.status) ? "terminal" : ended;
