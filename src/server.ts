@@ -172,7 +172,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       for (const id of ids) hub.jobDeleted(id, "job purged");
       log("info", "purged finished jobs past retention", { count: ids.length });
     },
-    onStalled: (ids) => {
+    onStalled: (ids, quietSince) => {
       for (const id of ids) {
         committer.append({
           jobId: id,
@@ -186,7 +186,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
               source: "jobwire",
             },
           }],
-          markStalled: true,
+          stalledIfQuietSince: quietSince,
         }).catch((error) => logError("stall warning failed", error, { job: id }))
           .finally(() => sweeper.stallHandled(id));
       }

@@ -25,8 +25,13 @@ export interface AppendRequest {
   idempotencyKey?: string;
   /** The sequence the first event must receive; lower means a retry, higher a conflict. */
   expectedSequence?: number;
-  /** Marks the job stalled after these events (the stall sweeper's warning). */
-  markStalled?: boolean;
+  /**
+   * The stall sweeper's warning: the events are written, and the job marked stalled after
+   * them, only if the job is still running, not marked yet, and has had no event since
+   * `quietSince` (ms since the epoch) when the transaction reads it; otherwise nothing is
+   * written (an event that came after the sweep looked has cleared the stall).
+   */
+  stalledIfQuietSince?: number;
   /** Checked against the job as it stands in the transaction; false refuses (forbidden). */
   authorize?: (job: JobRecord) => boolean;
 }

@@ -531,6 +531,13 @@ export class SqliteStore implements EventStore {
     if (request.authorize !== undefined && !request.authorize(before)) {
       return { ok: false, code: "forbidden", message: `No write access to job ${jobId}` };
     }
+    const quietSince = request.stalledIfQuietSince;
+    if (
+      quietSince !== undefined &&
+      (before.status !== "running" || before.stalled || before.last_event_at >= quietSince)
+    ) {
+      return { ok: true, sequences: [], committed: [], job: before, replayed: false };
+    }
     if (request.idempotencyKey !== undefined) {
       const seen = this.#stmt(SQL.selectIdempotency).get(jobId, request.idempotencyKey) as
         | Row
@@ -599,7 +606,7 @@ export class SqliteStore implements EventStore {
       });
       sequences.push(sequence);
     }
-    if (request.markStalled === true) record = { ...record, stalled: true };
+    if (quietSince !== undefined) record = { ...record, stalled: true };
     // Several rows per statement: a call into SQLite costs about as much as a row.
     for (let at = 0; at < committed.length; at += INSERT_ROWS) {
       const rows = committed.slice(at, at + INSERT_ROWS);

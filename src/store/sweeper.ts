@@ -17,8 +17,11 @@ export interface SweeperOptions {
   intervalMs: number;
   /** Told of purged job ids, to end their streams. */
   onPurged(ids: string[]): void;
-  /** Told of newly stalled job ids, to publish their warning. */
-  onStalled(ids: string[]): void;
+  /**
+   * Told of newly stalled job ids, to publish their warning if they are still quiet since
+   * `quietSince` when it commits (see `AppendRequest.stalledIfQuietSince`).
+   */
+  onStalled(ids: string[], quietSince: number): void;
   /** Other housekeeping run with every sweep (expired tickets, old login failures). */
   also?: (now: number) => void;
 }
@@ -64,11 +67,12 @@ export class Sweeper {
         Deno.unrefTimer(this.#more);
       }
       if (this.#options.stallAfterMs > 0) {
-        const stalled = this.#store.findStalled(now - this.#options.stallAfterMs, STALL_BATCH)
+        const quietSince = now - this.#options.stallAfterMs;
+        const stalled = this.#store.findStalled(quietSince, STALL_BATCH)
           .filter((id) => !this.#pendingStall.has(id));
         if (stalled.length > 0) {
           for (const id of stalled) this.#pendingStall.add(id);
-          this.#options.onStalled(stalled);
+          this.#options.onStalled(stalled, quietSince);
         }
       }
       this.#options.also?.(now);

@@ -774,7 +774,7 @@ storeTest(
       append(store, {
         jobId: "j",
         events: [ev("log", { line: "no event for 10m", level: "warning" })],
-        markStalled: true,
+        stalledIfQuietSince: T0 + 1,
       }, T0 + 600_000),
     );
     assert.equal(warned.job.stalled, true);
@@ -783,6 +783,45 @@ storeTest(
     ok(append(store, { jobId: "j", events: [log("alive")] }, T0 + 700_000));
     assert.equal(store.getJob("j")?.stalled, false);
     assert.deepEqual(store.findStalled(T0 + 10_000_000, 10), ["j"]);
+  },
+);
+
+storeTest(
+  "a stall warning writes nothing when an event came after the sweep looked, or the job is not running or already marked",
+  (store) => {
+    create(store, "j", T0);
+    ok(append(store, { jobId: "j", events: [status("running")] }, T0));
+    const warning = () => ev("log", { line: "no event for 10m", level: "warning" });
+    // The sweep saw the job quiet since before T0 + 1000; an event at T0 + 5000 came since.
+    ok(append(store, { jobId: "j", events: [log("alive")] }, T0 + 5000));
+    const late = ok(
+      append(store, { jobId: "j", events: [warning()], stalledIfQuietSince: T0 + 1000 }, T0 + 6000),
+    );
+    assert.deepEqual(late.sequences, []);
+    assert.equal(late.job.stalled, false);
+    assert.equal(store.getJob("j")?.last_sequence, 2);
+    assert.equal(store.getJob("j")?.stalled, false);
+    // Quiet since then: written and marked, once.
+    const warned = ok(
+      append(store, { jobId: "j", events: [warning()], stalledIfQuietSince: T0 + 6000 }, T0 + 7000),
+    );
+    assert.deepEqual(warned.sequences, [3]);
+    assert.equal(store.getJob("j")?.stalled, true);
+    const again = ok(
+      append(store, { jobId: "j", events: [warning()], stalledIfQuietSince: T0 + 8000 }, T0 + 9000),
+    );
+    assert.deepEqual(again.sequences, []);
+    // Not running: nothing either.
+    ok(append(store, { jobId: "j", events: [status("completed")] }, T0 + 10_000));
+    const ended = ok(
+      append(
+        store,
+        { jobId: "j", events: [warning()], stalledIfQuietSince: T0 + 20_000 },
+        T0 + 30_000,
+      ),
+    );
+    assert.deepEqual(ended.sequences, []);
+    assert.equal(store.getJob("j")?.last_sequence, 4);
   },
 );
 
