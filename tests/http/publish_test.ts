@@ -347,6 +347,28 @@ Deno.test("any event after a terminal status is refused with 409 job_finished an
   });
 });
 
+Deno.test("a batch with an event after the status that ends the job is refused with 422 naming it, and the job goes on", async () => {
+  await withServer({}, async (server) => {
+    for (const end of ["completed", "failed", "cancelled"]) {
+      const id = await createJob(server.url);
+      await publish(server.url, id, status("running"));
+      const before = await persisted(server.url, id);
+      const reply = await http(server.url, "POST", `/jobs/${id}/events`, {
+        events: [logEvent("a"), status(end), logEvent("b")],
+      });
+      // Not 409 job_finished: the job has not ended, and a producer must not think it has.
+      assertError(reply, 422, "validation_error");
+      assert.equal(reply.json.error.details[0].path, "events.2");
+      assert.match(reply.json.error.message, /events\.1, which ends the job/);
+      await assertUnchanged(server.url, id, before);
+      assert.equal((await persisted(server.url, id)).job.status, "running");
+      // The same events with the end last commit together.
+      await publish(server.url, id, logEvent("a"), logEvent("b"), status(end));
+      assert.equal((await persisted(server.url, id)).job.status, end);
+    }
+  });
+});
+
 Deno.test("progress gets a percentage, and current/total compute the progress", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);

@@ -21,6 +21,7 @@ import {
 } from "../schemas.ts";
 import { checkEvent, type FieldIssue, type NewEvent } from "../../jobs/events.ts";
 import { fieldsExcept, sizeOver } from "../../jobs/input.ts";
+import { isTerminal, type JobStatus } from "../../jobs/status.ts";
 import type { AppendOutcome } from "../../store/event_store.ts";
 import { canWrite } from "../../auth/principal.ts";
 import { logError } from "../../log.ts";
@@ -42,6 +43,22 @@ function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEven
       "validation_error",
       `The event is invalid: ${first.path === "" ? "" : `${first.path}: `}${first.message}`,
       issues,
+    );
+  }
+  // Refused as a whole either way; said as what it is, not as a job that has already ended.
+  const end = events.findIndex((e) =>
+    e.type === "status" && isTerminal(e.data.status as JobStatus)
+  );
+  if (end !== -1 && end < events.length - 1) {
+    throw new ApiError(
+      "validation_error",
+      `events.${end + 1}: comes after events.${end}, which ends the job (${
+        String(events[end]!.data.status)
+      }); a status that ends a job must be the last event of its batch`,
+      [{
+        path: `events.${end + 1}`,
+        message: `Comes after events.${end}, which ends the job`,
+      }],
     );
   }
   events.forEach((event, i) => {
