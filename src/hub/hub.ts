@@ -523,7 +523,7 @@ export class Hub {
         } else {
           if (first > channel.last + 1) {
             this.#gapFills++;
-            this.#readUpTo(channel, jobId, first - 1, false);
+            if (!this.#readUpTo(channel, jobId, first - 1, false)) continue;
           }
           const envelope = envelopesOf(jobId);
           for (let i = Math.max(0, channel.last + 1 - first); i < carried.data.length; i++) {
@@ -647,7 +647,7 @@ export class Hub {
         this.#recent.release(channel.recent);
       } else {
         this.#gapFills++;
-        this.#readUpTo(channel, event.jobId, event.sequence - 1, false);
+        if (!this.#readUpTo(channel, event.jobId, event.sequence - 1, false)) return;
       }
     }
     this.#deliver(channel, event, event.job?.created_at);
@@ -671,12 +671,20 @@ export class Hub {
    *
    * @param snapshot whether the last event up to `last` that changes the job carries the
    *   job's state (as the store has it now)
+   * @returns false when the store no longer has the job: nothing was delivered, and the
+   *   caller delivers nothing after `last` either
    */
-  #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): void {
+  #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): boolean {
     // One read of the job serves the whole call (the store cannot change meanwhile): what
     // the store holds belongs to the job it has now, which may be a newer one under the same
     // id than this channel's, and its state goes with the event at `last`.
     const current = this.#store.getJob(jobId);
+    if (current === undefined) {
+      // Deleted on another isolate since these events were committed: they went with it.
+      // Nothing after them is delivered either (a stream never skips a sequence); what the
+      // other isolates' messages still carry of them comes next, then the deletion's notice.
+      return false;
+    }
     while (channel.last < last) {
       const page = this.#store.readEvents(
         jobId,
@@ -687,7 +695,7 @@ export class Hub {
         // Purged meanwhile (per-job cap): nothing older can be delivered any more.
         channel.last = last;
         this.#recent.release(channel.recent);
-        return;
+        return true;
       }
       // The job's state goes with the last event up to `last` that changed it, when the page
       // holds it (events after it change nothing a snapshot shows). The state is the store's
@@ -705,7 +713,7 @@ export class Hub {
       }
       for (let i = 0; i < page.length; i++) {
         const stored = page[i]!;
-        if (stored.sequence > last) return;
+        if (stored.sequence > last) return true;
         this.#deliver(
           channel,
           new WireEvent(stored, i === stateAt ? current : undefined),
@@ -713,6 +721,7 @@ export class Hub {
         );
       }
     }
+    return true;
   }
 
   /**

@@ -956,6 +956,31 @@ Deno.test("hub fills a gap from the store before delivering a later remote event
   });
 });
 
+Deno.test("hub never skips a sequence when the job is deleted elsewhere before a gap is filled", () => {
+  withHub((f) => {
+    createJob(f.store, "j");
+    const { recorder } = subscribe(f.hub, "j", 0);
+    const fire = firehose();
+    f.hub.subscribeAll(fire);
+    publish(f, "j", ...logs(1, 4));
+    // Committed on another isolate, whose messages are on the way.
+    const elsewhere = commit(f.store, "j", ...logs(5, 10));
+    // Committed here; before this isolate delivers it, the other one deletes the job.
+    const here = commit(f.store, "j", ...logs(11, 12));
+    assert.ok(f.store.deleteJob("j", T0 + 1000));
+    f.hub.publishLocal([here]);
+    assert.deepEqual(recorder.sequences, range(1, 4), "nothing after a gap it cannot fill");
+    assert.deepEqual(fire.events.map((e) => e.sequence), range(1, 4));
+    // The other isolate's messages carry their events: they follow in order.
+    f.fanout.remote(elsewhere, true);
+    assert.deepEqual(recorder.sequences, range(1, 10));
+    assert.deepEqual(fire.events.map((e) => e.sequence), range(1, 10));
+    // Without the events (a commit too large to carry), nothing can be read back: still no gap.
+    f.fanout.remote(here);
+    assert.deepEqual(recorder.sequences, range(1, 10));
+  });
+});
+
 Deno.test("hub passes over another isolate's events of a job nobody follows here without reading them", () => {
   withHub((f) => {
     createJob(f.store, "j");
