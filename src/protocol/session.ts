@@ -115,11 +115,19 @@ class FirehoseSubscription implements FirehoseSubscriber {
    * every isolate, whatever that isolate's copy of the job holds by the time it delivers.
    */
   #statuses = new Map<string, JobStatus>();
+  /**
+   * Per job the stream started with, until an event after it is sent: the last sequence
+   * the `connection` message gave. The list is read from the store, which may already hold
+   * commits of other isolates whose messages are still on the way; those come after, and are
+   * not sent again (nor a `created` for a job listed already).
+   */
+  #listed = new Map<string, number>();
   constructor(readonly session: Session, readonly filter: FirehoseFilter) {}
 
   /** Jobs the stream started with: the client knows them, so it hears of their deletion. */
   started(jobs: readonly Job[]): void {
     for (const job of jobs) {
+      this.#listed.set(job.id, job.last_sequence);
       this.#kinds.set(job.id, true);
       if (this.filter.status !== undefined) this.#statuses.set(job.id, job.status);
       if (!isTerminal(job.status)) this.open.set(job.id, job.last_sequence);
@@ -148,6 +156,11 @@ class FirehoseSubscription implements FirehoseSubscriber {
   }
 
   deliver(event: WireEvent): void {
+    const listed = this.#listed.get(event.jobId);
+    if (listed !== undefined) {
+      if (event.sequence <= listed) return;
+      this.#listed.delete(event.jobId);
+    }
     const passes = this.#passes(event.jobId, event.job, event);
     if (passes) this.session.sendFirehose(event);
     // A job that ended, or left the filter's status, is no longer followed here.
@@ -156,6 +169,7 @@ class FirehoseSubscription implements FirehoseSubscriber {
     if (event.terminal) this.#statuses.delete(event.jobId);
   }
   created(job: Job): void {
+    if (this.#listed.has(job.id)) return;
     if (this.filter.status !== undefined) this.#statuses.set(job.id, job.status);
     if (!this.#passes(job.id, job)) return;
     this.session.sendNotice("created", job.id, { job });
@@ -168,6 +182,7 @@ class FirehoseSubscription implements FirehoseSubscriber {
     }
     this.#kinds.delete(jobId);
     this.#statuses.delete(jobId);
+    this.#listed.delete(jobId);
     this.open.delete(jobId);
   }
 }

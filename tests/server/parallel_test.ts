@@ -523,3 +523,67 @@ Deno.test("on two isolates, connection limits and the publish rate hold for the 
     );
   });
 });
+
+Deno.test("on two isolates, streams of every job joining under load get no event their greeting counted, and no created for a job it listed", async () => {
+  await withChildServer(2, [], async (server) => {
+    const busy = ["join-a", "join-b", "join-c"];
+    for (const id of busy) {
+      assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+    }
+    const clients = freshConnections(4);
+    let stop = false;
+    let made = 0;
+    // Publishes and creates land on both isolates while the streams join.
+    const load = Promise.all(clients.map(async (client, c) => {
+      for (let n = 0; !stop; n++) {
+        const reply = c === 3
+          ? await post(client, `${server.url}/jobs`, { id: `join-new-${made++}` })
+          : await post(client, `${server.url}/jobs/${busy[n % busy.length]}/events`, {
+            type: "log",
+            data: { line: `${c}:${n}` },
+          });
+        assert.equal(reply.status, 201, JSON.stringify(reply.json));
+      }
+    }));
+    const streams: WsClient[] = [];
+    try {
+      for (let i = 0; i < 30; i++) {
+        const ws = await WsClient.connect(`${server.url.replace("http", "ws")}/ws?all=1`);
+        streams.push(ws);
+        await ws.next((m: Msg) => m.type === "connection");
+      }
+      stop = true;
+      await load;
+      for (const ws of streams) {
+        const greeting = ws.messages[0];
+        const listed = new Map<string, number>(
+          greeting.data.jobs.map((j: { id: string; last_sequence: number }) => [
+            j.id,
+            j.last_sequence,
+          ]),
+        );
+        // Every busy job's events after the greeting, up to its last one, exactly once.
+        for (const id of busy) {
+          const last = (await http(server.url, "GET", `/jobs/${id}`)).json.last_sequence;
+          const of = () =>
+            ws.messages.filter((m: Msg) => m.job_id === id && m.sequence !== null)
+              .map((m: Msg) => m.sequence);
+          const from = listed.get(id)!;
+          await waitFor(() => (of().at(-1) ?? from) >= last, 10_000, `${id} up to ${last}`);
+          assert.deepEqual(
+            of(),
+            Array.from({ length: last - from }, (_, i) => from + 1 + i),
+            `${id} after a greeting at ${from}`,
+          );
+        }
+        const twice = ws.messages.filter((m: Msg) => m.type === "created" && listed.has(m.job_id));
+        assert.deepEqual(twice.map((m: Msg) => m.job_id), [], "created for a listed job");
+      }
+    } finally {
+      stop = true;
+      await load.catch(() => {});
+      for (const client of clients) client.close();
+      await Promise.all(streams.map((ws) => ws.close()));
+    }
+  });
+});
