@@ -107,6 +107,38 @@ Deno.test("publish of one event answers 201 with its sequence, status and watche
   });
 });
 
+Deno.test("watchers counts the clients a publish reached, those it ended included", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, status("running"));
+    // A long-poll the publish answers.
+    const page = fetch(`${server.url}/jobs/${id}/events?since=1&wait=30`);
+    await waitFor(
+      async () => (await http(server.url, "GET", "/stats")).json.connections.long_poll === 1,
+      5000,
+      "the long-poll to wait",
+    );
+    const woke = await http(server.url, "POST", `/jobs/${id}/events`, logEvent("wake"));
+    assert.equal(woke.json.watchers, 1, woke.text);
+    assert.equal(woke.headers.get("x-watchers"), "1");
+    assert.equal((await (await page).json()).events.length, 1);
+    // Two streams the job's end closes.
+    const sockets = [
+      await WsClient.connect(`${server.url}/ws/jobs/${id}?close_on_finish=1`),
+      await WsClient.connect(`${server.url}/ws/jobs/${id}?close_on_finish=1`),
+    ];
+    try {
+      for (const ws of sockets) await ws.next((m: Msg) => m.type === "connection");
+      const done = await http(server.url, "POST", `/jobs/${id}/complete`, { result: 1 });
+      assert.equal(done.status, 201, done.text);
+      assert.equal(done.json.watchers, 2, done.text);
+      for (const ws of sockets) assert.equal((await ws.closed).code, 1000);
+    } finally {
+      for (const ws of sockets) await ws.close();
+    }
+  });
+});
+
 Deno.test("a batch gets contiguous sequences in the order sent", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);

@@ -145,6 +145,9 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
         { "retry-after": String(wait) },
       );
     }
+    // Counted as the commit begins: watchers the events end (a long-poll answered, a stream
+    // closed on the job's end) were reached too, and are gone by the time it is over.
+    const watchers = hub.watchers(id) + deps.peers.remoteWatchers(id);
     let outcome: AppendOutcome;
     try {
       // Committed on this isolate, whichever it is: isolates take turns at SQLite's write lock.
@@ -174,7 +177,6 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       deps.visitors.refundPublish(rateKey, events.length);
     }
     if (!outcome.ok) throw refusal(outcome);
-    const watchers = hub.watchers(id) + deps.peers.remoteWatchers(id);
     return c.json(
       {
         job_id: id,
