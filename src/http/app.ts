@@ -28,6 +28,7 @@ import { CLOSE } from "../protocol/session.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { logError, redactUrl } from "../log.ts";
 import { ApiError, errorResponse } from "./errors.ts";
+import { IncompleteBody } from "./body.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerPublishRoutes } from "./routes/publish.ts";
 import { registerEventRoutes } from "./routes/events.ts";
@@ -210,7 +211,18 @@ export function createApp(deps: AppDeps): App {
   });
   app.onError((error, c) => {
     let response: Response;
-    if (error instanceof ApiError) {
+    if (error instanceof IncompleteBody && deps.sessions.stopping) {
+      // Cut off by the shutdown, not by the client: nothing was stored, and a retry (to this
+      // server once it is back, or another) is what the client should do.
+      response = errorResponse(
+        new ApiError(
+          "unavailable",
+          "The server is shutting down before the request body arrived: retry",
+          undefined,
+          { "retry-after": "1" },
+        ),
+      );
+    } else if (error instanceof ApiError) {
       response = errorResponse(error);
     } else if (isStorageError(error)) {
       // The database refused (full disk, locked past the wait, damaged): the request may work

@@ -19,6 +19,16 @@ const JSON_LIKE =
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
+ * A body that could not be read to its end: the client went away or sent a broken chunked
+ * body, or the server is stopping (which the error handler then answers with a 503).
+ */
+export class IncompleteBody extends ApiError {
+  constructor() {
+    super("malformed_json", "The request body could not be read completely");
+  }
+}
+
+/**
  * Reads the body as JSON.
  *
  * @returns the parsed value, or `undefined` for an empty body
@@ -71,7 +81,7 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
     try {
       buffer = await request.arrayBuffer();
     } catch {
-      throw new ApiError("malformed_json", "The request body could not be read completely");
+      throw new IncompleteBody();
     }
     if (buffer.byteLength > maxBytes) {
       throw new ApiError("payload_too_large", `The body is over the limit of ${maxBytes} bytes`);
@@ -95,7 +105,7 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
   } catch (error) {
     if (error instanceof ApiError) throw error;
     // The client went away or sent a broken chunked body.
-    throw new ApiError("malformed_json", "The request body could not be read completely");
+    throw new IncompleteBody();
   } finally {
     reader.releaseLock();
   }

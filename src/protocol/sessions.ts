@@ -50,6 +50,11 @@ export class Sessions {
     }
   }
 
+  /** Whether the server is stopping (every session was ended for a shutdown). */
+  get stopping(): boolean {
+    return this.#closedWith !== undefined;
+  }
+
   add(session: Session): void {
     if (this.#closedWith !== undefined) {
       // Opened while the server stops (a WebSocket whose upgrade was under way): told so at

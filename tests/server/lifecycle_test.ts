@@ -6,7 +6,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { createJob, http, logEvent, publish, waitFor, WsClient } from "../_helpers/clients.ts";
-import { runMain, SERVER_PERMISSIONS, spawnServer, withChildServer } from "../_helpers/server.ts";
+import {
+  runMain,
+  SERVER_PERMISSIONS,
+  spawnServer,
+  startTestServer,
+  withChildServer,
+} from "../_helpers/server.ts";
+import { concat } from "../_helpers/bytes.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -470,3 +477,46 @@ Deno.test("an in-memory database serves on one isolate, with a warning", async (
     await server.stop();
   }
 });
+
+Deno.test("a publish whose body is still arriving when the server stops gets 503 with Retry-After, not 400", async () => {
+  const server = await startTestServer({});
+  let stopping: Promise<void> | undefined;
+  try {
+    const id = await createJob(server.url);
+    const body = JSON.stringify(logEvent("slow"));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      const encoder = new TextEncoder();
+      await conn.write(encoder.encode(
+        `POST /jobs/${id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n` +
+          body.slice(0, 10),
+      ));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      stopping = server.shutdown();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await conn.write(encoder.encode(body.slice(10))).catch(() => {});
+      const reply = await readAll(conn);
+      assert.match(reply, /^HTTP\/1\.1 503 /, reply);
+      assert.match(reply, /\r\nretry-after: 1\r\n/i, reply);
+      assert.match(reply, /"code":"unavailable"/, reply);
+    } finally {
+      conn.close();
+    }
+  } finally {
+    await (stopping ?? server.shutdown());
+    await Deno.remove(server.dataDir, { recursive: true }).catch(() => {});
+  }
+});
+
+/** What the peer sends until it closes the connection. */
+async function readAll(conn: Deno.Conn): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(4096);
+  for (;;) {
+    const n = await conn.read(buffer).catch(() => null);
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+  }
+  return new TextDecoder().decode(concat(chunks));
+}
