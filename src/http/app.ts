@@ -228,6 +228,7 @@ export function createApp(deps: AppDeps): App {
       // The database refused (full disk, locked past the wait, damaged): the request may work
       // later, and it is no fault of the caller's.
       deps.stats.serverErrors++;
+      deps.stats.noteStorageFault(error);
       logError("the database refused a request", error, { method: c.req.method });
       response = errorResponse(
         new ApiError(

@@ -520,3 +520,51 @@ async function readAll(conn: Deno.Conn): Promise<string> {
   }
   return new TextDecoder().decode(concat(chunks));
 }
+
+Deno.test("a database damaged in places fails the requests that touch them with 503, and /healthz says so", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-damaged-" });
+  try {
+    const first = await startTestServer({}, { dataDir });
+    const ids: string[] = [];
+    try {
+      for (let i = 0; i < 30; i++) {
+        const id = await createJob(first.url);
+        ids.push(id);
+        await publish(
+          first.url,
+          id,
+          ...Array.from({ length: 20 }, () => logEvent("x".repeat(300))),
+        );
+      }
+    } finally {
+      await first.shutdown();
+    }
+    // Three pages in the middle of the file overwritten; the header and schema stay readable.
+    const file = await Deno.open(join(dataDir, "jobwire.db"), { read: true, write: true });
+    try {
+      await file.seek(20480, Deno.SeekMode.Start);
+      await file.write(new Uint8Array(12288).fill(0xff));
+    } finally {
+      file.close();
+    }
+    const second = await startTestServer({}, { dataDir });
+    try {
+      assert.equal((await http(second.url, "GET", "/healthz")).status, 200);
+      const replies = [];
+      for (const id of ids) replies.push(await http(second.url, "GET", `/jobs/${id}/events`));
+      const failed = replies.filter((reply) => reply.status !== 200);
+      assert.ok(failed.length > 0, "some page of the damaged file is read");
+      for (const reply of failed) {
+        assert.equal(reply.status, 503, reply.text);
+        assert.equal(reply.json.error.code, "unavailable");
+      }
+      const health = await http(second.url, "GET", "/healthz");
+      assert.equal(health.status, 503, health.text);
+      assert.match(health.json.error.message, /malformed/);
+    } finally {
+      await second.shutdown();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -257,6 +257,9 @@ async function metricsText(deps: AppDeps): Promise<string> {
   return lines.join("\n") + "\n";
 }
 
+/** How long a lasting database failure keeps `/healthz` unhealthy after it, in ms. */
+const FAULT_MEMORY_MS = 60_000;
+
 export function registerOpsRoutes(app: App, deps: AppDeps): void {
   /** Liveness: the store answers. */
   const health = (status: string) => (c: Context<AppEnv>) => {
@@ -264,6 +267,17 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
       deps.store.getJob("healthz");
     } catch {
       throw new ApiError("unavailable", "The event store is not answering");
+    }
+    // A database damaged in places answers the check above and fails the requests that
+    // touch those places: such a failure marks the server unhealthy for a while.
+    const fault = deps.stats.storageFault;
+    if (fault !== undefined && Date.now() - fault.at < FAULT_MEMORY_MS) {
+      throw new ApiError(
+        "unavailable",
+        `The database failed a request ${
+          Math.round((Date.now() - fault.at) / 1000)
+        } s ago: ${fault.message}`,
+      );
     }
     // `isolates` counts this one and the others it hears from: the launcher waits for all.
     return c.json({

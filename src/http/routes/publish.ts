@@ -163,6 +163,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     } catch (error) {
       if (charged) deps.visitors.refundPublish(rateKey, events.length);
       logError("commit failed", error, { job: id });
+      deps.stats.noteStorageFault(error);
       throw new ApiError(
         "unavailable",
         "The event store could not commit; retry later",
