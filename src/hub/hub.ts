@@ -671,18 +671,22 @@ export class Hub {
    *
    * @param snapshot whether the last event up to `last` that changes the job carries the
    *   job's state (as the store has it now)
-   * @returns false when the store no longer has the job: nothing was delivered, and the
-   *   caller delivers nothing after `last` either
+   * @returns false when the store no longer has the channel's job (deleted, or deleted and
+   *   made again): nothing was delivered, and the caller delivers nothing after `last` either
    */
   #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): boolean {
     // One read of the job serves the whole call (the store cannot change meanwhile): what
     // the store holds belongs to the job it has now, which may be a newer one under the same
     // id than this channel's, and its state goes with the event at `last`.
     const current = this.#store.getJob(jobId);
-    if (current === undefined) {
-      // Deleted on another isolate since these events were committed: they went with it.
-      // Nothing after them is delivered either (a stream never skips a sequence); what the
-      // other isolates' messages still carry of them comes next, then the deletion's notice.
+    if (
+      current === undefined ||
+      (channel.createdAt !== undefined && current.created_at !== channel.createdAt)
+    ) {
+      // Deleted on another isolate (and perhaps made again) since these events were
+      // committed: they went with it. Nothing after them is delivered either (a stream never
+      // skips a sequence); what the other isolates' messages still carry of them comes next,
+      // then the deletion's notice.
       return false;
     }
     while (channel.last < last) {

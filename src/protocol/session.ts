@@ -121,13 +121,13 @@ class FirehoseSubscription implements FirehoseSubscriber {
    * commits of other isolates whose messages are still on the way; those come after, and are
    * not sent again (nor a `created` for a job listed already).
    */
-  #listed = new Map<string, number>();
+  #listed = new Map<string, { last: number; createdAt: string }>();
   constructor(readonly session: Session, readonly filter: FirehoseFilter) {}
 
   /** Jobs the stream started with: the client knows them, so it hears of their deletion. */
   started(jobs: readonly Job[]): void {
     for (const job of jobs) {
-      this.#listed.set(job.id, job.last_sequence);
+      this.#listed.set(job.id, { last: job.last_sequence, createdAt: job.created_at });
       this.#kinds.set(job.id, true);
       if (this.filter.status !== undefined) this.#statuses.set(job.id, job.status);
       if (!isTerminal(job.status)) this.open.set(job.id, job.last_sequence);
@@ -158,7 +158,8 @@ class FirehoseSubscription implements FirehoseSubscriber {
   deliver(event: WireEvent): void {
     const listed = this.#listed.get(event.jobId);
     if (listed !== undefined) {
-      if (event.sequence <= listed) return;
+      // A job made again under the id is told of (`created`) before any event of it.
+      if (event.sequence <= listed.last) return;
       this.#listed.delete(event.jobId);
     }
     const passes = this.#passes(event.jobId, event.job, event);
@@ -169,7 +170,13 @@ class FirehoseSubscription implements FirehoseSubscriber {
     if (event.terminal) this.#statuses.delete(event.jobId);
   }
   created(job: Job): void {
-    if (this.#listed.has(job.id)) return;
+    const listed = this.#listed.get(job.id);
+    if (listed?.createdAt === job.created_at) return;
+    if (listed !== undefined) {
+      // The listed job was deleted and another made under its id, and the deletion's notice
+      // (which the newer job makes the hub pass over) has not come: the client hears of both.
+      this.deleted(job.id);
+    }
     if (this.filter.status !== undefined) this.#statuses.set(job.id, job.status);
     if (!this.#passes(job.id, job)) return;
     this.session.sendNotice("created", job.id, { job });
