@@ -297,10 +297,15 @@ Deno.test("user remove: the user can no longer sign in, nor use the tokens it go
     assert.equal(stream.status, 200, stream.text);
     const ticket = await call(server.url, token, "POST", "/tickets", { job_id: id });
     assert.equal(ticket.status, 201, ticket.text);
+    // And a wait for the job's end, for up to 10 minutes.
+    const waiting = call(server.url, token, "GET", `/jobs/${id}?wait=terminal&timeout=600`);
     assert.match(await user(dataDir, ["remove", "alice"]), /alice/);
-    // The stream ends within a few seconds, and the ticket is refused.
+    // The stream and the wait end within a few seconds, and the ticket is refused.
     const end = await stream.stream!.next((m) => m.event === "error", 10_000);
     assert.equal(end.json.data.error, "token revoked");
+    const removedAt = Date.now();
+    assertUnauthorized(await waiting, "invalid_token");
+    assert.ok(Date.now() - removedAt < 10_000, "the wait ended with the stream");
     await expectStreamRefused(
       `${server.url}/jobs/${id}/events?ticket=${encodeURIComponent(ticket.json.ticket)}`,
       401,
