@@ -151,6 +151,9 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
   peers.onUnlocked = () => committer.lockReleased();
   const sessions = new Sessions(config.heartbeatMs);
   peers.onRevoked = (tokenId) => sessions.revoke(tokenId);
+  peers.onFault = (at) => {
+    stats.storageFaultAt = Math.max(stats.storageFaultAt ?? 0, at);
+  };
   const stats = new Stats(() => hub.counts.delivered);
   const visitors = new Visitors({
     maxConnections: config.maxConnections,

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { isLastingFault } from "./store/sqlite_store.ts";
 
 /** Seconds of history the per-second rates average over. */
 const RATE_WINDOW_SECONDS = 10;
@@ -21,10 +20,10 @@ export class Stats {
   jobsCreated = 0;
   longPolls = 0;
   /**
-   * The last time the database failed a request in a way that does not pass by itself
-   * (damaged, unreadable, full or read-only), for `/healthz`.
+   * When the database last failed a request in a way that does not pass by itself
+   * (damaged, unreadable, full or read-only), here or on another isolate, for `/healthz`.
    */
-  storageFault: { at: number; message: string } | undefined;
+  storageFaultAt: number | undefined;
   /** Long-polls (`wait=` on an events page, `wait=terminal` on a job) waiting now. */
   longPollsWaiting = 0;
   serverErrors = 0;
@@ -62,13 +61,6 @@ export class Stats {
       events_published_per_second: round((now.published - first.published) / seconds),
       messages_delivered_per_second: round((now.delivered - first.delivered) / seconds),
     };
-  }
-
-  /** Remembers a database failure that will not pass by itself, for `/healthz`. */
-  noteStorageFault(error: unknown): void {
-    if (isLastingFault(error)) {
-      this.storageFault = { at: Date.now(), message: (error as Error).message };
-    }
   }
 
   /** Seconds since the server started. */

@@ -29,6 +29,7 @@ import { registerAuthRoutes } from "./routes/auth.ts";
 import { logError, redactUrl } from "../log.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { IncompleteBody } from "./body.ts";
+import { noteStorageFault } from "./storage_fault.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerPublishRoutes } from "./routes/publish.ts";
 import { registerEventRoutes } from "./routes/events.ts";
@@ -228,7 +229,7 @@ export function createApp(deps: AppDeps): App {
       // The database refused (full disk, locked past the wait, damaged): the request may work
       // later, and it is no fault of the caller's.
       deps.stats.serverErrors++;
-      deps.stats.noteStorageFault(error);
+      noteStorageFault(deps, error);
       logError("the database refused a request", error, { method: c.req.method });
       response = errorResponse(
         new ApiError(

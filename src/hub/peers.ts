@@ -50,6 +50,7 @@ type Wire =
   | { kind: "count"; from: string; key: string; count: number; n: number }
   | { kind: "spent"; from: string; spent: Record<string, number> }
   | { kind: "revoked"; from: string; tokenId: string }
+  | { kind: "fault"; from: string; at: number }
   | { kind: "resync"; from: string; to: string }
   | { kind: "counts"; from: string; to: string; counts: Record<string, number>; n: number }
   | { kind: "stats-request"; from: string; id: number }
@@ -157,6 +158,9 @@ export class Peers {
         break;
       case "revoked":
         this.onRevoked(message.tokenId);
+        break;
+      case "fault":
+        this.onFault(message.at);
         break;
       case "counts":
         // The isolate's whole counts as of its change n: they replace what was known.
@@ -266,6 +270,14 @@ export class Peers {
   /** Whether there are other isolates to tell (a single-isolate server has none). */
   get shared(): boolean {
     return this.#channel !== undefined;
+  }
+
+  /** Called when the database failed another isolate's request for good (see `faults.ts`). */
+  onFault: (at: number) => void = () => {};
+
+  /** Tells the others the database failed a request here for good. */
+  fault(at: number): void {
+    this.#post({ kind: "fault", from: this.id, at });
   }
 
   /** Called when another isolate revoked a token (its streams here are to close). */

@@ -12,6 +12,7 @@ import { JOB_STATUSES } from "../../jobs/status.ts";
 import { openApiDocument } from "../openapi.ts";
 import type { IsolateFigures } from "../../hub/peers.ts";
 import { requirePrincipal } from "../access.ts";
+import { recentStorageFault } from "../storage_fault.ts";
 
 /** This isolate's figures. */
 export function localFigures(deps: AppDeps): IsolateFigures {
@@ -257,9 +258,6 @@ async function metricsText(deps: AppDeps): Promise<string> {
   return lines.join("\n") + "\n";
 }
 
-/** How long a lasting database failure keeps `/healthz` unhealthy after it, in ms. */
-const FAULT_MEMORY_MS = 60_000;
-
 export function registerOpsRoutes(app: App, deps: AppDeps): void {
   /** Liveness: the store answers. */
   const health = (status: string) => (c: Context<AppEnv>) => {
@@ -270,13 +268,12 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
     }
     // A database damaged in places answers the check above and fails the requests that
     // touch those places: such a failure marks the server unhealthy for a while.
-    const fault = deps.stats.storageFault;
-    if (fault !== undefined && Date.now() - fault.at < FAULT_MEMORY_MS) {
+    const ago = recentStorageFault(deps);
+    if (ago !== undefined) {
       throw new ApiError(
         "unavailable",
-        `The database failed a request ${
-          Math.round((Date.now() - fault.at) / 1000)
-        } s ago: ${fault.message}`,
+        `The database failed a request ${ago} s ago as damaged, unreadable, full or read-only: ` +
+          "the server's log says more",
       );
     }
     // `isolates` counts this one and the others it hears from: the launcher waits for all.

@@ -27,6 +27,7 @@ import { canWrite } from "../../auth/principal.ts";
 import { logError } from "../../log.ts";
 import { JOB_ID_PATTERN } from "../schemas.ts";
 import { principalKey, requirePrincipal } from "../access.ts";
+import { noteStorageFault } from "../storage_fault.ts";
 
 /** Validates raw events; throws 422 with every failing field, or 413 for a large one. */
 function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEvent[] {
@@ -163,7 +164,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     } catch (error) {
       if (charged) deps.visitors.refundPublish(rateKey, events.length);
       logError("commit failed", error, { job: id });
-      deps.stats.noteStorageFault(error);
+      noteStorageFault(deps, error);
       throw new ApiError(
         "unavailable",
         "The event store could not commit; retry later",

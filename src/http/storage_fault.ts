@@ -1,0 +1,31 @@
+/**
+ * Database failures that last (see `store/faults.ts`), remembered for `/healthz` on every
+ * isolate: a file damaged in places answers the health check's own read and fails every
+ * request that touches those places.
+ *
+ * @module
+ */
+import type { AppDeps } from "./app.ts";
+import { isLastingFault } from "../store/faults.ts";
+
+/** Least time between two messages telling the other isolates of a fault, in ms. */
+const TELL_EVERY_MS = 1000;
+
+/** How long a lasting database failure keeps `/healthz` unhealthy after it, in ms. */
+export const FAULT_MEMORY_MS = 60_000;
+
+/** Remembers `error` when it is a failure that lasts, and tells the other isolates. */
+export function noteStorageFault(deps: AppDeps, error: unknown): void {
+  if (!isLastingFault(error)) return;
+  const now = Date.now();
+  const last = deps.stats.storageFaultAt;
+  deps.stats.storageFaultAt = now;
+  if (last === undefined || now - last >= TELL_EVERY_MS) deps.peers.fault(now);
+}
+
+/** Seconds since the last lasting failure, when it was within {@link FAULT_MEMORY_MS}. */
+export function recentStorageFault(deps: AppDeps): number | undefined {
+  const at = deps.stats.storageFaultAt;
+  if (at === undefined || Date.now() - at >= FAULT_MEMORY_MS) return undefined;
+  return Math.max(0, Math.round((Date.now() - at) / 1000));
+}
