@@ -32,8 +32,11 @@ export const MAX_TOKEN_TTL_MS = 3650 * 86_400_000;
  * where `zeroAllowed`: it turns the thing off).
  */
 const duration = (what: string, maxMs = Infinity, minMs = 0, zeroAllowed = true) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const ms = parseDuration(value);
+  // Any value, as for integers: a JSON number that overflows (1e400) is told what is expected.
+  z.unknown().transform((value, ctx) => {
+    const ms = typeof value === "string" || typeof value === "number"
+      ? parseDuration(value)
+      : undefined;
     if (ms === undefined) {
       ctx.addIssue({
         code: "custom",

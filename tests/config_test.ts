@@ -385,6 +385,12 @@ Deno.test("resolveConfig names what a number key expects when a file's number ov
     configError(() => resolveConfig(sources({ port: "" }))).message,
     /--port: expected an integer from 0 to 65535, got ""/,
   );
+  // Durations too.
+  assert.match(
+    configError(() => resolveConfig(sources({}, {}, { stall_after: JSON.parse("1e400") })))
+      .message,
+    /stall_after in .*: expected a duration such as 30s, 10m, 1h or a number of seconds, got Infinity/,
+  );
 });
 
 Deno.test("resolveConfig does not check a file value that a flag overrides", () => {

@@ -28,7 +28,7 @@ import { CLOSE } from "../protocol/session.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { logError, redactUrl } from "../log.ts";
 import { ApiError, errorResponse } from "./errors.ts";
-import { IncompleteBody } from "./body.ts";
+import { IncompleteBodyError } from "./body.ts";
 import { noteStorageFault } from "./storage_fault.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerPublishRoutes } from "./routes/publish.ts";
@@ -212,7 +212,7 @@ export function createApp(deps: AppDeps): App {
   });
   app.onError((error, c) => {
     let response: Response;
-    if (error instanceof IncompleteBody && deps.sessions.stopping) {
+    if (error instanceof IncompleteBodyError && deps.sessions.stopping) {
       // Cut off by the shutdown, not by the client: nothing was stored, and a retry (to this
       // server once it is back, or another) is what the client should do.
       response = errorResponse(

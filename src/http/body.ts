@@ -22,7 +22,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * A body that could not be read to its end: the client went away or sent a broken chunked
  * body, or the server is stopping (which the error handler then answers with a 503).
  */
-export class IncompleteBody extends ApiError {
+export class IncompleteBodyError extends ApiError {
   constructor() {
     super("malformed_json", "The request body could not be read completely");
   }
@@ -81,7 +81,7 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
     try {
       buffer = await request.arrayBuffer();
     } catch {
-      throw new IncompleteBody();
+      throw new IncompleteBodyError();
     }
     if (buffer.byteLength > maxBytes) {
       throw new ApiError("payload_too_large", `The body is over the limit of ${maxBytes} bytes`);
@@ -105,7 +105,7 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
   } catch (error) {
     if (error instanceof ApiError) throw error;
     // The client went away or sent a broken chunked body.
-    throw new IncompleteBody();
+    throw new IncompleteBodyError();
   } finally {
     reader.releaseLock();
   }

@@ -53,7 +53,7 @@ function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEven
   if (end !== -1 && end < events.length - 1) {
     throw new ApiError(
       "validation_error",
-      `events.${end + 1}: comes after events.${end}, which ends the job (${
+      `The event is invalid: events.${end + 1}: Comes after events.${end}, which ends the job (${
         String(events[end]!.data.status)
       }); a status that ends a job must be the last event of its batch`,
       [{
