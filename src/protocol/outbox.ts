@@ -48,6 +48,9 @@ export interface OutboxLimits {
   maxReplay?: number;
 }
 
+/** Replaced entries a queue may hold before they are dropped from it (see `push`). */
+const COMPACT_AFTER = 64;
+
 /** Outboxes corked during the current delivery round, if one is running. */
 let round: Outbox[] | undefined;
 
@@ -104,6 +107,8 @@ export class Outbox {
   #inRound = false;
   /** Bytes (UTF-16 units for text) of the frames waiting here, replays included. */
   #queuedBytes = 0;
+  /** Entries of the queue whose frame a newer one replaced (skipped when draining). */
+  #replaced = 0;
 
   /**
    * @param onBacklog called when frames start waiting, so the owner can call
@@ -160,6 +165,13 @@ export class Outbox {
         older.frame = null;
         if (older.counted) this.#counted--;
         this.#coalesced++;
+        // Replaced entries leave the queue once they outnumber the live ones: a client that
+        // never reads, sent progress after progress, would otherwise hold an entry for each.
+        if (
+          ++this.#replaced > COMPACT_AFTER && this.#replaced * 2 > this.#queue.length - this.#head
+        ) {
+          this.#compact();
+        }
       }
     }
     const entry: Entry = { frame, key, counted: bounded };
@@ -196,6 +208,8 @@ export class Outbox {
         if (entry.frame !== null) {
           this.#queuedBytes -= frameLength(entry.frame);
           this.#sink.write(entry.frame);
+        } else {
+          this.#replaced--;
         }
       }
     } finally {
@@ -205,7 +219,20 @@ export class Outbox {
     this.#head = 0;
     this.#credit = 0;
     this.#queuedBytes = 0;
+    this.#replaced = 0;
     return true;
+  }
+
+  /** Drops replaced entries from the queue, keeping the order of the others. */
+  #compact(): void {
+    const live: Entry[] = [];
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const entry = this.#queue[i]!;
+      if (entry.frame !== null) live.push(entry);
+    }
+    this.#queue = live;
+    this.#head = 0;
+    this.#replaced = 0;
   }
 
   /** Bytes one replay may write (`maxReplay`, or less when the sink has less room), or `Infinity`. */
@@ -232,9 +259,9 @@ export class Outbox {
     if (!this.#closed) this.#sink.uncork?.();
   }
 
-  /** Frames waiting (including replaced ones not yet skipped). */
+  /** Frames waiting (not counting replaced ones). */
   get waiting(): number {
-    return this.#queue.length - this.#head;
+    return this.#queue.length - this.#head - this.#replaced;
   }
 
   /** Progress frames replaced by newer ones since the connection opened. */
@@ -271,6 +298,7 @@ export class Outbox {
     this.#queue = [];
     this.#head = 0;
     this.#queuedBytes = 0;
+    this.#replaced = 0;
     this.#keyed = undefined;
     this.#sink.close(code, reason);
     this.#onClose();

@@ -508,3 +508,19 @@ Deno.test("outbox overfull counts the frames waiting in it, replays included, no
   while (!outbox.drain()) sink.pending = 0;
   assert.equal(outbox.overfull(), false);
 });
+
+Deno.test("outbox drops replaced frames from its queue, so progress after progress to a stuck client holds no more", () => {
+  const { sink, outbox } = setup(100, 10);
+  sink.pending = 100;
+  outbox.push("log-1");
+  for (let i = 0; i < 10_000; i++) outbox.push(`progress-${i}`, "progress:j");
+  outbox.push("log-2");
+  // Two logs and the newest progress wait: not 10,002 entries.
+  assert.equal(outbox.waiting, 3);
+  assert.equal(outbox.coalesced, 9_999);
+  assert.equal(outbox.closed, false);
+  sink.pending = 0;
+  assert.equal(outbox.drain(), true);
+  assert.deepEqual(sink.written, ["log-1", "progress-9999", "log-2"]);
+  assert.equal(outbox.waiting, 0);
+});
