@@ -109,7 +109,11 @@ function methodsByRoute(app: App): (path: string) => string[] {
  */
 function refuse(request: Request, reason: string, error: ApiError): Response {
   if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
-    return refuseWebSocket(request, CLOSE.policy, reason);
+    try {
+      return refuseWebSocket(request, CLOSE.policy, reason);
+    } catch {
+      // A handshake the runtime cannot take (no Connection: Upgrade or key): refused as HTTP.
+    }
   }
   throw error;
 }

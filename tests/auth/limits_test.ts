@@ -40,6 +40,14 @@ Deno.test("Origin allow-list: a WebSocket from a foreign Origin closes 1008 'ori
       const ws = await expectWsOpen(url, headers);
       await ws.close();
     }
+    // An incomplete handshake from a foreign Origin is refused as HTTP, never a 500.
+    for (const connection of [undefined, "Upgrade"]) {
+      const reply = await fetch(`${server.url}/jobs`, {
+        headers: { upgrade: "websocket", origin: EVIL, ...(connection ? { connection } : {}) },
+      });
+      assert.equal(reply.status, 403, await reply.clone().text());
+      assert.equal((await reply.json()).error.code, "origin_not_allowed");
+    }
   });
 });
 
