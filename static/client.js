@@ -350,7 +350,9 @@ function openPoll(options, handlers) {
         await follow(options, handlers, jobId, abort.signal, () => done);
       } catch (error) {
         const gone = error instanceof JobwireError && (error.status === 404 || error.status === 410);
-        if (!gone || done || !greeted && following <= 1) throw error;
+        if (!gone || done || !greeted && following <= 1 || options.target.kind === "job") {
+          throw error;
+        }
         following--;
         handlers.message({
           type: greeted ? "deleted" : "error",

@@ -64,10 +64,15 @@ export function openPoll(options: ConnectOptions, handlers: ConnectionHandlers):
       } catch (error) {
         const gone = error instanceof JobwireError &&
           (error.status === 404 || error.status === 410);
-        // A job followed until then that goes is told as a deletion, as a stream tells it,
-        // even the last one (the watcher then has nothing left and finishes); a job that was
+        // A job of several followed until then that goes is told as a deletion, as a stream
+        // tells it, even the last one (the watcher then has nothing left and finishes); a job that was
         // never there is an error, which ends the watch only when no other is left.
-        if (!gone || done || (!greeted && following <= 1)) throw error;
+        // A one-job watcher ends on its job's deletion as a one-job stream does (an error,
+        // 4004 there): told as a deletion, it would wait on for a job made again under the
+        // id, whose events it no longer takes.
+        if (!gone || done || (!greeted && following <= 1) || options.target.kind === "job") {
+          throw error;
+        }
         following--;
         handlers.message({
           type: greeted ? "deleted" : "error",

@@ -169,6 +169,35 @@ Deno.test("onEvent listens to the events of one type; on() with a name a watcher
   });
 });
 
+Deno.test("a job deleted and made again under its id ends a watcher of it with job_gone on every transport", async () => {
+  for (const transport of ["websocket", "sse", "poll"] as const) {
+    await withServer({}, async (server) => {
+      const id = await createJob(server.url);
+      await publish(server.url, id, { type: "status", data: { status: "running" } });
+      const watcher = watchJob(server.url, id, {
+        transports: [transport],
+        pollWaitSeconds: 5,
+        initialDelayMs: 10,
+      });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("connected");
+        await rec.until(1);
+        // Deleted while a long-poll waits on it, and made again at once.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await http(server.url, "DELETE", `/jobs/${id}`);
+        assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+        await publish(server.url, id, logEvent("new job"));
+        await rec.next("closed");
+        const codes = rec.all("error").map((e) => e.code);
+        assert.deepEqual(codes, ["job_gone"], `${transport}: ${codes.join()}`);
+      } finally {
+        watcher.close();
+      }
+    });
+  }
+});
+
 Deno.test("a deleted job and a refused token end a watcher with the same error on every transport", async () => {
   for (const transport of ["websocket", "sse", "poll"] as const) {
     await withServer({}, async (server) => {
