@@ -205,6 +205,7 @@ export async function whileAdmitted<T>(
   wait: (signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
   const release = admitStream(c, deps, principal);
+  deps.stats.longPolls++;
   deps.stats.longPollsWaiting++;
   const lapse = new AbortController();
   const left = principal.expiresAt === null ? Infinity : principal.expiresAt - Date.now();

@@ -168,6 +168,8 @@ Deno.test("stats and metrics count waiting long-polls as connections, and stop w
       );
       const metrics = samples((await http(server.url, "GET", "/metrics")).text);
       assert.equal(metrics.get('jobwire_connections{transport="long_poll"}'), 2);
+      // Both count as long-polls that waited, the wait for the job's end too.
+      assert.equal(metrics.get("jobwire_long_polls_total"), 2);
 
       await publish(server.url, id, logEvent("wake the page"));
       const answered = await page;

@@ -50,7 +50,7 @@ function readPage(
 }
 
 export function registerEventRoutes(app: App, deps: AppDeps): void {
-  const { store, hub, sessions, stats } = deps;
+  const { store, hub, sessions } = deps;
 
   app.get("/jobs/:id/events", async (c) => {
     const id = c.req.param("id");
@@ -69,10 +69,12 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
         since <= job.last_sequence
       ) {
-        const ended = await whileAdmitted(c, deps, principal, (signal) => {
-          stats.longPolls++;
-          return waitForEvent(hub, id, page.wait! * 1000, signal);
-        });
+        const ended = await whileAdmitted(
+          c,
+          deps,
+          principal,
+          (signal) => waitForEvent(hub, id, page.wait! * 1000, signal),
+        );
         jobAfterWait(store, id, ended, "its events");
         events = readPage(store, id, since, limit, deps.config.maxEventBytes);
       }
