@@ -96,8 +96,11 @@ export class Committer {
       return;
     }
     this.#busy = 0;
-    this.#commits++;
-    this.#appends += batch.length;
+    // Counted are the requests that wrote (not refusals, nor retries found written already),
+    // and the transactions that held one.
+    const wrote = outcomes.filter((o) => o.ok && o.committed.length > 0).length;
+    if (wrote > 0) this.#commits++;
+    this.#appends += wrote;
     this.#onCommit();
     // Subscribers hear of the events before producers are acknowledged, so a producer that
     // publishes and then watches never finds its own event missing from the live stream.

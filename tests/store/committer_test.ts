@@ -30,6 +30,22 @@ Deno.test("committer: publishes made in one turn share one transaction, in order
   });
 });
 
+Deno.test("committer: counts only the requests that wrote, and the transactions that held one", async () => {
+  await withStore(async (store) => {
+    const committer = new Committer(store, () => {});
+    await committer.append({ jobId: "j", events: [log(1)], idempotencyKey: "k" });
+    assert.deepEqual(committer.counts, { commits: 1, appends: 1, lockWaits: 0 });
+    // A retry found written already, and a refusal (no such job): nothing written.
+    const [retry, refused] = await Promise.all([
+      committer.append({ jobId: "j", events: [log(1)], idempotencyKey: "k" }),
+      committer.append({ jobId: "nobody", events: [log(1)] }),
+    ]);
+    assert.equal(retry.ok && retry.replayed, true);
+    assert.equal(refused.ok, false);
+    assert.deepEqual(committer.counts, { commits: 1, appends: 1, lockWaits: 0 });
+  });
+});
+
 Deno.test("committer: it waits a turn and gathers the publishes that arrive meanwhile", async () => {
   await withStore(async (store) => {
     const committer = new Committer(store, () => {});

@@ -226,10 +226,15 @@ async function metricsText(deps: AppDeps): Promise<string> {
     "",
     f.replayCacheBytes,
   ]]);
-  metric("jobwire_commits_total", "counter", "Store transactions (group commits).", [[
-    "",
-    f.commits,
-  ]]);
+  metric(
+    "jobwire_commits_total",
+    "counter",
+    "Store transactions (group commits) that wrote events.",
+    [[
+      "",
+      f.commits,
+    ]],
+  );
   metric("jobwire_commit_appends_total", "counter", "Publish requests committed.", [[
     "",
     f.appends,
