@@ -41,7 +41,12 @@ export function redactUrl(url: string): string {
 }
 
 function format(value: unknown): string {
-  if (typeof value === "string") return /[\s"=]/.test(value) ? JSON.stringify(value) : value;
+  // Quoted (and so escaped) when it holds a space, quote, equals sign or control character:
+  // a NUL or an escape sequence written raw would garble the log for grep and terminals.
+  if (typeof value === "string") {
+    // deno-lint-ignore no-control-regex
+    return /[\s"=\x00-\x1f\x7f]/.test(value) ? JSON.stringify(value) : value;
+  }
   if (value instanceof Error) return JSON.stringify(value.message);
   return JSON.stringify(value) ?? String(value);
 }

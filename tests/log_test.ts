@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { redactUrl } from "../src/log.ts";
+import { log, redactUrl } from "../src/log.ts";
 
 Deno.test("redactUrl hides token, ticket and access_token however their names are written", () => {
   const cases: [string, string][] = [
@@ -12,4 +12,18 @@ Deno.test("redactUrl hides token, ticket and access_token however their names ar
     ["no query at all", "no query at all"],
   ];
   for (const [url, shown] of cases) assert.equal(redactUrl(url), shown, url);
+});
+
+Deno.test("log quotes a field holding a control character, so the line stays text", () => {
+  const lines: string[] = [];
+  const original = console.error;
+  console.error = (line: string) => void lines.push(line);
+  try {
+    log("warn", "failed sign-in", { user: "\u0000", other: "a\u001b[31mb", plain: "alice" });
+  } finally {
+    console.error = original;
+  }
+  assert.deepEqual(lines, [
+    'WARN failed sign-in user="\\u0000" other="a\\u001b[31mb" plain=alice',
+  ]);
 });
