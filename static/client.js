@@ -1967,7 +1967,8 @@ var JobReporter = class _JobReporter {
   }
   /**
    * Creates a job (`POST /jobs`) and returns its reporter. Retried like every request;
-   * a retry answered "already exists" after a lost reply counts as created.
+   * a retry answered "already exists" counts as created when the job holds what this call
+   * sent and nothing happened to it yet (an earlier try made it, its reply lost).
    *
    * @throws {JobwireError} `job_exists` when the id was taken before this call
    */
@@ -1994,6 +1995,17 @@ var JobReporter = class _JobReporter {
       reporter.#job = reply.job;
     } catch (error) {
       if (!(retried && error instanceof JobwireError && error.code === "job_exists")) throw error;
+      const found = await sendWithRetry(reporter.#http, {
+        method: "GET",
+        path: `/jobs/${encodeURIComponent(reporter.jobId)}`,
+        ...reporter.#signal === void 0 ? {} : {
+          signal: reporter.#signal
+        }
+      }, reporter.#policy);
+      if (found.kind !== (options.kind ?? null) || canonical(found.metadata ?? {}) !== canonical(options.metadata ?? {}) || found.status !== "pending" || found.last_sequence !== 0) {
+        throw error;
+      }
+      reporter.#job = found;
     }
     return reporter;
   }
@@ -2133,6 +2145,9 @@ var JobReporter = class _JobReporter {
     if (this.#closed) throw new JobwireError("closed", "The reporter is closed");
   }
 };
+function canonical(value) {
+  return JSON.stringify(value, (_key, v) => v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v);
+}
 export {
   JobReporter,
   JobWatcher,

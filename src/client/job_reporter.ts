@@ -109,7 +109,8 @@ export class JobReporter {
 
   /**
    * Creates a job (`POST /jobs`) and returns its reporter. Retried like every request;
-   * a retry answered "already exists" after a lost reply counts as created.
+   * a retry answered "already exists" counts as created when the job holds what this call
+   * sent and nothing happened to it yet (an earlier try made it, its reply lost).
    *
    * @throws {JobwireError} `job_exists` when the id was taken before this call
    */
@@ -135,6 +136,26 @@ export class JobReporter {
       reporter.#job = reply.job;
     } catch (error) {
       if (!(retried && error instanceof JobwireError && error.code === "job_exists")) throw error;
+      // An earlier try may have made the job, its reply lost. It is this call's only if it
+      // holds what this call sent and nothing happened to it since (a job of someone else's
+      // under a chosen id would have, or would hold something else).
+      const found = await sendWithRetry<JobSnapshot>(
+        reporter.#http,
+        {
+          method: "GET",
+          path: `/jobs/${encodeURIComponent(reporter.jobId)}`,
+          ...(reporter.#signal === undefined ? {} : { signal: reporter.#signal }),
+        },
+        reporter.#policy,
+      );
+      if (
+        found.kind !== (options.kind ?? null) ||
+        canonical(found.metadata ?? {}) !== canonical(options.metadata ?? {}) ||
+        found.status !== "pending" || found.last_sequence !== 0
+      ) {
+        throw error;
+      }
+      reporter.#job = found;
     }
     return reporter;
   }
@@ -258,4 +279,15 @@ export class JobReporter {
   #assertOpen(): void {
     if (this.#closed) throw new JobwireError("closed", "The reporter is closed");
   }
+}
+
+/** JSON text of a value with its object keys sorted, to compare two values. */
+function canonical(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_key, v) =>
+      v !== null && typeof v === "object" && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+        : v,
+  );
 }

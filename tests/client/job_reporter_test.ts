@@ -207,6 +207,43 @@ Deno.test("JobReporter retries 5xx and a create whose reply was lost", async () 
   });
 });
 
+Deno.test("a create retried after a try that never reached the server does not take someone else's job", async () => {
+  await withServer({}, async (server) => {
+    // Another worker's job under the id, running.
+    assert.equal(
+      (await http(server.url, "POST", "/jobs", { id: "etl-8", kind: "other" })).status,
+      201,
+    );
+    assert.equal((await http(server.url, "POST", "/jobs/etl-8/start", {})).status, 201);
+    const refused = Object.assign(async (input: string, init?: RequestInit) => {
+      refused.calls++;
+      if (refused.calls === 1) throw new TypeError("Connection refused");
+      return await fetch(input, init);
+    }, { calls: 0 });
+    await assert.rejects(
+      JobReporter.create(server.url, { ...FAST, fetch: refused, id: "etl-8", kind: "train" }),
+      { code: "job_exists" },
+    );
+    // Its own job, made by a try whose reply was lost, is still taken as created.
+    const network = recording((request, n) =>
+      request === "POST /jobs" && n === 1 ? "lose-reply" : undefined
+    );
+    const reporter = await JobReporter.create(server.url, {
+      ...FAST,
+      fetch: network,
+      id: "etl-9",
+      kind: "train",
+      metadata: { b: 1, a: [1, 2] },
+    });
+    try {
+      assert.equal(reporter.job?.id, "etl-9");
+      assert.equal(reporter.job?.kind, "train");
+    } finally {
+      await reporter.close();
+    }
+  });
+});
+
 Deno.test("JobReporter surfaces 4xx refusals with the server's code, without retrying", async () => {
   await withServer({}, async (server) => {
     const network = recording();
