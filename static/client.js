@@ -1817,6 +1817,7 @@ function watchJob(baseUrl, jobId, options = {}) {
     ]
   ]), resolveWatchOptions(options));
 }
+var MAX_JOBS = 100;
 function watchJobs(baseUrl, options) {
   const resolved = resolveWatchOptions(options);
   if (options.getTicket !== void 0 && (options.all === true || (options.jobs?.length ?? 0) > 1)) {
@@ -1844,6 +1845,9 @@ function watchJobs(baseUrl, options) {
     ...new Set(options.jobs ?? [])
   ];
   if (jobIds.length === 0) throw new TypeError("watchJobs needs jobs: [...] or all: true");
+  if (jobIds.length > MAX_JOBS) {
+    throw new TypeError(`watchJobs follows at most ${MAX_JOBS} jobs by name (the server's limit for one stream), not ${jobIds.length}: split them across watchers, or use all: true`);
+  }
   const since = /* @__PURE__ */ new Map();
   for (const id of jobIds) {
     const value = typeof options.since === "object" ? options.since[id] : options.since;

@@ -41,12 +41,15 @@ export function watchJob(
   );
 }
 
+/** Most jobs one stream may name (the server's limit). */
+const MAX_JOBS = 100;
+
 /**
  * Follows several jobs over one connection (`jobs: [...]`), or every job the caller may
  * see (`all: true`, optionally filtered by `kind` and `status`; from now on, without
  * replay, and not over long-poll).
  *
- * @throws {TypeError} when neither `jobs` nor `all` is given
+ * @throws {TypeError} when neither `jobs` nor `all` is given, or `jobs` names more than 100
  *
  * @example
  * ```ts
@@ -77,6 +80,14 @@ export function watchJobs(baseUrl: string, options: WatchJobsOptions): JobWatche
   }
   const jobIds = [...new Set(options.jobs ?? [])];
   if (jobIds.length === 0) throw new TypeError("watchJobs needs jobs: [...] or all: true");
+  if (jobIds.length > MAX_JOBS) {
+    // The server refuses a stream naming more; a refused WebSocket handshake would only say
+    // that the connection failed, again and again.
+    throw new TypeError(
+      `watchJobs follows at most ${MAX_JOBS} jobs by name (the server's limit for one stream), ` +
+        `not ${jobIds.length}: split them across watchers, or use all: true`,
+    );
+  }
   const since = new Map<string, number>();
   for (const id of jobIds) {
     const value = typeof options.since === "object" ? options.since[id] : options.since;

@@ -161,6 +161,18 @@ Deno.test("watchJobs refuses options that name nothing", () => {
   assert.throws(() => watchJobs("http://127.0.0.1:9", { jobs: ["a"], since: -1 }), RangeError);
 });
 
+Deno.test("watchJobs refuses more jobs than one stream may name, saying so, and takes 100", () => {
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => `job-${i}`);
+  assert.throws(
+    () => watchJobs("http://127.0.0.1:9", { jobs: ids(101) }),
+    (e) =>
+      e instanceof TypeError && /at most 100 jobs/.test(e.message) && /not 101/.test(e.message),
+  );
+  // Named twice counts once.
+  watchJobs("http://127.0.0.1:9", { jobs: [...ids(100), "job-0"] })
+    .close();
+});
+
 Deno.test("watchJobs goes on without a named job the server does not have, then finishes", async () => {
   await withServer({}, async (server) => {
     for (const transport of ["websocket", "sse", "poll"] as const) {
