@@ -10,7 +10,7 @@ import { ApiError } from "./errors.ts";
 import { isAdmin, type Principal } from "../auth/principal.ts";
 import { exemptAddress } from "../auth/limits.ts";
 import { crossOrigin } from "../auth/origins.ts";
-import { type Config, TIMER_MAX_MS } from "../config.ts";
+import type { Config } from "../config.ts";
 import { CLOSE } from "../protocol/session.ts";
 
 const CHALLENGE = 'Bearer realm="jobwire"';
@@ -183,12 +183,6 @@ export function admitStream(c: Context<AppEnv>, deps: AppDeps, principal: Princi
 }
 
 /**
- * How often a waiting long-poll asks whether its token was revoked where no message tells
- * (a user removed with `main.ts user remove`), in ms: as often as streams are asked.
- */
-const REVOCATION_POLL_MS = 5000;
-
-/**
  * Runs `wait` (a request held open: a long-poll) counted as an open stream for the
  * connection limits, and in `/stats` as a `long_poll` connection. Like a stream, it ends
  * when its token expires or is revoked, and then answers 401 instead of what it waited for.
@@ -208,19 +202,13 @@ export async function whileAdmitted<T>(
   deps.stats.longPolls++;
   deps.stats.longPollsWaiting++;
   const lapse = new AbortController();
-  const left = principal.expiresAt === null ? Infinity : principal.expiresAt - Date.now();
-  // A timer past TIMER_MAX_MS would fire at once; no wait lasts that long anyway.
-  const expiry = left <= TIMER_MAX_MS
-    ? setTimeout(() => lapse.abort("token_expired"), Math.max(0, left))
-    : undefined;
   const revoked = () => deps.authenticator?.isRevoked(principal.token) === true;
-  const tokenId = principal.token?.tokenId;
-  const unwatch = tokenId === undefined
-    ? undefined
-    : deps.sessions.onRevoked(tokenId, () => lapse.abort("token_revoked"));
-  const poll = tokenId === undefined ? undefined : setInterval(() => {
-    if (revoked()) lapse.abort("token_revoked");
-  }, REVOCATION_POLL_MS);
+  const unwatch = deps.sessions.watch({
+    expiresAt: principal.expiresAt,
+    tokenId: principal.token?.tokenId,
+    revoked,
+    lapse: (why) => lapse.abort(why),
+  });
   try {
     const result = await wait(AbortSignal.any([c.req.raw.signal, lapse.signal]));
     if (lapse.signal.aborted) throw lapsed(lapse.signal.reason);
@@ -230,9 +218,7 @@ export async function whileAdmitted<T>(
     if (revoked()) throw lapsed("token_revoked");
     return result;
   } finally {
-    clearTimeout(expiry);
-    clearInterval(poll);
-    unwatch?.();
+    unwatch();
     deps.stats.longPollsWaiting--;
     release();
   }

@@ -21,13 +21,25 @@ const EXPIRY_CHECK_MS = 250;
  */
 const REVOCATION_CHECK_EVERY = 20;
 
+/** A long-poll waiting with a credential: not a session, but ended by the same checks. */
+export interface Waiter {
+  /** When its credential expires (epoch ms). */
+  readonly expiresAt: number | null;
+  /** The `jti` of its token, by which it is revoked. */
+  readonly tokenId: string | undefined;
+  /** Whether its token was revoked where no message tells (a user removed). */
+  revoked(): boolean;
+  /** Ends the wait. */
+  lapse(why: "token_expired" | "token_revoked"): void;
+}
+
 /** The registry of live sessions on this isolate. */
 export class Sessions {
   #all = new Set<Session>();
   #backlogged = new Set<Outbox>();
   #expiring = new Set<Session>();
-  /** Token id → what to call when it is revoked. */
-  #revocationWatchers = new Map<string, Set<() => void>>();
+  /** Long-polls waiting with a credential that expires, ended as sessions are. */
+  #waiters = new Set<Waiter>();
   #expiry: ReturnType<typeof setInterval> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #drain: ReturnType<typeof setInterval> | undefined;
@@ -66,12 +78,28 @@ export class Sessions {
     this.#opened++;
     if (session.context.expiresAt !== null) {
       this.#expiring.add(session);
-      if (this.#expiry === undefined) {
-        const timer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
-        Deno.unrefTimer(timer);
-        this.#expiry = timer;
-      }
+      this.#checkExpiry();
     }
+  }
+
+  /**
+   * Ends `waiter` (a long-poll) as a session is ended: when its credential expires or is
+   * revoked.
+   *
+   * @returns stops watching it
+   */
+  watch(waiter: Waiter): () => void {
+    if (waiter.expiresAt === null) return () => {};
+    this.#waiters.add(waiter);
+    this.#checkExpiry();
+    return () => void this.#waiters.delete(waiter);
+  }
+
+  #checkExpiry(): void {
+    if (this.#expiry !== undefined) return;
+    const timer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
+    Deno.unrefTimer(timer);
+    this.#expiry = timer;
   }
 
   remove(session: Session): void {
@@ -94,7 +122,11 @@ export class Sessions {
         session.close(CLOSE.policy, "token revoked");
       }
     }
-    if (this.#expiring.size === 0 && this.#expiry !== undefined) {
+    for (const waiter of this.#waiters) {
+      if (waiter.expiresAt !== null && waiter.expiresAt <= now) waiter.lapse("token_expired");
+      else if (revocations && waiter.revoked()) waiter.lapse("token_revoked");
+    }
+    if (this.#expiring.size === 0 && this.#waiters.size === 0 && this.#expiry !== undefined) {
       clearInterval(this.#expiry);
       this.#expiry = undefined;
     }
@@ -109,23 +141,9 @@ export class Sessions {
     for (const session of this.#expiring) {
       if (session.context.tokenId === tokenId) session.close(CLOSE.policy, "token revoked");
     }
-    for (const callback of this.#revocationWatchers.get(tokenId) ?? []) callback();
-  }
-
-  /**
-   * Calls `callback` when the token with this id is revoked (a long-poll, which is not a
-   * session, ends then too).
-   *
-   * @returns stops watching
-   */
-  onRevoked(tokenId: string, callback: () => void): () => void {
-    let callbacks = this.#revocationWatchers.get(tokenId);
-    if (callbacks === undefined) this.#revocationWatchers.set(tokenId, callbacks = new Set());
-    callbacks.add(callback);
-    return () => {
-      callbacks.delete(callback);
-      if (callbacks.size === 0) this.#revocationWatchers.delete(tokenId);
-    };
+    for (const waiter of this.#waiters) {
+      if (waiter.tokenId === tokenId) waiter.lapse("token_revoked");
+    }
   }
 
   /** Queues an outbox for draining once its socket has room. */
