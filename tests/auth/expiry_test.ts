@@ -3,7 +3,7 @@
  * "token expired", SSE/NDJSON a last `error` event saying so.
  */
 import assert from "node:assert/strict";
-import { spawnServer, withServer } from "../_helpers/server.ts";
+import { type ChildServer, spawnServer, withServer } from "../_helpers/server.ts";
 import { AUTH, bearer, mint, nowSeconds, SECRET, tokenFor } from "../_helpers/tokens.ts";
 import {
   assertUnauthorized,
@@ -77,56 +77,34 @@ Deno.test("streams opened with a token that expires in ~2 s are closed with 'tok
 });
 
 Deno.test("signing out closes the streams the token opened, on every isolate ('token revoked')", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-revoke-" });
-  const server = await spawnServer([
-    "--port",
-    "0",
-    "--data-dir",
-    dataDir,
-    "--workers",
-    "2",
-    "--jwt-secret",
-    SECRET,
-  ]);
-  const sockets: Ws[] = [];
-  try {
-    const session = await tokenFor("alice", "read write", { jti: "alice-session-7" });
-    const other = await tokenFor("alice", "read write", { jti: "alice-session-8" });
-    const id = await createJobAs(server.url, other);
-    // Eight sockets on their own connections: the kernel spreads them over both isolates.
-    for (let i = 0; i < 8; i++) {
-      sockets.push(await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${session}`));
+  await withTwoIsolates(async (server) => {
+    const sockets: Ws[] = [];
+    try {
+      const session = await tokenFor("alice", "read write", { jti: "alice-session-7" });
+      const other = await tokenFor("alice", "read write", { jti: "alice-session-8" });
+      const id = await createJobAs(server.url, other);
+      // Eight sockets on their own connections: the kernel spreads them over both isolates.
+      for (let i = 0; i < 8; i++) {
+        sockets.push(await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${session}`));
+      }
+      const keeper = await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${other}`);
+      sockets.push(keeper);
+      const out = await call(server.url, session, "POST", "/auth/logout");
+      assert.equal(out.json.revoked, true, out.text);
+      for (const socket of sockets.slice(0, 8)) {
+        assert.deepEqual(await closeOf(socket), { code: 1008, reason: "token revoked" });
+      }
+      // Another token of the same user keeps its stream.
+      assert.equal((await publishAs(server.url, other, id, "still here")).status, 201);
+      await keeper.next((m) => m.data?.line === "still here");
+    } finally {
+      await Promise.all(sockets.map((socket) => socket.close()));
     }
-    const keeper = await expectWsOpen(`${server.url}/ws/jobs/${id}?token=${other}`);
-    sockets.push(keeper);
-    const out = await call(server.url, session, "POST", "/auth/logout");
-    assert.equal(out.json.revoked, true, out.text);
-    for (const socket of sockets.slice(0, 8)) {
-      assert.deepEqual(await closeOf(socket), { code: 1008, reason: "token revoked" });
-    }
-    // Another token of the same user keeps its stream.
-    assert.equal((await publishAs(server.url, other, id, "still here")).status, 201);
-    await keeper.next((m) => m.data?.line === "still here");
-  } finally {
-    await Promise.all(sockets.map((socket) => socket.close()));
-    await server.stop();
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a long-poll ends with 401 when its token expires or is revoked while it waits, and returns nothing after", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-lapse-" });
-  const server = await spawnServer([
-    "--port",
-    "0",
-    "--data-dir",
-    dataDir,
-    "--workers",
-    "2",
-    "--jwt-secret",
-    SECRET,
-  ]);
-  try {
+  await withTwoIsolates(async (server) => {
     const lasting = await tokenFor("alice", "read write");
     const id = await createJobAs(server.url, lasting);
     const exp = nowSeconds() + 3;
@@ -166,8 +144,26 @@ Deno.test("a long-poll ends with 401 when its token expires or is revoked while 
       assert.match(reply.json.error.message, /revoked/);
     }
     assert.ok(Date.now() - revokedAt < 10_000, `took ${Date.now() - revokedAt} ms`);
+  });
+});
+
+/** Runs `test` against a server of two isolates that signs with the tests' secret. */
+async function withTwoIsolates(test: (server: ChildServer) => Promise<void>): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-expiry-" });
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    "--workers",
+    "2",
+    "--jwt-secret",
+    SECRET,
+  ]);
+  try {
+    await test(server);
   } finally {
     await server.stop();
     await Deno.remove(dataDir, { recursive: true });
   }
-});
+}
