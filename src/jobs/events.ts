@@ -138,6 +138,26 @@ function issuesOf(error: z.ZodError, prefix: string): FieldIssue[] {
   }));
 }
 
+/**
+ * Why a progress event's `status` is refused, or `undefined` when it may stay: a progress
+ * event never moves the status machine, so a `status` there that says anything but
+ * `running` would be kept in its data while the job stayed as it was (a producer that
+ * reports `processed` with its last progress would leave the job running for ever).
+ */
+function progressStatus(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  const status = typeof value === "string" ? normalizeStatus(value) : undefined;
+  if (status === "running") return undefined;
+  const shown = JSON.stringify(value)?.slice(0, 80) ?? String(value);
+  if (status === undefined) {
+    return `A progress event does not set the job's status, and ${shown} is not one: ` +
+      'a step of the work (such as "transcribing") goes in stage';
+  }
+  return `A progress event does not change the job's status: send ${JSON.stringify(status)} ` +
+    "as a status event (POST /jobs/:id/status, /complete, /fail or /cancel, or in the same " +
+    "batch after this progress event)";
+}
+
 function fail(path: string, message: string): EventCheck {
   return { ok: false, issues: [{ path, message }] };
 }
@@ -187,6 +207,8 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
     case "progress": {
       const parsed = progressData.safeParse(data);
       if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
+      const stray = progressStatus(data.status);
+      if (stray !== undefined) return fail(at("data.status"), stray);
       const d = parsed.data;
       const progress = d.progress ??
         Math.min(100, ((d.current ?? 0) / (d.total ?? 1)) * 100);

@@ -433,6 +433,33 @@ Deno.test("progress gets a percentage, and current/total compute the progress", 
   });
 });
 
+Deno.test("a progress update whose status would leave the job as it was is refused with 422, and nothing is written", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, status("running"));
+    const before = await persisted(server.url, id);
+    // A producer reporting its end with its last progress, as one call did in its own channel.
+    let reply = await http(server.url, "POST", `/jobs/${id}/progress`, {
+      status: "processed",
+      progress: 100,
+    });
+    assertInvalid(reply, "data.status");
+    assert.match(reply.json.error.message, /"completed" as a status event/);
+    reply = await http(server.url, "POST", `/jobs/${id}/events`, {
+      events: [logEvent("a"), { type: "progress", data: { status: "uploading", progress: 10 } }],
+    });
+    assertInvalid(reply, "events.1.data.status");
+    assert.match(reply.json.error.message, /goes in stage/);
+    await assertUnchanged(server.url, id, before);
+    // Said with a status event in the same batch, the end is taken.
+    await publish(server.url, id, {
+      type: "progress",
+      data: { progress: 100, status: "in_progress" },
+    }, status("processed"));
+    assert.equal((await persisted(server.url, id)).job.status, "completed");
+  });
+});
+
 Deno.test("progress gets an automatic ETA when the producer gives none", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);

@@ -164,6 +164,29 @@ Deno.test("checkEvent keeps a producer eta_seconds and extra progress fields", (
   assert.equal(event.data.epoch, 2);
 });
 
+Deno.test("checkEvent keeps a progress status that says running, in any spelling, or none", () => {
+  for (const status of ["running", "in_progress", "IN_PROGRESS", "Processing", null]) {
+    const event = accepted(checkEvent({ type: "progress", data: { progress: 5, status } }));
+    assert.equal(event.data.status, status);
+  }
+});
+
+Deno.test("checkEvent refuses a progress status that would not change the job's status", () => {
+  for (const status of ["processed", "completed", "FAILED", "canceled", "queued", "pending"]) {
+    const check = checkEvent({ type: "progress", data: { progress: 100, status } }, "events.1");
+    assert.deepEqual(refusedPaths(check), ["events.1.data.status"]);
+    assert.match(check.ok ? "" : check.issues[0]!.message, /as a status event/);
+  }
+});
+
+Deno.test("checkEvent refuses a progress status that names a step of the work", () => {
+  for (const status of ["transcribing", "", 3, { a: 1 }]) {
+    const check = checkEvent({ type: "progress", progress: 45, status });
+    assert.deepEqual(refusedPaths(check), ["data.status"]);
+    assert.match(check.ok ? "" : check.issues[0]!.message, /goes in stage/);
+  }
+});
+
 // log
 
 Deno.test("checkEvent gives a log event the level info when it has none", () => {
