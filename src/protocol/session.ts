@@ -346,7 +346,7 @@ export class Session {
     this.#subs.delete(jobId);
     this.#since?.delete(jobId);
     this.context.hub.unsubscribe(jobId, sub);
-    this.#sendMessage("unsubscribed", jobId, { last_sequence: sub.cursor });
+    this.#sendAbout("unsubscribed", jobId, { last_sequence: sub.cursor });
     return true;
   }
 
@@ -453,13 +453,13 @@ export class Session {
 
   /** @internal Sends a `created` or `deleted` notice on an `all=1` session. */
   sendNotice(type: "created" | "deleted", jobId: string, data: Record<string, unknown>): void {
-    if (this.codec.format === "snapshot") {
-      if (type === "created" && data.job !== undefined) {
+    if (this.codec.format === "snapshot" && type === "created") {
+      if (data.job !== undefined) {
         this.#push(JSON.stringify(flatSnapshot(data.job as Job)), "snapshot", true);
       }
       return;
     }
-    this.#sendMessage(type, jobId, data);
+    this.#sendAbout(type, jobId, data);
   }
 
   /** @internal The job was deleted or purged. */
@@ -470,7 +470,7 @@ export class Session {
       this.jobGone(sub.jobId, reason, "job_gone", sub.cursor);
       return;
     }
-    this.#sendMessage("unsubscribed", sub.jobId, { last_sequence: sub.cursor, reason });
+    this.#sendAbout("unsubscribed", sub.jobId, { last_sequence: sub.cursor, reason });
   }
 
   #finished(sub: JobSubscription): void {
@@ -627,6 +627,25 @@ export class Session {
     } else {
       this.#sendMessage("error", jobId, { error: message, ...fields, ...marks }, bounded);
     }
+  }
+
+  /**
+   * A session message about one job: an envelope, or on snapshot streams a flat
+   * `{type, job_id, timestamp, reason?}`, so that a client of flat messages can tell it from
+   * a snapshot (which has no `type`) by its `type`, as it does keep-alives and errors.
+   */
+  #sendAbout(type: string, jobId: string, data: Record<string, unknown>): void {
+    if (this.codec.format !== "snapshot") {
+      this.#sendMessage(type, jobId, data);
+      return;
+    }
+    const flat: Record<string, unknown> = {
+      type,
+      job_id: jobId,
+      timestamp: new Date().toISOString(),
+    };
+    if (data.reason !== undefined) flat.reason = data.reason;
+    this.#push(JSON.stringify(flat), type, true);
   }
 
   #sendMessage(

@@ -462,6 +462,40 @@ Deno.test("format=snapshot sends the current snapshot first, then one per reques
   });
 });
 
+Deno.test("format=snapshot tells of an unsubscribe and a deletion in flat messages with a type", async () => {
+  await withServer({}, async (server) => {
+    const [a, b] = [await createJob(server.url), await createJob(server.url)];
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${a}?format=snapshot`);
+    const all = await WsClient.connect(`${server.url}/ws?all=1&format=snapshot`);
+    try {
+      assert.equal((await ws.next()).job_id, a);
+      ws.send({ type: "subscribe", job_id: b });
+      assert.equal((await ws.next()).job_id, b);
+      ws.send({ type: "unsubscribe", job_id: b });
+      const unsubscribed = await ws.next();
+      assert.deepEqual(Object.keys(unsubscribed).sort(), ["job_id", "timestamp", "type"]);
+      assert.deepEqual([unsubscribed.type, unsubscribed.job_id], ["unsubscribed", b]);
+      // A job followed beside the stream's own goes with an unsubscribed that says why.
+      ws.send({ type: "subscribe", job_id: b });
+      assert.equal((await ws.next()).job_id, b);
+      assert.equal((await http(server.url, "DELETE", `/jobs/${b}`)).status, 200);
+      const ended = await ws.next();
+      assert.deepEqual([ended.type, ended.job_id, typeof ended.reason], [
+        "unsubscribed",
+        b,
+        "string",
+      ]);
+      // A stream of every job hears of the deletion.
+      const deleted = await waitFor(() => all.messages.find((m) => m.type === "deleted"));
+      assert.deepEqual(Object.keys(deleted).sort(), ["job_id", "timestamp", "type"]);
+      assert.equal(deleted.job_id, b);
+    } finally {
+      await ws.close();
+      await all.close();
+    }
+  });
+});
+
 Deno.test("heartbeats carry the job's last sequence; snapshot streams get bare pings", async () => {
   await withServer({ heartbeat: "100ms" }, async (server) => {
     const id = await createJob(server.url);
