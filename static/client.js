@@ -1463,7 +1463,7 @@ var Sequencer = class {
         break;
       case "deleted":
       case "unsubscribed":
-        if (message.job_id !== null && this.tracks.delete(message.job_id)) {
+        if (message.job_id !== null && (this.tracks.delete(message.job_id) || this.#adopting && message.type === "deleted")) {
           if (this.#several && message.type === "deleted") this.#dropped++;
           const reason = typeof data.reason === "string" ? data.reason : "job deleted";
           this.#io.emitter.emit("deleted", {
@@ -1497,7 +1497,13 @@ var Sequencer = class {
         finished: false
       };
       this.tracks.set(event.job_id, track);
-      track.job = await this.#io.fetchJob(event.job_id).catch(() => void 0);
+      const job = await this.#io.fetchJob(event.job_id).catch(() => void 0);
+      if (event.sequence <= track.cursor) return;
+      this.#deliver(event.job_id, track, event);
+      if (job !== void 0 && track.job === void 0 && !this.#io.stopped()) {
+        this.#setJob(event.job_id, track, job);
+      }
+      return;
     }
     if (event.sequence <= track.cursor) return;
     if (event.sequence > track.cursor + 1) {

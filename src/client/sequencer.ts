@@ -127,7 +127,12 @@ export class Sequencer {
         break;
       case "deleted":
       case "unsubscribed":
-        if (message.job_id !== null && this.tracks.delete(message.job_id)) {
+        // An `all` watcher tells of every deletion, also of a job it had no event of: its
+        // user may have listed that job itself (a page of `GET /jobs` past the greeting's).
+        if (
+          message.job_id !== null &&
+          (this.tracks.delete(message.job_id) || (this.#adopting && message.type === "deleted"))
+        ) {
           if (this.#several && message.type === "deleted") this.#dropped++;
           const reason = typeof data.reason === "string" ? data.reason : "job deleted";
           this.#io.emitter.emit("deleted", { job_id: message.job_id, reason });
@@ -163,10 +168,18 @@ export class Sequencer {
     let track = this.tracks.get(event.job_id);
     if (track === undefined) {
       if (!this.#adopting) return;
-      // A job this `all` watcher has not seen: it starts here, with a fresh snapshot.
+      // A job this `all` watcher has not seen (older than the jobs its greeting listed): it
+      // starts here, with a fresh snapshot, which already holds this event and is handed on
+      // after it, since `#deliver` finds nothing newer in it to tell.
       track = { cursor: event.sequence - 1, job: undefined, finished: false };
       this.tracks.set(event.job_id, track);
-      track.job = await this.#io.fetchJob(event.job_id).catch(() => undefined);
+      const job = await this.#io.fetchJob(event.job_id).catch(() => undefined);
+      if (event.sequence <= track.cursor) return;
+      this.#deliver(event.job_id, track, event);
+      if (job !== undefined && track.job === undefined && !this.#io.stopped()) {
+        this.#setJob(event.job_id, track, job);
+      }
+      return;
     }
     if (event.sequence <= track.cursor) return;
     if (event.sequence > track.cursor + 1) {

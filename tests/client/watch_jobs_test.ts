@@ -230,3 +230,28 @@ Deno.test("watchJobs finishes, without an error, when the last job it follows is
     }
   });
 });
+
+Deno.test("an all watcher hands on the state and the deletion of jobs older than its greeting lists", async () => {
+  await withServer({}, async (server) => {
+    const [older, oldest] = [await createJob(server.url), await createJob(server.url)];
+    // The greeting lists the newest 200 jobs: these two are left out of it.
+    for (let i = 0; i < 200; i++) await createJob(server.url);
+    const watcher = watchJobs(server.url, { all: true });
+    const rec = new Recorder(watcher);
+    try {
+      const greeting = await rec.next("connection");
+      const listed = (greeting.data.jobs as { id: string }[]).map((job) => job.id);
+      assert.ok(!listed.includes(older) && !listed.includes(oldest));
+      await publish(server.url, older, { type: "status", data: { status: "running" } });
+      const snapshot = await rec.next("snapshot", 201);
+      assert.deepEqual([snapshot.job_id, snapshot.job.status], [older, "running"]);
+      assert.equal(watcher.jobs.get(older)?.status, "running");
+      assert.deepEqual(rec.sequences(older), [1]);
+      assert.equal((await http(server.url, "DELETE", `/jobs/${oldest}`)).status, 200);
+      const deleted = await rec.next("deleted");
+      assert.equal(deleted.job_id, oldest);
+    } finally {
+      watcher.close();
+    }
+  });
+});
