@@ -187,6 +187,8 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
               } s: the job may be stalled`,
               level: "warning",
               source: "jobwire",
+              // Tells clients that fold events into a snapshot to set its `stalled`.
+              stalled: true,
             },
           }],
           stalledIfQuietSince: quietSince,

@@ -1330,13 +1330,17 @@ var STATE_TYPES = /* @__PURE__ */ new Set([
 function changesState(type) {
   return STATE_TYPES.has(type);
 }
+function isStallWarning(event) {
+  return event.type === "log" && event.data.source === "jobwire" && event.data.stalled === true;
+}
 function applyEvent(job, event) {
   if (event.sequence <= job.last_sequence) return job;
   const next = {
     ...job,
     last_sequence: event.sequence,
     updated_at: event.timestamp,
-    stalled: false
+    // As on the server: the warning marks the job stalled, and any later event clears it.
+    stalled: isStallWarning(event)
   };
   const data = event.data;
   switch (event.type) {
@@ -1606,8 +1610,9 @@ var Sequencer = class {
     track.cursor = event.sequence;
     this.#io.emitter.emit("event", event);
     if (track.job !== void 0 && event.sequence > track.job.last_sequence) {
+      const stalled = track.job.stalled === true;
       track.job = applyEvent(track.job, event);
-      if (changesState(event.type)) {
+      if (changesState(event.type) || track.job.stalled !== stalled) {
         this.#io.emitter.emit("snapshot", {
           job_id: jobId,
           job: track.job

@@ -15,6 +15,11 @@ export function changesState(type: string): boolean {
   return STATE_TYPES.has(type);
 }
 
+/** Whether `event` is the server's warning that its job went quiet for `--stall-after`. */
+export function isStallWarning(event: JobEvent): boolean {
+  return event.type === "log" && event.data.source === "jobwire" && event.data.stalled === true;
+}
+
 /**
  * The snapshot after `event`. Returns `job` itself when the event is not newer than the
  * snapshot (a replayed event the snapshot already reflects).
@@ -25,7 +30,8 @@ export function applyEvent(job: JobSnapshot, event: JobEvent): JobSnapshot {
     ...job,
     last_sequence: event.sequence,
     updated_at: event.timestamp,
-    stalled: false,
+    // As on the server: the warning marks the job stalled, and any later event clears it.
+    stalled: isStallWarning(event),
   };
   const data = event.data;
   switch (event.type) {

@@ -282,8 +282,9 @@ export class Sequencer {
     track.cursor = event.sequence;
     this.#io.emitter.emit("event", event);
     if (track.job !== undefined && event.sequence > track.job.last_sequence) {
+      const stalled = track.job.stalled === true;
       track.job = applyEvent(track.job, event);
-      if (changesState(event.type)) {
+      if (changesState(event.type) || track.job.stalled !== stalled) {
         this.#io.emitter.emit("snapshot", { job_id: jobId, job: track.job });
       }
     }

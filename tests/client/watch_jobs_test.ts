@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { watchJobs } from "../../src/client/mod.ts";
-import { createJob, http, logEvent, publish } from "../_helpers/clients.ts";
+import { createJob, http, logEvent, publish, waitFor } from "../_helpers/clients.ts";
 import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
 import { range, Recorder } from "../_helpers/watch.ts";
 
@@ -250,6 +250,34 @@ Deno.test("an all watcher hands on the state and the deletion of jobs older than
       assert.equal((await http(server.url, "DELETE", `/jobs/${oldest}`)).status, 200);
       const deleted = await rec.next("deleted");
       assert.equal(deleted.job_id, oldest);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("a watcher's snapshot turns stalled with the server's warning and back with the next event", async () => {
+  await withServer({ "stall-after": "300ms" }, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, { type: "status", data: { status: "running" } });
+    const watcher = watchJobs(server.url, { jobs: [id] });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connection");
+      const stalled = await waitFor(
+        () => rec.all("snapshot").find((s) => s.job.stalled === true),
+        5000,
+        "a stalled snapshot",
+      );
+      assert.equal(stalled.job.last_sequence, 2);
+      assert.equal(watcher.jobs.get(id)?.stalled, true);
+      const before = rec.all("snapshot").length;
+      // A log line is no state change, but it ends the quiet spell.
+      await publish(server.url, id, logEvent("back"));
+      const cleared = await rec.next("snapshot", before + 1);
+      assert.deepEqual([cleared.job.stalled, cleared.job.last_sequence], [false, 3]);
+      const onServer = (await http(server.url, "GET", `/jobs/${id}`)).json;
+      assert.equal(onServer.stalled, false);
     } finally {
       watcher.close();
     }
