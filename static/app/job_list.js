@@ -52,6 +52,12 @@ export class JobList {
     this.filters = { status: "", kind: "", id: "" };
     /** @type {string | null} */
     this.nextCursor = null;
+    /**
+     * The server-side filters (`status|kind`) whose list was read to its end, so a reload of
+     * its first page (back from another filter) offers no "Load more" for what is here.
+     * @type {string | null}
+     */
+    this.readToEnd = null;
     this.loadGeneration = 0;
     this.loadError = "";
     this.loaded = false;
@@ -166,6 +172,7 @@ export class JobList {
     this.rows.clear();
     this.loaded = false;
     this.nextCursor = null;
+    this.readToEnd = null;
   }
 
   /**
@@ -213,7 +220,7 @@ export class JobList {
       if (generation !== this.loadGeneration) return;
       this.#reconcile(page.jobs, filters, page.next_cursor === null);
       for (const job of page.jobs) this.upsert(job);
-      this.nextCursor = page.next_cursor;
+      this.nextCursor = this.#readAll(filters) ? null : page.next_cursor;
       this.loaded = true;
       this.loadError = "";
     } catch (error) {
@@ -225,20 +232,32 @@ export class JobList {
     this.schedule();
   }
 
+  /**
+   * Reads pages after the last one read until one holds a job not listed yet, or the list
+   * ends: the stream's greeting lists the newest 200 jobs, which the first pages hold too.
+   */
   async loadMore() {
     if (this.nextCursor === null) return;
     const generation = this.loadGeneration;
+    const filters = { ...this.filters };
     this.more.disabled = true;
     try {
-      const page = await getJson(withQuery("/jobs", {
-        limit: PAGE_SIZE,
-        status: this.filters.status,
-        kind: this.filters.kind,
-        cursor: this.nextCursor,
-      }));
-      if (generation !== this.loadGeneration) return;
-      for (const job of page.jobs) this.upsert(job);
-      this.nextCursor = page.next_cursor;
+      let added = 0;
+      while (added === 0 && this.nextCursor !== null) {
+        const page = await getJson(withQuery("/jobs", {
+          limit: PAGE_SIZE,
+          status: filters.status,
+          kind: filters.kind,
+          cursor: this.nextCursor,
+        }));
+        if (generation !== this.loadGeneration) return;
+        for (const job of page.jobs) {
+          if (!this.jobs.has(job.id)) added++;
+          this.upsert(job);
+        }
+        this.nextCursor = page.next_cursor;
+      }
+      if (this.nextCursor === null) this.readToEnd = serverFilters(filters);
     } catch (error) {
       this.loadError = `Cannot load more jobs: ${error.message}`;
     } finally {
@@ -246,6 +265,12 @@ export class JobList {
       this.reorder = true;
       this.schedule();
     }
+  }
+
+  /** Whether the jobs under `filters` were all read (every job's, or those filters'). */
+  #readAll(filters) {
+    return this.readToEnd === serverFilters(filters) ||
+      this.readToEnd === serverFilters({ status: "", kind: "" });
   }
 
   /**
@@ -359,7 +384,7 @@ export class JobList {
       : more && this.filters.id !== ""
       ? "No loaded job matches: press Enter to open this id, or load more."
       : "No job matches these filters.";
-    this.more.hidden = this.nextCursor === null;
+    this.more.hidden = !more;
   }
 
   #renderKinds() {
@@ -381,6 +406,11 @@ export class JobList {
       if (job !== undefined && !TERMINAL.has(job.status)) updateTimes(row, job, now);
     }
   }
+}
+
+/** The filters the server applies, as one key. @param {{status: string, kind: string}} filters */
+function serverFilters(filters) {
+  return `${filters.status}|${filters.kind}`;
 }
 
 /** @param {any} job @param {{status: string, kind: string}} filters */

@@ -219,6 +219,61 @@ browserTest(
   },
 );
 
+browserTest(
+  "Load more adds jobs past the stream's first 200 at each click, and jobs past them move live",
+  async () => {
+    const server = await startTestServer();
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      // 260 jobs, oldest first: the stream's greeting lists the newest 200.
+      const ids = Array.from({ length: 260 }, (_, i) => `job-${String(i).padStart(3, "0")}`);
+      for (const id of ids) {
+        assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
+      }
+      await page.goto(`${server.url}/`);
+      await connected(page);
+      const count = () => page.locator("li.job").count();
+      await until("the newest 200 listed", async () => await count() === 200);
+      const summary = page.locator("#list-summary");
+      assert.match(await summary.textContent() ?? "", /200 jobs loaded \(more on the server\)/);
+      const more = page.getByRole("button", { name: "Load more" });
+      await more.click();
+      await until(
+        "a page more",
+        async () => await count() === 250 || new NotYet(`${await count()} rows`),
+      );
+      await more.click();
+      await until(
+        "every job",
+        async () => await count() === 260 || new NotYet(`${await count()} rows`),
+      );
+      await until("no more to load", async () => await more.isHidden());
+      assert.equal(await summary.textContent(), "260 jobs");
+      // Back from a server-side filter, the first page read again offers nothing more.
+      await page.getByLabel("Status").selectOption("running");
+      await until("no job running", async () => await count() === 0);
+      await page.getByLabel("Status").selectOption("");
+      await until("every job again", async () => await count() === 260);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.ok(await more.isHidden());
+      assert.equal(await summary.textContent(), "260 jobs");
+      // A job the greeting did not list moves, and one leaves, live.
+      await http(server.url, "POST", "/jobs/job-003/start", {});
+      await until(
+        "job-003 running",
+        async () => await row(page, "job-003").locator(".badge").textContent() === "running",
+      );
+      assert.equal((await http(server.url, "DELETE", "/jobs/job-004")).status, 200);
+      await until("job-004 gone", async () => await row(page, "job-004").count() === 0);
+      assert.deepEqual(browser.errors, []);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);
+
 browserTest("the log tail stays virtualized and follows at 10,000 lines", async () => {
   const server = await startTestServer();
   const browser = await openBrowser();
