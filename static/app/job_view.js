@@ -45,6 +45,8 @@ export class JobView {
     this.resultFetched = false;
     /** Set once the server says the job is not there (deleted, purged or never made). */
     this.gone = false;
+    /** Set once the server says this session may not see the job. */
+    this.refused = false;
     /** @type {string | undefined} `current/total` of the latest progress event that had them. */
     this.counts = undefined;
     this.ticker = undefined;
@@ -65,6 +67,7 @@ export class JobView {
     this.id = id;
     this.job = undefined;
     this.gone = false;
+    this.refused = false;
     /** `current/total` of the latest progress event that had them. */
     this.counts = undefined;
     this.resultFetched = false;
@@ -126,6 +129,8 @@ export class JobView {
       if (lastError !== undefined && AUTH_CODES.has(lastError.code)) {
         if (lastError.code === "forbidden" && !/token/i.test(lastError.message)) {
           this.#notice(`You may not see job ${id}.`);
+          this.refused = true;
+          this.#render();
         } else {
           this.options.onAuthLost(lastError);
         }
@@ -191,8 +196,8 @@ export class JobView {
       badge.className = "badge gone";
       if (job === undefined) return;
     } else if (job === undefined) {
-      badge.textContent = "loading";
-      badge.className = "badge";
+      badge.textContent = this.refused ? "not allowed" : "loading";
+      badge.className = this.refused ? "badge gone" : "badge";
       return;
     } else {
       badge.textContent = job.stalled ? `${job.status} · stalled` : job.status;

@@ -201,8 +201,11 @@ function authLost(error) {
     return;
   }
   session = undefined;
-  const expired = error?.code === "token_expired" || /expired/i.test(error?.message ?? "");
-  boot(refusal(expired ? "token_expired" : "invalid_token"));
+  const why = error?.message ?? "";
+  const expired = error?.code === "token_expired" || /expired/i.test(why);
+  // A sign-out in another tab, or the user removed: not a token the user ever typed.
+  const revoked = error?.code === "token_revoked" || /revoked/i.test(why);
+  boot(refusal(expired ? "token_expired" : revoked ? "token_revoked" : "invalid_token"));
 }
 
 globalThis.addEventListener("hashchange", () => {

@@ -170,6 +170,8 @@ export function refusal(failure) {
   switch (failure) {
     case "token_expired":
       return "Your session has expired: sign in again.";
+    case "token_revoked":
+      return "Your session has ended (signed out elsewhere, or its user changed): sign in again.";
     case "invalid_token":
       return "The server did not accept that token.";
     default:

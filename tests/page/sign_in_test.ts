@@ -102,9 +102,20 @@ browserTest(
       assert.equal(await page.locator("#who").textContent(), "Signed in as alice");
       assert.ok(!page.url().includes("token="), page.url());
 
+      // A second tab shares the cookie; signing out in the first ends its session too.
+      const second = await context.newPage();
+      await second.goto(`${server.url}/`);
+      await row(second, "alice-1").waitFor();
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.getByRole("heading", { name: "Sign in to jobwire" }).waitFor();
       assert.equal(await page.locator("#sign-in-message").textContent(), "You are signed out.");
+      await second.getByRole("heading", { name: "Sign in to jobwire" }).waitFor();
+      // Not "the server did not accept that token": this user never typed one.
+      assert.equal(
+        await second.locator("#sign-in-message").textContent(),
+        "Your session has ended (signed out elsewhere, or its user changed): sign in again.",
+      );
+      await second.close();
       await until(
         "the cookie cleared",
         async () => !(await context.cookies()).some((c) => c.name === "jobwire_token"),
@@ -236,6 +247,7 @@ browserTest(
         15_000,
       );
       assert.ok(await page.locator("#job-notice").isVisible());
+      assert.equal(await page.locator("#job-status").textContent(), "not allowed");
       // Bob stays signed in: the refusal is about the job, not his session.
       assert.equal(await page.locator("#who").textContent(), "Signed in as bob");
     } finally {
