@@ -201,6 +201,20 @@ export class Hub {
     window: number,
     beforeReplay: (job: JobRecord, replay: ReplayInfo) => void,
   ): { job: JobRecord; replay: ReplayInfo } | undefined {
+    // One read of the store: a deletion committed on another isolate meanwhile would leave a
+    // job's row read and its events gone, and a replay its greeting announced cut short.
+    return this.#store.readConsistently(() =>
+      this.#subscribe(jobId, subscriber, since, window, beforeReplay)
+    );
+  }
+
+  #subscribe(
+    jobId: string,
+    subscriber: Subscriber,
+    since: number | null,
+    window: number,
+    beforeReplay: (job: JobRecord, replay: ReplayInfo) => void,
+  ): { job: JobRecord; replay: ReplayInfo } | undefined {
     const job = this.#store.getJob(jobId);
     if (job === undefined) return undefined;
     const last = job.last_sequence;
@@ -675,6 +689,12 @@ export class Hub {
    *   made again): nothing was delivered, and the caller delivers nothing after `last` either
    */
   #readUpTo(channel: Channel, jobId: string, last: number, snapshot: boolean): boolean {
+    // One read of the store: another isolate's deletion committed between the job's row and
+    // its events would look like events dropped by the per-job cap, and be skipped.
+    return this.#store.readConsistently(() => this.#readUpToNow(channel, jobId, last, snapshot));
+  }
+
+  #readUpToNow(channel: Channel, jobId: string, last: number, snapshot: boolean): boolean {
     // One read of the job serves the whole call (the store cannot change meanwhile): what
     // the store holds belongs to the job it has now, which may be a newer one under the same
     // id than this channel's, and its state goes with the event at `last`.

@@ -152,6 +152,12 @@ export interface EventStore {
   /** Creates a job; `exists` when a live job has that id. Clears a tombstone of that id. */
   createJob(job: NewJob, now: number): { ok: true; job: JobRecord } | { ok: false; code: "exists" };
   getJob(id: string): JobRecord | undefined;
+  /**
+   * Runs `read` so that every read in it sees the same committed state: a commit made
+   * meanwhile by another connection (another isolate deleting the job) lands before or after
+   * all of them, never between a job's row and its events. `read` must not write.
+   */
+  readConsistently<T>(read: () => T): T;
   /** Whether the id belonged to a job that was purged or deleted. */
   isGone(id: string): boolean;
   listJobs(query: JobQuery): JobPage;

@@ -76,6 +76,7 @@ const SQL = {
   updateResult: `UPDATE jobs SET result = ? WHERE id = ?`,
   updateError: `UPDATE jobs SET error = ? WHERE id = ?`,
   begin: `BEGIN IMMEDIATE`,
+  beginRead: `BEGIN`,
   commit: `COMMIT`,
   rollback: `ROLLBACK`,
   checkpoint: `PRAGMA wal_checkpoint(PASSIVE)`,
@@ -305,6 +306,17 @@ export class SqliteStore implements EventStore {
     } catch (error) {
       if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
       throw error;
+    }
+  }
+
+  readConsistently<T>(read: () => T): T {
+    // Within a transaction (a write's), its statements already see one database.
+    if (this.#db.isTransaction) return read();
+    this.#stmt(SQL.beginRead).run();
+    try {
+      return read();
+    } finally {
+      if (this.#db.isTransaction) this.#stmt(SQL.commit).run();
     }
   }
 

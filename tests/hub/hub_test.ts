@@ -1643,3 +1643,61 @@ Deno.test("hub gives a remote progress event the job's state even when a log fol
     assert.equal(recorder.events[0]!.terminal, false);
   });
 });
+
+Deno.test("a replay reads one state of the store: a deletion committed by another connection midway cuts nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-hub-" });
+  const store = openSqliteStore(dir, { maxEventsPerJob: 100_000 });
+  // Another isolate: its own connection to the same file.
+  const other = openSqliteStore(dir, { maxEventsPerJob: 100_000 });
+  try {
+    createJob(store, "j");
+    commit(store, "j", ...logs(1, 300));
+    const hub = new Hub(store, new FakeFanout());
+    const recorder = new Recorder();
+    let deleted = false;
+    const deliver = recorder.deliver.bind(recorder);
+    recorder.deliver = (event) => {
+      deliver(event);
+      // The other isolate deletes the job while this one is on its first page.
+      if (!deleted) deleted = other.deleteJob("j", T0);
+    };
+    const joined = hub.subscribe("j", recorder, 0, 100, () => {});
+    assert.ok(deleted);
+    assert.equal(joined?.replay.count, 300);
+    // What the greeting announced is what was sent.
+    assert.deepEqual(recorder.sequences, Array.from({ length: 300 }, (_, i) => i + 1));
+    assert.equal(store.getJob("j"), undefined);
+  } finally {
+    other.close();
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a gap fill reads one state of the store: a deletion committed by another connection midway skips nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-hub-" });
+  const store = openSqliteStore(dir, { maxEventsPerJob: 100_000 });
+  const other = openSqliteStore(dir, { maxEventsPerJob: 100_000 });
+  try {
+    createJob(store, "j");
+    const fanout = new FakeFanout();
+    const hub = new Hub(store, fanout);
+    const { recorder } = subscribe(hub, "j", 0);
+    // Committed on another isolate: more than one page of the store to fill.
+    const committed = commit(store, "j", ...logs(1, 2300));
+    let deleted = false;
+    const deliver = recorder.deliver.bind(recorder);
+    recorder.deliver = (event) => {
+      deliver(event);
+      if (!deleted) deleted = other.deleteJob("j", T0);
+    };
+    fanout.remote(committed.slice(-1));
+    assert.ok(deleted);
+    // Not 1-1000 and then 2300, as if the rest had been dropped by the per-job cap.
+    assert.deepEqual(recorder.sequences, range(1, 2300));
+  } finally {
+    other.close();
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
