@@ -512,8 +512,15 @@ export class SqliteStore implements EventStore {
    * place of a missing or null one). Events already pruned cannot be compared and count
    * as the same.
    */
-  #wroteAlready(jobId: string, first: number, events: readonly NewEvent[]): boolean {
+  /**
+   * Whether the events at `first` on are `events` (a retry), or `undefined` when some of
+   * those places were dropped by the per-job cap and cannot tell.
+   */
+  #wroteAlready(jobId: string, first: number, events: readonly NewEvent[]): boolean | undefined {
     const stored = this.readEvents(jobId, first - 1, events.length);
+    // Rows are read from `first` on: fewer than sent, or a first row past `first`, means
+    // the oldest of those places are gone.
+    if (stored.length < events.length || stored[0]?.sequence !== first) return undefined;
     return stored.every((row) => {
       const sent = events[row.sequence - first];
       if (sent === undefined) return true;
@@ -571,7 +578,19 @@ export class SqliteStore implements EventStore {
     if (request.expectedSequence !== undefined) {
       const expected = request.expectedSequence;
       if (before.last_sequence >= expected + count - 1 && expected >= 1) {
-        if (!this.#wroteAlready(jobId, expected, request.events)) {
+        const retry = this.#wroteAlready(jobId, expected, request.events);
+        if (retry === undefined) {
+          return {
+            ok: false,
+            code: "sequence_conflict",
+            message:
+              `Sequences ${expected}-${
+                expected + count - 1
+              } of job ${jobId} are no longer kept (--max-events-per-job), so whether they were ` +
+              "these events cannot be told: a retry that may come this late needs an Idempotency-Key",
+          };
+        }
+        if (!retry) {
           return {
             ok: false,
             code: "sequence_conflict",

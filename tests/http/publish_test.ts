@@ -1107,6 +1107,36 @@ Deno.test("expected_sequence at a place other events hold is a conflict, not a r
   });
 });
 
+Deno.test("expected_sequence at places the per-job cap dropped is a conflict: the server cannot tell a retry", async () => {
+  await withServer({ "max-events-per-job": 5 }, async (server) => {
+    const id = await createJob(server.url);
+    const at = (expected: number, event: Record<string, unknown>) =>
+      http(server.url, "POST", `/jobs/${id}/events`, { ...event, expected_sequence: expected });
+    assert.equal((await at(1, logEvent("mine"))).status, 201);
+    assert.equal((await at(2, logEvent("next"))).status, 201);
+    await publish(server.url, id, ...Array.from({ length: 5 }, (_, i) => logEvent(i)));
+    const before = await persisted(server.url, id);
+    assert.equal(before.job.first_sequence, 3);
+    for (const event of [logEvent("theirs"), { type: "result", data: { results: 1 } }]) {
+      const reply = await at(1, event);
+      assertError(reply, 409, "sequence_conflict");
+      assert.match(reply.json.error.message, /no longer kept/);
+    }
+    // A batch whose first places are gone is not taken for a retry either.
+    const batch = await http(server.url, "POST", `/jobs/${id}/events`, {
+      events: [logEvent("next"), logEvent(0)],
+      expected_sequence: 2,
+    });
+    assertError(batch, 409, "sequence_conflict");
+    await assertUnchanged(server.url, id, before);
+    assert.equal(before.job.result, null);
+    // Places still kept are checked as before.
+    const kept = await at(3, logEvent(0));
+    assert.equal(kept.status, 201, kept.text);
+    assert.equal(kept.json.replayed, true);
+  });
+});
+
 Deno.test("expected_sequence writes when it is next, replays a retry, and refuses a gap with 409", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
