@@ -35,7 +35,11 @@ const clientMessage = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("subscribe"),
     job_id: z.string().min(1).max(128),
-    since: z.number().int().min(0).nullish(),
+    // As in the URL's `since`, a number written as text ("5") is taken too.
+    since: z.union([
+      z.number().int().min(0),
+      z.string().regex(/^\d{1,15}$/, "expected a sequence").transform(Number),
+    ]).nullish(),
   }).loose(),
   z.object({ type: z.literal("unsubscribe"), job_id: z.string().min(1).max(128) }).loose(),
   // A client acknowledging the server's keep-alives, as some hand-written channels asked.
@@ -213,15 +217,20 @@ class WebSocketConnection implements Sink, EventListenerObject {
     }
     const checked = clientMessage.safeParse(parsed);
     if (!checked.success) {
-      const type = (parsed as { type?: unknown } | null)?.type;
+      const { type, job_id: named } = (parsed ?? {}) as { type?: unknown; job_id?: unknown };
       const known = type === "ping" || type === "subscribe" || type === "unsubscribe" ||
         type === "pong";
+      // A subscribe or unsubscribe refused for another field names its job, so that a client
+      // of several jobs can tell which one it was.
+      const jobId = typeof named === "string" && named.length >= 1 && named.length <= 128
+        ? named
+        : null;
       session.error(
         "invalid_message",
         known
           ? `Invalid ${String(type)} message: ${checked.error.issues[0]?.message ?? "bad fields"}`
           : "Unknown message type; expected ping, pong, subscribe or unsubscribe",
-        null,
+        jobId,
         checked.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
       );
       return;

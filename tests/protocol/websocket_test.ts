@@ -186,6 +186,35 @@ Deno.test("websocket answers ping with pong and keeps the connection open after 
   });
 });
 
+Deno.test("a subscribe refused for its since names its job, and a since written as text is taken", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(server.url, b, logEvent("b1"), logEvent("b2"));
+    const ws = await WsClient.connect(`${server.url}/ws/jobs/${a}`);
+    try {
+      await ws.next((m) => m.type === "connection");
+      for (const since of [-1, 1.5, "x", "-1"]) {
+        ws.send({ type: "subscribe", job_id: b, since });
+        const refused = await ws.next();
+        assert.deepEqual([refused.type, refused.job_id, refused.data.code], [
+          "error",
+          b,
+          "invalid_message",
+        ], JSON.stringify(since));
+      }
+      ws.send({ type: "subscribe", job_id: b, since: "1" });
+      const subscribed = await ws.next();
+      assert.deepEqual([subscribed.type, subscribed.job_id], ["subscribed", b]);
+      assert.deepEqual(subscribed.data.replay.from, 2);
+      const replayed = await ws.next();
+      assert.deepEqual([replayed.job_id, replayed.sequence], [b, 2]);
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
 Deno.test("every session message reports the high-water mark of what the socket follows", async () => {
   await withServer({}, async (server) => {
     const a = await createJob(server.url);
