@@ -1953,10 +1953,21 @@ var JobReporter = class _JobReporter {
   #batchSize;
   #onError;
   #signal;
+  /** Lines logged and not yet cut into batches. */
   #lines = [];
+  /**
+   * Batches to send, in order, each with the one key of all its tries and the number of the
+   * cut that made it: a report sends the batches cut when it was called, not lines logged
+   * after it.
+   */
+  #batches = [];
+  #cuts = 0;
   #timer;
   #tail = Promise.resolve();
+  /** Lines the server refused since the last report or flush (raised once). */
   #backgroundError;
+  /** Why the batches left could not be sent (the server unreachable past the retries). */
+  #unsentError;
   #closed = false;
   #job;
   /** Reports to an existing job. */
@@ -2053,7 +2064,7 @@ var JobReporter = class _JobReporter {
    * @param source where the line came from, such as `stdout` (the event's `source`)
    */
   log(line, level = "info", source) {
-    this.#assertOpen();
+    if (this.#closed) throw closedError();
     this.#lines.push(source === void 0 ? {
       line,
       level
@@ -2107,43 +2118,150 @@ var JobReporter = class _JobReporter {
   /**
    * Sends buffered log lines and waits for every report made so far.
    *
-   * @throws {JobwireError} the first failure of a background log flush since the last call
+   * @throws {JobwireError} lines the server refused since the last report or flush, or the
+   *   error that keeps lines from being sent (they stay buffered and go first next time)
    */
-  async flush() {
-    this.#flushLines();
-    await this.#tail;
-    const error = this.#backgroundError;
-    this.#backgroundError = void 0;
-    if (error !== void 0) throw error;
+  flush() {
+    const cut = this.#cut();
+    return this.#queue(async () => {
+      await this.#sendLines(cut);
+      this.#raiseLogError(cut);
+    });
   }
   /** Flushes, then refuses further reports. */
   async close() {
     if (this.#closed) return;
-    await this.flush().finally(() => this.#closed = true);
+    try {
+      await this.flush();
+    } finally {
+      this.#closed = true;
+      this.#cancelTimer();
+    }
   }
   #publish(path, body) {
-    this.#assertOpen();
-    this.#flushLines();
-    return this.#send(path, body);
-  }
-  #flushLines() {
-    if (this.#timer !== void 0) clearTimeout(this.#timer);
-    this.#timer = void 0;
-    if (this.#lines.length === 0) return;
-    const lines = this.#lines;
-    this.#lines = [];
-    this.#send("/log", {
-      lines
-    }).catch((caught) => {
-      const error = asJobwireError(caught, "closed");
-      this.#backgroundError ??= error;
-      this.#onError?.(error);
+    if (this.#closed) return Promise.reject(closedError());
+    const cut = this.#cut();
+    return this.#queue(async () => {
+      await this.#sendLines(cut);
+      if (path === "/fail" || path === "/cancel") {
+        const reply = await this.#send(path, body);
+        const unsent = this.#batches.filter((batch) => batch.cut <= cut);
+        const lost = this.#backgroundError ?? (unsent.length > 0 ? this.#unsentError : void 0);
+        this.#backgroundError = void 0;
+        this.#batches = this.#batches.filter((batch) => batch.cut > cut);
+        if (lost !== void 0) this.#onError?.(lost);
+        return reply;
+      }
+      this.#raiseLogError(cut);
+      return await this.#send(path, body);
     });
   }
-  /** Queues one logical publish behind the previous ones; one key for all its tries. */
+  /** Sends the buffered lines in the background (a full batch, or the timer). */
+  #flushLines() {
+    const cut = this.#cut();
+    void this.#queue(() => this.#sendLines(cut)).catch(() => {
+    });
+  }
+  /** Cuts the lines logged so far into batches; returns the cut's number. */
+  #cut() {
+    this.#cancelTimer();
+    const cut = ++this.#cuts;
+    let batch = [];
+    let size = 0;
+    for (const line of this.#lines) {
+      const length = line.line.length + (line.source?.length ?? 0) + 32;
+      if (batch.length > 0 && (batch.length >= this.#batchSize || size + length > LOG_BATCH_CHARS)) {
+        this.#batches.push({
+          key: randomId(),
+          lines: batch,
+          cut
+        });
+        batch = [];
+        size = 0;
+      }
+      batch.push(line);
+      size += length;
+    }
+    if (batch.length > 0) this.#batches.push({
+      key: randomId(),
+      lines: batch,
+      cut
+    });
+    this.#lines = [];
+    return cut;
+  }
+  #cancelTimer() {
+    if (this.#timer !== void 0) clearTimeout(this.#timer);
+    this.#timer = void 0;
+  }
+  /**
+   * Sends the buffered lines, in batches of at most `logBatchSize` lines and 256 KiB. A
+   * batch keeps its key until it lands. Batches the server could not be reached for stay,
+   * in order, in front of later lines (the timer tries again); a batch refused as too large
+   * goes again line by line, and a refused line is dropped, its error kept for the next
+   * report or flush. Runs in the queue.
+   */
+  async #sendLines(cut) {
+    this.#unsentError = void 0;
+    while (this.#batches.length > 0 && this.#batches[0].cut <= cut) {
+      const { key, lines, cut: made } = this.#batches[0];
+      try {
+        await this.#post("/log", {
+          lines
+        }, key);
+      } catch (caught) {
+        const aborted = this.#signal?.aborted === true;
+        const error = asJobwireError(caught, aborted ? "closed" : "network_error");
+        this.#onError?.(error);
+        if (aborted || error.retryable) {
+          this.#unsentError = error;
+          if (!this.#closed && !aborted) this.#armRetry();
+          return;
+        }
+        this.#batches.shift();
+        if (error.status === 413 && lines.length > 1) {
+          this.#batches.unshift(...lines.map((line) => ({
+            key: randomId(),
+            lines: [
+              line
+            ],
+            cut: made
+          })));
+        } else {
+          this.#backgroundError ??= error;
+        }
+        continue;
+      }
+      this.#batches.shift();
+    }
+  }
+  /** Tries the lines left again after `logFlushMs`, without keeping the process alive. */
+  #armRetry() {
+    if (this.#timer !== void 0) return;
+    this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
+    unrefTimer(this.#timer);
+  }
+  #raiseLogError(cut) {
+    let error = this.#backgroundError;
+    this.#backgroundError = void 0;
+    if (error === void 0 && (this.#batches[0]?.cut ?? Infinity) <= cut) {
+      error = this.#unsentError ?? new JobwireError("network_error", "Buffered log lines have not been sent yet");
+    }
+    if (error !== void 0) throw error;
+  }
+  /** Runs `work` after everything queued before it; the queue goes on whatever it does. */
+  #queue(work) {
+    const run2 = this.#tail.then(work);
+    this.#tail = run2.catch(() => {
+    });
+    return run2;
+  }
+  /** One logical publish; one key for all its tries. */
   #send(path, body) {
-    const key = randomId();
-    const sent = this.#tail.then(() => sendWithRetry(this.#http, {
+    return this.#post(path, body, randomId());
+  }
+  #post(path, body, key) {
+    return sendWithRetry(this.#http, {
       method: "POST",
       path: `${jobPath(this.jobId)}${path}`,
       body,
@@ -2151,15 +2269,18 @@ var JobReporter = class _JobReporter {
       ...this.#signal === void 0 ? {} : {
         signal: this.#signal
       }
-    }, this.#policy));
-    this.#tail = sent.catch(() => {
-    });
-    return sent;
-  }
-  #assertOpen() {
-    if (this.#closed) throw new JobwireError("closed", "The reporter is closed");
+    }, this.#policy);
   }
 };
+var LOG_BATCH_CHARS = 256 * 1024;
+function closedError() {
+  return new JobwireError("closed", "The reporter is closed");
+}
+function unrefTimer(timer) {
+  const deno = globalThis.Deno;
+  if (typeof timer === "number") deno?.unrefTimer?.(timer);
+  else timer.unref?.();
+}
 function canonical(value) {
   return JSON.stringify(value, (_key, v) => v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v);
 }

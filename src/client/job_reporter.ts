@@ -82,10 +82,21 @@ export class JobReporter {
   #batchSize: number;
   #onError: ((error: JobwireError) => void) | undefined;
   #signal: AbortSignal | undefined;
-  #lines: { line: string; level: LogLevel; source?: string }[] = [];
+  /** Lines logged and not yet cut into batches. */
+  #lines: LogLine[] = [];
+  /**
+   * Batches to send, in order, each with the one key of all its tries and the number of the
+   * cut that made it: a report sends the batches cut when it was called, not lines logged
+   * after it.
+   */
+  #batches: { key: string; lines: LogLine[]; cut: number }[] = [];
+  #cuts = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #tail: Promise<unknown> = Promise.resolve();
+  /** Lines the server refused since the last report or flush (raised once). */
   #backgroundError: JobwireError | undefined;
+  /** Why the batches left could not be sent (the server unreachable past the retries). */
+  #unsentError: JobwireError | undefined;
   #closed = false;
   #job: JobSnapshot | undefined;
 
@@ -186,7 +197,7 @@ export class JobReporter {
    * @param source where the line came from, such as `stdout` (the event's `source`)
    */
   log(line: string, level: LogLevel = "info", source?: string): void {
-    this.#assertOpen();
+    if (this.#closed) throw closedError();
     this.#lines.push(source === undefined ? { line, level } : { line, level, source });
     if (this.#lines.length >= this.#batchSize) {
       this.#flushLines();
@@ -225,60 +236,186 @@ export class JobReporter {
   /**
    * Sends buffered log lines and waits for every report made so far.
    *
-   * @throws {JobwireError} the first failure of a background log flush since the last call
+   * @throws {JobwireError} lines the server refused since the last report or flush, or the
+   *   error that keeps lines from being sent (they stay buffered and go first next time)
    */
-  async flush(): Promise<void> {
-    this.#flushLines();
-    await this.#tail;
-    const error = this.#backgroundError;
-    this.#backgroundError = undefined;
-    if (error !== undefined) throw error;
+  flush(): Promise<void> {
+    const cut = this.#cut();
+    return this.#queue(async () => {
+      await this.#sendLines(cut);
+      this.#raiseLogError(cut);
+    });
   }
 
   /** Flushes, then refuses further reports. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.flush().finally(() => (this.#closed = true));
+    try {
+      await this.flush();
+    } finally {
+      this.#closed = true;
+      this.#cancelTimer();
+    }
   }
 
   #publish(path: string, body: unknown): Promise<PublishResult> {
-    this.#assertOpen();
-    this.#flushLines();
-    return this.#send(path, body);
-  }
-
-  #flushLines(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#lines.length === 0) return;
-    const lines = this.#lines;
-    this.#lines = [];
-    this.#send("/log", { lines }).catch((caught: unknown) => {
-      const error = asJobwireError(caught, "closed");
-      this.#backgroundError ??= error;
-      this.#onError?.(error);
+    if (this.#closed) return Promise.reject(closedError());
+    const cut = this.#cut();
+    return this.#queue(async () => {
+      await this.#sendLines(cut);
+      if (path === "/fail" || path === "/cancel") {
+        // Ending the job matters more than lines that could not be sent: it goes out, and
+        // what became of the lines is told to `onError`.
+        const reply = await this.#send(path, body);
+        const unsent = this.#batches.filter((batch) => batch.cut <= cut);
+        const lost = this.#backgroundError ?? (unsent.length > 0 ? this.#unsentError : undefined);
+        this.#backgroundError = undefined;
+        this.#batches = this.#batches.filter((batch) => batch.cut > cut);
+        if (lost !== undefined) this.#onError?.(lost);
+        return reply;
+      }
+      // Lines that did not land come before this report: it is not sent after a gap.
+      this.#raiseLogError(cut);
+      return await this.#send(path, body);
     });
   }
 
-  /** Queues one logical publish behind the previous ones; one key for all its tries. */
-  #send(path: string, body: unknown): Promise<PublishResult> {
-    const key = randomId();
-    const sent = this.#tail.then(() =>
-      sendWithRetry<PublishResult>(this.#http, {
-        method: "POST",
-        path: `${jobPath(this.jobId)}${path}`,
-        body,
-        idempotencyKey: key,
-        ...(this.#signal === undefined ? {} : { signal: this.#signal }),
-      }, this.#policy)
-    );
-    this.#tail = sent.catch(() => {});
-    return sent;
+  /** Sends the buffered lines in the background (a full batch, or the timer). */
+  #flushLines(): void {
+    const cut = this.#cut();
+    void this.#queue(() => this.#sendLines(cut)).catch(() => {});
   }
 
-  #assertOpen(): void {
-    if (this.#closed) throw new JobwireError("closed", "The reporter is closed");
+  /** Cuts the lines logged so far into batches; returns the cut's number. */
+  #cut(): number {
+    this.#cancelTimer();
+    const cut = ++this.#cuts;
+    let batch: LogLine[] = [];
+    let size = 0;
+    for (const line of this.#lines) {
+      const length = line.line.length + (line.source?.length ?? 0) + 32;
+      if (
+        batch.length > 0 && (batch.length >= this.#batchSize || size + length > LOG_BATCH_CHARS)
+      ) {
+        this.#batches.push({ key: randomId(), lines: batch, cut });
+        batch = [];
+        size = 0;
+      }
+      batch.push(line);
+      size += length;
+    }
+    if (batch.length > 0) this.#batches.push({ key: randomId(), lines: batch, cut });
+    this.#lines = [];
+    return cut;
   }
+
+  #cancelTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * Sends the buffered lines, in batches of at most `logBatchSize` lines and 256 KiB. A
+   * batch keeps its key until it lands. Batches the server could not be reached for stay,
+   * in order, in front of later lines (the timer tries again); a batch refused as too large
+   * goes again line by line, and a refused line is dropped, its error kept for the next
+   * report or flush. Runs in the queue.
+   */
+  async #sendLines(cut: number): Promise<void> {
+    this.#unsentError = undefined;
+    while (this.#batches.length > 0 && this.#batches[0]!.cut <= cut) {
+      const { key, lines, cut: made } = this.#batches[0]!;
+      try {
+        await this.#post("/log", { lines }, key);
+      } catch (caught) {
+        const aborted = this.#signal?.aborted === true;
+        // Aborted: a `closed` error whose cause is the signal's reason. Anything else that is
+        // no answer of the server (a token function that threw) is tried again later.
+        const error = asJobwireError(caught, aborted ? "closed" : "network_error");
+        this.#onError?.(error);
+        if (aborted || error.retryable) {
+          this.#unsentError = error;
+          if (!this.#closed && !aborted) this.#armRetry();
+          return;
+        }
+        this.#batches.shift();
+        if (error.status === 413 && lines.length > 1) {
+          // Too large: one line may be the cause; the others still go, one by one.
+          this.#batches.unshift(
+            ...lines.map((line) => ({
+              key: randomId(),
+              lines: [line],
+              cut: made,
+            })),
+          );
+        } else {
+          this.#backgroundError ??= error;
+        }
+        continue;
+      }
+      this.#batches.shift();
+    }
+  }
+
+  /** Tries the lines left again after `logFlushMs`, without keeping the process alive. */
+  #armRetry(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
+    unrefTimer(this.#timer);
+  }
+
+  #raiseLogError(cut: number): void {
+    let error = this.#backgroundError;
+    this.#backgroundError = undefined;
+    if (error === undefined && (this.#batches[0]?.cut ?? Infinity) <= cut) {
+      error = this.#unsentError ??
+        new JobwireError("network_error", "Buffered log lines have not been sent yet");
+    }
+    if (error !== undefined) throw error;
+  }
+
+  /** Runs `work` after everything queued before it; the queue goes on whatever it does. */
+  #queue<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(work);
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  /** One logical publish; one key for all its tries. */
+  #send(path: string, body: unknown): Promise<PublishResult> {
+    return this.#post(path, body, randomId());
+  }
+
+  #post(path: string, body: unknown, key: string): Promise<PublishResult> {
+    return sendWithRetry<PublishResult>(this.#http, {
+      method: "POST",
+      path: `${jobPath(this.jobId)}${path}`,
+      body,
+      idempotencyKey: key,
+      ...(this.#signal === undefined ? {} : { signal: this.#signal }),
+    }, this.#policy);
+  }
+}
+
+/** A buffered log line. */
+interface LogLine {
+  line: string;
+  level: LogLevel;
+  source?: string;
+}
+
+/** Most characters of one log batch (about its body), as the Python client's 256 KiB. */
+const LOG_BATCH_CHARS = 256 * 1024;
+
+function closedError(): JobwireError {
+  return new JobwireError("closed", "The reporter is closed");
+}
+
+/** Lets the process exit while `timer` waits (Deno and Node; nothing to do in browsers). */
+function unrefTimer(timer: ReturnType<typeof setTimeout>): void {
+  const deno = (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno;
+  if (typeof timer === "number") deno?.unrefTimer?.(timer);
+  else (timer as { unref?: () => void }).unref?.();
 }
 
 /** JSON text of a value with its object keys sorted, to compare two values. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type FetchLike, JobReporter, JobwireError, type LogLevel } from "../../src/client/mod.ts";
-import { http } from "../_helpers/clients.ts";
+import { http, waitFor } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 
 const FAST = { initialDelayMs: 5, maxDelayMs: 20 };
@@ -309,5 +309,85 @@ Deno.test("JobReporter's signal aborts its pending requests", async () => {
     assert.equal(error.code, "closed");
     assert.equal((error.cause as Error).message, "Stopped by the test");
     return true;
+  });
+});
+
+Deno.test("JobReporter keeps log lines it could not send and sends them before the next report, which never goes after a gap", async () => {
+  await withServer({}, async (server) => {
+    let down = false;
+    const network = recording((request) =>
+      down && request.endsWith("/log") ? "unavailable" : undefined
+    );
+    const failures: string[] = [];
+    const reporter = await JobReporter.create(server.url, {
+      ...FAST,
+      retries: 1,
+      logFlushMs: 10,
+      fetch: network,
+      onError: (error) => failures.push(error.code),
+    });
+    try {
+      await reporter.started();
+      down = true;
+      reporter.log("logged while the server was away");
+      await waitFor(() => failures.length > 0 || undefined, 5000, "the background flush to fail");
+      // Still away: the report is refused rather than written after the missing line.
+      await assert.rejects(reporter.progress(40), { status: 503 });
+      down = false;
+      reporter.log("logged after");
+      await reporter.progress(50);
+      await reporter.flush();
+      const written = (await events(server.url, reporter.jobId)).map((e) =>
+        e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
+      );
+      assert.deepEqual(written, [
+        "status running",
+        "logged while the server was away",
+        "logged after",
+        "progress 50",
+      ]);
+    } finally {
+      await reporter.close().catch(() => {});
+    }
+  });
+});
+
+Deno.test("JobReporter drops only the line the server refuses as too large, sends the rest of its batch, and says so once", async () => {
+  await withServer({}, async (server) => {
+    const reporter = await JobReporter.create(server.url, { ...FAST, logFlushMs: 60_000 });
+    try {
+      await reporter.started();
+      reporter.log("good 1");
+      reporter.log("x".repeat(70_000));
+      reporter.log("good 2");
+      await assert.rejects(reporter.progress(10), { code: "event_too_large", status: 413 });
+      await reporter.progress(20);
+      await reporter.flush();
+      const written = (await events(server.url, reporter.jobId)).map((e) =>
+        e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
+      );
+      assert.deepEqual(written, ["status running", "good 1", "good 2", "progress 20"]);
+    } finally {
+      await reporter.close().catch(() => {});
+    }
+  });
+});
+
+Deno.test("JobReporter sends a line logged after a report after it, and refuses calls after close with a rejected promise", async () => {
+  await withServer({}, async (server) => {
+    const reporter = await JobReporter.create(server.url, { ...FAST, logFlushMs: 60_000 });
+    await reporter.started();
+    reporter.log("before");
+    const progress = reporter.progress(30);
+    reporter.log("after");
+    await progress;
+    await reporter.close();
+    const written = (await events(server.url, reporter.jobId)).map((e) =>
+      e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
+    );
+    assert.deepEqual(written, ["status running", "before", "progress 30", "after"]);
+    const late = reporter.progress(40);
+    assert.ok(late instanceof Promise);
+    await assert.rejects(late, { code: "closed" });
   });
 });
