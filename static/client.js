@@ -1,29 +1,3 @@
-// src/client/backoff.ts
-function backoffDelay(attempt, options, random = Math.random()) {
-  if (!(attempt >= 1)) throw new RangeError(`Backoff attempt must be 1 or more: ${attempt}`);
-  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** (attempt - 1));
-  return Math.floor(random * Math.max(0, ceiling));
-}
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, {
-      once: true
-    });
-  });
-}
-
 // src/client/errors.ts
 var JobwireError = class extends Error {
   name = "JobwireError";
@@ -70,6 +44,14 @@ async function errorFromResponse(response) {
 function isAbort(error) {
   return error instanceof Error && error.name === "AbortError" || typeof DOMException !== "undefined" && error instanceof DOMException && error.name === "AbortError";
 }
+var STREAM_ERROR_STATUS = {
+  job_gone: 410,
+  job_not_found: 404,
+  forbidden: 403,
+  unauthorized: 401,
+  invalid_token: 401,
+  token_expired: 401
+};
 function asJobwireError(error, code) {
   return error instanceof JobwireError ? error : new JobwireError(code, String(error), {
     cause: error
@@ -101,6 +83,17 @@ function joinUrl(base, path, query = {}) {
     if (value !== void 0) url.searchParams.set(key, String(value));
   }
   return url.toString();
+}
+function checkBaseUrl(baseUrl) {
+  let protocol;
+  try {
+    protocol = new URL(baseUrl).protocol;
+  } catch {
+    protocol = void 0;
+  }
+  if (protocol !== "http:" && protocol !== "https:") {
+    throw new TypeError(`The server's URL must be an absolute http(s) URL, such as http://localhost:8080, not ${JSON.stringify(String(baseUrl)).slice(0, 200)}`);
+  }
 }
 function toWebSocketUrl(url) {
   return url.replace(/^http(s?):/i, "ws$1:");
@@ -203,6 +196,32 @@ function fetchEventsPage(http, jobId, options, signal) {
     wait: options.wait,
     ticket: options.ticket
   }, signal, (options.wait ?? 0) * 1e3);
+}
+
+// src/client/backoff.ts
+function backoffDelay(attempt, options, random = Math.random()) {
+  if (!(attempt >= 1)) throw new RangeError(`Backoff attempt must be 1 or more: ${attempt}`);
+  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** (attempt - 1));
+  return Math.floor(random * Math.max(0, ceiling));
+}
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, {
+      once: true
+    });
+  });
 }
 
 // src/client/transport.ts
@@ -532,7 +551,12 @@ var POLICY_ERRORS = {
 };
 function fatalError(info, refreshable, jobId) {
   if (info.code === JOB_NOT_FOUND) {
-    return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
+    const code = info.errorCode ?? "job_not_found";
+    const gone = code === "job_gone";
+    const message = jobId === void 0 ? info.reason || "Job not found" : gone ? `Job ${jobId} was deleted or purged` : `No job ${jobId}`;
+    return new JobwireError(code, message, {
+      status: gone ? 410 : 404
+    });
   }
   const known = info.code === POLICY ? POLICY_ERRORS[info.reason] : void 0;
   const curable = known === void 0 || known[1] === 401;
@@ -1481,6 +1505,7 @@ var Sequencer = class {
           this.#dropped++;
         }
         this.#io.emitter.emit("error", new JobwireError(typeof data.code === "string" ? data.code : "server_error", typeof data.error === "string" ? data.error : "The server reported an error", {
+          status: STREAM_ERROR_STATUS[String(data.code)] ?? null,
           details: {
             job_id: message.job_id,
             ...data.details === void 0 ? {} : {
@@ -1808,13 +1833,15 @@ function resolveWatchOptions(options) {
     connectTimeoutMs: options.connectTimeoutMs ?? 1e4,
     idleTimeoutMs: options.idleTimeoutMs ?? 75e3,
     // The server holds a long-poll for at most 60 s (and whole seconds).
-    pollWaitSeconds: Math.min(60, Math.max(0, Math.floor(options.pollWaitSeconds ?? 25))),
+    // At least 1: a wait of 0 would ask again at once, as fast as the server answers.
+    pollWaitSeconds: Number.isFinite(options.pollWaitSeconds) ? Math.min(60, Math.max(1, Math.floor(options.pollWaitSeconds))) : 25,
     signal: options.signal
   };
 }
 
 // src/client/watch_job.ts
 function watchJob(baseUrl, jobId, options = {}) {
+  checkBaseUrl(baseUrl);
   if (jobId === "") throw new TypeError("watchJob needs a job id");
   const target = {
     kind: "job",
@@ -1830,6 +1857,7 @@ function watchJob(baseUrl, jobId, options = {}) {
 }
 var MAX_JOBS = 100;
 function watchJobs(baseUrl, options) {
+  checkBaseUrl(baseUrl);
   const resolved = resolveWatchOptions(options);
   if (options.getTicket !== void 0 && (options.all === true || (options.jobs?.length ?? 0) > 1)) {
     throw new TypeError("getTicket needs a stream of one job: a ticket grants one job's stream (use token here)");
@@ -1844,6 +1872,9 @@ function watchJobs(baseUrl, options) {
       }
     };
     const transports = resolved.transports.filter((t) => t !== "poll");
+    if (transports.length === 0 && resolved.transports.includes("poll")) {
+      throw new TypeError("all: true cannot use long-poll, which reads one job's events: allow websocket or sse");
+    }
     return new JobWatcher(baseUrl, {
       kind: "all",
       filter
@@ -1972,6 +2003,7 @@ var JobReporter = class _JobReporter {
   #job;
   /** Reports to an existing job. */
   constructor(baseUrl, jobId, options = {}) {
+    checkBaseUrl(baseUrl);
     const fetchImpl = options.fetch ?? globalThis.fetch?.bind(globalThis);
     if (typeof fetchImpl !== "function") throw new TypeError("No fetch: pass options.fetch");
     this.jobId = jobId;

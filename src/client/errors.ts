@@ -82,6 +82,19 @@ export function isAbort(error: unknown): boolean {
 }
 
 /** `error` itself when it is a {@link JobwireError}, else wrapped with `code`. */
+/**
+ * The HTTP status the server answers with each error code a stream reports in a message or
+ * a close, so that an error has the same `status` whatever the transport it came by.
+ */
+export const STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
+  job_gone: 410,
+  job_not_found: 404,
+  forbidden: 403,
+  unauthorized: 401,
+  invalid_token: 401,
+  token_expired: 401,
+};
+
 export function asJobwireError(error: unknown, code: ClientErrorCode): JobwireError {
   return error instanceof JobwireError
     ? error

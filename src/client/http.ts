@@ -22,6 +22,29 @@ export function joinUrl(base: string, path: string, query: Query = {}): string {
   return url.toString();
 }
 
+/**
+ * Checks a server's base URL as a caller gave it: an absolute `http:` or `https:` URL. A
+ * mistyped one (`localhost:8080`, `http//host`) would otherwise fail every request as if
+ * the server were down, and be retried as such.
+ *
+ * @throws {TypeError} naming the URL and the form expected
+ */
+export function checkBaseUrl(baseUrl: string): void {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(baseUrl).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  if (protocol !== "http:" && protocol !== "https:") {
+    throw new TypeError(
+      `The server's URL must be an absolute http(s) URL, such as http://localhost:8080, not ${
+        JSON.stringify(String(baseUrl)).slice(0, 200)
+      }`,
+    );
+  }
+}
+
 /** The WebSocket URL of an HTTP one (`http:` → `ws:`, `https:` → `wss:`). */
 export function toWebSocketUrl(url: string): string {
   return url.replace(/^http(s?):/i, "ws$1:");

@@ -62,8 +62,16 @@ export function fatalError(
   jobId?: string,
 ): JobwireError | undefined {
   if (info.code === JOB_NOT_FOUND) {
-    // `job_gone` for a job that was there (deleted or purged), as over plain HTTP (410).
-    return new JobwireError(info.errorCode ?? "job_not_found", info.reason || "Job not found");
+    // `job_gone` for a job that was there (deleted or purged), as over plain HTTP (410), and
+    // with HTTP's status and, for the stream's own job, its words.
+    const code = info.errorCode ?? "job_not_found";
+    const gone = code === "job_gone";
+    const message = jobId === undefined
+      ? info.reason || "Job not found"
+      : gone
+      ? `Job ${jobId} was deleted or purged`
+      : `No job ${jobId}`;
+    return new JobwireError(code, message, { status: gone ? 410 : 404 });
   }
   const known = info.code === POLICY ? POLICY_ERRORS[info.reason] : undefined;
   // New credentials may cure a failed authentication (401), never a refusal (403), as over

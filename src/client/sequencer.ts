@@ -8,7 +8,7 @@
  * @module
  */
 import type { Emitter } from "./emitter.ts";
-import { JobwireError } from "./errors.ts";
+import { JobwireError, STREAM_ERROR_STATUS } from "./errors.ts";
 import { applyEvent, changesState, isFinished } from "./job_state.ts";
 import {
   type Envelope,
@@ -153,6 +153,7 @@ export class Sequencer {
             typeof data.code === "string" ? data.code : "server_error",
             typeof data.error === "string" ? data.error : "The server reported an error",
             {
+              status: STREAM_ERROR_STATUS[String(data.code)] ?? null,
               details: {
                 job_id: message.job_id,
                 ...(data.details === undefined ? {} : { details: data.details }),

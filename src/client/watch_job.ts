@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { checkBaseUrl } from "./http.ts";
 import { JobWatcher } from "./job_watcher.ts";
 import type { StreamTarget } from "./transport.ts";
 import {
@@ -31,6 +32,7 @@ export function watchJob(
   jobId: string,
   options: WatchJobOptions = {},
 ): JobWatcher {
+  checkBaseUrl(baseUrl);
   if (jobId === "") throw new TypeError("watchJob needs a job id");
   const target: StreamTarget = { kind: "job", jobId, closeOnFinish: options.closeOnFinish ?? true };
   return new JobWatcher(
@@ -58,6 +60,7 @@ const MAX_JOBS = 100;
  * ```
  */
 export function watchJobs(baseUrl: string, options: WatchJobsOptions): JobWatcher {
+  checkBaseUrl(baseUrl);
   const resolved = resolveWatchOptions(options);
   if (
     options.getTicket !== undefined && (options.all === true || (options.jobs?.length ?? 0) > 1)
@@ -73,6 +76,11 @@ export function watchJobs(baseUrl: string, options: WatchJobsOptions): JobWatche
     };
     // Long-poll reads one job's events; it cannot follow every job.
     const transports = resolved.transports.filter((t) => t !== "poll");
+    if (transports.length === 0 && resolved.transports.includes("poll")) {
+      throw new TypeError(
+        "all: true cannot use long-poll, which reads one job's events: allow websocket or sse",
+      );
+    }
     return new JobWatcher(baseUrl, { kind: "all", filter }, new Map(), {
       ...resolved,
       transports,

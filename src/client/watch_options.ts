@@ -122,7 +122,10 @@ export function resolveWatchOptions(options: WatchOptions): ResolvedWatchOptions
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     idleTimeoutMs: options.idleTimeoutMs ?? 75_000,
     // The server holds a long-poll for at most 60 s (and whole seconds).
-    pollWaitSeconds: Math.min(60, Math.max(0, Math.floor(options.pollWaitSeconds ?? 25))),
+    // At least 1: a wait of 0 would ask again at once, as fast as the server answers.
+    pollWaitSeconds: Number.isFinite(options.pollWaitSeconds)
+      ? Math.min(60, Math.max(1, Math.floor(options.pollWaitSeconds!)))
+      : 25,
     signal: options.signal,
   };
 }

@@ -85,7 +85,7 @@ Deno.test("watchJob stops with job_not_found for an unknown job, without retryin
     const rec = new Recorder(watcher);
     try {
       const closed = await rec.next("closed");
-      assert.match(closed.reason, /not found/i);
+      assert.match(closed.reason, /No job no-such-job/);
       assert.equal(rec.all("error").at(-1)?.code, "job_not_found");
       assert.equal(rec.all("reconnecting").length, 0);
       assert.equal(rec.all("connected").length, 0);
@@ -189,13 +189,29 @@ Deno.test("a job deleted and made again under its id ends a watcher of it with j
         assert.equal((await http(server.url, "POST", "/jobs", { id })).status, 201);
         await publish(server.url, id, logEvent("new job"));
         await rec.next("closed");
-        const codes = rec.all("error").map((e) => e.code);
-        assert.deepEqual(codes, ["job_gone"], `${transport}: ${codes.join()}`);
+        const codes = rec.all("error").map((e) => `${e.code} ${e.status}`);
+        assert.deepEqual(codes, ["job_gone 410"], `${transport}: ${codes.join()}`);
       } finally {
         watcher.close();
       }
     });
   }
+});
+
+Deno.test("an unknown job ends a watcher with job_not_found, status 404 and HTTP's words on every transport", async () => {
+  await withServer({}, async (server) => {
+    for (const transport of ["websocket", "sse", "poll"] as const) {
+      const watcher = watchJob(server.url, "nope", { transports: [transport], initialDelayMs: 10 });
+      const rec = new Recorder(watcher);
+      try {
+        await rec.next("closed");
+        const errors = rec.all("error").map((e) => [e.code, e.status, e.message]);
+        assert.deepEqual(errors, [["job_not_found", 404, "No job nope"]], transport);
+      } finally {
+        watcher.close();
+      }
+    }
+  });
 });
 
 Deno.test("a deleted job and a refused token end a watcher with the same error on every transport", async () => {

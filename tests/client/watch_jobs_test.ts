@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { watchJobs } from "../../src/client/mod.ts";
+import { JobReporter, watchJob, watchJobs } from "../../src/client/mod.ts";
 import { createJob, http, logEvent, publish, waitFor } from "../_helpers/clients.ts";
 import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
 import { range, Recorder } from "../_helpers/watch.ts";
@@ -280,6 +280,48 @@ Deno.test("a watcher's snapshot turns stalled with the server's warning and back
       assert.equal(onServer.stalled, false);
     } finally {
       watcher.close();
+    }
+  });
+});
+
+Deno.test("watchers and reporters refuse a base URL that is not an absolute http(s) URL, at once", () => {
+  for (const url of ["127.0.0.1:8080", "localhost:8080", "http//127.0.0.1:8080", "", "ws://x"]) {
+    const named = (e: unknown) =>
+      e instanceof TypeError && /absolute http\(s\) URL/.test(e.message) &&
+      e.message.includes(JSON.stringify(url));
+    assert.throws(() => watchJob(url, "job-1"), named, url);
+    assert.throws(() => watchJobs(url, { jobs: ["a"] }), named, url);
+    assert.throws(() => new JobReporter(url, "job-1"), named, url);
+  }
+  watchJob("https://jobs.example:8443/base/", "job-1").close();
+});
+
+Deno.test("an all watcher left with long-poll alone says why it cannot watch", () => {
+  assert.throws(
+    () => watchJobs("http://127.0.0.1:9", { all: true, transports: ["poll"] }),
+    (e) => e instanceof TypeError && /all: true cannot use long-poll/.test(e.message),
+  );
+});
+
+Deno.test("a long-poll watcher asks at most once a second however short its wait", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    let asked = 0;
+    const counting = (input: string | URL | Request, init?: RequestInit) => {
+      if (String(input).includes("/events")) asked++;
+      return fetch(input, init);
+    };
+    for (const pollWaitSeconds of [0, 0.5, -3, Number.NaN]) {
+      asked = 0;
+      const watcher = watchJob(server.url, id, {
+        transports: ["poll"],
+        pollWaitSeconds,
+        fetch: counting,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      watcher.close();
+      // The first read, then waits of a second or more.
+      assert.ok(asked <= 3, `pollWaitSeconds ${pollWaitSeconds}: ${asked} requests`);
     }
   });
 });
