@@ -1962,9 +1962,10 @@ async function sendWithRetry(http, request, policy, onRetry) {
       deadline.clear();
     }
     if (attempt >= policy.retries) throw failure;
-    onRetry?.(attempt + 1, failure);
     const backoff = backoffDelay(attempt + 1, policy);
-    await sleep(Math.min(policy.maxDelayMs, Math.max(backoff, waitMs ?? 0)), request.signal);
+    const delayMs = Math.min(policy.maxDelayMs, Math.max(backoff, waitMs ?? 0));
+    onRetry?.(attempt + 1, failure, delayMs);
+    await sleep(delayMs, request.signal);
   }
 }
 function retryAfterMs(value) {
@@ -1983,6 +1984,8 @@ var JobReporter = class _JobReporter {
   #flushMs;
   #batchSize;
   #onError;
+  #onRetry;
+  #dropped = 0;
   #signal;
   /** Lines logged and not yet cut into batches. */
   #lines = [];
@@ -2021,6 +2024,7 @@ var JobReporter = class _JobReporter {
     this.#flushMs = options.logFlushMs ?? 250;
     this.#batchSize = Math.max(1, options.logBatchSize ?? 100);
     this.#onError = options.onError;
+    this.#onRetry = options.onRetry;
     this.#signal = options.signal;
   }
   /**
@@ -2066,6 +2070,10 @@ var JobReporter = class _JobReporter {
       reporter.#job = found;
     }
     return reporter;
+  }
+  /** Log lines the server refused (over its size limits, say) and that were dropped. */
+  get droppedLines() {
+    return this.#dropped;
   }
   /** The snapshot the server returned when {@link create} made the job. */
   get job() {
@@ -2252,14 +2260,18 @@ var JobReporter = class _JobReporter {
         }
         this.#batches.shift();
         if (error.status === 413 && lines.length > 1) {
-          this.#batches.unshift(...lines.map((line) => ({
+          const half = Math.ceil(lines.length / 2);
+          this.#batches.unshift({
             key: randomId(),
-            lines: [
-              line
-            ],
+            lines: lines.slice(0, half),
             cut: made
-          })));
+          }, {
+            key: randomId(),
+            lines: lines.slice(half),
+            cut: made
+          });
         } else {
+          this.#dropped += lines.length;
           this.#backgroundError ??= error;
         }
         continue;
@@ -2293,6 +2305,7 @@ var JobReporter = class _JobReporter {
     return this.#post(path, body, randomId());
   }
   #post(path, body, key) {
+    const onRetry = this.#onRetry;
     return sendWithRetry(this.#http, {
       method: "POST",
       path: `${jobPath(this.jobId)}${path}`,
@@ -2301,7 +2314,7 @@ var JobReporter = class _JobReporter {
       ...this.#signal === void 0 ? {} : {
         signal: this.#signal
       }
-    }, this.#policy);
+    }, this.#policy, onRetry === void 0 ? void 0 : (_attempt, error, delayMs) => onRetry(error, delayMs));
   }
 };
 var LOG_BATCH_CHARS = 256 * 1024;

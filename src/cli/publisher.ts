@@ -9,6 +9,8 @@
  */
 import { JobReporter } from "../client/job_reporter.ts";
 import { JobwireError } from "../client/errors.ts";
+import { getJson, jobPath } from "../client/http.ts";
+import type { JobSnapshot } from "../client/types.ts";
 import { LogQueue, type QueuedLine } from "./log_queue.ts";
 import type { ParsedProgress } from "./progress_parse.ts";
 import { authHint } from "./client_args.ts";
@@ -42,8 +44,8 @@ type State = "opening" | "open" | "failing" | "off";
 
 /**
  * While finishing, how long the drain may go without a successful publish before it is
- * given up (the server is gone or stuck), in ms. A rate-limited server answers within
- * `Retry-After` (1 s), so this is not reached while it accepts batches.
+ * given up (the server is gone or stuck), in ms; a server that answers "later" (429 with
+ * `Retry-After`, 503) gets its wait on top.
  */
 export const FINISH_STALL_MS = 2_500;
 
@@ -72,8 +74,11 @@ export class RunPublisher {
   #stallTimer: ReturnType<typeof setTimeout> | undefined;
   /** Whether the drain was given up because the server stopped answering. */
   #stalled = false;
-  /** Restarts the stall timer while finishing (a no-op before). */
-  #rearm: () => void = () => {};
+  /**
+   * Restarts the stall timer while finishing (a no-op before), with `extraMs` more for a
+   * server that answered but asked for a wait (429 with `Retry-After`, or a 503).
+   */
+  #rearm: (extraMs?: number) => void = () => {};
   #lost = 0;
   #warned = false;
   /** Most lines, and about the most characters, of one request (lowered after a 413). */
@@ -130,12 +135,12 @@ export class RunPublisher {
     if (this.#stalled) this.#drain.abort();
     this.#wake?.();
     const cap = setTimeout(() => this.#drain.abort(), drainMs);
-    this.#rearm = () => {
+    this.#rearm = (extraMs = 0) => {
       clearTimeout(this.#stallTimer);
       this.#stallTimer = setTimeout(() => {
         this.#stalled = true;
         this.#drain.abort();
-      }, FINISH_STALL_MS);
+      }, FINISH_STALL_MS + extraMs);
     };
     this.#rearm();
     await this.#loop;
@@ -193,6 +198,10 @@ export class RunPublisher {
       initialDelayMs: 200,
       maxDelayMs: 3_000,
       timeoutMs: 10_000,
+      // A server that answers, if only to say "later" (a rate limit), has not stalled.
+      onRetry: (error, delayMs) => {
+        if (error.status !== null) this.#rearm(delayMs);
+      },
     });
   }
 
@@ -216,6 +225,22 @@ export class RunPublisher {
         !(this.#options.givenId && error instanceof JobwireError && error.code === "job_exists")
       ) {
         throw error;
+      }
+      // Made beforehand for this run (pending or queued); one already running is another
+      // run's, whose lines this one's would interleave with, and whose end it would not know.
+      const job = await getJson<JobSnapshot>(
+        { baseUrl: server, token, fetch: globalThis.fetch.bind(globalThis) },
+        jobPath(jobId),
+        {},
+        this.#drain.signal,
+      );
+      if (job.status === "running") {
+        throw new JobwireError(
+          "job_running",
+          `Job ${jobId} is already running (another run, or a worker, reports to it): ` +
+            "give another --id",
+          { status: 409 },
+        );
       }
     }
     const reporter = this.#newReporter(this.#drain.signal);
@@ -294,17 +319,18 @@ export class RunPublisher {
    */
   async #send(reporter: JobReporter, batch: readonly QueuedLine[]): Promise<void> {
     for (const item of batch) reporter.log(item.line, item.level, item.source);
+    const dropped = reporter.droppedLines;
     try {
       await reporter.flush();
     } catch (error) {
-      if (!(error instanceof JobwireError && error.status === 413 && batch.length > 1)) {
+      if (!(error instanceof JobwireError && error.status === 413)) {
         throw { error, lost: batch.length };
       }
-      const half = Math.ceil(batch.length / 2);
-      this.#batchLines = Math.min(this.#batchLines, half);
+      // The reporter sent the batch again in halves: only lines over the server's limit were
+      // dropped. Later batches are smaller, so that they fit at once.
+      this.#batchLines = Math.max(1, Math.min(this.#batchLines, Math.ceil(batch.length / 2)));
       this.#batchChars = Math.max(1, Math.floor(this.#batchChars / 2));
-      await this.#send(reporter, batch.slice(0, half));
-      await this.#send(reporter, batch.slice(half));
+      throw { error, lost: reporter.droppedLines - dropped };
     }
   }
 
@@ -320,6 +346,14 @@ export class RunPublisher {
         this.#state = "off";
         this.#queue.clear();
         this.#problem(error, "the server refused an event", "no more events are published");
+        return;
+      }
+      if (error.status === 413) {
+        this.#problem(
+          error,
+          `the server refused ${lost} output line${lost === 1 ? "" : "s"} as too large`,
+          lost === 1 ? "it was dropped" : "they were dropped",
+        );
         return;
       }
       if (error.status < 500 && error.status !== 429) {

@@ -34,6 +34,11 @@ export interface ReporterOptions {
   /** Told about failures of background log flushes (they also reject the next `flush()`). */
   onError?: ((error: JobwireError) => void) | undefined;
   /**
+   * Told before each retry of a request, with its failure and the wait before the retry (a
+   * 429's `Retry-After`, say): the server may be answering, only not yet accepting.
+   */
+  onRetry?: ((error: JobwireError, delayMs: number) => void) | undefined;
+  /**
    * Aborts every request of this reporter, retries and the waits between them included;
    * the pending calls reject with the signal's reason (a background log flush with a
    * `closed` error whose `cause` is that reason).
@@ -81,6 +86,8 @@ export class JobReporter {
   #flushMs: number;
   #batchSize: number;
   #onError: ((error: JobwireError) => void) | undefined;
+  #onRetry: ((error: JobwireError, delayMs: number) => void) | undefined;
+  #dropped = 0;
   #signal: AbortSignal | undefined;
   /** Lines logged and not yet cut into batches. */
   #lines: LogLine[] = [];
@@ -116,6 +123,7 @@ export class JobReporter {
     this.#flushMs = options.logFlushMs ?? 250;
     this.#batchSize = Math.max(1, options.logBatchSize ?? 100);
     this.#onError = options.onError;
+    this.#onRetry = options.onRetry;
     this.#signal = options.signal;
   }
 
@@ -170,6 +178,11 @@ export class JobReporter {
       reporter.#job = found;
     }
     return reporter;
+  }
+
+  /** Log lines the server refused (over its size limits, say) and that were dropped. */
+  get droppedLines(): number {
+    return this.#dropped;
   }
 
   /** The snapshot the server returned when {@link create} made the job. */
@@ -341,15 +354,15 @@ export class JobReporter {
         }
         this.#batches.shift();
         if (error.status === 413 && lines.length > 1) {
-          // Too large: one line may be the cause; the others still go, one by one.
+          // Too large: the halves go again (and theirs, down to one line), so that only a
+          // line over the server's limit is dropped.
+          const half = Math.ceil(lines.length / 2);
           this.#batches.unshift(
-            ...lines.map((line) => ({
-              key: randomId(),
-              lines: [line],
-              cut: made,
-            })),
+            { key: randomId(), lines: lines.slice(0, half), cut: made },
+            { key: randomId(), lines: lines.slice(half), cut: made },
           );
         } else {
+          this.#dropped += lines.length;
           this.#backgroundError ??= error;
         }
         continue;
@@ -388,13 +401,19 @@ export class JobReporter {
   }
 
   #post(path: string, body: unknown, key: string): Promise<PublishResult> {
-    return sendWithRetry<PublishResult>(this.#http, {
-      method: "POST",
-      path: `${jobPath(this.jobId)}${path}`,
-      body,
-      idempotencyKey: key,
-      ...(this.#signal === undefined ? {} : { signal: this.#signal }),
-    }, this.#policy);
+    const onRetry = this.#onRetry;
+    return sendWithRetry<PublishResult>(
+      this.#http,
+      {
+        method: "POST",
+        path: `${jobPath(this.jobId)}${path}`,
+        body,
+        idempotencyKey: key,
+        ...(this.#signal === undefined ? {} : { signal: this.#signal }),
+      },
+      this.#policy,
+      onRetry === undefined ? undefined : (_attempt, error, delayMs) => onRetry(error, delayMs),
+    );
   }
 }
 

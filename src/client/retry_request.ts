@@ -35,7 +35,7 @@ export interface RetriedRequest {
 /**
  * Sends `request` and returns the JSON reply.
  *
- * @param onRetry told before each retry (for logging)
+ * @param onRetry told before each retry, with the wait before it (for logging)
  * @throws {JobwireError} the server's error for a refusal (4xx other than 429), or the
  *   last failure once the retries are used up
  */
@@ -43,7 +43,7 @@ export async function sendWithRetry<T>(
   http: HttpContext,
   request: RetriedRequest,
   policy: RetryPolicy,
-  onRetry?: (attempt: number, error: JobwireError) => void,
+  onRetry?: (attempt: number, error: JobwireError, delayMs: number) => void,
 ): Promise<T> {
   const url = joinUrl(http.baseUrl, request.path);
   const body = request.body === undefined ? undefined : JSON.stringify(request.body);
@@ -81,9 +81,10 @@ export async function sendWithRetry<T>(
       deadline.clear();
     }
     if (attempt >= policy.retries) throw failure;
-    onRetry?.(attempt + 1, failure);
     const backoff = backoffDelay(attempt + 1, policy);
-    await sleep(Math.min(policy.maxDelayMs, Math.max(backoff, waitMs ?? 0)), request.signal);
+    const delayMs = Math.min(policy.maxDelayMs, Math.max(backoff, waitMs ?? 0));
+    onRetry?.(attempt + 1, failure, delayMs);
+    await sleep(delayMs, request.signal);
   }
 }
 

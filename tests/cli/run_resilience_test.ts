@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
+import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
 import {
   denoScript,
   runCli,
@@ -220,4 +221,53 @@ Deno.test("run publishes the line it could not pass on when its own output was c
     const lines = logLines(await storedEvents(server.url, "piped"));
     assert.deepEqual(lines, ["first", "second"]);
   });
+});
+
+Deno.test("run drops only a line too large for the server, and publishes the rest of its batch", async () => {
+  await withServer({ "max-body-bytes": 2048 }, async (server) => {
+    const out = await runShell(
+      server.url,
+      "one-too-big",
+      'seq -f "line %g" 0 4; head -c 3000 /dev/zero | tr "\\0" L; echo; seq -f "line %g" 5 9',
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const events = await storedEvents(server.url, "one-too-big");
+    assert.deepEqual(logLines(events), Array.from({ length: 10 }, (_, i) => `line ${i}`));
+    assert.match(out.stderr, /refused 1 output line as too large/);
+    const note = events.find((e) => e.data.source === "jobwire");
+    assert.match(String(note?.data.line), /1 output line was not published/);
+    assert.equal(events.at(-1)?.data.status, "completed");
+  });
+});
+
+Deno.test("run waits out a rate limit at the end: every line is published and the job ends", async () => {
+  // 100 events a second with a burst of 200: a first request of 500 lines overdraws the
+  // principal's allowance, and the rest waits 4 s, longer than the end's stall limit.
+  await withServer(
+    { ...AUTH, "limits-exempt-ips": "none", "max-publish-rate": 100 },
+    async (server) => {
+      const token = await tokenFor("limited", "read write");
+      const out = await runCli(
+        [
+          "run",
+          "--server",
+          server.url,
+          "--id",
+          "limited",
+          "--",
+          "seq",
+          "-f",
+          "line %g",
+          "0",
+          "599",
+        ],
+        { JOBWIRE_TOKEN: token },
+      );
+      assert.equal(out.code, 0, out.stderr);
+      assert.doesNotMatch(out.stderr, /could not record the end|not published/);
+      const events = await storedEvents(server.url, "limited", bearer(token));
+      assert.equal(logLines(events).length, 600);
+      assert.equal(events.at(-1)?.data.status, "completed");
+    },
+  );
 });

@@ -436,6 +436,32 @@ Deno.test("run warns once and keeps the exit code when --id names a finished job
   });
 });
 
+Deno.test("run warns once and reports nothing when --id names a job already running", async () => {
+  await withServer({}, async (server) => {
+    await http(server.url, "POST", "/jobs", { id: "taken" });
+    await http(server.url, "POST", "/jobs/taken/start", {});
+    const out = await runCli([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "taken",
+      "--",
+      "sh",
+      "-c",
+      "echo mine; exit 9",
+    ]);
+    assert.equal(out.code, 9);
+    assert.equal(out.stdout, "mine\n");
+    const notes = out.stderr.split("\n").filter((l) => l.startsWith("jobwire:"));
+    assert.equal(notes.length, 1, out.stderr);
+    assert.match(notes[0]!, /already running/);
+    // The job is the other worker's: nothing of this run went to it.
+    const job = (await http(server.url, "GET", "/jobs/taken")).json;
+    assert.deepEqual([job.status, job.last_sequence], ["running", 1]);
+  });
+});
+
 Deno.test("run marks the job failed and exits 127 when the command does not exist", async () => {
   await withServer({}, async (server) => {
     const out = await runCli([
