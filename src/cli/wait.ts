@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ConfigError } from "../config.ts";
+import { ConfigError, TIMER_MAX_MS } from "../config.ts";
 import { backoffDelay, sleep } from "../client/backoff.ts";
 import { JobwireError } from "../client/errors.ts";
 import { getJson, type HttpContext, jobPath } from "../client/http.ts";
@@ -63,9 +63,10 @@ export async function waitForJob(
     const chunk = Math.min(CHUNK_SECONDS, Math.floor(Math.max(0, left)));
     if (chunk === 0 && left > 0 && job !== undefined) await sleep(left * 1000, signal);
     // No request outlives the deadline by more than a moment, even to a server that hangs.
-    const limit = deadline === Infinity
-      ? undefined
-      : AbortSignal.timeout(Math.max(0, deadline - Date.now()) + FINAL_LOOK_MS);
+    // A deadline further off than a timer can wait (24 days) is not near: each request is
+    // bounded by its own chunk meanwhile, and a longer timer would fire at once.
+    const until = Math.max(0, deadline - Date.now()) + FINAL_LOOK_MS;
+    const limit = until > TIMER_MAX_MS ? undefined : AbortSignal.timeout(until);
     const cut = limit !== undefined && signal !== undefined
       ? AbortSignal.any([limit, signal])
       : limit ?? signal;

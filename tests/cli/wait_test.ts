@@ -104,6 +104,18 @@ Deno.test("wait on a job that already ended answers at once", async () => {
   });
 });
 
+Deno.test("wait with a timeout longer than a timer can wait (25 days) still waits and answers", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url, { id: "wt-long" });
+    await http(server.url, "POST", `/jobs/${id}/cancel`, {});
+    for (const timeout of ["25d", "2200000"]) {
+      const out = await runCli(["wait", id, "--server", server.url, "--timeout", timeout]);
+      assert.equal(out.code, 130, out.stderr);
+      assert.doesNotMatch(out.stderr, /Cannot reach/);
+    }
+  });
+});
+
 Deno.test("wait exits 3 for an unknown job and for a refused token, with a hint", async () => {
   await withServer(AUTH, async (server) => {
     const token = await tokenFor("bob", "read write");
