@@ -121,6 +121,13 @@ export async function tokenCommand(args: string[]): Promise<number> {
   const jobs = typeof jobsText === "string"
     ? jobsText.split(",").map((s) => s.trim()).filter((s) => s !== "")
     : undefined;
+  if (config.dataDir === ":memory:" && config.jwtSecret === undefined) {
+    // A secret made for no directory would sign a token no server can check.
+    throw new ConfigError(
+      "--data-dir :memory: keeps no secret, so a token signed now would match no server: " +
+        "give the server's --data-dir, or --jwt-secret as the server has it",
+    );
+  }
   const { secret, created, path } = loadOrCreateSecret(config.dataDir, config.jwtSecret);
   if (created && path !== null) {
     // A mistyped --data-dir would otherwise give a token no running server accepts.
@@ -177,6 +184,12 @@ export async function userCommand(args: string[]): Promise<number> {
     throw new ConfigError(`user ${action} got an extra argument ${JSON.stringify(stray)}`);
   }
   const config = configOf(parsed.flags, ["scope"]);
+  if (config.dataDir === ":memory:") {
+    // Users live in the data directory's database: one in memory would be gone at once.
+    throw new ConfigError(
+      "--data-dir :memory: keeps no users: give the --data-dir of the server they are for",
+    );
+  }
   if (action !== "add" && !existsDatabase(config.dataDir)) {
     // Listing or removing makes no database in a directory no server has used (a typo).
     console.error(`jobwire: no database in ${config.dataDir} (no server has used it yet)`);

@@ -60,3 +60,30 @@ Deno.test("deno.json has a task for each terminal tool, and deno task run passes
   assert.equal(task.code, 3);
   assert.equal(new TextDecoder().decode(task.stdout), "a b\n");
 });
+
+Deno.test("user and token refuse a --data-dir of :memory:, which would keep nothing", async () => {
+  const user = await runCli(["user", "add", "zed", "--data-dir", ":memory:"], {
+    JOBWIRE_PASSWORD: "secret123",
+  });
+  assert.equal(user.code, 2, user.stderr);
+  assert.match(user.stderr, /:memory: keeps no users/);
+  assert.doesNotMatch(user.stdout, /Added/);
+  const token = await runCli(["token", "--sub", "a", "--scope", "read", "--data-dir", ":memory:"]);
+  assert.equal(token.code, 2, token.stderr);
+  assert.match(token.stderr, /keeps no secret/);
+  assert.equal(token.stdout, "");
+  // With the server's secret given, a token can be signed anywhere.
+  const signed = await runCli([
+    "token",
+    "--sub",
+    "a",
+    "--scope",
+    "read",
+    "--data-dir",
+    ":memory:",
+    "--jwt-secret",
+    "a-secret-of-at-least-32-characters-long",
+  ]);
+  assert.equal(signed.code, 0, signed.stderr);
+  assert.match(signed.stdout, /^ey/);
+});
