@@ -3,8 +3,9 @@
  * (or `\r\n`). A lone `\r` returns the cursor to the start of the line, as progress bars
  * (tqdm, curl, wget) do to redraw themselves: the text before it is a *transient*
  * segment, shown and then overwritten. Transient segments are read for progress but not
- * logged; the line logged is what stays on screen, the text after the last `\r` (or, when
- * that is empty, as in `abc\r\r\n`, the segment before it).
+ * logged; the line logged is the last text written over them, after the last `\r` (or, when
+ * that is empty, as in `abc\r\r\n`, the segment before it), without what a shorter last text
+ * leaves showing of an earlier one on a terminal (`xyz\rab` shows `abz` and logs `ab`).
  *
  * @module
  */
