@@ -163,6 +163,8 @@ export async function runCommand(args: string[]): Promise<number> {
   let hurried = false;
   let interrupted: Deno.Signal | undefined;
   const listeners = new Map<Deno.Signal, () => void>();
+  /** The command's processes were told to stop: when, and who they were. */
+  let stopping: { started: Promise<Proc[]>; killAt: number } | undefined;
   for (const signal of FORWARDED) {
     const listener = () => {
       if (exited) {
@@ -185,6 +187,13 @@ export async function runCommand(args: string[]): Promise<number> {
         void signalTree(child, "SIGKILL");
         return;
       }
+      if (signal === "SIGTERM") {
+        // From a supervisor (timeout(1), systemd, a container's stop), which no other process
+        // of the command's hears: they get it too, and what still runs when the command has
+        // exited gets what is left of --kill-after, then SIGKILL.
+        stopping ??= { started: signalTree(child, signal), killAt: Date.now() + killAfter * 1000 };
+        return;
+      }
       try {
         child.kill(signal);
       } catch {
@@ -205,7 +214,6 @@ export async function runCommand(args: string[]): Promise<number> {
   let endedElsewhere: JobSnapshot | undefined;
   let killTimer: ReturnType<typeof setTimeout> | undefined;
   /** After a cancel: what the command had started, and when whatever of it runs is killed. */
-  let stopping: { started: Promise<Proc[]>; killAt: number } | undefined;
   const watching = endOnServer(publisher, server, token, jobId, watch.signal).then((job) => {
     if (job === undefined) return;
     endedElsewhere = job;

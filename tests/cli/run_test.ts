@@ -373,6 +373,46 @@ setTimeout(() => Deno.exit(7), 30000);`;
   });
 });
 
+Deno.test("run passes SIGTERM to every process the command started, so a shell leaves nothing running", async () => {
+  await withServer({}, async (server) => {
+    const dir = await Deno.makeTempDir({ prefix: "jobwire-term-" });
+    const pidFile = `${dir}/sleep.pid`;
+    const run = spawnMain([
+      "run",
+      "--server",
+      server.url,
+      "--id",
+      "terminated",
+      "--",
+      "sh",
+      "-c",
+      `sleep 30 & echo $! > ${pidFile}; echo ready; wait`,
+    ]);
+    try {
+      await run.waitForOutput(/^ready$/m);
+      await waitForStatus(server.url, "terminated", "running");
+      const pid = Number((await Deno.readTextFile(pidFile)).trim());
+      run.process.kill("SIGTERM");
+      const status = await run.finished();
+      assert.equal(status.code, 143, run.stderr());
+      // The shell's child, which a supervisor's SIGTERM to run alone would never reach (gone
+      // once reaped: a process just killed answers kill -0 until then).
+      await waitFor(
+        async () =>
+          !(await new Deno.Command("kill", { args: ["-0", String(pid)], stderr: "null" }).output())
+            .success,
+        5000,
+        `sleep ${pid} to end`,
+      );
+      const job = (await http(server.url, "GET", "/jobs/terminated")).json;
+      assert.deepEqual([job.status, job.message], ["cancelled", "Interrupted (SIGTERM)"]);
+    } finally {
+      await run.kill();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("run exits 130 when SIGINT kills a command that does not catch it", async () => {
   await withServer({}, async (server) => {
     const run = spawnMain(["run", "--server", server.url, "--id", "slept", "--", "sleep", "30"]);
