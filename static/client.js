@@ -1986,6 +1986,9 @@ var JobReporter = class _JobReporter {
   #onError;
   #onRetry;
   #dropped = 0;
+  #split = 0;
+  /** Whether the pending timer is the unreferenced retry of lines that could not be sent. */
+  #retrying = false;
   #signal;
   /** Lines logged and not yet cut into batches. */
   #lines = [];
@@ -2071,9 +2074,22 @@ var JobReporter = class _JobReporter {
     }
     return reporter;
   }
-  /** Log lines the server refused (over its size limits, say) and that were dropped. */
+  /**
+   * Log lines dropped: refused by the server (over its size limits, say), or still unsent
+   * when `fail()` or `cancel()` ended the job.
+   */
   get droppedLines() {
     return this.#dropped;
+  }
+  /** Log lines cut into batches and not sent yet (the server could not be reached). */
+  get unsentLines() {
+    let count = 0;
+    for (const batch of this.#batches) count += batch.lines.length;
+    return count;
+  }
+  /** Batches the server refused as too large, sent again in halves. */
+  get splitBatches() {
+    return this.#split;
   }
   /** The snapshot the server returned when {@link create} made the job. */
   get job() {
@@ -2115,7 +2131,8 @@ var JobReporter = class _JobReporter {
     });
     if (this.#lines.length >= this.#batchSize) {
       this.#flushLines();
-    } else if (this.#timer === void 0) {
+    } else if (this.#timer === void 0 || this.#retrying) {
+      this.#cancelTimer();
       this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
     }
   }
@@ -2168,13 +2185,13 @@ var JobReporter = class _JobReporter {
       this.#raiseLogError(cut);
     });
   }
-  /** Flushes, then refuses further reports. */
+  /** Refuses further reports and lines from now on, and flushes what came before. */
   async close() {
     if (this.#closed) return;
+    this.#closed = true;
     try {
       await this.flush();
     } finally {
-      this.#closed = true;
       this.#cancelTimer();
     }
   }
@@ -2185,14 +2202,15 @@ var JobReporter = class _JobReporter {
       await this.#sendLines(cut);
       if (path === "/fail" || path === "/cancel") {
         const reply = await this.#send(path, body);
-        const unsent = this.#batches.filter((batch) => batch.cut <= cut);
-        const lost = this.#backgroundError ?? (unsent.length > 0 ? this.#unsentError : void 0);
-        this.#backgroundError = void 0;
+        for (const batch of this.#batches) {
+          if (batch.cut <= cut) this.#dropped += batch.lines.length;
+        }
         this.#batches = this.#batches.filter((batch) => batch.cut > cut);
-        if (lost !== void 0) this.#onError?.(lost);
+        this.#backgroundError = void 0;
         return reply;
       }
-      this.#raiseLogError(cut);
+      this.#signal?.throwIfAborted();
+      if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
       return await this.#send(path, body);
     });
   }
@@ -2233,6 +2251,7 @@ var JobReporter = class _JobReporter {
   #cancelTimer() {
     if (this.#timer !== void 0) clearTimeout(this.#timer);
     this.#timer = void 0;
+    this.#retrying = false;
   }
   /**
    * Sends the buffered lines, in batches of at most `logBatchSize` lines and 256 KiB. A
@@ -2252,14 +2271,15 @@ var JobReporter = class _JobReporter {
       } catch (caught) {
         const aborted = this.#signal?.aborted === true;
         const error = asJobwireError(caught, aborted ? "closed" : "network_error");
-        this.#onError?.(error);
         if (aborted || error.retryable) {
           this.#unsentError = error;
+          this.#onError?.(error);
           if (!this.#closed && !aborted) this.#armRetry();
           return;
         }
         this.#batches.shift();
         if (error.status === 413 && lines.length > 1) {
+          this.#split++;
           const half = Math.ceil(lines.length / 2);
           this.#batches.unshift({
             key: randomId(),
@@ -2272,7 +2292,10 @@ var JobReporter = class _JobReporter {
           });
         } else {
           this.#dropped += lines.length;
-          this.#backgroundError ??= error;
+          this.#onError?.(error);
+          if (this.#backgroundError === void 0 || this.#backgroundError.status === 413) {
+            this.#backgroundError = error;
+          }
         }
         continue;
       }
@@ -2283,14 +2306,18 @@ var JobReporter = class _JobReporter {
   #armRetry() {
     if (this.#timer !== void 0) return;
     this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
+    this.#retrying = true;
     unrefTimer(this.#timer);
   }
+  /** Why lines up to now are not sent: what kept them from the server. */
+  #unsent() {
+    return this.#unsentError ?? new JobwireError("network_error", "Buffered log lines have not been sent yet");
+  }
+  /** For `flush()`: lines left unsent (first), or lines refused since the last flush. */
   #raiseLogError(cut) {
-    let error = this.#backgroundError;
+    if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
+    const error = this.#backgroundError;
     this.#backgroundError = void 0;
-    if (error === void 0 && (this.#batches[0]?.cut ?? Infinity) <= cut) {
-      error = this.#unsentError ?? new JobwireError("network_error", "Buffered log lines have not been sent yet");
-    }
     if (error !== void 0) throw error;
   }
   /** Runs `work` after everything queued before it; the queue goes on whatever it does. */

@@ -145,6 +145,8 @@ export class RunPublisher {
     this.#rearm();
     await this.#loop;
     clearTimeout(cap);
+    // The drain is over: the end's retries must not start the stall timer again.
+    this.#rearm = () => {};
     clearTimeout(this.#stallTimer);
     if (this.#reporter === undefined || this.#state === "off") return;
     const reporter = this.#newReporter(this.#end.signal);
@@ -200,7 +202,7 @@ export class RunPublisher {
       timeoutMs: 10_000,
       // A server that answers, if only to say "later" (a rate limit), has not stalled.
       onRetry: (error, delayMs) => {
-        if (error.status !== null) this.#rearm(delayMs);
+        if (error.status === 429 || error.status === 503) this.#rearm(delayMs);
       },
     });
   }
@@ -228,13 +230,17 @@ export class RunPublisher {
       }
       // Made beforehand for this run (pending or queued); one already running is another
       // run's, whose lines this one's would interleave with, and whose end it would not know.
+      // A look that gets no answer does not keep the run from its job: `start` tries again.
       const job = await getJson<JobSnapshot>(
         { baseUrl: server, token, fetch: globalThis.fetch.bind(globalThis) },
         jobPath(jobId),
         {},
         this.#drain.signal,
-      );
-      if (job.status === "running") {
+      ).catch((caught: unknown) => {
+        if (caught instanceof JobwireError && caught.retryable) return undefined;
+        throw caught;
+      });
+      if (job?.status === "running") {
         throw new JobwireError(
           "job_running",
           `Job ${jobId} is already running (another run, or a worker, reports to it): ` +
@@ -320,18 +326,24 @@ export class RunPublisher {
   async #send(reporter: JobReporter, batch: readonly QueuedLine[]): Promise<void> {
     for (const item of batch) reporter.log(item.line, item.level, item.source);
     const dropped = reporter.droppedLines;
+    const split = reporter.splitBatches;
+    const shrink = () => {
+      // A request the server found too large went again in halves: later ones are smaller,
+      // so that they fit at once. (A line too large on its own says nothing of batches.)
+      if (reporter.splitBatches === split) return;
+      this.#batchLines = Math.max(1, Math.min(this.#batchLines, Math.ceil(batch.length / 2)));
+      this.#batchChars = Math.max(1, Math.floor(this.#batchChars / 2));
+    };
     try {
       await reporter.flush();
     } catch (error) {
-      if (!(error instanceof JobwireError && error.status === 413)) {
-        throw { error, lost: batch.length };
-      }
-      // The reporter sent the batch again in halves: only lines over the server's limit were
-      // dropped. Later batches are smaller, so that they fit at once.
-      this.#batchLines = Math.max(1, Math.min(this.#batchLines, Math.ceil(batch.length / 2)));
-      this.#batchChars = Math.max(1, Math.floor(this.#batchChars / 2));
-      throw { error, lost: reporter.droppedLines - dropped };
+      shrink();
+      // Lost: lines the server refused, and, once the drain is given up, those never sent
+      // (until then the reporter keeps them, and they go first next time).
+      const unsent = this.#drain.signal.aborted ? reporter.unsentLines : 0;
+      throw { error, lost: reporter.droppedLines - dropped + unsent };
     }
+    shrink();
   }
 
   #stopped(): boolean {
@@ -348,7 +360,7 @@ export class RunPublisher {
         this.#problem(error, "the server refused an event", "no more events are published");
         return;
       }
-      if (error.status === 413) {
+      if (error.status === 413 && !this.#drain.signal.aborted) {
         this.#problem(
           error,
           `the server refused ${lost} output line${lost === 1 ? "" : "s"} as too large`,

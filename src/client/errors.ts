@@ -81,7 +81,6 @@ export function isAbort(error: unknown): boolean {
       error.name === "AbortError");
 }
 
-/** `error` itself when it is a {@link JobwireError}, else wrapped with `code`. */
 /**
  * The HTTP status the server answers with each error code a stream reports in a message or
  * a close, so that an error has the same `status` whatever the transport it came by.
@@ -95,6 +94,7 @@ export const STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
   token_expired: 401,
 };
 
+/** `error` itself when it is a {@link JobwireError}, else wrapped with `code`. */
 export function asJobwireError(error: unknown, code: ClientErrorCode): JobwireError {
   return error instanceof JobwireError
     ? error

@@ -31,7 +31,11 @@ export interface ReporterOptions {
   logFlushMs?: number | undefined;
   /** Lines that trigger a flush at once. Default 100. */
   logBatchSize?: number | undefined;
-  /** Told about failures of background log flushes (they also reject the next `flush()`). */
+  /**
+   * Told once about each failure to send log lines: lines refused and dropped (also the next
+   * `flush()`'s rejection), or lines the server could not be reached for (kept, and tried
+   * again).
+   */
   onError?: ((error: JobwireError) => void) | undefined;
   /**
    * Told before each retry of a request, with its failure and the wait before the retry (a
@@ -88,6 +92,9 @@ export class JobReporter {
   #onError: ((error: JobwireError) => void) | undefined;
   #onRetry: ((error: JobwireError, delayMs: number) => void) | undefined;
   #dropped = 0;
+  #split = 0;
+  /** Whether the pending timer is the unreferenced retry of lines that could not be sent. */
+  #retrying = false;
   #signal: AbortSignal | undefined;
   /** Lines logged and not yet cut into batches. */
   #lines: LogLine[] = [];
@@ -180,9 +187,24 @@ export class JobReporter {
     return reporter;
   }
 
-  /** Log lines the server refused (over its size limits, say) and that were dropped. */
+  /**
+   * Log lines dropped: refused by the server (over its size limits, say), or still unsent
+   * when `fail()` or `cancel()` ended the job.
+   */
   get droppedLines(): number {
     return this.#dropped;
+  }
+
+  /** Log lines cut into batches and not sent yet (the server could not be reached). */
+  get unsentLines(): number {
+    let count = 0;
+    for (const batch of this.#batches) count += batch.lines.length;
+    return count;
+  }
+
+  /** Batches the server refused as too large, sent again in halves. */
+  get splitBatches(): number {
+    return this.#split;
   }
 
   /** The snapshot the server returned when {@link create} made the job. */
@@ -215,7 +237,9 @@ export class JobReporter {
     this.#lines.push(source === undefined ? { line, level } : { line, level, source });
     if (this.#lines.length >= this.#batchSize) {
       this.#flushLines();
-    } else if (this.#timer === undefined) {
+    } else if (this.#timer === undefined || this.#retrying) {
+      // A new line holds the process until it is sent, as the retry's timer does not.
+      this.#cancelTimer();
       this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
     }
   }
@@ -261,13 +285,13 @@ export class JobReporter {
     });
   }
 
-  /** Flushes, then refuses further reports. */
+  /** Refuses further reports and lines from now on, and flushes what came before. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#closed = true;
     try {
       await this.flush();
     } finally {
-      this.#closed = true;
       this.#cancelTimer();
     }
   }
@@ -281,15 +305,20 @@ export class JobReporter {
         // Ending the job matters more than lines that could not be sent: it goes out, and
         // what became of the lines is told to `onError`.
         const reply = await this.#send(path, body);
-        const unsent = this.#batches.filter((batch) => batch.cut <= cut);
-        const lost = this.#backgroundError ?? (unsent.length > 0 ? this.#unsentError : undefined);
-        this.#backgroundError = undefined;
+        // The job has ended: what could not be sent never will be (told to `onError` when
+        // it failed), and what was refused was told then too.
+        for (const batch of this.#batches) {
+          if (batch.cut <= cut) this.#dropped += batch.lines.length;
+        }
         this.#batches = this.#batches.filter((batch) => batch.cut > cut);
-        if (lost !== undefined) this.#onError?.(lost);
+        this.#backgroundError = undefined;
         return reply;
       }
-      // Lines that did not land come before this report: it is not sent after a gap.
-      this.#raiseLogError(cut);
+      // Lines that could not be sent come before this report: it is not sent after the gap.
+      // (Lines the server refused are gone for good: they hold nothing up, and are told to
+      // `onError` and the next `flush()`.)
+      this.#signal?.throwIfAborted();
+      if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
       return await this.#send(path, body);
     });
   }
@@ -326,6 +355,7 @@ export class JobReporter {
   #cancelTimer(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#retrying = false;
   }
 
   /**
@@ -346,14 +376,15 @@ export class JobReporter {
         // Aborted: a `closed` error whose cause is the signal's reason. Anything else that is
         // no answer of the server (a token function that threw) is tried again later.
         const error = asJobwireError(caught, aborted ? "closed" : "network_error");
-        this.#onError?.(error);
         if (aborted || error.retryable) {
           this.#unsentError = error;
+          this.#onError?.(error);
           if (!this.#closed && !aborted) this.#armRetry();
           return;
         }
         this.#batches.shift();
         if (error.status === 413 && lines.length > 1) {
+          this.#split++;
           // Too large: the halves go again (and theirs, down to one line), so that only a
           // line over the server's limit is dropped.
           const half = Math.ceil(lines.length / 2);
@@ -363,7 +394,12 @@ export class JobReporter {
           );
         } else {
           this.#dropped += lines.length;
-          this.#backgroundError ??= error;
+          this.#onError?.(error);
+          // A refusal that ends all publishing (the job gone, the token refused) is the one
+          // told over a line too large.
+          if (this.#backgroundError === undefined || this.#backgroundError.status === 413) {
+            this.#backgroundError = error;
+          }
         }
         continue;
       }
@@ -375,16 +411,21 @@ export class JobReporter {
   #armRetry(): void {
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
+    this.#retrying = true;
     unrefTimer(this.#timer);
   }
 
+  /** Why lines up to now are not sent: what kept them from the server. */
+  #unsent(): JobwireError {
+    return this.#unsentError ??
+      new JobwireError("network_error", "Buffered log lines have not been sent yet");
+  }
+
+  /** For `flush()`: lines left unsent (first), or lines refused since the last flush. */
   #raiseLogError(cut: number): void {
-    let error = this.#backgroundError;
+    if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
+    const error = this.#backgroundError;
     this.#backgroundError = undefined;
-    if (error === undefined && (this.#batches[0]?.cut ?? Infinity) <= cut) {
-      error = this.#unsentError ??
-        new JobwireError("network_error", "Buffered log lines have not been sent yet");
-    }
     if (error !== undefined) throw error;
   }
 

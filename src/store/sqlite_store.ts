@@ -313,11 +313,21 @@ export class SqliteStore implements EventStore {
     // Within a transaction (a write's), its statements already see one database.
     if (this.#db.isTransaction) return read();
     this.#stmt(SQL.beginRead).run();
+    let value: T;
     try {
-      return read();
-    } finally {
-      if (this.#db.isTransaction) this.#stmt(SQL.commit).run();
+      value = read();
+    } catch (error) {
+      if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
+      throw error;
     }
+    try {
+      if (this.#db.isTransaction) this.#stmt(SQL.commit).run();
+    } catch (error) {
+      // Left open, it would hold every later read on this state, and refuse writes.
+      if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
+      throw error;
+    }
+    return value;
   }
 
   createJob(
@@ -509,12 +519,8 @@ export class SqliteStore implements EventStore {
    * Whether the events from sequence `first` on are `events` as they were written: a
    * retry, not another producer's publish at a place already taken. Every field sent must
    * be there with the same value; the server may have added others (an estimated ETA in
-   * place of a missing or null one). Events already pruned cannot be compared and count
-   * as the same.
-   */
-  /**
-   * Whether the events at `first` on are `events` (a retry), or `undefined` when some of
-   * those places were dropped by the per-job cap and cannot tell.
+   * place of a missing or null one). `undefined` when some of those places were dropped by
+   * the per-job cap: what was there cannot be compared.
    */
   #wroteAlready(jobId: string, first: number, events: readonly NewEvent[]): boolean | undefined {
     const stored = this.readEvents(jobId, first - 1, events.length);
@@ -522,8 +528,8 @@ export class SqliteStore implements EventStore {
     // the oldest of those places are gone.
     if (stored.length < events.length || stored[0]?.sequence !== first) return undefined;
     return stored.every((row) => {
-      const sent = events[row.sequence - first];
-      if (sent === undefined) return true;
+      // Every row is one of the places asked about (read from `first`, as many as sent).
+      const sent = events[row.sequence - first]!;
       const written = JSON.parse(row.envelope) as { type: string; data: Record<string, unknown> };
       if (written.type !== sent.type) return false;
       for (const key in sent.data) {

@@ -111,6 +111,7 @@ export async function runCli(
 export interface StoredEvent {
   type: string;
   sequence: number;
+  timestamp: string;
   data: Record<string, unknown>;
 }
 

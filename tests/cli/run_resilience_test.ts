@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
 import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
+import { FINISH_STALL_MS } from "../../src/cli/publisher.ts";
 import {
   denoScript,
   runCli,
@@ -268,6 +269,10 @@ Deno.test("run waits out a rate limit at the end: every line is published and th
       const events = await storedEvents(server.url, "limited", bearer(token));
       assert.equal(logLines(events).length, 600);
       assert.equal(events.at(-1)?.data.status, "completed");
+      // The limit did hold the last lines back for longer than the end's stall limit.
+      const logs = events.filter((e) => e.type === "log");
+      const held = Date.parse(logs.at(-1)!.timestamp) - Date.parse(logs[0]!.timestamp);
+      assert.ok(held > FINISH_STALL_MS, `the last lines waited only ${held} ms`);
     },
   );
 });

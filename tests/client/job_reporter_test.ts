@@ -352,25 +352,81 @@ Deno.test("JobReporter keeps log lines it could not send and sends them before t
   });
 });
 
-Deno.test("JobReporter drops only the line the server refuses as too large, sends the rest of its batch, and says so once", async () => {
+Deno.test("JobReporter drops only the line the server refuses as too large, holds up no report for it, and tells of it once", async () => {
   await withServer({}, async (server) => {
-    const reporter = await JobReporter.create(server.url, { ...FAST, logFlushMs: 60_000 });
+    const told: string[] = [];
+    const reporter = await JobReporter.create(server.url, {
+      ...FAST,
+      logFlushMs: 60_000,
+      onError: (error) => told.push(error.code),
+    });
     try {
       await reporter.started();
-      reporter.log("good 1");
-      reporter.log("x".repeat(70_000));
-      reporter.log("good 2");
-      await assert.rejects(reporter.progress(10), { code: "event_too_large", status: 413 });
-      await reporter.progress(20);
+      for (let i = 1; i <= 7; i++) {
+        reporter.log(i === 4 ? "x".repeat(70_000) : `good ${i}`);
+      }
+      // A refused line is gone for good: the report after it goes out all the same.
+      await reporter.progress(10);
+      await assert.rejects(reporter.flush(), { code: "event_too_large", status: 413 });
       await reporter.flush();
+      assert.deepEqual(told, ["event_too_large"]);
+      assert.equal(reporter.droppedLines, 1);
+      assert.ok(reporter.splitBatches >= 1);
+      await reporter.complete({ ok: true });
       const written = (await events(server.url, reporter.jobId)).map((e) =>
         e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
       );
-      assert.deepEqual(written, ["status running", "good 1", "good 2", "progress 20"]);
+      assert.deepEqual(written, [
+        "status running",
+        "good 1",
+        "good 2",
+        "good 3",
+        "good 5",
+        "good 6",
+        "good 7",
+        "progress 10",
+        "result undefined",
+        "status completed",
+      ]);
     } finally {
       await reporter.close().catch(() => {});
     }
   });
+});
+
+Deno.test("JobReporter refuses lines and reports from the moment close() is called, and sends what came before", async () => {
+  await withServer({}, async (server) => {
+    const reporter = await JobReporter.create(server.url, { ...FAST, logFlushMs: 60_000 });
+    await reporter.started();
+    reporter.log("before close");
+    const closing = reporter.close();
+    assert.throws(() => reporter.log("during close"), { code: "closed" });
+    await assert.rejects(reporter.progress(5), { code: "closed" });
+    await closing;
+    const lines = (await events(server.url, reporter.jobId)).filter((e) => e.type === "log")
+      .map((e) => e.data.line);
+    assert.deepEqual(lines, ["before close"]);
+  });
+});
+
+Deno.test("JobReporter's aborted report rejects with the signal's reason whether or not lines wait", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  listener.close();
+  for (const withLines of [false, true]) {
+    const abort = new AbortController();
+    const reporter = new JobReporter(url, "gone", {
+      retries: 1,
+      initialDelayMs: 10,
+      maxDelayMs: 10,
+      logFlushMs: 60_000,
+      signal: abort.signal,
+    });
+    if (withLines) reporter.log("waiting");
+    const progress = reporter.progress(10);
+    abort.abort(new DOMException("Stopped by the test", "AbortError"));
+    await assert.rejects(progress, { name: "AbortError", message: "Stopped by the test" });
+  }
 });
 
 Deno.test("JobReporter sends a line logged after a report after it, and refuses calls after close with a rejected promise", async () => {
