@@ -756,8 +756,13 @@ class JobReporter:
                     )
                     self._batches = []
                 return reply
-            # Lines that did not land come before this report: it is not sent after a gap.
-            self._raise_log_error()
+            # Lines that could not be sent come before this report: it is not sent after the
+            # gap. (Lines the server refused are gone for good: they hold nothing up; they are
+            # logged, and raised by the next flush().)
+            if self._batches:
+                raise self._unsent_error or JobwireError(
+                    "network_error", "Buffered log lines have not been sent yet"
+                )
             return self._send(path, body)
 
     def _raise_log_error(self) -> None:
@@ -807,6 +812,13 @@ class JobReporter:
                     # Too large: one line may be the cause; the others still go, one by one.
                     self._batches[0:0] = [(uuid.uuid4().hex, [line]) for line in lines]
                 else:
+                    _log.warning(
+                        "%d log line%s of job %s refused and dropped: %s",
+                        len(lines),
+                        "" if len(lines) == 1 else "s",
+                        self.job_id,
+                        error,
+                    )
                     self._background_error = self._background_error or error
                 continue
             except Exception as error:  # noqa: BLE001 (a token function that raised, say)

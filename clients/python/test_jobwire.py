@@ -401,7 +401,7 @@ class ReporterTest(Deadline):
         self.assertTrue(snapshot["error"]["error"].endswith("[truncated]"))
         self.assertEqual(snapshot["error"]["error_type"], "runtime_error")
 
-    def test_log_batches_stay_under_the_body_limit_and_a_refused_line_stops_the_next_report(self) -> None:
+    def test_log_batches_stay_under_the_body_limit_and_a_refused_line_is_raised_by_flush(self) -> None:
         job = self.client.create_job(log_flush=60)
         job.started()
         for n in range(100):
@@ -413,13 +413,19 @@ class ReporterTest(Deadline):
         job.log("before")
         job.log("z" * 70_000)
         job.log("after")
-        with self.assertRaises(JobwireError) as refused:
+        # The refused line is gone for good: it holds up no report, and flush() raises it once.
+        with self.assertLogs("jobwire", "WARNING") as logged:
             job.progress(20)
+        self.assertIn("refused and dropped", logged.output[0])
+        with self.assertRaises(JobwireError) as refused:
+            job.flush()
         self.assertEqual(refused.exception.status, 413)
+        job.flush()
         events = self.client.events(job.job_id, since=102)["events"]
-        self.assertEqual([(e["type"], e["data"].get("line")) for e in events], [("log", "before"), ("log", "after")])
-        job.progress(30)
-        self.assertEqual(types_of(self.client, job.job_id)[-1], "progress")
+        self.assertEqual(
+            [(e["type"], e["data"].get("line", e["data"].get("progress"))) for e in events],
+            [("log", "before"), ("log", "after"), ("progress", 20)],
+        )
         job.close()
 
     def test_fail_and_cancel_go_out_even_after_a_refused_line(self) -> None:
