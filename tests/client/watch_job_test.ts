@@ -288,3 +288,22 @@ Deno.test("watchJob asks WebSockets for batch=1: a 2,500-event replay comes in a
     }
   });
 });
+
+Deno.test("a since past the end of a finished job is reported as truncated on every transport", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, { type: "status", data: { status: "running" } }, logEvent("a"));
+    await http(server.url, "POST", `/jobs/${id}/complete`, {});
+    for (const transport of ["websocket", "sse", "poll"] as const) {
+      const watcher = watchJob(server.url, id, { since: 99, transports: [transport] });
+      const rec = new Recorder(watcher);
+      try {
+        const truncated = await rec.next("truncated");
+        assert.equal(truncated.job_id, id, transport);
+        assert.equal((await rec.next("finished")).status, "completed", transport);
+      } finally {
+        watcher.close();
+      }
+    }
+  });
+});

@@ -86,6 +86,17 @@ Deno.test("SSE with close_on_finish ends after the terminal status; a reconnect 
     });
     assert.equal(again.status, 204);
     await again.body?.cancel();
+    // Past the end (the id's job was made again since, or a bad id): the stream tells so.
+    const past = await StreamClient.open(
+      `${server.url}/jobs/${id}/events?close_on_finish=1`,
+      "sse",
+      {
+        "last-event-id": "9",
+      },
+    );
+    const greeting = await past.next((m) => m.event === "connection");
+    assert.equal(greeting.json.data.replay.truncated, true);
+    await past.done;
   });
 });
 

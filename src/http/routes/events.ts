@@ -103,9 +103,10 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
     const closeOnFinish = options.close_on_finish ?? false;
     if (
       closeOnFinish && fromHeader !== undefined && isTerminal(job.status) &&
-      (start ?? 0) >= job.last_sequence
+      (start ?? 0) === job.last_sequence
     ) {
-      // An EventSource reconnecting after the end has everything: 204 stops its retries.
+      // An EventSource reconnecting after the end has everything: 204 stops its retries. One
+      // past the end (a job made again under its id) gets the stream, which says `truncated`.
       return c.body(null, 204);
     }
     const codec = codecFor(wanted.transport, wanted.format);
