@@ -1613,7 +1613,7 @@ var Sequencer = class {
         for (const event of page.events) {
           if (event.sequence > track.cursor) {
             this.#deliver(jobId, track, event);
-            filled++;
+            if (event.sequence <= target) filled++;
           }
         }
         if (track.cursor === before || !page.has_more) break;

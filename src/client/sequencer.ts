@@ -263,7 +263,8 @@ export class Sequencer {
         for (const event of page.events) {
           if (event.sequence > track.cursor) {
             this.#deliver(jobId, track, event);
-            filled++;
+            // Of the gap only: a page may also hold what came after it.
+            if (event.sequence <= target) filled++;
           }
         }
         if (track.cursor === before || !page.has_more) break;

@@ -91,3 +91,24 @@ Deno.test("multi-job heartbeats (last_sequences) fill each job's gap", async () 
     }
   });
 });
+
+Deno.test("a gap the per-job cap emptied is reported with nothing filled, and truncated", async () => {
+  await withServer({ "max-events-per-job": 20 }, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, ...Array.from({ length: 50 }, (_, i) => logEvent(i)));
+    const watcher = watchJob(server.url, id, {
+      since: 0,
+      transports: ["poll"],
+      closeOnFinish: false,
+    });
+    const rec = new Recorder(watcher);
+    try {
+      assert.deepEqual(await rec.until(50), range(50, 31));
+      assert.equal(rec.all("truncated")[0]?.first_available, 31);
+      // Events 1-30 are gone: none of them was filled, whatever the page held after them.
+      for (const gap of rec.all("gap")) assert.equal(gap.filled, 0, JSON.stringify(gap));
+    } finally {
+      watcher.close();
+    }
+  });
+});
