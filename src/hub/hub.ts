@@ -133,6 +133,14 @@ class Channel {
 /** Unfinished jobs tracked from the store at start; later ones are tracked as they appear. */
 const MAX_TRACKED_AT_START = 1_000_000;
 
+/**
+ * Finished jobs whose channel went that are remembered (their creation time and last
+ * sequence), the oldest forgotten first: a commit message of another isolate that comes
+ * after the job's end here is then known for what it is, not taken for a job this isolate
+ * never heard of. Messages come within milliseconds; this covers thousands of jobs ending.
+ */
+const FINISHED_REMEMBERED = 10_000;
+
 /** Recent events kept for replays when the server does not say: 10,000 per job, 32 MiB in all. */
 export const DEFAULT_RECENT: RecentLimits = { events: 10_000, bytes: 32 * 1024 * 1024 };
 
@@ -142,6 +150,8 @@ export const SHUTTING_DOWN = "server shutting down";
 /** Fan-out of committed events on one isolate. */
 export class Hub {
   #store: EventStore;
+  /** Jobs that finished and whose channel went, by id (see {@link FINISHED_REMEMBERED}). */
+  #finished = new Map<string, { createdAt: string | undefined; last: number }>();
   #fanout: Fanout;
   #channels = new Map<string, Channel>();
   #recent: RecentEvents;
@@ -325,7 +335,7 @@ export class Hub {
     if (channel === undefined) return;
     if (!channel.subscribers.delete(subscriber)) return;
     this.#onWatchers(jobId, channel.subscribers.size);
-    if (channel.subscribers.size === 0 && channel.ended) this.#drop(jobId, channel);
+    if (channel.subscribers.size === 0 && channel.ended) this.#dropEnded(jobId, channel);
   }
 
   /** Adds a subscriber to every job's events. */
@@ -490,6 +500,7 @@ export class Hub {
   }
 
   #endJob(jobId: string, reason: string, job?: Job): void {
+    this.#finished.delete(jobId);
     const channel = this.#channels.get(jobId);
     if (channel !== undefined) this.#endChannel(jobId, channel, reason);
     for (const subscriber of this.#firehose) subscriber.deleted(jobId, job);
@@ -518,8 +529,12 @@ export class Hub {
       for (const [jobId, first, last, terminal, createdAt, carried] of message.jobs) {
         // Every job made since start has its channel here: one missing is a job deleted
         // while the message travelled (unless the store has it, as it was then).
-        if (!this.#channels.has(jobId) && this.#store.getJob(jobId)?.created_at !== createdAt) {
-          continue;
+        if (!this.#channels.has(jobId)) {
+          if (this.#store.getJob(jobId)?.created_at !== createdAt) continue;
+          // Events of a job that finished here already (they crossed with its end): `all=1`
+          // streams had them; telling of the job again would start it over for them.
+          const done = this.#finished.get(jobId);
+          if (done?.createdAt === createdAt && last <= done.last) continue;
         }
         const channel = this.#eventChannel(jobId, first - 1, createdAt, carried?.job);
         // Events of an earlier job under the same id, deleted and made again while this
@@ -601,6 +616,8 @@ export class Hub {
   #receiveNotice(notice: FanoutNotice): void {
     if (notice.kind === "created") {
       const { job } = notice;
+      // A notice that comes after the job's end here: it was told of then.
+      if (this.#finished.get(job.id)?.createdAt === job.created_at) return;
       const channel = this.#channel(job.id, job.last_sequence, job.created_at);
       // Told already (an event of it came first), or a late notice of an earlier job under
       // an id made again since: nobody here is told twice, or of a job that is gone.
@@ -637,6 +654,15 @@ export class Hub {
     }
     if (channel === undefined) {
       channel = new Channel(last, createdAt);
+      const done = this.#finished.get(jobId);
+      if (done !== undefined && (createdAt === undefined || createdAt === done.createdAt)) {
+        // A job that finished here before: `all=1` streams here were told of it and had
+        // its events, up to its end (a late message of another isolate's brings nothing new).
+        this.#finished.delete(jobId);
+        channel.told = true;
+        channel.last = Math.max(last, done.last);
+        channel.ended = true;
+      }
       this.#channels.set(jobId, channel);
     }
     return channel;
@@ -671,7 +697,17 @@ export class Hub {
   /** Marks a channel's job finished; the channel goes once nobody follows it. */
   #ended(channel: Channel, jobId: string): void {
     channel.ended = true;
-    if (channel.subscribers.size === 0) this.#drop(jobId, channel);
+    if (channel.subscribers.size === 0) this.#dropEnded(jobId, channel);
+  }
+
+  /** Lets a finished job's channel go, remembering where it ended. */
+  #dropEnded(jobId: string, channel: Channel): void {
+    this.#drop(jobId, channel);
+    this.#finished.delete(jobId);
+    if (this.#finished.size >= FINISHED_REMEMBERED) {
+      this.#finished.delete(this.#finished.keys().next().value!);
+    }
+    this.#finished.set(jobId, { createdAt: channel.createdAt, last: channel.last });
   }
 
   /** Stops tracking a job here, and lets go of its recent events. */

@@ -13,7 +13,7 @@ import type { WireEvent } from "../../src/hub/wire_event.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { CommittedEvent } from "../../src/store/event_store.ts";
 import { checkEvent, type NewEvent } from "../../src/jobs/events.ts";
-import type { Job, JobRecord } from "../../src/jobs/job.ts";
+import { type Job, type JobRecord, publicJob } from "../../src/jobs/job.ts";
 import type { RecentLimits } from "../../src/hub/recent.ts";
 
 const T0_ISO = "2026-01-01T00:00:00.000Z";
@@ -1700,4 +1700,28 @@ Deno.test("a gap fill reads one state of the store: a deletion committed by anot
     store.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("hub tells all=1 subscribers of a finished job once, however late another isolate's events of it come", () => {
+  withHub((f) => {
+    const fire = firehose();
+    f.hub.subscribeAll(fire);
+    const job = createJob(f.store, "j");
+    f.hub.jobCreated(job);
+    publish(f, "j", status("running"));
+    // Committed on another isolate; its message crosses with the end committed here.
+    const elsewhere = commit(f.store, "j", ...logs(2, 4));
+    publish(f, "j", status("completed"));
+    assert.deepEqual(fire.order, ["created j", "j:1", "j:2", "j:3", "j:4", "j:5"]);
+    f.fanout.remote(elsewhere);
+    f.fanout.remote(elsewhere, true);
+    // Nor does a late notice of its creation start it over.
+    f.fanout.remoteNotice({ kind: "created", job: publicJob(job) });
+    assert.deepEqual(fire.order, ["created j", "j:1", "j:2", "j:3", "j:4", "j:5"]);
+    // A subscriber of the finished job replays it whole, and late messages change nothing.
+    const { recorder } = subscribe(f.hub, "j", 0);
+    f.fanout.remote(elsewhere);
+    assert.deepEqual(recorder.sequences, range(1, 5));
+    assert.deepEqual(fire.order, ["created j", "j:1", "j:2", "j:3", "j:4", "j:5"]);
+  });
 });
