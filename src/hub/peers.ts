@@ -80,6 +80,8 @@ export class Peers {
   #local: () => Record<string, number>;
   #figures: () => IsolateFigures;
   #pending = new Map<number, { replies: IsolateFigures[]; from: Set<string>; done: () => void }>();
+  /** Each other isolate's figures as it last gave them here. */
+  #lastFigures = new Map<string, IsolateFigures>();
   #nextRequest = 1;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Count changes posted so far (the number of the last one). */
@@ -185,6 +187,7 @@ export class Peers {
         if (pending === undefined || pending.from.has(message.from)) return;
         pending.from.add(message.from);
         pending.replies.push(message.figures);
+        this.#lastFigures.set(message.from, message.figures);
         if (pending.from.size >= this.#liveCount()) pending.done();
         break;
       }
@@ -236,6 +239,7 @@ export class Peers {
 
   #forget(isolate: string): void {
     this.#seen.delete(isolate);
+    this.#lastFigures.delete(isolate);
     this.#countsHeard.delete(isolate);
     this.#resyncAsked.delete(isolate);
     this.#stale.delete(isolate);
@@ -315,20 +319,32 @@ export class Peers {
 
   /**
    * Asks every other isolate for its figures; answers with those that reply in time (all
-   * of them at once, unless one is busy for longer than the timeout).
+   * of them at once, unless one is busy for longer than the timeout), and for one that does
+   * not, the figures it last gave here, if any (`stale` counts those): a sum of counters then
+   * does not drop by a busy isolate's share.
    */
-  gather(timeoutMs = 1000): Promise<IsolateFigures[]> {
-    if (this.#channel === undefined || this.#liveCount() === 0) return Promise.resolve([]);
+  gather(timeoutMs = 1000): Promise<{ figures: IsolateFigures[]; stale: number }> {
+    if (this.#channel === undefined || this.#liveCount() === 0) {
+      return Promise.resolve({ figures: [], stale: 0 });
+    }
     const id = this.#nextRequest++;
     return new Promise((resolve) => {
       const replies: IsolateFigures[] = [];
+      const from = new Set<string>();
       const done = () => {
         clearTimeout(timer);
         this.#pending.delete(id);
-        resolve(replies);
+        let stale = 0;
+        for (const isolate of this.#seen.keys()) {
+          const last = this.#lastFigures.get(isolate);
+          if (from.has(isolate) || last === undefined) continue;
+          replies.push(last);
+          stale++;
+        }
+        resolve({ figures: replies, stale });
       };
       const timer = setTimeout(done, timeoutMs);
-      this.#pending.set(id, { replies, from: new Set(), done });
+      this.#pending.set(id, { replies, from, done });
       this.#post({ kind: "stats-request", from: this.id, id });
     });
   }

@@ -71,3 +71,36 @@ Deno.test("peers: counts that all arrive stay as they were sent", async () => {
     receiver.close();
   }
 });
+
+Deno.test("peers: an isolate that does not answer in time is counted with the figures it last gave", async () => {
+  const name = `test-${crypto.randomUUID()}`;
+  let published = 10;
+  let silent = false;
+  const busy = new Peers(
+    name,
+    () => ({}),
+    () => ({ published }) as IsolateFigures,
+    new LossyChannel(name, (wire) => silent && wire.kind === "stats-reply"),
+  );
+  const asker = new Peers(name, () => ({}), figures);
+  try {
+    await until(() => asker.count === 1);
+    // Busy before it ever answered: nothing to count it with.
+    silent = true;
+    assert.deepEqual(await asker.gather(100), { figures: [], stale: 0 });
+    silent = false;
+    let answer = await asker.gather(2000);
+    assert.deepEqual([answer.figures.map((f) => f.published), answer.stale], [[10], 0]);
+    published = 25;
+    silent = true;
+    answer = await asker.gather(100);
+    // Not a sum that drops by its share (a counter read as reset), but its last figures.
+    assert.deepEqual([answer.figures.map((f) => f.published), answer.stale], [[10], 1]);
+    silent = false;
+    answer = await asker.gather(2000);
+    assert.deepEqual([answer.figures.map((f) => f.published), answer.stale], [[25], 0]);
+  } finally {
+    busy.close();
+    asker.close();
+  }
+});

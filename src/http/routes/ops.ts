@@ -46,14 +46,17 @@ export function localFigures(deps: AppDeps): IsolateFigures {
 /** The figures of every isolate of this server added up. */
 export async function serverFigures(
   deps: AppDeps,
+  waitMs?: number,
 ): Promise<IsolateFigures & { isolates: number; expected: number; each: IsolateFigures[] }> {
   const expected = deps.peers.count + 1;
-  const all = [localFigures(deps), ...(await deps.peers.gather())];
+  const others = await deps.peers.gather(waitMs);
+  const all = [localFigures(deps), ...others.figures];
   const total: IsolateFigures & { isolates: number; expected: number; each: IsolateFigures[] } = {
     ...all[0]!,
     connections: { websocket: 0, sse: 0, ndjson: 0, long_poll: 0 },
     perJob: {},
-    isolates: all.length,
+    // Those that answered now; one that did not is counted with the figures it last gave.
+    isolates: all.length - others.stale,
     expected,
     each: all,
   };
@@ -162,9 +165,15 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
   };
 }
 
+/**
+ * How long `/metrics` waits for the other isolates: longer than `/stats` (a scraper's timeout
+ * is seconds), so that one busy with a burst of replays is still counted fresh.
+ */
+const METRICS_WAIT_MS = 5_000;
+
 async function metricsText(deps: AppDeps): Promise<string> {
   const { stats, store } = deps;
-  const f = await serverFigures(deps);
+  const f = await serverFigures(deps, METRICS_WAIT_MS);
   const lines: string[] = [];
   const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
