@@ -31,9 +31,15 @@ function paramName(raw: string): string {
   }
 }
 
-/** Replaces secrets in a URL's query string, however their names are encoded. */
+/** A URL's user name and password (`scheme://user:password@host`). */
+const USER_INFO = /^([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]*@/i;
+
+/**
+ * Replaces secrets in a URL: its user name and password, and query parameters that carry a
+ * credential, however their names are encoded.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(
+  return url.replace(USER_INFO, "$1[redacted]@").replace(
     QUERY_PARAM,
     (whole, separator: string, name: string) =>
       SECRET_PARAMS.has(paramName(name)) ? `${separator}${name}=[redacted]` : whole,

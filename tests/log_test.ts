@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { log, redactUrl } from "../src/log.ts";
 
-Deno.test("redactUrl hides token, ticket and access_token however their names are written", () => {
+Deno.test("redactUrl hides a URL's user and password, and token, ticket and access_token however their names are written", () => {
   const cases: [string, string][] = [
     ["/ws?token=abc", "/ws?token=[redacted]"],
     ["/ws?jobs=a&TOKEN=abc&x=1", "/ws?jobs=a&TOKEN=[redacted]&x=1"],
@@ -10,6 +10,13 @@ Deno.test("redactUrl hides token, ticket and access_token however their names ar
     ["/a?access_token=abc&token=def", "/a?access_token=[redacted]&token=[redacted]"],
     ["/a?%zz=1&tokens=2&mytoken=3", "/a?%zz=1&tokens=2&mytoken=3"],
     ["no query at all", "no query at all"],
+    // A key set's URL with a user name and password in it.
+    [
+      "http://alice:pa55w0rd@keys.example:8443/jwks.json?token=abc",
+      "http://[redacted]@keys.example:8443/jwks.json?token=[redacted]",
+    ],
+    ["https://user@host/a", "https://[redacted]@host/a"],
+    ["https://host/a?next=x@y", "https://host/a?next=x@y"],
   ];
   for (const [url, shown] of cases) assert.equal(redactUrl(url), shown, url);
 });
