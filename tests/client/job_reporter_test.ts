@@ -41,6 +41,13 @@ async function events(base: string, id: string) {
   return page.json.events as { type: string; sequence: number; data: Record<string, unknown> }[];
 }
 
+/** A job's events in short: a log's line, else `type status-or-progress`. */
+async function written(base: string, id: string): Promise<unknown[]> {
+  return (await events(base, id)).map((e) =>
+    e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
+  );
+}
+
 Deno.test("JobReporter publishes a whole job in call order, logs batched", async () => {
   await withServer({}, async (server) => {
     const network = recording();
@@ -337,10 +344,7 @@ Deno.test("JobReporter keeps log lines it could not send and sends them before t
       reporter.log("logged after");
       await reporter.progress(50);
       await reporter.flush();
-      const written = (await events(server.url, reporter.jobId)).map((e) =>
-        e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
-      );
-      assert.deepEqual(written, [
+      assert.deepEqual(await written(server.url, reporter.jobId), [
         "status running",
         "logged while the server was away",
         "logged after",
@@ -373,10 +377,7 @@ Deno.test("JobReporter drops only the line the server refuses as too large, hold
       assert.equal(reporter.droppedLines, 1);
       assert.ok(reporter.splitBatches >= 1);
       await reporter.complete({ ok: true });
-      const written = (await events(server.url, reporter.jobId)).map((e) =>
-        e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
-      );
-      assert.deepEqual(written, [
+      assert.deepEqual(await written(server.url, reporter.jobId), [
         "status running",
         "good 1",
         "good 2",
@@ -438,10 +439,12 @@ Deno.test("JobReporter sends a line logged after a report after it, and refuses 
     reporter.log("after");
     await progress;
     await reporter.close();
-    const written = (await events(server.url, reporter.jobId)).map((e) =>
-      e.type === "log" ? e.data.line : `${e.type} ${e.data.status ?? e.data.progress}`
-    );
-    assert.deepEqual(written, ["status running", "before", "progress 30", "after"]);
+    assert.deepEqual(await written(server.url, reporter.jobId), [
+      "status running",
+      "before",
+      "progress 30",
+      "after",
+    ]);
     const late = reporter.progress(40);
     assert.ok(late instanceof Promise);
     await assert.rejects(late, { code: "closed" });
