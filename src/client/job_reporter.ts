@@ -274,8 +274,8 @@ export class JobReporter {
   /**
    * Sends buffered log lines and waits for every report made so far.
    *
-   * @throws {JobwireError} lines the server refused since the last report or flush, or the
-   *   error that keeps lines from being sent (they stay buffered and go first next time)
+   * @throws {JobwireError} the error that keeps lines from being sent (they stay buffered
+   *   and go first next time), else that of lines the server refused since the last flush
    */
   flush(): Promise<void> {
     const cut = this.#cut();
