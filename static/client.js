@@ -85,12 +85,7 @@ function joinUrl(base, path, query = {}) {
   return url.toString();
 }
 function checkBaseUrl(baseUrl) {
-  let protocol;
-  try {
-    protocol = new URL(baseUrl).protocol;
-  } catch {
-    protocol = void 0;
-  }
+  const protocol = URL.canParse(baseUrl) ? new URL(baseUrl).protocol : void 0;
   if (protocol !== "http:" && protocol !== "https:") {
     throw new TypeError(`The server's URL must be an absolute http(s) URL, such as http://localhost:8080, not ${JSON.stringify(String(baseUrl)).slice(0, 200)}`);
   }
@@ -2001,10 +1996,8 @@ var JobReporter = class _JobReporter {
   #cuts = 0;
   #timer;
   #tail = Promise.resolve();
-  /** Lines the server refused since the last report or flush (raised once). */
+  /** Lines the server refused since the last flush (raised once). */
   #backgroundError;
-  /** Why the batches left could not be sent (the server unreachable past the retries). */
-  #unsentError;
   #closed = false;
   #job;
   /** Reports to an existing job. */
@@ -2181,8 +2174,11 @@ var JobReporter = class _JobReporter {
   flush() {
     const cut = this.#cut();
     return this.#queue(async () => {
-      await this.#sendLines(cut);
-      this.#raiseLogError(cut);
+      const unsent = await this.#sendLines(cut);
+      if (unsent !== void 0) throw unsent;
+      const refused = this.#backgroundError;
+      this.#backgroundError = void 0;
+      if (refused !== void 0) throw refused;
     });
   }
   /** Refuses further reports and lines from now on, and flushes what came before. */
@@ -2199,7 +2195,7 @@ var JobReporter = class _JobReporter {
     if (this.#closed) return Promise.reject(closedError());
     const cut = this.#cut();
     return this.#queue(async () => {
-      await this.#sendLines(cut);
+      const unsent = await this.#sendLines(cut);
       if (path === "/fail" || path === "/cancel") {
         const reply = await this.#send(path, body);
         for (const batch of this.#batches) {
@@ -2210,7 +2206,7 @@ var JobReporter = class _JobReporter {
         return reply;
       }
       this.#signal?.throwIfAborted();
-      if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
+      if (unsent !== void 0) throw unsent;
       return await this.#send(path, body);
     });
   }
@@ -2254,14 +2250,14 @@ var JobReporter = class _JobReporter {
     this.#retrying = false;
   }
   /**
-   * Sends the buffered lines, in batches of at most `logBatchSize` lines and 256 KiB. A
-   * batch keeps its key until it lands. Batches the server could not be reached for stay,
-   * in order, in front of later lines (the timer tries again); a batch refused as too large
-   * goes again line by line, and a refused line is dropped, its error kept for the next
-   * report or flush. Runs in the queue.
+   * Sends the batches cut up to `cut`. A batch keeps its key until it lands. Batches the
+   * server could not be reached for stay, in order, in front of later lines (the timer tries
+   * again); a batch refused as too large goes again in halves, and a refused line is
+   * dropped, its error kept for the next flush. Runs in the queue.
+   *
+   * @returns why batches up to `cut` are left unsent, if they are
    */
   async #sendLines(cut) {
-    this.#unsentError = void 0;
     while (this.#batches.length > 0 && this.#batches[0].cut <= cut) {
       const { key, lines, cut: made } = this.#batches[0];
       try {
@@ -2272,10 +2268,9 @@ var JobReporter = class _JobReporter {
         const aborted = this.#signal?.aborted === true;
         const error = asJobwireError(caught, aborted ? "closed" : "network_error");
         if (aborted || error.retryable) {
-          this.#unsentError = error;
           this.#onError?.(error);
           if (!this.#closed && !aborted) this.#armRetry();
-          return;
+          return error;
         }
         this.#batches.shift();
         if (error.status === 413 && lines.length > 1) {
@@ -2301,6 +2296,7 @@ var JobReporter = class _JobReporter {
       }
       this.#batches.shift();
     }
+    return void 0;
   }
   /** Tries the lines left again after `logFlushMs`, without keeping the process alive. */
   #armRetry() {
@@ -2308,17 +2304,6 @@ var JobReporter = class _JobReporter {
     this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
     this.#retrying = true;
     unrefTimer(this.#timer);
-  }
-  /** Why lines up to now are not sent: what kept them from the server. */
-  #unsent() {
-    return this.#unsentError ?? new JobwireError("network_error", "Buffered log lines have not been sent yet");
-  }
-  /** For `flush()`: lines left unsent (first), or lines refused since the last flush. */
-  #raiseLogError(cut) {
-    if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
-    const error = this.#backgroundError;
-    this.#backgroundError = void 0;
-    if (error !== void 0) throw error;
   }
   /** Runs `work` after everything queued before it; the queue goes on whatever it does. */
   #queue(work) {

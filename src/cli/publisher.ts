@@ -327,23 +327,21 @@ export class RunPublisher {
     for (const item of batch) reporter.log(item.line, item.level, item.source);
     const dropped = reporter.droppedLines;
     const split = reporter.splitBatches;
-    const shrink = () => {
-      // A request the server found too large went again in halves: later ones are smaller,
-      // so that they fit at once. (A line too large on its own says nothing of batches.)
-      if (reporter.splitBatches === split) return;
-      this.#batchLines = Math.max(1, Math.min(this.#batchLines, Math.ceil(batch.length / 2)));
-      this.#batchChars = Math.max(1, Math.floor(this.#batchChars / 2));
-    };
     try {
       await reporter.flush();
     } catch (error) {
-      shrink();
       // Lost: lines the server refused, and, once the drain is given up, those never sent
       // (until then the reporter keeps them, and they go first next time).
       const unsent = this.#drain.signal.aborted ? reporter.unsentLines : 0;
       throw { error, lost: reporter.droppedLines - dropped + unsent };
+    } finally {
+      // A request the server found too large went again in halves: later ones are smaller,
+      // so that they fit at once. (A line too large on its own says nothing of batches.)
+      if (reporter.splitBatches !== split) {
+        this.#batchLines = Math.max(1, Math.min(this.#batchLines, Math.ceil(batch.length / 2)));
+        this.#batchChars = Math.max(1, Math.floor(this.#batchChars / 2));
+      }
     }
-    shrink();
   }
 
   #stopped(): boolean {

@@ -30,12 +30,7 @@ export function joinUrl(base: string, path: string, query: Query = {}): string {
  * @throws {TypeError} naming the URL and the form expected
  */
 export function checkBaseUrl(baseUrl: string): void {
-  let protocol: string | undefined;
-  try {
-    protocol = new URL(baseUrl).protocol;
-  } catch {
-    protocol = undefined;
-  }
+  const protocol = URL.canParse(baseUrl) ? new URL(baseUrl).protocol : undefined;
   if (protocol !== "http:" && protocol !== "https:") {
     throw new TypeError(
       `The server's URL must be an absolute http(s) URL, such as http://localhost:8080, not ${

@@ -107,10 +107,8 @@ export class JobReporter {
   #cuts = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #tail: Promise<unknown> = Promise.resolve();
-  /** Lines the server refused since the last report or flush (raised once). */
+  /** Lines the server refused since the last flush (raised once). */
   #backgroundError: JobwireError | undefined;
-  /** Why the batches left could not be sent (the server unreachable past the retries). */
-  #unsentError: JobwireError | undefined;
   #closed = false;
   #job: JobSnapshot | undefined;
 
@@ -280,8 +278,11 @@ export class JobReporter {
   flush(): Promise<void> {
     const cut = this.#cut();
     return this.#queue(async () => {
-      await this.#sendLines(cut);
-      this.#raiseLogError(cut);
+      const unsent = await this.#sendLines(cut);
+      if (unsent !== undefined) throw unsent;
+      const refused = this.#backgroundError;
+      this.#backgroundError = undefined;
+      if (refused !== undefined) throw refused;
     });
   }
 
@@ -300,7 +301,7 @@ export class JobReporter {
     if (this.#closed) return Promise.reject(closedError());
     const cut = this.#cut();
     return this.#queue(async () => {
-      await this.#sendLines(cut);
+      const unsent = await this.#sendLines(cut);
       if (path === "/fail" || path === "/cancel") {
         // Ending the job matters more than lines that could not be sent: it goes out, and
         // what became of the lines is told to `onError`.
@@ -318,7 +319,7 @@ export class JobReporter {
       // (Lines the server refused are gone for good: they hold nothing up, and are told to
       // `onError` and the next `flush()`.)
       this.#signal?.throwIfAborted();
-      if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
+      if (unsent !== undefined) throw unsent;
       return await this.#send(path, body);
     });
   }
@@ -359,14 +360,14 @@ export class JobReporter {
   }
 
   /**
-   * Sends the buffered lines, in batches of at most `logBatchSize` lines and 256 KiB. A
-   * batch keeps its key until it lands. Batches the server could not be reached for stay,
-   * in order, in front of later lines (the timer tries again); a batch refused as too large
-   * goes again line by line, and a refused line is dropped, its error kept for the next
-   * report or flush. Runs in the queue.
+   * Sends the batches cut up to `cut`. A batch keeps its key until it lands. Batches the
+   * server could not be reached for stay, in order, in front of later lines (the timer tries
+   * again); a batch refused as too large goes again in halves, and a refused line is
+   * dropped, its error kept for the next flush. Runs in the queue.
+   *
+   * @returns why batches up to `cut` are left unsent, if they are
    */
-  async #sendLines(cut: number): Promise<void> {
-    this.#unsentError = undefined;
+  async #sendLines(cut: number): Promise<JobwireError | undefined> {
     while (this.#batches.length > 0 && this.#batches[0]!.cut <= cut) {
       const { key, lines, cut: made } = this.#batches[0]!;
       try {
@@ -377,10 +378,9 @@ export class JobReporter {
         // no answer of the server (a token function that threw) is tried again later.
         const error = asJobwireError(caught, aborted ? "closed" : "network_error");
         if (aborted || error.retryable) {
-          this.#unsentError = error;
           this.#onError?.(error);
           if (!this.#closed && !aborted) this.#armRetry();
-          return;
+          return error;
         }
         this.#batches.shift();
         if (error.status === 413 && lines.length > 1) {
@@ -405,6 +405,7 @@ export class JobReporter {
       }
       this.#batches.shift();
     }
+    return undefined;
   }
 
   /** Tries the lines left again after `logFlushMs`, without keeping the process alive. */
@@ -413,20 +414,6 @@ export class JobReporter {
     this.#timer = setTimeout(() => this.#flushLines(), this.#flushMs);
     this.#retrying = true;
     unrefTimer(this.#timer);
-  }
-
-  /** Why lines up to now are not sent: what kept them from the server. */
-  #unsent(): JobwireError {
-    return this.#unsentError ??
-      new JobwireError("network_error", "Buffered log lines have not been sent yet");
-  }
-
-  /** For `flush()`: lines left unsent (first), or lines refused since the last flush. */
-  #raiseLogError(cut: number): void {
-    if ((this.#batches[0]?.cut ?? Infinity) <= cut) throw this.#unsent();
-    const error = this.#backgroundError;
-    this.#backgroundError = undefined;
-    if (error !== undefined) throw error;
   }
 
   /** Runs `work` after everything queued before it; the queue goes on whatever it does. */

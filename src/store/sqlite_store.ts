@@ -297,8 +297,9 @@ export class SqliteStore implements EventStore {
     return statement;
   }
 
-  #transaction<T>(work: () => T): T {
-    this.#stmt(SQL.begin).run();
+  /** Runs `work` in one transaction: a write's (`BEGIN IMMEDIATE`) unless `begin` says. */
+  #transaction<T>(work: () => T, begin: string = SQL.begin): T {
+    this.#stmt(begin).run();
     try {
       const value = work();
       this.#stmt(SQL.commit).run();
@@ -311,23 +312,7 @@ export class SqliteStore implements EventStore {
 
   readConsistently<T>(read: () => T): T {
     // Within a transaction (a write's), its statements already see one database.
-    if (this.#db.isTransaction) return read();
-    this.#stmt(SQL.beginRead).run();
-    let value: T;
-    try {
-      value = read();
-    } catch (error) {
-      if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
-      throw error;
-    }
-    try {
-      if (this.#db.isTransaction) this.#stmt(SQL.commit).run();
-    } catch (error) {
-      // Left open, it would hold every later read on this state, and refuse writes.
-      if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
-      throw error;
-    }
-    return value;
+    return this.#db.isTransaction ? read() : this.#transaction(read, SQL.beginRead);
   }
 
   createJob(
