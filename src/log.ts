@@ -1,7 +1,7 @@
 /**
  * Server log lines on stderr: one line each, `LEVEL message key=value…`. Secrets never
- * reach a line: values under secret-looking keys and `token`/`ticket` query parameters
- * in URLs are replaced by `[redacted]`.
+ * reach a line: values under secret-looking keys, and query parameters with credential
+ * names (`token`, `ticket`, `api_key`, `signature`…) in URLs, are replaced by `[redacted]`.
  *
  * @module
  */
@@ -18,8 +18,12 @@ export function setLogLevel(level: LogLevel): void {
 }
 
 const SECRET_KEYS = /^(token|ticket|password|secret|authorization|cookie|access_token)$/i;
-/** Query parameters that carry a credential, by their decoded name. */
-const SECRET_PARAMS = new Set(["token", "ticket", "access_token"]);
+/**
+ * Query parameters that carry a credential, by their decoded name: jobwire's own (`token`,
+ * `ticket`) and what other services name theirs (`--jwks-url …?api_key=`, `X-Amz-Signature`).
+ */
+const SECRET_PARAM =
+  /token|ticket|secret|passw|pwd|api[_-]?key|^key$|signature|^sig$|credential|^auth|session|^code$/i;
 const QUERY_PARAM = /([?&])([^=&#\s]*)=([^&#\s]*)/g;
 
 /** A query parameter's name as the server reads it (`%74oken` is `token`). */
@@ -42,7 +46,7 @@ export function redactUrl(url: string): string {
   return url.replace(USER_INFO, "$1[redacted]@").replace(
     QUERY_PARAM,
     (whole, separator: string, name: string) =>
-      SECRET_PARAMS.has(paramName(name)) ? `${separator}${name}=[redacted]` : whole,
+      SECRET_PARAM.test(paramName(name)) ? `${separator}${name}=[redacted]` : whole,
   );
 }
 

@@ -87,12 +87,16 @@ export function bearerOf(request: Request): string | undefined {
 }
 
 /** Reads the bearer token of a request, wherever it was put. */
-export function credentialOf(request: Request, url: URL): string | undefined {
+export function credentialOf(
+  request: Request,
+  url: URL,
+  options: { cookie?: boolean } = {},
+): string | undefined {
   const bearer = bearerOf(request);
   if (bearer !== undefined) return bearer;
   const query = url.searchParams.get("token");
   if (query !== null && query !== "") return query;
-  const cookies = request.headers.get("cookie");
+  const cookies = options.cookie === false ? null : request.headers.get("cookie");
   if (cookies !== null) {
     for (const part of cookies.split(";")) {
       const eq = part.indexOf("=");
@@ -134,8 +138,12 @@ export class Authenticator {
   }
 
   /** The principal of `request`, or why there is none. */
-  async authenticate(request: Request, url: URL): Promise<AuthOutcome> {
-    const token = credentialOf(request, url);
+  async authenticate(
+    request: Request,
+    url: URL,
+    options: { cookie?: boolean } = {},
+  ): Promise<AuthOutcome> {
+    const token = credentialOf(request, url, options);
     if (token === undefined) return { principal: null, failure: "authentication_required" };
     return await this.verify(token);
   }

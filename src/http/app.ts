@@ -129,6 +129,9 @@ function isStorageError(error: unknown): boolean {
     (error instanceof Error && (error as { code?: unknown }).code === "ERR_SQLITE_ERROR");
 }
 
+/** A `Host` header: a name or IPv4 address, or an IPv6 one in brackets, and a port. */
+const VALID_HOST = /^(?:[A-Za-z0-9_~-](?:[A-Za-z0-9._~-]*)|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
@@ -146,6 +149,11 @@ export function createApp(deps: AppDeps): App {
     c.set("https", client.https);
     const origin = request.headers.get("origin");
     const host = request.headers.get("host");
+    // The runtime makes the request's URL of the Host header: one that is no host (`a b`,
+    // `a/b`, `a?b`) would make it fail to parse, or name another path.
+    if (host !== null && !VALID_HOST.test(host)) {
+      return refuse(request, "invalid host", new ApiError("invalid_host"));
+    }
     if (
       deps.authenticator === undefined &&
       !hostAllowed(host, deps.config.allowedHosts, deps.config.host)
@@ -176,7 +184,11 @@ export function createApp(deps: AppDeps): App {
       c.set("principal", OPEN_PRINCIPAL);
       c.set("authFailure", undefined);
     } else {
-      const outcome = await deps.authenticator.authenticate(request, new URL(request.url));
+      // The sign-in cookie is the status page's: a page of another origin, even an allowed
+      // one, gets no session of it (a browser sends it to every port of the host name).
+      const outcome = await deps.authenticator.authenticate(request, new URL(request.url), {
+        cookie: !cross,
+      });
       c.set("principal", outcome.principal);
       c.set("authFailure", outcome.failure);
     }

@@ -21,6 +21,10 @@ export const ERRORS = {
     status: 403,
     message: "This Origin may not use the API (see --allowed-origins)",
   },
+  invalid_host: {
+    status: 400,
+    message: "The Host header is not a host name or address with an optional port",
+  },
   host_not_allowed: {
     status: 403,
     message: "This server without authentication does not answer to this host name " +

@@ -28,8 +28,11 @@ export interface Codec {
   readonly format: MessageFormat;
   /** Frames a committed event, or `undefined` when this format does not send it. */
   readonly events: Encoder;
-  /** Frames a session message (not persisted) whose JSON text is `json`. */
-  session(type: string, json: string): Frame;
+  /**
+   * Frames a session message (not persisted) whose JSON text is `json`; on SSE with `id`,
+   * the place a browser's `EventSource` resumes from if the stream ends before any event.
+   */
+  session(type: string, json: string, id?: number): Frame;
   /** Frames a committed event with a connection-specific SSE id (multi-job SSE). */
   withId(event: WireEvent, id: string): Frame | undefined;
   /** A keep-alive that carries no message (SSE comment), if the transport has one. */
@@ -74,7 +77,7 @@ function makeCodec(transport: Transport, format: MessageFormat, id: number): Cod
     transport,
     format,
     events,
-    session(type, json) {
+    session(type, json, id) {
       switch (transport) {
         case "websocket":
           return json;
@@ -82,9 +85,11 @@ function makeCodec(transport: Transport, format: MessageFormat, id: number): Cod
           return utf8.encode(json + "\n");
         case "sse":
           return utf8.encode(
-            format === "envelope"
-              ? formatSse({ event: type, data: json })
-              : formatSse({ data: json }),
+            formatSse({
+              ...(id === undefined ? {} : { id }),
+              ...(format === "envelope" ? { event: type } : {}),
+              data: json,
+            }),
           );
       }
     },

@@ -19,6 +19,11 @@ import { type Codec, frameLength, type Transport } from "./codec.ts";
 import { Outbox, type OutboxLimits, type Sink } from "./outbox.ts";
 import type { ReplayAllowance } from "./replay_allowance.ts";
 
+/** Where a job's replay starts after: before its first event, or its end when it has none. */
+function replayStart(job: Job, replay: ReplayInfo): number {
+  return replay.from === null ? job.last_sequence : replay.from - 1;
+}
+
 /** WebSocket close codes (DESIGN §6). */
 export const CLOSE = {
   normal: 1000,
@@ -292,21 +297,34 @@ export class Session {
           }
           this.#subs.set(jobId, sub);
           if (first) this.#own ??= jobId;
+          // A one-job SSE stream says where it stands from its first message: an
+          // EventSource whose stream ends before any event (a finished job it is up to
+          // date with) then resumes with that place, and is told 204 rather than fed the
+          // same greeting every few seconds.
+          const place = first && this.cursorIds === undefined
+            ? (snapshot ? job.last_sequence : replayStart(job, replay))
+            : undefined;
           if (snapshot) {
-            this.#push(JSON.stringify(flatSnapshot(job)), "snapshot", false);
+            this.#push(JSON.stringify(flatSnapshot(job)), "snapshot", false, place);
           } else {
-            this.#sendMessage(first ? "connection" : "subscribed", jobId, {
-              ...(first
-                ? {
-                  status: "connected",
-                  message: `Connected to job ${jobId}`,
-                  server_time: new Date().toISOString(),
-                }
-                : {}),
-              last_sequence: job.last_sequence,
-              job: publicJob(job),
-              replay,
-            }, false);
+            this.#sendMessage(
+              first ? "connection" : "subscribed",
+              jobId,
+              {
+                ...(first
+                  ? {
+                    status: "connected",
+                    message: `Connected to job ${jobId}`,
+                    server_time: new Date().toISOString(),
+                  }
+                  : {}),
+                last_sequence: job.last_sequence,
+                job: publicJob(job),
+                replay,
+              },
+              false,
+              place,
+            );
           }
         },
       );
@@ -653,13 +671,19 @@ export class Session {
     jobId: string | null,
     data: Record<string, unknown>,
     bounded = true,
+    place?: number,
   ): void {
-    this.#push(encodeEnvelope(type, jobId, null, new Date().toISOString(), data), type, bounded);
+    this.#push(
+      encodeEnvelope(type, jobId, null, new Date().toISOString(), data),
+      type,
+      bounded,
+      place,
+    );
   }
 
-  #push(json: string, type: string, bounded: boolean): void {
+  #push(json: string, type: string, bounded: boolean, place?: number): void {
     if (this.#closed) return;
-    this.#outbox.push(this.codec.session(type, json), undefined, bounded);
+    this.#outbox.push(this.codec.session(type, json, place), undefined, bounded);
   }
 
   /**

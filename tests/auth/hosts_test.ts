@@ -174,3 +174,33 @@ Deno.test("--allowed-hosts lets a server without auth answer a name; a server wi
     assert.equal(named.status, 200, named.text);
   });
 });
+
+Deno.test("a Host header that is no host is refused with 400, never a 500, with or without auth", async () => {
+  for (const overrides of [{}, { ...AUTH }]) {
+    await withServer(overrides, async (server) => {
+      const token = await tokenFor("ops", "admin");
+      for (const host of ["a b", "a<b", "[::1", "a%b", "x:80:80", "a/b", "a?b", "a#b", "@x"]) {
+        for (const path of ["/healthz", "/jobs", "/"]) {
+          const reply = await raw(server.port, host, `GET ${path} HTTP/1.1`, [
+            `Authorization: Bearer ${token}`,
+          ]);
+          assert.equal(reply.status, 400, `${host} ${path}: ${reply.text}`);
+          assert.match(reply.text, /"invalid_host"/);
+        }
+        const ws = await raw(server.port, host, "GET /ws?all=1 HTTP/1.1", UPGRADE);
+        assert.deepEqual(closeFrame(ws.bytes), { code: 1008, reason: "invalid host" }, host);
+      }
+      // Names, addresses and ports still pass.
+      for (const host of [`127.0.0.1:${server.port}`, "localhost", "[::1]:80", "my_host.local"]) {
+        const reply = await raw(server.port, host, "GET /healthz HTTP/1.1");
+        // Without auth a name it is not known by is refused, as a guard against rebinding.
+        const expected = host === "my_host.local" && !("jwt-secret" in overrides) ? 403 : 200;
+        assert.equal(reply.status, expected, `${host}: ${reply.text}`);
+      }
+      const metrics = await raw(server.port, `127.0.0.1:${server.port}`, "GET /metrics HTTP/1.1", [
+        `Authorization: Bearer ${token}`,
+      ]);
+      assert.match(metrics.text, /jobwire_server_errors_total 0\b/);
+    });
+  }
+});

@@ -119,3 +119,88 @@ Deno.test("auth/cookie makes the bearer token the HttpOnly cookie, for the token
     assert.equal(open.json.error.code, "auth_disabled");
   });
 });
+
+Deno.test("the sign-in cookie is the status page's: a page of another origin, even an allowed one, gets no session of it", async () => {
+  const allowed = "http://dash.example";
+  await withServer({ ...AUTH, "allowed-origins": allowed }, async (server) => {
+    const token = await tokenFor("ops", "admin");
+    const cookie = `jobwire_token=${token}`;
+    const own = `http://127.0.0.1:${server.port}`;
+    // The status page itself (same origin, or no Origin at all) is signed in.
+    for (const headers of [{ cookie }, { cookie, origin: own }]) {
+      const reply = await http(server.url, "GET", "/jobs", undefined, headers);
+      assert.equal(reply.status, 200, reply.text);
+    }
+    // An allowed page is not: neither reading, nor a simple POST a browser sends unasked.
+    const read = await http(server.url, "GET", "/jobs", undefined, { cookie, origin: allowed });
+    assert.equal(read.status, 401, read.text);
+    const session = await http(server.url, "GET", "/auth/session", undefined, {
+      cookie,
+      origin: allowed,
+    });
+    assert.equal(session.json.signed_in, false);
+    const write = await fetch(`${server.url}/jobs`, {
+      method: "POST",
+      headers: { cookie, origin: allowed, "content-type": "text/plain" },
+      body: JSON.stringify({ id: "planted", owner: "someone" }),
+    });
+    assert.equal(write.status, 401, await write.text());
+    assert.equal(
+      (await http(server.url, "GET", "/jobs/planted", undefined, bearer(token))).status,
+      404,
+    );
+    // Nor a WebSocket, which a browser opens with the cookie whatever the page's origin.
+    const first = (origin: string) =>
+      new Promise<string>((resolve) => {
+        // Deno's WebSocket takes headers, as a browser sends them; its types do not say so.
+        const options = { headers: { cookie, origin } } as unknown as string[];
+        const socket = new WebSocket(`${server.url.replace("http", "ws")}/ws?all=1`, options);
+        socket.onmessage = (e) => {
+          resolve(`message ${JSON.parse(e.data).type}`);
+          socket.close();
+        };
+        socket.onclose = (e) => resolve(`close ${e.code} ${e.reason}`);
+      });
+    assert.equal(await first(own), "message connection");
+    assert.match(await first(allowed), /^close 1008 /);
+    // With its own token, the allowed page is served.
+    const withToken = await http(server.url, "GET", "/jobs", undefined, {
+      origin: allowed,
+      ...bearer(token),
+    });
+    assert.equal(withToken.status, 200, withToken.text);
+  });
+});
+
+Deno.test("answers that hold a token or ticket are kept by no cache", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-session-" });
+  const added = await runMain(["user", "add", "bob", "--scope", "read", "--data-dir", dataDir], {
+    env: { JOBWIRE_PASSWORD: "bob-password-1" },
+  });
+  assert.equal(added.code, 0, added.stderr);
+  const server = await startTestServer({ ...AUTH }, { dataDir });
+  try {
+    const login = await http(server.url, "POST", "/auth/login", {
+      username: "bob",
+      password: "bob-password-1",
+    });
+    assert.equal(login.status, 200, login.text);
+    const token = await tokenFor("ops", "admin");
+    const job = await http(server.url, "POST", "/jobs", {}, bearer(token));
+    const ticket = await http(
+      server.url,
+      "POST",
+      "/tickets",
+      { job_id: job.json.job.id },
+      bearer(token),
+    );
+    assert.equal(ticket.status, 201, ticket.text);
+    const cookie = await http(server.url, "POST", "/auth/cookie", {}, bearer(token));
+    for (const reply of [login, ticket, cookie]) {
+      assert.equal(reply.headers.get("cache-control"), "no-store");
+    }
+  } finally {
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -19,7 +19,8 @@ Deno.test("SSE stream frames events with id, event and data, after retry and a c
       assert.match(sse.response.headers.get("cache-control") ?? "", /no-cache/);
       const connection = await sse.next();
       assert.equal(connection.event, "connection");
-      assert.equal(connection.id, undefined);
+      // The place its replay starts after: where an EventSource resumes if cut before it.
+      assert.equal(connection.id, "0");
       assert.equal(connection.json.data.last_sequence, 1);
       const first = await sse.next();
       assert.deepEqual([first.id, first.event, first.json.sequence], ["1", "log", 1]);
@@ -379,5 +380,53 @@ Deno.test("a multi-job SSE stream resumes after one of its jobs was deleted, tel
     const none = await fetch(url, { headers: { accept: "text/event-stream" } });
     assert.equal(none.status, 410);
     await none.body?.cancel();
+  });
+});
+
+/**
+ * Follows an SSE URL as a browser's EventSource does: reads each stream to its end, keeps
+ * the last `id:` it saw, and reconnects with it as `Last-Event-ID` until told 204.
+ *
+ * @returns how many streams it opened before the 204, or `attempts` + 1 if it never stopped
+ */
+async function eventSourceStreams(url: string, attempts = 4): Promise<number> {
+  let lastId = "";
+  for (let opened = 0; opened < attempts; opened++) {
+    const reply = await fetch(url, {
+      headers: {
+        accept: "text/event-stream",
+        ...(lastId === "" ? {} : { "last-event-id": lastId }),
+      },
+    });
+    if (reply.status === 204) return opened;
+    const text = await reply.text();
+    assert.equal(reply.status, 200, text);
+    for (const line of text.split("\n")) {
+      if (line.startsWith("id:")) lastId = line.slice(3).trim();
+    }
+  }
+  return attempts + 1;
+}
+
+Deno.test("an EventSource stops after a finished job's stream, whatever the stream was asked for", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    for (const id of [a, b]) {
+      await publish(server.url, id, { type: "status", data: { status: "running" } }, logEvent("x"));
+      await http(server.url, "POST", `/jobs/${id}/complete`, {});
+    }
+    const cases = [
+      `/jobs/${a}/events?close_on_finish=1`,
+      `/jobs/${a}/events?since=3&close_on_finish=1`,
+      `/jobs/${a}/events?since=0&close_on_finish=1`,
+      `/jobs/${a}/events?format=snapshot&close_on_finish=1`,
+      `/events?jobs=${a},${b}&close_on_finish=1`,
+      `/events?jobs=${a}&close_on_finish=1`,
+    ];
+    for (const path of cases) {
+      // One stream with what there is to tell, then 204.
+      assert.equal(await eventSourceStreams(`${server.url}${path}`), 1, path);
+    }
   });
 });

@@ -637,11 +637,12 @@ Deno.test("deleting a job ends its websocket and SSE streams with an error namin
   });
 });
 
-Deno.test("plain HTTP request to a websocket route answers 426", async () => {
+Deno.test("plain HTTP request to a websocket route answers 426 naming the protocol to upgrade to", async () => {
   await withServer({}, async (server) => {
     const reply = await http(server.url, "GET", "/ws/jobs/x");
     assert.equal(reply.status, 426);
     assert.equal(reply.json.error.code, "upgrade_required");
+    assert.equal(reply.headers.get("upgrade"), "websocket");
   });
 });
 
@@ -725,6 +726,7 @@ Deno.test("a websocket handshake of another version answers 426 naming version 1
       ]);
       assert.equal(reply.status, 426, reply.body);
       assert.match(reply.head, /^sec-websocket-version: 13$/im);
+      assert.match(reply.head, /^upgrade: websocket$/im);
       assert.equal(JSON.parse(reply.body).error.code, "upgrade_required");
       assert.match(JSON.parse(reply.body).error.message, /version 13, not (8|none)/);
     }

@@ -43,6 +43,9 @@ export const LOGIN_FAILURES_PER_USER = 5;
 /** Failures per client IP within the window before further attempts are refused. */
 export const LOGIN_FAILURES_PER_IP = 20;
 
+/** Answers that hold a credential, or say whose session this is, are kept by no cache. */
+const NO_STORE = { "cache-control": "no-store" };
+
 export function registerAuthRoutes(app: App, deps: AppDeps): void {
   const { config } = deps;
 
@@ -107,12 +110,16 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     if (body.cookie === true) {
       setTokenCookie(c, token, expiresIn);
     }
-    return c.json({
-      access_token: token,
-      token_type: "bearer",
-      expires_in: expiresIn,
-      scope: user.scopes.join(" "),
-    });
+    return c.json(
+      {
+        access_token: token,
+        token_type: "bearer",
+        expires_in: expiresIn,
+        scope: user.scopes.join(" "),
+      },
+      200,
+      NO_STORE,
+    );
   });
 
   // The status page asks this first: it always answers 200 (a refused request would be an
@@ -131,7 +138,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
         failure: principal === null ? (c.get("authFailure") ?? null) : null,
       },
       200,
-      { "cache-control": "no-store" },
+      NO_STORE,
     );
   });
 
@@ -153,11 +160,17 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       ? config.tokenTtlMs
       : Math.max(1000, principal.expiresAt - Date.now()) + COOKIE_GRACE_MS;
     setTokenCookie(c, token, Math.floor(left / 1000));
-    return c.json({
-      signed_in: true,
-      sub: principal.sub,
-      expires_at: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
-    });
+    return c.json(
+      {
+        signed_in: true,
+        sub: principal.sub,
+        expires_at: principal.expiresAt === null
+          ? null
+          : new Date(principal.expiresAt).toISOString(),
+      },
+      200,
+      NO_STORE,
+    );
   });
 
   // Clears the cookie, and revokes the caller's token when it came from a sign-in (it has
@@ -208,6 +221,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     return c.json(
       { ticket, job_id: job.id, expires_in: Math.round(config.ticketTtlMs / 1000) },
       201,
+      NO_STORE,
     );
   });
 }

@@ -17,7 +17,7 @@ import { serveWebSocket } from "../../protocol/websocket.ts";
 import { serveHttpStream, streamHead } from "../../protocol/http_stream.ts";
 import { CLOSE, type FirehoseFilter, type Session } from "../../protocol/session.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
-import type { JobStatus } from "../../jobs/status.ts";
+import { isTerminal, type JobStatus } from "../../jobs/status.ts";
 import { findJob } from "../lookup.ts";
 import {
   jobList,
@@ -38,11 +38,16 @@ export const MAX_CLIENT_MESSAGE_BYTES = 64 * 1024;
 /** Jobs listed in the `connection` message of an `all=1` stream, newest first. */
 const FIREHOSE_SNAPSHOT_LIMIT = 200;
 
+/** What a 426 must name (RFC 9110 §15.5.22): the protocol to upgrade to. */
+const UPGRADE_HEADERS = { upgrade: "websocket", connection: "Upgrade" };
+
 function requireUpgrade(c: Context<AppEnv>): void {
   if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
     throw new ApiError(
       "upgrade_required",
       "This is a WebSocket endpoint: connect with ws:// or wss://",
+      undefined,
+      UPGRADE_HEADERS,
     );
   }
   // What the runtime's upgrade needs besides, checked here so that a handshake without it
@@ -60,7 +65,7 @@ function requireUpgrade(c: Context<AppEnv>): void {
       "upgrade_required",
       `This server speaks WebSocket version 13, not ${version === "" ? "none" : version}`,
       undefined,
-      { "sec-websocket-version": "13" },
+      { ...UPGRADE_HEADERS, "sec-websocket-version": "13" },
     );
   }
 }
@@ -237,8 +242,20 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       if (!canRead(principal, job)) throw new ApiError("forbidden", `No access to job ${id}`);
     }
     if (jobs.length > 0 && found === 0) findJob(store, jobs[0]!);
-    const since: Since = lastEventId(c.req.header("last-event-id") ?? null, jobs) ??
-      parseSince(options.since);
+    const fromHeader = lastEventId(c.req.header("last-event-id") ?? null, jobs);
+    const since: Since = fromHeader ?? parseSince(options.since);
+    if (
+      fromHeader !== undefined && options.close_on_finish === true && options.all !== true &&
+      jobs.every((id) => {
+        const job = store.getJob(id);
+        return job === undefined ||
+          (isTerminal(job.status) && sinceFor(fromHeader, id) === job.last_sequence);
+      })
+    ) {
+      // As on a one-job stream: an EventSource reconnecting after every job's end has
+      // everything, and 204 stops its retries.
+      return c.body(null, 204);
+    }
     const codec = codecFor(transport, wanted.format);
     if (c.req.method === "HEAD") return streamHead(codec);
     const release = admitStream(c, deps, principal);
