@@ -90,6 +90,15 @@ function checkBaseUrl(baseUrl) {
     throw new TypeError(`The server's URL must be an absolute http(s) URL, such as http://localhost:8080, not ${JSON.stringify(String(baseUrl)).slice(0, 200)}`);
   }
 }
+function jobIdOf(jobId, where) {
+  if (typeof jobId === "number" && Number.isSafeInteger(jobId) && jobId >= 0) {
+    return String(jobId);
+  }
+  if (typeof jobId !== "string" || jobId === "") {
+    throw new TypeError(`${where} needs a job id: text such as "build-42" (or a whole number), not ${typeof jobId === "string" ? '""' : String(JSON.stringify(jobId) ?? jobId).slice(0, 80)}`);
+  }
+  return jobId;
+}
 function toWebSocketUrl(url) {
   return url.replace(/^http(s?):/i, "ws$1:");
 }
@@ -1362,11 +1371,18 @@ function applyEvent(job, event) {
     stalled: isStallWarning(event)
   };
   const data = event.data;
+  if (event.type !== "progress" && job.eta_seconds !== null) {
+    const elapsed = (Date.parse(event.timestamp) - Date.parse(job.updated_at)) / 1e3;
+    if (elapsed > 0) {
+      next.eta_seconds = Math.max(0, Math.round((job.eta_seconds - elapsed) * 1e3) / 1e3);
+    }
+  }
   switch (event.type) {
     case "status": {
       const status = data.status;
       next.status = status;
       if (typeof data.message === "string") next.message = data.message;
+      else if (isTerminalStatus(status)) next.message = null;
       if (status === "queued" && next.queued_at === null) next.queued_at = event.timestamp;
       if (status === "running" && next.started_at === null) next.started_at = event.timestamp;
       if (isTerminalStatus(status)) {
@@ -1378,6 +1394,10 @@ function applyEvent(job, event) {
     }
     case "progress":
       if (typeof data.progress === "number") next.progress = data.progress;
+      if (data.status === "running" && (next.status === "pending" || next.status === "queued")) {
+        next.status = "running";
+        if (next.started_at === null) next.started_at = event.timestamp;
+      }
       if (typeof data.stage === "string") next.stage = data.stage;
       if (typeof data.message === "string") next.message = data.message;
       next.eta_seconds = typeof data.eta_seconds === "number" ? data.eta_seconds : null;
@@ -1835,9 +1855,9 @@ function resolveWatchOptions(options) {
 }
 
 // src/client/watch_job.ts
-function watchJob(baseUrl, jobId, options = {}) {
+function watchJob(baseUrl, jobIdOrNumber, options = {}) {
   checkBaseUrl(baseUrl);
-  if (jobId === "") throw new TypeError("watchJob needs a job id");
+  const jobId = jobIdOf(jobIdOrNumber, "watchJob");
   const target = {
     kind: "job",
     jobId,
@@ -1879,7 +1899,7 @@ function watchJobs(baseUrl, options) {
     });
   }
   const jobIds = [
-    ...new Set(options.jobs ?? [])
+    ...new Set((options.jobs ?? []).map((id) => jobIdOf(id, "watchJobs")))
   ];
   if (jobIds.length === 0) throw new TypeError("watchJobs needs jobs: [...] or all: true");
   if (jobIds.length > MAX_JOBS) {
@@ -2005,7 +2025,7 @@ var JobReporter = class _JobReporter {
     checkBaseUrl(baseUrl);
     const fetchImpl = options.fetch ?? globalThis.fetch?.bind(globalThis);
     if (typeof fetchImpl !== "function") throw new TypeError("No fetch: pass options.fetch");
-    this.jobId = jobId;
+    this.jobId = jobIdOf(jobId, "JobReporter");
     this.#http = {
       baseUrl,
       token: options.token,

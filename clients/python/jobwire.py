@@ -319,7 +319,7 @@ class Client:
 
     def reporter(
         self,
-        job_id: str,
+        job_id: Union[str, int],
         *,
         log_flush: float = 0.25,
         log_batch: int = 100,
@@ -330,11 +330,11 @@ class Client:
             self, job_id, log_flush=log_flush, log_batch=log_batch, keep_open_on=keep_open_on
         )
 
-    def get_job(self, job_id: str) -> Dict[str, Any]:
+    def get_job(self, job_id: Union[str, int]) -> Dict[str, Any]:
         """The job's snapshot (``status``, ``progress``, ``result``, ``error``, ...)."""
         return self.request("GET", _job_path(job_id))[0]
 
-    def delete_job(self, job_id: str) -> None:
+    def delete_job(self, job_id: Union[str, int]) -> None:
         """Removes the job and its events; open streams on it close."""
         unanswered: List[JobwireError] = []
         try:
@@ -344,14 +344,16 @@ class Client:
             if not (unanswered and error.code == "job_gone"):
                 raise
 
-    def events(self, job_id: str, since: int = 0, limit: int = 1000) -> Dict[str, Any]:
+    def events(
+        self, job_id: Union[str, int], since: int = 0, limit: int = 1000
+    ) -> Dict[str, Any]:
         """One page of the job's events after ``since``: ``events``, ``next_since``,
         ``has_more``, ``truncated`` and ``first_available``."""
         return self.request(
             "GET", _job_path(job_id) + "/events", query={"since": since, "limit": limit}
         )[0]
 
-    def wait(self, job_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
+    def wait(self, job_id: Union[str, int], timeout: Optional[float] = None) -> Dict[str, Any]:
         """Blocks until the job is completed, failed or cancelled; returns its snapshot.
 
         :param timeout: seconds to wait at most (``None``: as long as it takes)
@@ -387,7 +389,7 @@ class Client:
 
     def watch(
         self,
-        job_id: str,
+        job_id: Union[str, int],
         since: Optional[int] = None,
         *,
         until_finished: bool = True,
@@ -550,14 +552,14 @@ class JobReporter:
     def __init__(
         self,
         client: Client,
-        job_id: str,
+        job_id: Union[str, int],
         *,
         log_flush: float = 0.25,
         log_batch: int = 100,
         keep_open_on: Tuple[type, ...] = (),
     ) -> None:
         self.client = client
-        self.job_id = job_id
+        self.job_id = _job_id(job_id)
         self.keep_open_on = keep_open_on
         #: The snapshot the server returned when :meth:`Client.create_job` made the job.
         self.job: Optional[Dict[str, Any]] = None
@@ -911,8 +913,19 @@ def _if_unanswered(tries: List[JobwireError]) -> Callable[[JobwireError], None]:
     return keep
 
 
-def _job_path(job_id: str) -> str:
-    return "/jobs/" + urllib.parse.quote(job_id, safe="")
+def _job_id(job_id: Union[str, int]) -> str:
+    """A job id as the server knows it: text, or a whole number (``123`` is job ``"123"``)."""
+    if isinstance(job_id, int) and not isinstance(job_id, bool) and job_id >= 0:
+        return str(job_id)
+    if not isinstance(job_id, str) or job_id == "":
+        raise TypeError(
+            'a job id is text such as "build-42" (or a whole number), not %r' % (job_id,)
+        )
+    return job_id
+
+
+def _job_path(job_id: Union[str, int]) -> str:
+    return "/jobs/" + urllib.parse.quote(_job_id(job_id), safe="")
 
 
 def _failure(

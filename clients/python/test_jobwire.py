@@ -668,6 +668,18 @@ class WatchTest(Deadline):
         self.assertEqual(seen[-1]["data"]["status"], "completed")
         self.assertEqual(seen[1]["data"]["line"], "step 1")
 
+    def test_a_job_id_given_as_a_whole_number_is_that_job(self) -> None:
+        number = uuid.uuid4().int % 10**12
+        self.client.create_job(id=str(number))
+        self.produce(number, 2, pause=0).join()
+        self.assertEqual(self.client.get_job(number)["status"], "completed")
+        seen = list(self.client.watch(number, since=0))
+        self.assertEqual([e["sequence"] for e in seen], list(range(1, 6)))
+        self.assertEqual({e["job_id"] for e in seen}, {str(number)})
+        for bad in ("", 1.5, -3, None, True):
+            with self.assertRaises(TypeError):
+                self.client.get_job(bad)  # type: ignore[arg-type]
+
     def test_resumes_after_since_and_finishes_at_once_on_an_ended_job(self) -> None:
         job = self.client.create_job()
         self.produce(job.job_id, 5, pause=0).join()

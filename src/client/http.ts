@@ -40,6 +40,27 @@ export function checkBaseUrl(baseUrl: string): void {
   }
 }
 
+/**
+ * A job id as the server knows it: text, or a whole number written as text (`123` is job
+ * `"123"`, as channels keyed by a database id name their jobs).
+ *
+ * @param where the function checking, for the message
+ * @throws {TypeError} for anything else, or an empty id
+ */
+export function jobIdOf(jobId: unknown, where: string): string {
+  if (typeof jobId === "number" && Number.isSafeInteger(jobId) && jobId >= 0) {
+    return String(jobId);
+  }
+  if (typeof jobId !== "string" || jobId === "") {
+    throw new TypeError(
+      `${where} needs a job id: text such as "build-42" (or a whole number), not ${
+        typeof jobId === "string" ? '""' : String(JSON.stringify(jobId) ?? jobId).slice(0, 80)
+      }`,
+    );
+  }
+  return jobId;
+}
+
 /** The WebSocket URL of an HTTP one (`http:` → `ws:`, `https:` → `wss:`). */
 export function toWebSocketUrl(url: string): string {
   return url.replace(/^http(s?):/i, "ws$1:");

@@ -8,7 +8,7 @@
  * @module
  */
 import { asJobwireError, JobwireError } from "./errors.ts";
-import { checkBaseUrl, type HttpContext, jobPath, REQUEST_TIMEOUT_MS } from "./http.ts";
+import { checkBaseUrl, type HttpContext, jobIdOf, jobPath, REQUEST_TIMEOUT_MS } from "./http.ts";
 import { randomId } from "./random_id.ts";
 import { type RetryPolicy, sendWithRetry } from "./retry_request.ts";
 import type { FetchLike, JobSnapshot, JobStatus, TokenSource } from "./types.ts";
@@ -113,11 +113,11 @@ export class JobReporter {
   #job: JobSnapshot | undefined;
 
   /** Reports to an existing job. */
-  constructor(baseUrl: string, jobId: string, options: ReporterOptions = {}) {
+  constructor(baseUrl: string, jobId: string | number, options: ReporterOptions = {}) {
     checkBaseUrl(baseUrl);
     const fetchImpl = options.fetch ?? globalThis.fetch?.bind(globalThis);
     if (typeof fetchImpl !== "function") throw new TypeError("No fetch: pass options.fetch");
-    this.jobId = jobId;
+    this.jobId = jobIdOf(jobId, "JobReporter");
     this.#http = { baseUrl, token: options.token, fetch: fetchImpl };
     this.#policy = {
       retries: options.retries ?? 8,

@@ -34,11 +34,20 @@ export function applyEvent(job: JobSnapshot, event: JobEvent): JobSnapshot {
     stalled: isStallWarning(event),
   };
   const data = event.data;
+  // As on the server: the ETA is as of `updated_at`, and an event that gives none ages it.
+  if (event.type !== "progress" && job.eta_seconds !== null) {
+    const elapsed = (Date.parse(event.timestamp) - Date.parse(job.updated_at)) / 1000;
+    if (elapsed > 0) {
+      next.eta_seconds = Math.max(0, Math.round((job.eta_seconds - elapsed) * 1000) / 1000);
+    }
+  }
   switch (event.type) {
     case "status": {
       const status = data.status as JobStatus;
       next.status = status;
+      // As on the server: an end says its own message or none.
       if (typeof data.message === "string") next.message = data.message;
+      else if (isTerminalStatus(status)) next.message = null;
       if (status === "queued" && next.queued_at === null) next.queued_at = event.timestamp;
       if (status === "running" && next.started_at === null) next.started_at = event.timestamp;
       if (isTerminalStatus(status)) {
@@ -50,6 +59,11 @@ export function applyEvent(job: JobSnapshot, event: JobEvent): JobSnapshot {
     }
     case "progress":
       if (typeof data.progress === "number") next.progress = data.progress;
+      // As on the server: a progress event that says `running` starts a job not yet started.
+      if (data.status === "running" && (next.status === "pending" || next.status === "queued")) {
+        next.status = "running";
+        if (next.started_at === null) next.started_at = event.timestamp;
+      }
       if (typeof data.stage === "string") next.stage = data.stage;
       if (typeof data.message === "string") next.message = data.message;
       next.eta_seconds = typeof data.eta_seconds === "number" ? data.eta_seconds : null;

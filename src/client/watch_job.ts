@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { checkBaseUrl } from "./http.ts";
+import { checkBaseUrl, jobIdOf } from "./http.ts";
 import { JobWatcher } from "./job_watcher.ts";
 import type { StreamTarget } from "./transport.ts";
 import {
@@ -29,11 +29,11 @@ import {
  */
 export function watchJob(
   baseUrl: string,
-  jobId: string,
+  jobIdOrNumber: string | number,
   options: WatchJobOptions = {},
 ): JobWatcher {
   checkBaseUrl(baseUrl);
-  if (jobId === "") throw new TypeError("watchJob needs a job id");
+  const jobId = jobIdOf(jobIdOrNumber, "watchJob");
   const target: StreamTarget = { kind: "job", jobId, closeOnFinish: options.closeOnFinish ?? true };
   return new JobWatcher(
     baseUrl,
@@ -86,7 +86,7 @@ export function watchJobs(baseUrl: string, options: WatchJobsOptions): JobWatche
       transports,
     });
   }
-  const jobIds = [...new Set(options.jobs ?? [])];
+  const jobIds = [...new Set((options.jobs ?? []).map((id) => jobIdOf(id, "watchJobs")))];
   if (jobIds.length === 0) throw new TypeError("watchJobs needs jobs: [...] or all: true");
   if (jobIds.length > MAX_JOBS) {
     // The server refuses a stream naming more; a refused WebSocket handshake would only say

@@ -61,7 +61,7 @@ export interface WatchJobOptions extends WatchOptions {
 /** Options of {@link watchJobs}: name `jobs`, or set `all`. */
 export interface WatchJobsOptions extends WatchOptions {
   /** Jobs to follow over one multi-job connection. */
-  jobs?: string[] | undefined;
+  jobs?: (string | number)[] | undefined;
   /** Follow every job the caller may see (new ones included), from now on. */
   all?: boolean | undefined;
   /** With `all`: only jobs of this kind. */

@@ -59,7 +59,8 @@ export const eventsPageQuery = z.object({
   // A page holds envelopes; `format` names the page itself, or a stream (chosen before this).
   format: z.enum(["json", "envelope"], {
     error: "A page of events is JSON envelopes: format=json or envelope here; " +
-      "format=snapshot needs a stream (format=sse or ndjson, or a WebSocket)",
+      "format=snapshot needs a stream: ask for one with Accept: text/event-stream or " +
+      "application/x-ndjson, or open a WebSocket",
   }).optional(),
   since: intParam(0, Number.MAX_SAFE_INTEGER).optional(),
   limit: intParam(1, 1000).optional(),

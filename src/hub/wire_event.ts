@@ -75,7 +75,15 @@ export class WireEvent {
    * by its data, any other by the job it carries.
    */
   get statusAfter(): JobStatus | undefined {
-    return this.type === "status" ? this.#status() : this.job?.status;
+    if (this.type === "status") return this.#status();
+    if (this.job !== undefined) return this.job.status;
+    // A progress event that says `running` leaves the job running, whatever it was before
+    // (a job not yet started is started by it). Read only when the text can say so.
+    if (this.type === "progress" && this.envelope.includes('"status":"running"')) {
+      const parsed = JSON.parse(this.envelope) as { data?: { status?: unknown } };
+      if (parsed.data?.status === "running") return "running";
+    }
+    return undefined;
   }
 
   /** Whether this event moved the job to a terminal status. */

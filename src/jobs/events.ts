@@ -154,8 +154,8 @@ function progressStatus(value: unknown): string | undefined {
       'a step of the work (such as "transcribing") goes in stage';
   }
   return `A progress event does not change the job's status: send ${JSON.stringify(status)} ` +
-    "as a status event (POST /jobs/:id/status, /complete, /fail or /cancel, or in the same " +
-    "batch after this progress event)";
+    "as a status event (POST /jobs/:id/complete, /jobs/:id/fail or /jobs/:id/cancel, or " +
+    '{"type": "status", "data": {"status": …}} to /jobs/:id/events after this progress event)';
 }
 
 function fail(path: string, message: string): EventCheck {
@@ -217,6 +217,8 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
         progress,
         percentage: formatPercentage(progress),
       };
+      // As in a status event, an alias (`in_progress`, `PROCESSING`) is kept as what it means.
+      if (data.status != null) normalized.status = "running";
       if (d.eta_seconds == null && typeof d.estimated_time_remaining === "number") {
         normalized.eta_seconds = d.estimated_time_remaining;
       }

@@ -29,6 +29,16 @@ const MIN_PROGRESS_FOR_ETA = 0.5;
 const MIN_SECONDS_FOR_ETA = 1;
 
 /**
+ * An ETA given at `from` as it stands at `to` (both ISO 8601), to the millisecond; the
+ * client library ages a snapshot's the same way.
+ */
+export function agedEta(eta: number, from: string, to: string): number {
+  const elapsed = (Date.parse(to) - Date.parse(from)) / 1000;
+  if (!(elapsed > 0)) return eta;
+  return Math.max(0, Math.round((eta - elapsed) * 1000) / 1000);
+}
+
+/**
  * Applies `event` to `record` at time `now` (epoch milliseconds).
  *
  * @param iso `now` in ISO 8601, when the caller has it already (formatting it costs about as
@@ -56,6 +66,11 @@ export function applyEvent(
     stalled: false,
   };
   let data = event.data;
+  // The ETA is as of `updated_at`, from which viewers count it down: an event that gives
+  // none (a log line) ages it by the time since, or it would go back up on every event.
+  if (event.type !== "progress" && record.eta_seconds !== null) {
+    next.eta_seconds = agedEta(record.eta_seconds, record.updated_at, iso);
+  }
   switch (event.type) {
     case "status": {
       const to = data.status as JobStatus;
@@ -69,7 +84,10 @@ export function applyEvent(
         };
       }
       next.status = to;
+      // An end says its own message or none: the last step's words ("Transcribing…") would
+      // read as what the job is doing still.
       if (typeof data.message === "string") next.message = data.message;
+      else if (isTerminal(to)) next.message = null;
       if (to === "queued" && next.queued_at === null) next.queued_at = iso;
       if (to === "running" && next.started_at === null) next.started_at = iso;
       if (isTerminal(to)) {
@@ -85,6 +103,12 @@ export function applyEvent(
     case "progress": {
       const progress = data.progress as number;
       next.progress = progress;
+      // A progress event may say `running` (and nothing else): a job not yet started is
+      // started by it, as its producer meant, rather than keep a status its data denies.
+      if (data.status === "running" && record.status !== "running") {
+        next.status = "running";
+        if (next.started_at === null) next.started_at = iso;
+      }
       if (typeof data.stage === "string") next.stage = data.stage;
       if (typeof data.message === "string") next.message = data.message;
       if (next.eta_base_at === null || next.eta_base_progress === null) {

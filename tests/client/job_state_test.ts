@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { applyEvent, type JobEvent, type JobSnapshot } from "../../src/client/mod.ts";
+import { createJob, http, publish } from "../_helpers/clients.ts";
+import { withServer } from "../_helpers/server.ts";
 
 const base: JobSnapshot = {
   id: "j",
@@ -50,4 +52,39 @@ Deno.test("applyEvent folds status, progress, result and error like the server",
 Deno.test("applyEvent ignores events the snapshot already reflects", () => {
   const job = { ...base, status: "completed" as const, progress: 100, last_sequence: 5 };
   assert.equal(applyEvent(job, event(3, "progress", { progress: 10 })), job);
+});
+
+Deno.test("applyEvent folds a job's events into what the server holds: a progress that says running starts it, an end without words clears the message", async () => {
+  await withServer({}, async (server) => {
+    for (const end of ["completed", "cancelled"]) {
+      const id = await createJob(server.url);
+      const start = (await http(server.url, "GET", `/jobs/${id}`)).json as JobSnapshot;
+      await publish(server.url, id, {
+        type: "progress",
+        data: { progress: 30, status: "in_progress", message: "Transcribing…", stage: "t" },
+      });
+      let job = (await http(server.url, "GET", `/jobs/${id}`)).json as JobSnapshot;
+      assert.equal(job.status, "running");
+      await publish(server.url, id, { type: "progress", data: { progress: 40, eta_seconds: 600 } });
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      // A log line later: the ETA it leaves is as of the line, not back at 600.
+      await publish(server.url, id, { type: "log", data: { line: "x" } });
+      job = (await http(server.url, "GET", `/jobs/${id}`)).json as JobSnapshot;
+      const eta = job.eta_seconds!;
+      assert.ok(eta < 600 && eta > 590, `eta ${eta}`);
+      const sofar = (await http(server.url, "GET", `/jobs/${id}/events?since=0`)).json;
+      const foldedSofar = (sofar.events as JobEvent[]).reduce(applyEvent, start);
+      assert.equal(foldedSofar.eta_seconds, eta);
+      assert.equal(foldedSofar.updated_at, job.updated_at);
+      await publish(server.url, id, { type: "status", data: { status: end } });
+      job = (await http(server.url, "GET", `/jobs/${id}`)).json as JobSnapshot;
+      const page = (await http(server.url, "GET", `/jobs/${id}/events?since=0`)).json;
+      const folded = (page.events as JobEvent[]).reduce(applyEvent, start);
+      for (const key of ["status", "message", "stage", "progress", "started_at", "completed_at"]) {
+        const field = key as keyof JobSnapshot;
+        assert.deepEqual(folded[field], job[field], `${end}: ${key}`);
+      }
+      assert.equal(job.message, null);
+    }
+  });
 });

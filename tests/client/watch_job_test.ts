@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { watchJob } from "../../src/client/mod.ts";
+import { JobReporter, watchJob, watchJobs } from "../../src/client/mod.ts";
 import type { WebSocketConstructor } from "../../src/client/types.ts";
 import { createJob, http, logEvent, publish } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
@@ -306,4 +306,52 @@ Deno.test("a since past the end of a finished job is reported as truncated on ev
       }
     }
   });
+});
+
+for (const transport of ["websocket", "sse", "poll"] as const) {
+  Deno.test(`a job id given as a number is the job of that id over ${transport}, for watchers and the reporter`, async () => {
+    await withServer({}, async (server) => {
+      const id = 7000 + ["websocket", "sse", "poll"].indexOf(transport);
+      await createJob(server.url, { id: String(id) });
+      const reporter = new JobReporter(server.url, id);
+      assert.equal(reporter.jobId, String(id));
+      await reporter.started();
+      await reporter.progress(40);
+      const one = watchJob(server.url, id, { transports: [transport], pollWaitSeconds: 1 });
+      const several = watchJobs(server.url, {
+        jobs: [id],
+        since: { [id]: 0 },
+        transports: [transport === "poll" ? "sse" : transport],
+      });
+      const recs = [new Recorder(one), new Recorder(several)];
+      try {
+        await reporter.complete({ rows: 1 });
+        for (const rec of recs) {
+          assert.equal((await rec.next("finished")).status, "completed");
+          // started, progress, the result and the end
+          assert.deepEqual(rec.sequences(), range(4));
+          assert.equal(rec.all("reconnecting").length, 0);
+        }
+        assert.equal(one.job?.id, String(id));
+        assert.equal(one.job?.status, "completed");
+      } finally {
+        one.close();
+        several.close();
+        await reporter.close();
+      }
+    });
+  });
+}
+
+Deno.test("a job id that is neither text nor a whole number is refused at once", () => {
+  for (const bad of ["", 1.5, -1, NaN, null, undefined, { id: "a" }, true]) {
+    assert.throws(
+      () => watchJob("http://127.0.0.1:1", bad as string),
+      (error: unknown) =>
+        error instanceof TypeError && /watchJob needs a job id/.test(error.message),
+      String(bad),
+    );
+    assert.throws(() => new JobReporter("http://127.0.0.1:1", bad as string), TypeError);
+    assert.throws(() => watchJobs("http://127.0.0.1:1", { jobs: [bad as string] }), TypeError);
+  }
 });

@@ -323,7 +323,10 @@ Deno.test("events page refuses a bad query with 422 invalid_query", async () => 
       assert.ok(Array.isArray(reply.json.error.details), `${query}: ${reply.text}`);
     }
     const snapshot = await http(server.url, "GET", `/jobs/${id}/events?format=snapshot`);
-    assert.match(snapshot.text, /format=snapshot needs a stream/);
+    assert.match(
+      snapshot.text,
+      /format=snapshot needs a stream: ask for one with Accept: text\/event-stream/,
+    );
     for (const format of ["json", "envelope"]) {
       const page = await http(server.url, "GET", `/jobs/${id}/events?format=${format}`);
       assert.equal(page.status, 200, page.text);

@@ -460,6 +460,90 @@ Deno.test("a progress update whose status would leave the job as it was is refus
   });
 });
 
+Deno.test("the routes a refused progress status names exist", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    const reply = await http(server.url, "POST", `/jobs/${id}/progress`, {
+      status: "cancelled",
+      progress: 10,
+    });
+    assertInvalid(reply, "data.status");
+    const routes = [...reply.json.error.message.matchAll(/\/jobs\/:id(\/[a-z]+)?/g)];
+    assert.ok(routes.length >= 3, reply.json.error.message);
+    const bodies: Record<string, unknown> = {
+      "/fail": { error: "x" },
+      "/events": { type: "status", data: { status: "cancelled" } },
+    };
+    for (const [, route = ""] of routes) {
+      // A route that exists says the job is unknown; a missing one, that the route is.
+      const answer = await http(
+        server.url,
+        "POST",
+        `/jobs/no-such-job${route}`,
+        bodies[route] ?? {},
+      );
+      assertError(answer, 404, "job_not_found");
+    }
+  });
+});
+
+Deno.test("a progress event that says running starts a pending or queued job; one that says nothing leaves it", async () => {
+  await withServer({}, async (server) => {
+    for (const before of ["pending", "queued"]) {
+      const id = await createJob(server.url);
+      if (before === "queued") await publish(server.url, id, status("queued"));
+      await publish(server.url, id, { type: "progress", data: { progress: 5 } });
+      assert.equal((await persisted(server.url, id)).job.status, before);
+      // As channels that report "in progress" with each step do.
+      await publish(server.url, id, {
+        type: "progress",
+        data: { status: "IN_PROGRESS", progress: 45, stage: "transcribing" },
+      });
+      const { job, events } = await persisted(server.url, id);
+      assert.equal(job.status, "running", before);
+      assert.equal(job.started_at, events.at(-1).timestamp);
+      assert.equal(events.at(-1).data.status, "running");
+      assert.equal(job.progress, 45);
+      // Started, it may end as any running job.
+      await publish(server.url, id, status("processed"));
+      assert.equal((await persisted(server.url, id)).job.status, "completed");
+    }
+  });
+});
+
+Deno.test("an end without a message of its own leaves no step's message on the job", async () => {
+  await withServer({}, async (server) => {
+    for (
+      const [end, message] of [["completed", undefined], ["cancelled", undefined], [
+        "failed",
+        "out of memory",
+      ]] as const
+    ) {
+      const id = await createJob(server.url);
+      await publish(server.url, id, status("running"), {
+        type: "progress",
+        data: { progress: 50, stage: "transcribing", message: "Transcribing audio…" },
+      });
+      await publish(server.url, id, {
+        type: "status",
+        data: message === undefined ? { status: end } : { status: end, message },
+      });
+      const { job } = await persisted(server.url, id);
+      assert.equal(job.status, end);
+      assert.equal(job.message, message ?? null, end);
+      // The stage tells how far the job came.
+      assert.equal(job.stage, "transcribing");
+    }
+    // A status that is not an end keeps the message it had.
+    const id = await createJob(server.url);
+    await publish(server.url, id, {
+      type: "progress",
+      data: { progress: 1, message: "waiting for a worker" },
+    }, status("queued"));
+    assert.equal((await persisted(server.url, id)).job.message, "waiting for a worker");
+  });
+});
+
 Deno.test("progress gets an automatic ETA when the producer gives none", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);

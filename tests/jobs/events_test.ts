@@ -164,11 +164,13 @@ Deno.test("checkEvent keeps a producer eta_seconds and extra progress fields", (
   assert.equal(event.data.epoch, 2);
 });
 
-Deno.test("checkEvent keeps a progress status that says running, in any spelling, or none", () => {
+Deno.test("checkEvent keeps a progress status that says running, in any spelling, as running, or none", () => {
   for (const status of ["running", "in_progress", "IN_PROGRESS", "Processing", null]) {
     const event = accepted(checkEvent({ type: "progress", data: { progress: 5, status } }));
-    assert.equal(event.data.status, status);
+    assert.equal(event.data.status, status === null ? null : "running");
   }
+  const none = accepted(checkEvent({ type: "progress", data: { progress: 5 } }));
+  assert.equal("status" in none.data, false);
 });
 
 Deno.test("checkEvent refuses a progress status that would not change the job's status", () => {

@@ -299,6 +299,24 @@ Deno.test("WireEvent exposes the stored event fields", () => {
   assert.equal(event.job, undefined);
 });
 
+Deno.test("WireEvent.statusAfter without the job: a status event's, running for a progress that says so, else unknown", () => {
+  const bare = (type: string, data: Record<string, unknown>) =>
+    new WireEvent(stored(type, 3, data), undefined);
+  assert.equal(bare("status", { status: "failed" }).statusAfter, "failed");
+  assert.equal(bare("progress", { progress: 5, status: "running" }).statusAfter, "running");
+  assert.equal(bare("progress", { progress: 5 }).statusAfter, undefined);
+  assert.equal(
+    bare("progress", { progress: 5, step: { status: "running" } }).statusAfter,
+    undefined,
+  );
+  assert.equal(bare("log", { line: '"status":"running"' }).statusAfter, undefined);
+  // With the job, the job tells.
+  assert.equal(
+    wire("progress", 3, { progress: 5 }, job({ status: "queued" })).statusAfter,
+    "queued",
+  );
+});
+
 Deno.test("WireEvent.changesState is true for status, progress, result and error only", () => {
   for (const type of ["status", "progress", "result", "error"]) {
     assert.equal(wire(type, 1, {}).changesState, true, type);
