@@ -6,6 +6,7 @@
  */
 import {
   BOOLEAN_FLAGS,
+  closest,
   type Config,
   ConfigError,
   fitToOpenFiles,
@@ -24,7 +25,7 @@ import { startupFailure } from "./src/startup_errors.ts";
 import { parallelUnavailable, startCluster } from "./src/cluster.ts";
 import { log } from "./src/log.ts";
 import { KeyError, loadPublicKeyFile, signToken } from "./src/auth/keys.ts";
-import { tokenCommand, userCommand } from "./src/cli/admin.ts";
+import { CancelledError, tokenCommand, userCommand } from "./src/cli/admin.ts";
 import { runCommand } from "./src/cli/run.ts";
 import { watchCommand } from "./src/cli/watch.ts";
 import { waitCommand } from "./src/cli/wait.ts";
@@ -183,6 +184,9 @@ async function serveLocked(config: Config, parallel: boolean): Promise<number> {
   return code;
 }
 
+/** The subcommands, for a typo's message. */
+const COMMANDS = ["serve", "token", "user", "run", "watch", "wait", "demo", "help"];
+
 function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   switch (command) {
@@ -207,10 +211,16 @@ function main(args: string[]): Promise<number> {
     case "-h":
       console.log(USAGE);
       return Promise.resolve(0);
-    default:
+    default: {
       if (command.startsWith("-")) return serve(args);
-      console.error(`Unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      const near = closest(command, COMMANDS);
+      console.error(
+        `jobwire: unknown command ${JSON.stringify(command)}` +
+          (near === undefined ? "" : `: did you mean ${near}?`) +
+          ` Commands: ${COMMANDS.join(", ")} (help lists them with their options).`,
+      );
       return Promise.resolve(2);
+    }
   }
 }
 
@@ -221,6 +231,11 @@ if (import.meta.main) {
     if (error instanceof ConfigError) {
       console.error(`jobwire: ${error.message}`);
       Deno.exit(2);
+    }
+    if (error instanceof CancelledError) {
+      // Ctrl-C at a prompt: the exit of an interrupted command.
+      console.error("jobwire: cancelled");
+      Deno.exit(130);
     }
     // The machine's refusals (a port in use, a file that is not a database…) in one line.
     const failure = startupFailure(error);

@@ -123,7 +123,15 @@ export const MAX_CONNECTIONS_DEFAULT = 100_000;
  * case, `-` → `_`), file keys `<name>` with `-` → `_`.
  */
 export const OPTIONS = {
-  host: { schema: z.string().min(1), default: "127.0.0.1", help: "Interface to listen on" },
+  host: {
+    schema: z.string().regex(
+      /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$/,
+      "expected a host name or IP address such as 127.0.0.1, 0.0.0.0 or ::, without a scheme " +
+        "or port (the port is --port)",
+    ),
+    default: "127.0.0.1",
+    help: "Interface to listen on: a name or address (0.0.0.0, ::), no scheme or port",
+  },
   port: { schema: integer(0, 65535), default: 8080, help: "TCP port (0 picks a free one)" },
   workers: {
     schema: integer(1, 256),
@@ -395,7 +403,7 @@ export function parseArgs(
       const value = args[i + 1];
       if (value === undefined || value.startsWith("--")) {
         if (known !== undefined && !known.has(name) && !booleans.has(name)) {
-          throw new ConfigError(`Unknown option --${name} (see --help)`);
+          throw unknownOption(name, [...known, ...booleans]);
         }
         throw new ConfigError(`Option --${name} needs a value`);
       }
@@ -464,6 +472,42 @@ export const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(
   Object.entries(OPTIONS).filter(([, spec]) => "flag" in spec && spec.flag).map(([name]) => name),
 );
 
+/** The word of `words` within two edits of `typed` (the nearest), if any. */
+export function closest(typed: string, words: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const word of words) {
+    const distance = editDistance(typed.toLowerCase(), word);
+    if (distance < bestDistance) [best, bestDistance] = [word, distance];
+  }
+  return best;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(
+        row[j]! + 1,
+        next[j - 1]! + 1,
+        row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+/** An unknown option's error, naming the known one it is likely a typo of. */
+export function unknownOption(name: string, known: Iterable<string>): ConfigError {
+  const near = closest(name, [...known]);
+  return new ConfigError(
+    `Unknown option --${name}${near === undefined ? "" : `: did you mean --${near}?`} (see --help)`,
+  );
+}
+
 /**
  * Resolves the configuration.
  *
@@ -475,7 +519,7 @@ export function resolveConfig(
 ): Config {
   for (const name of sources.flags.keys()) {
     if (!(name in OPTIONS) && !extraFlags.has(name)) {
-      throw new ConfigError(`Unknown option --${name} (see --help)`);
+      throw unknownOption(name, [...Object.keys(OPTIONS), ...extraFlags]);
     }
   }
   const fileValues = sources.file?.values ?? {};

@@ -1648,17 +1648,17 @@ var Sequencer = class {
   #deliver(jobId, track, event) {
     if (this.#io.stopped()) return;
     track.cursor = event.sequence;
-    this.#io.emitter.emit("event", event);
+    let changed = false;
     if (track.job !== void 0 && event.sequence > track.job.last_sequence) {
       const stalled = track.job.stalled === true;
       track.job = applyEvent(track.job, event);
-      if (changesState(event.type) || track.job.stalled !== stalled) {
-        this.#io.emitter.emit("snapshot", {
-          job_id: jobId,
-          job: track.job
-        });
-      }
+      changed = changesState(event.type) || track.job.stalled !== stalled;
     }
+    this.#io.emitter.emit("event", event);
+    if (changed) this.#io.emitter.emit("snapshot", {
+      job_id: jobId,
+      job: track.job
+    });
     const terminal = event.type === "status" && isTerminalStatus(event.data.status);
     if (terminal || isFinished(track.job, track.cursor)) {
       this.#finish(jobId, track, terminal ? event.data.status : void 0);

@@ -111,7 +111,7 @@ Deno.test("parseArgs collects positionals and a lone dash", () => {
 Deno.test("parseArgs names an unknown last flag as unknown when it knows the flags", () => {
   assert.throws(
     () => parseArgs(["--port", "1", "--prot"], new Set(), new Set(["port"])),
-    /Unknown option --prot \(see --help\)/,
+    /Unknown option --prot: did you mean --port\? \(see --help\)/,
   );
   assert.throws(
     () => parseArgs(["--prot", "--port", "1"], new Set(), new Set(["port"])),
@@ -570,4 +570,16 @@ Deno.test("open streams are kept within the open-file limit", () => {
   assert.deepEqual(fitToOpenFiles(config, undefined), { config, capped: false });
   const limit = openFileLimit();
   if (Deno.build.os === "linux") assert.ok(limit === undefined || limit > 0, String(limit));
+});
+
+Deno.test("--host takes a name or an address, and refuses a URL or a port with a message naming it", () => {
+  for (const host of ["0.0.0.0", "127.0.0.1", "::", "::1", "fe80::1", "localhost", "jobs.local"]) {
+    assert.equal(resolveConfig(sources({ host })).host, host);
+  }
+  for (const host of ["0.0.0.0:8080", "http://0.0.0.0", "-x!", "", "a b", "[::1]:80"]) {
+    const error = configError(() => resolveConfig(sources({ host })));
+    assert.match(error.message, /Invalid value for --host: .*without a scheme or port/, host);
+  }
+  const fromEnv = configError(() => resolveConfig(sources({}, { JOBWIRE_HOST: "-x!" })));
+  assert.match(fromEnv.message, /JOBWIRE_HOST/);
 });

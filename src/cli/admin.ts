@@ -110,6 +110,8 @@ export async function tokenCommand(args: string[]): Promise<number> {
     throw new ConfigError("token needs --sub (see --help)");
   }
   if (typeof scope !== "string") throw new ConfigError("token needs --scope (see --help)");
+  // Checked before the secret is read, which may make one: a typo leaves nothing behind.
+  const scopes = scopesOf(scope);
   const ttlText = parsed.flags.get("ttl");
   const ttlMs = typeof ttlText === "string" ? parseDuration(ttlText) : 3_600_000;
   if (ttlMs === undefined || ttlMs <= 0 || ttlMs > MAX_TOKEN_TTL_MS) {
@@ -138,34 +140,51 @@ export async function tokenCommand(args: string[]): Promise<number> {
   }
   const token = await signToken(
     { secret, issuer: config.jwtIssuer, audience: config.jwtAudience },
-    { sub, scope: scopesOf(scope).join(" "), ...(jobs === undefined ? {} : { jobs }) },
+    { sub, scope: scopes.join(" "), ...(jobs === undefined ? {} : { jobs }) },
     ttlMs,
   );
   console.log(token);
   return 0;
 }
 
+/** Ctrl-C at the password prompt: the command exits 130, as after SIGINT. */
+export class CancelledError extends Error {
+  constructor() {
+    super("Cancelled");
+  }
+}
+
+/** UTF-8 `bytes` without their last character (a lead byte and its continuation bytes). */
+export function withoutLastCharacter(bytes: number[]): number[] {
+  let end = bytes.length - 1;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.slice(0, Math.max(0, end));
+}
+
 async function readPassword(): Promise<string> {
   const fromEnv = Deno.env.get("JOBWIRE_PASSWORD");
   if (fromEnv !== undefined) return fromEnv;
   if (Deno.stdin.isTerminal()) {
-    await Deno.stderr.write(new TextEncoder().encode("Password: "));
+    // Echo goes off before the prompt shows: what is typed after it is never shown.
     Deno.stdin.setRaw(true);
-    let password = "";
+    await Deno.stderr.write(new TextEncoder().encode("Password: "));
+    // The terminal sends UTF-8: bytes are gathered and decoded whole ("ä" is two of them),
+    // and a backspace takes back the last character, however many bytes it had.
+    let bytes: number[] = [];
     const buffer = new Uint8Array(1);
     try {
       for (;;) {
         const n = await Deno.stdin.read(buffer);
         if (n === null || buffer[0] === 13 || buffer[0] === 10) break;
-        if (buffer[0] === 3) throw new ConfigError("Cancelled");
-        if (buffer[0] === 127) password = password.slice(0, -1);
-        else password += String.fromCharCode(buffer[0]!);
+        if (buffer[0] === 3) throw new CancelledError();
+        if (buffer[0] === 127 || buffer[0] === 8) bytes = withoutLastCharacter(bytes);
+        else bytes.push(buffer[0]!);
       }
     } finally {
       Deno.stdin.setRaw(false);
       await Deno.stderr.write(new TextEncoder().encode("\n"));
     }
-    return password;
+    return new TextDecoder().decode(new Uint8Array(bytes));
   }
   const text = await new Response(Deno.stdin.readable).text();
   return text.replace(/\r?\n$/, "");
@@ -182,6 +201,22 @@ export async function userCommand(args: string[]): Promise<number> {
   const stray = parsed.positional[action === "list" ? 1 : 2];
   if (stray !== undefined) {
     throw new ConfigError(`user ${action} got an extra argument ${JSON.stringify(stray)}`);
+  }
+  // What was asked is checked before the database is opened, which makes one: a usage error
+  // leaves nothing behind.
+  if (action !== "add" && action !== "remove" && action !== "list") {
+    throw new ConfigError(
+      `Unknown user action ${JSON.stringify(action)}: use add, remove or list`,
+    );
+  }
+  if (action === "remove" && name === undefined) throw new ConfigError("user remove needs a NAME");
+  let scopes: string[] = [];
+  if (action === "add") {
+    if (name === undefined || !/^[A-Za-z0-9._@-]{1,128}$/.test(name)) {
+      throw new ConfigError("user add needs a NAME of letters, digits and . _ @ -");
+    }
+    const scopeFlag = parsed.flags.get("scope");
+    scopes = scopesOf(typeof scopeFlag === "string" ? scopeFlag : "read write");
   }
   const config = configOf(parsed.flags, ["scope"]);
   if (config.dataDir === ":memory:") {
@@ -203,11 +238,7 @@ export async function userCommand(args: string[]): Promise<number> {
     const users = store.authStore();
     switch (action) {
       case "add": {
-        if (name === undefined || !/^[A-Za-z0-9._@-]{1,128}$/.test(name)) {
-          throw new ConfigError("user add needs a NAME of letters, digits and . _ @ -");
-        }
-        const scopeFlag = parsed.flags.get("scope");
-        const scopes = scopesOf(typeof scopeFlag === "string" ? scopeFlag : "read write");
+        if (name === undefined) throw new ConfigError("user add needs a NAME");
         const password = await readPassword();
         if (password.length < MIN_PASSWORD) {
           throw new ConfigError(`The password must have at least ${MIN_PASSWORD} characters`);
@@ -220,8 +251,7 @@ export async function userCommand(args: string[]): Promise<number> {
         return 0;
       }
       case "remove": {
-        if (name === undefined) throw new ConfigError("user remove needs a NAME");
-        if (!users.removeUser(name)) {
+        if (!users.removeUser(name!)) {
           console.error(`No user ${name}`);
           return 1;
         }
@@ -236,10 +266,6 @@ export async function userCommand(args: string[]): Promise<number> {
         }
         return 0;
       }
-      default:
-        throw new ConfigError(
-          `Unknown user action ${JSON.stringify(action)}: use add, remove or list`,
-        );
     }
   } finally {
     store.close();

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ConfigError, parseDuration } from "../config.ts";
+import { ConfigError, parseDuration, unknownOption } from "../config.ts";
 import { JobwireError } from "../client/errors.ts";
 
 /** Server the tools talk to when neither `--server` nor `JOBWIRE_SERVER` names one. */
@@ -61,7 +61,7 @@ export function parseCommandLine(args: readonly string[], spec: FlagSpec): Comma
       if (value === undefined) throw new ConfigError(`Option --${name} needs a value`);
       flags.set(name, value);
     } else {
-      throw new ConfigError(`Unknown option --${name} (see --help)`);
+      throw unknownOption(name, [...booleans, ...values]);
     }
   }
   return { flags, positional, rest: [] };

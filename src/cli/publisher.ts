@@ -150,7 +150,8 @@ export class RunPublisher {
     clearTimeout(this.#stallTimer);
     if (this.#reporter === undefined || this.#state === "off") return;
     const reporter = this.#newReporter(this.#end.signal);
-    const stop = setTimeout(() => this.#end.abort(), this.#stalled ? END_AFTER_STALL_MS : endMs);
+    const waitMs = this.#stalled ? END_AFTER_STALL_MS : endMs;
+    const stop = setTimeout(() => this.#end.abort(), waitMs);
     try {
       this.#queue.clear();
       const dropped = this.#lost + this.#queue.takeDropped();
@@ -169,14 +170,30 @@ export class RunPublisher {
       await end(reporter);
       await reporter.close();
     } catch (error) {
-      this.#problem(error, "could not record the end of the job");
+      // Said whatever was said before: the job is left as the server last had it. An abort
+      // is told as what it was, not as the signal's own words.
+      this.#warned = false;
+      this.#problem(
+        !this.#end.signal.aborted
+          ? error
+          : this.#interrupted
+          ? "stopped waiting for it (interrupted)"
+          : `no answer within ${Math.round(waitMs / 1000)} s`,
+        "could not record the end of the job",
+        `job ${this.#options.jobId} stays as the server last had it`,
+      );
     } finally {
       clearTimeout(stop);
     }
   }
 
-  /** Stops every request now (a second Ctrl-C while finishing). */
-  abort(): void {
+  /**
+   * Stops every request now.
+   *
+   * @param interrupted by a signal (Ctrl-C while finishing), which the warning then names
+   */
+  abort(interrupted = false): void {
+    if (interrupted) this.#interrupted = true;
     this.#state = "off";
     this.#drain.abort();
     this.#end.abort();
@@ -380,6 +397,9 @@ export class RunPublisher {
     }
     this.#problem(error, "publishing failed", "output lines are dropped until it works again");
   }
+
+  /** Stopped by {@link abort} while finishing (a signal), not by a time limit. */
+  #interrupted = false;
 
   #problem(error: unknown, what: string, consequence?: string): void {
     if (this.#warned) return;

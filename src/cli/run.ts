@@ -116,6 +116,7 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   const jobId = givenId ?? crypto.randomUUID();
   const pageUrl = statusPageUrl(server, jobId);
+  const cwd = commandDirectory();
 
   const publisher = new RunPublisher({
     server,
@@ -123,7 +124,7 @@ export async function runCommand(args: string[]): Promise<number> {
     jobId,
     givenId: givenId !== undefined,
     kind: flagValue(line, "kind") ?? "command",
-    metadata: { command, cwd: Deno.cwd() },
+    metadata: { command, cwd },
     warn: stderrLine,
   });
   // The job's page, once there is a job to show (the command does not wait for it).
@@ -135,6 +136,7 @@ export async function runCommand(args: string[]): Promise<number> {
   try {
     child = new Deno.Command(command[0]!, {
       args: command.slice(1),
+      cwd,
       stdin: "inherit",
       stdout: "piped",
       stderr: "piped",
@@ -175,7 +177,7 @@ export async function runCommand(args: string[]): Promise<number> {
           return;
         }
         // While the last events go out: stop waiting for the server.
-        publisher.abort();
+        publisher.abort(true);
         return;
       }
       // The first signal is passed on for CMD to stop by itself; another one while it has
@@ -382,6 +384,22 @@ async function endOnServer(
     return outcome.kind === "ended" ? outcome.job : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Where the command runs: the directory `deno task run` was typed in (the task runs in the
+ * project's, and says the user's in `JOBWIRE_TASK_CWD`), else this process's. The variable
+ * is taken out, so that a command that runs jobwire itself is not sent back there.
+ */
+function commandDirectory(): string {
+  const fromTask = Deno.env.get("JOBWIRE_TASK_CWD");
+  Deno.env.delete("JOBWIRE_TASK_CWD");
+  if (fromTask === undefined || fromTask === "") return Deno.cwd();
+  try {
+    return Deno.statSync(fromTask).isDirectory ? fromTask : Deno.cwd();
+  } catch {
+    return Deno.cwd();
   }
 }
 

@@ -282,14 +282,16 @@ export class Sequencer {
   #deliver(jobId: string, track: Track, event: JobEvent): void {
     if (this.#io.stopped()) return;
     track.cursor = event.sequence;
-    this.#io.emitter.emit("event", event);
+    // The job is brought up to the event first, so that a listener of `event` reads it as of
+    // that event (`watcher.job`); `snapshot` follows for events that change the state.
+    let changed = false;
     if (track.job !== undefined && event.sequence > track.job.last_sequence) {
       const stalled = track.job.stalled === true;
       track.job = applyEvent(track.job, event);
-      if (changesState(event.type) || track.job.stalled !== stalled) {
-        this.#io.emitter.emit("snapshot", { job_id: jobId, job: track.job });
-      }
+      changed = changesState(event.type) || track.job.stalled !== stalled;
     }
+    this.#io.emitter.emit("event", event);
+    if (changed) this.#io.emitter.emit("snapshot", { job_id: jobId, job: track.job! });
     const terminal = event.type === "status" && isTerminalStatus(event.data.status as string);
     if (terminal || isFinished(track.job, track.cursor)) {
       this.#finish(jobId, track, terminal ? event.data.status as JobStatus : undefined);

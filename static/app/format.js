@@ -105,3 +105,29 @@ export function dateTime(iso) {
 
 /** Human names of the transports. */
 export const TRANSPORT_NAMES = { websocket: "WebSocket", sse: "SSE", poll: "long-poll" };
+
+// Matching control characters is the point of these expressions. Terminal escapes (CSI,
+// OSC, two-character ones), then other C0/C1 controls but tab, as the terminal tools do:
+const ESCAPES =
+  // deno-lint-ignore no-control-regex
+  /\x1b\[[0-?]*[ -\/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -\/]*[@-~]|\x9d[^\x07\x9c]*[\x07\x9c]?/g;
+// deno-lint-ignore no-control-regex
+const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+// Bidirectional embeddings, overrides and isolates: one in a log line would turn the
+// text around it ("txet" for "text"), which can make a line read as another.
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
+// deno-lint-ignore no-control-regex
+const ANY = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+
+/**
+ * Text a producer sent, fit to show in one row: colours and other terminal escapes and
+ * control characters removed (a tab stays), bidirectional overrides removed, and line
+ * breaks shown as `↵`.
+ *
+ * @param {string} text
+ */
+export function displayText(text) {
+  const oneLine = text.replace(/\r\n|\r|\n/g, "↵");
+  if (!ANY.test(oneLine)) return oneLine;
+  return oneLine.replace(ESCAPES, "").replace(CONTROLS, "").replace(BIDI_CONTROLS, "");
+}

@@ -9,7 +9,7 @@
  */
 import { watchJobs } from "/client.js";
 import { currentToken, getJson, withQuery } from "./api.js";
-import { duration, elapsedSeconds, etaText, percent, TERMINAL } from "./format.js";
+import { displayText, duration, elapsedSeconds, etaText, percent, TERMINAL } from "./format.js";
 import { frameScheduler } from "./frame.js";
 
 /** Jobs per `GET /jobs` page. */
@@ -474,10 +474,10 @@ function updateRow(row, job, now) {
   row.bar.dataset.status = job.status;
   row.fill.style.width = `${progress}%`;
   row.pct.textContent = percent(progress);
-  row.stage.textContent = job.stage ? `Stage: ${job.stage}` : "";
+  row.stage.textContent = job.stage ? `Stage: ${displayText(job.stage)}` : "";
   row.stage.hidden = !job.stage;
   const text = job.error && job.status === "failed" ? job.error.error : job.message;
-  row.message.textContent = text ?? "";
+  row.message.textContent = text ? displayText(text) : "";
   row.message.hidden = !text;
   updateTimes(row, job, now);
 }

@@ -9,7 +9,15 @@
 import { watchJob } from "/client.js";
 import { currentToken, getJson, jobPath, request } from "./api.js";
 import { ProgressChart } from "./chart.js";
-import { dateTime, duration, elapsedSeconds, etaText, percent, TERMINAL } from "./format.js";
+import {
+  dateTime,
+  displayText,
+  duration,
+  elapsedSeconds,
+  etaText,
+  percent,
+  TERMINAL,
+} from "./format.js";
 import { AUTH_CODES } from "./job_list.js";
 import { LogTail } from "./log_tail.js";
 import { frameScheduler } from "./frame.js";
@@ -152,6 +160,13 @@ export class JobView {
 
   /** @param {any} event a persisted envelope */
   #event(event) {
+    // The watcher's job moves with every event (its last sequence, an ETA a log line aged),
+    // though it tells only those that change the state.
+    const latest = this.watcher?.job;
+    if (latest !== undefined && latest !== this.job) {
+      this.job = latest;
+      this.schedule();
+    }
     const data = event.data ?? {};
     let level = "event";
     let text;
@@ -215,8 +230,8 @@ export class JobView {
     const hasMetadata = typeof metadata === "object" && Object.keys(metadata).length > 0;
     $("job-metadata-row").hidden = !hasMetadata;
     $("job-metadata").textContent = hasMetadata ? truncate(JSON.stringify(metadata), 400) : "–";
-    $("job-stage").textContent = job.stage ?? "–";
-    $("job-message").textContent = job.message ?? "–";
+    $("job-stage").textContent = job.stage === null ? "–" : displayText(job.stage);
+    $("job-message").textContent = job.message === null ? "–" : displayText(job.message);
     $("job-kind").textContent = job.kind ?? "–";
     $("job-owner").textContent = job.owner ?? "–";
     $("job-created").textContent = dateTime(job.created_at);
@@ -281,7 +296,7 @@ export class JobView {
     const now = Date.now();
     const eta = this.gone ? null : etaText(job, now);
     const elapsed = job.started_at && !this.gone ? elapsedSeconds(job, now) : null;
-    $("job-eta").textContent = eta ?? (TERMINAL.has(job.status) ? "done" : "–");
+    $("job-eta").textContent = eta ?? (job.status === "completed" ? "done" : "–");
     $("job-elapsed").textContent = elapsed === null ? "–" : duration(elapsed);
   }
 

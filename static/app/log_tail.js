@@ -7,11 +7,8 @@
  *
  * @module
  */
-import { clock } from "./format.js";
+import { clock, displayText } from "./format.js";
 import { frameScheduler } from "./frame.js";
-
-/** Line breaks inside one log line. */
-const LINE_BREAKS = /\r\n|\r|\n/g;
 
 /** Height of a row, in CSS pixels (matches `.log .row` in style.css). */
 const ROW_HEIGHT = 18;
@@ -28,6 +25,7 @@ const LEVELS = { debug: "DEBUG", info: "INFO", warning: "WARN", error: "ERROR", 
  * @property {string} timestamp
  * @property {"debug" | "info" | "warning" | "error" | "event"} level
  * @property {string} text
+ * @property {string} [shown] the text as its row shows it (set by `append`)
  */
 
 /** A virtualized, follow-able list of log lines. */
@@ -67,6 +65,8 @@ export class LogTail {
    * @param {LogLine} line
    */
   append(line) {
+    // Cleaned once, for every render of its row; the download keeps the text as sent.
+    line.shown = displayText(line.text);
     this.lines.push(line);
     if (this.lines.length > MAX_LINES) {
       const extra = this.lines.length - MAX_LINES;
@@ -144,7 +144,7 @@ export class LogTail {
       row.childNodes[0].textContent = clock(line.timestamp);
       row.childNodes[1].textContent = LEVELS[line.level];
       // A row is one line high: line breaks inside a log line are shown, not followed.
-      row.childNodes[2].textContent = line.text.replace(LINE_BREAKS, "↵");
+      row.childNodes[2].textContent = line.shown;
     }
   }
 

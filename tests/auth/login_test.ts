@@ -6,13 +6,16 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { http } from "../_helpers/clients.ts";
 import {
+  MAIN,
   runMain,
+  SERVER_PERMISSIONS,
   spawnServer,
   startTestServer,
   type TestServer,
   withServer,
 } from "../_helpers/server.ts";
 import { AUTH, bearer, claimsOf, tokenFor } from "../_helpers/tokens.ts";
+import { findPython } from "../_helpers/python.ts";
 import {
   assertForbidden,
   assertUnauthorized,
@@ -478,6 +481,111 @@ Deno.test("token and user commands on a data directory no server has used say so
   } finally {
     await Deno.remove(parent, { recursive: true });
   }
+});
+
+Deno.test("a usage error of user or token leaves no database and no secret behind", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "jobwire-usage-" });
+  try {
+    const dir = join(parent, "data");
+    const cases: [string[], RegExp][] = [
+      [["user", "add"], /user add needs a NAME/],
+      [["user", "add", "no spaces allowed"], /user add needs a NAME of letters/],
+      [["user", "add", "carol", "--scope", "read bogus"], /Unknown scope "bogus"/],
+      [["user", "addd", "bob"], /Unknown user action "addd": use add, remove or list/],
+      [["user", "remove"], /user remove needs a NAME/],
+      [["token", "--sub", "a", "--scope", "read bogus"], /Unknown scope "bogus"/],
+    ];
+    for (const [args, message] of cases) {
+      const out = await runMain([...args, "--data-dir", dir], {
+        env: { JOBWIRE_PASSWORD: "long-enough-password" },
+      });
+      assert.equal(out.code, 2, `${args.join(" ")}: ${out.stderr}`);
+      assert.match(out.stderr, message);
+      assert.doesNotMatch(out.stderr, /made a new secret/);
+      await assert.rejects(Deno.stat(dir), Deno.errors.NotFound, args.join(" "));
+    }
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "a password typed at the prompt is taken as UTF-8, and backspace takes back a whole character",
+  ignore: findPython() === undefined,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "jobwire-prompt-" });
+    try {
+      // A terminal: python's pty runs `user add` and types "pässwört12ä", a backspace, "3".
+      const script = `
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+def drain(seconds):
+    end = time.time() + seconds
+    out = b""
+    while time.time() < end:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return out, True
+            if not chunk:
+                return out, True
+            out += chunk
+            if b"Password:" in out:
+                return out, False
+    return out, False
+out, ended = drain(30)
+for piece in ["pässwört12ä".encode(), b"\\x7f", b"3\\r"]:
+    os.write(fd, piece)
+    time.sleep(0.05)
+rest, _ = drain(30)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write((out + rest).decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+      const out = await new Deno.Command(findPython()!, {
+        args: [
+          "-c",
+          script,
+          Deno.execPath(),
+          "run",
+          ...SERVER_PERMISSIONS,
+          MAIN,
+          "user",
+          "add",
+          "uma",
+          "--scope",
+          "read",
+          "--data-dir",
+          dataDir,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).output();
+      const shown = new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, shown + new TextDecoder().decode(out.stderr));
+      assert.match(shown, /Added user uma/);
+      // The typed characters are not echoed.
+      assert.doesNotMatch(shown, /ässw|ört/);
+      const server = await startTestServer({ ...AUTH }, { dataDir });
+      try {
+        const right = await http(server.url, "POST", "/auth/login", {
+          username: "uma",
+          password: "pässwört123",
+        });
+        assert.equal(right.status, 200, right.text);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("main.ts token signs with JOBWIRE_JWT_SECRET when the server uses that secret", async () => {

@@ -4,7 +4,13 @@
  * command ignores signals, or it writes one enormous line.
  */
 import assert from "node:assert/strict";
-import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
+import {
+  startTestServer,
+  type TestServer,
+  withChildServer,
+  withServer,
+} from "../_helpers/server.ts";
+import { waitFor } from "../_helpers/clients.ts";
 import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
 import { FINISH_STALL_MS } from "../../src/cli/publisher.ts";
 import {
@@ -276,3 +282,51 @@ Deno.test("run waits out a rate limit at the end: every line is published and th
     },
   );
 });
+
+for (const interrupt of [false, true]) {
+  Deno.test(`run says plainly that a server that stopped answering has not recorded the job's end${interrupt ? ", also when Ctrl-C cuts the wait" : ""}`, async () => {
+    await withChildServer(1, [], async (server) => {
+      const run = spawnMain([
+        "run",
+        "--server",
+        server.url,
+        "--id",
+        "hung",
+        "--",
+        "sh",
+        "-c",
+        "echo first; sleep 1; echo second",
+      ]);
+      try {
+        await waitFor(
+          async () =>
+            logLines(await storedEvents(server.url, "hung").catch(() => [])).includes("first"),
+          15_000,
+          "the first line to be stored",
+        );
+        // The server stops answering, without closing a connection.
+        server.process.kill("SIGSTOP");
+        if (interrupt) {
+          await run.waitForOutput(/^second$/m);
+          await new Promise((resolve) => setTimeout(resolve, FINISH_STALL_MS + 500));
+          run.process.kill("SIGINT");
+        }
+        const status = await run.finished();
+        assert.equal(status.code, 0, run.stderr());
+        const said = run.stderr();
+        assert.match(
+          said,
+          new RegExp(
+            `could not record the end of the job on ${server.url}: ` +
+              (interrupt ? "stopped waiting for it \\(interrupted\\)" : "no answer within \\d+ s") +
+              "; job hung stays as the server last had it",
+          ),
+        );
+        assert.doesNotMatch(said, /signal has been aborted/i);
+      } finally {
+        server.process.kill("SIGCONT");
+        await run.kill();
+      }
+    });
+  });
+}

@@ -355,3 +355,22 @@ Deno.test("a job id that is neither text nor a whole number is refused at once",
     assert.throws(() => watchJobs("http://127.0.0.1:1", { jobs: [bad as string] }), TypeError);
   }
 });
+
+Deno.test("during an event, watcher.job is the job as of that event, log lines included", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, { type: "status", data: { status: "running" } });
+    const watcher = watchJob(server.url, id, { since: 0 });
+    const seen: [number, number | undefined][] = [];
+    watcher.on("event", (e) => seen.push([e.sequence, watcher.job?.last_sequence]));
+    const rec = new Recorder(watcher);
+    try {
+      await rec.until(1);
+      await publish(server.url, id, logEvent("a"), logEvent("b"));
+      await rec.until(3);
+      assert.deepEqual(seen, [[1, 1], [2, 2], [3, 3]]);
+    } finally {
+      watcher.close();
+    }
+  });
+});

@@ -455,3 +455,47 @@ browserTest(
     }
   },
 );
+
+browserTest(
+  "a job's view shows producers' text without terminal escapes or bidi overrides, and keeps its last sequence current",
+  async () => {
+    const server = await startTestServer();
+    const browser = await openBrowser();
+    const { page } = browser;
+    try {
+      await http(server.url, "POST", "/jobs", { id: "odd-text" });
+      await publish(server.url, "odd-text", { type: "status", data: { status: "running" } }, {
+        type: "progress",
+        data: { progress: 10, stage: "\x1b[1mfit\x1b[0m", message: "step \u202Eevil\u202C one" },
+      });
+      await page.goto(`${server.url}/#/jobs/odd-text`);
+      await logCount(page, 1);
+      await publish(server.url, "odd-text", {
+        type: "log",
+        data: { line: "\x1b[31mred\x1b[0m and \x1b]0;title\x07plain \u202Etxet\u202C\x07" },
+      });
+      await logCount(page, 2);
+      const line = await page.locator('#log .row[data-sequence="3"]').textContent() ?? "";
+      assert.match(line, /red and plain txet$/);
+      // deno-lint-ignore no-control-regex
+      assert.doesNotMatch(line, /[\x00-\x1f\u202a-\u202e\u2066-\u2069]/);
+      assert.equal(await page.locator("#job-stage").textContent(), "fit");
+      assert.equal(await page.locator("#job-message").textContent(), "step evil one");
+      // A log line moves the last sequence; the ETA of a job that failed is no "done".
+      await until(
+        "the last sequence of the log line",
+        async () => await page.locator("#job-sequence").textContent() === "3",
+      );
+      await http(server.url, "POST", "/jobs/odd-text/fail", { error: "boom" });
+      await until(
+        "failed",
+        async () => await page.locator("#job-status").textContent() === "failed",
+      );
+      assert.equal(await page.locator("#job-eta").textContent(), "–");
+      assert.deepEqual(browser.errors, []);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+);
