@@ -27,6 +27,8 @@ export class Stats {
   /** Long-polls (`wait=` on an events page, `wait=terminal` on a job) waiting now. */
   longPollsWaiting = 0;
   serverErrors = 0;
+  /** Requests refused (503) because the database could not read or write. */
+  storageErrors = 0;
   #samples: Sample[] = [];
   #timer: ReturnType<typeof setInterval>;
   #delivered: () => number;

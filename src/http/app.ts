@@ -132,6 +132,9 @@ function isStorageError(error: unknown): boolean {
 /** A `Host` header: a name or IPv4 address, or an IPv6 one in brackets, and a port. */
 const VALID_HOST = /^(?:[A-Za-z0-9_~-](?:[A-Za-z0-9._~-]*)|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
+/** The route whose answer `Accept` chooses: `/jobs/:id/events`. */
+const EVENTS_PATH = /^\/jobs\/[^/]+\/events$/;
+
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
@@ -198,7 +201,20 @@ export function createApp(deps: AppDeps): App {
       if (c.req.path !== "/auth/login" && c.req.path !== "/auth/logout") requirePrincipal(c);
     }
     await next();
-    if (cross && c.res.status !== 101) addCors(c.res.headers, origin);
+    if (c.res.status !== 101) {
+      const headers = c.res.headers;
+      // What the API answers is one caller's view at one moment (and may have come with
+      // ?token=): no cache keeps it. The status page's files say their own.
+      if (
+        !headers.has("cache-control") &&
+        (headers.get("content-type") ?? "").startsWith("application/json")
+      ) {
+        headers.set("cache-control", "no-store");
+      }
+      // An events URL answers a page, SSE or NDJSON by its Accept header.
+      if (EVENTS_PATH.test(c.req.path)) headers.append("vary", "Accept");
+      if (cross) addCors(headers, origin);
+    }
     return undefined;
   });
   registerAuthRoutes(app, deps);
@@ -244,7 +260,6 @@ export function createApp(deps: AppDeps): App {
     } else if (isStorageError(error)) {
       // The database refused (full disk, locked past the wait, damaged): the request may work
       // later, and it is no fault of the caller's.
-      deps.stats.serverErrors++;
       noteStorageFault(deps, error);
       logError("the database refused a request", error, { method: c.req.method });
       response = errorResponse(

@@ -14,8 +14,12 @@ const TELL_EVERY_MS = 1000;
 /** How long a lasting database failure keeps `/healthz` unhealthy after it, in ms. */
 export const FAULT_MEMORY_MS = 60_000;
 
-/** Remembers `error` when it is a failure that lasts, and tells the other isolates. */
+/**
+ * Counts a request the database failed, and remembers `error` when it is a failure that
+ * lasts, telling the other isolates.
+ */
 export function noteStorageFault(deps: AppDeps, error: unknown): void {
+  deps.stats.storageErrors++;
   if (!isLastingFault(error)) return;
   const now = Date.now();
   const last = deps.stats.storageFaultAt;
@@ -28,4 +32,10 @@ export function recentStorageFault(deps: AppDeps): number | undefined {
   const at = deps.stats.storageFaultAt;
   if (at === undefined || Date.now() - at >= FAULT_MEMORY_MS) return undefined;
   return Math.max(0, Math.round((Date.now() - at) / 1000));
+}
+
+/** What the database said of a failure, short enough for an answer and a log line. */
+export function storageReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.length > 200 ? `${message.slice(0, 200)}…` : message;
 }

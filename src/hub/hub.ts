@@ -358,20 +358,29 @@ export class Hub {
    */
   publishLocal(batches: readonly (readonly CommittedEvent[])[]): boolean {
     const jobs: CommitEntry[] = [];
-    // A job past its cap of events loses its oldest at every commit: the other isolates
-    // could find this commit's events gone from the store (by this commit or the next), so
-    // they are carried whatever their size, and even when nobody seems to follow the job
-    // elsewhere (a subscriber there may be newer than what this isolate has heard).
-    const capped = new Set<string>();
+    // A job past its cap of events loses its oldest at every commit: another isolate could
+    // find this commit's events gone from the store, so they are carried whatever their
+    // size to an isolate that follows the job. One that does not may have a subscriber
+    // newer than what this isolate has heard: for it, they are carried too when they are
+    // half or more of what the job keeps (the next commits would drop them soon, or this
+    // one did). Carrying every commit of such a job to isolates that follow nothing of it
+    // held their thread decoding megabytes, and stalled their own publishes for seconds.
+    const capped = new Map<string, { added: number; kept: number }>();
     for (const batch of batches) {
       const last = batch.at(-1);
-      if (last !== undefined && last.job.first_sequence > 1) capped.add(last.job.id);
+      if (last === undefined || last.job.first_sequence <= 1) continue;
+      const entry = capped.get(last.job.id) ?? { added: 0, kept: 0 };
+      entry.added += batch.length;
+      entry.kept = last.job.last_sequence - last.job.first_sequence + 1;
+      capped.set(last.job.id, entry);
     }
     for (const batch of batches) {
       const jobId = batch[0]?.event.job_id;
       if (jobId === undefined) continue;
-      const whole = capped.has(jobId);
-      jobs.push(commitEntry(batch, whole || this.#watchedElsewhere(jobId), whole));
+      const watched = this.#watchedElsewhere(jobId);
+      const cap = capped.get(jobId);
+      const whole = cap !== undefined && (watched || cap.added * 2 >= cap.kept);
+      jobs.push(commitEntry(batch, whole || watched, whole));
     }
     const told = jobs.length > 0;
     if (told) {

@@ -28,6 +28,7 @@ export interface IsolateFigures {
   lockWaits: number;
   buffered: number;
   serverErrors: number;
+  storageErrors: number;
   longPolls: number;
   jobsCreated: number;
   publishedPerSecond: number;

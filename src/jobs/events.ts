@@ -209,6 +209,12 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
       if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error, at("data")) };
       const stray = progressStatus(data.status);
       if (stray !== undefined) return fail(at("data.status"), stray);
+      if (data.eta_seconds != null && data.estimated_time_remaining != null) {
+        return fail(
+          at("data.estimated_time_remaining"),
+          "Given beside eta_seconds: send eta_seconds or estimated_time_remaining, not both",
+        );
+      }
       const d = parsed.data;
       const progress = d.progress ??
         Math.min(100, ((d.current ?? 0) / (d.total ?? 1)) * 100);
@@ -234,6 +240,10 @@ export function checkEvent(input: unknown, path = ""): EventCheck {
       return { ok: true, event: { type, data: { ...data, level } } };
     }
     case "result": {
+      // One thing under both its names: one of them would be lost (as on /complete).
+      if ("results" in data && "result" in data) {
+        return fail(at("data.result"), "Given beside results: send result or results, not both");
+      }
       const withAlias = "results" in data || !("result" in data)
         ? data
         : { ...data, results: data.result };

@@ -124,7 +124,10 @@ export function guardDataDir(dataDir: string): string[] {
     const path = join(dataDir, name);
     let mode: number | null;
     try {
-      mode = Deno.statSync(path).mode;
+      const info = Deno.statSync(path);
+      // Something else under the name (a directory) is refused later, and left as it is.
+      if (!info.isFile) continue;
+      mode = info.mode;
     } catch {
       continue; // Not made yet: it will be made private.
     }

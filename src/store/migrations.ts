@@ -181,7 +181,9 @@ export function migrate(db: DatabaseSync): void {
         });
       }
     } catch (error) {
-      db.exec("ROLLBACK");
+      // SQLite has rolled back already after some errors (a full disk): a ROLLBACK then
+      // would throw, and its error would hide the one that says what happened.
+      if (db.isTransaction) db.exec("ROLLBACK");
       throw error;
     }
   }

@@ -857,7 +857,7 @@ export class SqliteStore implements EventStore {
         `cannot write the database ${this.#file}: ${(error as Error).message}`,
       );
     } finally {
-      this.#db.exec("ROLLBACK");
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
     }
   }
 

@@ -557,11 +557,54 @@ Deno.test("a request the database refuses (locked past its wait) answers 503 wit
       assert.match(create.json.error.message, /database/);
       const remove = await http(server.url, "DELETE", "/jobs/before");
       assertError(remove, 503, "unavailable");
+      // An operator sees them counted as the database's refusals, not as 500s.
+      const metrics = (await http(server.url, "GET", "/metrics")).text;
+      assert.match(metrics, /^jobwire_storage_errors_total 2$/m);
+      assert.match(metrics, /^jobwire_server_errors_total 0$/m);
+      assert.match(metrics, /^jobwire_lock_waits_total \d+$/m);
     } finally {
       other.exec("COMMIT");
       other.close();
     }
     assert.equal((await http(server.url, "POST", "/jobs", { id: "during" })).status, 201);
     assert.equal((await http(server.url, "DELETE", "/jobs/before")).status, 200);
+  });
+});
+
+Deno.test("API answers are kept by no cache, and the events URL varies by Accept", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    for (const path of [`/jobs/${id}`, "/jobs", `/jobs/${id}/events`, "/jobs/nope"]) {
+      const reply = await http(server.url, "GET", path);
+      assert.equal(reply.headers.get("cache-control"), "no-store", path);
+    }
+    const page = await http(server.url, "GET", `/jobs/${id}/events`);
+    assert.match(page.headers.get("vary") ?? "", /\bAccept\b/);
+    const sse = await fetch(`${server.url}/jobs/${id}/events?close_on_finish=1`, {
+      headers: { accept: "text/event-stream" },
+    });
+    assert.match(sse.headers.get("vary") ?? "", /\bAccept\b/);
+    assert.match(sse.headers.get("cache-control") ?? "", /no-cache/);
+    await sse.body?.cancel();
+    // The status page's own files keep what they say.
+    const index = await fetch(`${server.url}/`);
+    assert.notEqual(index.headers.get("cache-control"), "no-store");
+    await index.body?.cancel();
+  });
+});
+
+Deno.test("POST /jobs takes no body as an empty object, and refuses a body that is no object", async () => {
+  await withServer({}, async (server) => {
+    const empty = await fetch(`${server.url}/jobs`, { method: "POST" });
+    assert.equal(empty.status, 201, await empty.text());
+    for (const body of ["null", "[]", "3", '"x"']) {
+      const reply = await fetch(`${server.url}/jobs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      assert.equal(reply.status, 422, body);
+      assert.equal((await reply.json()).error.code, "validation_error");
+    }
   });
 });

@@ -730,6 +730,36 @@ Deno.test("hub carries the events only of jobs someone may follow on another iso
   );
 });
 
+Deno.test("hub carries a capped job's events whole where it is followed, or when they are half of what it keeps; else not", () => {
+  withHub(
+    (f) => {
+      for (const id of ["watched", "quiet"]) {
+        createJob(f.store, id);
+        commit(f.store, id, ...logs(1, 120)); // past the cap of 100: the oldest are dropped
+      }
+      const carried = () => f.fanout.published.at(-1)!.jobs.map((entry) => entry[5]?.data.length);
+      // Large events, more than a commit message carries of a job as a rule.
+      const big = (n: number) =>
+        Array.from({ length: n }, (_, i) => ({
+          type: "log",
+          data: { line: `${i} ${"x".repeat(4000)}` },
+        }));
+      f.hub.publishLocal([
+        commit(f.store, "watched", ...big(10)),
+        commit(f.store, "quiet", ...big(10)),
+      ]);
+      assert.deepEqual(carried(), [10, undefined], "10 of 100 kept: only where it is followed");
+      f.hub.publishLocal([
+        commit(f.store, "quiet", ...big(30)),
+        commit(f.store, "quiet", ...big(20)),
+      ]);
+      assert.deepEqual(carried(), [30, 20], "50 of 100 kept: soon dropped, carried whole");
+    },
+    100,
+    { watchedElsewhere: (jobId) => jobId === "watched" },
+  );
+});
+
 Deno.test("hub wakes the other isolates before a publish to a job followed there, once while idle", () => {
   // The hub takes the isolates to be idle after 1 ms without a message between them; its
   // clock here moves only when the test says so, however slow the machine.

@@ -255,11 +255,6 @@ Deno.test("checkEvent maps the result alias to results", () => {
   assert.deepEqual(event.data.results, { score: 0.9 });
 });
 
-Deno.test("checkEvent prefers results over the result alias when both are given", () => {
-  const event = accepted(checkEvent({ type: "result", data: { results: 1, result: 2 } }));
-  assert.equal(event.data.results, 1);
-});
-
 Deno.test("checkEvent refuses a result event without results at data.results", () => {
   assert.deepEqual(refusedPaths(checkEvent({ type: "result", data: {} })), ["data.results"]);
   assert.deepEqual(refusedPaths(checkEvent({ type: "result" })), ["data.results"]);
@@ -448,4 +443,18 @@ Deno.test("checkEvent accepts every progress in 0-100 and adds a matching percen
       assert.match(event.data.percentage as string, /^\d+(\.\d{1,2})?%$/);
     }),
   );
+});
+
+Deno.test("checkEvent refuses one thing under both its names, as the shortcuts do", () => {
+  const result = checkEvent({ type: "result", data: { result: 1, results: 2 } }, "events.0");
+  assert.deepEqual(refusedPaths(result), ["events.0.data.result"]);
+  const eta = checkEvent({
+    type: "progress",
+    data: { progress: 5, eta_seconds: 6, estimated_time_remaining: 5 },
+  });
+  assert.deepEqual(refusedPaths(eta), ["data.estimated_time_remaining"]);
+  // Either name alone is taken, and so is progress beside its counts.
+  accepted(checkEvent({ type: "result", data: { result: 1 } }));
+  accepted(checkEvent({ type: "progress", data: { progress: 5, estimated_time_remaining: 5 } }));
+  accepted(checkEvent({ type: "progress", data: { progress: 90, current: 9, total: 10 } }));
 });

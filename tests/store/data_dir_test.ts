@@ -6,10 +6,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { loadOrCreateSecret } from "../../src/auth/secret.ts";
-import { lockDataDir } from "../../src/store/data_lock.ts";
+import { guardDataDir, lockDataDir } from "../../src/store/data_lock.ts";
 import { ConfigError } from "../../src/config.ts";
 import { openSqliteStore, SqliteStore } from "../../src/store/sqlite_store.ts";
 import { StartupRefusal } from "../../src/startup_errors.ts";
+import { migrate } from "../../src/store/migrations.ts";
 
 async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "jobwire-datadir-" });
@@ -71,4 +72,48 @@ Deno.test("a database opened read-only is refused as one that cannot be written"
     writable.assertWritable();
     writable.close();
   });
+});
+
+Deno.test("a migration that SQLite rolled back itself (a full disk) fails with SQLite's words, not a failed ROLLBACK", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "jobwire-migrate-" });
+  const db = new DatabaseSync(join(dir, "jobwire.db"));
+  try {
+    // As SQLITE_FULL does: the transaction is rolled back by SQLite, then the error comes.
+    const full = new Proxy(db, {
+      get(target, name) {
+        if (name === "exec") {
+          return (sql: string) => {
+            if (sql.startsWith("PRAGMA user_version =")) {
+              target.exec("ROLLBACK");
+              throw new Error("database or disk is full");
+            }
+            return target.exec(sql);
+          };
+        }
+        const value = Reflect.get(target, name, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    assert.throws(() => migrate(full), /^Error: database or disk is full$/);
+    assert.equal(db.isTransaction, false);
+  } finally {
+    db.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a directory where the database belongs is refused and left as it was", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "jobwire-dbdir-" });
+  try {
+    const inTheWay = join(dir, "jobwire.db");
+    Deno.mkdirSync(inTheWay, { mode: 0o755 });
+    Deno.chmodSync(inTheWay, 0o755);
+    const warnings = guardDataDir(dir);
+    assert.deepEqual(warnings.filter((w) => w.includes("jobwire.db")), []);
+    assert.equal(Deno.statSync(inTheWay).mode! & 0o777, 0o755);
+    assert.throws(() => openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" }));
+    assert.equal(Deno.statSync(inTheWay).mode! & 0o777, 0o755);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

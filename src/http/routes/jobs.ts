@@ -81,7 +81,9 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     if (!canCreate(principal)) {
       throw new ApiError("forbidden", "Creating jobs needs the write scope");
     }
-    const raw = (await readJson(c.req.raw, config.maxBodyBytes)) ?? {};
+    // No body is an empty object; a body of `null` is no object, and refused.
+    const given = await readJson(c.req.raw, config.maxBodyBytes);
+    const raw = given === undefined ? {} : given;
     const body = parseOr(createJobBody, raw);
     if (body.owner !== undefined && !isAdmin(principal) && body.owner !== principal.sub) {
       throw new ApiError("forbidden", "Only an admin may create a job for another owner");

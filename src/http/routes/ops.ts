@@ -35,6 +35,7 @@ export function localFigures(deps: AppDeps): IsolateFigures {
     lockWaits: committer.counts.lockWaits,
     buffered: sessions.buffered(),
     serverErrors: stats.serverErrors,
+    storageErrors: stats.storageErrors,
     longPolls: stats.longPolls,
     jobsCreated: stats.jobsCreated,
     publishedPerSecond: rates.events_published_per_second,
@@ -74,6 +75,7 @@ export async function serverFigures(
     "lockWaits",
     "buffered",
     "serverErrors",
+    "storageErrors",
     "longPolls",
     "jobsCreated",
     "publishedPerSecond",
@@ -261,6 +263,19 @@ async function metricsText(deps: AppDeps): Promise<string> {
     f.serverErrors,
   ]]);
   metric(
+    "jobwire_storage_errors_total",
+    "counter",
+    "Requests refused (503) because the database could not read or write them: full, " +
+      "locked by another process past the wait, damaged or read-only.",
+    [["", f.storageErrors]],
+  );
+  metric(
+    "jobwire_lock_waits_total",
+    "counter",
+    "Commits that found SQLite's write lock taken and waited their turn.",
+    [["", f.lockWaits]],
+  );
+  metric(
     "jobwire_isolates",
     "gauge",
     "Isolates serving (one per core with deno serve --parallel).",
@@ -284,6 +299,7 @@ export function registerOpsRoutes(app: App, deps: AppDeps): void {
     // touch those places: such a failure marks the server unhealthy for a while.
     const ago = recentStorageFault(deps);
     if (ago !== undefined) {
+      // SQLite's own words stay in the log: this answer is open to anyone.
       throw new ApiError(
         "unavailable",
         `The database failed a request ${ago} s ago as damaged, unreadable, full or read-only: ` +

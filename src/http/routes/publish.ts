@@ -27,7 +27,7 @@ import { canWrite } from "../../auth/principal.ts";
 import { logError } from "../../log.ts";
 import { JOB_ID_PATTERN } from "../schemas.ts";
 import { principalKey, requirePrincipal } from "../access.ts";
-import { noteStorageFault } from "../storage_fault.ts";
+import { noteStorageFault, storageReason } from "../storage_fault.ts";
 
 /** Validates raw events; throws 422 with every failing field, or 413 for a large one. */
 function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEvent[] {
@@ -163,11 +163,21 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
       });
     } catch (error) {
       if (charged) deps.visitors.refundPublish(rateKey, events.length);
+      if (deps.sessions.stopping) {
+        // The store closed under it: the server is stopping, which is no fault to log.
+        throw new ApiError(
+          "unavailable",
+          "The server is shutting down: nothing was written; retry",
+          undefined,
+          { "retry-after": "1" },
+        );
+      }
       logError("commit failed", error, { job: id });
       noteStorageFault(deps, error);
       throw new ApiError(
         "unavailable",
-        "The event store could not commit; retry later",
+        `The event store could not commit (${storageReason(error)}): nothing was written; ` +
+          "retry later",
         undefined,
         {
           "retry-after": "1",
