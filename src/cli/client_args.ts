@@ -99,8 +99,10 @@ export function connectionOf(
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new ConfigError(`Invalid server URL ${JSON.stringify(raw)}: expected http or https`);
   }
-  const token = flagValue(line, "token") ?? nonEmpty(env.JOBWIRE_TOKEN);
-  return { server: raw.replace(/\/+$/, ""), token };
+  const given = flagValue(line, "token") ?? nonEmpty(env.JOBWIRE_TOKEN);
+  // A token pasted with the header's word before it ("Bearer eyJ…") is the token after it.
+  const token = given?.replace(/^\s*Bearer(\s+|$)/i, "").trim();
+  return { server: raw.replace(/\/+$/, ""), token: token === "" ? undefined : token };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -17,7 +17,7 @@ import {
   statusPageUrl,
 } from "./client_args.ts";
 import { createOutput, STDIO } from "./watch_output.ts";
-import { EXIT_CODES, EXIT_UNFOLLOWABLE, followJob, outputMode } from "./watch.ts";
+import { colourWanted, EXIT_CODES, EXIT_UNFOLLOWABLE, followJob, outputMode } from "./watch.ts";
 
 export const DEMO_USAGE =
   `Usage: main.ts demo [--server URL] [--token T] [--duration S] [--fail] [--no-watch]
@@ -185,7 +185,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   );
   try {
     if (line.flags.has("no-watch")) return await produced;
-    const output = createOutput(outputMode(false), STDIO, !Deno.noColor);
+    const output = createOutput(outputMode(false), STDIO, colourWanted());
     const [followed, code] = await Promise.all([
       followJob(server, reporter.jobId, { token, output }),
       produced,

@@ -125,10 +125,18 @@ export function followJob(
   });
 }
 
-/** The output mode for stdout: `json` when asked, `tty` on a terminal, else `plain`. */
-export function outputMode(json: boolean): OutputMode {
+/**
+ * The output mode for stdout: `json` when asked, `tty` on a terminal that can redraw a
+ * line, else `plain` (a pipe, or `TERM=dumb`: an editor's shell, which shows escapes raw).
+ */
+export function outputMode(json: boolean, term = Deno.env.get("TERM")): OutputMode {
   if (json) return "json";
-  return Deno.stdout.isTerminal() ? "tty" : "plain";
+  return Deno.stdout.isTerminal() && term !== "dumb" ? "tty" : "plain";
+}
+
+/** Whether to colour: not when `NO_COLOR` is set, nor on a `TERM=dumb` terminal. */
+export function colourWanted(term = Deno.env.get("TERM")): boolean {
+  return !Deno.noColor && term !== "dumb";
 }
 
 /** `main.ts watch …`: returns the exit code. */
@@ -149,7 +157,7 @@ export async function watchCommand(args: string[]): Promise<number> {
     throw new ConfigError("Invalid value for --since: expected a sequence number (0 or more)");
   }
   const { server, token } = connectionOf(line);
-  const output = createOutput(outputMode(line.flags.has("json")), STDIO, !Deno.noColor);
+  const output = createOutput(outputMode(line.flags.has("json")), STDIO, colourWanted());
   const abort = new AbortController();
   const onInterrupt = () => abort.abort();
   Deno.addSignalListener("SIGINT", onInterrupt);

@@ -38,7 +38,7 @@ export interface FirehoseSubscriber {
   deliver(event: WireEvent): void;
   created(job: Job): void;
   /** A job was deleted or purged; `job` is what it was, when known (not after a purge). */
-  deleted(jobId: string, job?: Job): void;
+  deleted(jobId: string, job?: Job, reason?: string): void;
 }
 
 /** How a join went, for the `connection`/`subscribed` message. */
@@ -512,7 +512,7 @@ export class Hub {
     this.#finished.delete(jobId);
     const channel = this.#channels.get(jobId);
     if (channel !== undefined) this.#endChannel(jobId, channel, reason);
-    for (const subscriber of this.#firehose) subscriber.deleted(jobId, job);
+    for (const subscriber of this.#firehose) subscriber.deleted(jobId, job, reason);
   }
 
   /** Stops tracking a job here and ends its subscribers. */
@@ -658,7 +658,7 @@ export class Hub {
     ) {
       // The job was deleted and made again, and the deletion's notice has not come yet.
       this.#endChannel(jobId, channel, "job deleted");
-      for (const subscriber of this.#firehose) subscriber.deleted(jobId);
+      for (const subscriber of this.#firehose) subscriber.deleted(jobId, undefined, "job deleted");
       channel = undefined;
     }
     if (channel === undefined) {

@@ -184,18 +184,19 @@ class FirehoseSubscription implements FirehoseSubscriber {
     }
     if (this.filter.status !== undefined) this.#statuses.set(job.id, job.status);
     if (!this.#passes(job.id, job)) return;
-    this.session.sendNotice("created", job.id, { job });
+    // Followed from now on: the notice's marks include it.
     if (!isTerminal(job.status)) this.open.set(job.id, job.last_sequence);
+    this.session.sendNotice("created", job.id, { job });
   }
-  deleted(jobId: string, job?: Job): void {
+  deleted(jobId: string, job?: Job, reason = "job deleted"): void {
     // Also a job this stream never saw an event of: the client may have listed it itself.
-    if (this.#kinds.get(jobId) ?? this.#admits(job)) {
-      this.session.sendNotice("deleted", jobId, {});
-    }
+    const tell = this.#kinds.get(jobId) ?? this.#admits(job);
     this.#kinds.delete(jobId);
     this.#statuses.delete(jobId);
     this.#listed.delete(jobId);
     this.open.delete(jobId);
+    // After it left the marks, which the notice carries.
+    if (tell) this.session.sendNotice("deleted", jobId, { reason });
   }
 }
 
@@ -477,7 +478,8 @@ export class Session {
       }
       return;
     }
-    this.#sendAbout(type, jobId, data);
+    // As every other session message of such a stream: the marks of what it follows.
+    this.#sendAbout(type, jobId, { ...data, ...this.#marks(null) });
   }
 
   /** @internal The job was deleted or purged. */

@@ -63,6 +63,16 @@ Deno.test("connectionOf prefers flags, then JOBWIRE_SERVER and JOBWIRE_TOKEN, th
   });
 });
 
+Deno.test("connectionOf takes a token pasted with its header's word as the token", () => {
+  const none = parseCommandLine([], SPEC);
+  for (const pasted of ["Bearer eyJabc", "bearer  eyJabc ", " eyJabc"]) {
+    assert.equal(connectionOf(none, { JOBWIRE_TOKEN: pasted }).token, "eyJabc", pasted);
+    const flag = parseCommandLine(["--token", pasted], SPEC);
+    assert.equal(connectionOf(flag, {}).token, "eyJabc", pasted);
+  }
+  assert.equal(connectionOf(none, { JOBWIRE_TOKEN: "Bearer " }).token, undefined);
+});
+
 Deno.test("connectionOf refuses a server that is not an http(s) URL", () => {
   assert.throws(
     () => connectionOf(parseCommandLine(["--server", "localhost:8080"], SPEC), {}),

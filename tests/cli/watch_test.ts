@@ -3,6 +3,7 @@ import { createJob, http, publish } from "../_helpers/clients.ts";
 import { startTestServer, type TestServer, withServer } from "../_helpers/server.ts";
 import { AUTH, tokenFor } from "../_helpers/tokens.ts";
 import { runCli, spawnMain } from "../_helpers/cli.ts";
+import { colourWanted, outputMode } from "../../src/cli/watch.ts";
 
 /** Output lines without their `HH:MM:SS ` prefix. */
 function lines(stdout: string): string[] {
@@ -216,4 +217,12 @@ Deno.test("watch refuses a missing job id and a bad --since with exit 2", async 
   const bad = await runCli(["watch", "x", "--since", "-1"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--since/);
+});
+
+Deno.test("a TERM=dumb terminal gets plain lines without colour; json is json whatever the terminal", () => {
+  assert.equal(outputMode(false, "dumb"), "plain");
+  assert.equal(colourWanted("dumb"), false);
+  assert.equal(outputMode(true, "dumb"), "json");
+  // Elsewhere, colour follows NO_COLOR (the test runner's own setting).
+  assert.equal(colourWanted("xterm-256color"), !Deno.noColor);
 });

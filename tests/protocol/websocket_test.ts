@@ -516,8 +516,9 @@ Deno.test("format=snapshot tells of an unsubscribe and a deletion in flat messag
       ]);
       // A stream of every job hears of the deletion.
       const deleted = await waitFor(() => all.messages.find((m) => m.type === "deleted"));
-      assert.deepEqual(Object.keys(deleted).sort(), ["job_id", "timestamp", "type"]);
+      assert.deepEqual(Object.keys(deleted).sort(), ["job_id", "reason", "timestamp", "type"]);
       assert.equal(deleted.job_id, b);
+      assert.equal(deleted.reason, "job deleted");
     } finally {
       await ws.close();
       await all.close();
@@ -791,6 +792,27 @@ Deno.test("a socket follows at most 100 jobs, however they were added", async ()
       assert.equal(joined.data.job.id, ids[100]);
     } finally {
       await ws.close();
+    }
+  });
+});
+
+Deno.test("on a stream of every job, created and deleted carry the marks of what it follows, and deleted says why", async () => {
+  await withServer({}, async (server) => {
+    const all = await WsClient.connect(`${server.url}/ws?all=1`);
+    try {
+      await all.next((m) => m.type === "connection");
+      const id = await createJob(server.url);
+      const created = await all.next((m) => m.type === "created");
+      assert.equal(created.job_id, id);
+      assert.deepEqual(created.data.last_sequences, { [id]: 0 });
+      await publish(server.url, id, logEvent("a"));
+      await all.next((m) => m.sequence === 1);
+      assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+      const deleted = await all.next((m) => m.type === "deleted");
+      assert.equal(deleted.data.reason, "job deleted");
+      assert.deepEqual(deleted.data.last_sequences, {});
+    } finally {
+      await all.close();
     }
   });
 });
