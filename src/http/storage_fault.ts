@@ -18,9 +18,13 @@ export const FAULT_MEMORY_MS = 60_000;
  * Counts a request the database failed, and remembers `error` when it is a failure that
  * lasts, telling the other isolates.
  */
-export function noteStorageFault(deps: AppDeps, error: unknown): void {
+export function noteStorageFault(
+  deps: AppDeps,
+  error: unknown,
+  lasting = isLastingFault(error),
+): void {
   deps.stats.storageErrors++;
-  if (!isLastingFault(error)) return;
+  if (!lasting) return;
   const now = Date.now();
   const last = deps.stats.storageFaultAt;
   deps.stats.storageFaultAt = now;

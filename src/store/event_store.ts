@@ -158,6 +158,13 @@ export interface EventStore {
    * all of them, never between a job's row and its events. `read` must not write.
    */
   readConsistently<T>(read: () => T): T;
+  /**
+   * Runs `write` (one of this store's writes) without waiting for a write lock another
+   * connection holds: that wait would block the thread and every stream it serves.
+   *
+   * @throws {StoreBusyError} when the lock is taken (try again later)
+   */
+  withoutBlocking<T>(write: () => T): T;
   /** Whether the id belonged to a job that was purged or deleted. */
   isGone(id: string): boolean;
   listJobs(query: JobQuery): JobPage;

@@ -795,6 +795,12 @@ export class SqliteStore implements EventStore {
     });
   }
 
+  withoutBlocking<T>(write: () => T): T {
+    return this.#withoutWaiting(write, () => {
+      throw new StoreBusyError("database is locked by another connection");
+    });
+  }
+
   /** @returns false also when another connection holds the write lock: never waits for it */
   takeLease(name: string, owner: string, until: number, now: number): boolean {
     return this.#withoutWaiting(

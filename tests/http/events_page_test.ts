@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { createJob, http, logEvent, publish, type Reply, waitFor } from "../_helpers/clients.ts";
 import { startTestServer, withChildServer, withServer } from "../_helpers/server.ts";
 import { MAX_PAGE_CHARS } from "../../src/http/routes/events.ts";
@@ -360,5 +362,30 @@ Deno.test("a long-poll whose client goes away stops waiting, and answered ones l
       "the server to drop the abandoned long-poll",
     );
     assert.doesNotMatch(server.output(), /legacy|ERROR/, server.output());
+  });
+});
+
+Deno.test("a page of events the database lost answers 503 and marks the server unhealthy, rather than an empty page with more to come", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, ...Array.from({ length: 6 }, (_, i) => logEvent(i)));
+    // As a damaged file: the job keeps 1-6, and rows 3-6 cannot be read.
+    const other = new DatabaseSync(join(server.dataDir, "jobwire.db"));
+    try {
+      other.prepare("DELETE FROM events WHERE job_id = ? AND sequence >= 3").run(id);
+    } finally {
+      other.close();
+    }
+    const fine = await http(server.url, "GET", `/jobs/${id}/events?since=0`);
+    assert.equal(fine.status, 200);
+    assert.deepEqual(fine.json.events.map((e: { sequence: number }) => e.sequence), [1, 2]);
+    const lost = await http(server.url, "GET", `/jobs/${id}/events?since=2`);
+    assert.equal(lost.status, 503, lost.text);
+    assert.match(lost.json.error.message, /could not read the events of job .* after 2/);
+    assert.equal((await http(server.url, "GET", "/healthz")).status, 503);
+    // At the job's end, an empty page is what there is.
+    const end = await http(server.url, "GET", `/jobs/${id}/events?since=6`);
+    assert.equal(end.status, 200);
+    assert.equal(end.json.has_more, false);
   });
 });

@@ -571,6 +571,40 @@ Deno.test("a request the database refuses (locked past its wait) answers 503 wit
   });
 });
 
+Deno.test("a create or delete waiting for a lock another process holds blocks no other request, and goes through once it is let go", async () => {
+  await withServer({}, async (server) => {
+    await createJob(server.url, { id: "old" });
+    const other = new DatabaseSync(join(server.dataDir, "jobwire.db"));
+    other.exec("BEGIN EXCLUSIVE");
+    let released = false;
+    try {
+      const order: string[] = [];
+      const create = http(server.url, "POST", "/jobs", { id: "waited" }).then((reply) => {
+        order.push("create");
+        return reply;
+      });
+      const remove = http(server.url, "DELETE", "/jobs/old").then((reply) => {
+        order.push("delete");
+        return reply;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Served meanwhile, on the same thread: the waits above hold nothing up.
+      const read = await http(server.url, "GET", "/jobs/old");
+      assert.equal(read.status, 200);
+      order.push("read");
+      other.exec("COMMIT");
+      released = true;
+      assert.equal((await create).status, 201);
+      assert.equal((await remove).status, 200);
+      assert.equal(order[0], "read");
+      assert.equal((await http(server.url, "GET", "/jobs/old")).status, 410);
+    } finally {
+      if (!released) other.exec("COMMIT");
+      other.close();
+    }
+  });
+});
+
 Deno.test("API answers are kept by no cache, and the events URL varies by Accept", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);

@@ -16,6 +16,8 @@ import type { StoredEvent } from "../../jobs/envelope.ts";
 import { type EventStore, readEventsWhile } from "../../store/event_store.ts";
 import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
 import { admitStream, streamPrincipal, whileAdmitted } from "../access.ts";
+import { noteStorageFault } from "../storage_fault.ts";
+import { log } from "../../log.ts";
 import { lastEventId, negotiate, parseSince, sessionContext, sinceFor } from "../streaming.ts";
 
 /** Default number of events on a page. */
@@ -64,10 +66,19 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       const page = parseOr(eventsPageQuery, query, "invalid_query", "The query");
       const since = page.since ?? 0;
       const limit = page.limit ?? DEFAULT_PAGE;
-      let events = readPage(store, id, since, limit, deps.config.maxEventBytes);
+      // The page and the job as it was read: one read transaction holds both, so that
+      // another isolate's commit lands before or after them.
+      const read = () =>
+        store.readConsistently(() =>
+          [
+            readPage(store, id, since, limit, deps.config.maxEventBytes),
+            store.getJob(id) ?? job,
+          ] as const
+        );
+      let [events, current] = read();
       if (
-        events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(job.status) &&
-        since <= job.last_sequence
+        events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(current.status) &&
+        since <= current.last_sequence
       ) {
         const ended = await whileAdmitted(
           c,
@@ -76,9 +87,31 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
           (signal) => waitForEvent(hub, id, page.wait! * 1000, signal),
         );
         jobAfterWait(store, id, ended, "its events");
-        events = readPage(store, id, since, limit, deps.config.maxEventBytes);
+        [events, current] = read();
       }
-      const current = store.getJob(id) ?? job;
+      if (
+        events.length === 0 && since < current.last_sequence &&
+        since >= current.first_sequence - 1
+      ) {
+        // The job says it keeps events after `since` and none could be read: a damaged file,
+        // which a client paging on `has_more` would otherwise ask for again for ever.
+        const error = new Error(
+          `job ${id} keeps events ${current.first_sequence}-${current.last_sequence}, ` +
+            `and none after ${since} could be read`,
+        );
+        log("error", "the database lacks events it should hold (damaged?)", {
+          job: id,
+          first: current.first_sequence,
+          last: current.last_sequence,
+          since,
+        });
+        noteStorageFault(deps, error, true);
+        throw new ApiError(
+          "unavailable",
+          `The database could not read the events of job ${id} after ${since} (it may be ` +
+            "damaged): the server's log says more",
+        );
+      }
       const last = events.at(-1)?.sequence;
       // Past the job's end (a job made again under its id): on from where the job is.
       const next = last ?? Math.max(0, Math.min(since, current.last_sequence));

@@ -21,6 +21,7 @@ import { principalKey, requirePrincipal, whileAdmitted } from "../access.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { decodeCursor } from "../../store/cursor.ts";
+import { type EventStore, StoreBusyError } from "../../store/event_store.ts";
 import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
 
 /**
@@ -73,6 +74,28 @@ export function visibility(
 /** Default and longest `wait=terminal` timeout, in seconds. */
 const DEFAULT_TERMINAL_WAIT_SECONDS = 60;
 
+/** Longest a create or delete waits for a write lock another process holds, in ms. */
+const LOCK_WAIT_MS = 2000;
+
+/**
+ * Runs a store write; while another connection holds the write lock it is tried again
+ * after short pauses, for up to {@link LOCK_WAIT_MS}, without blocking the isolate (SQLite's
+ * own wait would hold every stream it serves meanwhile).
+ *
+ * @throws {StoreBusyError} when the lock is still taken then (a 503)
+ */
+async function writeSoon<T>(store: EventStore, write: () => T): Promise<T> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (let pause = 2;; pause = Math.min(pause * 2, 50)) {
+    try {
+      return store.withoutBlocking(write);
+    } catch (error) {
+      if (!(error instanceof StoreBusyError) || Date.now() + pause > deadline) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+}
+
 export function registerJobRoutes(app: App, deps: AppDeps): void {
   const { store, hub, config } = deps;
 
@@ -113,7 +136,10 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
           "give the token a sub, or the write:all scope",
       );
     }
-    const created = store.createJob({ id, kind: body.kind ?? null, owner, metadata }, Date.now());
+    const created = await writeSoon(
+      store,
+      () => store.createJob({ id, kind: body.kind ?? null, owner, metadata }, Date.now()),
+    );
     if (!created.ok) throw new ApiError("job_exists", `Job ${id} already exists`);
     deps.stats.jobsCreated++;
     const job = publicJob(created.job);
@@ -173,7 +199,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     });
   });
 
-  app.delete("/jobs/:id", (c) => {
+  app.delete("/jobs/:id", async (c) => {
     const principal = requirePrincipal(c);
     const id = c.req.param("id");
     const record = findJob(store, id);
@@ -182,7 +208,9 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     }
     // What other isolates committed and this one has not delivered yet goes out first.
     hub.settle(id);
-    store.deleteJob(id, Date.now());
+    const deleted = await writeSoon(store, () => store.deleteJob(id, Date.now()));
+    // Deleted meanwhile by another request: that one told of it.
+    if (!deleted) findJob(store, id);
     hub.jobDeleted(id, "job deleted", record);
     return c.json({ id, deleted: true });
   });
