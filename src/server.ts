@@ -30,6 +30,9 @@ import { LOGIN_WINDOW_MS } from "./http/routes/auth.ts";
 import { log, logError, setLogLevel } from "./log.ts";
 
 /** One isolate's server, before or without a listener. */
+/** How often each isolate checks that its database file is still the one it opened, in ms. */
+const FILE_CHECK_MS = 1000;
+
 export interface ServerCore {
   /** The request handler (`Deno.serve`'s, or the `fetch` of a `deno serve` module). */
   handler(request: Request, info: Deno.ServeHandlerInfo): Promise<Response>;
@@ -214,6 +217,23 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
   };
   const app = createApp(deps);
 
+  // The database file removed or replaced under the server (its data directory deleted):
+  // every write is refused from then on, and /healthz says so, rather than acknowledge
+  // events no restart would find.
+  let lostTold = false;
+  const fileCheck = setInterval(() => {
+    const lost = store.checkFile();
+    if (lost === undefined) return;
+    const now = Date.now();
+    stats.storageFaultAt = now;
+    peers.fault(now);
+    if (!lostTold) {
+      lostTold = true;
+      log("error", `${lost}: every write is refused from now on; restart the server`);
+    }
+  }, FILE_CHECK_MS);
+  Deno.unrefTimer(fileCheck);
+
   let inflight = 0;
   let closed = false;
   return {
@@ -238,6 +258,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     close() {
       if (closed) return;
       closed = true;
+      clearInterval(fileCheck);
       committer.flush();
       sweeper.stop();
       stats.stop();

@@ -167,6 +167,11 @@ export interface EventStore {
   withoutBlocking<T>(write: () => T): T;
   /** Whether the id belonged to a job that was purged or deleted. */
   isGone(id: string): boolean;
+  /**
+   * Why the database can no longer be written (its file removed or replaced while the
+   * server runs), or `undefined`; once found, every write is refused.
+   */
+  checkFile(): string | undefined;
   listJobs(query: JobQuery): JobPage;
   /** Number of jobs per status. */
   countByStatus(): Record<string, number>;
@@ -197,6 +202,17 @@ export interface EventStore {
   /** Running jobs whose last event is older than `before` and that are not yet stalled. */
   findStalled(before: number, limit: number): string[];
   close(): void;
+}
+
+/**
+ * Thrown by every write once the database file was removed or replaced while the server
+ * ran (see `SqliteStore.checkFile`): what it took would be lost at the next start. Shaped as
+ * SQLite's SQLITE_CANTOPEN, a failure that lasts until someone acts.
+ */
+export class StoreLostError extends Error {
+  override name = "StoreLostError";
+  readonly code = "ERR_SQLITE_ERROR";
+  readonly errcode = 14;
 }
 
 /** Thrown by {@link EventStore.appendBatch} when another connection holds the write lock. */

@@ -23,7 +23,7 @@ import type {
   NewJob,
   SweepPolicy,
 } from "./event_store.ts";
-import { StoreBusyError } from "./event_store.ts";
+import { StoreBusyError, StoreLostError } from "./event_store.ts";
 import { migrate } from "./migrations.ts";
 import { AuthStore } from "./auth_store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
@@ -180,6 +180,16 @@ function isBusy(error: unknown): boolean {
     /database is locked/i.test(e.message ?? "");
 }
 
+/** A file's device and inode, or `undefined` when there is none. */
+function fileIdentity(path: string): string | undefined {
+  try {
+    const info = Deno.statSync(path);
+    return `${info.dev}:${info.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Name of the database file inside the data directory. */
 export const DATABASE_FILE = "jobwire.db";
 
@@ -249,10 +259,15 @@ export class SqliteStore implements EventStore {
   #wal: string | undefined;
   #walLimit: number;
   #walCheckedAt = 0;
+  /** The file's device and inode when opened, to tell it from one put in its place. */
+  #identity: string | undefined;
+  /** Set once the file was found removed or replaced: every write is refused then. */
+  #lost: string | undefined;
 
   /** @param path the database file, when it has one (see {@link SqliteStoreOptions.checkpoints}) */
   constructor(db: DatabaseSync, options: SqliteStoreOptions, path?: string) {
     this.#file = path;
+    this.#identity = path === undefined ? undefined : fileIdentity(path);
     this.#db = db;
     this.#options = options;
     this.#walLimit = options.walLimitBytes ?? WAL_LIMIT_BYTES;
@@ -299,6 +314,7 @@ export class SqliteStore implements EventStore {
 
   /** Runs `work` in one transaction: a write's (`BEGIN IMMEDIATE`) unless `begin` says. */
   #transaction<T>(work: () => T, begin: string = SQL.begin): T {
+    if (begin !== SQL.beginRead) this.#refuseIfLost();
     this.#stmt(begin).run();
     try {
       const value = work();
@@ -457,6 +473,7 @@ export class SqliteStore implements EventStore {
    */
   appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[] {
     if (requests.length === 0) return [];
+    this.#refuseIfLost();
     this.#withoutWaiting(() => this.#stmt(SQL.begin).run(), () => {
       throw new StoreBusyError("The database is locked by another connection");
     });
@@ -793,6 +810,26 @@ export class SqliteStore implements EventStore {
       this.#stmt(SQL.expireIdempotency).run(now - policy.idempotencyMs);
       return purged;
     });
+  }
+
+  /**
+   * Whether the database file is still the one this connection opened. Removed (the data
+   * directory deleted) or replaced while the server runs, it would take writes that no
+   * restart finds, and a second server could start on the same directory: from the first
+   * time this finds so, every write is refused.
+   *
+   * @returns why the file can no longer be written, or `undefined` while it can
+   */
+  checkFile(): string | undefined {
+    if (this.#lost !== undefined || this.#file === undefined) return this.#lost;
+    if (fileIdentity(this.#file) !== this.#identity) {
+      this.#lost = `the database file ${this.#file} was removed or replaced while the server ran`;
+    }
+    return this.#lost;
+  }
+
+  #refuseIfLost(): void {
+    if (this.#lost !== undefined) throw new StoreLostError(`${this.#lost}: restart the server`);
   }
 
   withoutBlocking<T>(write: () => T): T {

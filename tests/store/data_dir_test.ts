@@ -11,6 +11,8 @@ import { ConfigError } from "../../src/config.ts";
 import { openSqliteStore, SqliteStore } from "../../src/store/sqlite_store.ts";
 import { StartupRefusal } from "../../src/startup_errors.ts";
 import { migrate } from "../../src/store/migrations.ts";
+import { withServer } from "../_helpers/server.ts";
+import { createJob, http, logEvent, publish, waitFor } from "../_helpers/clients.ts";
 
 async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "jobwire-datadir-" });
@@ -116,4 +118,26 @@ Deno.test("a directory where the database belongs is refused and left as it was"
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("a data directory deleted while the server runs: writes are refused and /healthz says so, nothing is acknowledged to be lost", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent("kept"));
+    await Deno.remove(server.dataDir, { recursive: true });
+    await waitFor(
+      async () => (await http(server.url, "GET", "/healthz")).status === 503,
+      10_000,
+      "/healthz to say the database is gone",
+    );
+    const refused = await http(server.url, "POST", `/jobs/${id}/events`, logEvent("lost"));
+    assert.equal(refused.status, 503, refused.text);
+    assert.match(refused.json.error.message, /removed or replaced while the server ran/);
+    const create = await http(server.url, "POST", "/jobs", {});
+    assert.equal(create.status, 503, create.text);
+    assert.match(
+      await http(server.url, "GET", "/metrics").then((r) => r.text),
+      /jobwire_storage_errors_total [1-9]/,
+    );
+  });
 });
