@@ -125,7 +125,7 @@ export const MAX_CONNECTIONS_DEFAULT = 100_000;
 export const OPTIONS = {
   host: {
     schema: z.string().regex(
-      /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$/,
+      /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*|\[[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\])$/,
       "expected a host name or IP address such as 127.0.0.1, 0.0.0.0 or ::, without a scheme " +
         "or port (the port is --port)",
     ),

@@ -23,7 +23,7 @@ const SECRET_KEYS = /^(token|ticket|password|secret|authorization|cookie|access_
  * `ticket`) and what other services name theirs (`--jwks-url …?api_key=`, `X-Amz-Signature`).
  */
 const SECRET_PARAM =
-  /token|ticket|secret|passw|pwd|api[_-]?key|^key$|signature|^sig$|credential|^auth|session|^code$/i;
+  /token|ticket|secret|passw|pwd|api[_-]?key|^key$|private|jwt|signature|^sig$|credential|^auth|session|^code$/i;
 const QUERY_PARAM = /([?&])([^=&#\s]*)=([^&#\s]*)/g;
 
 /** A query parameter's name as the server reads it (`%74oken` is `token`). */

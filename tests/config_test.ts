@@ -573,10 +573,22 @@ Deno.test("open streams are kept within the open-file limit", () => {
 });
 
 Deno.test("--host takes a name or an address, and refuses a URL or a port with a message naming it", () => {
-  for (const host of ["0.0.0.0", "127.0.0.1", "::", "::1", "fe80::1", "localhost", "jobs.local"]) {
+  for (
+    const host of [
+      "0.0.0.0",
+      "127.0.0.1",
+      "::",
+      "::1",
+      "[::1]",
+      "[::]",
+      "fe80::1",
+      "localhost",
+      "jobs.local",
+    ]
+  ) {
     assert.equal(resolveConfig(sources({ host })).host, host);
   }
-  for (const host of ["0.0.0.0:8080", "http://0.0.0.0", "-x!", "", "a b", "[::1]:80"]) {
+  for (const host of ["0.0.0.0:8080", "http://0.0.0.0", "-x!", "", "a b", "[::1]:80", "[::1"]) {
     const error = configError(() => resolveConfig(sources({ host })));
     assert.match(error.message, /Invalid value for --host: .*without a scheme or port/, host);
   }

@@ -271,7 +271,7 @@ class Client:
 
     def create_job(
         self,
-        id: Optional[str] = None,
+        id: Optional[Union[str, int]] = None,
         *,
         kind: Optional[str] = None,
         metadata: Optional[Dict[str, Any]] = None,
@@ -286,7 +286,7 @@ class Client:
 
         :raises JobwireError: ``job_exists`` when the id was taken before this call
         """
-        job_id = id or str(uuid.uuid4())
+        job_id = str(uuid.uuid4()) if id is None else _job_id(id)
         body: Dict[str, Any] = {"id": job_id}
         if kind is not None:
             body["kind"] = kind

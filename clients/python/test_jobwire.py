@@ -670,7 +670,7 @@ class WatchTest(Deadline):
 
     def test_a_job_id_given_as_a_whole_number_is_that_job(self) -> None:
         number = uuid.uuid4().int % 10**12
-        self.client.create_job(id=str(number))
+        self.assertEqual(self.client.create_job(id=number).job_id, str(number))
         self.produce(number, 2, pause=0).join()
         self.assertEqual(self.client.get_job(number)["status"], "completed")
         seen = list(self.client.watch(number, since=0))

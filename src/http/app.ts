@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import type { Config } from "../config.ts";
 import type { Hub } from "../hub/hub.ts";
-import { type EventStore, StoreBusyError } from "../store/event_store.ts";
+import type { EventStore } from "../store/event_store.ts";
 import type { Committer } from "../store/committer.ts";
 import type { Sessions } from "../protocol/sessions.ts";
 import type { Stats } from "../stats.ts";
@@ -29,7 +29,7 @@ import { registerAuthRoutes } from "./routes/auth.ts";
 import { logError, redactUrl } from "../log.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { IncompleteBodyError } from "./body.ts";
-import { noteStorageFault } from "./storage_fault.ts";
+import { isStorageError, noteStorageFault } from "./storage_fault.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerPublishRoutes } from "./routes/publish.ts";
 import { registerEventRoutes } from "./routes/events.ts";
@@ -120,13 +120,11 @@ function refuse(request: Request, reason: string, error: ApiError): Response {
 
 /** Lets an allowed cross-origin caller read a response. */
 function addCors(headers: Headers, origin: string): void {
-  for (const [name, value] of Object.entries(corsHeaders(origin))) headers.set(name, value);
-}
-
-/** Whether `error` is SQLite's (node:sqlite's errors, or the store's busy one). */
-function isStorageError(error: unknown): boolean {
-  return error instanceof StoreBusyError ||
-    (error instanceof Error && (error as { code?: unknown }).code === "ERR_SQLITE_ERROR");
+  for (const [name, value] of Object.entries(corsHeaders(origin))) {
+    // Beside what the response varies by already (Accept, on the events URL).
+    if (name === "vary") headers.append(name, value);
+    else headers.set(name, value);
+  }
 }
 
 /** A `Host` header: a name or IPv4 address, or an IPv6 one in brackets, and a port. */
@@ -154,7 +152,7 @@ export function createApp(deps: AppDeps): App {
     const host = request.headers.get("host");
     // The runtime makes the request's URL of the Host header: one that is no host (`a b`,
     // `a/b`, `a?b`) would make it fail to parse, or name another path.
-    if (host !== null && !VALID_HOST.test(host)) {
+    if (host !== null && (!VALID_HOST.test(host) || !URL.canParse(`http://${host}/`))) {
       return refuse(request, "invalid host", new ApiError("invalid_host"));
     }
     if (

@@ -45,21 +45,39 @@ const q = (name: string, description: string, schema: unknown = { type: "string"
   description,
   schema,
 });
+/** A flag as the server reads it: `1`, `true`, `yes` or empty for yes. */
+const FLAG = { type: "string", enum: ["1", "0", "true", "false", "yes", "no", ""] };
+/** A status filter: a status or an alias, in any letter case. */
+const STATUS_FILTER = {
+  type: "string",
+  description: `One of ${
+    JOB_STATUSES.join(", ")
+  }, or an alias (in_progress, processed, canceled…), any case`,
+};
+/** A whole number in a query string, from `min` to `max`. */
+const integer = (min: number, max: number) => ({ type: "integer", minimum: min, maximum: max });
 const streamParams = [
   q("since", "Last sequence seen (or job:seq pairs for several jobs)"),
-  q("format", "envelope (default) or snapshot", { type: "string", enum: ["envelope", "snapshot"] }),
-  q("close_on_finish", "Close (1000) after a terminal status", {
-    type: "string",
-    enum: ["1", "0"],
-  }),
+  q(
+    "format",
+    "envelope (default) or snapshot: the message format; ndjson or sse choose the transport of an HTTP stream (as Accept does); json a page",
+    { type: "string", enum: ["envelope", "snapshot", "ndjson", "sse", "json"] },
+  ),
+  q("close_on_finish", "Close (1000) after a terminal status", FLAG),
   q("token", "Access token, for clients that cannot set headers"),
-  q("ticket", "Single-use stream ticket from POST /tickets, instead of a token (one job)"),
 ];
 const batchParam = q(
   "batch",
   "1: a message may carry several envelopes, one JSON text per line (split on \\n); a replay then takes a few messages instead of one per event",
-  { type: "string", enum: ["1", "0"] },
+  FLAG,
 );
+/** What a stream of several jobs takes besides. */
+const manyParams = [
+  q("jobs", "Comma-separated job ids (at most 100)"),
+  q("all", "Every visible job (from now on; not with jobs)", FLAG),
+  q("kind", "With all: only jobs of this kind"),
+  q("status", "With all: only events after which the job has this status", STATUS_FILTER),
+];
 
 /** For routes anyone may call, whatever the server's auth. */
 const open = { security: [] };
@@ -108,11 +126,11 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: "List visible jobs, newest first",
           parameters: [
-            q("status", "Filter by status", { type: "string", enum: [...JOB_STATUSES] }),
+            q("status", "Filter by status", STATUS_FILTER),
             q("kind", "Filter by kind"),
             q("owner", "Filter by owner"),
             q("cursor", "next_cursor of the previous page"),
-            q("limit", "Page size (1-500, default 50)", { type: "integer" }),
+            q("limit", "Page size (default 50)", integer(1, 500)),
           ],
           responses: {
             "200": { description: "A page of jobs", content: json(ref("JobPage")) },
@@ -126,7 +144,7 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [
             idParam,
             q("wait", "terminal", { type: "string", enum: ["terminal"] }),
-            q("timeout", "Seconds to wait (default 60)", { type: "integer" }),
+            q("timeout", "Seconds to wait (default 60)", integer(0, 3600)),
           ],
           responses: {
             "200": { description: "Snapshot", content: json(ref("Job")) },
@@ -171,9 +189,15 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [
             idParam,
             ...streamParams,
-            q("limit", "Page size (1-1000, default 100)", { type: "integer" }),
-            q("wait", "Long-poll: seconds to wait for a new event (0-60)", { type: "integer" }),
-            { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
+            q("limit", "Page size (default 100)", integer(1, 1000)),
+            q("wait", "Long-poll: seconds to wait for a new event", integer(0, 60)),
+            q("ticket", "Single-use stream ticket from POST /tickets, instead of a token"),
+            {
+              name: "Last-Event-ID",
+              in: "header",
+              description: "The last SSE id seen (wins over since)",
+              schema: { type: "string" },
+            },
           ],
           responses: {
             "200": {
@@ -206,7 +230,12 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary:
             "WebSocket for one job: connection, replay, live events, heartbeats. Client messages: ping, pong, subscribe, unsubscribe. Close 4004 for an unknown job.",
-          parameters: [idParam, ...streamParams, batchParam],
+          parameters: [
+            idParam,
+            ...streamParams,
+            batchParam,
+            q("ticket", "Single-use stream ticket from POST /tickets, instead of a token"),
+          ],
           responses: {
             "101": { description: "Switching protocols" },
             ...errors("upgrade_required", "invalid_upgrade"),
@@ -216,12 +245,7 @@ export function openApiDocument(): Record<string, unknown> {
       "/ws": {
         get: {
           summary: "WebSocket for many jobs: jobs=a,b or all=1 (filters kind, status)",
-          parameters: [
-            q("jobs", "Comma-separated job ids"),
-            q("all", "1 for every visible job"),
-            ...streamParams,
-            batchParam,
-          ],
+          parameters: [...manyParams, ...streamParams, batchParam],
           responses: {
             "101": { description: "Switching protocols" },
             ...errors("upgrade_required", "invalid_upgrade"),
@@ -232,11 +256,23 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: "SSE (or NDJSON) for many jobs: jobs=a,b or all=1",
           parameters: [
-            q("jobs", "Comma-separated job ids"),
-            q("all", "1 for every visible job"),
+            ...manyParams,
             ...streamParams,
+            {
+              name: "Last-Event-ID",
+              in: "header",
+              description: "The last SSE id seen: one sequence per named job, in order (3,1)",
+              schema: { type: "string" },
+            },
           ],
-          responses: { "200": { description: "A stream", content: { "text/event-stream": {} } } },
+          responses: {
+            "200": {
+              description: "A stream",
+              content: { "text/event-stream": {}, "application/x-ndjson": {} },
+            },
+            "204": { description: "An EventSource reconnecting after every job's end" },
+            ...errors("job_not_found", "job_gone", "invalid_query", "forbidden"),
+          },
         },
       },
       "/auth/login": {

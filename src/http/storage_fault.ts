@@ -7,6 +7,7 @@
  */
 import type { AppDeps } from "./app.ts";
 import { isLastingFault } from "../store/faults.ts";
+import { StoreBusyError } from "../store/event_store.ts";
 
 /** Least time between two messages telling the other isolates of a fault, in ms. */
 const TELL_EVERY_MS = 1000;
@@ -42,4 +43,10 @@ export function recentStorageFault(deps: AppDeps): number | undefined {
 export function storageReason(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.length > 200 ? `${message.slice(0, 200)}…` : message;
+}
+
+/** Whether `error` is SQLite's (node:sqlite's errors, or the store's busy and lost ones). */
+export function isStorageError(error: unknown): boolean {
+  return error instanceof StoreBusyError ||
+    (error instanceof Error && (error as { code?: unknown }).code === "ERR_SQLITE_ERROR");
 }

@@ -183,8 +183,11 @@ export interface EventStore {
   appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[];
   /** Events with `sequence > after`, oldest first, at most `limit`. */
   readEvents(jobId: string, after: number, limit: number): StoredEvent[];
-  /** Removes a job and its events, leaving a tombstone; false when there was none. */
-  deleteJob(id: string, now: number): boolean;
+  /**
+   * Removes a job and its events, leaving a tombstone; false when there was none (or, given
+   * `createdAt`, when the job under the id is another, made since).
+   */
+  deleteJob(id: string, now: number, createdAt?: string): boolean;
   /** Whether a request with this Idempotency-Key was stored for the job (and is still kept). */
   knowsIdempotencyKey(jobId: string, key: string): boolean;
   /** Purges expired jobs, tombstones and idempotency keys; returns the purged job ids. */

@@ -776,8 +776,15 @@ export class SqliteStore implements EventStore {
     return statement;
   }
 
-  deleteJob(id: string, now: number): boolean {
-    return this.#transaction(() => this.#purge(id, now));
+  deleteJob(id: string, now: number, createdAt?: string): boolean {
+    return this.#transaction(() => {
+      // Only the job the caller checked: not one made again under its id meanwhile.
+      if (createdAt !== undefined) {
+        const row = this.#stmt(SQL.selectJob).get(id) as Row | undefined;
+        if (row === undefined || String(row.created_at) !== createdAt) return false;
+      }
+      return this.#purge(id, now);
+    });
   }
 
   #purge(id: string, now: number): boolean {
@@ -829,7 +836,12 @@ export class SqliteStore implements EventStore {
   }
 
   #refuseIfLost(): void {
-    if (this.#lost !== undefined) throw new StoreLostError(`${this.#lost}: restart the server`);
+    // Told without the file's path, which answers would show: the log has it.
+    if (this.#lost !== undefined) {
+      throw new StoreLostError(
+        "the database file was removed or replaced while the server ran: restart the server",
+      );
+    }
   }
 
   withoutBlocking<T>(write: () => T): T {

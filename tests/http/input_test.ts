@@ -112,7 +112,7 @@ Deno.test("NUL characters and unpaired surrogates are refused in the fields a jo
     }
     assertInvalid(
       await http(server.url, "POST", `/jobs/${id}/start`, { message: "go\u0000" }),
-      "data.message",
+      "message",
     );
     const job = await http(server.url, "GET", `/jobs/${id}`);
     assert.equal(job.json.last_sequence, 0, "nothing was written");

@@ -620,6 +620,17 @@ Deno.test("API answers are kept by no cache, and the events URL varies by Accept
     assert.match(sse.headers.get("vary") ?? "", /\bAccept\b/);
     assert.match(sse.headers.get("cache-control") ?? "", /no-cache/);
     await sse.body?.cancel();
+    // Beside the CORS headers of an allowed page, which vary by Origin too.
+    const dash = "http://dash.example";
+    await withServer({ "allowed-origins": dash }, async (other) => {
+      const otherId = await createJob(other.url);
+      const cross = await http(other.url, "GET", `/jobs/${otherId}/events`, undefined, {
+        origin: dash,
+      });
+      assert.equal(cross.status, 200);
+      assert.match(cross.headers.get("vary") ?? "", /\bAccept\b/);
+      assert.match(cross.headers.get("vary") ?? "", /\bOrigin\b/);
+    });
     // The status page's own files keep what they say.
     const index = await fetch(`${server.url}/`);
     assert.notEqual(index.headers.get("cache-control"), "no-store");

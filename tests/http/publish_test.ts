@@ -443,7 +443,7 @@ Deno.test("a progress update whose status would leave the job as it was is refus
       status: "processed",
       progress: 100,
     });
-    assertInvalid(reply, "data.status");
+    assertInvalid(reply, "status");
     assert.match(reply.json.error.message, /"completed" as a status event/);
     reply = await http(server.url, "POST", `/jobs/${id}/events`, {
       events: [logEvent("a"), { type: "progress", data: { status: "uploading", progress: 10 } }],
@@ -467,7 +467,7 @@ Deno.test("the routes a refused progress status names exist", async () => {
       status: "cancelled",
       progress: 10,
     });
-    assertInvalid(reply, "data.status");
+    assertInvalid(reply, "status");
     const routes = [...reply.json.error.message.matchAll(/\/jobs\/:id(\/[a-z]+)?/g)];
     assert.ok(routes.length >= 3, reply.json.error.message);
     const bodies: Record<string, unknown> = {
@@ -796,7 +796,7 @@ Deno.test("shortcuts validate their bodies and write nothing when refused", asyn
     const before = await persisted(server.url, id);
     assertInvalid(
       await http(server.url, "POST", `/jobs/${id}/progress`, { progress: "abc" }),
-      "data.progress",
+      "progress",
     );
     assertError(
       await http(server.url, "POST", `/jobs/${id}/log`, { lines: ["ok", { level: "info" }] }),
@@ -1689,5 +1689,33 @@ Deno.test("a batch with a field beside its events, or a shortcut given one thing
     const job = await http(server.url, "GET", `/jobs/${id}`);
     assert.equal(job.json.last_sequence, 0);
     assert.equal(job.json.status, "pending");
+  });
+});
+
+Deno.test("a shortcut's refusal names the field of its own body, not of the events it writes", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, status("running"));
+    const fail = await http(server.url, "POST", `/jobs/${id}/fail`, {
+      error: "x",
+      error_type: "bad-type",
+    });
+    assertInvalid(fail, "error_type");
+    assert.match(fail.json.error.message, /^The event is invalid: error_type: /);
+    const progress = await http(server.url, "POST", `/jobs/${id}/progress`, {
+      progress: 150,
+    });
+    assertInvalid(progress, "progress");
+    const lines = await http(server.url, "POST", `/jobs/${id}/log`, {
+      lines: ["fine", { line: "x", level: "bogus" }],
+    });
+    assertInvalid(lines, "lines.1.level");
+    const line = await http(server.url, "POST", `/jobs/${id}/log`, { line: "x", level: "bogus" });
+    assertInvalid(line, "level");
+    // The events route keeps the paths of the events it was sent.
+    const batch = await http(server.url, "POST", `/jobs/${id}/events`, {
+      events: [logEvent("a"), { type: "log", data: { line: "b", level: "bogus" } }],
+    });
+    assertInvalid(batch, "events.1.data.level");
   });
 });

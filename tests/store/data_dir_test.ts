@@ -113,7 +113,10 @@ Deno.test("a directory where the database belongs is refused and left as it was"
     const warnings = guardDataDir(dir);
     assert.deepEqual(warnings.filter((w) => w.includes("jobwire.db")), []);
     assert.equal(Deno.statSync(inTheWay).mode! & 0o777, 0o755);
-    assert.throws(() => openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" }));
+    assert.throws(
+      () => openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" }),
+      Deno.errors.IsADirectory,
+    );
     assert.equal(Deno.statSync(inTheWay).mode! & 0o777, 0o755);
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -140,4 +143,22 @@ Deno.test("a data directory deleted while the server runs: writes are refused an
       /jobwire_storage_errors_total [1-9]/,
     );
   });
+});
+
+Deno.test("deleteJob with the created_at the caller checked deletes only that job, not one made again since", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "jobwire-delete-" });
+  const store = openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" });
+  try {
+    const first = store.createJob({ id: "j", kind: null, owner: "a", metadata: {} }, 1000);
+    assert.ok(first.ok);
+    assert.equal(store.deleteJob("j", 2000), true);
+    const again = store.createJob({ id: "j", kind: null, owner: "b", metadata: {} }, 3000);
+    assert.ok(again.ok);
+    assert.equal(store.deleteJob("j", 4000, first.job.created_at), false);
+    assert.equal(store.getJob("j")?.owner, "b");
+    assert.equal(store.deleteJob("j", 5000, again.job.created_at), true);
+  } finally {
+    store.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

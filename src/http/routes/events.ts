@@ -68,13 +68,17 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       const limit = page.limit ?? DEFAULT_PAGE;
       // The page and the job as it was read: one read transaction holds both, so that
       // another isolate's commit lands before or after them.
-      const read = () =>
-        store.readConsistently(() =>
-          [
-            readPage(store, id, since, limit, deps.config.maxEventBytes),
-            store.getJob(id) ?? job,
-          ] as const
+      const read = () => {
+        const [page, now] = store.readConsistently(() =>
+          [readPage(store, id, since, limit, deps.config.maxEventBytes), store.getJob(id)] as const
         );
+        // Deleted meanwhile (by another isolate): 410, as it would be told a moment later.
+        if (now === undefined) findJob(store, id);
+        if (now === undefined || now.created_at !== job.created_at) {
+          throw new ApiError("job_gone", `Job ${id} was deleted meanwhile`);
+        }
+        return [page, now] as const;
+      };
       let [events, current] = read();
       if (
         events.length === 0 && (page.wait ?? 0) > 0 && !isTerminal(current.status) &&

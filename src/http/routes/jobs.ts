@@ -208,9 +208,16 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     }
     // What other isolates committed and this one has not delivered yet goes out first.
     hub.settle(id);
-    const deleted = await writeSoon(store, () => store.deleteJob(id, Date.now()));
-    // Deleted meanwhile by another request: that one told of it.
-    if (!deleted) findJob(store, id);
+    // The job checked above, and no other: the write may wait for the lock meanwhile.
+    const deleted = await writeSoon(
+      store,
+      () => store.deleteJob(id, Date.now(), record.created_at),
+    );
+    if (!deleted) {
+      // Deleted meanwhile by another request, which told of it (or made again since).
+      findJob(store, id);
+      throw new ApiError("job_gone", `Job ${id} was deleted meanwhile`);
+    }
     hub.jobDeleted(id, "job deleted", record);
     return c.json({ id, deleted: true });
   });

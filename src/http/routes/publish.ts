@@ -27,16 +27,39 @@ import { canWrite } from "../../auth/principal.ts";
 import { logError } from "../../log.ts";
 import { JOB_ID_PATTERN } from "../schemas.ts";
 import { principalKey, requirePrincipal } from "../access.ts";
-import { noteStorageFault, storageReason } from "../storage_fault.ts";
+import { isStorageError, noteStorageFault, storageReason } from "../storage_fault.ts";
+
+/**
+ * How a shortcut's events were made from its body, so that a refusal names the field the
+ * caller sent: `body` (the body's fields are the events' data), or `lines` (`/log`'s lines).
+ */
+type Shortcut = "body" | "lines";
+
+/** An event's field path as the body of `shortcut` has it (`events.1.data.x` → `x`). */
+function bodyPath(path: string, shortcut: Shortcut | undefined): string {
+  if (shortcut === "body") return path.replace(/^(events\.\d+\.)?data(\.|$)/, "");
+  if (shortcut === "lines") {
+    return path.replace(/^events\.(\d+)\.data/, "lines.$1").replace(/^data/, "lines.0");
+  }
+  return path;
+}
 
 /** Validates raw events; throws 422 with every failing field, or 413 for a large one. */
-function validateEvents(raw: readonly unknown[], maxEventBytes: number): NewEvent[] {
+function validateEvents(
+  raw: readonly unknown[],
+  maxEventBytes: number,
+  shortcut?: Shortcut,
+): NewEvent[] {
   const events: NewEvent[] = [];
   const issues: FieldIssue[] = [];
   raw.forEach((input, i) => {
     const checked = checkEvent(input, raw.length === 1 ? "" : `events.${i}`);
     if (checked.ok) events.push(checked.event);
-    else issues.push(...checked.issues);
+    else {
+      for (const issue of checked.issues) {
+        issues.push({ ...issue, path: bodyPath(issue.path, shortcut) });
+      }
+    }
   });
   if (issues.length > 0) {
     const first = issues[0]!;
@@ -118,6 +141,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     c: Context<AppEnv>,
     rawEvents: readonly unknown[],
     expectedSequence?: number,
+    shortcut?: Shortcut,
   ): Promise<Response> {
     const id = c.req.param("id")!;
     const principal = requirePrincipal(c);
@@ -128,7 +152,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
         `A request may carry at most ${config.maxBatch} events; this one has ${rawEvents.length}`,
       );
     }
-    const events = validateEvents(rawEvents, config.maxEventBytes);
+    const events = validateEvents(rawEvents, config.maxEventBytes, shortcut);
     const header = c.req.header("idempotency-key");
     const key = header === undefined
       ? undefined
@@ -172,6 +196,8 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
           { "retry-after": "1" },
         );
       }
+      // Not the database's refusal (a fault of the code): the 500 it is, with its log line.
+      if (!isStorageError(error)) throw error;
       logError("commit failed", error, { job: id });
       noteStorageFault(deps, error);
       throw new ApiError(
@@ -246,7 +272,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     const data = otherFields(raw, ["message", "reason", "status"]);
     data.status = status;
     if (message !== undefined) data.message = message;
-    return publish(c, [{ type: "status", data }], expected);
+    return publish(c, [{ type: "status", data }], expected, "body");
   };
   app.post("/jobs/:id/queue", statusShortcut("queued"));
   app.post("/jobs/:id/start", statusShortcut("running"));
@@ -254,13 +280,13 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
 
   app.post("/jobs/:id/progress", async (c) => {
     const { fields, expected } = withoutExpected(await body(c));
-    return publish(c, [{ type: "progress", data: fields }], expected);
+    return publish(c, [{ type: "progress", data: fields }], expected, "body");
   });
 
   app.post("/jobs/:id/log", async (c) => {
     const { fields: raw, expected } = withoutExpected(await body(c));
     if (typeof raw !== "object" || raw === null || !("lines" in raw)) {
-      return publish(c, [{ type: "log", data: raw }], expected);
+      return publish(c, [{ type: "log", data: raw }], expected, "body");
     }
     refuseBoth(raw, "line", "lines");
     const input = parseOr(logLinesBody, raw);
@@ -276,6 +302,7 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
         data: typeof line === "string" ? { ...defaults, line } : { ...defaults, ...line },
       })),
       expected,
+      "lines",
     );
   });
 
@@ -295,16 +322,21 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     status.status = "completed";
     if (input.message !== undefined) status.message = input.message;
     events.push({ type: "status", data: status });
-    return publish(c, events, expected);
+    return publish(c, events, expected, "body");
   });
 
   app.post("/jobs/:id/fail", async (c) => {
     const { fields: raw, expected } = withoutExpected(await body(c));
     const input = parseOr(failBody, raw);
     const error = otherFields(raw, ["message"]);
-    return publish(c, [
-      { type: "error", data: error },
-      { type: "status", data: { status: "failed", message: input.message ?? input.error } },
-    ], expected);
+    return publish(
+      c,
+      [
+        { type: "error", data: error },
+        { type: "status", data: { status: "failed", message: input.message ?? input.error } },
+      ],
+      expected,
+      "body",
+    );
   });
 }
