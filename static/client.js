@@ -73,7 +73,7 @@ function networkReason(error) {
     inner = inner.cause;
   }
   const message = inner instanceof Error ? inner.message : String(inner);
-  return message.replace(/^error sending request for url \([^)]*\): /, "").replace(/^client error \(\w+\): /, "") || "no response";
+  return message.replace(/^error sending request (?:from \S+ )?for url \([^)]*\): /i, "").replace(/^client error \(\w+\): /, "") || "no response";
 }
 
 // src/client/http.ts
@@ -731,7 +731,7 @@ async function run(options, handlers, signal, closed) {
       opened: false,
       code: null,
       reason: "network error",
-      error: toError(error)
+      error: unreachable(options.http.baseUrl, error)
     };
   }
   if (response.status === 204 && target.kind === "job") {
@@ -807,7 +807,10 @@ async function run(options, handlers, signal, closed) {
       opened: true,
       code: 1006,
       reason: "connection lost",
-      error: toError(error)
+      // The server answered: the stream was cut while it was being read.
+      error: error instanceof JobwireError ? error : new JobwireError("network_error", `The stream was cut: ${networkReason(error)}`, {
+        cause: error
+      })
     };
   }
   return {
@@ -820,7 +823,7 @@ async function run(options, handlers, signal, closed) {
   };
 }
 function toError(error) {
-  return error instanceof JobwireError ? error : new JobwireError("network_error", `Cannot reach the server: ${String(error)}`, {
+  return error instanceof JobwireError ? error : new JobwireError("network_error", `The stream failed: ${networkReason(error)}`, {
     cause: error
   });
 }
@@ -1025,6 +1028,8 @@ var ConnectionLoop = class {
   #greeted = false;
   /** Bumped for each connection; callbacks of older ones are ignored. */
   #generation = 0;
+  /** The connection whose gap could not be filled: the rest of what it sent is passed over. */
+  #abandoned = -1;
   #queue = Promise.resolve();
   #abort = new AbortController();
   constructor(context) {
@@ -1164,9 +1169,15 @@ var ConnectionLoop = class {
       return;
     }
     const generation = this.#generation;
-    this.#queue = this.#queue.then(() => this.#sequencer.handle(message)).catch((error) => {
+    this.#queue = this.#queue.then(() => (
+      // connection resumes from the cursors and sends it again. Handled, each message would
+      // try the page again and fail again (every 30 s while the page hangs).
+      generation === this.#abandoned ? void 0 : this.#sequencer.handle(message)
+    )).catch((error) => {
       if (this.#stopped || isAbort(error)) return;
+      if (generation === this.#abandoned) return;
       this.#emitter.emit("error", asJobwireError(error, "connection_lost"));
+      this.#abandoned = generation;
       if (generation === this.#generation) {
         this.#drop({
           opened: true,
@@ -2072,7 +2083,8 @@ var JobReporter = class _JobReporter {
       }, reporter.#policy, () => retried = true);
       reporter.#job = reply.job;
     } catch (error) {
-      if (!(retried && error instanceof JobwireError && error.code === "job_exists")) throw error;
+      const ours = retried || options.id === void 0;
+      if (!(ours && error instanceof JobwireError && error.code === "job_exists")) throw error;
       const found = await sendWithRetry(reporter.#http, {
         method: "GET",
         path: `/jobs/${encodeURIComponent(reporter.jobId)}`,

@@ -204,7 +204,18 @@ class Client:
             conn.request(method, path, body=body, headers=headers)
             sent = True
             response = conn.getresponse()
-            return response.status, response.headers, response.read()
+            raw = response.read()
+            framed = response.headers.get("Content-Length") is not None or "chunked" in (
+                response.headers.get("Transfer-Encoding") or ""
+            ).lower()
+            if not framed and response.status not in (204, 304) and method != "HEAD":
+                # Headers cut off before the body's length: http.client then reads nothing to
+                # the end and calls it a reply. Whether the server acted is unknown: a retry
+                # (with the request's Idempotency-Key) settles it.
+                raise JobwireError(
+                    "network", "The server's reply was cut off before its end", sent=True
+                )
+            return response.status, response.headers, raw
         except socket.timeout as error:
             raise JobwireError(
                 "timeout", f"No answer from the server within {timeout} s", sent=sent

@@ -296,6 +296,18 @@ class ReporterTest(Deadline):
             self.assertEqual(len(policy.hits), 1)  # type: ignore[attr-defined]
         self.assertEqual(types_of(self.client, job.job_id), ["progress"])
 
+    def test_a_reply_cut_before_its_length_is_retried_not_taken_for_an_empty_one(self) -> None:
+        job = self.client.create_job()
+        # The status line and one header arrive; the body's length and the body do not.
+        policy = first_matching(b"/progress", ("replace_reply", b"HTTP/1.1 201 Created\r\n"
+                                                b"content-type: application/json\r\n\r\n"))
+        with through_proxy(policy) as (through, proxy):
+            reply = through.reporter(job.job_id).progress(50)
+            self.assertEqual(reply["sequences"], [1])
+            self.assertTrue(reply["replayed"])
+            self.assertEqual(len(policy.hits), 1)  # type: ignore[attr-defined]
+        self.assertEqual(types_of(self.client, job.job_id), ["progress"])
+
     def test_a_create_whose_reply_was_lost_counts_as_created(self) -> None:
         policy = first_matching(b"POST /jobs ", ("drop_reply",))
         with through_proxy(policy) as (through, proxy):

@@ -240,13 +240,11 @@ export class RunPublisher {
         timeoutMs: 5_000,
       });
     } catch (error) {
-      if (
-        !(this.#options.givenId && error instanceof JobwireError && error.code === "job_exists")
-      ) {
-        throw error;
-      }
-      // Made beforehand for this run (pending or queued); one already running is another
-      // run's, whose lines this one's would interleave with, and whose end it would not know.
+      if (!(error instanceof JobwireError && error.code === "job_exists")) throw error;
+      // Made beforehand for this run (pending or queued), or, under an id run made up, by
+      // this very create sent twice by the runtime (a reused connection that closed before
+      // the reply). One already running is another run's, whose lines this one's would
+      // interleave with, and whose end it would not know.
       // A look that gets no answer does not keep the run from its job: `start` tries again.
       const job = await getJson<JobSnapshot>(
         { baseUrl: server, token, fetch: globalThis.fetch.bind(globalThis) },

@@ -372,7 +372,13 @@ async function endOnServer(
   jobId: string,
   signal: AbortSignal,
 ): Promise<JobSnapshot | undefined> {
-  if (!(await publisher.opened) || signal.aborted) return undefined;
+  // The command may end while the job is still being made (a server that takes connections
+  // and never answers): the wait for it ends then too, and run with it.
+  const stopped = new Promise<false>((resolve) => {
+    if (signal.aborted) resolve(false);
+    else signal.addEventListener("abort", () => resolve(false), { once: true });
+  });
+  if (!(await Promise.race([publisher.opened, stopped])) || signal.aborted) return undefined;
   try {
     const outcome = await waitForJob(
       { baseUrl: server, token, fetch },

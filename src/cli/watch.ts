@@ -79,14 +79,22 @@ export function followJob(
     let lastError: JobwireError | undefined;
     let finished: { status: JobStatus; job: JobSnapshot | undefined } | undefined;
     let lost = false;
+    /** Why the server closed the last stream itself (a slow reader, a long replay). */
+    let closedBy: string | undefined;
     watcher.on("event", (event) => output.event(event));
     watcher.on("snapshot", ({ job }) => output.snapshot(job));
     watcher.on("error", (error) => (lastError = error));
-    watcher.on("disconnected", () => {
+    watcher.on("disconnected", ({ code, reason }) => {
       lost = true;
+      // A close the server chose, with its words: not a network failure.
+      closedBy = code !== null && code >= 4000 && reason !== "" ? reason : undefined;
       output.setNote("reconnecting");
     });
     watcher.on("reconnecting", ({ attempt, delayMs }) => {
+      if (closedBy !== undefined && lastError === undefined) {
+        output.notice(`jobwire: the server closed the stream (${closedBy}); resuming`);
+        return;
+      }
       const why = lastError === undefined ? "" : `: ${lastError.message}`;
       output.notice(
         `jobwire: no connection${why}; retrying in ${retryDelay(delayMs)} ` +
@@ -96,6 +104,9 @@ export function followJob(
     watcher.on("connected", ({ transport }) => {
       if (lost) output.notice(`jobwire: reconnected (${transport})`);
       lost = false;
+      // What went wrong before this connection is no reason for a later loss.
+      lastError = undefined;
+      closedBy = undefined;
       output.setNote(undefined);
     });
     watcher.on("truncated", ({ since, first_available }) => {

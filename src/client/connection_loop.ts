@@ -67,6 +67,8 @@ export class ConnectionLoop {
   #greeted = false;
   /** Bumped for each connection; callbacks of older ones are ignored. */
   #generation = 0;
+  /** The connection whose gap could not be filled: the rest of what it sent is passed over. */
+  #abandoned = -1;
   #queue: Promise<void> = Promise.resolve();
   #abort = new AbortController();
 
@@ -208,10 +210,17 @@ export class ConnectionLoop {
       return;
     }
     const generation = this.#generation;
-    this.#queue = this.#queue.then(() => this.#sequencer.handle(message)).catch((error) => {
+    this.#queue = this.#queue.then(() =>
+      // What that connection sent after a gap it could not fill waits for nothing: the next
+      // connection resumes from the cursors and sends it again. Handled, each message would
+      // try the page again and fail again (every 30 s while the page hangs).
+      generation === this.#abandoned ? undefined : this.#sequencer.handle(message)
+    ).catch((error) => {
       if (this.#stopped || isAbort(error)) return;
+      if (generation === this.#abandoned) return;
       this.#emitter.emit("error", asJobwireError(error, "connection_lost"));
       // Reconnecting resumes from the cursors: the stream replays what the page could not.
+      this.#abandoned = generation;
       if (generation === this.#generation) {
         this.#drop({ opened: true, code: null, reason: "gap fill failed" });
       }

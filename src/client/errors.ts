@@ -120,13 +120,14 @@ export function unreachable(baseUrl: string, error: unknown): JobwireError {
 }
 
 /** The most specific words of a network failure. */
-function networkReason(error: unknown): string {
+export function networkReason(error: unknown): string {
   let inner = error;
   for (let depth = 0; depth < 5 && inner instanceof Error && inner.cause !== undefined; depth++) {
     inner = inner.cause;
   }
   const message = inner instanceof Error ? inner.message : String(inner);
   return message
-    .replace(/^error sending request for url \([^)]*\): /, "")
+    // "error sending request for url (…)", or "… from 127.0.0.1:1234 for URL (…)"
+    .replace(/^error sending request (?:from \S+ )?for url \([^)]*\): /i, "")
     .replace(/^client error \(\w+\): /, "") || "no response";
 }

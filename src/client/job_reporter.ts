@@ -160,7 +160,11 @@ export class JobReporter {
       );
       reporter.#job = reply.job;
     } catch (error) {
-      if (!(retried && error instanceof JobwireError && error.code === "job_exists")) throw error;
+      // An id this call made up is nobody else's: taken, it was taken by this call, whose
+      // request the runtime itself may have sent again (a reused connection that closed
+      // before the reply), without a retry of ours to say so.
+      const ours = retried || options.id === undefined;
+      if (!(ours && error instanceof JobwireError && error.code === "job_exists")) throw error;
       // An earlier try may have made the job, its reply lost. It is this call's only if it
       // holds what this call sent and nothing happened to it since (a job of someone else's
       // under a chosen id would have, or would hold something else).

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { errorFromResponse, isAbort, JobwireError } from "./errors.ts";
+import { errorFromResponse, isAbort, JobwireError, networkReason, unreachable } from "./errors.ts";
 import { fetchGreeting } from "./greeting.ts";
 import { authHeaders, joinUrl } from "./http.ts";
 import { SseParser } from "./sse_parser.ts";
@@ -61,7 +61,12 @@ async function run(
     });
   } catch (error) {
     if (isAbort(error)) throw error;
-    return { opened: false, code: null, reason: "network error", error: toError(error) };
+    return {
+      opened: false,
+      code: null,
+      reason: "network error",
+      error: unreachable(options.http.baseUrl, error),
+    };
   }
   if (response.status === 204 && target.kind === "job") {
     // The job ended and we had everything: greet with its final snapshot.
@@ -124,7 +129,17 @@ async function run(
     }
   } catch (error) {
     if (isAbort(error)) throw error;
-    return { opened: true, code: 1006, reason: "connection lost", error: toError(error) };
+    return {
+      opened: true,
+      code: 1006,
+      reason: "connection lost",
+      // The server answered: the stream was cut while it was being read.
+      error: error instanceof JobwireError ? error : new JobwireError(
+        "network_error",
+        `The stream was cut: ${networkReason(error)}`,
+        { cause: error },
+      ),
+    };
   }
   return {
     opened: true,
@@ -137,7 +152,7 @@ async function run(
 function toError(error: unknown): JobwireError {
   return error instanceof JobwireError
     ? error
-    : new JobwireError("network_error", `Cannot reach the server: ${String(error)}`, {
+    : new JobwireError("network_error", `The stream failed: ${networkReason(error)}`, {
       cause: error,
     });
 }

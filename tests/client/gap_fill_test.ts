@@ -112,3 +112,38 @@ Deno.test("a gap the per-job cap emptied is reported with nothing filled, and tr
     }
   });
 });
+
+Deno.test("a gap whose page cannot be fetched reconnects once, and what the connection sent after it is not tried again and again", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent(1), logEvent(2));
+    const ws = losing((m) => m.sequence === 3);
+    let pageCalls = 0;
+    let failing = true;
+    const watcher = watchJob(server.url, id, {
+      WebSocket: ws,
+      initialDelayMs: 10,
+      fetch: (input, init) => {
+        const url = String(input);
+        if (failing && url.includes("/events?")) {
+          pageCalls++;
+          return Promise.reject(new TypeError("the page is out of reach"));
+        }
+        return fetch(input, init);
+      },
+    });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.until(2);
+      // 48 events in one go: one message (batch=1), which loses event 3.
+      await publish(server.url, id, ...Array.from({ length: 48 }, (_, i) => logEvent(i + 3)));
+      await rec.next("reconnecting");
+      failing = false;
+      assert.deepEqual(await rec.until(50), range(50));
+      assert.equal(pageCalls, 1, "one failed fill, then a reconnect that resumes from 2");
+      assert.equal(rec.all("error").length, 1);
+    } finally {
+      watcher.close();
+    }
+  });
+});

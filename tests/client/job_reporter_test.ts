@@ -450,3 +450,24 @@ Deno.test("JobReporter sends a line logged after a report after it, and refuses 
     await assert.rejects(late, { code: "closed" });
   });
 });
+
+Deno.test("create takes as its own a job the runtime made by sending its request twice, when the id was its own", async () => {
+  await withServer({}, async (server) => {
+    // As fetch does when a reused connection closes before the reply: the request goes
+    // again, and only the second answer (job_exists) is seen.
+    const twice = async (input: string, init?: RequestInit) => {
+      if (init?.method === "POST" && input.endsWith("/jobs")) {
+        await (await fetch(input, init)).body?.cancel();
+      }
+      return fetch(input, init);
+    };
+    const reporter = await JobReporter.create(server.url, { kind: "twice", fetch: twice });
+    assert.equal(reporter.job?.kind, "twice");
+    await reporter.close();
+    // An id the caller chose may be someone else's: taken, it is refused as before.
+    await assert.rejects(
+      JobReporter.create(server.url, { id: reporter.jobId, fetch: twice }),
+      (error: unknown) => error instanceof JobwireError && error.code === "job_exists",
+    );
+  });
+});
