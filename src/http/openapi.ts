@@ -82,31 +82,193 @@ const manyParams = [
 /** For routes anyone may call, whatever the server's auth. */
 const open = { security: [] };
 
-function shortcut(summary: string, body: z.ZodType) {
+/** A shortcut's body: the event's fields, and the `expected_sequence` every publish takes. */
+function shortcutBody(body: z.ZodType): Record<string, unknown> {
+  const schema = schemaOf(body) as { properties?: Record<string, unknown> };
+  return {
+    ...schema,
+    properties: {
+      ...schema.properties,
+      expected_sequence: {
+        type: "integer",
+        minimum: 1,
+        description: "The sequence the first event must get (409 sequence_conflict otherwise)",
+      },
+    },
+  };
+}
+
+const IDEMPOTENCY_KEY = {
+  name: "Idempotency-Key",
+  in: "header",
+  description: "1-255 printable ASCII characters; a retry with the same key writes nothing again",
+  schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
+};
+
+function shortcut(summary: string, body: z.ZodType, required = false) {
   return {
     post: {
       summary,
-      parameters: [idParam, { name: "Idempotency-Key", in: "header", schema: { type: "string" } }],
-      requestBody: { required: false, content: json(schemaOf(body)) },
+      parameters: [idParam, IDEMPOTENCY_KEY],
+      requestBody: { required, content: json(shortcutBody(body)) },
       responses: {
         "201": { description: "Committed", content: json(ref("PublishResult")) },
         ...errors(
           "malformed_json",
           "validation_error",
+          "idempotency_key_reused",
           "job_not_found",
           "job_finished",
+          "invalid_transition",
+          "sequence_conflict",
           "job_gone",
           "payload_too_large",
+          "event_too_large",
+          "unsupported_media_type",
         ),
       },
     },
   };
 }
 
+/** An OpenAPI operation, as far as {@link completed} reads and writes it. */
+interface Operation extends Record<string, unknown> {
+  operationId?: string;
+  security?: Record<string, string[]>[];
+  requestBody?: unknown;
+  responses: Record<string, Record<string, unknown>>;
+}
+
+/** The document, as far as {@link completed} reads and writes it. */
+interface Document extends Record<string, unknown> {
+  paths: Record<string, Record<string, Operation>>;
+  components: Record<string, Record<string, unknown>>;
+}
+
+const RETRY_AFTER = {
+  "Retry-After": {
+    description: "Seconds to wait before trying again",
+    schema: { type: "integer" },
+  },
+};
+const WATCHERS = {
+  "X-Watchers": {
+    description: "Streams and long-polls following the job by name, on every isolate",
+    schema: { type: "integer" },
+  },
+};
+const responseRef = (name: string) => ({ $ref: `#/components/responses/${name}` });
+
+/** Responses many routes share, referenced from each. */
+const SHARED_RESPONSES = {
+  Unauthorized: {
+    description: "unauthorized (no credential), invalid_token (bad, or revoked) or token_expired",
+    headers: { "WWW-Authenticate": { schema: { type: "string" } } },
+    content: json(ref("Error")),
+  },
+  Forbidden: {
+    description: "forbidden (the token may not do this, to this job), or origin_not_allowed",
+    content: json(ref("Error")),
+  },
+  UnsupportedMediaType: {
+    description: "unsupported_media_type: a body that is not JSON, in UTF-8, uncompressed",
+    content: json(ref("Error")),
+  },
+  TooMany: {
+    description:
+      "rate_limited (publishing faster than --max-publish-rate), or too_many_connections (streams per principal or address)",
+    headers: RETRY_AFTER,
+    content: json(ref("Error")),
+  },
+  Unavailable: {
+    description:
+      "unavailable: the database refused (full, locked past the wait, damaged, its file removed), the server is stopping, or it holds all the connections it may (overloaded)",
+    headers: RETRY_AFTER,
+    content: json(ref("Error")),
+  },
+  Other: {
+    description:
+      "Any route: 400 invalid_host, 403 host_not_allowed (no auth, an unknown name), 405 method_not_allowed (with Allow), 500 internal_error",
+    content: json(ref("Error")),
+  },
+};
+
+/** The credentials every route but the open ones takes, any one of them. */
+const SECURITY = [{ bearer: [] }, { query_token: [] }, { cookie: [] }];
+
+/** Routes that open a stream or wait (long-poll), and count against connection limits. */
+const WAITING = new Set(["/jobs/{id}/events", "/events", "/jobs/{id}"]);
+
+/** `post /jobs/{id}/events` → `postJobsIdEvents`. */
+function operationId(method: string, path: string): string {
+  return method +
+    path.split(/[/{}._-]+/).filter((part) => part !== "").map((part) =>
+      part[0]!.toUpperCase() + part.slice(1)
+    ).join("");
+}
+
+/**
+ * Adds what the routes share: their operation ids, the refusals any of them may answer
+ * (credentials, limits, the database, media types), and the headers of their answers.
+ */
+function completed(doc: Document): Document {
+  doc.components.responses = SHARED_RESPONSES;
+  for (const [path, item] of Object.entries(doc.paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      operation.operationId ??= operationId(method, path);
+      // A one-job stream also takes a single-use ticket instead of a token.
+      if (method === "get" && (path === "/jobs/{id}/events" || path === "/ws/jobs/{id}")) {
+        operation.security ??= [...SECURITY, { ticket: [] }];
+      }
+      const responses = operation.responses;
+      const open = operation.security !== undefined &&
+        operation.security.every((need) => Object.keys(need).length === 0);
+      if (!open) {
+        responses["401"] ??= responseRef("Unauthorized");
+        responses["403"] ??= responseRef("Forbidden");
+      }
+      if (operation.requestBody !== undefined) {
+        responses["415"] ??= responseRef("UnsupportedMediaType");
+      }
+      const publishes = method === "post" &&
+        (path === "/jobs" || /^\/jobs\/\{id\}\/\w+$/.test(path));
+      if (publishes || (method === "get" && WAITING.has(path))) {
+        responses["429"] ??= responseRef("TooMany");
+        responses["503"] ??= responseRef("Unavailable");
+      }
+      if (method === "delete") responses["503"] ??= responseRef("Unavailable");
+      const upgrade = responses["426"];
+      if (upgrade !== undefined) {
+        upgrade.headers = {
+          Upgrade: { schema: { type: "string", enum: ["websocket"] } },
+          "Sec-WebSocket-Version": { schema: { type: "string", enum: ["13"] } },
+        };
+      }
+      if (publishes && path !== "/jobs") {
+        responses["201"]!.headers = {
+          ...WATCHERS,
+          "Idempotent-Replayed": {
+            description: "true: a retry of a stored request, answered as it was",
+            schema: { type: "string", enum: ["true"] },
+          },
+        };
+      }
+      responses.default ??= responseRef("Other");
+    }
+  }
+  return doc;
+}
+
 /** Builds the document. */
 export function openApiDocument(): Record<string, unknown> {
+  return completed(described());
+}
+
+/** The routes as written out here; {@link completed} adds what every route shares. */
+function described(): Document {
   return {
     openapi: "3.1.0",
+    servers: [{ url: "/", description: "This server" }],
     info: {
       title: "jobwire",
       version: "1",
@@ -119,8 +281,18 @@ export function openApiDocument(): Record<string, unknown> {
           summary: "Create a job",
           requestBody: { required: false, content: json(schemaOf(createJobBody)) },
           responses: {
-            "201": { description: "Created", content: json(ref("Created")) },
-            ...errors("malformed_json", "validation_error", "job_exists", "payload_too_large"),
+            "201": {
+              description: "Created",
+              headers: { Location: { description: "/jobs/{id}", schema: { type: "string" } } },
+              content: json(ref("Created")),
+            },
+            ...errors(
+              "malformed_json",
+              "validation_error",
+              "job_exists",
+              "payload_too_large",
+              "forbidden",
+            ),
           },
         },
         get: {
@@ -147,24 +319,40 @@ export function openApiDocument(): Record<string, unknown> {
             q("timeout", "Seconds to wait (default 60)", integer(0, 3600)),
           ],
           responses: {
-            "200": { description: "Snapshot", content: json(ref("Job")) },
-            ...errors("job_not_found", "job_gone"),
+            "200": {
+              description: "Snapshot",
+              headers: {
+                ...WATCHERS,
+                "X-Wait-Result": {
+                  description: "With wait=terminal: whether the job ended, or the wait timed out",
+                  schema: { type: "string", enum: ["terminal", "timeout"] },
+                },
+              },
+              content: json(ref("Job")),
+            },
+            ...errors("job_not_found", "job_gone", "invalid_query"),
           },
         },
         delete: {
           summary: "Delete a job and its events",
           parameters: [idParam],
-          responses: { "200": { description: "Deleted" }, ...errors("job_not_found", "job_gone") },
+          responses: {
+            "200": {
+              description: "Deleted",
+              content: json({
+                type: "object",
+                properties: { id: { type: "string" }, deleted: { type: "boolean", enum: [true] } },
+                required: ["id", "deleted"],
+              }),
+            },
+            ...errors("job_not_found", "job_gone"),
+          },
         },
       },
       "/jobs/{id}/events": {
         post: {
           summary: "Publish one event ({type, data}) or a batch ({events: [...]}) atomically",
-          parameters: [idParam, {
-            name: "Idempotency-Key",
-            in: "header",
-            schema: { type: "string" },
-          }],
+          parameters: [idParam, IDEMPOTENCY_KEY],
           requestBody: { required: true, content: json(schemaOf(publishBody)) },
           responses: {
             "201": { description: "Committed", content: json(ref("PublishResult")) },
@@ -191,7 +379,6 @@ export function openApiDocument(): Record<string, unknown> {
             ...streamParams,
             q("limit", "Page size (default 100)", integer(1, 1000)),
             q("wait", "Long-poll: seconds to wait for a new event", integer(0, 60)),
-            q("ticket", "Single-use stream ticket from POST /tickets, instead of a token"),
             {
               name: "Last-Event-ID",
               in: "header",
@@ -202,6 +389,10 @@ export function openApiDocument(): Record<string, unknown> {
           responses: {
             "200": {
               description: "A stream or a page",
+              headers: {
+                ...WATCHERS,
+                Vary: { description: "Accept: it chooses the answer", schema: { type: "string" } },
+              },
               content: {
                 "text/event-stream": {},
                 "application/x-ndjson": {},
@@ -218,13 +409,14 @@ export function openApiDocument(): Record<string, unknown> {
       "/jobs/{id}/progress": shortcut(
         "Report progress: progress 0-100, or current and total",
         progressData,
+        true,
       ),
       "/jobs/{id}/log": shortcut(
         "Append a log line ({line, level}) or lines ({lines: [...]})",
         logShortcutBody,
       ),
       "/jobs/{id}/complete": shortcut("Write the result and complete, atomically", completeBody),
-      "/jobs/{id}/fail": shortcut("Record the error and fail, atomically", failBody),
+      "/jobs/{id}/fail": shortcut("Record the error and fail, atomically", failBody, true),
       "/jobs/{id}/cancel": shortcut("Cancel", statusShortcutBody),
       "/ws/jobs/{id}": {
         get: {
@@ -234,7 +426,6 @@ export function openApiDocument(): Record<string, unknown> {
             idParam,
             ...streamParams,
             batchParam,
-            q("ticket", "Single-use stream ticket from POST /tickets, instead of a token"),
           ],
           responses: {
             "101": { description: "Switching protocols" },
@@ -298,7 +489,8 @@ export function openApiDocument(): Record<string, unknown> {
       "/auth/session": {
         get: {
           summary: "Whether auth is on and who the caller is (always 200)",
-          ...open,
+          // Open, and uses the caller's credential when there is one.
+          security: [{}, { bearer: [] }, { query_token: [] }, { cookie: [] }],
           responses: {
             "200": { description: "The caller's session", content: json(ref("Session")) },
           },
@@ -307,8 +499,20 @@ export function openApiDocument(): Record<string, unknown> {
       "/auth/cookie": {
         post: {
           summary: "Keep the bearer token of this request as the status page's HttpOnly cookie",
+          security: [{ bearer: [] }],
           responses: {
-            "200": { description: "The cookie is set" },
+            "200": {
+              description: "The cookie is set",
+              headers: { "Set-Cookie": { schema: { type: "string" } } },
+              content: json({
+                type: "object",
+                properties: {
+                  signed_in: { type: "boolean" },
+                  sub: { type: ["string", "null"] },
+                  expires_at: { type: ["string", "null"], format: "date-time" },
+                },
+              }),
+            },
             ...errors("auth_disabled", "validation_error", "unauthorized"),
           },
         },
@@ -316,8 +520,17 @@ export function openApiDocument(): Record<string, unknown> {
       "/auth/logout": {
         post: {
           summary: "Clear the cookie and revoke the caller's sign-in token",
-          ...open,
-          responses: { "200": { description: "Signed out" } },
+          security: [{}, { bearer: [] }, { query_token: [] }, { cookie: [] }],
+          responses: {
+            "200": {
+              description: "Signed out",
+              headers: { "Set-Cookie": { schema: { type: "string" } } },
+              content: json({
+                type: "object",
+                properties: { signed_out: { type: "boolean" }, revoked: { type: "boolean" } },
+              }),
+            },
+          },
         },
       },
       "/tickets": {
@@ -333,42 +546,73 @@ export function openApiDocument(): Record<string, unknown> {
               "unauthorized",
               "forbidden",
               "job_not_found",
+              "job_gone",
             ),
           },
         },
       },
       "/stats": {
         get: {
-          summary: "Connections, jobs, rates, buffered events",
-          responses: { "200": { description: "Stats" } },
+          summary: "Connections, jobs, rates, buffered events (the admin scope)",
+          responses: {
+            "200": { description: "Stats", content: json({ type: "object" }) },
+            ...errors("forbidden"),
+          },
         },
       },
       "/metrics": {
         get: {
           summary: "Prometheus text",
           ...open,
-          responses: { "200": { description: "Metrics" } },
+          responses: {
+            "200": {
+              description: "Metrics",
+              content: { "text/plain; version=0.0.4": { schema: { type: "string" } } },
+            },
+          },
         },
       },
       "/healthz": {
-        get: { summary: "Liveness", ...open, responses: { "200": { description: "OK" } } },
+        get: {
+          summary: "Liveness: the database answers and failed no request in the last minute",
+          ...open,
+          responses: {
+            "200": { description: "OK", content: json(ref("Health")) },
+            ...errors("unavailable"),
+          },
+        },
       },
       "/health": {
         get: {
           summary: "Liveness, answering `healthy` (as hand-written servers' health checks do)",
           ...open,
-          responses: { "200": { description: "Healthy" } },
+          responses: {
+            "200": { description: "Healthy", content: json(ref("Health")) },
+            ...errors("unavailable"),
+          },
         },
       },
       "/openapi.json": {
         get: {
           summary: "This document",
           ...open,
-          responses: { "200": { description: "OpenAPI 3.1" } },
+          responses: { "200": { description: "OpenAPI 3.1", content: json({ type: "object" }) } },
+        },
+      },
+      "/": {
+        get: {
+          summary: "The status page",
+          ...open,
+          responses: {
+            "200": {
+              description: "The page",
+              content: { "text/html": { schema: { type: "string" } } },
+            },
+          },
         },
       },
     },
-    security: [{ bearer: [] }, { query_token: [] }, { cookie: [] }],
+    security: SECURITY,
     components: {
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
@@ -382,7 +626,14 @@ export function openApiDocument(): Record<string, unknown> {
           type: "apiKey",
           in: "cookie",
           name: TOKEN_COOKIE,
-          description: "Set by POST /auth/login with cookie: true, or POST /auth/cookie",
+          description:
+            "Set by POST /auth/login with cookie: true, or POST /auth/cookie; taken only on requests of the server's own origin",
+        },
+        ticket: {
+          type: "apiKey",
+          in: "query",
+          name: "ticket",
+          description: "A single-use ticket from POST /tickets, for one job's stream",
         },
       },
       schemas: {
@@ -399,6 +650,7 @@ export function openApiDocument(): Record<string, unknown> {
               required: ["code", "message"],
             },
           },
+          required: ["error"],
         },
         Envelope: {
           type: "object",
@@ -483,6 +735,16 @@ export function openApiDocument(): Record<string, unknown> {
             expires_at: { type: ["string", "null"] },
             failure: {},
           },
+        },
+        Health: {
+          type: "object",
+          properties: {
+            status: { type: "string", enum: ["ok", "healthy"] },
+            uptime_seconds: { type: "integer" },
+            isolates: { type: "integer" },
+            instance: { type: "string" },
+          },
+          required: ["status"],
         },
         Ticket: {
           type: "object",

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import type { z } from "zod";
 import {
   createJob,
   http,
   logEvent,
+  type Msg,
   publish,
   StreamClient,
   waitFor,
@@ -10,6 +12,12 @@ import {
 } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 import { concat } from "../_helpers/bytes.ts";
+import {
+  eventsPageQuery,
+  getJobQuery,
+  listJobsQuery,
+  streamQuery,
+} from "../../src/http/schemas.ts";
 
 /** The samples of a Prometheus text body, by name with labels. */
 function samples(text: string): Map<string, number> {
@@ -285,6 +293,7 @@ Deno.test("openapi.json describes every route the server registers, with its aut
       "bearer",
       "cookie",
       "query_token",
+      "ticket",
     ]);
     // Open to anyone: sign-in, the session probe, liveness, metrics and this document.
     for (
@@ -305,6 +314,66 @@ Deno.test("openapi.json describes every route the server registers, with its aut
       doc.paths["/tickets"].post.requestBody.content["application/json"].schema.required,
       ["job_id"],
     );
+  });
+});
+
+Deno.test("openapi.json names every query parameter the routes take, and the answers routes share", async () => {
+  // The queries as the routes validate them: each of their fields is a documented parameter.
+  const routes: [string, string, z.ZodObject][] = [
+    ["get", "/jobs", listJobsQuery],
+    ["get", "/jobs/{id}", getJobQuery],
+    ["get", "/jobs/{id}/events", eventsPageQuery],
+    ["get", "/events", streamQuery],
+    ["get", "/ws", streamQuery],
+  ];
+  await withServer({}, async (server) => {
+    const doc = (await http(server.url, "GET", "/openapi.json")).json;
+    for (const [method, path, schema] of routes) {
+      const names = doc.paths[path][method].parameters.map((p: { name: string }) => p.name);
+      for (const field of Object.keys(schema.shape)) {
+        // batch=1 is WebSocket framing: an HTTP stream takes it and has nothing to batch.
+        if (field === "batch" && path === "/events") continue;
+        assert.ok(names.includes(field), `${method.toUpperCase()} ${path} lacks ${field}`);
+      }
+    }
+    // The stream routes of one job take what the page and the streams take, but the filters.
+    const events = doc.paths["/jobs/{id}/events"].get.parameters.map((p: { name: string }) =>
+      p.name
+    );
+    for (const field of ["since", "format", "close_on_finish", "limit", "wait", "Last-Event-ID"]) {
+      assert.ok(events.includes(field), `GET /jobs/{id}/events lacks ${field}`);
+    }
+    assert.deepEqual(
+      doc.paths["/jobs/{id}/events"].get.parameters.find((p: { name: string }) =>
+        p.name === "format"
+      )
+        .schema.enum,
+      ["envelope", "snapshot", "ndjson", "sse", "json"],
+    );
+    const ids = new Set<string>();
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, Msg>>)) {
+      for (const [method, operation] of Object.entries(item)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        assert.equal(typeof operation.operationId, "string", where);
+        assert.ok(!ids.has(operation.operationId), `${where}: ${operation.operationId} twice`);
+        ids.add(operation.operationId);
+        assert.ok(operation.responses.default !== undefined, where);
+        const open = operation.security !== undefined &&
+          operation.security.every((need: object) => Object.keys(need).length === 0);
+        if (!open) assert.ok(operation.responses["401"] !== undefined, `${where} lacks 401`);
+        if (operation.requestBody !== undefined) {
+          assert.ok(operation.responses["415"] !== undefined, `${where} lacks 415`);
+        }
+      }
+    }
+    // Publishing answers who heard it, and may be refused for its rate or the database.
+    const publish = doc.paths["/jobs/{id}/events"].post.responses;
+    assert.ok(publish["201"].headers["X-Watchers"]);
+    assert.ok(publish["429"] && publish["503"]);
+    assert.ok(doc.paths["/jobs"].post.responses["201"].headers.Location);
+    assert.deepEqual(doc.paths["/auth/cookie"].post.security, [{ bearer: [] }]);
+    assert.ok(doc.paths["/auth/session"].get.security.some((need: object) => "cookie" in need));
+    assert.ok(doc.paths["/ws/jobs/{id}"].get.security.some((need: object) => "ticket" in need));
   });
 });
 
