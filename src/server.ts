@@ -29,10 +29,10 @@ import type { AuthStore } from "./store/auth_store.ts";
 import { LOGIN_WINDOW_MS } from "./http/routes/auth.ts";
 import { log, logError, setLogLevel } from "./log.ts";
 
-/** One isolate's server, before or without a listener. */
 /** How often each isolate checks that its database file is still the one it opened, in ms. */
 const FILE_CHECK_MS = 1000;
 
+/** One isolate's server, before or without a listener. */
 export interface ServerCore {
   /** The request handler (`Deno.serve`'s, or the `fetch` of a `deno serve` module). */
   handler(request: Request, info: Deno.ServeHandlerInfo): Promise<Response>;

@@ -1169,11 +1169,8 @@ var ConnectionLoop = class {
       return;
     }
     const generation = this.#generation;
-    this.#queue = this.#queue.then(() => (
-      // connection resumes from the cursors and sends it again. Handled, each message would
-      // try the page again and fail again (every 30 s while the page hangs).
-      generation === this.#abandoned ? void 0 : this.#sequencer.handle(message)
-    )).catch((error) => {
+    const resent = message.sequence !== null || message.type === "heartbeat";
+    this.#queue = this.#queue.then(() => resent && generation === this.#abandoned ? void 0 : this.#sequencer.handle(message)).catch((error) => {
       if (this.#stopped || isAbort(error)) return;
       if (generation === this.#abandoned) return;
       this.#emitter.emit("error", asJobwireError(error, "connection_lost"));

@@ -208,7 +208,8 @@ class Client:
             framed = response.headers.get("Content-Length") is not None or "chunked" in (
                 response.headers.get("Transfer-Encoding") or ""
             ).lower()
-            if not framed and response.status not in (204, 304) and method != "HEAD":
+            bodiless = response.status in (204, 304) or 100 <= response.status < 200
+            if not framed and not bodiless and method != "HEAD":
                 # Headers cut off before the body's length: http.client then reads nothing to
                 # the end and calls it a reply. Whether the server acted is unknown: a retry
                 # (with the request's Idempotency-Key) settles it.

@@ -210,11 +210,13 @@ export class ConnectionLoop {
       return;
     }
     const generation = this.#generation;
+    // Events and keep-alives that connection sent after a gap it could not fill wait for
+    // nothing: the next connection resumes from the cursors and sends them again (handled,
+    // each would try the page again and fail again, every 30 s while the page hangs). Other
+    // messages (created, deleted, errors) need no page and are sent once: they are handled.
+    const resent = message.sequence !== null || message.type === "heartbeat";
     this.#queue = this.#queue.then(() =>
-      // What that connection sent after a gap it could not fill waits for nothing: the next
-      // connection resumes from the cursors and sends it again. Handled, each message would
-      // try the page again and fail again (every 30 s while the page hangs).
-      generation === this.#abandoned ? undefined : this.#sequencer.handle(message)
+      resent && generation === this.#abandoned ? undefined : this.#sequencer.handle(message)
     ).catch((error) => {
       if (this.#stopped || isAbort(error)) return;
       if (generation === this.#abandoned) return;

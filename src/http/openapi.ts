@@ -188,7 +188,7 @@ const SHARED_RESPONSES = {
   },
   Other: {
     description:
-      "Any route: 400 invalid_host, 403 host_not_allowed (no auth, an unknown name), 405 method_not_allowed (with Allow), 500 internal_error",
+      "Any route: 400 invalid_host, 403 origin_not_allowed or host_not_allowed (no auth, an unknown name), 405 method_not_allowed (with Allow), 500 internal_error",
     content: json(ref("Error")),
   },
 };
@@ -221,9 +221,12 @@ function completed(doc: Document): Document {
         operation.security ??= [...SECURITY, { ticket: [] }];
       }
       const responses = operation.responses;
-      const open = operation.security !== undefined &&
-        operation.security.every((need) => Object.keys(need).length === 0);
-      if (!open) {
+      // Refused over HTTP: not a route whose credential is optional (it answers 200 either
+      // way), nor a WebSocket, which is refused by its close (1008) after the upgrade.
+      const optional = operation.security?.some((need) => Object.keys(need).length === 0) ??
+        false;
+      const websocket = path.startsWith("/ws");
+      if (!optional && !websocket) {
         responses["401"] ??= responseRef("Unauthorized");
         responses["403"] ??= responseRef("Forbidden");
       }

@@ -180,13 +180,16 @@ function isBusy(error: unknown): boolean {
     /database is locked/i.test(e.message ?? "");
 }
 
-/** A file's device and inode, or `undefined` when there is none. */
+/**
+ * A file's device and inode; `missing` when there is no file; `undefined` when it cannot
+ * be told (a passing error of the file system, a directory turned unreadable).
+ */
 function fileIdentity(path: string): string | undefined {
   try {
     const info = Deno.statSync(path);
     return `${info.dev}:${info.ino}`;
-  } catch {
-    return undefined;
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound ? "missing" : undefined;
   }
 }
 
@@ -829,7 +832,9 @@ export class SqliteStore implements EventStore {
    */
   checkFile(): string | undefined {
     if (this.#lost !== undefined || this.#file === undefined) return this.#lost;
-    if (fileIdentity(this.#file) !== this.#identity) {
+    const now = fileIdentity(this.#file);
+    // Only a file that is gone, or another one: a stat that failed tells nothing.
+    if (now !== undefined && this.#identity !== undefined && now !== this.#identity) {
       this.#lost = `the database file ${this.#file} was removed or replaced while the server ran`;
     }
     return this.#lost;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { watchJob, watchJobs } from "../../src/client/mod.ts";
-import { createJob, logEvent, publish } from "../_helpers/clients.ts";
+import { createJob, http, logEvent, publish, waitFor } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
 import { filteredWebSocket, range, Recorder } from "../_helpers/watch.ts";
 
@@ -142,6 +142,48 @@ Deno.test("a gap whose page cannot be fetched reconnects once, and what the conn
       assert.deepEqual(await rec.until(50), range(50));
       assert.equal(pageCalls, 1, "one failed fill, then a reconnect that resumes from 2");
       assert.equal(rec.all("error").length, 1);
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
+Deno.test("a watcher of every job still tells of jobs created and deleted behind a gap it could not fill", async () => {
+  await withServer({}, async (server) => {
+    const a = await createJob(server.url);
+    const b = await createJob(server.url);
+    await publish(server.url, a, logEvent(1));
+    const ws = losing((m) => m.type === "log" && m.sequence === 2);
+    let release: (() => void) | undefined;
+    const watcher = watchJobs(server.url, {
+      all: true,
+      WebSocket: ws,
+      initialDelayMs: 10,
+      fetch: (input, init) => {
+        // The page of the gap hangs, then fails, while notices queue behind it.
+        if (String(input).includes(`/jobs/${a}/events?`) && release === undefined) {
+          return new Promise((_, reject) => {
+            release = () => reject(new TypeError("the page is out of reach"));
+          });
+        }
+        return fetch(input, init);
+      },
+    });
+    const rec = new Recorder(watcher);
+    try {
+      await rec.next("connected");
+      await publish(server.url, a, logEvent(2), logEvent(3));
+      await waitFor(() => release !== undefined, 5000, "the page asked for");
+      assert.equal((await http(server.url, "DELETE", `/jobs/${b}`)).status, 200);
+      const c = await createJob(server.url);
+      await waitFor(() => watcher.state === "connected", 1000, "still connected");
+      release!();
+      // Sent once, and not again by the next connection: they must not be passed over.
+      const deleted = await rec.next("deleted");
+      assert.equal(deleted.job_id, b);
+      assert.equal((await rec.next("created")).job_id, c);
+      // Event 1 came before the watcher (all: from now on); 2 and 3 after the reconnect.
+      assert.deepEqual(await rec.until(3, a), [2, 3]);
     } finally {
       watcher.close();
     }

@@ -1712,6 +1712,13 @@ Deno.test("a shortcut's refusal names the field of its own body, not of the even
     assertInvalid(lines, "lines.1.level");
     const line = await http(server.url, "POST", `/jobs/${id}/log`, { line: "x", level: "bogus" });
     assertInvalid(line, "level");
+    // A level given once for every line is named once, as given.
+    const shared = await http(server.url, "POST", `/jobs/${id}/log`, {
+      lines: ["a", "b"],
+      level: "bogus",
+    });
+    assertInvalid(shared, "level");
+    assert.deepEqual(shared.json.error.details.map((d: { path: string }) => d.path), ["level"]);
     // The events route keeps the paths of the events it was sent.
     const batch = await http(server.url, "POST", `/jobs/${id}/events`, {
       events: [logEvent("a"), { type: "log", data: { line: "b", level: "bogus" } }],

@@ -93,12 +93,13 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
         jobAfterWait(store, id, ended, "its events");
         [events, current] = read();
       }
-      if (
-        events.length === 0 && since < current.last_sequence &&
-        since >= current.first_sequence - 1
-      ) {
-        // The job says it keeps events after `since` and none could be read: a damaged file,
-        // which a client paging on `has_more` would otherwise ask for again for ever.
+      // The job says it keeps events after `since` and none could be read: a damaged file.
+      // The page says they are lost (truncated) and goes on from the job's end, so that a
+      // client paging on `has_more`, or filling a gap, moves on rather than ask again for
+      // ever; the log and /healthz tell the operator.
+      const lost = events.length === 0 && since < current.last_sequence &&
+        since >= current.first_sequence - 1;
+      if (lost) {
         const error = new Error(
           `job ${id} keeps events ${current.first_sequence}-${current.last_sequence}, ` +
             `and none after ${since} could be read`,
@@ -110,23 +111,17 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
           since,
         });
         noteStorageFault(deps, error, true);
-        throw new ApiError(
-          "unavailable",
-          `The database could not read the events of job ${id} after ${since} (it may be ` +
-            "damaged): the server's log says more",
-        );
       }
       const last = events.at(-1)?.sequence;
       // Past the job's end (a job made again under its id): on from where the job is.
-      const next = last ?? Math.max(0, Math.min(since, current.last_sequence));
+      const next = last ??
+        (lost ? current.last_sequence : Math.max(0, Math.min(since, current.last_sequence)));
       // Envelopes are stored as JSON text: the page is assembled without parsing them.
       const body = `{"job_id":${JSON.stringify(id)},"events":[${
         events.map((e) => e.envelope).join(",")
       }],"last_sequence":${current.last_sequence},"next_since":${next},"first_available":${current.first_sequence},"truncated":${
-        since < current.first_sequence - 1 || since > current.last_sequence
-      },"has_more":${(last ?? since) < current.last_sequence},"status":${
-        JSON.stringify(current.status)
-      }}`;
+        lost || since < current.first_sequence - 1 || since > current.last_sequence
+      },"has_more":${next < current.last_sequence},"status":${JSON.stringify(current.status)}}`;
       return c.body(body, 200, {
         "content-type": "application/json; charset=utf-8",
         "x-watchers": String(hub.watchers(id) + deps.peers.remoteWatchers(id)),

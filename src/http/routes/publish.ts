@@ -293,6 +293,19 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     const defaults: Record<string, unknown> = {};
     if (input.level !== undefined) defaults.level = input.level;
     if (input.source !== undefined) defaults.source = input.source;
+    // A level or source given once for every line is refused once, under its own name.
+    const probe = checkEvent({ type: "log", data: { line: "x", ...defaults } });
+    if (!probe.ok) {
+      const issues = probe.issues.map((issue) => ({
+        ...issue,
+        path: bodyPath(issue.path, "body"),
+      }));
+      throw new ApiError(
+        "validation_error",
+        `The event is invalid: ${issues[0]!.path}: ${issues[0]!.message}`,
+        issues,
+      );
+    }
     // The lines as sent: the schema's copy of an object would lose a key named `__proto__`.
     const lines = (raw as { lines: (string | Record<string, unknown>)[] }).lines;
     return publish(
