@@ -19,6 +19,7 @@ import { deliveryRound } from "./protocol/outbox.ts";
 import { CLOSE } from "./protocol/session.ts";
 import { Stats } from "./stats.ts";
 import { type AppDeps, createApp } from "./http/app.ts";
+import { markStorageFault } from "./http/storage_fault.ts";
 import { loadStaticFiles, type StaticFiles } from "./http/static_files.ts";
 import { localFigures } from "./http/routes/ops.ts";
 import { Authenticator, type RevocableToken } from "./auth/authenticator.ts";
@@ -224,9 +225,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
   const fileCheck = setInterval(() => {
     const lost = store.checkFile();
     if (lost === undefined) return;
-    const now = Date.now();
-    stats.storageFaultAt = now;
-    peers.fault(now);
+    markStorageFault(deps);
     if (!lostTold) {
       lostTold = true;
       log("error", `${lost}: every write is refused from now on; restart the server`);

@@ -25,7 +25,14 @@ export function noteStorageFault(
   lasting = isLastingFault(error),
 ): void {
   deps.stats.storageErrors++;
-  if (!lasting) return;
+  if (lasting) markStorageFault(deps);
+}
+
+/**
+ * Marks the server unhealthy for {@link FAULT_MEMORY_MS} from now, on every isolate (told
+ * at most every {@link TELL_EVERY_MS}).
+ */
+export function markStorageFault(deps: AppDeps): void {
   const now = Date.now();
   const last = deps.stats.storageFaultAt;
   deps.stats.storageFaultAt = now;

@@ -478,8 +478,13 @@ export class Session {
       }
       return;
     }
-    // As every other session message of such a stream: the marks of what it follows.
-    this.#sendAbout(type, jobId, { ...data, ...this.#marks(null) });
+    // As every other envelope of such a stream: the marks of what it follows (a flat
+    // message has none, and they are not worked out for it).
+    this.#sendAbout(
+      type,
+      jobId,
+      this.codec.format === "snapshot" ? data : { ...data, ...this.#marks(null) },
+    );
   }
 
   /** @internal The job was deleted or purged. */

@@ -213,11 +213,8 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       store,
       () => store.deleteJob(id, Date.now(), record.created_at),
     );
-    if (!deleted) {
-      // Deleted meanwhile by another request, which told of it (or made again since).
-      findJob(store, id);
-      throw new ApiError("job_gone", `Job ${id} was deleted meanwhile`);
-    }
+    // Deleted meanwhile by another request, which told of it (or made again since).
+    if (!deleted) throw new ApiError("job_gone", `Job ${id} was deleted meanwhile`);
     hub.jobDeleted(id, "job deleted", record);
     return c.json({ id, deleted: true });
   });

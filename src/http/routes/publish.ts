@@ -44,6 +44,16 @@ function bodyPath(path: string, shortcut: Shortcut | undefined): string {
   return path;
 }
 
+/** The 422 of an event refused for `issues`, the first of them named in its message. */
+function invalidEvent(issues: readonly FieldIssue[]): ApiError {
+  const first = issues[0]!;
+  return new ApiError(
+    "validation_error",
+    `The event is invalid: ${first.path === "" ? "" : `${first.path}: `}${first.message}`,
+    [...issues],
+  );
+}
+
 /** Validates raw events; throws 422 with every failing field, or 413 for a large one. */
 function validateEvents(
   raw: readonly unknown[],
@@ -61,14 +71,7 @@ function validateEvents(
       }
     }
   });
-  if (issues.length > 0) {
-    const first = issues[0]!;
-    throw new ApiError(
-      "validation_error",
-      `The event is invalid: ${first.path === "" ? "" : `${first.path}: `}${first.message}`,
-      issues,
-    );
-  }
+  if (issues.length > 0) throw invalidEvent(issues);
   // Refused as a whole either way; said as what it is, not as a job that has already ended.
   const end = events.findIndex((e) =>
     e.type === "status" && isTerminal(e.data.status as JobStatus)
@@ -296,14 +299,8 @@ export function registerPublishRoutes(app: App, deps: AppDeps): void {
     // A level or source given once for every line is refused once, under its own name.
     const probe = checkEvent({ type: "log", data: { line: "x", ...defaults } });
     if (!probe.ok) {
-      const issues = probe.issues.map((issue) => ({
-        ...issue,
-        path: bodyPath(issue.path, "body"),
-      }));
-      throw new ApiError(
-        "validation_error",
-        `The event is invalid: ${issues[0]!.path}: ${issues[0]!.message}`,
-        issues,
+      throw invalidEvent(
+        probe.issues.map((issue) => ({ ...issue, path: bodyPath(issue.path, "body") })),
       );
     }
     // The lines as sent: the schema's copy of an object would lose a key named `__proto__`.
