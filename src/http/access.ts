@@ -12,6 +12,7 @@ import { exemptAddress } from "../auth/limits.ts";
 import { crossOrigin } from "../auth/origins.ts";
 import type { Config } from "../config.ts";
 import { CLOSE } from "../protocol/session.ts";
+import { writeSoon } from "../store/write_soon.ts";
 
 const CHALLENGE = 'Bearer realm="jobwire"';
 
@@ -66,16 +67,17 @@ function lapsed(why: "token_expired" | "token_revoked"): ApiError {
  *
  * @param jobIds the jobs the stream asks for
  */
-export function streamPrincipal(
+export async function streamPrincipal(
   c: Context<AppEnv>,
   deps: AppDeps,
   jobIds: readonly string[],
-): Principal {
+): Promise<Principal> {
   const ticket = c.req.query("ticket");
   if (ticket === undefined || ticket === "") return requirePrincipal(c);
   const store = deps.authStore;
   if (store === undefined) return requirePrincipal(c);
-  const taken = store.takeTicket(ticket);
+  // Taken (deleted) in a write that waits for another process's lock without blocking.
+  const taken = await writeSoon(deps.store, () => store.takeTicket(ticket));
   if (taken === undefined || taken.expiresAt < Date.now()) {
     throw new ApiError("invalid_token", "The ticket is unknown, used or expired", undefined, {
       "www-authenticate": `${CHALLENGE}, error="invalid_token"`,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { EventStore, SweepPolicy } from "./event_store.ts";
+import { type EventStore, StoreBusyError, type SweepPolicy } from "./event_store.ts";
 import { logError } from "../log.ts";
 
 /** What the sweeper needs besides the store. */
@@ -55,7 +55,11 @@ export class Sweeper {
       if (!this.#store.takeLease("sweeper", this.#owner, now + 3 * this.#options.intervalMs, now)) {
         return;
       }
-      const purged = this.#store.sweep(now, this.#options.policy);
+      // Never waits for a lock another process holds (that would block every stream of
+      // this isolate): a busy database is swept next time.
+      const purged = this.#store.withoutBlocking(() =>
+        this.#store.sweep(now, this.#options.policy)
+      );
       if (purged.length > 0) this.#options.onPurged(purged);
       if (purged.length === this.#options.policy.batch && this.#more === undefined) {
         // More to purge: the next batch once this isolate has served what waits, and the
@@ -75,8 +79,10 @@ export class Sweeper {
           this.#options.onStalled(stalled, quietSince);
         }
       }
-      this.#options.also?.(now);
+      const also = this.#options.also;
+      if (also !== undefined) this.#store.withoutBlocking(() => also(now));
     } catch (error) {
+      if (error instanceof StoreBusyError) return;
       logError("sweep failed", error);
     }
   }

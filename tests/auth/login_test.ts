@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { http } from "../_helpers/clients.ts";
 import {
   MAIN,
@@ -710,6 +711,66 @@ Deno.test("a token signed out on one isolate is refused by the other, whose cach
     assert.deepEqual(after, Array(16).fill(401));
   } finally {
     await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("sign-in, sign-out and tickets waiting for a lock another process holds block no other request, and go through once it is let go", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false, ...AUTH_SECRET }, { dataDir });
+  const other = new DatabaseSync(join(dataDir, "jobwire.db"));
+  let locked = false;
+  try {
+    const signedIn = await login(server, { username: "alice", password: ALICE_PASSWORD });
+    const leaving = signedIn.json.access_token as string;
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const earlier = await call(server.url, alice, "POST", "/tickets", { job_id: id });
+    assert.equal(earlier.status, 201, earlier.text);
+
+    other.exec("BEGIN EXCLUSIVE");
+    locked = true;
+    const order: string[] = [];
+    const noted = <T>(name: string, reply: Promise<T>) =>
+      reply.then((value) => {
+        order.push(name);
+        return value;
+      });
+    const signIn = noted("login", login(server, { username: "bob", password: BOB_PASSWORD }));
+    const signOut = noted(
+      "logout",
+      http(server.url, "POST", "/auth/logout", undefined, bearer(leaving)),
+    );
+    const ticket = noted("ticket", call(server.url, alice, "POST", "/tickets", { job_id: id }));
+    const stream = noted(
+      "stream",
+      fetch(`${server.url}/jobs/${id}/events?ticket=${earlier.json.ticket}`, {
+        headers: { accept: "text/event-stream" },
+      }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Served meanwhile, on the same threads: the writes above hold nothing up.
+    const read = await call(server.url, alice, "GET", `/jobs/${id}`);
+    assert.equal(read.status, 200, read.text);
+    order.push("read");
+    other.exec("COMMIT");
+    locked = false;
+    assert.equal((await signIn).status, 200);
+    assert.deepEqual((await signOut).json, { signed_out: true, revoked: true });
+    assert.equal((await ticket).status, 201);
+    const opened = await stream;
+    assert.equal(opened.status, 200);
+    await opened.body?.cancel();
+    assert.equal(order[0], "read", `answered in the order ${order.join(", ")}`);
+    // What they wrote is there: the signed-out token is refused, the used ticket too.
+    assert.equal((await call(server.url, leaving, "GET", `/jobs/${id}`)).status, 401);
+    const again = await fetch(`${server.url}/jobs/${id}/events?ticket=${earlier.json.ticket}`);
+    assert.equal(again.status, 401);
+    await again.body?.cancel();
+  } finally {
+    if (locked) other.exec("COMMIT");
+    other.close();
+    await server.close();
     await Deno.remove(dataDir, { recursive: true });
   }
 });

@@ -18,6 +18,7 @@ import { DUMMY_CREDENTIAL, verifyPassword } from "../../auth/passwords.ts";
 import { signToken } from "../../auth/keys.ts";
 import { bearerOf, TOKEN_COOKIE } from "../../auth/authenticator.ts";
 import { log } from "../../log.ts";
+import { writeSoon } from "../../store/write_soon.ts";
 
 /** How long a cookie made from a token outlives the token, in milliseconds. */
 const COOKIE_GRACE_MS = 3_600_000;
@@ -82,7 +83,9 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     // Counted as a failure before the password is checked, and forgotten if it was right:
     // attempts that come while earlier ones are being checked (scrypt takes a while) see
     // them, so guesses sent in parallel cannot get past the limit.
-    store.recordLoginFailure(counted.map(([key]) => key), now);
+    // Waited for without blocking the isolate, like every write of a request (another
+    // process may hold the write lock for a while).
+    await writeSoon(deps.store, () => store.recordLoginFailure(counted.map(([key]) => key), now));
     const user = store.getUser(body.username);
     // An unknown user costs the same scrypt as a known one, so timing tells nothing.
     const credential = user ?? DUMMY_CREDENTIAL;
@@ -92,8 +95,10 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       log("warn", "failed sign-in", { user: body.username, ip: c.get("ip") });
       throw new ApiError("invalid_credentials");
     }
-    store.clearLoginFailures(userKey);
-    if (address !== null) store.forgetLoginFailure(`ip:${address}`, now);
+    await writeSoon(deps.store, () => {
+      store.clearLoginFailures(userKey);
+      if (address !== null) store.forgetLoginFailure(`ip:${address}`, now);
+    });
     const token = await signToken(
       keys,
       // `jobwire_login` marks a token of this server's own sign-in with the credentials it
@@ -176,12 +181,14 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
   // Clears the cookie, and revokes the caller's token when it came from a sign-in (it has
   // a `jti`): the token is refused from then on, by every isolate, even if it was copied,
   // and the streams it opened are closed.
-  app.post("/auth/logout", (c) => {
+  app.post("/auth/logout", async (c) => {
     const principal = c.get("principal");
     const tokenId = principal?.token?.tokenId;
     let revoked = false;
     if (deps.authStore !== undefined && tokenId !== undefined) {
-      deps.authStore.revokeToken(tokenId, principal?.expiresAt ?? Date.now() + config.tokenTtlMs);
+      const store = deps.authStore;
+      const until = principal?.expiresAt ?? Date.now() + config.tokenTtlMs;
+      await writeSoon(deps.store, () => store.revokeToken(tokenId, until));
       revoked = true;
       // Streams it opened close too, on every isolate.
       deps.sessions.revoke(tokenId);
@@ -206,18 +213,19 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     const bytes = crypto.getRandomValues(new Uint8Array(24));
     const ticket = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
     const expiresAt = Date.now() + config.ticketTtlMs;
-    store.saveTicket(
-      ticket,
-      job.id,
-      {
-        sub: principal.sub,
-        expiresAt: principal.expiresAt,
-        ...(principal.token === undefined ? {} : { token: principal.token }),
-        jobCreatedAt: job.created_at,
-      },
-      c.req.header("origin") ?? null,
-      expiresAt,
-    );
+    await writeSoon(deps.store, () =>
+      store.saveTicket(
+        ticket,
+        job.id,
+        {
+          sub: principal.sub,
+          expiresAt: principal.expiresAt,
+          ...(principal.token === undefined ? {} : { token: principal.token }),
+          jobCreatedAt: job.created_at,
+        },
+        c.req.header("origin") ?? null,
+        expiresAt,
+      ));
     return c.json(
       { ticket, job_id: job.id, expires_in: Math.round(config.ticketTtlMs / 1000) },
       201,

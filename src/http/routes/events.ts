@@ -56,7 +56,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
 
   app.get("/jobs/:id/events", async (c) => {
     const id = c.req.param("id");
-    const principal = streamPrincipal(c, deps, [id]);
+    const principal = await streamPrincipal(c, deps, [id]);
     const query = c.req.query();
     const wanted = negotiate(c.req.header("accept") ?? null, query.format);
     const job = findJob(store, id);

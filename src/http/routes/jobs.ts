@@ -21,7 +21,7 @@ import { principalKey, requirePrincipal, whileAdmitted } from "../access.ts";
 import { type JobRecord, publicJob } from "../../jobs/job.ts";
 import { isTerminal } from "../../jobs/status.ts";
 import { decodeCursor } from "../../store/cursor.ts";
-import { type EventStore, StoreBusyError } from "../../store/event_store.ts";
+import { writeSoon } from "../../store/write_soon.ts";
 import { findJob, jobAfterWait, waitForEvent } from "../lookup.ts";
 
 /**
@@ -73,28 +73,6 @@ export function visibility(
 
 /** Default and longest `wait=terminal` timeout, in seconds. */
 const DEFAULT_TERMINAL_WAIT_SECONDS = 60;
-
-/** Longest a create or delete waits for a write lock another process holds, in ms. */
-const LOCK_WAIT_MS = 2000;
-
-/**
- * Runs a store write; while another connection holds the write lock it is tried again
- * after short pauses, for up to {@link LOCK_WAIT_MS}, without blocking the isolate (SQLite's
- * own wait would hold every stream it serves meanwhile).
- *
- * @throws {StoreBusyError} when the lock is still taken then (a 503)
- */
-async function writeSoon<T>(store: EventStore, write: () => T): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (let pause = 2;; pause = Math.min(pause * 2, 50)) {
-    try {
-      return store.withoutBlocking(write);
-    } catch (error) {
-      if (!(error instanceof StoreBusyError) || Date.now() + pause > deadline) throw error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, pause));
-  }
-}
 
 export function registerJobRoutes(app: App, deps: AppDeps): void {
   const { store, hub, config } = deps;

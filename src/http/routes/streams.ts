@@ -127,19 +127,19 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
    * Opens a WebSocket session, or, when access is refused, accepts the socket only to close
    * it with the code that says why (a browser sees close codes, not HTTP statuses).
    */
-  function webSocket(
+  async function webSocket(
     c: Context<AppEnv>,
     jobIds: readonly string[],
     options: StreamOptions,
     single: boolean,
     onOpen: (session: Session, principal: Principal) => void,
     mayRead?: (principal: Principal) => void,
-  ): Response {
+  ): Promise<Response> {
     requireUpgrade(c);
     let principal: Principal;
     let release: () => void;
     try {
-      principal = streamPrincipal(c, deps, jobIds);
+      principal = await streamPrincipal(c, deps, jobIds);
       // Refused for access before the limits: a client without access hears "forbidden",
       // not "try again later".
       mayRead?.(principal);
@@ -219,13 +219,13 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     );
   });
 
-  app.get("/events", (c) => {
+  app.get("/events", async (c) => {
     const query = c.req.query();
     const options = parseOr(streamQuery, query, "invalid_query", "The query");
     const wanted = negotiate(c.req.header("accept") ?? null, options.format);
     const transport = wanted.transport === "json" ? "sse" : wanted.transport;
     const jobs = jobList(options.jobs, MAX_JOBS_PER_STREAM);
-    const principal = streamPrincipal(c, deps, options.all === true ? [] : jobs);
+    const principal = await streamPrincipal(c, deps, options.all === true ? [] : jobs);
     if (options.all !== true && jobs.length === 0) {
       throw new ApiError("invalid_query", "Name jobs (jobs=a,b) or ask for all=1", [
         { path: "jobs", message: "Required unless all=1" },
