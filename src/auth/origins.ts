@@ -15,10 +15,21 @@ export function originAllowed(
 ): boolean {
   if (origin === null) return true;
   if (allowed.includes("*") || allowed.includes(origin)) return true;
-  // Same origin: compare host and port only, so a TLS-terminating proxy in front (https
-  // outside, http inside) still counts as the server's own origin.
+  return sameHost(origin, host);
+}
+
+/**
+ * Whether `origin` names the host and port of a `Host` header. Only those are compared, so
+ * a TLS-terminating proxy in front (https outside, http inside) still counts as the server's
+ * own origin; the Host header is read with the origin's scheme, so that a default port
+ * written out (`example.com:443`, as some proxies send) and capitals change nothing.
+ */
+function sameHost(origin: string, host: string | null): boolean {
+  if (host === null) return false;
   try {
-    return host !== null && new URL(origin).host === host;
+    const { protocol, host: originHost } = new URL(origin);
+    if (protocol !== "http:" && protocol !== "https:") return false;
+    return new URL(`${protocol}//${host}`).host === originHost;
   } catch {
     return false;
   }
@@ -59,12 +70,7 @@ function hostName(host: string): string | undefined {
 
 /** Whether the request is cross-origin (so it needs CORS headers). */
 export function crossOrigin(origin: string | null, host: string | null): boolean {
-  if (origin === null) return false;
-  try {
-    return new URL(origin).host !== host;
-  } catch {
-    return true;
-  }
+  return origin !== null && !sameHost(origin, host);
 }
 
 /** Headers a cross-origin caller may send. */

@@ -4,7 +4,7 @@
  * name is in `--allowed-hosts`; a server with authentication answers any name.
  */
 import assert from "node:assert/strict";
-import { hostAllowed } from "../../src/auth/origins.ts";
+import { crossOrigin, hostAllowed, originAllowed } from "../../src/auth/origins.ts";
 import { ConfigError, parseHosts } from "../../src/config.ts";
 import { withServer } from "../_helpers/server.ts";
 import { AUTH, tokenFor } from "../_helpers/tokens.ts";
@@ -222,4 +222,50 @@ Deno.test("a Host header that is no host is refused with 400, never a 500, with 
       assert.match(metrics.text, /jobwire_server_errors_total 0\b/);
     });
   }
+});
+
+Deno.test("the server's own origin is told by host and port, whatever the Host header's case or written-out default port", () => {
+  for (
+    const [origin, host] of [
+      ["https://jobs.example.com", "jobs.example.com:443"],
+      ["https://jobs.example.com", "jobs.example.com"],
+      ["http://jobs.example.com", "jobs.example.com:80"],
+      ["http://localhost:9100", "LOCALHOST:9100"],
+      ["https://Jobs.Example.com", "jobs.EXAMPLE.com"],
+      // A TLS-terminating proxy: https outside, the Host header passed on as it was.
+      ["https://jobs.example.com:8443", "jobs.example.com:8443"],
+    ]
+  ) {
+    assert.equal(crossOrigin(origin!, host!), false, `${origin} against Host ${host}`);
+    assert.equal(originAllowed(origin!, host!, []), true, `${origin} against Host ${host}`);
+  }
+  for (
+    const [origin, host] of [
+      ["https://jobs.example.com", "jobs.example.com:80"],
+      ["http://jobs.example.com", "jobs.example.com:443"],
+      ["http://localhost:9100", "localhost:9101"],
+      ["http://jobs.example.com.evil.example", "jobs.example.com"],
+      ["null", "jobs.example.com"],
+      ["file://jobs.example.com", "jobs.example.com"],
+    ]
+  ) {
+    assert.equal(crossOrigin(origin!, host!), true, `${origin} against Host ${host}`);
+    assert.equal(originAllowed(origin!, host!, []), false, `${origin} against Host ${host}`);
+  }
+});
+
+Deno.test("a write from the server's own origin behind a proxy that writes the default port out is not refused", async () => {
+  await withServer(AUTH, async (server) => {
+    const token = await tokenFor("alice", "read write");
+    const body = JSON.stringify({ id: "proxied" });
+    const created = await raw(server.port, "jobs.example.com:443", "POST /jobs HTTP/1.1", [
+      `Authorization: Bearer ${token}`,
+      "Origin: https://jobs.example.com",
+      "Content-Type: application/json",
+      `Content-Length: ${body.length}`,
+    ], body);
+    assert.equal(created.status, 201, created.text);
+    // Same origin: no CORS headers are needed, and none are sent.
+    assert.doesNotMatch(created.text, /access-control-allow-origin/i);
+  });
 });
