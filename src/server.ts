@@ -244,7 +244,8 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     async handler(request, info) {
       inflight++;
       try {
-        return await app.fetch(request, { info });
+        const response = await app.fetch(request, { info });
+        return request.method === "HEAD" ? headAnswer(response) : response;
       } finally {
         inflight--;
       }
@@ -268,6 +269,25 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
     },
   };
 }
+
+/**
+ * A HEAD answer as the runtime should send it. Routing answers HEAD with the GET answer's
+ * headers and no body, which the runtime would describe as `Content-Length: 0`: an answer
+ * that says its length (see `headOf` in `src/http/app.ts`) is kept, and a stream's gets an
+ * empty body of unknown length, so the headers say what a GET's would (chunked).
+ */
+function headAnswer(response: Response): Response {
+  if (response.headers.has("content-length") || NULL_BODY.has(response.status)) return response;
+  const body = new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
+
+/** Statuses whose answers have no body. */
+const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
 /** A running single-isolate server. */
 export interface ServerHandle {

@@ -80,9 +80,9 @@ export type App = Hono<AppEnv>;
 
 /**
  * The methods each route path answers, for a 405 with `Allow` when a known path is asked
- * with another method. Middleware and the static files' catch-all name no path of their own.
+ * with another method: the routes with a path of their own, and the status page's files.
  */
-function methodsByRoute(app: App): (path: string) => string[] {
+function methodsByRoute(app: App, files: StaticFiles): (path: string) => string[] {
   const routes = app.routes
     .filter((route) => route.method !== "ALL" && !route.path.includes("*"))
     .map((route) => ({
@@ -98,6 +98,7 @@ function methodsByRoute(app: App): (path: string) => string[] {
   return (path) => {
     const methods = new Set<string>();
     for (const route of routes) if (route.pattern.test(path)) methods.add(route.method);
+    if (files.get(path === "/" ? "/index.html" : path) !== undefined) methods.add("GET");
     if (methods.has("GET")) methods.add("HEAD");
     return [...methods];
   };
@@ -121,9 +122,13 @@ function refuse(request: Request, reason: string, error: ApiError): Response {
 /** Lets an allowed cross-origin caller read a response. */
 function addCors(headers: Headers, origin: string): void {
   for (const [name, value] of Object.entries(corsHeaders(origin))) {
-    // Beside what the response varies by already (Accept, on the events URL).
-    if (name === "vary") headers.append(name, value);
-    else headers.set(name, value);
+    // Beside what the response varies by already (Accept, on the events URL), once.
+    if (name === "vary") {
+      const vary = headers.get("vary") ?? "";
+      if (!vary.split(",").some((part) => part.trim().toLowerCase() === "origin")) {
+        headers.append(name, value);
+      }
+    } else headers.set(name, value);
   }
 }
 
@@ -133,10 +138,29 @@ const VALID_HOST = /^(?:[A-Za-z0-9_~-](?:[A-Za-z0-9._~-]*)|\[[0-9A-Fa-f:.]+\])(?
 /** The route whose answer `Accept` chooses: `/jobs/:id/events`. */
 const EVENTS_PATH = /^\/jobs\/[^/]+\/events$/;
 
+/**
+ * The answer to a HEAD request: the GET answer's status and headers, with the length of the
+ * body it would have had (routing answers HEAD as GET; without this the runtime would say
+ * `Content-Length: 0` for the empty body it sends). Streams answer HEAD themselves.
+ */
+async function headOf(response: Response): Promise<Response> {
+  if (response.body === null || response.headers.has("content-length")) return response;
+  const type = response.headers.get("content-type") ?? "";
+  if (type.startsWith("text/event-stream") || type.startsWith("application/x-ndjson")) {
+    return response;
+  }
+  const length = (await response.arrayBuffer()).byteLength;
+  const headers = new Headers(response.headers);
+  headers.set("content-length", String(length));
+  return new Response(null, { status: response.status, statusText: response.statusText, headers });
+}
+
 /** Builds the application. */
 export function createApp(deps: AppDeps): App {
   const app: App = new Hono<AppEnv>();
   const trusted = addressSet(deps.config.trustedProxies);
+  // The methods a path takes, once every route is registered (below).
+  let allowed: (path: string) => string[] = () => [];
   app.use(async (c, next) => {
     const request = c.req.raw;
     const remote = c.env?.info?.remoteAddr;
@@ -195,8 +219,15 @@ export function createApp(deps: AppDeps): App {
     }
     // Writes need a principal before their body is read: an anonymous caller learns nothing
     // from validation errors and cannot make the server read a large body.
+    // A method no route takes on the path answers 405 or 404 instead, to anyone.
     if (request.method === "POST" || request.method === "DELETE") {
-      if (c.req.path !== "/auth/login" && c.req.path !== "/auth/logout") requirePrincipal(c);
+      const path = c.req.path;
+      if (
+        path !== "/auth/login" && path !== "/auth/logout" &&
+        allowed(path).includes(request.method)
+      ) {
+        requirePrincipal(c);
+      }
     }
     await next();
     if (c.res.status !== 101) {
@@ -212,6 +243,7 @@ export function createApp(deps: AppDeps): App {
       // An events URL answers a page, SSE or NDJSON by its Accept header.
       if (EVENTS_PATH.test(c.req.path)) headers.append("vary", "Accept");
       if (cross) addCors(headers, origin);
+      if (request.method === "HEAD") c.res = await headOf(c.res);
     }
     return undefined;
   });
@@ -222,7 +254,7 @@ export function createApp(deps: AppDeps): App {
   registerStreamRoutes(app, deps);
   registerOpsRoutes(app, deps);
   registerStaticRoutes(app, deps.staticFiles);
-  const allowed = methodsByRoute(app);
+  allowed = methodsByRoute(app, deps.staticFiles);
   app.notFound((c) => {
     // The path as routing saw it: a request's URL keeps dot segments (`/x/../jobs`) that a
     // parsed URL would remove, and a route the router did not match is not offered.

@@ -89,8 +89,18 @@ export function errorBody(code: string, message: string, details?: unknown): str
 
 /** A complete JSON error response. */
 export function errorResponse(error: ApiError): Response {
-  return new Response(errorBody(error.code, error.message, error.details), {
+  const body = ENCODER.encode(errorBody(error.code, error.message, error.details));
+  return new Response(body, {
     status: error.status,
-    headers: { "content-type": "application/json; charset=utf-8", ...error.headers },
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      // Said here, so that the answer to HEAD says it too (it has no body to measure).
+      "content-length": String(body.byteLength),
+      // One caller's refusal at one moment, possibly of a request with ?token=.
+      "cache-control": "no-store",
+      ...error.headers,
+    },
   });
 }
+
+const ENCODER = new TextEncoder();

@@ -469,3 +469,83 @@ async function readAll(connection: Deno.Conn): Promise<Uint8Array> {
   }
   return concat(chunks);
 }
+
+Deno.test("HEAD answers what GET would, with the length its body would have", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    for (
+      const path of [
+        "/jobs",
+        `/jobs/${id}`,
+        `/jobs/${id}/events`,
+        "/",
+        "/client.js",
+        "/openapi.json",
+        "/healthz",
+        "/jobs/missing",
+      ]
+    ) {
+      const get = await fetch(`${server.url}${path}`);
+      const bytes = (await get.arrayBuffer()).byteLength;
+      assert.ok(bytes > 0, path);
+      const head = await fetch(`${server.url}${path}`, { method: "HEAD" });
+      assert.equal(head.status, get.status, path);
+      assert.equal(head.headers.get("content-type"), get.headers.get("content-type"), path);
+      assert.equal(head.headers.get("content-length"), String(bytes), path);
+      assert.equal((await head.arrayBuffer()).byteLength, 0, path);
+    }
+    // A stream's length is unknown: HEAD does not say it is empty.
+    const stream = await fetch(`${server.url}/jobs/${id}/events`, {
+      method: "HEAD",
+      headers: { accept: "text/event-stream" },
+    });
+    assert.equal(stream.status, 200);
+    assert.equal(stream.headers.get("content-length"), null);
+    await stream.body?.cancel();
+  });
+});
+
+Deno.test("the status page's paths asked with another method answer 405, and unknown writes 404, before any token is asked for", async () => {
+  await withServer({ "no-auth": false }, async (server) => {
+    for (
+      const [method, path] of [["POST", "/"], ["PUT", "/client.js"], ["DELETE", "/index.html"]]
+    ) {
+      const reply = await http(server.url, method!, path!);
+      assert.equal(reply.status, 405, `${method} ${path}: ${reply.text}`);
+      assert.equal(reply.json.error.code, "method_not_allowed");
+      assert.equal(reply.headers.get("allow"), "GET, HEAD", path);
+    }
+    const wrong = await http(server.url, "POST", "/healthz");
+    assert.equal(wrong.status, 405, wrong.text);
+    const unknown = await http(server.url, "POST", "/nope");
+    assert.equal(unknown.status, 404, unknown.text);
+    // A route that takes the method still wants a token first.
+    assert.equal((await http(server.url, "POST", "/jobs", {})).status, 401);
+  });
+});
+
+Deno.test("every error is kept by no cache, and an allowed page's errors vary by Origin once", async () => {
+  const page = "http://dash.example";
+  await withServer({ "no-auth": false, "allowed-origins": page }, async (server) => {
+    for (
+      const [method, path, status] of [
+        ["POST", "/jobs", 401],
+        ["GET", "/jobs", 401],
+        ["GET", "/nope", 404],
+        ["PUT", "/jobs", 405],
+      ] as const
+    ) {
+      const reply = await http(server.url, method, path, undefined, { origin: page });
+      assert.equal(reply.status, status, `${method} ${path}: ${reply.text}`);
+      assert.equal(reply.headers.get("cache-control"), "no-store", `${method} ${path}`);
+      assert.equal(reply.headers.get("access-control-allow-origin"), page, `${method} ${path}`);
+      const vary = (reply.headers.get("vary") ?? "").split(",").map((v) => v.trim());
+      assert.equal(vary.filter((v) => v.toLowerCase() === "origin").length, 1, vary.join());
+    }
+    const foreign = await http(server.url, "GET", "/jobs", undefined, {
+      origin: "http://evil.example",
+    });
+    assert.equal(foreign.status, 403);
+    assert.equal(foreign.headers.get("cache-control"), "no-store");
+  });
+});
