@@ -88,12 +88,26 @@ export function corsHeaders(origin: string): Record<string, string> {
   };
 }
 
-/** CORS headers answering a preflight. */
-export function preflightHeaders(origin: string): Record<string, string> {
+/** A header name (an HTTP token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * CORS headers answering a preflight of an allowed origin. Besides the headers the API
+ * reads, those the page asks to send (`Access-Control-Request-Headers`: a tracing header,
+ * a request id) are allowed: the API ignores them, and refusing them would fail the page's
+ * request with nothing but a console message.
+ */
+export function preflightHeaders(origin: string, requested: string | null): Record<string, string> {
+  const names = new Set(ALLOWED_HEADERS.split(", "));
+  for (const name of (requested ?? "").split(",")) {
+    const trimmed = name.trim().toLowerCase();
+    if (HEADER_NAME.test(trimmed)) names.add(trimmed);
+  }
   return {
     ...corsHeaders(origin),
+    vary: "Origin, Access-Control-Request-Headers",
     "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
-    "access-control-allow-headers": ALLOWED_HEADERS,
+    "access-control-allow-headers": [...names].join(", "),
     "access-control-max-age": "600",
   };
 }

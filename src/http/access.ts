@@ -14,7 +14,7 @@ import type { Config } from "../config.ts";
 import { CLOSE } from "../protocol/session.ts";
 import { writeSoon } from "../store/write_soon.ts";
 
-const CHALLENGE = 'Bearer realm="jobwire"';
+export const CHALLENGE = 'Bearer realm="jobwire"';
 
 /**
  * The authenticated principal of the request.

@@ -204,7 +204,13 @@ export function createApp(deps: AppDeps): App {
       );
     }
     const cross = origin !== null && crossOrigin(origin, host);
-    if (request.method === "OPTIONS" && cross) return c.body(null, 204, preflightHeaders(origin));
+    if (request.method === "OPTIONS" && cross) {
+      return c.body(
+        null,
+        204,
+        preflightHeaders(origin, request.headers.get("access-control-request-headers")),
+      );
+    }
     if (deps.authenticator === undefined) {
       c.set("principal", OPEN_PRINCIPAL);
       c.set("authFailure", undefined);

@@ -225,9 +225,12 @@ function completed(doc: Document): Document {
       // way), nor a WebSocket, which is refused by its close (1008) after the upgrade.
       const optional = operation.security?.some((need) => Object.keys(need).length === 0) ??
         false;
+      // No credential at all (`security: []`): never a 401, though a foreign Origin is still
+      // refused with 403.
+      const open = operation.security?.length === 0;
       const websocket = path.startsWith("/ws");
       if (!optional && !websocket) {
-        responses["401"] ??= responseRef("Unauthorized");
+        if (!open) responses["401"] ??= responseRef("Unauthorized");
         responses["403"] ??= responseRef("Forbidden");
       }
       if (operation.requestBody !== undefined) {
@@ -403,7 +406,7 @@ function described(): Document {
               },
             },
             "204": { description: "An EventSource reconnecting after the end (close_on_finish)" },
-            ...errors("job_not_found", "job_gone", "invalid_query"),
+            ...errors("job_not_found", "job_gone", "invalid_query", "not_acceptable"),
           },
         },
       },

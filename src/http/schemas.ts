@@ -58,9 +58,13 @@ export const MAX_WAIT_SECONDS = 60;
 export const eventsPageQuery = z.object({
   // A page holds envelopes; `format` names the page itself, or a stream (chosen before this).
   format: z.enum(["json", "envelope"], {
-    error: "A page of events is JSON envelopes: format=json or envelope here; " +
-      "format=snapshot needs a stream: ask for one with Accept: text/event-stream or " +
-      "application/x-ndjson, or open a WebSocket",
+    error: (issue) =>
+      issue.input === "snapshot"
+        ? "A page of events is JSON envelopes: format=json or envelope here; " +
+          "format=snapshot needs a stream: ask for one with Accept: text/event-stream or " +
+          "application/x-ndjson, or open a WebSocket"
+        : "Expected json or envelope (a page of events), sse or ndjson (a stream), " +
+          "or snapshot (with a stream)",
   }).optional(),
   since: intParam(0, Number.MAX_SAFE_INTEGER).optional(),
   limit: intParam(1, 1000).optional(),

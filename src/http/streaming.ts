@@ -179,38 +179,57 @@ const MEDIA: readonly [string, Transport | "json"][] = [
 /**
  * The transport an `Accept` header prefers: the type with the highest `q` among those a
  * stream route serves (a tie goes to the first in {@link MEDIA}; `q=0` refuses a type).
- * Wildcards and anything else fall back to a JSON page.
+ * Wildcards and anything else fall back to a JSON page, unless `application/json;q=0`
+ * refuses that too.
+ *
+ * @throws {ApiError} 406 `not_acceptable` when every type it could answer is refused
  */
-function preferredTransport(accept: string): Transport | "json" {
+function preferredTransport(accept: string, page: boolean): Transport | "json" {
   let best: Transport | "json" = "json";
   let bestQ = 0;
   let bestRank = MEDIA.length;
+  let jsonRefused = false;
   for (const range of accept.toLowerCase().split(",")) {
     const [type = "", ...params] = range.split(";").map((part) => part.trim());
     const rank = MEDIA.findIndex(([media]) => media === type);
     if (rank === -1) continue;
     const qParam = params.find((p) => p.startsWith("q="));
     const q = qParam === undefined ? 1 : Number(qParam.slice(2));
-    if (!(q > 0)) continue;
+    if (!(q > 0)) {
+      if (type === "application/json") jsonRefused = true;
+      continue;
+    }
     if (q > bestQ || (q === bestQ && rank < bestRank)) {
       best = MEDIA[rank]![1];
       bestQ = q;
       bestRank = rank;
     }
   }
+  if (bestQ === 0 && jsonRefused && page) {
+    throw new ApiError(
+      "not_acceptable",
+      "Accept refuses application/json and asks for no stream type: this URL answers " +
+        "application/json (a page), text/event-stream or application/x-ndjson",
+    );
+  }
   return best;
 }
 
-/** The transport and message format a stream request asks for, or `json` for a page. */
+/**
+ * The transport and message format a stream request asks for, or `json` for a page.
+ *
+ * @param page whether the URL answers a JSON page (else `json` stands for its default stream)
+ */
 export function negotiate(
   accept: string | null,
   format: string | undefined,
+  page = true,
 ): { transport: Transport | "json"; format: MessageFormat } {
   const messageFormat: MessageFormat = format === "snapshot" ? "snapshot" : "envelope";
   if (format === "ndjson") return { transport: "ndjson", format: messageFormat };
   if (format === "sse") return { transport: "sse", format: messageFormat };
   if (format === "json") return { transport: "json", format: messageFormat };
-  return { transport: preferredTransport(accept ?? ""), format: messageFormat };
+  return { transport: preferredTransport(accept ?? "", page), format: messageFormat };
 }
 
 /** Splits `jobs=a,b` into ids; throws 422 for too many. */

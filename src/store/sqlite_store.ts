@@ -555,7 +555,7 @@ export class SqliteStore implements EventStore {
     const before = this.#current(jobId);
     if (before === undefined) {
       return this.isGone(jobId)
-        ? { ok: false, code: "job_gone", message: `Job ${jobId} was purged` }
+        ? { ok: false, code: "job_gone", message: `Job ${jobId} was deleted or purged` }
         : { ok: false, code: "job_not_found", message: `No job ${jobId}` };
     }
     if (request.authorize !== undefined && !request.authorize(before)) {

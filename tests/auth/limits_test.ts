@@ -130,6 +130,24 @@ Deno.test("Origin allow-list over HTTP: foreign Origin 403, allowed Origin gets 
     assert.equal(preflight.headers.get("access-control-allow-origin"), GOOD);
     assert.match(preflight.headers.get("access-control-allow-methods") ?? "", /POST/);
     assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /authorization/i);
+    // Headers a page adds for its own ends (tracing, request ids) pass the preflight too.
+    const traced = await fetch(`${base}/jobs/${id}/events`, {
+      method: "OPTIONS",
+      headers: {
+        origin: GOOD,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, X-Request-ID,sentry-trace, baggage",
+      },
+    });
+    await traced.body?.cancel();
+    assert.equal(traced.status, 204);
+    const allowed = (traced.headers.get("access-control-allow-headers") ?? "").split(", ");
+    for (
+      const name of ["authorization", "content-type", "x-request-id", "sentry-trace", "baggage"]
+    ) {
+      assert.ok(allowed.includes(name), `${name} in ${allowed}`);
+    }
+    assert.match(traced.headers.get("vary") ?? "", /Access-Control-Request-Headers/);
     // Preflight from a foreign origin gets no permission.
     const evilPreflight = await fetch(`${base}/jobs`, {
       method: "OPTIONS",

@@ -137,6 +137,7 @@ Deno.test("wrong password and unknown user answer 401 invalid_credentials; bad b
     const wrong = await login(server, { username: "alice", password: "not the password" });
     assert.equal(wrong.status, 401, wrong.text);
     assert.equal(wrong.json.error.code, "invalid_credentials");
+    assert.equal(wrong.headers.get("www-authenticate"), 'Bearer realm="jobwire"');
     assert.equal(wrong.json.access_token, undefined);
     const unknown = await login(server, { username: "mallory", password: ALICE_PASSWORD });
     assert.equal(unknown.status, 401, unknown.text);

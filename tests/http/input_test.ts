@@ -228,6 +228,44 @@ Deno.test("a job's events are served in the type Accept prefers by its q-values"
       assert.equal(reply.status, 200, `${accept}: ${reply.status}`);
       assert.match(reply.headers.get("content-type") ?? "", type, accept);
     }
+    // Refusing every type the URL answers is a 406 that names them; a stream of several jobs
+    // has no page to refuse.
+    for (
+      const accept of [
+        "application/json;q=0, */*",
+        "text/event-stream;q=0, application/x-ndjson;q=0, application/json;q=0",
+        "application/json;q=0",
+      ]
+    ) {
+      const reply = await http(server.url, "GET", `/jobs/${id}/events`, undefined, { accept });
+      assert.equal(reply.status, 406, `${accept}: ${reply.status}`);
+      assert.equal(reply.json.error.code, "not_acceptable");
+      assert.match(reply.json.error.message, /text\/event-stream/);
+    }
+    const all = await fetch(`${server.url}/events?jobs=${id}`, {
+      method: "HEAD",
+      headers: { accept: "application/json;q=0" },
+    });
+    assert.equal(all.status, 200);
+    assert.match(all.headers.get("content-type") ?? "", /^text\/event-stream/);
+  });
+});
+
+Deno.test("a page asked for in a format no URL serves names the formats there are", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    for (const format of ["xml", "NDJSON"]) {
+      const reply = await http(server.url, "GET", `/jobs/${id}/events?format=${format}`);
+      assert.equal(reply.status, 422, reply.text);
+      assert.match(reply.text, /json or envelope \(a page of events\), sse or ndjson/, format);
+    }
+    const snapshot = await http(server.url, "GET", `/jobs/${id}/events?format=snapshot`);
+    assert.match(snapshot.text, /format=snapshot needs a stream/);
+    // A job deleted answers as deleted to every route, writes too.
+    assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+    const start = await http(server.url, "POST", `/jobs/${id}/start`, {});
+    assert.equal(start.status, 410, start.text);
+    assert.match(start.json.error.message, /deleted or purged/);
   });
 });
 

@@ -11,7 +11,7 @@ import type { App, AppDeps, AppEnv } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
 import { loginBody, parseOr, ticketBody } from "../schemas.ts";
-import { addressKey, requirePrincipal } from "../access.ts";
+import { addressKey, CHALLENGE, requirePrincipal } from "../access.ts";
 import { findJob } from "../lookup.ts";
 import { canRead } from "../../auth/principal.ts";
 import { DUMMY_CREDENTIAL, verifyPassword } from "../../auth/passwords.ts";
@@ -93,7 +93,10 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
       user !== undefined;
     if (!ok || user === undefined) {
       log("warn", "failed sign-in", { user: body.username, ip: c.get("ip") });
-      throw new ApiError("invalid_credentials");
+      // A 401 names how to authenticate (RFC 9110): a token, which this route hands out.
+      throw new ApiError("invalid_credentials", undefined, undefined, {
+        "www-authenticate": CHALLENGE,
+      });
     }
     await writeSoon(deps.store, () => {
       store.clearLoginFailures(userKey);

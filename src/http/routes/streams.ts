@@ -222,7 +222,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
   app.get("/events", async (c) => {
     const query = c.req.query();
     const options = parseOr(streamQuery, query, "invalid_query", "The query");
-    const wanted = negotiate(c.req.header("accept") ?? null, options.format);
+    const wanted = negotiate(c.req.header("accept") ?? null, options.format, false);
     const transport = wanted.transport === "json" ? "sse" : wanted.transport;
     const jobs = jobList(options.jobs, MAX_JOBS_PER_STREAM);
     const principal = await streamPrincipal(c, deps, options.all === true ? [] : jobs);
