@@ -960,9 +960,10 @@ def _only(**fields: Any) -> Dict[str, Any]:
 
 
 def _snake(name: str) -> str:
-    """``ValueError`` → ``value_error``: the letters-and-underscores form error types take."""
+    """``ValueError`` → ``value_error``, ``S3Error`` → ``s3_error``: the form error types take
+    (letters, digits and underscores, not starting with a digit)."""
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    return re.sub(r"[^a-z_]", "", words.lower()).strip("_") or "general"
+    return re.sub(r"^[0-9_]+", "", re.sub(r"[^a-z0-9_]", "", words.lower())).strip("_") or "general"
 
 
 def _sse_envelopes(response: http.client.HTTPResponse) -> Iterator[Dict[str, Any]]:

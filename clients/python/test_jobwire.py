@@ -256,6 +256,18 @@ class ReporterTest(Deadline):
         self.assertEqual(snapshot["error"]["error_type"], "value_error")
         self.assertEqual(types_of(self.client, job.job_id), ["status", "log", "error", "status"])
 
+    def test_an_exception_class_with_digits_keeps_them_in_its_error_type(self) -> None:
+        class S3Error(Exception):
+            pass
+
+        with self.assertRaises(S3Error):
+            with self.client.create_job() as job:
+                job.started()
+                raise S3Error("bucket gone")
+        snapshot = self.client.get_job(job.job_id)
+        self.assertEqual(snapshot["status"], "failed")
+        self.assertEqual(snapshot["error"]["error_type"], "s3_error")
+
     def test_a_block_that_finished_its_job_is_left_as_it_ended(self) -> None:
         with self.assertRaises(KeyError):
             with self.client.create_job() as job:

@@ -91,9 +91,12 @@ const resultData = z.looseObject({ results: z.unknown() });
 
 const errorData = z.looseObject({
   error: z.string().min(1),
-  // Any letter case (`MEMORY_ERROR`); kept in lower case.
-  error_type: z.string().regex(/^[A-Za-z_]+$/, "Expected letters and underscores")
-    .optional(),
+  // Any letter case (`MEMORY_ERROR`), digits after the first character (`HTTP_503`,
+  // `S3_ERROR`); kept in lower case.
+  error_type: z.string().regex(
+    /^[A-Za-z_][A-Za-z0-9_]*$/,
+    "Expected letters, digits and underscores, not starting with a digit",
+  ).optional(),
   details: z.unknown().optional(),
 });
 

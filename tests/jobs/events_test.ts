@@ -277,16 +277,25 @@ Deno.test("checkEvent accepts built-in and custom lower-case error types with de
   }
 });
 
-Deno.test("checkEvent keeps an error_type of any letter case in lower case", () => {
-  for (const [sent, kept] of [["MEMORY_ERROR", "memory_error"], ["Validation", "validation"]]) {
+Deno.test("checkEvent keeps an error_type of any letter case in lower case, digits too", () => {
+  for (
+    const [sent, kept] of [
+      ["MEMORY_ERROR", "memory_error"],
+      ["Validation", "validation"],
+      ["HTTP_503", "http_503"],
+      ["S3_ERROR", "s3_error"],
+      ["e1", "e1"],
+      ["_x9", "_x9"],
+    ]
+  ) {
     const check = checkEvent({ type: "error", data: { error: "e", error_type: sent } });
     assert.ok(check.ok, JSON.stringify(check));
     assert.equal(check.event.data.error_type, kept);
   }
 });
 
-Deno.test("checkEvent refuses an error_type outside [A-Za-z_]+ at data.error_type", () => {
-  for (const errorType of ["system-error", "e1", "", "a b", "é"]) {
+Deno.test("checkEvent refuses an error_type outside [A-Za-z_][A-Za-z0-9_]* at data.error_type", () => {
+  for (const errorType of ["system-error", "1e", "503", "", "a b", "é", "x.y"]) {
     assert.deepEqual(
       refusedPaths(checkEvent({ type: "error", data: { error: "e", error_type: errorType } })),
       ["data.error_type"],
