@@ -272,6 +272,8 @@ Deno.test("login with cookie: true sets an HttpOnly jobwire_token cookie that au
     assert.match(setCookie, /;\s*HttpOnly/i);
     assert.match(setCookie, /;\s*SameSite=(Strict|Lax)/i);
     assert.match(setCookie, /;\s*Path=\//i);
+    // Kept an hour past the token, as /auth/cookie's is, so the page can say it expired.
+    assert.equal(Number(/Max-Age=(\d+)/.exec(setCookie)?.[1]), reply.json.expires_in + 3600);
     const cookie = setCookie.split(";")[0]!;
     assert.equal(cookie, `jobwire_token=${reply.json.access_token}`);
     const withCookie = await http(server.url, "POST", "/jobs", { kind: "cookie" }, { cookie });

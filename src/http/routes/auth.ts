@@ -116,7 +116,9 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     );
     const expiresIn = Math.round(config.tokenTtlMs / 1000);
     if (body.cookie === true) {
-      setTokenCookie(c, token, expiresIn);
+      // Kept past the token's expiry, as /auth/cookie does, so that the page can tell its
+      // user the session expired.
+      setTokenCookie(c, token, expiresIn + COOKIE_GRACE_MS / 1000);
     }
     return c.json(
       {
