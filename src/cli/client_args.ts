@@ -89,20 +89,34 @@ export function connectionOf(
   line: CommandLine,
   env: Record<string, string | undefined> = Deno.env.toObject(),
 ): Connection {
+  const connection = looseConnectionOf(line, env);
+  if (connection.invalid !== undefined) throw new ConfigError(connection.invalid);
+  return connection;
+}
+
+/**
+ * The server and token as {@link connectionOf} reads them, with what is wrong with the
+ * server's URL in `invalid` instead of thrown (for `run`, whose command runs anyway).
+ */
+export function looseConnectionOf(
+  line: CommandLine,
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): Connection & { invalid?: string } {
   const raw = flagValue(line, "server") ?? nonEmpty(env.JOBWIRE_SERVER) ?? DEFAULT_SERVER;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(`Invalid server URL ${JSON.stringify(raw)}: expected http://host:port`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new ConfigError(`Invalid server URL ${JSON.stringify(raw)}: expected http or https`);
+  let invalid: string | undefined;
+  if (!URL.canParse(raw)) {
+    invalid = `Invalid server URL ${JSON.stringify(raw)}: expected http://host:port`;
+  } else if (!["http:", "https:"].includes(new URL(raw).protocol)) {
+    invalid = `Invalid server URL ${JSON.stringify(raw)}: expected http or https`;
   }
   const given = flagValue(line, "token") ?? nonEmpty(env.JOBWIRE_TOKEN);
   // A token pasted with the header's word before it ("Bearer eyJ…") is the token after it.
   const token = given?.replace(/^\s*Bearer(\s+|$)/i, "").trim();
-  return { server: raw.replace(/\/+$/, ""), token: token === "" ? undefined : token };
+  return {
+    server: raw.replace(/\/+$/, ""),
+    token: token === "" ? undefined : token,
+    ...(invalid === undefined ? {} : { invalid }),
+  };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

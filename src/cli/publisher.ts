@@ -26,6 +26,8 @@ export interface PublisherOptions {
   metadata: Record<string, unknown>;
   /** Told once, about the first problem; later ones are silent. */
   warn: (message: string) => void;
+  /** Why the server cannot be used at all (its URL is no URL): nothing is sent. */
+  unusable?: string;
   queue?: LogQueue;
   /** Most lines per request (the server's `--max-batch` is 1000 by default). Default 500. */
   batchLines?: number;
@@ -225,7 +227,8 @@ export class RunPublisher {
   }
 
   async #open(): Promise<JobReporter> {
-    const { server, token, jobId, kind, metadata } = this.#options;
+    const { server, token, jobId, kind, metadata, unusable } = this.#options;
+    if (unusable !== undefined) throw new Error(unusable);
     try {
       // Few retries: a server that is not there should be noticed within a second or two.
       await JobReporter.create(server, {

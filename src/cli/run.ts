@@ -13,8 +13,8 @@ import type { JobReporter } from "../client/job_reporter.ts";
 import type { JobSnapshot } from "../client/types.ts";
 import { JobwireError } from "../client/errors.ts";
 import {
-  connectionOf,
   flagValue,
+  looseConnectionOf,
   parseCommandLine,
   secondsFlag,
   statusPageUrl,
@@ -102,7 +102,9 @@ export async function runCommand(args: string[]): Promise<number> {
   if (command.length === 0 || command[0] === "") {
     throw new ConfigError("run needs a command: main.ts run -- CMD [ARGS…] (see --help)");
   }
-  const { server, token } = connectionOf(line);
+  // A server URL that is no URL (a mistyped JOBWIRE_SERVER in CI) keeps the run from being
+  // reported, not the command from running.
+  const { server, token, invalid } = looseConnectionOf(line);
   const givenId = flagValue(line, "id");
   if (givenId !== undefined && !JOB_ID_PATTERN.test(givenId)) {
     throw new ConfigError(
@@ -126,6 +128,7 @@ export async function runCommand(args: string[]): Promise<number> {
     kind: flagValue(line, "kind") ?? "command",
     metadata: { command, cwd },
     warn: stderrLine,
+    ...(invalid === undefined ? {} : { unusable: invalid }),
   });
   // The job's page, once there is a job to show (the command does not wait for it).
   void publisher.opened.then((opened) => {

@@ -315,6 +315,26 @@ Deno.test("run still runs the command when the server is unreachable, and warns 
   assert.match(notes[0]!, /could not start the job .*the command runs without publishing$/);
 });
 
+Deno.test("run still runs the command when JOBWIRE_SERVER or --server is no URL, and says why once", async () => {
+  for (
+    const [args, env] of [
+      [[], { JOBWIRE_SERVER: "localhost:8080" }],
+      [["--server", "ftp://jobs.example"], {}],
+    ] as const
+  ) {
+    const out = await runCli(["run", ...args, "--", "sh", "-c", "echo ran; exit 3"], env);
+    assert.equal(out.code, 3, out.stderr);
+    assert.equal(out.stdout, "ran\n");
+    const notes = out.stderr.split("\n").filter((l) => l.startsWith("jobwire:"));
+    assert.equal(notes.length, 1, out.stderr);
+    assert.match(notes[0]!, /Invalid server URL .*; the command runs without publishing$/);
+  }
+  // The other tools have nothing to do without a server: a usage error.
+  const watch = await runCli(["watch", "some-job"], { JOBWIRE_SERVER: "localhost:8080" });
+  assert.equal(watch.code, 2, watch.stderr);
+  assert.match(watch.stderr, /Invalid server URL "localhost:8080"/);
+});
+
 /**
  * Runs a Deno script under `run --id ID` (with `flags` before the `--`), and waits until
  * it printed `ready` (its signal handlers are set) and its job is running. `body` gets the
