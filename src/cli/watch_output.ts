@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { JobEvent, JobSnapshot } from "../client/types.ts";
+import { isTerminalStatus, type JobEvent, type JobSnapshot } from "../client/types.ts";
 import { eventLine, statusLine, summaryLine } from "./render.ts";
 
 /** How events are shown. */
@@ -128,7 +128,8 @@ function ttyOutput(target: OutputTarget, color: boolean): WatchOutput {
       width: target.columns() - 1,
       color,
       note,
-      count,
+      // The counts of an ended job's replayed progress are history: its bar is full.
+      count: isTerminalStatus(job.status) ? undefined : count,
     });
     target.out(`\r\x1b[2K${line}`);
     shown = true;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { retryDelay } from "../../src/cli/watch.ts";
+import { createOutput } from "../../src/cli/watch_output.ts";
 import {
   eventLine,
   formatDuration,
@@ -163,4 +164,29 @@ Deno.test("watch prints a short reconnect delay in tenths of a second, a long on
   assert.equal(retryDelay(420), "0.4s");
   assert.equal(retryDelay(3_000), "3.0s");
   assert.equal(retryDelay(90_000), "1m30s");
+});
+
+Deno.test("the terminal bar shows a running job's latest count, and none once the job has ended", () => {
+  let text = "";
+  const output = createOutput("tty", {
+    out: (chunk) => text += chunk,
+    err: (chunk) => text += chunk,
+    columns: () => 200,
+  }, false);
+  try {
+    output.snapshot(job());
+    output.event(event("progress", { progress: 50, current: 2, total: 4 }));
+    output.snapshot(job({ progress: 50 }));
+    assert.match(text, /2\/4/);
+    // An ended job's replay: its progress events are history beside a full bar.
+    text = "";
+    output.snapshot(job({ status: "completed", progress: 100, completed_at: job().updated_at }));
+    output.event(event("progress", { progress: 25, current: 1, total: 4 }));
+    output.event(event("log", { line: "done", level: "info" }));
+    output.finish("build-42", undefined);
+    assert.match(text, /completed/);
+    assert.doesNotMatch(text, /1\/4/);
+  } finally {
+    output.close();
+  }
 });
