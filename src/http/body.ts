@@ -65,6 +65,15 @@ export async function readJson(request: Request, maxBytes: number): Promise<unkn
       `Unsupported Content-Encoding ${encoding}: send the body uncompressed`,
     );
   }
+  // The runtime takes the body as chunked whatever other coding is listed before that
+  // (`gzip, chunked`): the bytes would be read as if the coding were not there.
+  const transfer = request.headers.get("transfer-encoding");
+  if (transfer !== null && !/^\s*chunked\s*$/i.test(transfer)) {
+    throw new ApiError(
+      "unsupported_transfer_encoding",
+      `Unsupported Transfer-Encoding ${transfer.trim()}: send the body chunked or with a length`,
+    );
+  }
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) {
     throw new ApiError(

@@ -51,6 +51,10 @@ export const ERRORS = {
   rate_limited: { status: 429, message: "Too many requests" },
   too_many_connections: { status: 429, message: "Too many open streams" },
   internal_error: { status: 500, message: "Internal server error" },
+  unsupported_transfer_encoding: {
+    status: 501,
+    message: "The body's Transfer-Encoding is not one this server reads (send it chunked or plain)",
+  },
   unavailable: { status: 503, message: "The server cannot take this request now" },
   overloaded: { status: 503, message: "The server has too many open streams" },
 } as const;

@@ -1468,7 +1468,7 @@ Deno.test("a batch over --max-batch is refused with 413 and nothing is written",
   });
 });
 
-Deno.test("a non-JSON Content-Type, another charset or a compressed body is refused with 415", async () => {
+Deno.test("a non-JSON Content-Type, another charset or a compressed body is refused with 415 (501 for a transfer coding), and nothing is stored", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
     const before = await persisted(server.url, id);
@@ -1510,6 +1510,31 @@ Deno.test("a non-JSON Content-Type, another charset or a compressed body is refu
     const said = await compressed.json();
     assert.deepEqual([compressed.status, said.error.code], [415, "unsupported_media_type"]);
     assert.match(said.error.message, /Content-Encoding gzip/);
+    // A transfer coding before `chunked` is no coding the body is read with: refused, not
+    // stored as if it were absent.
+    const { hostname, port } = new URL(server.url);
+    for (const coding of ["gzip, chunked", "deflate,chunked"]) {
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      try {
+        const chunk = `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+        await conn.write(
+          new TextEncoder().encode(
+            `POST /jobs/${id}/events HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+              `Content-Type: application/json\r\nTransfer-Encoding: ${coding}\r\n` +
+              `Connection: close\r\n\r\n${chunk}`,
+          ),
+        );
+        let answer = "";
+        const buffer = new Uint8Array(4096);
+        for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
+          answer += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        assert.match(answer, /^HTTP\/1\.1 501 /, `${coding}: ${answer}`);
+        assert.match(answer, /"code":"unsupported_transfer_encoding"/, coding);
+      } finally {
+        conn.close();
+      }
+    }
     const form = new FormData();
     form.append("type", "log");
     const multipart = await fetch(`${server.url}/jobs/${id}/events`, {
