@@ -551,3 +551,28 @@ Deno.test("every error is kept by no cache, and an allowed page's errors vary by
     assert.equal(foreign.headers.get("cache-control"), "no-store");
   });
 });
+
+Deno.test("the status page's files carry an ETag, and a browser revalidating an unchanged one gets 304", async () => {
+  await withServer({}, async (server) => {
+    const tags = new Set<string>();
+    for (const path of ["/", "/client.js", "/style.css"]) {
+      const first = await fetch(`${server.url}${path}`);
+      await first.body?.cancel();
+      const etag = first.headers.get("etag");
+      assert.match(etag ?? "", /^"[0-9a-f]+-[0-9a-f]{16}"$/, path);
+      tags.add(etag!);
+      for (const header of [etag!, `W/${etag}`, `"other", ${etag}`, "*"]) {
+        const again = await fetch(`${server.url}${path}`, { headers: { "if-none-match": header } });
+        assert.equal(again.status, 304, `${path} with ${header}`);
+        assert.equal((await again.arrayBuffer()).byteLength, 0);
+        assert.equal(again.headers.get("etag"), etag);
+      }
+      const changed = await fetch(`${server.url}${path}`, {
+        headers: { "if-none-match": '"0-0000000000000000"' },
+      });
+      assert.equal(changed.status, 200, path);
+      assert.ok((await changed.arrayBuffer()).byteLength > 0);
+    }
+    assert.equal(tags.size, 3, "each file has its own tag");
+  });
+});
