@@ -218,6 +218,17 @@ export class StoreLostError extends Error {
   readonly errcode = 14;
 }
 
+/**
+ * Thrown by writes after one found the disk full, until the write-ahead log could be moved
+ * into the database file and cut back (see `SqliteStore`): space freed meanwhile goes to that
+ * first. Shaped as SQLite's SQLITE_FULL, a failure that lasts until someone acts.
+ */
+export class StoreFullError extends Error {
+  override name = "StoreFullError";
+  readonly code = "ERR_SQLITE_ERROR";
+  readonly errcode = 13;
+}
+
 /** Thrown by {@link EventStore.appendBatch} when another connection holds the write lock. */
 export class StoreBusyError extends Error {
   override name = "StoreBusyError";

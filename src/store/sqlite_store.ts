@@ -23,7 +23,7 @@ import type {
   NewJob,
   SweepPolicy,
 } from "./event_store.ts";
-import { StoreBusyError, StoreLostError } from "./event_store.ts";
+import { StoreBusyError, StoreFullError, StoreLostError } from "./event_store.ts";
 import { migrate } from "./migrations.ts";
 import { AuthStore } from "./auth_store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
@@ -80,6 +80,7 @@ const SQL = {
   commit: `COMMIT`,
   rollback: `ROLLBACK`,
   checkpoint: `PRAGMA wal_checkpoint(PASSIVE)`,
+  checkpointTruncate: `PRAGMA wal_checkpoint(TRUNCATE)`,
   waitForLock: `PRAGMA busy_timeout = 2000`,
   failOnLock: `PRAGMA busy_timeout = 0`,
   updateJob: `UPDATE jobs SET status = ?, progress = ?, stage = ?, message = ?, eta_seconds = ?,
@@ -174,6 +175,20 @@ export function startCheckpointer(path: string): Checkpointer {
 /** Most job records kept in memory between appends. */
 const RECORD_CACHE_LIMIT = 10_000;
 
+function isFull(error: unknown): boolean {
+  const e = error as { errcode?: number } | null;
+  return typeof e?.errcode === "number" && (e.errcode & 0xff) === 13;
+}
+
+/** The size of a WAL file; 0 when there is none. */
+function walSize(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
 function isBusy(error: unknown): boolean {
   const e = error as { errcode?: number; code?: string; message?: string };
   return (e.errcode !== undefined && (e.errcode & 0xff) === 5) ||
@@ -261,6 +276,8 @@ export class SqliteStore implements EventStore {
   /** The WAL file, when this connection writes a database file (see {@link #boundWal}). */
   #wal: string | undefined;
   #walLimit: number;
+  /** Whether a write found the disk full (see `#refuseIfFull`). */
+  #full = false;
   #walCheckedAt = 0;
   /** The file's device and inode when opened, to tell it from one put in its place. */
   #identity: string | undefined;
@@ -317,7 +334,10 @@ export class SqliteStore implements EventStore {
 
   /** Runs `work` in one transaction: a write's (`BEGIN IMMEDIATE`) unless `begin` says. */
   #transaction<T>(work: () => T, begin: string = SQL.begin): T {
-    if (begin !== SQL.beginRead) this.#refuseIfLost();
+    if (begin !== SQL.beginRead) {
+      this.#refuseIfLost();
+      this.#refuseIfFull();
+    }
     this.#stmt(begin).run();
     try {
       const value = work();
@@ -325,8 +345,40 @@ export class SqliteStore implements EventStore {
       return value;
     } catch (error) {
       if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
+      if (isFull(error)) this.#full = true;
       throw error;
     }
+  }
+
+  /**
+   * Once a write found the disk full, each write first moves the write-ahead log into the
+   * database file and cuts it back to nothing, and is refused until that works. Space freed
+   * on the disk then goes to the checkpoint: writes that came first (producers retrying
+   * their 503s) would grow the log into it, leaving the database file unable to take the
+   * log's pages, even after a restart.
+   *
+   * @throws {StoreFullError} while the checkpoint cannot be done
+   */
+  #refuseIfFull(): void {
+    if (!this.#full) return;
+    let why = "the disk is still full";
+    try {
+      const result = this.#withoutWaiting(
+        () => this.#stmt(SQL.checkpointTruncate).get() as { busy: number },
+        () => ({ busy: 1 }),
+      );
+      if (result.busy === 0 && (this.#wal === undefined || walSize(this.#wal) === 0)) {
+        this.#full = false;
+        return;
+      }
+      if (result.busy !== 0) why = "another connection is using the log";
+    } catch (error) {
+      if (!isFull(error)) why = (error as Error).message;
+    }
+    throw new StoreFullError(
+      `database or disk is full: writes resume once the write-ahead log fits in the database ` +
+        `file (${why})`,
+    );
   }
 
   readConsistently<T>(read: () => T): T {
@@ -477,6 +529,7 @@ export class SqliteStore implements EventStore {
   appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[] {
     if (requests.length === 0) return [];
     this.#refuseIfLost();
+    this.#refuseIfFull();
     this.#withoutWaiting(() => this.#stmt(SQL.begin).run(), () => {
       throw new StoreBusyError("The database is locked by another connection");
     });
@@ -494,6 +547,7 @@ export class SqliteStore implements EventStore {
     } catch (error) {
       if (this.#db.isTransaction) this.#stmt(SQL.rollback).run();
       this.#records.clear();
+      if (isFull(error)) this.#full = true;
       throw error;
     }
   }
