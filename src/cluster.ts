@@ -217,7 +217,7 @@ async function isolatesServing(probe: string, isolates: Isolates): Promise<numbe
  * more than {@link MAX_RESTARTS} times within {@link RESTART_WINDOW_MS} are started again
  * after a wait that doubles each time, up to {@link MAX_RESTART_WAIT_MS}.
  */
-function supervise(
+export function supervise(
   first: Isolates,
   spawn: () => Isolates,
   probe: string,
@@ -227,6 +227,8 @@ function supervise(
   let stopping = false;
   let restarting = false;
   let stoppedWhileRestarting = false;
+  /** Resolved by `stop()`: ends a wait before starting the isolates again. */
+  const stopAsked = Promise.withResolvers<void>();
   const ends: number[] = [];
   /** Isolates the health watch stopped (their end is logged there, not as unexpected). */
   const restartAsked = new WeakSet<Isolates>();
@@ -247,7 +249,7 @@ function supervise(
           `the server isolates ended (code ${code}) ${ends.length} times within ` +
             `${RESTART_WINDOW_MS / 1000} s: starting them again in ${wait / 1000} s`,
         );
-        await pause(wait);
+        await Promise.race([pause(wait), stopAsked.promise]);
         if (stopping) return 0;
       } else if (restartAsked.has(current)) {
         // The health watch stopped them, and has said why.
@@ -299,6 +301,7 @@ function supervise(
     stop() {
       stopping = true;
       if (restarting) stoppedWhileRestarting = true;
+      stopAsked.resolve();
       current.stop();
     },
     exited,
@@ -306,7 +309,7 @@ function supervise(
 }
 
 /** A running `deno serve --parallel` process. */
-interface Isolates {
+export interface Isolates {
   /** Name the isolates answer `/healthz` with, so another server on the port is not taken for them. */
   readonly cluster: string;
   /** Process id of `deno serve`. */
