@@ -895,6 +895,10 @@ export class SqliteStore implements EventStore {
   }
 
   #refuseIfLost(): void {
+    // Looked at before every write (a stat, a few µs against a commit's tens): a write to a
+    // file removed since would be acknowledged and lost. The server's timer also looks every
+    // second, for `/healthz` while nothing is written.
+    this.checkFile();
     // Told without the file's path, which answers would show: the log has it.
     if (this.#lost !== undefined) {
       throw new StoreLostError(

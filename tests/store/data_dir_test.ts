@@ -145,6 +145,20 @@ Deno.test("a data directory deleted while the server runs: writes are refused an
   });
 });
 
+Deno.test("the first write after the data directory is deleted is refused, without waiting for the next check", async () => {
+  await withServer({}, async (server) => {
+    const id = await createJob(server.url);
+    await publish(server.url, id, logEvent("kept"));
+    await Deno.remove(server.dataDir, { recursive: true });
+    // At once, before the once-a-second check could have looked.
+    const refused = await http(server.url, "POST", `/jobs/${id}/events`, logEvent("lost"));
+    assert.equal(refused.status, 503, refused.text);
+    assert.match(refused.json.error.message, /removed or replaced while the server ran/);
+    assert.equal((await http(server.url, "POST", "/jobs", {})).status, 503);
+    assert.equal((await http(server.url, "GET", "/healthz")).status, 503);
+  });
+});
+
 Deno.test("deleteJob with the created_at the caller checked deletes only that job, not one made again since", () => {
   const dir = Deno.makeTempDirSync({ prefix: "jobwire-delete-" });
   const store = openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" });
