@@ -132,10 +132,14 @@ export function guardDataDir(dataDir: string): string[] {
       continue; // Not made yet: it will be made private.
     }
     if (mode === null || (mode & 0o077) === 0) continue;
+    // Only what others may do is taken away: a file its owner made read-only stays so (and
+    // is refused at start as such, rather than made writable behind the owner's back).
+    const private_ = mode & 0o700;
+    const octal = private_.toString(8).padStart(4, "0");
     try {
-      Deno.chmodSync(path, 0o600);
+      Deno.chmodSync(path, private_);
       warnings.push(
-        `${path} could be read by other users (mode ${(mode & 0o777).toString(8)}): made it 0600` +
+        `${path} could be read by other users (mode ${(mode & 0o777).toString(8)}): made it ${octal}` +
           (name === "jwt-secret"
             ? "; if someone else may have read it, delete it for a new one (tokens signed with it stop working)"
             : ""),

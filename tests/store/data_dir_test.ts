@@ -145,6 +145,28 @@ Deno.test("a data directory deleted while the server runs: writes are refused an
   });
 });
 
+Deno.test("guardDataDir takes away only what others may do: a database its owner made read-only stays read-only", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "jobwire-guard-" });
+  try {
+    const db = join(dir, "jobwire.db");
+    Deno.writeFileSync(db, new Uint8Array());
+    Deno.chmodSync(db, 0o444);
+    const warnings = guardDataDir(dir);
+    assert.equal(Deno.statSync(db).mode! & 0o777, 0o400);
+    assert.ok(
+      warnings.some((w) => /jobwire\.db .*\(mode 444\): made it 0400/.test(w)),
+      warnings.join(),
+    );
+    const secret = join(dir, "jwt-secret");
+    Deno.writeTextFileSync(secret, "x");
+    Deno.chmodSync(secret, 0o644);
+    guardDataDir(dir);
+    assert.equal(Deno.statSync(secret).mode! & 0o777, 0o600);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("the first write after the data directory is deleted is refused, without waiting for the next check", async () => {
   await withServer({}, async (server) => {
     const id = await createJob(server.url);
