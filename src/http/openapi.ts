@@ -285,17 +285,29 @@ function described(): Document {
       "/jobs": {
         post: {
           summary: "Create a job",
+          parameters: [{
+            ...IDEMPOTENCY_KEY,
+            description: "Without an id: the job's id is made of the key (and the token's sub), " +
+              "so a retry answers the job it made (Idempotent-Replayed: true)",
+          }],
           requestBody: { required: false, content: json(schemaOf(createJobBody)) },
           responses: {
             "201": {
-              description: "Created",
-              headers: { Location: { description: "/jobs/{id}", schema: { type: "string" } } },
+              description: "Created (or, for a retry with its Idempotency-Key, made before)",
+              headers: {
+                Location: { description: "/jobs/{id}", schema: { type: "string" } },
+                "Idempotent-Replayed": {
+                  description: "true when a retry was answered with the job it made",
+                  schema: { type: "string" },
+                },
+              },
               content: json(ref("Created")),
             },
             ...errors(
               "malformed_json",
               "validation_error",
               "job_exists",
+              "idempotency_key_reused",
               "payload_too_large",
               "forbidden",
             ),

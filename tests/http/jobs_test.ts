@@ -653,3 +653,38 @@ Deno.test("POST /jobs takes no body as an empty object, and refuses a body that 
     }
   });
 });
+
+Deno.test("a create retried with its Idempotency-Key answers the job it made, not a second one", async () => {
+  await withServer({}, async (server) => {
+    const body = { kind: "export", metadata: { rows: 10 } };
+    const key = { "idempotency-key": "create-export-7" };
+    const first = await http(server.url, "POST", "/jobs", body, key);
+    assert.equal(first.status, 201, first.text);
+    assert.equal(first.headers.get("idempotent-replayed"), null);
+    const id = first.json.job.id as string;
+    await publish(server.url, id, logEvent("started"));
+    const retry = await http(server.url, "POST", "/jobs", body, key);
+    assert.equal(retry.status, 201, retry.text);
+    assert.equal(retry.headers.get("idempotent-replayed"), "true");
+    assert.equal(retry.json.job.id, id);
+    assert.equal(retry.json.job.last_sequence, 1, "the job as it is now");
+    assert.equal(retry.headers.get("location"), `/jobs/${id}`);
+    // The key with another body is refused, and another key makes another job.
+    const other = await http(server.url, "POST", "/jobs", { kind: "import" }, key);
+    assert.equal(other.status, 422, other.text);
+    assert.equal(other.json.error.code, "idempotency_key_reused");
+    const second = await http(server.url, "POST", "/jobs", body, {
+      "idempotency-key": "create-export-8",
+    });
+    assert.equal(second.status, 201);
+    assert.notEqual(second.json.job.id, id);
+    const listed = (await http(server.url, "GET", "/jobs?kind=export")).json.jobs;
+    assert.equal(listed.length, 2);
+    // A key that is no key is refused; an id given with a key is the id.
+    const bad = await http(server.url, "POST", "/jobs", body, { "idempotency-key": "a b" });
+    assert.equal(bad.status, 422, bad.text);
+    const named = await http(server.url, "POST", "/jobs", { id: "named" }, key);
+    assert.equal(named.json.job.id, "named");
+    assert.equal((await http(server.url, "POST", "/jobs", { id: "named" }, key)).status, 409);
+  });
+});

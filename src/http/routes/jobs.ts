@@ -7,7 +7,7 @@ import type { App, AppDeps } from "../app.ts";
 import { ApiError } from "../errors.ts";
 import { readJson } from "../body.ts";
 import { sizeOver } from "../../jobs/input.ts";
-import { createJobBody, getJobQuery, listJobsQuery, parseOr } from "../schemas.ts";
+import { createJobBody, getJobQuery, idempotencyKey, listJobsQuery, parseOr } from "../schemas.ts";
 import {
   canCreate,
   canRead,
@@ -74,6 +74,23 @@ export function visibility(
 /** Default and longest `wait=terminal` timeout, in seconds. */
 const DEFAULT_TERMINAL_WAIT_SECONDS = 60;
 
+/**
+ * The id of a job created with an Idempotency-Key and no id: a UUID made of the SHA-256 of
+ * the caller's subject and the key, so that each caller's keys are its own.
+ */
+async function keyedJobId(sub: string | null, key: string): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${sub ?? ""}\n${key}`)),
+  );
+  // Shaped as a UUID of version 8 (made by the application), variant 10.
+  digest[6] = (digest[6]! & 0x0f) | 0x80;
+  digest[8] = (digest[8]! & 0x3f) | 0x80;
+  const hex = [...digest.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
+    hex.slice(20)
+  }`;
+}
+
 export function registerJobRoutes(app: App, deps: AppDeps): void {
   const { store, hub, config } = deps;
 
@@ -104,7 +121,14 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
         "retry-after": String(wait),
       });
     }
-    const id = body.id ?? crypto.randomUUID();
+    const header = c.req.header("idempotency-key");
+    const key = header === undefined
+      ? undefined
+      : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
+    // With a key and no id, the id is the key's (and the caller's): a retried create makes
+    // the same job, which is answered instead of a second one.
+    const keyed = body.id === undefined && key !== undefined;
+    const id = body.id ?? (keyed ? await keyedJobId(principal.sub, key!) : crypto.randomUUID());
     const owner = body.owner ?? principal.sub;
     if (owner === null && !canWriteAll(principal)) {
       // A job of nobody's that this token could then neither read, write nor delete.
@@ -118,13 +142,30 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
       store,
       () => store.createJob({ id, kind: body.kind ?? null, owner, metadata }, Date.now()),
     );
-    if (!created.ok) throw new ApiError("job_exists", `Job ${id} already exists`);
+    const location = `/jobs/${encodeURIComponent(id)}`;
+    if (!created.ok) {
+      const existing = keyed ? store.getJob(id) : undefined;
+      if (existing === undefined) throw new ApiError("job_exists", `Job ${id} already exists`);
+      if (
+        existing.owner !== owner || existing.kind !== (body.kind ?? null) ||
+        JSON.stringify(existing.metadata) !== JSON.stringify(metadata)
+      ) {
+        throw new ApiError(
+          "idempotency_key_reused",
+          `The Idempotency-Key made job ${id} with another kind, owner or metadata`,
+        );
+      }
+      // The create this retries: its job as it is now.
+      return c.json(
+        { job: publicJob(existing), urls: jobUrls(c.req.url, id, c.get("https")) },
+        201,
+        { location, "idempotent-replayed": "true" },
+      );
+    }
     deps.stats.jobsCreated++;
     const job = publicJob(created.job);
     hub.jobCreated(job);
-    return c.json({ job, urls: jobUrls(c.req.url, id, c.get("https")) }, 201, {
-      location: `/jobs/${encodeURIComponent(id)}`,
-    });
+    return c.json({ job, urls: jobUrls(c.req.url, id, c.get("https")) }, 201, { location });
   });
 
   app.get("/jobs", (c) => {
