@@ -129,8 +129,20 @@ export class AuthStore {
     };
   }
 
+  /** Records a failure under each key, all or none (a retry then counts none twice). */
   recordLoginFailure(keys: readonly string[], now: number): void {
-    for (const key of keys) this.#stmt(SQL.insertFailure).run(key, now);
+    if (this.#db.isTransaction) {
+      for (const key of keys) this.#stmt(SQL.insertFailure).run(key, now);
+      return;
+    }
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      for (const key of keys) this.#stmt(SQL.insertFailure).run(key, now);
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw error;
+    }
   }
 
   /** Failures of `key` since `since` (epoch ms), and when the oldest of them happened. */

@@ -139,7 +139,9 @@ export function guardDataDir(dataDir: string): string[] {
     try {
       Deno.chmodSync(path, private_);
       warnings.push(
-        `${path} could be read by other users (mode ${(mode & 0o777).toString(8)}): made it ${octal}` +
+        `${path} could be read by other users (mode ${
+          (mode & 0o777).toString(8)
+        }): made it ${octal}` +
           (name === "jwt-secret"
             ? "; if someone else may have read it, delete it for a new one (tokens signed with it stop working)"
             : ""),

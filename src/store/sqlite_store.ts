@@ -278,6 +278,8 @@ export class SqliteStore implements EventStore {
   #walLimit: number;
   /** Whether a write found the disk full (see `#refuseIfFull`). */
   #full = false;
+  /** How many `#withoutWaiting` calls are running, one within another. */
+  #notWaiting = 0;
   #walCheckedAt = 0;
   /** The file's device and inode when opened, to tell it from one put in its place. */
   #identity: string | undefined;
@@ -908,9 +910,18 @@ export class SqliteStore implements EventStore {
   }
 
   withoutBlocking<T>(write: () => T): T {
-    return this.#withoutWaiting(write, () => {
-      throw new StoreBusyError("database is locked by another connection");
-    });
+    // Every write goes through here or a transaction of this store's (the sign-ins' and
+    // tickets' too): each is refused on a lost file or a full disk alike.
+    this.#refuseIfLost();
+    this.#refuseIfFull();
+    try {
+      return this.#withoutWaiting(write, () => {
+        throw new StoreBusyError("database is locked by another connection");
+      });
+    } catch (error) {
+      if (isFull(error)) this.#full = true;
+      throw error;
+    }
   }
 
   /** @returns false also when another connection holds the write lock: never waits for it */
@@ -926,14 +937,16 @@ export class SqliteStore implements EventStore {
    * would block this thread, and every stream it serves): `busy()` answers instead.
    */
   #withoutWaiting<T>(write: () => T, busy: () => T): T {
-    this.#stmt(SQL.failOnLock).run();
+    // Nested (a write within a write that does not wait), only the outermost puts SQLite's
+    // wait back: an inner one must not make the rest of the outer write wait.
+    if (this.#notWaiting++ === 0) this.#stmt(SQL.failOnLock).run();
     try {
       return write();
     } catch (error) {
       if (isBusy(error)) return busy();
       throw error;
     } finally {
-      this.#stmt(SQL.waitForLock).run();
+      if (--this.#notWaiting === 0) this.#stmt(SQL.waitForLock).run();
     }
   }
 

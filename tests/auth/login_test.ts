@@ -777,3 +777,30 @@ Deno.test("sign-in, sign-out and tickets waiting for a lock another process hold
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("sign-ins sent in parallel while another process holds the write lock still cannot get past the limit", async () => {
+  const dataDir = await usersDir();
+  const server = await startTestServer({ "no-auth": false, ...AUTH_SECRET }, { dataDir });
+  const other = new DatabaseSync(join(dataDir, "jobwire.db"));
+  try {
+    other.exec("BEGIN EXCLUSIVE");
+    const guesses = Array.from(
+      { length: 30 },
+      (_, i) => login(server, { username: "alice", password: `wrong guess ${i}` }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    other.exec("COMMIT");
+    const statuses = (await Promise.all(guesses)).map((reply) => reply.status);
+    // Five guesses are checked (and fail); the others are refused unchecked.
+    assert.equal(statuses.filter((s) => s === 401).length, 5, statuses.join());
+    assert.equal(statuses.filter((s) => s === 429).length, 25, statuses.join());
+    const count = other.prepare("SELECT COUNT(*) AS n FROM login_failures WHERE key = ?")
+      .get("user:alice") as { n: number };
+    assert.equal(count.n, 5);
+  } finally {
+    if (other.isTransaction) other.exec("COMMIT");
+    other.close();
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -12,6 +12,7 @@ import { openSqliteStore, SqliteStore } from "../../src/store/sqlite_store.ts";
 import { StartupRefusal } from "../../src/startup_errors.ts";
 import { migrate } from "../../src/store/migrations.ts";
 import { withServer } from "../_helpers/server.ts";
+import { AUTH, tokenFor } from "../_helpers/tokens.ts";
 import { createJob, http, logEvent, publish, waitFor } from "../_helpers/clients.ts";
 
 async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
@@ -181,6 +182,18 @@ Deno.test("the first write after the data directory is deleted is refused, witho
   });
 });
 
+Deno.test("sign-in writes are refused too once the data directory is deleted", async () => {
+  await withServer(AUTH, async (server) => {
+    const token = await tokenFor("alice", "read write");
+    const auth = { authorization: `Bearer ${token}` };
+    const id = (await http(server.url, "POST", "/jobs", {}, auth)).json.job.id;
+    await Deno.remove(server.dataDir, { recursive: true });
+    const ticket = await http(server.url, "POST", "/tickets", { job_id: id }, auth);
+    assert.equal(ticket.status, 503, ticket.text);
+    assert.match(ticket.json.error.message, /removed or replaced while the server ran/);
+  });
+});
+
 Deno.test("deleteJob with the created_at the caller checked deletes only that job, not one made again since", () => {
   const dir = Deno.makeTempDirSync({ prefix: "jobwire-delete-" });
   const store = openSqliteStore(dir, { maxEventsPerJob: 100, checkpoints: "elsewhere" });
@@ -193,6 +206,25 @@ Deno.test("deleteJob with the created_at the caller checked deletes only that jo
     assert.equal(store.deleteJob("j", 4000, first.job.created_at), false);
     assert.equal(store.getJob("j")?.owner, "b");
     assert.equal(store.deleteJob("j", 5000, again.job.created_at), true);
+  } finally {
+    store.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a write that does not wait for the lock, run within another, leaves the outer one not waiting either", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "jobwire-nowait-" });
+  const path = join(dir, "jobwire.db");
+  const db = new DatabaseSync(path);
+  const store = new SqliteStore(db, { maxEventsPerJob: 100, checkpoints: "elsewhere" }, path);
+  const timeout = () => (db.prepare("PRAGMA busy_timeout").get() as { timeout: number }).timeout;
+  try {
+    const inside = store.withoutBlocking(() => {
+      store.withoutBlocking(() => timeout());
+      return timeout();
+    });
+    assert.equal(inside, 0, "the outer write would wait in SQLite after the inner one");
+    assert.equal(timeout(), 2000, "SQLite's wait is back once the outer write is done");
   } finally {
     store.close();
     Deno.removeSync(dir, { recursive: true });

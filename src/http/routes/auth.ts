@@ -49,6 +49,10 @@ const NO_STORE = { "cache-control": "no-store" };
 
 export function registerAuthRoutes(app: App, deps: AppDeps): void {
   const { config } = deps;
+  // Failures this isolate is still recording (waiting for another process's write lock),
+  // by key: counted by the check as if recorded, so that guesses sent meanwhile cannot get
+  // past the limit.
+  const recording = new Map<string, number>();
 
   app.post("/auth/login", async (c) => {
     const store = deps.authStore;
@@ -70,7 +74,7 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     if (address !== null) counted.push([`ip:${address}`, LOGIN_FAILURES_PER_IP]);
     for (const [key, limit] of counted) {
       const failures = store.loginFailures(key, since);
-      if (failures.count >= limit) {
+      if (failures.count + (recording.get(key) ?? 0) >= limit) {
         const retry = Math.max(
           1,
           Math.ceil(((failures.first ?? now) + LOGIN_WINDOW_MS - now) / 1000),
@@ -85,7 +89,17 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     // them, so guesses sent in parallel cannot get past the limit.
     // Waited for without blocking the isolate, like every write of a request (another
     // process may hold the write lock for a while).
-    await writeSoon(deps.store, () => store.recordLoginFailure(counted.map(([key]) => key), now));
+    const countedKeys = counted.map(([key]) => key);
+    for (const key of countedKeys) recording.set(key, (recording.get(key) ?? 0) + 1);
+    try {
+      await writeSoon(deps.store, () => store.recordLoginFailure(countedKeys, now));
+    } finally {
+      for (const key of countedKeys) {
+        const left = recording.get(key)! - 1;
+        if (left === 0) recording.delete(key);
+        else recording.set(key, left);
+      }
+    }
     const user = store.getUser(body.username);
     // An unknown user costs the same scrypt as a known one, so timing tells nothing.
     const credential = user ?? DUMMY_CREDENTIAL;
