@@ -52,9 +52,9 @@ const CHECKPOINT_INTERVAL_MS = 200;
  * Size of the WAL file past which a writer checkpoints it itself, right after a commit.
  * The background checkpoints are passive: under steady writes they never catch up with
  * the writers, nothing makes the WAL start over, and it grew by tens of megabytes a
- * second. A checkpoint on the writer's connection between its commits finds no newer
- * frame, so it can copy all of them (most were copied by the background already), and the
- * next commit starts the WAL over; `journal_size_limit` then cuts the file back.
+ * second. A checkpoint on the writer's connection after its commit (TRUNCATE, which keeps
+ * other writers out while it runs) copies every frame (most were copied by the background
+ * already) and cuts the file to nothing.
  */
 export const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
 
@@ -317,7 +317,15 @@ export class SqliteStore implements EventStore {
     this.#walCheckedAt = now;
     try {
       if (Deno.statSync(this.#wal).size <= this.#walLimit) return;
-      const { busy } = this.#stmt(SQL.checkpoint).get() as { busy: number };
+      // TRUNCATE, not PASSIVE: with two isolates committing in turn, the other's commits
+      // came between this one's checkpoint and its next commit, so the WAL never started
+      // over and grew by gigabytes. This one keeps writers out while it copies, starts the
+      // WAL over and cuts it to nothing; it waits for nobody (another writer or a reader
+      // mid-read makes it busy), and is tried again after the next commit until it works.
+      const { busy } = this.#withoutWaiting(
+        () => this.#stmt(SQL.checkpointTruncate).get() as { busy: number },
+        () => ({ busy: 1 }),
+      );
       if (busy !== 0) this.#walCheckedAt = 0;
     } catch {
       // Another checkpoint is running (the background one): the next commit tries again.

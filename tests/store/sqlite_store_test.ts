@@ -1130,6 +1130,52 @@ Deno.test("under steady writes the checkpointer keeps the WAL file near its limi
   }
 });
 
+Deno.test("two isolates committing at once keep the WAL file near its limit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-store-" });
+  const limit = 1024 * 1024;
+  const wal = join(dir, "jobwire.db-wal");
+  // Made here, so that the writers find the schema in place.
+  openSqliteStore(dir, { maxEventsPerJob: 1000, checkpoints: "elsewhere" }).close();
+  const writers = ["a", "b"].map((id) =>
+    new Worker(new URL("./_wal_writer.ts", import.meta.url), { type: "module" })
+  );
+  const answer = <T>(worker: Worker) =>
+    new Promise<T>((resolve, reject) => {
+      worker.onmessage = (e: MessageEvent<T>) => resolve(e.data);
+      worker.onerror = (e) => reject(e.error ?? e.message);
+    });
+  try {
+    // Opened one after the other (making the job writes), then let go at once.
+    for (const [i, worker] of writers.entries()) {
+      const ready = answer<string>(worker);
+      worker.postMessage({ dir, id: i === 0 ? "a" : "b", limit });
+      assert.equal(await ready, "ready");
+    }
+    const done = writers.map((worker) => {
+      const commits = answer<{ commits: number }>(worker).then((reply) => reply.commits);
+      worker.postMessage({ ms: 2_500 });
+      return commits;
+    });
+    let largest = 0;
+    const sampler = setInterval(() => {
+      try {
+        largest = Math.max(largest, Deno.statSync(wal).size);
+      } catch {
+        // Not made yet.
+      }
+    }, 10);
+    const commits = await Promise.all(done);
+    clearInterval(sampler);
+    // Some hundreds of megabytes went through the WAL; the file holds what came since the
+    // last successful checkpoint.
+    assert.ok(commits.every((n) => n > 500), `commits: ${commits}`);
+    assert.ok(largest < 32 * limit, `WAL grew to ${largest} bytes (${commits} commits)`);
+  } finally {
+    for (const worker of writers) worker.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 storeTest(
   "a lease is held against others until it runs out, and taken over when set by a clock ahead",
   (store) => {
