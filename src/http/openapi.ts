@@ -287,8 +287,8 @@ function described(): Document {
           summary: "Create a job",
           parameters: [{
             ...IDEMPOTENCY_KEY,
-            description: "Without an id: the job's id is made of the key (and the token's sub), " +
-              "so a retry answers the job it made (Idempotent-Replayed: true)",
+            description: "Without an id: a retry with the key (and the same token sub) answers " +
+              "the job it made (Idempotent-Replayed: true), or 410 if that job is gone",
           }],
           requestBody: { required: false, content: json(schemaOf(createJobBody)) },
           responses: {
@@ -307,6 +307,7 @@ function described(): Document {
               "malformed_json",
               "validation_error",
               "job_exists",
+              "job_gone",
               "idempotency_key_reused",
               "payload_too_large",
               "forbidden",

@@ -150,7 +150,18 @@ export function readEventsWhile(
 /** The persistent store of jobs and their events. */
 export interface EventStore {
   /** Creates a job; `exists` when a live job has that id. Clears a tombstone of that id. */
-  createJob(job: NewJob, now: number): { ok: true; job: JobRecord } | { ok: false; code: "exists" };
+  /**
+   * Creates a job. With `key` (the caller's Idempotency-Key, with the caller), a key that
+   * made a job before makes none and names that job (which may be gone since).
+   */
+  createJob(
+    job: NewJob,
+    now: number,
+    key?: string,
+  ):
+    | { ok: true; job: JobRecord }
+    | { ok: false; code: "exists" }
+    | { ok: false; code: "keyed"; jobId: string };
   getJob(id: string): JobRecord | undefined;
   /**
    * Runs `read` so that every read in it sees the same committed state: a commit made

@@ -137,6 +137,15 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE users ADD COLUMN changed_at TEXT;
   `,
+  // The job each create with an Idempotency-Key made (and no id), by the caller and key,
+  // so that a retry answers it; kept as long as publishes' keys.
+  `
+  CREATE TABLE create_keys (
+    caller_key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /**

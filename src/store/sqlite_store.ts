@@ -98,6 +98,9 @@ const SQL = {
     VALUES (?, ?, ?, ?, ?)`,
   deleteIdempotencyOfJob: `DELETE FROM idempotency WHERE job_id = ?`,
   expireIdempotency: `DELETE FROM idempotency WHERE created_at < ?`,
+  selectCreateKey: `SELECT job_id FROM create_keys WHERE caller_key = ?`,
+  insertCreateKey: `INSERT INTO create_keys (caller_key, job_id, created_at) VALUES (?, ?, ?)`,
+  expireCreateKeys: `DELETE FROM create_keys WHERE created_at < ?`,
   selectTombstone: `SELECT gone_at FROM tombstones WHERE id = ?`,
   insertTombstone: `INSERT OR REPLACE INTO tombstones (id, gone_at) VALUES (?, ?)`,
   deleteTombstone: `DELETE FROM tombstones WHERE id = ?`,
@@ -399,11 +402,22 @@ export class SqliteStore implements EventStore {
   createJob(
     job: NewJob,
     now: number,
-  ): { ok: true; job: JobRecord } | { ok: false; code: "exists" } {
+    key?: string,
+  ):
+    | { ok: true; job: JobRecord }
+    | { ok: false; code: "exists" }
+    | { ok: false; code: "keyed"; jobId: string } {
     return this.#transaction(() => {
+      if (key !== undefined) {
+        const made = this.#stmt(SQL.selectCreateKey).get(key) as Row | undefined;
+        if (made !== undefined) {
+          return { ok: false as const, code: "keyed" as const, jobId: String(made.job_id) };
+        }
+      }
       if (this.#stmt(SQL.selectJob).get(job.id) !== undefined) {
         return { ok: false as const, code: "exists" as const };
       }
+      if (key !== undefined) this.#stmt(SQL.insertCreateKey).run(key, job.id, now);
       // A job made again under an id it had before is always created after the earlier
       // one went, even within the same millisecond: isolates tell the two apart by it.
       const gone = this.#stmt(SQL.selectTombstone).get(job.id) as Row | undefined;
@@ -882,6 +896,7 @@ export class SqliteStore implements EventStore {
       this.#stmt(SQL.expireTombstones).run(now - policy.tombstoneMs);
       this.#stmt(SQL.expireLeases).run(now - 60_000);
       this.#stmt(SQL.expireIdempotency).run(now - policy.idempotencyMs);
+      this.#stmt(SQL.expireCreateKeys).run(now - policy.idempotencyMs);
       return purged;
     });
   }

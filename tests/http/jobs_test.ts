@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { createJob, http, logEvent, publish, type Reply, waitFor } from "../_helpers/clients.ts";
 import { withServer } from "../_helpers/server.ts";
+import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -686,5 +687,32 @@ Deno.test("a create retried with its Idempotency-Key answers the job it made, no
     const named = await http(server.url, "POST", "/jobs", { id: "named" }, key);
     assert.equal(named.json.job.id, "named");
     assert.equal((await http(server.url, "POST", "/jobs", { id: "named" }, key)).status, 409);
+    // The job a key made, deleted since: a retry is told so, and makes no other.
+    assert.equal((await http(server.url, "DELETE", `/jobs/${id}`)).status, 200);
+    const late = await http(server.url, "POST", "/jobs", body, key);
+    assert.equal(late.status, 410, late.text);
+    assert.equal(late.json.error.code, "job_gone");
+    assert.match(late.json.error.message, new RegExp(id));
+    assert.equal((await http(server.url, "GET", "/jobs?kind=export")).json.jobs.length, 1);
+  });
+});
+
+Deno.test("a create's Idempotency-Key is the caller's own: another caller's same key makes its own job", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = bearer(await tokenFor("alice", "read write"));
+    const bob = bearer(await tokenFor("bob", "read write"));
+    const key = { "idempotency-key": "order-17" };
+    const first = await http(server.url, "POST", "/jobs", {}, { ...alice, ...key });
+    assert.equal(first.status, 201, first.text);
+    const other = await http(server.url, "POST", "/jobs", {}, { ...bob, ...key });
+    assert.equal(other.status, 201, other.text);
+    assert.equal(other.headers.get("idempotent-replayed"), null);
+    assert.notEqual(other.json.job.id, first.json.job.id);
+    assert.equal(other.json.job.owner, "bob");
+    // Ids are not made of the key: none can be taken ahead of its caller.
+    assert.match(first.json.job.id, /^[0-9a-f-]{36}$/);
+    const again = await http(server.url, "POST", "/jobs", {}, { ...alice, ...key });
+    assert.equal(again.headers.get("idempotent-replayed"), "true");
+    assert.equal(again.json.job.id, first.json.job.id);
   });
 });

@@ -737,6 +737,23 @@ storeTest("sweep forgets tombstones of deleted jobs too", (store) => {
   assert.equal(store.isGone("j"), false);
 });
 
+storeTest("a create's key names the job it made until the sweep forgets it", (store) => {
+  const made = store.createJob(newJob("first"), T0, "alice\nk");
+  assert.ok(made.ok);
+  assert.deepEqual(store.createJob(newJob("second"), T0 + 1, "alice\nk"), {
+    ok: false,
+    code: "keyed",
+    jobId: "first",
+  });
+  assert.equal(store.getJob("second"), undefined);
+  // Another caller's key is its own.
+  assert.ok(store.createJob(newJob("bobs"), T0 + 2, "bob\nk").ok);
+  store.sweep(T0 + POLICY.idempotencyMs - 1, POLICY);
+  assert.equal(store.createJob(newJob("third"), T0 + 3, "alice\nk").ok, false);
+  store.sweep(T0 + POLICY.idempotencyMs + 1, POLICY);
+  assert.ok(store.createJob(newJob("fourth"), T0 + 4, "alice\nk").ok);
+});
+
 storeTest("sweep forgets idempotency keys older than idempotencyMs", (store) => {
   create(store, "j");
   ok(append(store, { jobId: "j", events: [log(1)], idempotencyKey: "k" }, T0));

@@ -74,23 +74,6 @@ export function visibility(
 /** Default and longest `wait=terminal` timeout, in seconds. */
 const DEFAULT_TERMINAL_WAIT_SECONDS = 60;
 
-/**
- * The id of a job created with an Idempotency-Key and no id: a UUID made of the SHA-256 of
- * the caller's subject and the key, so that each caller's keys are its own.
- */
-async function keyedJobId(sub: string | null, key: string): Promise<string> {
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${sub ?? ""}\n${key}`)),
-  );
-  // Shaped as a UUID of version 8 (made by the application), variant 10.
-  digest[6] = (digest[6]! & 0x0f) | 0x80;
-  digest[8] = (digest[8]! & 0x3f) | 0x80;
-  const hex = [...digest.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
-    hex.slice(20)
-  }`;
-}
-
 export function registerJobRoutes(app: App, deps: AppDeps): void {
   const { store, hub, config } = deps;
 
@@ -125,10 +108,13 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     const key = header === undefined
       ? undefined
       : parseOr(idempotencyKey, header, "validation_error", "The Idempotency-Key header");
-    // With a key and no id, the id is the key's (and the caller's): a retried create makes
-    // the same job, which is answered instead of a second one.
-    const keyed = body.id === undefined && key !== undefined;
-    const id = body.id ?? (keyed ? await keyedJobId(principal.sub, key!) : crypto.randomUUID());
+    // With a key and no id, the job made is remembered under the caller and key: a retried
+    // create is answered with it instead of making a second one. (With an id, the id is
+    // the key: a retry finds it taken.)
+    const callerKey = body.id === undefined && key !== undefined
+      ? `${principal.sub ?? ""}\n${key}`
+      : undefined;
+    const id = body.id ?? crypto.randomUUID();
     const owner = body.owner ?? principal.sub;
     if (owner === null && !canWriteAll(principal)) {
       // A job of nobody's that this token could then neither read, write nor delete.
@@ -140,28 +126,38 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     }
     const created = await writeSoon(
       store,
-      () => store.createJob({ id, kind: body.kind ?? null, owner, metadata }, Date.now()),
+      () =>
+        store.createJob({ id, kind: body.kind ?? null, owner, metadata }, Date.now(), callerKey),
     );
-    const location = `/jobs/${encodeURIComponent(id)}`;
+    if (!created.ok && created.code === "exists") {
+      throw new ApiError("job_exists", `Job ${id} already exists`);
+    }
     if (!created.ok) {
-      const existing = keyed ? store.getJob(id) : undefined;
-      if (existing === undefined) throw new ApiError("job_exists", `Job ${id} already exists`);
+      const made = created.jobId;
+      const existing = store.getJob(made);
+      if (existing === undefined) {
+        throw new ApiError(
+          "job_gone",
+          `The Idempotency-Key made job ${made}, which was deleted or purged since`,
+        );
+      }
       if (
         existing.owner !== owner || existing.kind !== (body.kind ?? null) ||
         JSON.stringify(existing.metadata) !== JSON.stringify(metadata)
       ) {
         throw new ApiError(
           "idempotency_key_reused",
-          `The Idempotency-Key made job ${id} with another kind, owner or metadata`,
+          `The Idempotency-Key made job ${made} with another kind, owner or metadata`,
         );
       }
       // The create this retries: its job as it is now.
       return c.json(
-        { job: publicJob(existing), urls: jobUrls(c.req.url, id, c.get("https")) },
+        { job: publicJob(existing), urls: jobUrls(c.req.url, made, c.get("https")) },
         201,
-        { location, "idempotent-replayed": "true" },
+        { location: `/jobs/${encodeURIComponent(made)}`, "idempotent-replayed": "true" },
       );
     }
+    const location = `/jobs/${encodeURIComponent(id)}`;
     deps.stats.jobsCreated++;
     const job = publicJob(created.job);
     hub.jobCreated(job);
