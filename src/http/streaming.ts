@@ -176,43 +176,94 @@ const MEDIA: readonly [string, Transport | "json"][] = [
   ["application/json", "json"],
 ];
 
+/** One range of an `Accept` header: `type/subtype` (either may be `*`) and its `q`. */
+interface MediaRange {
+  type: string;
+  subtype: string;
+  q: number;
+}
+
+function mediaRanges(accept: string): MediaRange[] {
+  const ranges: MediaRange[] = [];
+  for (const range of accept.toLowerCase().split(",")) {
+    const [media = "", ...params] = range.split(";").map((part) => part.trim());
+    const slash = media.indexOf("/");
+    if (slash <= 0) continue;
+    const qParam = params.find((p) => /^q\s*=/.test(p));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(qParam.indexOf("=") + 1).trim());
+    // A q that is no number is taken as absent (1), not as a refusal.
+    ranges.push({
+      type: media.slice(0, slash),
+      subtype: media.slice(slash + 1),
+      q: Number.isFinite(q) ? Math.min(1, Math.max(0, q)) : 1,
+    });
+  }
+  return ranges;
+}
+
 /**
- * The transport an `Accept` header prefers: the type with the highest `q` among those a
- * stream route serves (a tie goes to the first in {@link MEDIA}; `q=0` refuses a type).
- * Wildcards and anything else fall back to a JSON page, unless `application/json;q=0`
- * refuses that too.
+ * The `q` the ranges give `media`: that of the most specific range that matches it
+ * (`type/subtype`, then `type/*`, then `*\/*`), or `undefined` when none does.
+ */
+function qualityOf(ranges: readonly MediaRange[], media: string): number | undefined {
+  const [type, subtype] = media.split("/") as [string, string];
+  let best: { q: number; specificity: number } | undefined;
+  for (const range of ranges) {
+    const specificity = range.type === type && range.subtype === subtype
+      ? 2
+      : range.type === type && range.subtype === "*"
+      ? 1
+      : range.type === "*" && range.subtype === "*"
+      ? 0
+      : -1;
+    if (specificity >= 0 && (best === undefined || specificity > best.specificity)) {
+      best = { q: range.q, specificity };
+    }
+  }
+  return best?.q;
+}
+
+/**
+ * The transport an `Accept` header prefers: the type named outright with the highest `q`
+ * among those a stream route serves (a tie goes to the first in {@link MEDIA}). Wildcards
+ * and other types fall back to a JSON page, as browsers' and curl's `*\/*` expect, unless a
+ * range refuses JSON (`application/json;q=0`, `application/*;q=0`, `*\/*;q=0`): then the
+ * stream type the ranges rate highest (a wildcard counts), if any.
  *
- * @throws {ApiError} 406 `not_acceptable` when every type it could answer is refused
+ * @throws {ApiError} 406 `not_acceptable` when every type the URL could answer is refused
  */
 function preferredTransport(accept: string, page: boolean): Transport | "json" {
-  let best: Transport | "json" = "json";
+  const ranges = mediaRanges(accept);
+  let best: Transport | "json" | undefined;
   let bestQ = 0;
-  let bestRank = MEDIA.length;
-  let jsonRefused = false;
-  for (const range of accept.toLowerCase().split(",")) {
-    const [type = "", ...params] = range.split(";").map((part) => part.trim());
-    const rank = MEDIA.findIndex(([media]) => media === type);
-    if (rank === -1) continue;
-    const qParam = params.find((p) => p.startsWith("q="));
-    const q = qParam === undefined ? 1 : Number(qParam.slice(2));
-    if (!(q > 0)) {
-      if (type === "application/json") jsonRefused = true;
-      continue;
-    }
-    if (q > bestQ || (q === bestQ && rank < bestRank)) {
-      best = MEDIA[rank]![1];
+  for (const [media, transport] of MEDIA) {
+    const named = ranges.filter((r) => `${r.type}/${r.subtype}` === media);
+    const q = named.length === 0 ? 0 : Math.max(...named.map((r) => r.q));
+    if (q > bestQ) {
+      best = transport;
       bestQ = q;
-      bestRank = rank;
     }
   }
-  if (bestQ === 0 && jsonRefused && page) {
-    throw new ApiError(
-      "not_acceptable",
-      "Accept refuses application/json and asks for no stream type: this URL answers " +
-        "application/json (a page), text/event-stream or application/x-ndjson",
-    );
+  if (best !== undefined) return best;
+  const jsonQ = qualityOf(ranges, "application/json");
+  if (jsonQ === undefined || jsonQ > 0 || !page) return "json";
+  // JSON refused: a stream that a wildcard accepts will do.
+  let stream: Transport | undefined;
+  let streamQ = 0;
+  for (const [media, transport] of MEDIA) {
+    if (transport === "json") continue;
+    const q = qualityOf(ranges, media) ?? 0;
+    if (q > streamQ) {
+      stream = transport;
+      streamQ = q;
+    }
   }
-  return best;
+  if (stream !== undefined) return stream;
+  throw new ApiError(
+    "not_acceptable",
+    "Accept refuses every type this URL answers: application/json (a page), " +
+      "text/event-stream or application/x-ndjson",
+  );
 }
 
 /**

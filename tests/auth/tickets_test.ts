@@ -255,3 +255,19 @@ Deno.test("a ticket of a token that was then revoked (signed out) is refused", a
     await expectStreamRefused(sse(server, id, forSse), 401);
   });
 });
+
+Deno.test("a request refused as not acceptable (406) does not use up its ticket", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const ticket = await ticketFor(server, alice, id);
+    const refused = await fetch(sse(server, id, ticket), { headers: { accept: "*/*;q=0" } });
+    assert.equal(refused.status, 406);
+    await refused.body?.cancel();
+    const opened = await fetch(sse(server, id, ticket), {
+      headers: { accept: "text/event-stream" },
+    });
+    assert.equal(opened.status, 200);
+    await opened.body?.cancel();
+  });
+});

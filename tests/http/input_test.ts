@@ -232,15 +232,29 @@ Deno.test("a job's events are served in the type Accept prefers by its q-values"
     // has no page to refuse.
     for (
       const accept of [
-        "application/json;q=0, */*",
         "text/event-stream;q=0, application/x-ndjson;q=0, application/json;q=0",
         "application/json;q=0",
+        "*/*;q=0",
+        "application/*;q=0",
       ]
     ) {
       const reply = await http(server.url, "GET", `/jobs/${id}/events`, undefined, { accept });
       assert.equal(reply.status, 406, `${accept}: ${reply.status}`);
       assert.equal(reply.json.error.code, "not_acceptable");
       assert.match(reply.json.error.message, /text\/event-stream/);
+    }
+    // JSON refused, a wildcard accepting the rest: a stream; a q that is no number refuses
+    // nothing.
+    for (
+      const [accept, type] of [
+        ["application/json;q=0, */*", /^text\/event-stream/],
+        ["application/json;q=0, application/*", /^application\/x-ndjson/],
+        ["application/json;q=abc", /^application\/json/],
+      ] as const
+    ) {
+      const reply = await http(server.url, "HEAD", `/jobs/${id}/events`, undefined, { accept });
+      assert.equal(reply.status, 200, `${accept}: ${reply.status}`);
+      assert.match(reply.headers.get("content-type") ?? "", type, accept);
     }
     const all = await fetch(`${server.url}/events?jobs=${id}`, {
       method: "HEAD",

@@ -56,9 +56,10 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
 
   app.get("/jobs/:id/events", async (c) => {
     const id = c.req.param("id");
-    const principal = await streamPrincipal(c, deps, [id]);
     const query = c.req.query();
+    // Before the credentials: a request that cannot be answered (406) uses up no ticket.
     const wanted = negotiate(c.req.header("accept") ?? null, query.format);
+    const principal = await streamPrincipal(c, deps, [id]);
     const job = findJob(store, id);
     if (!canRead(principal, job)) throw new ApiError("forbidden", `No access to job ${id}`);
 
