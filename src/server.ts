@@ -329,13 +329,11 @@ export async function startServer(
   const core = await createCore(config, options);
   let resolveListen!: (addr: Deno.NetAddr) => void;
   const listening = new Promise<Deno.NetAddr>((resolve) => (resolveListen = resolve));
+  const listen = (port: number, onListen: (addr: Deno.NetAddr) => void) =>
+    Deno.serve({ hostname: config.host, port, onListen }, core.handler);
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = Deno.serve({
-      hostname: config.host,
-      port: config.port,
-      onListen: (addr) => resolveListen(addr),
-    }, core.handler);
+    server = listen(config.port, resolveListen);
   } catch (error) {
     core.close();
     throw error;
@@ -366,11 +364,39 @@ export async function startServer(
     })();
     return stopping;
   };
+  // The runtime stops accepting for good when its accept fails (out of file descriptors,
+  // say): with no launcher to start this process again, it listens again itself, on the
+  // same port, once it can, while the connections it has go on.
+  const serving = (async () => {
+    for (let attempt = 0;; attempt++) {
+      try {
+        await server.finished;
+        return;
+      } catch (error) {
+        if (stopping !== undefined) return;
+        log(
+          "error",
+          `stopped accepting connections (${(error as Error).message}): listening again`,
+        );
+      }
+      for (let wait = 100;; wait = Math.min(wait * 2, 5000)) {
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (stopping !== undefined) return;
+        try {
+          server = listen(addr.port, () => {});
+          log("info", "accepting connections again", { attempts: attempt + 1 });
+          break;
+        } catch (error) {
+          if (wait === 100) log("warn", `cannot listen again yet: ${(error as Error).message}`);
+        }
+      }
+    }
+  })();
   return {
     url,
     port: addr.port,
     shutdown,
-    finished: Promise.race([server.finished.then(() => stopping), done.promise]),
+    finished: Promise.race([serving.then(() => stopping), done.promise]),
     keys: core.keys,
     secret: core.secret,
   };

@@ -103,10 +103,15 @@ export interface ChildServer {
  */
 export async function spawnServer(
   args: string[],
-  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+  options: { env?: Record<string, string>; timeoutMs?: number; maxFiles?: number } = {},
 ): Promise<ChildServer> {
-  const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...SERVER_PERMISSIONS, MAIN, ...args],
+  const deno = [Deno.execPath(), "run", ...SERVER_PERMISSIONS, MAIN, ...args];
+  // With a descriptor limit, through a shell that sets it and then becomes the server.
+  const [program, ...programArgs] = options.maxFiles === undefined
+    ? deno
+    : ["sh", "-c", `ulimit -n ${options.maxFiles} && exec "$0" "$@"`, ...deno];
+  const command = new Deno.Command(program!, {
+    args: programArgs,
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1", ...options.env },

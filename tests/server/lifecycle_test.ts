@@ -597,3 +597,49 @@ Deno.test("a database damaged in places fails the requests that touch them with 
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a server of one isolate that runs out of file descriptors listens again once it can, instead of exiting", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-fds-" });
+  const server = await spawnServer(
+    ["--port", "0", "--data-dir", dataDir, "--workers", "1", "--no-auth"],
+    { maxFiles: 120 },
+  );
+  try {
+    const { hostname, port } = new URL(server.url);
+    // Connections that send nothing, until the server can take no more.
+    const held: Deno.Conn[] = [];
+    for (let i = 0; i < 400; i++) {
+      try {
+        held.push(await Deno.connect({ hostname, port: Number(port) }));
+      } catch {
+        break;
+      }
+    }
+    await waitFor(
+      () => server.output().includes("stopped accepting connections"),
+      10_000,
+      "the server to run out of descriptors",
+    );
+    for (const conn of held) conn.close();
+    await waitFor(
+      async () => {
+        try {
+          const reply = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+          await reply.body?.cancel();
+          return reply.status === 200;
+        } catch {
+          return false;
+        }
+      },
+      15_000,
+      "the server to answer again",
+    );
+    assert.match(server.output(), /accepting connections again/);
+    const id = await createJob(server.url);
+    assert.deepEqual(await publish(server.url, id, logEvent(1)), [1]);
+    assert.equal((await server.stop("SIGTERM")).code, 0);
+  } finally {
+    await server.stop("SIGKILL").catch(() => {});
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
