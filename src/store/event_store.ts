@@ -17,6 +17,15 @@ export interface NewJob {
   metadata: Record<string, unknown>;
 }
 
+/**
+ * What {@link EventStore.createJob} did: made the job, found the id taken, or found the key
+ * had made a job before (`jobId`, which may be gone since).
+ */
+export type CreateOutcome =
+  | { ok: true; job: JobRecord }
+  | { ok: false; code: "exists" }
+  | { ok: false; code: "keyed"; jobId: string };
+
 /** Events for one job that must commit together or not at all. */
 export interface AppendRequest {
   jobId: string;
@@ -154,14 +163,7 @@ export interface EventStore {
    * Creates a job. With `key` (the caller's Idempotency-Key, with the caller), a key that
    * made a job before makes none and names that job (which may be gone since).
    */
-  createJob(
-    job: NewJob,
-    now: number,
-    key?: string,
-  ):
-    | { ok: true; job: JobRecord }
-    | { ok: false; code: "exists" }
-    | { ok: false; code: "keyed"; jobId: string };
+  createJob(job: NewJob, now: number, key?: string): CreateOutcome;
   getJob(id: string): JobRecord | undefined;
   /**
    * Runs `read` so that every read in it sees the same committed state: a commit made

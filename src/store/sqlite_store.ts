@@ -17,6 +17,7 @@ import type {
   AppendOutcome,
   AppendRequest,
   CommittedEvent,
+  CreateOutcome,
   EventStore,
   JobPage,
   JobQuery,
@@ -399,14 +400,7 @@ export class SqliteStore implements EventStore {
     return this.#db.isTransaction ? read() : this.#transaction(read, SQL.beginRead);
   }
 
-  createJob(
-    job: NewJob,
-    now: number,
-    key?: string,
-  ):
-    | { ok: true; job: JobRecord }
-    | { ok: false; code: "exists" }
-    | { ok: false; code: "keyed"; jobId: string } {
+  createJob(job: NewJob, now: number, key?: string): CreateOutcome {
     return this.#transaction(() => {
       if (key !== undefined) {
         const made = this.#stmt(SQL.selectCreateKey).get(key) as Row | undefined;

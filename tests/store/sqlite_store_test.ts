@@ -1153,7 +1153,7 @@ Deno.test("two isolates committing at once keep the WAL file near its limit", as
   const wal = join(dir, "jobwire.db-wal");
   // Made here, so that the writers find the schema in place.
   openSqliteStore(dir, { maxEventsPerJob: 1000, checkpoints: "elsewhere" }).close();
-  const writers = ["a", "b"].map((id) =>
+  const writers = ["a", "b"].map(() =>
     new Worker(new URL("./_wal_writer.ts", import.meta.url), { type: "module" })
   );
   const answer = <T>(worker: Worker) =>
