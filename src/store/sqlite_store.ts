@@ -59,6 +59,9 @@ const CHECKPOINT_INTERVAL_MS = 200;
  */
 export const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
 
+/** Least time between two checkpoints tried while the disk is full, in ms. */
+const FULL_RETRY_MS = 100;
+
 /** Least time between two looks at the WAL's size, in ms. */
 const WAL_CHECK_MS = 100;
 
@@ -282,6 +285,8 @@ export class SqliteStore implements EventStore {
   #walLimit: number;
   /** Whether a write found the disk full (see `#refuseIfFull`). */
   #full = false;
+  /** When `#refuseIfFull` last tried to checkpoint, by `performance.now()`. */
+  #fullTriedAt = -Infinity;
   /** How many `#withoutWaiting` calls are running, one within another. */
   #notWaiting = 0;
   #walCheckedAt = 0;
@@ -376,6 +381,16 @@ export class SqliteStore implements EventStore {
   #refuseIfFull(): void {
     if (!this.#full) return;
     let why = "the disk is still full";
+    // At most one try per FULL_RETRY_MS: producers retrying their 503s would otherwise make
+    // the isolate copy pages for every refused request.
+    const now = performance.now();
+    if (now - this.#fullTriedAt < FULL_RETRY_MS) {
+      throw new StoreFullError(
+        `database or disk is full: writes resume once the write-ahead log fits in the database ` +
+          `file (${why})`,
+      );
+    }
+    this.#fullTriedAt = now;
     try {
       const result = this.#withoutWaiting(
         () => this.#stmt(SQL.checkpointTruncate).get() as { busy: number },
