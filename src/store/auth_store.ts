@@ -131,13 +131,13 @@ export class AuthStore {
 
   /** Records a failure under each key, all or none (a retry then counts none twice). */
   recordLoginFailure(keys: readonly string[], now: number): void {
-    if (this.#db.isTransaction) {
+    const insert = () => {
       for (const key of keys) this.#stmt(SQL.insertFailure).run(key, now);
-      return;
-    }
+    };
+    if (this.#db.isTransaction) return insert();
     this.#db.exec("BEGIN IMMEDIATE");
     try {
-      for (const key of keys) this.#stmt(SQL.insertFailure).run(key, now);
+      insert();
       this.#db.exec("COMMIT");
     } catch (error) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");

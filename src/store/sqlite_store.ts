@@ -325,17 +325,11 @@ export class SqliteStore implements EventStore {
     if (now - this.#walCheckedAt < WAL_CHECK_MS) return;
     this.#walCheckedAt = now;
     try {
-      if (Deno.statSync(this.#wal).size <= this.#walLimit) return;
+      if (walSize(this.#wal) <= this.#walLimit) return;
       // TRUNCATE, not PASSIVE: with two isolates committing in turn, the other's commits
       // came between this one's checkpoint and its next commit, so the WAL never started
-      // over and grew by gigabytes. This one keeps writers out while it copies, starts the
-      // WAL over and cuts it to nothing; it waits for nobody (another writer or a reader
-      // mid-read makes it busy), and is tried again after the next commit until it works.
-      const { busy } = this.#withoutWaiting(
-        () => this.#stmt(SQL.checkpointTruncate).get() as { busy: number },
-        () => ({ busy: 1 }),
-      );
-      if (busy !== 0) this.#walCheckedAt = 0;
+      // over and grew by gigabytes. Tried again after the next commit until it works.
+      if (!this.#truncateWal()) this.#walCheckedAt = 0;
     } catch {
       // Another checkpoint is running (the background one): the next commit tries again.
       this.#walCheckedAt = 0;
@@ -384,29 +378,35 @@ export class SqliteStore implements EventStore {
     // At most one try per FULL_RETRY_MS: producers retrying their 503s would otherwise make
     // the isolate copy pages for every refused request.
     const now = performance.now();
-    if (now - this.#fullTriedAt < FULL_RETRY_MS) {
-      throw new StoreFullError(
-        `database or disk is full: writes resume once the write-ahead log fits in the database ` +
-          `file (${why})`,
-      );
-    }
-    this.#fullTriedAt = now;
-    try {
-      const result = this.#withoutWaiting(
-        () => this.#stmt(SQL.checkpointTruncate).get() as { busy: number },
-        () => ({ busy: 1 }),
-      );
-      if (result.busy === 0 && (this.#wal === undefined || walSize(this.#wal) === 0)) {
-        this.#full = false;
-        return;
+    if (now - this.#fullTriedAt >= FULL_RETRY_MS) {
+      this.#fullTriedAt = now;
+      try {
+        const truncated = this.#truncateWal();
+        if (truncated && (this.#wal === undefined || walSize(this.#wal) === 0)) {
+          this.#full = false;
+          return;
+        }
+        if (!truncated) why = "another connection is using the log";
+      } catch (error) {
+        if (!isFull(error)) why = (error as Error).message;
       }
-      if (result.busy !== 0) why = "another connection is using the log";
-    } catch (error) {
-      if (!isFull(error)) why = (error as Error).message;
     }
     throw new StoreFullError(
       `database or disk is full: writes resume once the write-ahead log fits in the database ` +
         `file (${why})`,
+    );
+  }
+
+  /**
+   * Checkpoints the whole WAL and cuts its file to nothing (TRUNCATE: other writers are kept
+   * out meanwhile), without waiting for anyone.
+   *
+   * @returns false when another writer, or a reader mid-read, was in the way
+   */
+  #truncateWal(): boolean {
+    return this.#withoutWaiting(
+      () => (this.#stmt(SQL.checkpointTruncate).get() as { busy: number }).busy === 0,
+      () => false,
     );
   }
 
