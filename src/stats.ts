@@ -29,6 +29,13 @@ export class Stats {
   serverErrors = 0;
   /** Requests refused (503) because the database could not read or write. */
   storageErrors = 0;
+  /** Error answers, and WebSocket handshakes accepted only to be closed, by error code. */
+  readonly refusals: Record<string, number> = {};
+  /**
+   * Streams that ended, by the close code the server gave them (an SSE or NDJSON stream the
+   * code a WebSocket would have had), or `client` when the client left first.
+   */
+  readonly closes: Record<string, number> = {};
   #samples: Sample[] = [];
   #timer: ReturnType<typeof setInterval>;
   #delivered: () => number;
@@ -63,6 +70,16 @@ export class Stats {
       events_published_per_second: round((now.published - first.published) / seconds),
       messages_delivered_per_second: round((now.delivered - first.delivered) / seconds),
     };
+  }
+
+  /** Counts a request answered with error `code`. */
+  refused(code: string): void {
+    this.refusals[code] = (this.refusals[code] ?? 0) + 1;
+  }
+
+  /** Counts a stream that ended with close `code` (`client`: the client left first). */
+  closed(code: string): void {
+    this.closes[code] = (this.closes[code] ?? 0) + 1;
   }
 
   /** Seconds since the server started. */

@@ -13,6 +13,7 @@ import { crossOrigin } from "../auth/origins.ts";
 import type { Config } from "../config.ts";
 import { CLOSE } from "../protocol/session.ts";
 import { writeSoon } from "../store/write_soon.ts";
+import { log } from "../log.ts";
 
 export const CHALLENGE = 'Bearer realm="jobwire"';
 
@@ -256,9 +257,38 @@ export function closeFor(error: ApiError): { code: number; reason: string } {
   }
 }
 
-/** Accepts the WebSocket only to close it at once with `code` (browsers see only close codes). */
-export function refuseWebSocket(request: Request, code: number, reason: string): Response {
-  const { socket, response } = Deno.upgradeWebSocket(request);
-  socket.onopen = () => socket.close(code, reason);
+/**
+ * Counts a request refused with error `code` (`/stats` and `/metrics`), and logs it at the
+ * debug level with `fields` (the path, never the query: it may hold a token).
+ */
+export function noteRefusal(
+  c: Context<AppEnv>,
+  deps: Pick<AppDeps, "stats">,
+  code: string,
+  fields: Record<string, unknown> = {},
+): void {
+  deps.stats.refused(code);
+  log("debug", "refused", {
+    method: c.req.method,
+    path: c.req.path,
+    error: code,
+    ...fields,
+    ip: c.get("ip"),
+  });
+}
+
+/**
+ * Accepts the WebSocket only to close it at once with the code that says why `error`
+ * refused it (browsers see only close codes), or with `close` when given.
+ */
+export function refuseWebSocket(
+  c: Context<AppEnv>,
+  deps: Pick<AppDeps, "stats">,
+  error: ApiError,
+  close: { code: number; reason: string } = closeFor(error),
+): Response {
+  const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+  socket.onopen = () => socket.close(close.code, close.reason);
+  noteRefusal(c, deps, error.code, { close: close.code, reason: close.reason });
   return response;
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import type { Config } from "../config.ts";
 import type { Hub } from "../hub/hub.ts";
 import type { EventStore } from "../store/event_store.ts";
@@ -23,7 +23,7 @@ import {
   preflightHeaders,
 } from "../auth/origins.ts";
 import type { AuthStore } from "../store/auth_store.ts";
-import { refuseWebSocket, requirePrincipal } from "./access.ts";
+import { noteRefusal, refuseWebSocket, requirePrincipal } from "./access.ts";
 import { CLOSE } from "../protocol/session.ts";
 import { registerAuthRoutes } from "./routes/auth.ts";
 import { logError, redactUrl } from "../log.ts";
@@ -108,10 +108,15 @@ function methodsByRoute(app: App, files: StaticFiles): (path: string) => string[
  * Refuses a request before the routes: a WebSocket upgrade is accepted and closed 1008 with
  * `reason` (a browser shows nothing of a refused handshake), anything else gets `error`.
  */
-function refuse(request: Request, reason: string, error: ApiError): Response {
-  if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
+function refuse(
+  c: Context<AppEnv>,
+  deps: AppDeps,
+  reason: string,
+  error: ApiError,
+): Response {
+  if ((c.req.header("upgrade") ?? "").toLowerCase() === "websocket") {
     try {
-      return refuseWebSocket(request, CLOSE.policy, reason);
+      return refuseWebSocket(c, deps, error, { code: CLOSE.policy, reason });
     } catch {
       // A handshake the runtime cannot take (no Connection: Upgrade or key): refused as HTTP.
     }
@@ -177,14 +182,15 @@ export function createApp(deps: AppDeps): App {
     // The runtime makes the request's URL of the Host header: one that is no host (`a b`,
     // `a/b`, `a?b`) would make it fail to parse, or name another path.
     if (host !== null && (!VALID_HOST.test(host) || !URL.canParse(`http://${host}/`))) {
-      return refuse(request, "invalid host", new ApiError("invalid_host"));
+      return refuse(c, deps, "invalid host", new ApiError("invalid_host"));
     }
     if (
       deps.authenticator === undefined &&
       !hostAllowed(host, deps.config.allowedHosts, deps.config.host)
     ) {
       return refuse(
-        request,
+        c,
+        deps,
         "host not allowed",
         new ApiError(
           "host_not_allowed",
@@ -195,7 +201,8 @@ export function createApp(deps: AppDeps): App {
     }
     if (!originAllowed(origin, host, deps.config.allowedOrigins)) {
       return refuse(
-        request,
+        c,
+        deps,
         "origin not allowed",
         new ApiError(
           "origin_not_allowed",
@@ -261,13 +268,19 @@ export function createApp(deps: AppDeps): App {
   registerOpsRoutes(app, deps);
   registerStaticRoutes(app, deps.staticFiles);
   allowed = methodsByRoute(app, deps.staticFiles);
+  /** The answer to a request no route takes, counted and logged as a refusal. */
+  const refused = (c: Context<AppEnv>, error: ApiError) => {
+    noteRefusal(c, deps, error.code, { status: error.status });
+    return errorResponse(error);
+  };
   app.notFound((c) => {
     // The path as routing saw it: a request's URL keeps dot segments (`/x/../jobs`) that a
     // parsed URL would remove, and a route the router did not match is not offered.
     const path = c.req.path;
     const methods = allowed(path);
     if (methods.length > 0) {
-      return errorResponse(
+      return refused(
+        c,
         new ApiError(
           "method_not_allowed",
           `${c.req.method} is not allowed on ${path}: use ${methods.join(", ")}`,
@@ -276,43 +289,38 @@ export function createApp(deps: AppDeps): App {
         ),
       );
     }
-    return errorResponse(new ApiError("not_found", `No route ${c.req.method} ${path}`));
+    return refused(c, new ApiError("not_found", `No route ${c.req.method} ${path}`));
   });
   app.onError((error, c) => {
-    let response: Response;
+    let answer: ApiError;
     if (error instanceof IncompleteBodyError && deps.sessions.stopping) {
       // Cut off by the shutdown, not by the client: nothing was stored, and a retry (to this
       // server once it is back, or another) is what the client should do.
-      response = errorResponse(
-        new ApiError(
-          "unavailable",
-          "The server is shutting down before the request body arrived: retry",
-          undefined,
-          { "retry-after": "1" },
-        ),
+      answer = new ApiError(
+        "unavailable",
+        "The server is shutting down before the request body arrived: retry",
+        undefined,
+        { "retry-after": "1" },
       );
     } else if (error instanceof ApiError) {
-      response = errorResponse(error);
+      answer = error;
     } else if (isStorageError(error)) {
       // The database refused (full disk, locked past the wait, damaged): the request may work
       // later, and it is no fault of the caller's.
       noteStorageFault(deps, error);
       logError("the database refused a request", error, { method: c.req.method });
-      response = errorResponse(
-        new ApiError(
-          "unavailable",
-          `The database cannot take this request now: ${(error as Error).message}`,
-          undefined,
-          {
-            "retry-after": "1",
-          },
-        ),
+      answer = new ApiError(
+        "unavailable",
+        `The database cannot take this request now: ${(error as Error).message}`,
+        undefined,
+        { "retry-after": "1" },
       );
     } else {
       deps.stats.serverErrors++;
       logError("request failed", error, { method: c.req.method, url: redactUrl(c.req.url) });
-      response = errorResponse(new ApiError("internal_error"));
+      answer = new ApiError("internal_error");
     }
+    const response = refused(c, answer);
     // An error thrown before the routes (a missing token on a write) gets the CORS headers
     // too: an allowed page must be able to read why it was refused.
     const origin = c.req.header("origin") ?? null;

@@ -6,7 +6,8 @@
  */
 import type { AppDeps } from "./app.ts";
 import { canRead, type Principal } from "../auth/principal.ts";
-import type { Session, SessionContext } from "../protocol/session.ts";
+import { CLOSE, type Session, type SessionContext } from "../protocol/session.ts";
+import { log } from "../log.ts";
 import type { Outbox, OutboxLimits } from "../protocol/outbox.ts";
 import type { Job, JobRecord } from "../jobs/job.ts";
 import type { MessageFormat, Transport } from "../protocol/codec.ts";
@@ -32,8 +33,9 @@ export function sessionContext(
   deps: AppDeps,
   principal: Principal,
   release: () => void,
+  client: { ip: string; jobs: string },
 ): SessionContext {
-  return new StreamContext(deps, principal, release);
+  return new StreamContext(deps, principal, release, client);
 }
 
 /** What every connection of one server shares: outbox bounds and the backlog hook. */
@@ -60,10 +62,19 @@ class StreamContext implements SessionContext {
   readonly #deps: AppDeps;
   readonly #principal: Principal;
   readonly #release: () => void;
+  /** The client's address and the jobs it asked for (`*`: every job), for the log. */
+  readonly #ip: string;
+  readonly #jobs: string;
+  readonly #openedAt = Date.now();
   /** 0 open, 1 closed but the connection not over yet (counted in `Sessions.closing`), 2 over. */
   #state: 0 | 1 | 2 = 0;
 
-  constructor(deps: AppDeps, principal: Principal, release: () => void) {
+  constructor(
+    deps: AppDeps,
+    principal: Principal,
+    release: () => void,
+    client: { ip: string; jobs: string },
+  ) {
     this.hub = deps.hub;
     let shared = sharedOf.get(deps);
     if (shared === undefined) {
@@ -89,6 +100,17 @@ class StreamContext implements SessionContext {
     this.#deps = deps;
     this.#principal = principal;
     this.#release = release;
+    this.#ip = client.ip;
+    this.#jobs = client.jobs;
+  }
+
+  onOpen(session: Session): void {
+    log("debug", "stream opened", {
+      transport: session.transport,
+      jobs: this.#jobs,
+      sub: this.#principal.sub ?? undefined,
+      ip: this.#ip,
+    });
   }
 
   revoked(): boolean {
@@ -105,6 +127,20 @@ class StreamContext implements SessionContext {
 
   onClose(session: Session): void {
     this.#deps.sessions.remove(session);
+    // Given by the server (a finished job, a slow consumer, a lapsed token, a shutdown), or
+    // none: the client left first.
+    const closed = session.outbox.closedWith;
+    this.#deps.stats.closed(closed === undefined ? "client" : String(closed.code));
+    // A consumer too slow to keep up is an operator's business; the other ends are routine.
+    log(closed?.code === CLOSE.slowConsumer ? "info" : "debug", "stream closed", {
+      transport: session.transport,
+      jobs: this.#jobs,
+      code: closed?.code ?? "client",
+      reason: closed?.reason,
+      seconds: Math.round((Date.now() - this.#openedAt) / 100) / 10,
+      sub: this.#principal.sub ?? undefined,
+      ip: this.#ip,
+    });
     if (this.#state === 0) {
       this.#state = 1;
       this.#deps.sessions.closing++;

@@ -34,6 +34,10 @@ export interface IsolateFigures {
   publishedPerSecond: number;
   deliveredPerSecond: number;
   perJob: Record<string, { connections: number; last_sequence: number }>;
+  /** Error answers by error code (see `Stats.refusals`). */
+  refusals: Record<string, number>;
+  /** Streams ended by close code, or `client` (see `Stats.closes`). */
+  closes: Record<string, number>;
 }
 
 /**

@@ -100,6 +100,7 @@ export class Outbox {
   #onBacklog: (outbox: Outbox) => void;
   #onClose: () => void;
   #closed = false;
+  #closedWith: { code: number; reason: string } | undefined;
   #coalesced = 0;
   /** Bytes that may still be written before the socket's backlog must be read again. */
   #credit = 0;
@@ -291,10 +292,16 @@ export class Outbox {
     }
   }
 
+  /** The close code and reason the connection was given, once the server closed it. */
+  get closedWith(): { code: number; reason: string } | undefined {
+    return this.#closedWith;
+  }
+
   /** Drops waiting frames and closes the sink. Idempotent. */
   close(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closedWith = { code, reason };
     this.#queue = [];
     this.#head = 0;
     this.#queuedBytes = 0;

@@ -57,6 +57,8 @@ export interface SessionContext {
   limits: OutboxLimits;
   /** Told when the outbox starts holding frames, so they are drained later. */
   onBacklog(outbox: Outbox): void;
+  /** Told once when the session has started (registered with the isolate's sessions). */
+  onOpen?(session: Session): void;
   /** Told once when the session has closed, for bookkeeping. */
   onClose(session: Session): void;
   /**

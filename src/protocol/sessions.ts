@@ -76,6 +76,7 @@ export class Sessions {
     }
     this.#all.add(session);
     this.#opened++;
+    session.context.onOpen?.(session);
     if (session.context.expiresAt !== null) {
       this.#expiring.add(session);
       this.#checkExpiry();

@@ -41,7 +41,19 @@ export function localFigures(deps: AppDeps): IsolateFigures {
     publishedPerSecond: rates.events_published_per_second,
     deliveredPerSecond: rates.messages_delivered_per_second,
     perJob,
+    refusals: { ...stats.refusals },
+    closes: { ...stats.closes },
   };
+}
+
+/** Samples labelled by `code`, in order of code. */
+function byCode(counts: Record<string, number>): [string, number][] {
+  return Object.keys(counts).sort().map((code) => [`{code="${code}"}`, counts[code]!]);
+}
+
+/** Adds the counts of `from` to `into`, key by key. */
+function addCounts(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [key, count] of Object.entries(from)) into[key] = (into[key] ?? 0) + count;
 }
 
 /** The figures of every isolate of this server added up. */
@@ -56,6 +68,8 @@ export async function serverFigures(
     ...all[0]!,
     connections: { websocket: 0, sse: 0, ndjson: 0, long_poll: 0 },
     perJob: {},
+    refusals: {},
+    closes: {},
     // Those that answered now; one that did not is counted with the figures it last gave.
     isolates: all.length - others.stale,
     expected,
@@ -88,6 +102,8 @@ export async function serverFigures(
     total.connections.sse += figures.connections.sse;
     total.connections.ndjson += figures.connections.ndjson;
     total.connections.long_poll += figures.connections.long_poll;
+    addCounts(total.refusals, figures.refusals);
+    addCounts(total.closes, figures.closes);
     for (const [id, entry] of Object.entries(figures.perJob)) {
       const sum = total.perJob[id] ?? { connections: 0, last_sequence: 0 };
       sum.connections += entry.connections;
@@ -151,6 +167,9 @@ export async function collectStats(deps: AppDeps): Promise<Record<string, unknow
       messages_delivered_per_second: f.deliveredPerSecond,
     },
     buffered_events: f.buffered,
+    // Error answers by error code, and streams ended by close code (`client`: the client left).
+    errors: f.refusals,
+    streams_closed: f.closes,
     commits: {
       transactions: f.commits,
       appends: f.appends,
@@ -258,6 +277,18 @@ async function metricsText(deps: AppDeps): Promise<string> {
     "",
     f.longPolls,
   ]]);
+  metric(
+    "jobwire_errors_total",
+    "counter",
+    "Requests answered with an error, and WebSocket handshakes refused, by error code.",
+    byCode(f.refusals),
+  );
+  metric(
+    "jobwire_streams_closed_total",
+    "counter",
+    "Streams that ended, by the close code the server gave (client: the client left first).",
+    byCode(f.closes),
+  );
   metric("jobwire_server_errors_total", "counter", "Requests answered 500.", [[
     "",
     f.serverErrors,

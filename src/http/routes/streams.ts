@@ -6,7 +6,7 @@
  */
 import type { Context } from "hono";
 import type { z } from "zod";
-import { admitStream, closeFor, refuseWebSocket, streamPrincipal } from "../access.ts";
+import { admitStream, refuseWebSocket, streamPrincipal } from "../access.ts";
 import { visibility } from "./jobs.ts";
 import type { App, AppDeps, AppEnv } from "../app.ts";
 import { ApiError } from "../errors.ts";
@@ -146,15 +146,17 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       release = admitStream(c, deps, principal);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      const { code, reason } = closeFor(error);
-      return refuseWebSocket(c.req.raw, code, reason);
+      return refuseWebSocket(c, deps, error);
     }
     const format = options.format === "snapshot" ? "snapshot" : "envelope";
     try {
       return serveWebSocket(
         c.req.raw,
         codecFor("websocket", format),
-        sessionContext(deps, principal, release),
+        sessionContext(deps, principal, release, {
+          ip: c.get("ip"),
+          jobs: jobIds.length === 0 ? "*" : jobIds.join(","),
+        }),
         {
           maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
           closeOnFinish: options.close_on_finish ?? false,
@@ -261,7 +263,10 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     const release = admitStream(c, deps, principal);
     return serveHttpStream(
       codec,
-      sessionContext(deps, principal, release),
+      sessionContext(deps, principal, release, {
+        ip: c.get("ip"),
+        jobs: options.all === true ? "*" : jobs.join(","),
+      }),
       {
         closeOnFinish: options.close_on_finish ?? false,
         single: false,
