@@ -82,6 +82,13 @@ export function deliveryRound(deliver: () => void): void {
 /** WebSocket close code (and SSE error code) for a consumer that cannot keep up. */
 export const SLOW_CONSUMER_CODE = 4008;
 
+/**
+ * The close reason of a consumer too slow for its send buffer: it resumes from the last event
+ * it received, which only it knows (what was waiting for it is dropped with the close).
+ */
+export const SLOW_CONSUMER_REASON =
+  "slow consumer: reconnect with since= the last sequence received";
+
 interface Entry {
   frame: Frame | null;
   key: string | undefined;
@@ -181,7 +188,7 @@ export class Outbox {
     if (key !== undefined) (this.#keyed ??= new Map()).set(key, entry);
     if (bounded) this.#counted++;
     if (this.#counted > this.#limits.maxQueued) {
-      this.close(SLOW_CONSUMER_CODE, "slow consumer: resume with since");
+      this.close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON);
       return;
     }
     if (this.#queue.length - this.#head === 1) this.#onBacklog(this);

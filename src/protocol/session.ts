@@ -16,7 +16,7 @@ import { flatSnapshot, type Job, publicJob } from "../jobs/job.ts";
 import type { JobRecord } from "../jobs/job.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import { type Codec, frameLength, type Transport } from "./codec.ts";
-import { Outbox, type OutboxLimits, type Sink } from "./outbox.ts";
+import { Outbox, type OutboxLimits, type Sink, SLOW_CONSUMER_REASON } from "./outbox.ts";
 import type { ReplayAllowance } from "./replay_allowance.ts";
 
 /** Where a job's replay starts after: before its first event, or its end when it has none. */
@@ -271,7 +271,7 @@ export class Session {
     if (this.#closed) return "ok";
     if (this.#subs.has(jobId)) return "already";
     if (this.#outbox.overfull()) {
-      this.close(CLOSE.slowConsumer, "slow consumer: resume with since");
+      this.close(CLOSE.slowConsumer, SLOW_CONSUMER_REASON);
       return "ok";
     }
     const sub = new JobSubscription(this, jobId);

@@ -202,6 +202,8 @@ Deno.test("outbox closes the sink with 4008 when more than maxQueued bounded fra
   assert.equal(outbox.closed, true);
   assert.equal(sink.closes.length, 1);
   assert.equal(sink.closes[0]!.code, SLOW_CONSUMER_CODE);
+  // What waited is dropped: only the client knows where it got to, and the reason says so.
+  assert.match(sink.closes[0]!.reason, /since= the last sequence received/);
   assert.deepEqual(sink.written, []);
 });
 
