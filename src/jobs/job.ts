@@ -79,7 +79,9 @@ export function flatSnapshot(job: Job): Record<string, unknown> {
     updated_at: job.updated_at,
     // The time of the state, under the name flat progress messages give it.
     timestamp: job.updated_at,
-    estimated_time_remaining: job.eta_seconds,
+    // Whole seconds, as flat progress messages give it: the snapshot's is aged to the
+    // millisecond between events (98.747), which a display of "ETA: …s" would show as is.
+    estimated_time_remaining: job.eta_seconds === null ? null : Math.round(job.eta_seconds),
     error: job.error?.error ?? null,
     metadata: job.metadata,
     sequence: job.last_sequence,

@@ -125,10 +125,20 @@ const flat = (j: Job) => ({
   created_at: j.created_at,
   updated_at: j.updated_at,
   timestamp: j.updated_at,
-  estimated_time_remaining: j.eta_seconds,
+  estimated_time_remaining: j.eta_seconds === null ? null : Math.round(j.eta_seconds),
   error: j.error === null ? null : j.error.error,
   metadata: j.metadata,
   sequence: j.last_sequence,
+});
+
+Deno.test("snapshot codec gives the ETA in whole seconds, as flat progress messages do", () => {
+  // An ETA aged between events is fractional in the job's snapshot.
+  const event = wire("progress", 8, { progress: 50 }, job({ eta_seconds: 98.747 }));
+  const parsed = JSON.parse(codecFor("websocket", "snapshot").events.encode(event) as string);
+  assert.equal(parsed.estimated_time_remaining, 99);
+  const none = wire("progress", 9, { progress: 51 }, job({ eta_seconds: null }));
+  const empty = JSON.parse(codecFor("websocket", "snapshot").events.encode(none) as string);
+  assert.equal(empty.estimated_time_remaining, null);
 });
 
 Deno.test("websocket snapshot codec frames a state change as the flat snapshot", () => {

@@ -100,7 +100,7 @@ export function registerJobRoutes(app: App, deps: AppDeps): void {
     }
     const wait = deps.visitors.allowPublish(principalKey(principal, c, config), 1);
     if (wait > 0) {
-      throw new ApiError("rate_limited", "Publishing too fast: slow down", undefined, {
+      throw new ApiError("rate_limited", "Creating jobs too fast: slow down", undefined, {
         "retry-after": String(wait),
       });
     }
