@@ -34,6 +34,13 @@ import { demoCommand } from "./src/cli/demo.ts";
 /** Lifetime of the admin token printed at a start without a configured key. */
 const START_TOKEN_TTL_MS = 24 * 3_600_000;
 
+/**
+ * The subject of the admin token printed at start, and so the owner of the jobs it creates:
+ * a name no user can have (`user add` takes letters, digits and `. _ @ -`), so that a user
+ * named `admin` does not own them.
+ */
+export const START_TOKEN_SUB = "jobwire:admin";
+
 const USAGE = `jobwire: live, replayable progress streams for long-running jobs
 
 Usage:
@@ -165,7 +172,7 @@ async function serveLocked(config: Config, parallel: boolean): Promise<number> {
     // secret kept in the data directory and hands the operator a way in.
     const token = await signToken(
       { secret: secret.secret, issuer: config.jwtIssuer, audience: config.jwtAudience },
-      { sub: "admin", scope: "admin" },
+      { sub: START_TOKEN_SUB, scope: "admin" },
       START_TOKEN_TTL_MS,
     );
     const where = secret.path === null ? "in memory" : `in ${secret.path}`;

@@ -16,6 +16,7 @@ import {
   unsignedToken,
 } from "../_helpers/tokens.ts";
 import {
+  assertForbidden,
   assertUnauthorized,
   call,
   createJobAs,
@@ -48,6 +49,7 @@ Deno.test("no key and no --no-auth: a 0600 secret in the data dir, an admin toke
     assert.equal(page, `${server.url}/#token=${token}`);
     const claims = claimsOf(token);
     assert.match(String(claims.scope), /\badmin\b/);
+    assert.equal(claims.sub, "jobwire:admin");
     const ttl = claims.exp! - nowSeconds();
     assert.ok(ttl > 23 * 3600 && ttl <= 24 * 3600 + 60, `admin token lives ${ttl} s`);
 
@@ -261,5 +263,34 @@ Deno.test("tokens, the secret, tickets and passwords never appear in the server'
   // Not even a recognisable part of a token (its signature) or the secret.
   for (const s of secrets.filter((s) => s.split(".").length === 3 && s.split(".")[2] !== "")) {
     assert.ok(!output.includes(s.split(".")[2]!), "a token signature is in the output");
+  }
+});
+
+Deno.test("a user named admin does not own the jobs of the admin token printed at start", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-secure-" });
+  let server: ChildServer | undefined;
+  try {
+    server = await spawnServer(["--port", "0", "--data-dir", dataDir]);
+    const { token } = await startLines(server);
+    const id = await createJobAs(server.url, token, { kind: "deploy" });
+    const added = await runMain(
+      ["user", "add", "admin", "--scope", "read write", "--data-dir", dataDir],
+      { env: { JOBWIRE_PASSWORD: "not-the-operator" } },
+    );
+    assert.equal(added.code, 0, added.stderr);
+    const login = await http(server.url, "POST", "/auth/login", {
+      username: "admin",
+      password: "not-the-operator",
+    });
+    assert.equal(login.status, 200, login.text);
+    const user = login.json.access_token as string;
+    assert.equal(claimsOf(user).sub, "admin");
+    assertForbidden(await call(server.url, user, "GET", `/jobs/${id}`));
+    assertForbidden(await call(server.url, user, "DELETE", `/jobs/${id}`));
+    const listed = await call(server.url, user, "GET", "/jobs");
+    assert.deepEqual(listed.json.jobs, []);
+  } finally {
+    await server?.stop();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });
