@@ -98,13 +98,41 @@ export async function loadPublicKeyFile(
     typeof json === "object" && json !== null && Array.isArray((json as { keys?: unknown }).keys)
   ) {
     const jwks = json as { keys: JWK[] };
-    for (const jwk of jwks.keys) algorithmOfJwk(jwk);
+    // Each key is imported once here, so that one that could never verify anything (an RSA
+    // key labelled ES256) is told at start rather than refusing its tokens as invalid.
+    for (const [index, jwk] of jwks.keys.entries()) {
+      const name = `${path} key ${typeof jwk.kid === "string" ? `"${jwk.kid}"` : index + 1}`;
+      await importPublicJwk(jwk, name);
+    }
     return { key: createLocalJWKSet(jwks), algorithms: [...PUBLIC_KEY_ALGORITHMS], source: path };
   }
-  const jwk = json as JWK;
-  if ("d" in jwk) throw new KeyError(`${path} holds a private JWK: give the public key`);
-  const alg = algorithmOfJwk(jwk);
-  return { key: await importJWK(jwk, alg), algorithms: [alg], source: path };
+  const { key, alg } = await importPublicJwk(json as JWK, path);
+  return { key, algorithms: [alg], source: path };
+}
+
+/**
+ * Imports a public JWK with the algorithm its type (or `alg`) gives.
+ *
+ * @throws {KeyError} naming `name` when it is private, of no supported type, or not a key of
+ *   the algorithm it says
+ */
+async function importPublicJwk(
+  jwk: JWK,
+  name: string,
+): Promise<{ key: Verifiable; alg: string }> {
+  if (typeof jwk !== "object" || jwk === null) throw new KeyError(`${name} is not a JWK`);
+  if ("d" in jwk) throw new KeyError(`${name} holds a private JWK: give the public key`);
+  let alg: string;
+  try {
+    alg = algorithmOfJwk(jwk);
+  } catch (error) {
+    throw new KeyError(`${name}: ${(error as Error).message}`);
+  }
+  try {
+    return { key: await importJWK(jwk, alg), alg };
+  } catch (error) {
+    throw new KeyError(`${name} is not a usable ${alg} public key: ${(error as Error).message}`);
+  }
 }
 
 /** Builds the key set from configuration. */
@@ -130,9 +158,24 @@ export async function loadKeys(options: {
 }
 
 /**
+ * Seconds a token's `nbf` (and `iat`) may lie ahead of this server's clock: an identity
+ * provider whose clock runs a little ahead issues tokens that would otherwise be refused for
+ * their first moments. Expiry has no such leeway (see {@link verifyToken}).
+ */
+export const CLOCK_LEEWAY_SECONDS = 60;
+
+/** A token past its `exp`, with the code jose gives one (the authenticator tells it by that). */
+class TokenExpired extends Error {
+  override name = "TokenExpired";
+  readonly code = "ERR_JWT_EXPIRED";
+}
+
+/**
  * Verifies a token: HS256 against the server's secret, any other algorithm against the
  * external key, each with its pinned algorithms; `exp` is required and checked, `nbf`
- * checked when present, `iss` and `aud` when configured.
+ * checked when present (with {@link CLOCK_LEEWAY_SECONDS}), `iss` and `aud` when configured.
+ * A token without `kid` checked against a key set with several keys of its type is tried
+ * with each of them.
  *
  * @throws the jose error (its `code` tells expired from invalid)
  */
@@ -140,18 +183,57 @@ export async function verifyToken(keys: TokenKeys, token: string): Promise<JWTPa
   const options = {
     // A token without an expiry would never expire: refused.
     requiredClaims: ["exp"],
+    clockTolerance: CLOCK_LEEWAY_SECONDS,
     ...(keys.issuer === undefined ? {} : { issuer: keys.issuer }),
     ...(keys.audience === undefined ? {} : { audience: keys.audience }),
   };
   const header = decodeProtectedHeader(token);
+  let payload: JWTPayload;
   if (header.alg === "HS256" || keys.external === undefined) {
-    return (await jwtVerify(token, keys.secret, { ...options, algorithms: ["HS256"] })).payload;
+    payload = (await jwtVerify(token, keys.secret, { ...options, algorithms: ["HS256"] })).payload;
+  } else {
+    const { key, algorithms } = keys.external;
+    try {
+      payload = typeof key === "function"
+        ? (await jwtVerify(token, key, { ...options, algorithms })).payload
+        : (await jwtVerify(token, key, { ...options, algorithms })).payload;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ERR_JWKS_MULTIPLE_MATCHING_KEYS") throw error;
+      payload = await verifyWithEach(token, error as AsyncIterable<CryptoKey>, {
+        ...options,
+        algorithms,
+      });
+    }
   }
-  const { key, algorithms } = keys.external;
-  const verified = typeof key === "function"
-    ? await jwtVerify(token, key, { ...options, algorithms })
-    : await jwtVerify(token, key, { ...options, algorithms });
-  return verified.payload;
+  // The leeway is for a clock ahead at the start of a token's life, not past its end: a
+  // stream closes at `exp` exactly, and so is a token refused from then on.
+  if (typeof payload.exp === "number" && payload.exp * 1000 <= Date.now()) {
+    throw new TokenExpired("The token has expired");
+  }
+  return payload;
+}
+
+/**
+ * Tries each of the keys a key set matched for a token that names none (`kid`): the first
+ * whose signature holds verifies it.
+ */
+async function verifyWithEach(
+  token: string,
+  keys: AsyncIterable<CryptoKey>,
+  options: Parameters<typeof jwtVerify>[2],
+): Promise<JWTPayload> {
+  let last: unknown;
+  for await (const key of keys) {
+    try {
+      return (await jwtVerify(token, key, options)).payload;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ERR_JWS_SIGNATURE_VERIFICATION_FAILED") {
+        throw error;
+      }
+      last = error;
+    }
+  }
+  throw last;
 }
 
 /** Claims of a token the server issues. */

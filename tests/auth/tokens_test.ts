@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { exportJWK, exportSPKI, generateKeyPair } from "jose";
 import { http, waitFor } from "../_helpers/clients.ts";
-import { spawnServer, type TestServer, withServer } from "../_helpers/server.ts";
+import { runMain, spawnServer, type TestServer, withServer } from "../_helpers/server.ts";
 import {
   AUTH,
   bearer,
@@ -211,6 +211,22 @@ Deno.test("a token that is not yet valid (nbf in the future) is refused", async 
   });
 });
 
+Deno.test("a minute of leeway for an issuer's clock ahead (nbf), none past exp", async () => {
+  await withServer(AUTH, async (server) => {
+    const id = await createJobAs(server.url, await mint(ADMIN));
+    await expectAccepted(server, id, await mint(ADMIN, { nbf: nowSeconds() + 30 }));
+    await expectRefused(
+      server,
+      id,
+      await mint(ADMIN, { nbf: nowSeconds() + 90 }),
+      "invalid_token",
+      "invalid token",
+    );
+    const justExpired = await mint(ADMIN, { exp: nowSeconds() - 2 });
+    await expectRefused(server, id, justExpired, "token_expired", "token expired");
+  });
+});
+
 Deno.test("garbage tokens are refused as invalid, never a 500", async () => {
   await withServer(AUTH, async (server) => {
     const id = await createJobAs(server.url, await mint(ADMIN));
@@ -396,6 +412,79 @@ Deno.test("EdDSA public key in a JWKS file: EdDSA accepted (with and without kid
     });
   } finally {
     await Deno.remove(file.dir, { recursive: true });
+  }
+});
+
+Deno.test("a JWKS file with two keys of one type verifies tokens without kid by either key", async () => {
+  const first = await generateKeyPair("RS256");
+  const second = await generateKeyPair("RS256");
+  const stranger = await generateKeyPair("RS256");
+  const jwks = {
+    keys: [
+      { ...(await exportJWK(first.publicKey)), kid: "a" },
+      { ...(await exportJWK(second.publicKey)), kid: "b" },
+    ],
+  };
+  const file = await keyFile("jwks.json", JSON.stringify(jwks));
+  try {
+    await withServer({ ...AUTH, "jwt-public-key": file.path }, async (server) => {
+      const byFirst = await mint(ADMIN, { key: first.privateKey, alg: "RS256" });
+      const id = await createJobAs(server.url, byFirst);
+      await expectAccepted(server, id, byFirst);
+      await expectAccepted(server, id, await mint(ADMIN, { key: second.privateKey, alg: "RS256" }));
+      await expectAccepted(
+        server,
+        id,
+        await mint(ADMIN, { key: second.privateKey, alg: "RS256", kid: "b" }),
+      );
+      await expectRefused(
+        server,
+        id,
+        await mint(ADMIN, { key: stranger.privateKey, alg: "RS256" }),
+        "invalid_token",
+        "invalid token",
+      );
+      // A kid names the key: the other key's signature under it is refused.
+      await expectRefused(
+        server,
+        id,
+        await mint(ADMIN, { key: second.privateKey, alg: "RS256", kid: "a" }),
+        "invalid_token",
+        "invalid token",
+      );
+    });
+  } finally {
+    await Deno.remove(file.dir, { recursive: true });
+  }
+});
+
+Deno.test("a key file whose key does not fit its alg is refused at start in one line, as a JWK or in a JWKS", async () => {
+  const rsa = await generateKeyPair("RS256", { extractable: true });
+  const mislabelled = { ...(await exportJWK(rsa.publicKey)), alg: "ES256", kid: "bad" };
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-keys-" });
+  try {
+    const cases = [
+      ["key.jwk", mislabelled, /key\.jwk is not a usable ES256 public key/],
+      ["set.json", { keys: [mislabelled] }, /set\.json key "bad" is not a usable ES256 public key/],
+    ] as const;
+    for (const [name, content, message] of cases) {
+      const path = join(dir, name);
+      await Deno.writeTextFile(path, JSON.stringify(content));
+      const out = await runMain([
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        join(dir, "data"),
+        "--jwt-public-key",
+        path,
+      ]);
+      assert.notEqual(out.code, 0, out.stdout);
+      assert.match(out.stderr, message);
+      assert.doesNotMatch(out.stderr, /^\s+at /m, "no stack trace");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
