@@ -77,8 +77,11 @@ export async function streamPrincipal(
   if (ticket === undefined || ticket === "") return requirePrincipal(c);
   const store = deps.authStore;
   if (store === undefined) return requirePrincipal(c);
-  // Taken (deleted) in a write that waits for another process's lock without blocking.
-  const taken = await writeSoon(deps.store, () => store.takeTicket(ticket));
+  // Taken (deleted) in a write that waits for another process's lock without blocking; a
+  // HEAD request, which opens no stream, only looks.
+  const taken = c.req.method === "HEAD"
+    ? store.peekTicket(ticket)
+    : await writeSoon(deps.store, () => store.takeTicket(ticket));
   if (taken === undefined || taken.expiresAt < Date.now()) {
     throw new ApiError("invalid_token", "The ticket is unknown, used or expired", undefined, {
       "www-authenticate": `${CHALLENGE}, error="invalid_token"`,

@@ -20,6 +20,7 @@ const SQL = {
   insertTicket:
     `INSERT INTO tickets (id, job_id, principal, origin, expires_at) VALUES (?, ?, ?, ?, ?)`,
   takeTicket: `DELETE FROM tickets WHERE id = ? RETURNING job_id, principal, origin, expires_at`,
+  peekTicket: `SELECT job_id, principal, origin, expires_at FROM tickets WHERE id = ?`,
   expireTickets: `DELETE FROM tickets WHERE expires_at < ?`,
   insertFailure: `INSERT INTO login_failures (key, at) VALUES (?, ?)`,
   countFailures:
@@ -119,14 +120,12 @@ export class AuthStore {
 
   /** Takes a ticket out (single use): later calls with the same id find nothing. */
   takeTicket(id: string): TakenTicket | undefined {
-    const row = this.#stmt(SQL.takeTicket).get(id) as Record<string, unknown> | undefined;
-    if (row === undefined) return undefined;
-    return {
-      jobId: String(row.job_id),
-      grant: JSON.parse(String(row.principal)) as TicketGrant,
-      origin: row.origin === null ? null : String(row.origin),
-      expiresAt: Number(row.expires_at),
-    };
+    return ticketOf(this.#stmt(SQL.takeTicket).get(id) as Record<string, unknown> | undefined);
+  }
+
+  /** Reads a ticket and leaves it (for a HEAD request, which opens no stream). */
+  peekTicket(id: string): TakenTicket | undefined {
+    return ticketOf(this.#stmt(SQL.peekTicket).get(id) as Record<string, unknown> | undefined);
   }
 
   /** Records a failure under each key, all or none (a retry then counts none twice). */
@@ -188,5 +187,16 @@ function toUser(row: Record<string, unknown>): UserRecord {
     changed_at: row.changed_at === null || row.changed_at === undefined
       ? String(row.created_at)
       : String(row.changed_at),
+  };
+}
+
+/** A ticket's row as its fields. */
+function ticketOf(row: Record<string, unknown> | undefined): TakenTicket | undefined {
+  if (row === undefined) return undefined;
+  return {
+    jobId: String(row.job_id),
+    grant: JSON.parse(String(row.principal)) as TicketGrant,
+    origin: row.origin === null ? null : String(row.origin),
+    expiresAt: Number(row.expires_at),
   };
 }

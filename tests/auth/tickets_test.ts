@@ -271,3 +271,33 @@ Deno.test("a request refused as not acceptable (406) does not use up its ticket"
     await opened.body?.cancel();
   });
 });
+
+Deno.test("a HEAD request or a query refused (422) does not use up its ticket", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const ticket = await ticketFor(server, alice, id);
+    const sseHeaders = { accept: "text/event-stream" };
+    const head = await fetch(sse(server, id, ticket), { method: "HEAD", headers: sseHeaders });
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get("content-type") ?? "", /^text\/event-stream/);
+    await head.body?.cancel();
+    const badSince = await fetch(`${sse(server, id, ticket)}&since=abc`, { headers: sseHeaders });
+    assert.equal(badSince.status, 422);
+    await badSince.body?.cancel();
+    const badPage = await fetch(`${sse(server, id, ticket)}&limit=0`, {
+      headers: { accept: "application/json" },
+    });
+    assert.equal(badPage.status, 422);
+    await badPage.body?.cancel();
+    const many = `${server.url}/events?jobs=${id}&ticket=${encodeURIComponent(ticket)}`;
+    const badMany = await fetch(`${many}&since=x:y`, { headers: sseHeaders });
+    assert.equal(badMany.status, 422);
+    await badMany.body?.cancel();
+    // Still unused: it opens the stream, once.
+    const opened = await fetch(sse(server, id, ticket), { headers: sseHeaders });
+    assert.equal(opened.status, 200);
+    await opened.body?.cancel();
+    await expectStreamRefused(sse(server, id, ticket), 401, "invalid_token");
+  });
+});

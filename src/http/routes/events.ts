@@ -59,12 +59,21 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
     const query = c.req.query();
     // Before the credentials: a request that cannot be answered (406) uses up no ticket.
     const wanted = negotiate(c.req.header("accept") ?? null, query.format);
+    // So is a query that cannot be read (422).
+    const pageQuery = wanted.transport === "json"
+      ? parseOr(eventsPageQuery, query, "invalid_query", "The query")
+      : undefined;
+    const options = pageQuery === undefined
+      ? parseOr(streamQuery, query, "invalid_query", "The query")
+      : undefined;
+    const fromHeader = lastEventId(c.req.header("last-event-id") ?? null, [id]);
+    const since = options === undefined ? undefined : fromHeader ?? parseSince(options.since);
     const principal = await streamPrincipal(c, deps, [id]);
     const job = findJob(store, id);
     if (!canRead(principal, job)) throw new ApiError("forbidden", `No access to job ${id}`);
 
     if (wanted.transport === "json") {
-      const page = parseOr(eventsPageQuery, query, "invalid_query", "The query");
+      const page = pageQuery!;
       const since = page.since ?? 0;
       const limit = page.limit ?? DEFAULT_PAGE;
       // The page and the job as it was read: one read transaction holds both, so that
@@ -124,11 +133,8 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
       });
     }
 
-    const options = parseOr(streamQuery, query, "invalid_query", "The query");
-    const fromHeader = lastEventId(c.req.header("last-event-id") ?? null, [id]);
-    const since = fromHeader ?? parseSince(options.since);
-    const start = sinceFor(since, id);
-    const closeOnFinish = options.close_on_finish ?? false;
+    const start = sinceFor(since!, id);
+    const closeOnFinish = options!.close_on_finish ?? false;
     if (
       closeOnFinish && fromHeader !== undefined && isTerminal(job.status) &&
       (start ?? 0) === job.last_sequence

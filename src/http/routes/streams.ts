@@ -227,12 +227,15 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     const wanted = negotiate(c.req.header("accept") ?? null, options.format, false);
     const transport = wanted.transport === "json" ? "sse" : wanted.transport;
     const jobs = jobList(options.jobs, MAX_JOBS_PER_STREAM);
-    const principal = await streamPrincipal(c, deps, options.all === true ? [] : jobs);
     if (options.all !== true && jobs.length === 0) {
       throw new ApiError("invalid_query", "Name jobs (jobs=a,b) or ask for all=1", [
         { path: "jobs", message: "Required unless all=1" },
       ]);
     }
+    // Read before the credentials: a query refused (422) uses up no ticket.
+    const fromHeader = lastEventId(c.req.header("last-event-id") ?? null, jobs);
+    const since: Since = fromHeader ?? parseSince(options.since);
+    const principal = await streamPrincipal(c, deps, options.all === true ? [] : jobs);
     // A job gone from the list is told in an error message on the stream, and the others go
     // on: an EventSource resuming a stream of several jobs would otherwise stop for good
     // once one of them was deleted. With none left there is nothing to follow.
@@ -244,8 +247,6 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       if (!canRead(principal, job)) throw new ApiError("forbidden", `No access to job ${id}`);
     }
     if (jobs.length > 0 && found === 0) findJob(store, jobs[0]!);
-    const fromHeader = lastEventId(c.req.header("last-event-id") ?? null, jobs);
-    const since: Since = fromHeader ?? parseSince(options.since);
     if (
       fromHeader !== undefined && options.close_on_finish === true && options.all !== true &&
       jobs.every((id) => {
