@@ -128,23 +128,38 @@ export class AuthStore {
     return ticketOf(this.#stmt(SQL.peekTicket).get(id) as Record<string, unknown> | undefined);
   }
 
-  /** Records a failure under each key, all or none (a retry then counts none twice). */
-  recordLoginFailure(keys: readonly string[], now: number): void {
-    const insert = () => {
-      for (const key of keys) this.#stmt(SQL.insertFailure).run(key, now);
+  /**
+   * Counts a sign-in attempt as a failure under each key, unless a key has `limit` failures
+   * since `since` already: then nothing is recorded and that key's oldest failure is
+   * returned (when it leaves the window). The count and the record are one write
+   * transaction, so attempts on every isolate and process are counted against the limit one
+   * after the other, never two against the same count.
+   */
+  recordLoginAttempt(
+    limits: readonly (readonly [key: string, limit: number])[],
+    since: number,
+    now: number,
+  ): { key: string; first: number } | undefined {
+    const attempt = () => {
+      for (const [key, limit] of limits) {
+        const failures = this.loginFailures(key, since);
+        if (failures.count >= limit) return { key, first: failures.first ?? now };
+      }
+      for (const [key] of limits) this.#stmt(SQL.insertFailure).run(key, now);
+      return undefined;
     };
-    if (this.#db.isTransaction) return insert();
+    if (this.#db.isTransaction) return attempt();
     this.#db.exec("BEGIN IMMEDIATE");
     try {
-      insert();
+      const refused = attempt();
       this.#db.exec("COMMIT");
+      return refused;
     } catch (error) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
     }
   }
 
-  /** Failures of `key` since `since` (epoch ms), and when the oldest of them happened. */
   loginFailures(key: string, since: number): { count: number; first: number | null } {
     const row = this.#stmt(SQL.countFailures).get(key, since) as Record<string, unknown>;
     return { count: Number(row.n), first: row.first === null ? null : Number(row.first) };

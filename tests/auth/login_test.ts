@@ -804,3 +804,30 @@ Deno.test("sign-ins sent in parallel while another process holds the write lock 
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("sign-ins sent in parallel to both isolates check at most five passwords per user", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-users-" });
+  const server = await spawnServer(["--port", "0", "--data-dir", dataDir, "--workers", "2"]);
+  try {
+    // Users that do not exist are counted as those that do (their sign-ins cost the same).
+    const users = Array.from({ length: 10 }, (_, i) => `guessed-${i}`);
+    const replies = await Promise.all(
+      users.flatMap((username) =>
+        Array.from(
+          { length: 20 },
+          (_, i) =>
+            http(server.url, "POST", "/auth/login", { username, password: `wrong-${i}` })
+              .then((reply) => ({ username, status: reply.status })),
+        )
+      ),
+    );
+    for (const username of users) {
+      const statuses = replies.filter((r) => r.username === username).map((r) => r.status);
+      assert.equal(statuses.filter((s) => s === 401).length, 5, `${username}: ${statuses}`);
+      assert.equal(statuses.filter((s) => s === 429).length, 15, `${username}: ${statuses}`);
+    }
+  } finally {
+    await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -49,10 +49,6 @@ const NO_STORE = { "cache-control": "no-store" };
 
 export function registerAuthRoutes(app: App, deps: AppDeps): void {
   const { config } = deps;
-  // Failures this isolate is still recording (waiting for another process's write lock),
-  // by key: counted by the check as if recorded, so that guesses sent meanwhile cannot get
-  // past the limit.
-  const recording = new Map<string, number>();
 
   app.post("/auth/login", async (c) => {
     const store = deps.authStore;
@@ -72,33 +68,20 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     const address = addressKey(c, config);
     const counted: [string, number][] = [[userKey, LOGIN_FAILURES_PER_USER]];
     if (address !== null) counted.push([`ip:${address}`, LOGIN_FAILURES_PER_IP]);
-    for (const [key, limit] of counted) {
-      const failures = store.loginFailures(key, since);
-      if (failures.count + (recording.get(key) ?? 0) >= limit) {
-        const retry = Math.max(
-          1,
-          Math.ceil(((failures.first ?? now) + LOGIN_WINDOW_MS - now) / 1000),
-        );
-        throw new ApiError("rate_limited", "Too many failed sign-ins: try again later", undefined, {
-          "retry-after": String(retry),
-        });
-      }
-    }
     // Counted as a failure before the password is checked, and forgotten if it was right:
     // attempts that come while earlier ones are being checked (scrypt takes a while) see
-    // them, so guesses sent in parallel cannot get past the limit.
-    // Waited for without blocking the isolate, like every write of a request (another
-    // process may hold the write lock for a while).
-    const countedKeys = counted.map(([key]) => key);
-    for (const key of countedKeys) recording.set(key, (recording.get(key) ?? 0) + 1);
-    try {
-      await writeSoon(deps.store, () => store.recordLoginFailure(countedKeys, now));
-    } finally {
-      for (const key of countedKeys) {
-        const left = recording.get(key)! - 1;
-        if (left === 0) recording.delete(key);
-        else recording.set(key, left);
-      }
+    // them, so guesses sent in parallel, to any isolate, cannot get past the limit. Waited
+    // for without blocking the isolate, like every write of a request (another process may
+    // hold the write lock for a while).
+    const refused = await writeSoon(
+      deps.store,
+      () => store.recordLoginAttempt(counted, since, now),
+    );
+    if (refused !== undefined) {
+      const retry = Math.max(1, Math.ceil((refused.first + LOGIN_WINDOW_MS - now) / 1000));
+      throw new ApiError("rate_limited", "Too many failed sign-ins: try again later", undefined, {
+        "retry-after": String(retry),
+      });
     }
     const user = store.getUser(body.username);
     // An unknown user costs the same scrypt as a known one, so timing tells nothing.
