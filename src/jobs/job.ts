@@ -82,7 +82,9 @@ export function flatSnapshot(job: Job): Record<string, unknown> {
     // Whole seconds, as flat progress messages give it: the snapshot's is aged to the
     // millisecond between events (98.747), which a display of "ETA: …s" would show as is.
     estimated_time_remaining: job.eta_seconds === null ? null : Math.round(job.eta_seconds),
-    error: job.error?.error ?? null,
+    // Flat messages give an error for a job that went wrong: a job that recorded an error and
+    // then completed has none here (its snapshot keeps it, with the error's details).
+    error: job.status === "completed" ? null : job.error?.error ?? null,
     metadata: job.metadata,
     sequence: job.last_sequence,
   };

@@ -126,7 +126,7 @@ const flat = (j: Job) => ({
   updated_at: j.updated_at,
   timestamp: j.updated_at,
   estimated_time_remaining: j.eta_seconds === null ? null : Math.round(j.eta_seconds),
-  error: j.error === null ? null : j.error.error,
+  error: j.error === null || j.status === "completed" ? null : j.error.error,
   metadata: j.metadata,
   sequence: j.last_sequence,
 });
@@ -139,6 +139,17 @@ Deno.test("snapshot codec gives the ETA in whole seconds, as flat progress messa
   const none = wire("progress", 9, { progress: 51 }, job({ eta_seconds: null }));
   const empty = JSON.parse(codecFor("websocket", "snapshot").events.encode(none) as string);
   assert.equal(empty.estimated_time_remaining, null);
+});
+
+Deno.test("snapshot codec gives no error for a completed job that recorded one while running", () => {
+  const error = { error: "retrying a shard", error_type: "general" };
+  const running = wire("error", 3, error, job({ error }));
+  const codec = codecFor("websocket", "snapshot").events;
+  assert.equal(JSON.parse(codec.encode(running) as string).error, "retrying a shard");
+  const done = wire("status", 4, { status: "completed" }, job({ status: "completed", error }));
+  assert.equal(JSON.parse(codec.encode(done) as string).error, null);
+  const failed = wire("status", 4, { status: "failed" }, job({ status: "failed", error }));
+  assert.equal(JSON.parse(codec.encode(failed) as string).error, "retrying a shard");
 });
 
 Deno.test("websocket snapshot codec frames a state change as the flat snapshot", () => {
