@@ -1390,7 +1390,7 @@ function applyEvent(job, event) {
       const status = data.status;
       next.status = status;
       if (typeof data.message === "string") next.message = data.message;
-      else if (isTerminalStatus(status)) next.message = null;
+      else if (isTerminalStatus(status) || status === "running" && job.status !== "running") next.message = null;
       if (status === "queued" && next.queued_at === null) next.queued_at = event.timestamp;
       if (status === "running" && next.started_at === null) next.started_at = event.timestamp;
       if (isTerminalStatus(status)) {
@@ -1405,6 +1405,7 @@ function applyEvent(job, event) {
       if (data.status === "running" && (next.status === "pending" || next.status === "queued")) {
         next.status = "running";
         if (next.started_at === null) next.started_at = event.timestamp;
+        next.message = null;
       }
       if (typeof data.stage === "string") next.stage = data.stage;
       if (typeof data.message === "string") next.message = data.message;

@@ -45,9 +45,11 @@ export function applyEvent(job: JobSnapshot, event: JobEvent): JobSnapshot {
     case "status": {
       const status = data.status as JobStatus;
       next.status = status;
-      // As on the server: an end says its own message or none.
+      // As on the server: a start or an end says its own message or none.
       if (typeof data.message === "string") next.message = data.message;
-      else if (isTerminalStatus(status)) next.message = null;
+      else if (
+        isTerminalStatus(status) || (status === "running" && job.status !== "running")
+      ) next.message = null;
       if (status === "queued" && next.queued_at === null) next.queued_at = event.timestamp;
       if (status === "running" && next.started_at === null) next.started_at = event.timestamp;
       if (isTerminalStatus(status)) {
@@ -63,6 +65,7 @@ export function applyEvent(job: JobSnapshot, event: JobEvent): JobSnapshot {
       if (data.status === "running" && (next.status === "pending" || next.status === "queued")) {
         next.status = "running";
         if (next.started_at === null) next.started_at = event.timestamp;
+        next.message = null;
       }
       if (typeof data.stage === "string") next.stage = data.stage;
       if (typeof data.message === "string") next.message = data.message;

@@ -84,10 +84,13 @@ export function applyEvent(
         };
       }
       next.status = to;
-      // An end says its own message or none: the last step's words ("Transcribing…") would
-      // read as what the job is doing still.
+      // A start or an end says its own message or none: the words of the wait ("Position 2
+      // in queue") or of the last step ("Transcribing…") would read as what the job is doing
+      // still. A move into the queue keeps what the job said while it waited.
       if (typeof data.message === "string") next.message = data.message;
-      else if (isTerminal(to)) next.message = null;
+      else if (isTerminal(to) || (to === "running" && record.status !== "running")) {
+        next.message = null;
+      }
       if (to === "queued" && next.queued_at === null) next.queued_at = iso;
       if (to === "running" && next.started_at === null) next.started_at = iso;
       if (isTerminal(to)) {
@@ -108,6 +111,8 @@ export function applyEvent(
       if (data.status === "running" && record.status !== "running") {
         next.status = "running";
         if (next.started_at === null) next.started_at = iso;
+        // As a status event's start: the words of the wait are not the work's.
+        if (typeof data.message !== "string") next.message = null;
       }
       if (typeof data.stage === "string") next.stage = data.stage;
       if (typeof data.message === "string") next.message = data.message;

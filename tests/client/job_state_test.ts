@@ -88,3 +88,30 @@ Deno.test("applyEvent folds a job's events into what the server holds: a progres
     }
   });
 });
+
+Deno.test("applyEvent clears the words of the wait when a job starts without words of its own, as the server does", async () => {
+  await withServer({}, async (server) => {
+    for (const start of ["status", "progress"] as const) {
+      const id = await createJob(server.url);
+      const created = (await http(server.url, "GET", `/jobs/${id}`)).json as JobSnapshot;
+      await publish(server.url, id, {
+        type: "status",
+        data: { status: "queued", message: "Position 2 in queue" },
+      });
+      await publish(
+        server.url,
+        id,
+        start === "status"
+          ? { type: "status", data: { status: "running" } }
+          : { type: "progress", data: { progress: 5, status: "running" } },
+      );
+      const job = (await http(server.url, "GET", `/jobs/${id}`)).json as JobSnapshot;
+      assert.equal(job.status, "running");
+      assert.equal(job.message, null, start);
+      const page = (await http(server.url, "GET", `/jobs/${id}/events?since=0`)).json;
+      const folded = (page.events as JobEvent[]).reduce(applyEvent, created);
+      assert.equal(folded.status, "running");
+      assert.equal(folded.message, null, start);
+    }
+  });
+});

@@ -511,7 +511,7 @@ Deno.test("a progress event that says running starts a pending or queued job; on
   });
 });
 
-Deno.test("an end without a message of its own leaves no step's message on the job", async () => {
+Deno.test("a start or an end without a message of its own leaves no earlier message on the job", async () => {
   await withServer({}, async (server) => {
     for (
       const [end, message] of [["completed", undefined], ["cancelled", undefined], [
@@ -534,13 +534,35 @@ Deno.test("an end without a message of its own leaves no step's message on the j
       // The stage tells how far the job came.
       assert.equal(job.stage, "transcribing");
     }
-    // A status that is not an end keeps the message it had.
+    // A move into the queue keeps the message it had.
     const id = await createJob(server.url);
     await publish(server.url, id, {
       type: "progress",
       data: { progress: 1, message: "waiting for a worker" },
     }, status("queued"));
     assert.equal((await persisted(server.url, id)).job.message, "waiting for a worker");
+    // A start without a message of its own leaves no word of the wait, whether a status event
+    // or a progress event saying running starts it.
+    await publish(server.url, id, status("running"));
+    assert.equal((await persisted(server.url, id)).job.message, null);
+    const other = await createJob(server.url);
+    await publish(server.url, other, {
+      type: "status",
+      data: { status: "queued", message: "Position 2 in queue" },
+    });
+    await publish(server.url, other, {
+      type: "progress",
+      data: { progress: 5, status: "running" },
+    });
+    const started = (await persisted(server.url, other)).job;
+    assert.equal(started.status, "running");
+    assert.equal(started.message, null);
+    // A running job's status said again keeps its message.
+    await publish(server.url, other, {
+      type: "progress",
+      data: { progress: 6, message: "Transcribing audio…" },
+    }, status("running"));
+    assert.equal((await persisted(server.url, other)).job.message, "Transcribing audio…");
   });
 });
 
