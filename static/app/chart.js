@@ -23,10 +23,19 @@ export class ProgressChart {
     this.caption = caption;
     /** @type {{t: number, p: number}[]} */
     this.points = [];
+    /** Progress updates added: past {@link MAX_POINTS}, more than the points drawn. */
+    this.updates = 0;
     this.schedule = frameScheduler(() => this.render());
     // Drawn in the element's own pixels, so text and lines keep their shape at any width.
     new ResizeObserver(() => this.schedule()).observe(svg);
     this.render();
+  }
+
+  /** Forgets every point (another job is shown). */
+  clear() {
+    this.points = [];
+    this.updates = 0;
+    this.schedule();
   }
 
   /**
@@ -41,6 +50,7 @@ export class ProgressChart {
     const last = this.points[this.points.length - 1];
     if (last !== undefined && t < last.t) return;
     this.points.push({ t, p: Math.min(100, Math.max(0, progress)) });
+    this.updates++;
     if (this.points.length > MAX_POINTS) {
       this.points = this.points.filter((_, i) => i % 2 === 0 || i === this.points.length - 1);
     }
@@ -94,7 +104,7 @@ export class ProgressChart {
       const latest = points[points.length - 1].p;
       this.caption.textContent = `Progress over time: ${Math.round(latest * 10) / 10}% after ${
         duration(span / 1000)
-      } (${points.length} update${points.length === 1 ? "" : "s"})`;
+      } (${this.updates.toLocaleString("en")} update${this.updates === 1 ? "" : "s"})`;
     } else {
       this.caption.textContent = "Progress over time: no progress reported yet";
     }

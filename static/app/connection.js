@@ -65,12 +65,14 @@ export class ConnectionIndicator {
 
   /**
    * Marks the offline mode: the list is refreshed by polling (`at` is the time of the last
-   * refresh), or `null` when streaming again.
+   * try, `refreshed` whether it worked), or `null` when streaming again.
    *
    * @param {string | null} at
+   * @param {boolean} [refreshed]
    */
-  setOffline(at) {
+  setOffline(at, refreshed = true) {
     this.offlineAt = at;
+    this.offlineRefreshed = refreshed;
     this.update();
   }
 
@@ -113,7 +115,10 @@ export class ConnectionIndicator {
           : `Disconnected${this.closedReason ? `: ${this.closedReason}` : ""}`;
     }
     if (this.offlineAt !== null && state !== "connected") {
-      text += ` · offline mode, refreshed ${clock(this.offlineAt).slice(0, 8)}`;
+      const at = clock(this.offlineAt).slice(0, 8);
+      text += this.offlineRefreshed === false
+        ? ` · offline mode, cannot refresh (tried ${at})`
+        : ` · offline mode, refreshed ${at}`;
     }
     this.text.textContent = text;
     el.title = text;

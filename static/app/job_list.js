@@ -131,6 +131,10 @@ export class JobList {
     // The stream starts with the newest jobs: when that is every one, the page has them all.
     watcher.on("connection", (greeting) => {
       this.streamHasAll = greeting.data?.more_jobs === false;
+      // The greeting lists the newest jobs: one listed here among them and not there was
+      // deleted while the stream was down.
+      const listed = greeting.data?.jobs;
+      if (Array.isArray(listed)) this.#reconcile(listed, NO_FILTERS, this.streamHasAll);
       this.schedule();
     });
     watcher.on("connected", () => {
@@ -209,7 +213,12 @@ export class JobList {
     this.schedule();
   }
 
-  /** Reads the first page again (with the server-side filters). */
+  /**
+   * Reads the first page again (with the server-side filters).
+   *
+   * @returns {Promise<boolean>} whether it was read (false when it failed, or a newer reload
+   *   took its place)
+   */
   async reload() {
     const generation = ++this.loadGeneration;
     const filters = { ...this.filters };
@@ -217,19 +226,24 @@ export class JobList {
       const page = await getJson(
         withQuery("/jobs", { limit: PAGE_SIZE, status: filters.status, kind: filters.kind }),
       );
-      if (generation !== this.loadGeneration) return;
+      if (generation !== this.loadGeneration) return false;
       this.#reconcile(page.jobs, filters, page.next_cursor === null);
       for (const job of page.jobs) this.upsert(job);
+      // A first page that is the whole list (of these filters) reads it to its end.
+      if (page.next_cursor === null && !this.#readAll(NO_FILTERS)) {
+        this.readToEnd = serverFilters(filters);
+      }
       this.nextCursor = this.#readAll(filters) ? null : page.next_cursor;
       this.loaded = true;
       this.loadError = "";
     } catch (error) {
-      if (generation !== this.loadGeneration) return;
+      if (generation !== this.loadGeneration) return false;
       this.loadError = `Cannot load jobs: ${error.message}`;
       if (error.status === 401) this.options.onAuthLost(error);
     }
     this.reorder = true;
     this.schedule();
+    return this.loadError === "";
   }
 
   /**
@@ -270,7 +284,7 @@ export class JobList {
   /** Whether the jobs under `filters` were all read (every job's, or those filters'). */
   #readAll(filters) {
     return this.readToEnd === serverFilters(filters) ||
-      this.readToEnd === serverFilters({ status: "", kind: "" });
+      this.readToEnd === serverFilters(NO_FILTERS);
   }
 
   /**
@@ -295,9 +309,9 @@ export class JobList {
         this.#stopOffline();
         return;
       }
-      await this.reload();
+      const refreshed = await this.reload();
       if (this.offlineTimer === undefined) return;
-      this.options.indicator.setOffline(new Date().toISOString());
+      this.options.indicator.setOffline(new Date().toISOString(), refreshed);
       this.offlineTimer = setTimeout(poll, OFFLINE_POLL_MS);
     };
     this.offlineTimer = setTimeout(poll, OFFLINE_AFTER_MS);
@@ -365,14 +379,17 @@ export class JobList {
     for (const job of this.jobs.values()) if (job.status === "running") running++;
     const filtered = this.filters.status !== "" || this.filters.kind !== "" ||
       this.filters.id !== "";
-    // Counts are of the jobs loaded here: with more on the server, the text says so.
+    // Counts are of the jobs loaded here: with more on the server, the text says so (a
+    // filter read to its end leaves the others' jobs there).
     const more = this.nextCursor !== null && !this.streamHasAll;
+    const everyJob = this.streamHasAll || this.#readAll(NO_FILTERS) ||
+      (!more && this.filters.status === "" && this.filters.kind === "");
     this.summary.textContent = this.loadError !== ""
       ? this.loadError
       : !this.loaded
       ? "Loading jobs…"
       : `${filtered ? `${visible} shown of ` : ""}${total} job${total === 1 ? "" : "s"}${
-        more ? " loaded (more on the server)" : ""
+        everyJob ? "" : " loaded (more on the server)"
       }${running > 0 ? ` · ${running} running` : ""}`;
     if (this.announce && this.loaded) {
       this.announce = false;
@@ -412,6 +429,9 @@ export class JobList {
 function serverFilters(filters) {
   return `${filters.status}|${filters.kind}`;
 }
+
+/** The server-side filters of the whole list. */
+const NO_FILTERS = Object.freeze({ status: "", kind: "" });
 
 /** @param {any} job @param {{status: string, kind: string}} filters */
 function matchesServer(job, filters) {
@@ -465,7 +485,7 @@ function makeRow(id) {
 /** @param {ReturnType<typeof makeRow>} row @param {any} job @param {number} now */
 function updateRow(row, job, now) {
   row.li.dataset.status = job.status;
-  row.kind.textContent = job.kind ?? "";
+  row.kind.textContent = job.kind ? displayText(job.kind) : "";
   row.badge.textContent = job.stalled ? `${job.status} · stalled` : job.status;
   row.badge.className = `badge ${job.status}${job.stalled ? " stalled" : ""}`;
   const progress = Math.min(100, Math.max(0, Number(job.progress) || 0));

@@ -86,9 +86,9 @@ export class JobView {
     this.#notice("");
     this.cancelButton.disabled = false;
     this.log.clear();
+    this.#renderCount();
     this.log.setFollowing(true);
-    this.chart.points = [];
-    this.chart.schedule();
+    this.chart.clear();
     $("job-result").hidden = true;
     $("job-error").hidden = true;
     this.#render();
@@ -209,11 +209,11 @@ export class JobView {
     if (this.gone) {
       badge.textContent = job === undefined ? "not found" : "deleted";
       badge.className = "badge gone";
-      if (job === undefined) return;
+      if (job === undefined) return this.#clearDetails();
     } else if (job === undefined) {
       badge.textContent = this.refused ? "not allowed" : "loading";
       badge.className = this.refused ? "badge gone" : "badge";
-      return;
+      return this.#clearDetails();
     } else {
       badge.textContent = job.stalled ? `${job.status} · stalled` : job.status;
       badge.className = `badge ${job.status}${job.stalled ? " stalled" : ""}`;
@@ -223,17 +223,27 @@ export class JobView {
     bar.setAttribute("aria-valuetext", `${percent(progress)} (${job.status})`);
     bar.dataset.status = job.status;
     /** @type {HTMLElement} */ (bar.firstElementChild).style.width = `${progress}%`;
-    $("job-percent").textContent = this.counts === undefined
+    // The counts of the last progress event, while they still tell how far it is: a completed
+    // job is at 100 % whatever they said.
+    $("job-percent").textContent = this.counts === undefined || job.status === "completed"
       ? percent(progress)
       : `${percent(progress)} (${this.counts})`;
     const metadata = job.metadata ?? {};
     const hasMetadata = typeof metadata === "object" && Object.keys(metadata).length > 0;
     $("job-metadata-row").hidden = !hasMetadata;
-    $("job-metadata").textContent = hasMetadata ? truncate(JSON.stringify(metadata), 400) : "–";
+    // Producers' text, cleaned as stage and message are: an escape or a bidirectional
+    // override in a kind, an owner or metadata could make it read as something else.
+    $("job-metadata").textContent = hasMetadata
+      ? displayText(truncate(JSON.stringify(metadata), 400))
+      : "–";
     $("job-stage").textContent = job.stage === null ? "–" : displayText(job.stage);
     $("job-message").textContent = job.message === null ? "–" : displayText(job.message);
-    $("job-kind").textContent = job.kind ?? "–";
-    $("job-owner").textContent = job.owner ?? "–";
+    $("job-kind").textContent = job.kind === null || job.kind === undefined
+      ? "–"
+      : displayText(job.kind);
+    $("job-owner").textContent = job.owner === null || job.owner === undefined
+      ? "–"
+      : displayText(job.owner);
     $("job-created").textContent = dateTime(job.created_at);
     $("job-sequence").textContent = String(job.last_sequence);
     this.#renderTimes();
@@ -250,6 +260,25 @@ export class JobView {
     $("job-result").hidden = !hasResult;
     if (hasResult) $("result-json").textContent = pretty(job.result);
     else if (job.has_result && !this.resultFetched) this.#fetchResult();
+  }
+
+  /** Empties the job's details: no job is known (yet, or any more, or to this user). */
+  #clearDetails() {
+    const bar = $("job-bar");
+    bar.setAttribute("aria-valuenow", "0");
+    bar.setAttribute("aria-valuetext", "unknown");
+    delete bar.dataset.status;
+    /** @type {HTMLElement} */ (bar.firstElementChild).style.width = "0%";
+    $("job-percent").textContent = "–";
+    $("job-metadata-row").hidden = true;
+    $("job-metadata").textContent = "–";
+    for (const field of ["job-stage", "job-message", "job-kind", "job-owner", "job-created"]) {
+      $(field).textContent = "–";
+    }
+    $("job-sequence").textContent = "–";
+    $("job-error").hidden = true;
+    $("job-result").hidden = true;
+    this.#renderTimes();
   }
 
   /** Cancels the job, once the user confirms: its watchers (and a `run`) see it end. */

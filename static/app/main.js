@@ -177,6 +177,14 @@ function route() {
   }
 }
 
+/**
+ * After a sign-in from the form, whose button is hidden now: the keyboard goes on from the
+ * list's heading (a job's view puts it on the job's name itself).
+ */
+function focusApp() {
+  if (!$("list-view").hidden) $("list-title").focus();
+}
+
 function stopApp() {
   view.close();
   list.stop();
@@ -230,6 +238,7 @@ $("password-form").addEventListener("submit", async (event) => {
     password.value = "";
     if (info.via === null) throw new Error("The server did not keep the session cookie");
     startApp(info);
+    focusApp();
   } catch (error) {
     showSignIn(signInError(error));
   } finally {
@@ -248,6 +257,7 @@ $("token-form").addEventListener("submit", async (event) => {
     const info = await signInWithToken(input.value);
     input.value = "";
     startApp(info);
+    focusApp();
   } catch (error) {
     showSignIn(signInError(error));
     input.focus();

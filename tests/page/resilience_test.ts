@@ -168,6 +168,19 @@ browserTest(
       await row(page, "poll-new").waitFor({ timeout: 20_000 });
       await rowProgress(page, "poll-job", 35);
 
+      // A refresh that fails is not told as one that worked.
+      const listRequests = /\/jobs\?/;
+      await page.route(listRequests, (route) => route.abort("connectionrefused"));
+      await until(
+        "the failed refresh",
+        async () =>
+          /offline mode, cannot refresh \(tried \d\d:\d\d:\d\d\)/.test(
+            await indicator.textContent() ?? "",
+          ),
+        25_000,
+      );
+      await page.unroute(listRequests);
+
       // A job's own watcher has long-poll to fall back to.
       await row(page, "poll-job").getByRole("link").click();
       const text = await connected(page, "poll", 20_000);
