@@ -18,6 +18,11 @@ import { StartupRefusal } from "./startup_errors.ts";
 export const WORKER_CONFIG_ENV = "JOBWIRE_WORKER_CONFIG";
 /** Environment variable naming the channel the isolates of one server share. */
 export const WORKER_CLUSTER_ENV = "JOBWIRE_CLUSTER";
+/**
+ * Environment variable with the launcher's pid: the isolates stop once their parent is not
+ * that process (it died, maybe before they read their parent).
+ */
+export const WORKER_LAUNCHER_ENV = "JOBWIRE_LAUNCHER_PID";
 
 /** Permissions each isolate runs with (those of `deno task start`, less spawning). */
 const WORKER_PERMISSIONS = [
@@ -340,6 +345,7 @@ function spawnIsolates(config: Config, workers: number, ip: string, port: number
       DENO_JOBS: String(workers),
       [WORKER_CONFIG_ENV]: JSON.stringify({ ...config, port }),
       [WORKER_CLUSTER_ENV]: cluster,
+      [WORKER_LAUNCHER_ENV]: String(Deno.pid),
     },
     stdin: "null",
     stdout: "piped",

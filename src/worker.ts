@@ -10,7 +10,7 @@ import type { Config } from "./config.ts";
 import { createCore, type ServerCore, SHUTDOWN_GRACE_MS } from "./server.ts";
 import { log } from "./log.ts";
 import { startupFailure } from "./startup_errors.ts";
-import { WORKER_CLUSTER_ENV, WORKER_CONFIG_ENV } from "./cluster.ts";
+import { WORKER_CLUSTER_ENV, WORKER_CONFIG_ENV, WORKER_LAUNCHER_ENV } from "./cluster.ts";
 
 const raw = Deno.env.get(WORKER_CONFIG_ENV);
 if (raw === undefined) {
@@ -55,6 +55,18 @@ const stop = () => {
 // Only SIGTERM: it is the signal on which deno serve itself stops accepting and drains. The
 // launcher turns Ctrl-C into SIGTERM for this process group.
 Deno.addSignalListener("SIGTERM", stop);
+
+// Started in a process group of its own, this process must not outlive its launcher. Its pid
+// comes from the launcher itself: one killed before this line ran would otherwise leave the
+// parent already gone (pid 1) taken for the launcher, and this process serving for good.
+const launcher = Number(Deno.env.get(WORKER_LAUNCHER_ENV) ?? Deno.ppid);
+const watchdog = setInterval(() => {
+  if (Deno.ppid === launcher) return;
+  log("warn", "the launcher is gone: stopping");
+  clearInterval(watchdog);
+  Deno.kill(Deno.pid, "SIGTERM");
+}, 1000);
+Deno.unrefTimer(watchdog);
 const cluster = Deno.env.get(WORKER_CLUSTER_ENV);
 let built: ServerCore;
 try {
@@ -73,15 +85,5 @@ try {
 }
 life.core = built;
 if (life.stopRequested) stop();
-
-// Started in a process group of its own, this process must not outlive its launcher.
-const launcher = Deno.ppid;
-const watchdog = setInterval(() => {
-  if (Deno.ppid === launcher) return;
-  log("warn", "the launcher is gone: stopping");
-  clearInterval(watchdog);
-  Deno.kill(Deno.pid, "SIGTERM");
-}, 1000);
-Deno.unrefTimer(watchdog);
 
 export default { fetch: built.handler } satisfies Deno.ServeDefaultExport;
