@@ -60,8 +60,56 @@ const MAX_MESSAGE = 200;
  */
 const PIPE_DRAIN_MAX_MS = 3_000;
 
+/**
+ * Longest wait for the job to be created and started before CMD starts, in milliseconds: CMD
+ * may publish to it (`JOBWIRE_JOB_ID`) first thing, and a server slow to answer never holds
+ * it back longer (one out of reach answers at once).
+ */
+const OPEN_WAIT_MS = 3_000;
+
 /** Default of `--kill-after`: how long CMD has to stop after its job was cancelled, in seconds. */
 const KILL_AFTER_SECONDS = 10;
+
+/** Numbers of the signals forwarded to CMD, for the exit code (128 + N) of a run they end. */
+const SIGNAL_NUMBERS: Readonly<Record<string, number>> = { SIGINT: 2, SIGTERM: 15 };
+
+/**
+ * Waits for `opened`, or `ms`, or a signal CMD would be forwarded, whichever comes first:
+ * returns that signal, if it came.
+ */
+async function beforeStart(
+  opened: Promise<boolean>,
+  ms: number,
+): Promise<Deno.Signal | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let caught: Deno.Signal | undefined;
+  const listeners = new Map<Deno.Signal, () => void>();
+  const signalled = new Promise<void>((resolve) => {
+    for (const signal of FORWARDED) {
+      const listener = () => {
+        caught ??= signal;
+        resolve();
+      };
+      try {
+        Deno.addSignalListener(signal, listener);
+        listeners.set(signal, listener);
+      } catch {
+        // Not every platform lets a program listen for every signal (SIGTERM on Windows).
+      }
+    }
+  });
+  try {
+    await Promise.race([
+      opened,
+      signalled,
+      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  }
+  return caught;
+}
 
 /** Signals forwarded to CMD; each one cancels the job. */
 const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -130,10 +178,19 @@ export async function runCommand(args: string[]): Promise<number> {
     warn: stderrLine,
     ...(invalid === undefined ? {} : { unusable: invalid }),
   });
-  // The job's page, once there is a job to show (the command does not wait for it).
+  // The job's page, once there is a job to show.
   void publisher.opened.then((opened) => {
     if (opened) stderrLine(`jobwire: job ${jobId}: ${pageUrl}`);
   });
+  // The command starts once its job exists, so that what it publishes to it at once is not
+  // refused for a job not made yet; or after a short wait, whatever the server does. A
+  // signal meanwhile ends the run before the command starts.
+  const early = await beforeStart(publisher.opened, OPEN_WAIT_MS);
+  if (early !== undefined) {
+    stderrLine(`jobwire: ${early} before the command started: it was not run`);
+    await publisher.finish((r) => r.cancel(`Interrupted (${early}) before the command started`));
+    return 128 + (SIGNAL_NUMBERS[early] ?? 0);
+  }
 
   let child: Deno.ChildProcess;
   try {

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { http, waitFor } from "../_helpers/clients.ts";
 import { startTestServer, withServer } from "../_helpers/server.ts";
 import {
@@ -814,6 +816,81 @@ Deno.exit(0);`,
         assert.equal(job.json.status, "cancelled");
       }
     } finally {
+      await scripts.remove();
+    }
+  });
+});
+
+Deno.test("run starts the command once its job exists, so the command may publish to it at once", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-run-" });
+  const server = await startTestServer({}, { dataDir });
+  const scripts = await scriptDir();
+  // Another process holds the write lock a while: the job's creation waits for it.
+  const other = new DatabaseSync(join(dataDir, "jobwire.db"));
+  try {
+    const child = await scripts.write(
+      "first_thing.js",
+      `const url = Deno.env.get("JOBWIRE_SERVER") + "/jobs/" + Deno.env.get("JOBWIRE_JOB_ID");
+const reply = await fetch(url);
+const body = await reply.json();
+console.log(reply.status === 200 ? body.status : body.error.code);`,
+    );
+    other.exec("BEGIN EXCLUSIVE");
+    const running = runCli(["run", "--server", server.url, "--", ...denoScript(child)]);
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    other.exec("COMMIT");
+    const out = await running;
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(out.stdout, "running\n");
+  } finally {
+    if (other.isTransaction) other.exec("COMMIT");
+    other.close();
+    await scripts.remove();
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("run interrupted while its job is being made does not start the command, and cancels the job", async () => {
+  await withServer({}, async (server) => {
+    const scripts = await scriptDir();
+    const marker = `${scripts.dir}/ran`;
+    // Between run and the server: the job's creation is held a second, and told when it comes.
+    const created = Promise.withResolvers<void>();
+    const proxy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+      const url = new URL(request.url);
+      if (request.method === "POST" && url.pathname === "/jobs") {
+        created.resolve();
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      return await fetch(`${server.url}${url.pathname}${url.search}`, {
+        method: request.method,
+        headers: request.headers,
+        body: request.body === null ? null : await request.arrayBuffer(),
+      });
+    });
+    const run = spawnMain([
+      "run",
+      "--server",
+      `http://127.0.0.1:${proxy.addr.port}`,
+      "--id",
+      "held",
+      "--",
+      "touch",
+      marker,
+    ]);
+    try {
+      await created.promise;
+      run.process.kill("SIGINT");
+      const status = await run.finished();
+      assert.equal(status.code, 130, run.stderr());
+      assert.match(run.stderr(), /SIGINT before the command started: it was not run/);
+      await assert.rejects(Deno.stat(marker), Deno.errors.NotFound);
+      const job = await http(server.url, "GET", "/jobs/held");
+      assert.equal(job.json.status, "cancelled", job.text);
+    } finally {
+      await run.kill();
+      await proxy.shutdown();
       await scripts.remove();
     }
   });
