@@ -58,6 +58,9 @@ _log = logging.getLogger("jobwire")
 Token = Union[str, Callable[[], Optional[str]], None]
 
 
+_BEARER = re.compile(r"^\s*Bearer(\s+|$)", re.IGNORECASE)
+
+
 class JobwireError(Exception):
     """A refusal from the server, or a request that could not be made.
 
@@ -169,7 +172,9 @@ class Client:
         headers = {"Accept": "application/json"}
         token = self._token() if callable(self._token) else self._token
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            # A token pasted with the header's word before it ("Bearer eyJ...") is the token
+            # after it, as the command line takes it.
+            headers["Authorization"] = f"Bearer {_BEARER.sub('', token).strip()}"
         if extra:
             headers.update(extra)
         return headers
@@ -370,7 +375,8 @@ class Client:
 
         :param timeout: seconds to wait at most (``None``: as long as it takes)
         :raises JobwireError: ``timeout`` when it passes first, ``job_gone`` when the job
-            is deleted meanwhile
+            is deleted meanwhile; a server out of reach or answering 429 or 5xx is asked
+            again until the timeout (for ever without one)
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         if timeout is not None and timeout <= 0:
@@ -395,7 +401,18 @@ class Client:
                     raise JobwireError(
                         "timeout", f"Job {job_id} did not end within {timeout} s"
                     ) from error
-                raise
+                if not error.retryable:
+                    raise
+                # The server out of reach, restarting or overloaded past the request's own
+                # retries: a wait of minutes outlasts a restart, as the CLI's does.
+                pause = error.retry_after if error.retry_after is not None else 2.0
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise JobwireError(
+                        "timeout",
+                        f"Job {job_id} did not end within {timeout} s (last try: {error.message})",
+                    ) from error
+                time.sleep(pause)
+                continue
             if headers.get("X-Wait-Result") != "timeout" and snapshot["status"] in TERMINAL_STATUSES:
                 return snapshot
 

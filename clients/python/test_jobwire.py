@@ -374,6 +374,26 @@ class ReporterTest(Deadline):
             self.assertGreaterEqual(time.monotonic() - started, 0.95)
         self.assertEqual(types_of(self.client, job.job_id), ["progress"])
 
+    def test_a_token_given_with_its_bearer_word_is_taken(self) -> None:
+        job = self.client.create_job(kind="bearer")
+        pasted = Client(URL, token=f"Bearer {TOKEN}")
+        self.assertEqual(pasted.get_job(job.job_id)["id"], job.job_id)
+
+    def test_wait_outlasts_a_server_out_of_reach_until_its_timeout(self) -> None:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        closed.close()
+        client = Client(f"http://127.0.0.1:{port}", timeout=0.5, retries=1, initial_delay=0.01)
+        started = time.monotonic()
+        with self.assertRaises(JobwireError) as waited:
+            client.wait("x", timeout=2.5)
+        # Asked again past the request's own retries, as a restart would need, then told
+        # the timeout passed (not that one try found no server).
+        self.assertEqual(waited.exception.code, "timeout")
+        self.assertGreater(time.monotonic() - started, 1.5)
+        self.assertLess(time.monotonic() - started, 6)
+
     def test_a_server_that_never_answers_is_tried_retries_plus_one_times(self) -> None:
         silent = silent_server()
         accepted: List[socket.socket] = []
