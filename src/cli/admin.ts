@@ -225,7 +225,8 @@ export async function userCommand(args: string[]): Promise<number> {
       "--data-dir :memory: keeps no users: give the --data-dir of the server they are for",
     );
   }
-  if (action !== "add" && !existsDatabase(config.dataDir)) {
+  const fresh = !existsDatabase(config.dataDir);
+  if (action !== "add" && fresh) {
     // Listing or removing makes no database in a directory no server has used (a typo).
     console.error(`jobwire: no database in ${config.dataDir} (no server has used it yet)`);
     return action === "list" ? 0 : 1;
@@ -248,6 +249,13 @@ export async function userCommand(args: string[]): Promise<number> {
         const now = new Date().toISOString();
         users.putUser({ username: name, salt, hash, scopes, created_at: now, changed_at: now });
         console.log(`${existed ? "Updated" : "Added"} user ${name} (${scopes.join(" ")})`);
+        if (fresh) {
+          // A directory no server has used: a typo would leave the user where no server looks.
+          console.error(
+            `jobwire: made a new database in ${config.dataDir}: the user signs in on a server ` +
+              `started with --data-dir ${config.dataDir}`,
+          );
+        }
         return 0;
       }
       case "remove": {

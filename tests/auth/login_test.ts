@@ -482,6 +482,17 @@ Deno.test("token and user commands on a data directory no server has used say so
     );
     const again = await runMain(["token", "--sub", "x", "--scope", "read", "--data-dir", typo]);
     assert.equal(again.stderr, "", "the second token uses the secret made by the first");
+    // A user added where no server has been says where it went; the next one says nothing.
+    const other = join(parent, "dat");
+    const env = { JOBWIRE_PASSWORD: "a long enough password" };
+    const added = await runMain(["user", "add", "eve", "--data-dir", other], { env });
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(
+      added.stderr,
+      /made a new database in .*dat: the user signs in on a server started with --data-dir .*dat/,
+    );
+    const next = await runMain(["user", "add", "fay", "--data-dir", other], { env });
+    assert.equal(next.stderr, "");
   } finally {
     await Deno.remove(parent, { recursive: true });
   }
