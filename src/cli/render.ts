@@ -150,11 +150,17 @@ function jsonText(value: unknown, max = 500): string {
 /**
  * Text from a job, fit to print on one terminal line: its escape sequences and control
  * characters would otherwise reach the terminal (a log line could clear the screen, retitle
- * the window or forge lines of its own), and a newline shows as `↵`.
+ * the window or forge lines of its own), bidirectional overrides could make it read as
+ * other text, and a newline (or a Unicode line or paragraph separator) shows as `↵`.
  */
 function shown(text: string): string {
-  return cleanLine(text).replaceAll("\n", " ↵ ");
+  return cleanLine(text).replace(BIDI_CONTROLS, "").replace(LINE_BREAKS, " ↵ ");
 }
+
+/** Overrides and isolates of the bidirectional algorithm. */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
+/** A newline, and the line and paragraph separators some terminals break lines at. */
+const LINE_BREAKS = /[\n\u2028\u2029]/g;
 
 function str(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? shown(value) : undefined;

@@ -190,3 +190,12 @@ Deno.test("the terminal bar shows a running job's latest count, and none once th
     output.close();
   }
 });
+
+Deno.test("job text reaches the terminal without bidirectional overrides or Unicode line separators", () => {
+  const line = eventLine(
+    event("log", { line: "invoice\u202egnp.exe\u2028second\u2029third \u2066x\u2069" }),
+    false,
+  );
+  assert.doesNotMatch(line, /[\u202a-\u202e\u2066-\u2069\u2028\u2029]/, JSON.stringify(line));
+  assert.match(line, /invoicegnp\.exe ↵ second ↵ third x$/);
+});
