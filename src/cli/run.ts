@@ -75,12 +75,14 @@ const SIGNAL_NUMBERS: Readonly<Record<string, number>> = { SIGINT: 2, SIGTERM: 1
 
 /**
  * Waits for `opened`, or `ms`, or a signal CMD would be forwarded, whichever comes first:
- * returns that signal, if it came.
+ * gives that signal, if it came, and the release of its listeners. They stay until released
+ * (once CMD's own listeners are in place): a signal with no listener at all ends the
+ * process at once, however short the moment between them.
  */
 async function beforeStart(
   opened: Promise<boolean>,
   ms: number,
-): Promise<Deno.Signal | undefined> {
+): Promise<{ caught: Deno.Signal | undefined; release: () => void }> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let caught: Deno.Signal | undefined;
   const listeners = new Map<Deno.Signal, () => void>();
@@ -98,17 +100,17 @@ async function beforeStart(
       }
     }
   });
-  try {
-    await Promise.race([
-      opened,
-      signalled,
-      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
+  await Promise.race([
+    opened,
+    signalled,
+    new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+  ]);
+  clearTimeout(timer);
+  const release = () => {
     for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
-  }
-  return caught;
+    listeners.clear();
+  };
+  return { caught, release };
 }
 
 /** Signals forwarded to CMD; each one cancels the job. */
@@ -185,8 +187,10 @@ export async function runCommand(args: string[]): Promise<number> {
   // The command starts once its job exists, so that what it publishes to it at once is not
   // refused for a job not made yet; or after a short wait, whatever the server does. A
   // signal meanwhile ends the run before the command starts.
-  const early = await beforeStart(publisher.opened, OPEN_WAIT_MS);
+  const waited = await beforeStart(publisher.opened, OPEN_WAIT_MS);
+  const early = waited.caught;
   if (early !== undefined) {
+    waited.release();
     stderrLine(`jobwire: ${early} before the command started: it was not run`);
     await publisher.finish((r) => r.cancel(`Interrupted (${early}) before the command started`));
     return 128 + (SIGNAL_NUMBERS[early] ?? 0);
@@ -208,6 +212,7 @@ export async function runCommand(args: string[]): Promise<number> {
       },
     }).spawn();
   } catch (error) {
+    waited.release();
     // As a shell: 127 when the program is missing, 126 when it cannot be executed.
     const code = error instanceof Deno.errors.NotFound ? 127 : 126;
     const reason = error instanceof Error ? error.message : String(error);
@@ -269,6 +274,8 @@ export async function runCommand(args: string[]): Promise<number> {
       // Not every platform lets a program listen for every signal (SIGTERM on Windows).
     }
   }
+  // Only now: until CMD's listeners were in place, the wait's caught what came.
+  waited.release();
 
   // The job may end on the server while CMD runs. Cancelled there (the status page, an API
   // call), CMD is stopped; ended any way, the server takes no more of its events.

@@ -149,7 +149,7 @@ browserTest(
       page.on("websocket", (ws) => sockets.push(ws.url()));
       await page.goto(url!);
       await page.locator("#list-view").waitFor();
-      assert.equal(await page.locator("#who").textContent(), "Signed in as admin");
+      assert.equal(await page.locator("#who").textContent(), "Signed in as jobwire:admin");
       assert.ok(!page.url().includes("token="), page.url());
       // The page keeps the token as its HttpOnly cookie, not in storage or in stream URLs.
       assert.equal(await page.evaluate(() => sessionStorage.getItem("jobwire.token")), null);
@@ -190,7 +190,7 @@ browserTest(
       await page.getByRole("button", { name: "Use this token" }).click();
       await page.locator("#list-view").waitFor();
       await row(page, "admin-1").waitFor();
-      assert.equal(await page.locator("#who").textContent(), "Signed in as admin");
+      assert.equal(await page.locator("#who").textContent(), "Signed in as jobwire:admin");
       assert.ok(sockets.every((u) => !u.includes("token=")), sockets.join());
       assert.deepEqual(browser.errors, []);
     } finally {
