@@ -141,10 +141,8 @@ export class AuthStore {
     now: number,
   ): { key: string; first: number } | undefined {
     const attempt = () => {
-      for (const [key, limit] of limits) {
-        const failures = this.loginFailures(key, since);
-        if (failures.count >= limit) return { key, first: failures.first ?? now };
-      }
+      const refused = this.loginRefusal(limits, since, now);
+      if (refused !== undefined) return refused;
       for (const [key] of limits) this.#stmt(SQL.insertFailure).run(key, now);
       return undefined;
     };
@@ -158,6 +156,22 @@ export class AuthStore {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
     }
+  }
+
+  /**
+   * The first key with `limit` failures since `since`, and its oldest failure (when it
+   * leaves the window); `undefined` when every key is under its limit.
+   */
+  loginRefusal(
+    limits: readonly (readonly [key: string, limit: number])[],
+    since: number,
+    now: number,
+  ): { key: string; first: number } | undefined {
+    for (const [key, limit] of limits) {
+      const failures = this.loginFailures(key, since);
+      if (failures.count >= limit) return { key, first: failures.first ?? now };
+    }
+    return undefined;
   }
 
   loginFailures(key: string, since: number): { count: number; first: number | null } {

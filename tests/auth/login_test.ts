@@ -808,6 +808,12 @@ Deno.test("sign-ins sent in parallel while another process holds the write lock 
     const count = other.prepare("SELECT COUNT(*) AS n FROM login_failures WHERE key = ?")
       .get("user:alice") as { n: number };
     assert.equal(count.n, 5);
+    // Over the limit already: refused on a read (429), not made to wait for the write lock
+    // another process holds (503 once the wait is over).
+    other.exec("BEGIN EXCLUSIVE");
+    const locked = await login(server, { username: "alice", password: "one more guess" });
+    other.exec("COMMIT");
+    assert.equal(locked.status, 429, locked.text);
   } finally {
     if (other.isTransaction) other.exec("COMMIT");
     other.close();

@@ -72,11 +72,10 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     // attempts that come while earlier ones are being checked (scrypt takes a while) see
     // them, so guesses sent in parallel, to any isolate, cannot get past the limit. Waited
     // for without blocking the isolate, like every write of a request (another process may
-    // hold the write lock for a while).
-    const refused = await writeSoon(
-      deps.store,
-      () => store.recordLoginAttempt(counted, since, now),
-    );
+    // hold the write lock for a while). One over the limit already is refused on a read,
+    // without the write lock: a flood of them holds up no publisher.
+    const refused = store.loginRefusal(counted, since, now) ??
+      await writeSoon(deps.store, () => store.recordLoginAttempt(counted, since, now));
     if (refused !== undefined) {
       const retry = Math.max(1, Math.ceil((refused.first + LOGIN_WINDOW_MS - now) / 1000));
       throw new ApiError("rate_limited", "Too many failed sign-ins: try again later", undefined, {
