@@ -67,6 +67,12 @@ const PIPE_DRAIN_MAX_MS = 3_000;
  */
 const OPEN_WAIT_MS = 3_000;
 
+/**
+ * Longest wait, after a signal that came before CMD started, for the job being made, so that
+ * it is cancelled rather than left pending: about what the create's own tries take.
+ */
+const EARLY_CANCEL_WAIT_MS = 20_000;
+
 /** Default of `--kill-after`: how long CMD has to stop after its job was cancelled, in seconds. */
 const KILL_AFTER_SECONDS = 10;
 
@@ -192,6 +198,15 @@ export async function runCommand(args: string[]): Promise<number> {
   if (early !== undefined) {
     waited.release();
     stderrLine(`jobwire: ${early} before the command started: it was not run`);
+    // The job still being made is cancelled once it is (a finish now would cut its making
+    // short when the server is slow), for as long as the create's own tries last; another
+    // signal meanwhile ends run at once.
+    let made: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      publisher.opened,
+      new Promise((resolve) => (made = setTimeout(resolve, EARLY_CANCEL_WAIT_MS))),
+    ]);
+    clearTimeout(made);
     await publisher.finish((r) => r.cancel(`Interrupted (${early}) before the command started`));
     return 128 + (SIGNAL_NUMBERS[early] ?? 0);
   }

@@ -855,13 +855,14 @@ Deno.test("run interrupted while its job is being made does not start the comman
   await withServer({}, async (server) => {
     const scripts = await scriptDir();
     const marker = `${scripts.dir}/ran`;
-    // Between run and the server: the job's creation is held a second, and told when it comes.
+    // Between run and the server: the job's creation is held longer than run waits for a
+    // drain that makes no progress, and told when it comes.
     const created = Promise.withResolvers<void>();
     const proxy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
       const url = new URL(request.url);
       if (request.method === "POST" && url.pathname === "/jobs") {
         created.resolve();
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+        await new Promise((resolve) => setTimeout(resolve, 3500));
       }
       return await fetch(`${server.url}${url.pathname}${url.search}`, {
         method: request.method,
@@ -885,6 +886,7 @@ Deno.test("run interrupted while its job is being made does not start the comman
       const status = await run.finished();
       assert.equal(status.code, 130, run.stderr());
       assert.match(run.stderr(), /SIGINT before the command started: it was not run/);
+      assert.doesNotMatch(run.stderr(), /runs without publishing/);
       await assert.rejects(Deno.stat(marker), Deno.errors.NotFound);
       const job = await http(server.url, "GET", "/jobs/held");
       assert.equal(job.json.status, "cancelled", job.text);
