@@ -74,7 +74,16 @@ export function log(level: LogLevel, message: string, fields: Record<string, unk
       : value;
     line += ` ${key}=${format(shown)}`;
   }
-  console.error(line);
+  try {
+    console.error(line);
+  } catch {
+    // Standard error closed or broken: the line is lost, and no caller fails for it.
+  }
+}
+
+/** Whether lines of `level` are written (to skip building what would not be). */
+export function logs(level: LogLevel): boolean {
+  return RANK[level] >= RANK[threshold];
 }
 
 /** Logs an unexpected error with its stack, for faults that must not crash the server. */

@@ -7,12 +7,13 @@
 import type { AppDeps } from "./app.ts";
 import { canRead, type Principal } from "../auth/principal.ts";
 import { CLOSE, type Session, type SessionContext } from "../protocol/session.ts";
-import { log } from "../log.ts";
+import { log, logs } from "../log.ts";
 import type { Outbox, OutboxLimits } from "../protocol/outbox.ts";
 import type { Job, JobRecord } from "../jobs/job.ts";
 import type { MessageFormat, Transport } from "../protocol/codec.ts";
 import { ApiError } from "./errors.ts";
 import { ReplayAllowance } from "../protocol/replay_allowance.ts";
+import { SLOW_CONSUMER_REASON } from "../protocol/outbox.ts";
 
 /** Bytes a socket or stream may hold unsent before frames wait in the session outbox. */
 export const STREAM_HIGH_WATER = 256 * 1024;
@@ -33,9 +34,9 @@ export function sessionContext(
   deps: AppDeps,
   principal: Principal,
   release: () => void,
-  client: { ip: string; jobs: string },
+  ip: string,
 ): SessionContext {
-  return new StreamContext(deps, principal, release, client);
+  return new StreamContext(deps, principal, release, ip);
 }
 
 /** What every connection of one server shares: outbox bounds and the backlog hook. */
@@ -62,9 +63,8 @@ class StreamContext implements SessionContext {
   readonly #deps: AppDeps;
   readonly #principal: Principal;
   readonly #release: () => void;
-  /** The client's address and the jobs it asked for (`*`: every job), for the log. */
+  /** The client's address and when the stream opened, for the log. */
   readonly #ip: string;
-  readonly #jobs: string;
   readonly #openedAt = Date.now();
   /** 0 open, 1 closed but the connection not over yet (counted in `Sessions.closing`), 2 over. */
   #state: 0 | 1 | 2 = 0;
@@ -73,7 +73,7 @@ class StreamContext implements SessionContext {
     deps: AppDeps,
     principal: Principal,
     release: () => void,
-    client: { ip: string; jobs: string },
+    ip: string,
   ) {
     this.hub = deps.hub;
     let shared = sharedOf.get(deps);
@@ -100,14 +100,12 @@ class StreamContext implements SessionContext {
     this.#deps = deps;
     this.#principal = principal;
     this.#release = release;
-    this.#ip = client.ip;
-    this.#jobs = client.jobs;
+    this.#ip = ip;
   }
 
   onOpen(session: Session): void {
     log("debug", "stream opened", {
       transport: session.transport,
-      jobs: this.#jobs,
       sub: this.#principal.sub ?? undefined,
       ip: this.#ip,
     });
@@ -128,19 +126,29 @@ class StreamContext implements SessionContext {
   onClose(session: Session): void {
     this.#deps.sessions.remove(session);
     // Given by the server (a finished job, a slow consumer, a lapsed token, a shutdown), or
-    // none: the client left first.
+    // none: the client left first. A replay cut to go on (4008 too) is routine, and counted
+    // apart from consumers too slow to keep up.
     const closed = session.outbox.closedWith;
-    this.#deps.stats.closed(closed === undefined ? "client" : String(closed.code));
+    const slow = closed?.reason === SLOW_CONSUMER_REASON;
+    const code = closed === undefined
+      ? "client"
+      : closed.code === CLOSE.slowConsumer && !slow
+      ? "replay"
+      : String(closed.code);
+    this.#deps.stats.closed(code);
     // A consumer too slow to keep up is an operator's business; the other ends are routine.
-    log(closed?.code === CLOSE.slowConsumer ? "info" : "debug", "stream closed", {
-      transport: session.transport,
-      jobs: this.#jobs,
-      code: closed?.code ?? "client",
-      reason: closed?.reason,
-      seconds: Math.round((Date.now() - this.#openedAt) / 100) / 10,
-      sub: this.#principal.sub ?? undefined,
-      ip: this.#ip,
-    });
+    const level = slow ? "info" : "debug";
+    if (logs(level)) {
+      log(level, "stream closed", {
+        transport: session.transport,
+        jobs: session.followed || undefined,
+        code: closed?.code ?? "client",
+        reason: closed?.reason,
+        seconds: Math.round((Date.now() - this.#openedAt) / 100) / 10,
+        sub: this.#principal.sub ?? undefined,
+        ip: this.#ip,
+      });
+    }
     if (this.#state === 0) {
       this.#state = 1;
       this.#deps.sessions.closing++;

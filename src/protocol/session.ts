@@ -17,6 +17,7 @@ import type { JobRecord } from "../jobs/job.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import { type Codec, frameLength, type Transport } from "./codec.ts";
 import { Outbox, type OutboxLimits, type Sink, SLOW_CONSUMER_REASON } from "./outbox.ts";
+import { logs } from "../log.ts";
 import type { ReplayAllowance } from "./replay_allowance.ts";
 
 /** Where a job's replay starts after: before its first event, or its end when it has none. */
@@ -226,6 +227,8 @@ export class Session {
   #single: boolean;
   /** The job a one-job stream is for (the first it followed). */
   #own: string | undefined;
+  /** What {@link followed} says once the subscriptions are gone (set only to be logged). */
+  #followedAtClose: string | undefined;
 
   /**
    * @param single true for a one-job stream (`/ws/jobs/:id`, `/jobs/:id/events`): its
@@ -751,10 +754,22 @@ export class Session {
     }
   }
 
+  /**
+   * The jobs the session follows (`*`: every job it may see), or followed when it closed:
+   * for the log.
+   */
+  get followed(): string {
+    if (this.#firehose !== undefined) return "*";
+    return this.#followedAtClose ?? [...this.#subs.keys()].join(",");
+  }
+
   /** Releases every subscription; the connection may still be closing. Idempotent. */
   dispose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (logs("debug") || this.#outbox.closedWith?.reason === SLOW_CONSUMER_REASON) {
+      this.#followedAtClose = [...this.#subs.keys()].join(",");
+    }
     for (const [jobId, sub] of this.#subs) this.context.hub.unsubscribe(jobId, sub);
     this.#subs.clear();
     if (this.#firehose !== undefined) this.context.hub.unsubscribeAll(this.#firehose);

@@ -84,7 +84,9 @@ Deno.test("refusals and stream ends are counted by code on every isolate and log
       metrics = samples((await http(server.url, "GET", "/metrics")).text);
       if (
         metrics.get('jobwire_streams_closed_total{code="client"}') === 1 &&
-        metrics.get('jobwire_streams_closed_total{code="1000"}') === 1
+        metrics.get('jobwire_streams_closed_total{code="1000"}') === 1 &&
+        metrics.get('jobwire_errors_total{code="malformed_json"}') === 1 &&
+        metrics.get('jobwire_errors_total{code="invalid_token"}') === 1
       ) break;
       await new Promise((r) => setTimeout(r, 100));
     } while (Date.now() < deadline);
@@ -118,7 +120,7 @@ Deno.test("refusals and stream ends are counted by code on every isolate and log
       log,
       /DEBUG refused method=POST path=\/jobs\/\S+\/events error=malformed_json status=400/,
     );
-    assert.match(log, /DEBUG stream opened transport=websocket jobs=\S+ sub=alice ip=127\.0\.0\.1/);
+    assert.match(log, /DEBUG stream opened transport=websocket sub=alice ip=127\.0\.0\.1/);
     assert.match(
       log,
       /DEBUG stream closed transport=websocket jobs=\S+ code=client seconds=[\d.]+ sub=alice/,

@@ -164,6 +164,9 @@ Deno.test("a client that stops reading is closed with 4008 past its send buffer"
     // The server is unharmed and every event is stored for the resume.
     const page = await http(server.url, "GET", `/jobs/${id}/events?since=390`);
     assert.equal(page.json.last_sequence, 400);
+    // And counts the consumer too slow to keep up.
+    const { streams_closed } = (await http(server.url, "GET", "/stats")).json;
+    assert.equal(streams_closed["4008"], 1, JSON.stringify(streams_closed));
   });
 });
 
@@ -386,6 +389,10 @@ Deno.test("a replay larger than one go ends with 4008 after whole events, and re
       // A replay cut short reads no further than what it sent: not the job's whole history
       // for each of the three connections.
       assert.equal(await replayedSoFar() - replayedBefore, 600, transport);
+      // Counted as replays that go on, not as consumers too slow to keep up.
+      const { streams_closed } = await (await fetch(`${server.url}/stats`)).json();
+      assert.equal(streams_closed.replay, 2, JSON.stringify(streams_closed));
+      assert.equal(streams_closed["4008"], undefined, JSON.stringify(streams_closed));
     });
   }
 });

@@ -148,7 +148,7 @@ export function registerEventRoutes(app: App, deps: AppDeps): void {
     const release = admitStream(c, deps, principal);
     return serveHttpStream(
       codec,
-      sessionContext(deps, principal, release, { ip: c.get("ip"), jobs: id }),
+      sessionContext(deps, principal, release, c.get("ip")),
       { closeOnFinish, single: true, completed: c.env?.info?.completed },
       (session) => {
         sessions.add(session);

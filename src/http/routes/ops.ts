@@ -286,7 +286,8 @@ async function metricsText(deps: AppDeps): Promise<string> {
   metric(
     "jobwire_streams_closed_total",
     "counter",
-    "Streams that ended, by the close code the server gave (client: the client left first).",
+    "Streams that ended, by the close code the server gave (client: the client left first; " +
+      "replay: a replay cut to go on with since, closed 4008 as a slow consumer is).",
     byCode(f.closes),
   );
   metric("jobwire_server_errors_total", "counter", "Requests answered 500.", [[

@@ -153,10 +153,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
       return serveWebSocket(
         c.req.raw,
         codecFor("websocket", format),
-        sessionContext(deps, principal, release, {
-          ip: c.get("ip"),
-          jobs: jobIds.length === 0 ? "*" : jobIds.join(","),
-        }),
+        sessionContext(deps, principal, release, c.get("ip")),
         {
           maxMessageBytes: MAX_CLIENT_MESSAGE_BYTES,
           closeOnFinish: options.close_on_finish ?? false,
@@ -264,10 +261,7 @@ export function registerStreamRoutes(app: App, deps: AppDeps): void {
     const release = admitStream(c, deps, principal);
     return serveHttpStream(
       codec,
-      sessionContext(deps, principal, release, {
-        ip: c.get("ip"),
-        jobs: options.all === true ? "*" : jobs.join(","),
-      }),
+      sessionContext(deps, principal, release, c.get("ip")),
       {
         closeOnFinish: options.close_on_finish ?? false,
         single: false,
