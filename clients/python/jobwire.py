@@ -379,6 +379,7 @@ class Client:
             again until the timeout (for ever without one)
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        warned = False
         if timeout is not None and timeout <= 0:
             snapshot = self.get_job(job_id)
             if snapshot["status"] in TERMINAL_STATUSES:
@@ -406,6 +407,9 @@ class Client:
                 # The server out of reach, restarting or overloaded past the request's own
                 # retries: a wait of minutes outlasts a restart, as the CLI's does.
                 pause = error.retry_after if error.retry_after is not None else 2.0
+                if not warned:
+                    warned = True
+                    _log.warning("wait for job %s: %s; asking again", job_id, error.message)
                 if deadline is not None and time.monotonic() + pause >= deadline:
                     raise JobwireError(
                         "timeout",

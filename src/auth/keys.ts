@@ -158,7 +158,7 @@ export async function loadKeys(options: {
 }
 
 /**
- * Seconds a token's `nbf` (and `iat`) may lie ahead of this server's clock: an identity
+ * Seconds a token's `nbf` may lie ahead of this server's clock: an identity
  * provider whose clock runs a little ahead issues tokens that would otherwise be refused for
  * their first moments. Expiry has no such leeway (see {@link verifyToken}).
  */
@@ -175,7 +175,7 @@ class TokenExpired extends Error {
  * external key, each with its pinned algorithms; `exp` is required and checked, `nbf`
  * checked when present (with {@link CLOCK_LEEWAY_SECONDS}), `iss` and `aud` when configured.
  * A token without `kid` checked against a key set with several keys of its type is tried
- * with each of them.
+ * with each of them (the first {@link MAX_KEYS_TRIED}).
  *
  * @throws the jose error (its `code` tells expired from invalid)
  */
@@ -213,9 +213,12 @@ export async function verifyToken(keys: TokenKeys, token: string): Promise<JWTPa
   return payload;
 }
 
+/** Most keys of one type a token without `kid` is tried with. */
+const MAX_KEYS_TRIED = 8;
+
 /**
  * Tries each of the keys a key set matched for a token that names none (`kid`): the first
- * whose signature holds verifies it.
+ * whose signature holds verifies it (of the first {@link MAX_KEYS_TRIED}).
  */
 async function verifyWithEach(
   token: string,
@@ -223,7 +226,10 @@ async function verifyWithEach(
   options: Parameters<typeof jwtVerify>[2],
 ): Promise<JWTPayload> {
   let last: unknown;
+  let tried = 0;
   for await (const key of keys) {
+    // A bound on what one token without kid costs (an invalid one is checked anew each time).
+    if (++tried > MAX_KEYS_TRIED) break;
     try {
       return (await jwtVerify(token, key, options)).payload;
     } catch (error) {
