@@ -174,7 +174,12 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
       batch: 100,
     },
     stallAfterMs: config.stallAfterMs,
-    intervalMs: sweepInterval(config.retentionMs, config.stallAfterMs),
+    intervalMs: sweepInterval(
+      config.retentionMs,
+      config.stallAfterMs,
+      config.tombstoneTtlMs,
+      config.idempotencyTtlMs,
+    ),
     onPurged: (ids) => {
       for (const id of ids) hub.jobDeleted(id, "job purged");
       log("info", "purged finished jobs past retention", { count: ids.length });
@@ -186,9 +191,7 @@ export async function createCore(config: Config, options: ServerOptions = {}): P
           events: [{
             type: "log",
             data: {
-              line: `No event for ${
-                Math.round(config.stallAfterMs / 1000)
-              } s: the job may be stalled`,
+              line: `No event for ${stallText(config.stallAfterMs)}: the job may be stalled`,
               level: "warning",
               source: "jobwire",
               // Tells clients that fold events into a snapshot to set its `stalled`.
@@ -400,4 +403,9 @@ export async function startServer(
     keys: core.keys,
     secret: core.secret,
   };
+}
+
+/** A stall threshold as the warning says it: `30 s`, or `400 ms` below a second. */
+function stallText(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }

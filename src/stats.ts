@@ -16,6 +16,8 @@ interface Sample {
 /** Monotonic counters plus a sliding window of samples for rates. */
 export class Stats {
   readonly startedAt = Date.now();
+  /** The start on a monotonic clock: uptime does not move with the wall clock's steps. */
+  readonly #startedMono = performance.now();
   eventsPublished = 0;
   jobsCreated = 0;
   longPolls = 0;
@@ -84,7 +86,7 @@ export class Stats {
 
   /** Seconds since the server started. */
   uptimeSeconds(): number {
-    return Math.round((Date.now() - this.startedAt) / 1000);
+    return Math.round((performance.now() - this.#startedMono) / 1000);
   }
 
   stop(): void {

@@ -210,6 +210,8 @@ export interface EventStore {
    * holds it. Several isolates share one store: a lease makes one of them do a chore.
    */
   takeLease(name: string, owner: string, until: number, now: number): boolean;
+  /** Gives up lease `name` if `owner` holds it (without waiting for the write lock). */
+  releaseLease(name: string, owner: string): void;
   /**
    * Unfinished jobs (any status but completed, failed, cancelled), their last sequence and
    * when they were created.

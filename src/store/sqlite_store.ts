@@ -110,6 +110,7 @@ const SQL = {
   deleteTombstone: `DELETE FROM tombstones WHERE id = ?`,
   expireTombstones: `DELETE FROM tombstones WHERE gone_at < ?`,
   expireLeases: `DELETE FROM leases WHERE until < ?`,
+  releaseLease: `DELETE FROM leases WHERE name = ? AND owner = ?`,
   selectExpired: `SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?`,
   // A lease running later than one taken now was taken by a clock ahead of this one (the
   // clock stepped back since): it is taken over, not waited out.
@@ -961,6 +962,13 @@ export class SqliteStore implements EventStore {
     return this.#withoutWaiting(
       () => this.#stmt(SQL.takeLease).run(name, owner, until, now).changes > 0,
       () => false,
+    );
+  }
+
+  releaseLease(name: string, owner: string): void {
+    this.#withoutWaiting(
+      () => void this.#stmt(SQL.releaseLease).run(name, owner),
+      () => undefined,
     );
   }
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { http } from "../_helpers/clients.ts";
 import { type TestServer, withServer } from "../_helpers/server.ts";
-import { AUTH, bearer, tokenFor } from "../_helpers/tokens.ts";
+import { AUTH, bearer, mint, nowSeconds, tokenFor } from "../_helpers/tokens.ts";
 import {
   assertForbidden,
   assertUnauthorized,
@@ -299,5 +299,17 @@ Deno.test("a HEAD request or a query refused (422) does not use up its ticket", 
     assert.equal(opened.status, 200);
     await opened.body?.cancel();
     await expectStreamRefused(sse(server, id, ticket), 401, "invalid_token");
+  });
+});
+
+Deno.test("a ticket's expires_in says when it ends with its token, when that comes first", async () => {
+  await withServer(AUTH, async (server) => {
+    const alice = await tokenFor("alice", "read write");
+    const id = await createJobAs(server.url, alice);
+    const soon = await mint({ sub: "alice", scope: "read" }, { exp: nowSeconds() + 10 });
+    const reply = await call(server.url, soon, "POST", "/tickets", { job_id: id });
+    assert.equal(reply.status, 201, reply.text);
+    assert.ok(reply.json.expires_in <= 10, `expires_in ${reply.json.expires_in}`);
+    assert.ok(reply.json.expires_in >= 8, `expires_in ${reply.json.expires_in}`);
   });
 });

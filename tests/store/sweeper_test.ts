@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { openSqliteStore } from "../../src/store/sqlite_store.ts";
-import { Sweeper } from "../../src/store/sweeper.ts";
+import { Sweeper, sweepInterval } from "../../src/store/sweeper.ts";
 import { checkEvent } from "../../src/jobs/events.ts";
 import { waitFor } from "../_helpers/clients.ts";
 
@@ -66,4 +66,36 @@ Deno.test("the sweeper skips its turn while another connection holds the write l
     store.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a stopped sweeper gives up its lease: the next server's sweeper sweeps at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "jobwire-sweep-" });
+  const store = openSqliteStore(dir, { maxEventsPerJob: 100 });
+  const ended = checkEvent({ type: "status", data: { status: "cancelled" } });
+  assert.ok(ended.ok);
+  store.createJob({ id: "old", kind: null, owner: null, metadata: {} }, T0);
+  store.appendBatch([{ jobId: "old", events: [ended.event] }], T0);
+  const first: string[][] = [];
+  const second: string[][] = [];
+  const before = sweeperOf(store, first);
+  const after = sweeperOf(store, second);
+  try {
+    // The first takes the lease (nothing to purge yet), then stops, as a server does.
+    before.sweep(T0 + 500);
+    before.stop();
+    after.sweep(T0 + 10_000);
+    assert.deepEqual(second, [["old"]]);
+  } finally {
+    before.stop();
+    after.stop();
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the sweep interval is a quarter of the shortest lifetime the sweeps end, 0.25–60 s", () => {
+  assert.equal(sweepInterval(3_600_000, 0), 60_000);
+  assert.equal(sweepInterval(3_600_000, 0, 2_000, 86_400_000), 500);
+  assert.equal(sweepInterval(3_600_000, 8_000, 0, 0), 2_000);
+  assert.equal(sweepInterval(0, 0), 250);
 });

@@ -213,7 +213,8 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
     }
     const bytes = crypto.getRandomValues(new Uint8Array(24));
     const ticket = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
-    const expiresAt = Date.now() + config.ticketTtlMs;
+    const now = Date.now();
+    const expiresAt = now + config.ticketTtlMs;
     await writeSoon(deps.store, () =>
       store.saveTicket(
         ticket,
@@ -228,7 +229,15 @@ export function registerAuthRoutes(app: App, deps: AppDeps): void {
         expiresAt,
       ));
     return c.json(
-      { ticket, job_id: job.id, expires_in: Math.round(config.ticketTtlMs / 1000) },
+      {
+        ticket,
+        job_id: job.id,
+        // The ticket ends with the token it was issued with, when that comes first.
+        expires_in: Math.max(
+          0,
+          Math.floor((Math.min(expiresAt, principal.expiresAt ?? Infinity) - now) / 1000),
+        ),
+      },
       201,
       NO_STORE,
     );
