@@ -104,6 +104,7 @@ class StreamContext implements SessionContext {
   }
 
   onOpen(session: Session): void {
+    if (!logs("debug")) return;
     log("debug", "stream opened", {
       transport: session.transport,
       sub: this.#principal.sub ?? undefined,
