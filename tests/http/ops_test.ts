@@ -6,6 +6,7 @@ import {
   logEvent,
   type Msg,
   publish,
+  samples,
   StreamClient,
   waitFor,
   WsClient,
@@ -18,17 +19,6 @@ import {
   listJobsQuery,
   streamQuery,
 } from "../../src/http/schemas.ts";
-
-/** The samples of a Prometheus text body, by name with labels. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const space = line.lastIndexOf(" ");
-    out.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return out;
-}
 
 Deno.test("healthz answers 200 with status ok, and /health with healthy, without a token", async () => {
   await withServer({ "no-auth": false }, async (server) => {

@@ -4,20 +4,9 @@
  * debug log tells each one, with the client's address and never its token.
  */
 import assert from "node:assert/strict";
-import { http, WsClient } from "../_helpers/clients.ts";
+import { http, samples, WsClient } from "../_helpers/clients.ts";
 import { spawnServer } from "../_helpers/server.ts";
 import { bearer, SECRET, tokenFor } from "../_helpers/tokens.ts";
-
-/** The samples of a Prometheus text body, by name with labels. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const space = line.lastIndexOf(" ");
-    out.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return out;
-}
 
 Deno.test("refusals and stream ends are counted by code on every isolate and logged at debug", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "jobwire-refusals-" });
