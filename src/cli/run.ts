@@ -89,7 +89,6 @@ async function beforeStart(
   opened: Promise<boolean>,
   ms: number,
 ): Promise<{ caught: Deno.Signal | undefined; release: () => void }> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let caught: Deno.Signal | undefined;
   const listeners = new Map<Deno.Signal, () => void>();
   const signalled = new Promise<void>((resolve) => {
@@ -106,17 +105,22 @@ async function beforeStart(
       }
     }
   });
-  await Promise.race([
-    opened,
-    signalled,
-    new Promise((resolve) => (timer = setTimeout(resolve, ms))),
-  ]);
-  clearTimeout(timer);
+  await within(Promise.race([opened, signalled]), ms);
   const release = () => {
     for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
     listeners.clear();
   };
   return { caught, release };
+}
+
+/** Waits for `promise` to settle, for at most `ms`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Signals forwarded to CMD; each one cancels the job. */
@@ -201,12 +205,7 @@ export async function runCommand(args: string[]): Promise<number> {
     // The job still being made is cancelled once it is (a finish now would cut its making
     // short when the server is slow), for as long as the create's own tries last; another
     // signal meanwhile ends run at once.
-    let made: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      publisher.opened,
-      new Promise((resolve) => (made = setTimeout(resolve, EARLY_CANCEL_WAIT_MS))),
-    ]);
-    clearTimeout(made);
+    await within(publisher.opened, EARLY_CANCEL_WAIT_MS);
     await publisher.finish((r) => r.cancel(`Interrupted (${early}) before the command started`));
     return 128 + (SIGNAL_NUMBERS[early] ?? 0);
   }
