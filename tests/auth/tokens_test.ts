@@ -525,7 +525,17 @@ Deno.test("--jwks-url: a key set out of reach is said in the log; a key added to
     () => up ? Response.json({ keys }) : new Response("down", { status: 503 }),
   );
   const url = `http://127.0.0.1:${jwksServer.addr.port}/jwks.json`;
-  const server = await spawnServer(["--port", "0", "--workers", "1", "--jwks-url", url]);
+  const dataDir = await Deno.makeTempDir({ prefix: "jobwire-jwks-" });
+  const server = await spawnServer([
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    "--workers",
+    "1",
+    "--jwks-url",
+    url,
+  ]);
   try {
     const token = await mint(ADMIN, { key: first.privateKey, alg: "RS256", kid: "k1" });
     assertUnauthorized(await http(server.url, "GET", "/jobs", undefined, bearer(token)));
@@ -549,6 +559,7 @@ Deno.test("--jwks-url: a key set out of reach is said in the log; a key added to
   } finally {
     await server.stop();
     await jwksServer.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });
 
