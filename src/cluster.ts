@@ -10,7 +10,7 @@ import type { Config } from "./config.ts";
 import { join } from "node:path";
 import { DATABASE_FILE, openSqliteStore, startCheckpointer } from "./store/sqlite_store.ts";
 import { loadOrCreateSecret } from "./auth/secret.ts";
-import { SHUTDOWN_GRACE_MS } from "./server.ts";
+import { freePort, SHUTDOWN_GRACE_MS } from "./server.ts";
 import { log } from "./log.ts";
 import { StartupRefusal } from "./startup_errors.ts";
 
@@ -91,19 +91,6 @@ async function ipOf(host: string): Promise<string> {
   return address;
 }
 
-/**
- * A free TCP port on `hostname` (the isolates must all bind the same one), or `port` when
- * it is free.
- *
- * @throws {Deno.errors.AddrInUse} here, at once, rather than from every isolate later
- */
-function freePort(hostname: string, port = 0): number {
-  const listener = Deno.listen({ hostname: hostname.replace(/^\[|\]$/g, ""), port });
-  const bound = listener.addr.port;
-  listener.close();
-  return bound;
-}
-
 async function forward(stream: ReadableStream<Uint8Array>, to: typeof Deno.stdout): Promise<void> {
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
@@ -127,6 +114,10 @@ async function forward(stream: ReadableStream<Uint8Array>, to: typeof Deno.stdou
  * @throws {Error} with the cause when the isolates exit or do not answer in time
  */
 export async function startCluster(config: Config, workers: number): Promise<Cluster> {
+  // The port first: a server that cannot listen upgrades no database (one an older server
+  // may still be using).
+  const ip = await ipOf(config.host);
+  const port = freePort(ip, config.port);
   // Schema and secret are made once here, before the isolates open the same files. This
   // connection stays open until they have started: the WAL's files it made stay with it, so
   // isolates on a disk that filled meanwhile need make none of their own.
@@ -136,16 +127,19 @@ export async function startCluster(config: Config, workers: number): Promise<Clu
   });
   try {
     store.assertWritable();
-    return await startIsolates(config, workers);
+    return await startIsolates(config, workers, ip, port);
   } finally {
     store.close();
   }
 }
 
-async function startIsolates(config: Config, workers: number): Promise<Cluster> {
+async function startIsolates(
+  config: Config,
+  workers: number,
+  ip: string,
+  port: number,
+): Promise<Cluster> {
   const secret = config.noAuth ? undefined : loadOrCreateSecret(config.dataDir, config.jwtSecret);
-  const ip = await ipOf(config.host);
-  const port = freePort(ip, config.port);
   const url = `http://${ip}:${port}`;
   const probe = `http://${
     ip === "0.0.0.0" ? "127.0.0.1" : ip === "[::]" ? "[::1]" : ip

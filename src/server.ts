@@ -329,6 +329,9 @@ export async function startServer(
   config: Config,
   options: ServerOptions = {},
 ): Promise<ServerHandle> {
+  // The port first: a server that cannot listen upgrades no database (one an older server
+  // may still be using).
+  if (config.port !== 0 && config.dataDir !== ":memory:") freePort(config.host, config.port);
   const core = await createCore(config, options);
   let resolveListen!: (addr: Deno.NetAddr) => void;
   const listening = new Promise<Deno.NetAddr>((resolve) => (resolveListen = resolve));
@@ -408,4 +411,17 @@ export async function startServer(
 /** A stall threshold as the warning says it: `30 s`, or `400 ms` below a second. */
 function stallText(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
+}
+
+/**
+ * A free TCP port on `hostname` (the isolates must all bind the same one), or `port` when
+ * it is free.
+ *
+ * @throws {Deno.errors.AddrInUse} here, at once, rather than from every isolate later
+ */
+export function freePort(hostname: string, port = 0): number {
+  const listener = Deno.listen({ hostname: hostname.replace(/^\[|\]$/g, ""), port });
+  const bound = listener.addr.port;
+  listener.close();
+  return bound;
 }

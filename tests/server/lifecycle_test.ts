@@ -386,6 +386,12 @@ Deno.test("start-up failures of the machine are one line, not a stack trace", as
       assert.equal(taken.code, 1, taken.stderr);
       assert.match(taken.stderr, /jobwire: cannot listen: the address is in use/);
       assert.doesNotMatch(taken.stderr, /Uncaught| {4}at /);
+      // Found before the database is opened: one an older server still uses is not upgraded.
+      await assert.rejects(
+        Deno.stat(join(dir, `taken-${workers}`, "jobwire.db")),
+        Deno.errors.NotFound,
+        `workers ${workers}`,
+      );
     }
 
     // A database from a newer jobwire, and a secret someone cut short: one line each.
