@@ -331,7 +331,7 @@ export async function startServer(
 ): Promise<ServerHandle> {
   // The port first: a server that cannot listen upgrades no database (one an older server
   // may still be using).
-  if (config.port !== 0 && config.dataDir !== ":memory:") freePort(config.host, config.port);
+  if (config.port !== 0) freePort(config.host, config.port);
   const core = await createCore(config, options);
   let resolveListen!: (addr: Deno.NetAddr) => void;
   const listening = new Promise<Deno.NetAddr>((resolve) => (resolveListen = resolve));
@@ -414,10 +414,11 @@ function stallText(ms: number): string {
 }
 
 /**
- * A free TCP port on `hostname` (the isolates must all bind the same one), or `port` when
- * it is free.
+ * A free TCP port on `hostname`, or `port` when it is free: found before a server opens its
+ * database, and the one port the isolates of a launcher all bind.
  *
- * @throws {Deno.errors.AddrInUse} here, at once, rather than from every isolate later
+ * @throws {Deno.errors.AddrInUse} here, at once, rather than once the database is open (or
+ *   from every isolate)
  */
 export function freePort(hostname: string, port = 0): number {
   const listener = Deno.listen({ hostname: hostname.replace(/^\[|\]$/g, ""), port });

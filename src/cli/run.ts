@@ -90,27 +90,37 @@ async function beforeStart(
   ms: number,
 ): Promise<{ caught: Deno.Signal | undefined; release: () => void }> {
   let caught: Deno.Signal | undefined;
-  const listeners = new Map<Deno.Signal, () => void>();
-  const signalled = new Promise<void>((resolve) => {
-    for (const signal of FORWARDED) {
-      const listener = () => {
-        caught ??= signal;
-        resolve();
-      };
-      try {
-        Deno.addSignalListener(signal, listener);
-        listeners.set(signal, listener);
-      } catch {
-        // Not every platform lets a program listen for every signal (SIGTERM on Windows).
-      }
-    }
+  let signalled!: () => void;
+  const came = new Promise<void>((resolve) => (signalled = resolve));
+  const release = onForwarded((signal) => {
+    caught ??= signal;
+    signalled();
   });
-  await within(Promise.race([opened, signalled]), ms);
-  const release = () => {
-    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
-    listeners.clear();
-  };
+  await within(Promise.race([opened, came]), ms);
   return { caught, release };
+}
+
+/**
+ * Calls `listener` with each signal of {@link FORWARDED} that comes, where the platform lets
+ * a program listen for it (not SIGTERM on Windows).
+ *
+ * @returns stops listening
+ */
+function onForwarded(listener: (signal: Deno.Signal) => void): () => void {
+  const added = new Map<Deno.Signal, () => void>();
+  for (const signal of FORWARDED) {
+    const each = () => listener(signal);
+    try {
+      Deno.addSignalListener(signal, each);
+      added.set(signal, each);
+    } catch {
+      // Not listened for on this platform.
+    }
+  }
+  return () => {
+    for (const [signal, each] of added) Deno.removeSignalListener(signal, each);
+    added.clear();
+  };
 }
 
 /** Waits for `promise` to settle, for at most `ms`. */
@@ -243,51 +253,42 @@ export async function runCommand(args: string[]): Promise<number> {
   /** A signal came meanwhile: stop reading. */
   let hurried = false;
   let interrupted: Deno.Signal | undefined;
-  const listeners = new Map<Deno.Signal, () => void>();
   /** The command's processes were told to stop: when, and who they were. */
   let stopping: { started: Promise<Proc[]>; killAt: number } | undefined;
-  for (const signal of FORWARDED) {
-    const listener = () => {
-      if (exited) {
-        if (draining) {
-          // While what the command left behind is read: stop reading it; the job's end
-          // still goes out.
-          hurried = true;
-          return;
-        }
-        // While the last events go out: stop waiting for the server.
-        publisher.abort(true);
+  const stopListening = onForwarded((signal) => {
+    if (exited) {
+      if (draining) {
+        // While what the command left behind is read: stop reading it; the job's end
+        // still goes out.
+        hurried = true;
         return;
       }
-      // The first signal is passed on for CMD to stop by itself; another one while it has
-      // not stopped (it ignores them, or takes too long) kills it.
-      const again = interrupted !== undefined;
-      interrupted ??= signal;
-      if (again) {
-        stderrLine(`jobwire: ${signal} again: killing the command (SIGKILL)`);
-        void signalTree(child, "SIGKILL");
-        return;
-      }
-      if (signal === "SIGTERM") {
-        // From a supervisor (timeout(1), systemd, a container's stop), which no other process
-        // of the command's hears: they get it too, and what still runs when the command has
-        // exited gets what is left of --kill-after, then SIGKILL.
-        stopping ??= { started: signalTree(child, signal), killAt: Date.now() + killAfter * 1000 };
-        return;
-      }
-      try {
-        child.kill(signal);
-      } catch {
-        // It has just exited.
-      }
-    };
-    try {
-      Deno.addSignalListener(signal, listener);
-      listeners.set(signal, listener);
-    } catch {
-      // Not every platform lets a program listen for every signal (SIGTERM on Windows).
+      // While the last events go out: stop waiting for the server.
+      publisher.abort(true);
+      return;
     }
-  }
+    // The first signal is passed on for CMD to stop by itself; another one while it has
+    // not stopped (it ignores them, or takes too long) kills it.
+    const again = interrupted !== undefined;
+    interrupted ??= signal;
+    if (again) {
+      stderrLine(`jobwire: ${signal} again: killing the command (SIGKILL)`);
+      void signalTree(child, "SIGKILL");
+      return;
+    }
+    if (signal === "SIGTERM") {
+      // From a supervisor (timeout(1), systemd, a container's stop), which no other process
+      // of the command's hears: they get it too, and what still runs when the command has
+      // exited gets what is left of --kill-after, then SIGKILL.
+      stopping ??= { started: signalTree(child, signal), killAt: Date.now() + killAfter * 1000 };
+      return;
+    }
+    try {
+      child.kill(signal);
+    } catch {
+      // It has just exited.
+    }
+  });
   // Only now: until CMD's listeners were in place, the wait's caught what came.
   waited.release();
 
@@ -437,7 +438,7 @@ export async function runCommand(args: string[]): Promise<number> {
       stderrLine(`jobwire: job ${jobId} had ended elsewhere as the command ended`);
     }
   });
-  for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  stopListening();
   return code;
 }
 

@@ -146,7 +146,9 @@ const EVENTS_PATH = /^\/jobs\/[^/]+\/events$/;
 /**
  * The answer to a HEAD request: the GET answer's status and headers, with the length of the
  * body it would have had (routing answers HEAD as GET; without this the runtime would say
- * `Content-Length: 0` for the empty body it sends). Streams answer HEAD themselves.
+ * `Content-Length: 0` for the empty body it sends). Measured here, in the middleware: routing
+ * drops the body once the middleware is done. Streams answer HEAD themselves; what reaches
+ * the runtime is made right in `headAnswer` (`src/server.ts`).
  */
 async function headOf(response: Response): Promise<Response> {
   if (response.body === null || response.headers.has("content-length")) return response;

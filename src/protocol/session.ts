@@ -17,7 +17,6 @@ import type { JobRecord } from "../jobs/job.ts";
 import { isTerminal, type JobStatus } from "../jobs/status.ts";
 import { type Codec, frameLength, type Transport } from "./codec.ts";
 import { Outbox, type OutboxLimits, type Sink, SLOW_CONSUMER_REASON } from "./outbox.ts";
-import { logs } from "../log.ts";
 import type { ReplayAllowance } from "./replay_allowance.ts";
 
 /** Where a job's replay starts after: before its first event, or its end when it has none. */
@@ -227,7 +226,7 @@ export class Session {
   #single: boolean;
   /** The job a one-job stream is for (the first it followed). */
   #own: string | undefined;
-  /** What {@link followed} says once the subscriptions are gone (set only to be logged). */
+  /** What {@link followed} says once the subscriptions are gone. */
   #followedAtClose: string | undefined;
 
   /**
@@ -767,9 +766,7 @@ export class Session {
   dispose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (logs("debug") || this.#outbox.closedWith?.reason === SLOW_CONSUMER_REASON) {
-      this.#followedAtClose = [...this.#subs.keys()].join(",");
-    }
+    if (this.#subs.size > 0) this.#followedAtClose = [...this.#subs.keys()].join(",");
     for (const [jobId, sub] of this.#subs) this.context.hub.unsubscribe(jobId, sub);
     this.#subs.clear();
     if (this.#firehose !== undefined) this.context.hub.unsubscribeAll(this.#firehose);

@@ -348,10 +348,7 @@ export class SqliteStore implements EventStore {
 
   /** Runs `work` in one transaction: a write's (`BEGIN IMMEDIATE`) unless `begin` says. */
   #transaction<T>(work: () => T, begin: string = SQL.begin): T {
-    if (begin !== SQL.beginRead) {
-      this.#refuseIfLost();
-      this.#refuseIfFull();
-    }
+    if (begin !== SQL.beginRead) this.#refuseWrites();
     this.#stmt(begin).run();
     try {
       const value = work();
@@ -362,6 +359,12 @@ export class SqliteStore implements EventStore {
       if (isFull(error)) this.#full = true;
       throw error;
     }
+  }
+
+  /** Refuses a write to a file that is gone, or while the disk is full (see below). */
+  #refuseWrites(): void {
+    this.#refuseIfLost();
+    this.#refuseIfFull();
   }
 
   /**
@@ -562,8 +565,7 @@ export class SqliteStore implements EventStore {
    */
   appendBatch(requests: readonly AppendRequest[], now: number): AppendOutcome[] {
     if (requests.length === 0) return [];
-    this.#refuseIfLost();
-    this.#refuseIfFull();
+    this.#refuseWrites();
     this.#withoutWaiting(() => this.#stmt(SQL.begin).run(), () => {
       throw new StoreBusyError("The database is locked by another connection");
     });
@@ -945,8 +947,7 @@ export class SqliteStore implements EventStore {
   withoutBlocking<T>(write: () => T): T {
     // Every write goes through here or a transaction of this store's (the sign-ins' and
     // tickets' too): each is refused on a lost file or a full disk alike.
-    this.#refuseIfLost();
-    this.#refuseIfFull();
+    this.#refuseWrites();
     try {
       return this.#withoutWaiting(write, () => {
         throw new StoreBusyError("database is locked by another connection");
